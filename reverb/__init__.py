@@ -1,0 +1,50 @@
+"""Reverb: server-authoritative object replication and RPC over TCP for Python games.
+
+The seed's API (``ReverbManager``, ``ReverbObject``, ``Server``, ``Client`` and the event
+registries) sits on a sans-I/O core (``reverb.proto``, ``reverb.replication``) with two thin I/O
+layers: ``reverb.threaded`` (blocking, the default) and ``reverb.aio`` (asyncio).
+"""
+
+from reverb.context import ReverbContext, ReverbSide
+from reverb.errors import (
+    ConnectionClosed,
+    EncodeError,
+    FrameTooLarge,
+    HandshakeFailed,
+    InvalidState,
+    LocalProtocolError,
+    RemoteProtocolError,
+    ReverbError,
+    RpcError,
+)
+from reverb.manager import ReverbManager
+from reverb.objects import ReverbObject, expose, rpc_caller
+from reverb.threaded import Client, Server
+
+server_event_registry = ReverbManager.context.server_events
+client_event_registry = ReverbManager.context.client_events
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Client",
+    "ConnectionClosed",
+    "EncodeError",
+    "FrameTooLarge",
+    "HandshakeFailed",
+    "InvalidState",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "ReverbContext",
+    "ReverbError",
+    "ReverbManager",
+    "ReverbObject",
+    "ReverbSide",
+    "RpcError",
+    "Server",
+    "__version__",
+    "client_event_registry",
+    "expose",
+    "rpc_caller",
+    "server_event_registry",
+]

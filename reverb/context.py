@@ -1,0 +1,241 @@
+"""``ReverbContext``: one side's objects, types, events and connection, as an instance.
+
+Everything the seed's class-level ``ReverbManager`` offers is a method here; the manager is a
+façade over a default context, and tests or rooms can run several contexts in one process.
+A context is driven by the game thread: ``server_sync()`` on a server, ``client_sync()`` (or
+``get_all_ro_by_type()``) on a client. Those calls are where RPC handlers and event handlers
+run, so game code never races them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from reverb import _current
+from reverb.errors import InvalidState, RemoteProtocolError, RpcError
+from reverb.events import CLIENT_EVENTS, SERVER_EVENTS, EventRegistry
+from reverb.proto import messages as m
+from reverb.proto.session import Closed, Received
+from reverb.replication.types import TypeRegistry
+from reverb.replication.world import ClientWorld, Despawned, ServerWorld, Spawned
+from reverb.transport import (
+    ClientTransport,
+    PeerClosed,
+    PeerMessage,
+    PeerOpened,
+    ServerTransport,
+)
+
+__all__ = ["DEFAULT_TICK_RATE", "ReverbContext", "ReverbSide"]
+
+logger = logging.getLogger("reverb")
+
+DEFAULT_TICK_RATE = 30.0  # Hz: the common rate of action games' server ticks
+T = TypeVar("T")
+
+
+class ReverbSide(enum.Enum):
+    SERVER = "server"
+    CLIENT = "client"
+
+
+class ReverbContext:
+    """A server's world or a client's replica table, with its types, events and connection."""
+
+    def __init__(self, side: ReverbSide | None = None) -> None:
+        self.side = side
+        self.types = TypeRegistry()
+        self.server_events = EventRegistry(SERVER_EVENTS, "server")
+        self.client_events = EventRegistry(CLIENT_EVENTS, "client")
+        self.world = ServerWorld(self.types)
+        self.replicas = ClientWorld(self.types, bind=self._bind)
+        self.connection: Any = None
+        self._next_tick = 0.0
+
+    # -- set-up ------------------------------------------------------------------------------
+
+    def register(self, cls: type[T], name: str | None = None) -> type[T]:
+        """Register a ``ReverbObject`` subclass under ``name`` (default: its class name)."""
+        self.types.register(cls, name)
+        return cls
+
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[ReverbContext]:
+        """Within the block, objects built in this thread join this context, not the default."""
+        token = _current.activate(self)
+        try:
+            yield self
+        finally:
+            _current.deactivate(token)
+
+    @property
+    def objects(self) -> dict[int, Any]:
+        """uid -> object: the world on a server, the replicas on a client."""
+        return self.replicas.objects if self.side is ReverbSide.CLIENT else self.world.objects
+
+    def get_all_ro_by_type(self, cls: type[T]) -> list[T]:
+        """Every object of ``cls`` (subclasses included). On a client, applies pending syncs
+        first, so a loop calling it sees whole ticks, never a half-applied one."""
+        if self.side is ReverbSide.CLIENT:
+            self.client_sync()
+        return [obj for obj in self.objects.values() if isinstance(obj, cls)]
+
+    # -- objects (server) --------------------------------------------------------------------
+
+    def add(self, obj: Any) -> int:
+        if self.side is not ReverbSide.SERVER:
+            raise InvalidState(
+                "objects are spawned on the server: set ReverbManager.REVERB_SIDE = "
+                f"ReverbSide.SERVER first (side is {self.side})"
+            )
+        if obj.uid is not None:
+            raise InvalidState("UIDs are assigned by the server; leave uid=None")
+        uid = self.world.add(obj, obj._reverb_args)
+        self._bind(obj)
+        obj.on_init_from_server()
+        return uid
+
+    def remove(self, uid: int) -> None:
+        """Despawn the object ``uid`` (server only)."""
+        if self.side is not ReverbSide.SERVER:
+            raise InvalidState("only the server despawns objects")
+        obj = self.world.remove(uid)
+        obj._reverb_ctx = None
+        obj.on_destroy_from_server()
+
+    def _bind(self, obj: Any) -> None:
+        obj._reverb_ctx = self
+
+    def owns(self, obj: Any) -> bool:
+        conn = self.connection
+        return (
+            self.side is ReverbSide.CLIENT
+            and conn is not None
+            and conn.member is not None
+            and obj.belonging_membership == conn.member
+        )
+
+    def call(self, obj: Any, name: str, args: tuple[Any, ...]) -> Future[Any]:
+        future: Future[Any] = Future()
+        if self.side is ReverbSide.SERVER:
+            try:
+                future.set_result(getattr(obj, name)(*args))
+            except Exception as exc:
+                future.set_exception(exc)
+            return future
+        info = self.types.of(obj)
+        if name not in info.exposed:
+            future.set_exception(RpcError(f"{info.name} exposes no method {name!r}", "not_exposed"))
+            return future
+        conn: ClientTransport | None = self.connection
+        if conn is None:
+            raise InvalidState("not connected: call Client.connect() first")
+        wire_args = m.to_wire(list(args), f"{info.name}.{name} arguments")
+        return conn.call(obj.uid, name, wire_args)
+
+    # -- the server's loop -------------------------------------------------------------------
+
+    def server_sync(self) -> None:
+        """Keep the tick rate, run queued RPCs and events, and send this tick's changes.
+
+        Blocks until the next tick is due (running RPCs as they arrive meanwhile), so the
+        seed's ``while True: server_sync()`` neither burns a core nor floods the network.
+        """
+        if self.side is ReverbSide.CLIENT:
+            raise InvalidState("server_sync() runs on the server; clients call client_sync()")
+        conn: ServerTransport | None = self.connection
+        rate = conn.tick_rate if conn is not None else DEFAULT_TICK_RATE
+        now = time.monotonic()
+        deadline = self._next_tick
+        while True:
+            self.serve()
+            if now >= deadline:
+                break
+            if conn is not None:
+                conn.wait(deadline - now)
+            else:
+                time.sleep(deadline - now)
+            now = time.monotonic()
+        self._next_tick = max(deadline + 1.0 / rate, now)
+        self.tick(now)
+
+    def serve(self) -> None:
+        """Handle what the connection has received: joins, leaves and RPCs."""
+        conn: ServerTransport | None = self.connection
+        if conn is None:
+            return
+        for event in conn.poll():
+            if isinstance(event, PeerMessage):
+                if isinstance(event.message, m.Rpc):
+                    conn.send((event.member,), self.world.call(event.member, event.message))
+            elif isinstance(event, PeerOpened):
+                self.world.peer_joined(event.member)
+                self.server_events.fire("client_connected", event.member)
+            elif isinstance(event, PeerClosed):
+                self.world.peer_left(event.member)
+                self.server_events.fire(
+                    "client_disconnected", event.member, event.code, event.reason
+                )
+
+    def tick(self, now: float) -> None:
+        """Send every peer what changed since its last sync (no waiting, no pacing)."""
+        out = self.world.tick(now)
+        conn: ServerTransport | None = self.connection
+        if conn is not None:
+            for members, message in out:
+                conn.send(members, message)
+
+    # -- the client's loop -------------------------------------------------------------------
+
+    def client_sync(self, timeout: float = 0.0) -> int:
+        """Apply what the server sent and fire client events; returns how many events.
+
+        With ``timeout`` > 0, first waits up to that long for something to arrive.
+        """
+        conn: ClientTransport | None = self.connection
+        if conn is None:
+            return 0
+        if timeout > 0:
+            conn.wait(timeout)
+        events = conn.poll()
+        for event in events:
+            if isinstance(event, Received):
+                self._client_message(conn, event.message)
+            elif isinstance(event, Closed):
+                self.client_events.fire("disconnected", event.code, event.reason)
+        return len(events)
+
+    def _client_message(self, conn: ClientTransport, message: m.Message) -> None:
+        if isinstance(message, m.Sync):
+            try:
+                changes = self.replicas.apply(message)
+            except RemoteProtocolError as exc:
+                logger.error("invalid sync from the server (%d): %s", exc.code, exc)
+                conn.abort(exc.code, str(exc))
+                return
+            if changes is None:
+                return
+            for change in changes:
+                if isinstance(change, Spawned):
+                    change.obj.on_init_from_client()
+                    self.client_events.fire("object_spawned", change.obj)
+                elif isinstance(change, Despawned):
+                    change.obj.on_destroy_from_client()
+                    change.obj._reverb_ctx = None
+                    self.client_events.fire("object_despawned", change.obj)
+            self.client_events.fire("synced", message.tick)
+        elif isinstance(message, m.RpcErrorReply):
+            self.client_events.fire("rpc_error", RpcError(message.message, message.code))
+
+    def client_connected(self, member: int) -> None:
+        """Called by a client connection once its handshake completed."""
+        for change in self.replicas.reset():
+            change.obj.on_destroy_from_client()
+            self.client_events.fire("object_despawned", change.obj)
+        self.client_events.fire("connected", member)

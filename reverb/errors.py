@@ -1,0 +1,83 @@
+"""Reverb's exceptions: one root, local misuse apart from remote misbehaviour.
+
+::
+
+    ReverbError
+    ├── LocalProtocolError      this program misused the API or tried to send something illegal
+    │   ├── InvalidState        the call is not allowed in the current state (side, connection)
+    │   └── EncodeError         a value cannot be put on the wire (names the object and attribute)
+    ├── RemoteProtocolError     the peer sent something the protocol forbids (carries a close code)
+    │   └── FrameTooLarge       a frame header announced more than the maximum frame size
+    ├── ConnectionClosed        the connection ended; carries the close code and reason
+    │   └── HandshakeFailed     the server refused or never answered the handshake
+    └── RpcError                a remote call failed; carries the protocol's error code
+
+Raising ``RpcError("message")`` inside an exposed method refuses the call: the caller receives
+an ``RpcError`` with code ``"rejected"`` and that message (docs/protocol.md §8.3).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConnectionClosed",
+    "EncodeError",
+    "FrameTooLarge",
+    "HandshakeFailed",
+    "InvalidState",
+    "LocalProtocolError",
+    "RemoteProtocolError",
+    "ReverbError",
+    "RpcError",
+]
+
+
+class ReverbError(Exception):
+    """Root of every exception Reverb raises on purpose."""
+
+
+class LocalProtocolError(ReverbError):
+    """This side misused the API, or tried to send a message the protocol forbids."""
+
+
+class InvalidState(LocalProtocolError):
+    """The operation is not allowed in the current state."""
+
+
+class EncodeError(LocalProtocolError):
+    """A value cannot be encoded as JSON under the rules of docs/protocol.md §3.4."""
+
+
+class RemoteProtocolError(ReverbError):
+    """The peer violated the protocol; ``code`` is the close code that answers it (§10)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class FrameTooLarge(RemoteProtocolError):
+    """A frame header announced more bytes than the maximum frame size (§2.3)."""
+
+
+class ConnectionClosed(ReverbError):
+    """The connection is closed; ``code`` and ``reason`` say how (§10)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(
+            f"connection closed ({code}): {reason}" if reason else f"connection closed ({code})"
+        )
+        self.code = code
+        self.reason = reason
+
+
+class HandshakeFailed(ConnectionClosed):
+    """The handshake did not complete: refused by the server, or no answer in time."""
+
+
+class RpcError(ReverbError):
+    """A remote call failed with ``code`` (§8.3); ``message`` explains it."""
+
+    def __init__(self, message: str, code: str = "rejected") -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message

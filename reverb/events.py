@@ -1,0 +1,91 @@
+"""Event registries: ``@registry.on_event("name")`` handlers for connection and sync events.
+
+Server events (run inside ``server_sync()`` on the game thread):
+
+================================  ==========================================
+``client_connected``              ``(client_id)``: a client completed the handshake
+``client_disconnected``           ``(client_id, code, reason)``: it left, was dropped or timed out
+================================  ==========================================
+
+Client events (run on the thread that calls ``client_sync()`` / ``get_all_ro_by_type()``;
+``connected`` runs inside ``connect()``):
+
+================================  ==========================================
+``connected``                     ``(membership_id)``
+``disconnected``                  ``(code, reason)`` (close codes: docs/protocol.md §10)
+``synced``                        ``(tick)``: a whole sync was applied (alias ``server_sync``)
+``object_spawned``                ``(obj)``: a replica was created
+``object_despawned``              ``(obj)``: a replica was removed
+``rpc_error``                     ``(error)``: an ``RpcError`` answered one of this client's calls
+================================  ==========================================
+
+A handler may take fewer parameters than its event offers: it receives the leading ones.
+An exception in a handler is logged and does not stop the others or the game loop.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+__all__ = ["CLIENT_EVENTS", "SERVER_EVENTS", "EventRegistry"]
+
+logger = logging.getLogger("reverb")
+
+SERVER_EVENTS = frozenset({"client_connected", "client_disconnected"})
+CLIENT_EVENTS = frozenset(
+    {"connected", "disconnected", "synced", "object_spawned", "object_despawned", "rpc_error"}
+)
+_ALIASES = {"server_sync": "synced"}  # the seed's name for the client's sync event
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _arity(func: Callable[..., Any]) -> int | None:
+    """How many positional arguments ``func`` takes, or None if it takes any number."""
+    try:
+        params = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return None
+    if any(p.kind is p.VAR_POSITIONAL for p in params):
+        return None
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+
+
+class EventRegistry:
+    """Handlers by event name; the names are fixed so that a typo fails at decoration time."""
+
+    def __init__(self, names: frozenset[str], side: str) -> None:
+        self.names = names
+        self.side = side
+        self._handlers: dict[str, list[tuple[Callable[..., Any], int | None]]] = {}
+
+    def on_event(self, name: str) -> Callable[[F], F]:
+        """Decorator: run the function when ``name`` happens."""
+        name = _ALIASES.get(name, name)
+        if name not in self.names:
+            raise ValueError(
+                f"unknown {self.side} event {name!r}; known events: {', '.join(sorted(self.names))}"
+            )
+
+        def decorate(func: F) -> F:
+            self._handlers.setdefault(name, []).append((func, _arity(func)))
+            return func
+
+        return decorate
+
+    def remove(self, name: str, func: Callable[..., Any]) -> None:
+        name = _ALIASES.get(name, name)
+        self._handlers[name] = [h for h in self._handlers.get(name, []) if h[0] is not func]
+
+    def clear(self) -> None:
+        self._handlers.clear()
+
+    def fire(self, name: str, *args: Any) -> None:
+        for func, arity in list(self._handlers.get(name, ())):
+            try:
+                func(*(args if arity is None else args[:arity]))
+            except Exception:
+                logger.exception("%s event handler %r for %r raised", self.side, func, name)

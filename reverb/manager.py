@@ -1,0 +1,76 @@
+"""``ReverbManager``: the seed's class-level API, delegating to a default ``ReverbContext``.
+
+This is the only class-level state in the library, and it holds no logic: every attribute and
+method forwards to ``ReverbManager.context``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from reverb import _current
+from reverb.context import ReverbContext, ReverbSide
+
+__all__ = ["ReverbManager"]
+
+T = TypeVar("T")
+
+_default = ReverbContext()
+_current.set_default(_default)
+
+
+class _ManagerMeta(type):
+    """Makes ``ReverbManager.REVERB_SIDE = ...`` (class attribute assignment) reach the context."""
+
+    @property
+    def REVERB_SIDE(cls) -> ReverbSide | None:
+        return _default.side
+
+    @REVERB_SIDE.setter
+    def REVERB_SIDE(cls, side: ReverbSide | None) -> None:
+        _default.side = side
+
+    @property
+    def REVERB_CONNECTION(cls) -> Any:
+        return _default.connection
+
+    @REVERB_CONNECTION.setter
+    def REVERB_CONNECTION(cls, connection: Any) -> None:
+        _default.connection = connection
+
+    @property
+    def REVERB_OBJECTS(cls) -> dict[int, Any]:
+        return _default.objects
+
+
+class ReverbManager(metaclass=_ManagerMeta):
+    """The seed's API. ``ReverbManager.context`` is the ``ReverbContext`` behind it."""
+
+    context = _default
+
+    @staticmethod
+    def reverb_object_attribute(cls: type[T]) -> type[T]:
+        """Class decorator: register a ``ReverbObject`` subclass for replication."""
+        return _default.register(cls)
+
+    @staticmethod
+    def server_sync() -> None:
+        _default.server_sync()
+
+    @staticmethod
+    def client_sync(timeout: float = 0.0) -> int:
+        return _default.client_sync(timeout)
+
+    @staticmethod
+    def get_all_ro_by_type(cls: type[T]) -> list[T]:
+        return _default.get_all_ro_by_type(cls)
+
+    @staticmethod
+    def remove_reverb_object(uid: int) -> None:
+        _default.remove(uid)
+
+    @staticmethod
+    def compute_server(obj: Any, func: Callable[..., Any] | str, *args: Any) -> Future[Any]:
+        return obj.compute_server(func, *args)  # type: ignore[no-any-return]

@@ -1,0 +1,120 @@
+"""``ReverbObject``, the base class of replicated objects, and the ``expose`` decorator."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from reverb import _current
+from reverb.errors import LocalProtocolError
+from reverb.replication.types import Exposure
+from reverb.replication.world import current_caller
+
+if TYPE_CHECKING:
+    from reverb.context import ReverbContext
+
+__all__ = ["ReverbObject", "expose", "rpc_caller"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@overload
+def expose(func: F, /) -> F: ...
+@overload
+def expose(*, anyone: bool = False) -> Callable[[F], F]: ...
+def expose(func: F | None = None, /, *, anyone: bool = False) -> F | Callable[[F], F]:
+    """Allow clients to call a method with ``compute_server`` (docs/protocol.md §8).
+
+    ``@expose`` lets the object's owner call it; ``@expose(anyone=True)`` lets any client.
+    Methods that are not exposed, and names starting with ``_``, can never be called remotely.
+    """
+
+    def mark(f: F) -> F:
+        if f.__name__.startswith("_"):
+            raise ValueError(f"{f.__name__!r}: names starting with '_' cannot be exposed")
+        f.__reverb_expose__ = Exposure(anyone=anyone)  # type: ignore[attr-defined]
+        return f
+
+    return mark(func) if func is not None else mark
+
+
+def rpc_caller() -> int | None:
+    """Inside an exposed method run for a client: that client's membership id; else None."""
+    return current_caller.get()
+
+
+class ReverbObject:
+    """An object the server replicates to its clients.
+
+    Subclasses pass the values their constructor needs to rebuild them as positional arguments:
+    ``super().__init__(x, y, uid=uid, add_on_init=add_on_init,
+    belonging_membership=belonging_membership)``. A client builds each replica by calling the
+    subclass with those values, then sets its replicated fields.
+
+    Replicated fields are the public instance attributes (not starting with ``_``) other than
+    ``uid`` and ``belonging_membership``. A class may instead list them in
+    ``__reverb_fields__ = ("x", "y")`` or leave some out with ``__reverb_exclude__``.
+    """
+
+    uid: int | None
+    belonging_membership: int | None
+
+    def __init__(
+        self,
+        *args: Any,
+        uid: int | None = None,
+        add_on_init: bool = True,
+        belonging_membership: int | None = None,
+    ) -> None:
+        self._reverb_args = args
+        self._reverb_ctx: ReverbContext | None = None
+        self.uid = uid
+        self.belonging_membership = belonging_membership
+        if add_on_init:
+            _current.current_context().add(self)
+
+    def is_owner(self) -> bool:
+        """True on the client whose membership id is this object's ``belonging_membership``."""
+        ctx = self._reverb_ctx
+        return ctx is not None and ctx.owns(self)
+
+    def compute_server(self, func: Callable[..., Any] | str, *args: Any) -> Future[Any]:
+        """Run ``func(*args)`` on the server's copy of this object; returns a ``Future``.
+
+        ``func`` is one of this object's bound methods (``obj.compute_server(obj.move, 1, 0)``)
+        or its name. The future holds the return value, or raises ``RpcError``. On the server
+        the method simply runs now.
+        """
+        if isinstance(func, str):
+            name = func
+        elif getattr(func, "__self__", None) is self:
+            name = func.__name__
+        else:
+            raise LocalProtocolError("compute_server takes a bound method of this object")
+        ctx = self._reverb_ctx
+        if ctx is None:
+            raise LocalProtocolError(f"{type(self).__name__} uid={self.uid} is not in a world")
+        return ctx.call(self, name, args)
+
+    def destroy(self) -> None:
+        """Despawn this object (server only); every client removes its replica."""
+        ctx = self._reverb_ctx
+        if ctx is None or self.uid is None:
+            raise LocalProtocolError(f"{type(self).__name__} uid={self.uid} is not in a world")
+        ctx.remove(self.uid)
+
+    def on_init_from_server(self) -> None:
+        """Called on the server when the object joins the world."""
+
+    def on_init_from_client(self) -> None:
+        """Called on a client when its replica has been built and filled in."""
+
+    def on_destroy_from_server(self) -> None:
+        """Called on the server when the object leaves the world."""
+
+    def on_destroy_from_client(self) -> None:
+        """Called on a client when the server despawned the object."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} uid={self.uid} owner={self.belonging_membership}>"

@@ -1,0 +1,1 @@
+"""The sans-I/O protocol core: framing, message codec and the session state machine."""

@@ -1,0 +1,65 @@
+"""Length-prefixed framing (docs/protocol.md §2): a 4-byte big-endian length, then the body."""
+
+from __future__ import annotations
+
+import struct
+
+from reverb.errors import FrameTooLarge, RemoteProtocolError
+
+__all__ = ["DEFAULT_MAX_FRAME_SIZE", "HEADER_SIZE", "FrameDecoder", "encode_frame"]
+
+_HEADER = struct.Struct(">I")
+HEADER_SIZE = _HEADER.size
+# 1 MiB holds a snapshot part of thousands of objects, yet caps what one hostile header can
+# make us buffer; syncs larger than the peer's limit are split into parts (§7.5).
+DEFAULT_MAX_FRAME_SIZE = 1 << 20
+
+
+def encode_frame(body: bytes) -> bytes:
+    """Return ``body`` with its length header (§2.1)."""
+    return _HEADER.pack(len(body)) + body
+
+
+class FrameDecoder:
+    """Reassembles frames from any split of the byte stream (§2.4).
+
+    The length is checked against ``max_frame_size`` as soon as the header is complete, before
+    any of the body is buffered (§2.3).
+    """
+
+    def __init__(self, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
+        self.max_frame_size = max_frame_size
+        self._buffer = bytearray()
+        self._need: int | None = None  # body length of the frame in progress, once known
+
+    @property
+    def in_frame(self) -> bool:
+        """True while a started frame (header or body) is incomplete."""
+        return bool(self._buffer) or self._need is not None
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add bytes; return the bodies of every frame they complete, in order.
+
+        Raises ``FrameTooLarge`` or ``RemoteProtocolError``; after that the decoder is unusable.
+        """
+        self._buffer += data
+        frames: list[bytes] = []
+        while True:
+            if self._need is None:
+                if len(self._buffer) < HEADER_SIZE:
+                    return frames
+                (length,) = _HEADER.unpack_from(self._buffer)
+                del self._buffer[:HEADER_SIZE]
+                if length > self.max_frame_size:
+                    raise FrameTooLarge(
+                        f"frame of {length} bytes exceeds the limit of {self.max_frame_size}",
+                        1009,
+                    )
+                if length == 0:
+                    raise RemoteProtocolError("empty frame", 1007)
+                self._need = length
+            if len(self._buffer) < self._need:
+                return frames
+            frames.append(bytes(self._buffer[: self._need]))
+            del self._buffer[: self._need]
+            self._need = None

@@ -1,0 +1,457 @@
+"""Every message of docs/protocol.md §5 as a frozen dataclass, and the JSON codec.
+
+A message class declares its wire name (``TYPE``) and its fields once; that declaration drives
+both encoding and the validation of decoded messages (§3.5). Fields with a default are optional
+on the wire; fields whose value is ``ABSENT`` are left out when encoding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import json
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Union
+
+from reverb.errors import EncodeError, RemoteProtocolError
+
+__all__ = [
+    "ABSENT",
+    "MAX_DEPTH",
+    "MAX_SAFE_INT",
+    "PROTOCOL_VERSION",
+    "Absent",
+    "Close",
+    "Hello",
+    "Message",
+    "Ping",
+    "Pong",
+    "Rpc",
+    "RpcErrorReply",
+    "RpcResult",
+    "SpawnEntry",
+    "Sync",
+    "UpdateEntry",
+    "Welcome",
+    "decode",
+    "encode",
+    "encode_sync",
+    "to_wire",
+]
+
+PROTOCOL_VERSION = 1
+MAX_SAFE_INT = (
+    2**53 - 1
+)  # §3.4: every implementation (JavaScript included) represents these exactly
+MAX_DEPTH = 32  # §3.4: deep enough for game state, shallow enough that no decoder recurses far
+
+
+class Absent(enum.Enum):
+    """Marks an optional field that is left out of the encoded message."""
+
+    ABSENT = "absent"
+
+
+ABSENT = Absent.ABSENT
+
+
+@dataclass(frozen=True)
+class SpawnEntry:
+    """An object as a client first sees it (§7.2)."""
+
+    uid: int
+    type: str
+    owner: int | None
+    args: list[Any]
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class UpdateEntry:
+    """The changed fields of an object, and its new owner if that changed (§7.2)."""
+
+    uid: int
+    fields: dict[str, Any]
+    owner: int | Absent | None = ABSENT
+
+
+@dataclass(frozen=True)
+class Message:
+    """Base of all messages; ``TYPE`` is the wire name (§5)."""
+
+    TYPE: ClassVar[str] = ""
+
+
+@dataclass(frozen=True)
+class Hello(Message):
+    TYPE: ClassVar[str] = "hello"
+    version: int
+    max_frame: int | Absent = ABSENT
+
+
+@dataclass(frozen=True)
+class Welcome(Message):
+    TYPE: ClassVar[str] = "welcome"
+    version: int
+    member: int
+    tick_rate: float
+    max_frame: int
+
+
+@dataclass(frozen=True)
+class Sync(Message):
+    TYPE: ClassVar[str] = "sync"
+    tick: int
+    full: bool
+    final: bool
+    spawn: tuple[SpawnEntry, ...] = ()
+    update: tuple[UpdateEntry, ...] = field(default=())
+    despawn: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rpc(Message):
+    TYPE: ClassVar[str] = "rpc"
+    id: int
+    uid: int
+    method: str
+    args: list[Any]
+
+
+@dataclass(frozen=True)
+class RpcResult(Message):
+    TYPE: ClassVar[str] = "rpc_result"
+    id: int
+    value: Any
+
+
+@dataclass(frozen=True)
+class RpcErrorReply(Message):
+    TYPE: ClassVar[str] = "rpc_error"
+    id: int
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Ping(Message):
+    TYPE: ClassVar[str] = "ping"
+    nonce: int
+
+
+@dataclass(frozen=True)
+class Pong(Message):
+    TYPE: ClassVar[str] = "pong"
+    nonce: int
+
+
+@dataclass(frozen=True)
+class Close(Message):
+    TYPE: ClassVar[str] = "close"
+    code: int
+    reason: str
+
+
+MESSAGE_TYPES: dict[str, type[Message]] = {
+    cls.TYPE: cls
+    for cls in (Hello, Welcome, Sync, Rpc, RpcResult, RpcErrorReply, Ping, Pong, Close)
+}
+
+# -- schema: derived once from the dataclass declarations ------------------------------------
+
+_Check = typing.Callable[[Any, str], Any]
+
+
+def _fail(path: str, expected: str, value: Any) -> typing.NoReturn:
+    raise RemoteProtocolError(
+        f"field {path!r}: expected {expected}, got {type(value).__name__}", 1002
+    )
+
+
+def _check_int(value: Any, path: str) -> int:
+    if type(value) is not int:
+        _fail(path, "an integer", value)
+    return value
+
+
+def _check_number(value: Any, path: str) -> float:
+    if type(value) not in (int, float):
+        _fail(path, "a number", value)
+    return float(value)
+
+
+def _check_str(value: Any, path: str) -> str:
+    if type(value) is not str:
+        _fail(path, "a string", value)
+    return value
+
+
+def _check_bool(value: Any, path: str) -> bool:
+    if type(value) is not bool:
+        _fail(path, "a boolean", value)
+    return value
+
+
+def _check_list(value: Any, path: str) -> list[Any]:
+    if type(value) is not list:
+        _fail(path, "an array", value)
+    return value
+
+
+def _check_dict(value: Any, path: str) -> dict[str, Any]:
+    if type(value) is not dict:
+        _fail(path, "an object", value)
+    return value
+
+
+def _check_any(value: Any, path: str) -> Any:
+    return value
+
+
+_SCALARS: dict[Any, _Check] = {
+    int: _check_int,
+    float: _check_number,
+    str: _check_str,
+    bool: _check_bool,
+    Any: _check_any,
+}
+
+
+def _checker(hint: Any) -> tuple[_Check, bool]:
+    """Return (check, optional) for a field's type hint."""
+    if hint in _SCALARS:
+        return _SCALARS[hint], False
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        optional = Absent in args
+        rest = tuple(a for a in args if a is not Absent)
+        nullable = type(None) in rest
+        rest = tuple(a for a in rest if a is not type(None))
+        (inner,) = rest
+        check, _ = _checker(inner)
+        if nullable:
+            return (lambda v, p: None if v is None else check(v, p)), optional
+        return check, optional
+    if origin is list:
+        return _check_list, False
+    if origin is dict:
+        return _check_dict, False
+    if origin is tuple:
+        item, _ = _checker(args[0])
+
+        def check_tuple(value: Any, path: str) -> tuple[Any, ...]:
+            items = _check_list(value, path)
+            return tuple(item(v, f"{path}[{i}]") for i, v in enumerate(items))
+
+        return check_tuple, False
+    if dataclasses.is_dataclass(hint):
+        return _struct_checker(hint), False
+    raise TypeError(f"no wire schema for {hint!r}")  # pragma: no cover - a declaration bug
+
+
+def _struct_checker(cls: Any) -> _Check:
+    hints = typing.get_type_hints(cls)
+    spec = []
+    for f in dataclasses.fields(cls):
+        check, optional = _checker(hints[f.name])
+        spec.append((f.name, check, optional))
+
+    def check_struct(value: Any, path: str) -> Any:
+        obj = _check_dict(value, path)
+        kwargs = {}
+        for name, check, optional in spec:
+            if name not in obj:
+                if optional:
+                    continue
+                raise RemoteProtocolError(
+                    f"missing field {path + '.' + name if path else name!r}", 1002
+                )
+            kwargs[name] = check(obj[name], f"{path}.{name}" if path else name)
+        return cls(**kwargs)
+
+    return check_struct
+
+
+_DECODERS: dict[str, _Check] = {name: _struct_checker(cls) for name, cls in MESSAGE_TYPES.items()}
+
+# -- JSON layer: §3.1-§3.4 -------------------------------------------------------------------
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed")
+
+
+def _parse_int(text: str) -> int:
+    # Checked before int() converts it: a megabyte of digits is quadratic on Python 3.10.
+    if len(text.lstrip("-")) > 16 or abs(int(text)) > MAX_SAFE_INT:
+        raise ValueError("integer out of the safe range ±(2**53-1)")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError("number out of range")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise ValueError("duplicate key in object")
+    return result
+
+
+_decoder = json.JSONDecoder(
+    object_pairs_hook=_unique_keys,
+    parse_constant=_no_constants,
+    parse_int=_parse_int,
+    parse_float=_parse_float,
+)
+
+
+def _depth_ok(value: Any, depth: int) -> bool:
+    if depth > MAX_DEPTH:
+        return False
+    if type(value) is dict:
+        return all(_depth_ok(v, depth + 1) for v in value.values())
+    if type(value) is list:
+        return all(_depth_ok(v, depth + 1) for v in value)
+    return True
+
+
+def decode(body: bytes) -> Message:
+    """Decode one frame body into a message, or raise ``RemoteProtocolError`` with its code."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise RemoteProtocolError("payload is not valid UTF-8", 1007) from None
+    if text.startswith("\ufeff"):
+        raise RemoteProtocolError("payload starts with a byte order mark", 1007)
+    try:
+        obj = _decoder.decode(text)
+    except RecursionError:
+        raise RemoteProtocolError("payload nests too deeply", 1007) from None
+    except ValueError as exc:
+        raise RemoteProtocolError(f"payload is not valid JSON: {exc}", 1007) from None
+    if type(obj) is not dict:
+        raise RemoteProtocolError(f"payload is a JSON {type(obj).__name__}, not an object", 1007)
+    if not _depth_ok(obj, 1):
+        raise RemoteProtocolError(f"payload nests deeper than {MAX_DEPTH} levels", 1007)
+    kind = obj.get("type")
+    if type(kind) is not str:
+        raise RemoteProtocolError("message has no string 'type'", 1002)
+    check = _DECODERS.get(kind)
+    if check is None:
+        raise RemoteProtocolError(f"unknown message type {kind[:40]!r}", 1002)
+    message: Message = check(obj, "")
+    return message
+
+
+# -- encoding ---------------------------------------------------------------------------------
+
+
+def to_wire(value: Any, where: str = "value", depth: int = 2) -> Any:
+    """Return ``value`` as plain JSON data (tuples become lists), or raise ``EncodeError``.
+
+    ``where`` names the value in the error, e.g. ``"Player uid=3 attribute 'pos'"``.
+    """
+    kind = type(value)
+    if value is None or kind is bool or kind is str:
+        return value
+    if kind is int:
+        if -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+            return value
+        raise EncodeError(f"{where}: integer {value} is outside ±(2**53-1) (docs/protocol.md §3.4)")
+    if kind is float:
+        if math.isfinite(value):
+            return value
+        raise EncodeError(f"{where}: {value} is not a finite number (docs/protocol.md §3.4)")
+    if depth > MAX_DEPTH:
+        raise EncodeError(f"{where}: nests deeper than {MAX_DEPTH} levels (docs/protocol.md §3.4)")
+    if kind is list or kind is tuple:
+        return [to_wire(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+    if kind is dict:
+        out = {}
+        for k, v in value.items():
+            if type(k) is not str:
+                raise EncodeError(f"{where}: dict key {k!r} is not a string")
+            out[k] = to_wire(v, f"{where}[{k!r}]", depth + 1)
+        return out
+    raise EncodeError(
+        f"{where}: a {kind.__name__} cannot be sent; use None, bool, int, float, str, "
+        "list, tuple or dict with str keys"
+    )
+
+
+def _plain(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj):
+        return {
+            f.name: _plain(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if getattr(obj, f.name) is not ABSENT
+        }
+    if type(obj) is tuple:
+        return [_plain(v) for v in obj]
+    return obj
+
+
+_encoder = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
+
+
+def as_dict(message: Message) -> dict[str, Any]:
+    """The message as the JSON object that goes on the wire."""
+    data: dict[str, Any] = {"type": message.TYPE}
+    data.update(_plain(message))
+    return data
+
+
+def encode(message: Message) -> bytes:
+    """Encode a message as a frame body (UTF-8 JSON, §3). Values must already be wire-safe."""
+    try:
+        return _encoder.encode(as_dict(message)).encode("utf-8")
+    except ValueError as exc:  # NaN slipped past to_wire: a local bug, reported as such
+        raise EncodeError(f"{message.TYPE}: {exc}") from None
+
+
+def encode_sync(sync: Sync, limit: int) -> list[bytes]:
+    """Encode one tick's sync as parts of at most ``limit`` bytes each (§7.5)."""
+    body = encode(sync)
+    if len(body) <= limit:
+        return [body]
+    items: list[tuple[str, Any, int]] = [
+        (key, item, len(_encoder.encode(_plain(item))) + 1)
+        for key in ("spawn", "update", "despawn")
+        for item in getattr(sync, key)
+    ]
+    overhead = len(encode(replace_sync(sync, {}, final=False))) + 16
+    parts: list[dict[str, list[Any]]] = []
+    current: dict[str, list[Any]] = {}
+    size = overhead
+    for key, item, cost in items:
+        if overhead + cost > limit:
+            uid = item if key == "despawn" else item.uid
+            raise EncodeError(f"object uid={uid} needs {cost} bytes, over the frame limit {limit}")
+        if size + cost > limit and current:
+            parts.append(current)
+            current, size = {}, overhead
+        current.setdefault(key, []).append(item)
+        size += cost
+    parts.append(current)
+    last = len(parts) - 1
+    return [encode(replace_sync(sync, part, final=i == last)) for i, part in enumerate(parts)]
+
+
+def replace_sync(sync: Sync, lists: dict[str, list[Any]], *, final: bool) -> Sync:
+    return Sync(
+        tick=sync.tick,
+        full=sync.full,
+        final=final,
+        spawn=tuple(lists.get("spawn", ())),
+        update=tuple(lists.get("update", ())),
+        despawn=tuple(lists.get("despawn", ())),
+    )

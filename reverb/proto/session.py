@@ -1,0 +1,318 @@
+"""One connection's protocol state machine, sans I/O (docs/protocol.md §4, §6, §9, §10).
+
+Feed it bytes with ``receive_data``, the end of the stream with ``receive_eof`` and the time with
+``check_timeouts``; take what it produced with ``events`` and ``data_to_send``. Remote garbage
+never raises: it becomes a ``close`` frame to send and a ``Closed`` event (websockets/wsproto).
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+
+from reverb.errors import InvalidState, LocalProtocolError, RemoteProtocolError
+from reverb.proto import messages as m
+from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frame
+
+__all__ = [
+    "CloseCode",
+    "Closed",
+    "Opened",
+    "Received",
+    "Role",
+    "Session",
+    "SessionEvent",
+    "State",
+]
+
+logger = logging.getLogger("reverb")
+
+MIN_MAX_FRAME = 65536  # §5.1: below this a snapshot part could not hold one ordinary object
+HANDSHAKE_TIMEOUT = 5.0  # §4.6: a real client says hello within one round trip
+FRAME_TIMEOUT = 10.0  # §2.6: 1 MiB at a modest 1 Mbit/s takes ~8 s
+PING_INTERVAL = 5.0  # §9.2
+IDLE_TIMEOUT = 15.0  # §9.2: three missed pings; a killed host is found well inside a minute
+
+
+class CloseCode(enum.IntEnum):
+    """Close codes (§10.2)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_VERSION = 1003
+    ABNORMAL = 1006
+    INVALID_PAYLOAD = 1007
+    POLICY = 1008
+    TOO_LARGE = 1009
+    INTERNAL_ERROR = 1011
+    SLOW_CONSUMER = 1013
+
+
+class Role(enum.Enum):
+    SERVER = "server"
+    CLIENT = "client"
+
+
+class State(enum.Enum):
+    HANDSHAKE = "HANDSHAKE"
+    OPEN = "OPEN"
+    CLOSED = "CLOSED"
+
+
+# §6.2: the messages each role may receive in each state. A missing entry is a protocol error.
+RECEIVABLE: dict[tuple[Role, State], frozenset[type[m.Message]]] = {
+    (Role.SERVER, State.HANDSHAKE): frozenset({m.Hello, m.Close}),
+    (Role.SERVER, State.OPEN): frozenset({m.Rpc, m.Ping, m.Pong, m.Close}),
+    (Role.CLIENT, State.HANDSHAKE): frozenset({m.Welcome, m.Close}),
+    (Role.CLIENT, State.OPEN): frozenset(
+        {m.Sync, m.RpcResult, m.RpcErrorReply, m.Ping, m.Pong, m.Close}
+    ),
+}
+_PEER = {Role.SERVER: Role.CLIENT, Role.CLIENT: Role.SERVER}
+
+
+@dataclass(frozen=True)
+class Opened:
+    """The handshake completed; ``member`` is this connection's membership id."""
+
+    member: int
+    tick_rate: float
+
+
+@dataclass(frozen=True)
+class Received:
+    """An application message arrived (rpc on a server; sync and rpc replies on a client)."""
+
+    message: m.Message
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The session ended. ``by_peer`` is true when the peer sent the close or dropped TCP."""
+
+    code: int
+    reason: str
+    by_peer: bool
+
+
+SessionEvent = Opened | Received | Closed
+
+
+class Session:
+    """A server's or a client's view of one connection."""
+
+    def __init__(
+        self,
+        role: Role,
+        now: float,
+        *,
+        member: int = 0,
+        tick_rate: float = 30.0,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        frame_timeout: float = FRAME_TIMEOUT,
+        ping_interval: float = PING_INTERVAL,
+        idle_timeout: float = IDLE_TIMEOUT,
+        name: str = "",
+    ) -> None:
+        self.role = role
+        self.member = member
+        self.tick_rate = tick_rate
+        self.max_frame_size = max_frame_size
+        self.peer_max_frame = DEFAULT_MAX_FRAME_SIZE
+        self.name = name or f"{role.value} #{member}"
+        self._decoder = FrameDecoder(max_frame_size=max_frame_size)
+        self._state = State.HANDSHAKE
+        self._out: list[bytes] = []
+        self._events: list[SessionEvent] = []
+        self._handshake_deadline = now + handshake_timeout
+        self._frame_timeout = frame_timeout
+        self._frame_started: float | None = None
+        self._ping_interval = ping_interval
+        self._idle_timeout = idle_timeout
+        self._last_received = now
+        self._last_sent = now
+        self._nonce = 0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        if role is Role.CLIENT:
+            self._send(m.Hello(version=m.PROTOCOL_VERSION, max_frame=max_frame_size), now)
+
+    # -- state -------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def closed(self) -> bool:
+        return self._state is State.CLOSED
+
+    def _set_state(self, state: State) -> None:
+        logger.debug("%s: %s -> %s", self.name, self._state.value, state.value)
+        self._state = state
+
+    # -- outputs -----------------------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        """Bytes to write to the socket, in order; empties the output."""
+        out, self._out = self._out, []
+        return b"".join(out)
+
+    def events(self) -> list[SessionEvent]:
+        """What happened since the last call, in order; empties the list."""
+        events, self._events = self._events, []
+        return events
+
+    # -- inputs ------------------------------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> None:
+        if self._state is State.CLOSED or not data:
+            return
+        self.bytes_received += len(data)
+        self._last_received = now
+        try:
+            frames = self._decoder.feed(data)
+            for body in frames:
+                self._receive(m.decode(body), now)
+                if self.closed:
+                    return
+        except RemoteProtocolError as exc:
+            logger.warning("%s: protocol violation (%d): %s", self.name, exc.code, exc)
+            self._fail(exc.code, str(exc), now)
+            return
+        if not self._decoder.in_frame:
+            self._frame_started = None
+        elif frames or self._frame_started is None:
+            self._frame_started = now
+
+    def receive_eof(self) -> None:
+        if self._state is State.CLOSED:
+            return
+        where = " inside a frame" if self._decoder.in_frame else ""
+        self._finish(CloseCode.ABNORMAL, f"connection ended without close{where}", by_peer=True)
+
+    def check_timeouts(self, now: float) -> None:
+        """Apply the handshake, frame, idle deadlines and send a ping when due (§2.6, §4.6, §9)."""
+        if self._state is State.CLOSED:
+            return
+        if self._state is State.HANDSHAKE and now >= self._handshake_deadline:
+            self._fail(CloseCode.POLICY, "handshake timeout", now)
+        elif self._frame_started is not None and now - self._frame_started >= self._frame_timeout:
+            self._fail(CloseCode.POLICY, "frame not completed in time", now)
+        elif self._state is State.OPEN and now - self._last_received >= self._idle_timeout:
+            self._fail(CloseCode.POLICY, "idle timeout", now)
+        elif self._state is State.OPEN and now - self._last_sent >= self._ping_interval:
+            self._nonce += 1
+            self._send(m.Ping(nonce=self._nonce), now)
+
+    def next_deadline(self) -> float | None:
+        """The earliest time ``check_timeouts`` has something to do, or None when closed."""
+        if self._state is State.CLOSED:
+            return None
+        if self._state is State.HANDSHAKE:
+            return self._handshake_deadline
+        times = [self._last_received + self._idle_timeout, self._last_sent + self._ping_interval]
+        if self._frame_started is not None:
+            times.append(self._frame_started + self._frame_timeout)
+        return min(times)
+
+    # -- application calls -------------------------------------------------------------------
+
+    def send(self, message: m.Message, now: float) -> None:
+        """Queue an application message; it must be legal for the peer to receive now (§6.2)."""
+        if self._state is not State.OPEN:
+            raise InvalidState(f"cannot send {message.TYPE} in state {self._state.value}")
+        self.send_encoded(message.TYPE, m.encode(message), now)
+
+    def send_encoded(self, kind: str, body: bytes, now: float) -> None:
+        """Queue an already-encoded message body (a broadcast encodes once for every peer)."""
+        if self._state is not State.OPEN:
+            raise InvalidState(f"cannot send {kind} in state {self._state.value}")
+        if len(body) > self.peer_max_frame:
+            raise LocalProtocolError(
+                f"{kind} of {len(body)} bytes exceeds the peer's limit of {self.peer_max_frame}"
+            )
+        self._queue(body, now)
+
+    def close(self, code: int, reason: str, now: float) -> None:
+        """Send ``close`` and end the session (§10.1). Does nothing if already closed."""
+        if self._state is State.CLOSED:
+            return
+        self._send(m.Close(code=code, reason=reason), now)
+        self._finish(code, reason, by_peer=False)
+
+    def abort(self, code: int, reason: str) -> None:
+        """End the session without sending anything (the transport is unusable or dropped)."""
+        if self._state is not State.CLOSED:
+            self._finish(code, reason, by_peer=False)
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _queue(self, body: bytes, now: float) -> None:
+        frame = encode_frame(body)
+        self._out.append(frame)
+        self.bytes_sent += len(frame)
+        self._last_sent = now
+
+    def _send(self, message: m.Message, now: float) -> None:
+        self._queue(m.encode(message), now)
+
+    def _fail(self, code: int, reason: str, now: float) -> None:
+        self.close(code, reason[:200], now)
+
+    def _finish(self, code: int, reason: str, *, by_peer: bool) -> None:
+        self._set_state(State.CLOSED)
+        self._events.append(Closed(code=code, reason=reason, by_peer=by_peer))
+
+    def _receive(self, message: m.Message, now: float) -> None:
+        legal = RECEIVABLE[(self.role, self._state)]
+        if type(message) not in legal:
+            raise RemoteProtocolError(
+                f"{message.TYPE} is not allowed in state {self._state.value}", 1002
+            )
+        if isinstance(message, m.Close):
+            logger.info("%s: peer closed (%d) %s", self.name, message.code, message.reason)
+            self._finish(message.code, message.reason, by_peer=True)
+        elif isinstance(message, m.Ping):
+            self._send(m.Pong(nonce=message.nonce), now)
+        elif isinstance(message, m.Pong):
+            pass  # its arrival already counted as traffic in receive_data
+        elif isinstance(message, m.Hello):
+            self._receive_hello(message, now)
+        elif isinstance(message, m.Welcome):
+            self.member = message.member
+            self.tick_rate = float(message.tick_rate)
+            self.peer_max_frame = message.max_frame
+            self.name = f"client #{message.member}"
+            self._set_state(State.OPEN)
+            self._events.append(Opened(member=message.member, tick_rate=self.tick_rate))
+        else:
+            self._events.append(Received(message))
+
+    def _receive_hello(self, hello: m.Hello, now: float) -> None:
+        if hello.version != m.PROTOCOL_VERSION:
+            self._fail(
+                CloseCode.UNSUPPORTED_VERSION,
+                f"unsupported protocol version {hello.version}; "
+                f"this server speaks {m.PROTOCOL_VERSION}",
+                now,
+            )
+            return
+        if not isinstance(hello.max_frame, m.Absent):
+            if hello.max_frame < MIN_MAX_FRAME:
+                raise RemoteProtocolError(f"max_frame below the minimum of {MIN_MAX_FRAME}", 1002)
+            self.peer_max_frame = hello.max_frame
+        self._set_state(State.OPEN)
+        self._send(
+            m.Welcome(
+                version=m.PROTOCOL_VERSION,
+                member=self.member,
+                tick_rate=self.tick_rate,
+                max_frame=self.max_frame_size,
+            ),
+            now,
+        )
+        self._events.append(Opened(member=self.member, tick_rate=self.tick_rate))

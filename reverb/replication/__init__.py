@@ -1,0 +1,1 @@
+"""The sans-I/O replication core: types, the server's world, the client's replica table."""

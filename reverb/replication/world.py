@@ -1,0 +1,313 @@
+"""The server's authoritative world and the client's replica table, sans I/O (§7, §8).
+
+``ServerWorld.tick`` turns the world's changes into ``sync`` messages for its peers;
+``ServerWorld.call`` runs an ``rpc``; ``ClientWorld.apply`` applies a tick's ``sync`` parts.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from reverb.errors import EncodeError, InvalidState, RemoteProtocolError, RpcError
+from reverb.proto import messages as m
+from reverb.replication.types import META_ATTRIBUTES, TypeRegistry
+
+__all__ = ["ClientWorld", "Despawned", "ServerWorld", "Spawned", "current_caller"]
+
+logger = logging.getLogger("reverb")
+
+# The membership id of the client whose call is running (None outside a remote call).
+current_caller: contextvars.ContextVar[int | None] = contextvars.ContextVar(
+    "reverb_caller", default=None
+)
+_MISSING = object()
+Outgoing = list[tuple[tuple[int, ...], m.Message]]
+
+
+class ServerWorld:
+    """Objects, UIDs, peers and what each peer has been sent."""
+
+    def __init__(self, types: TypeRegistry) -> None:
+        self.types = types
+        self.objects: dict[int, Any] = {}
+        self.tick_count = 0
+        self._next_uid = 1
+        # What every synced peer holds: uid -> (owner, wire fields), as of the last tick.
+        self._sent: dict[int, tuple[int | None, dict[str, Any]]] = {}
+        self._args: dict[int, list[Any]] = {}
+        self._despawned: list[int] = []
+        self._synced: set[int] = set()  # peers that have had their full snapshot
+        self._joining: set[int] = set()  # peers that get a full snapshot next tick
+
+    # -- objects -----------------------------------------------------------------------------
+
+    def add(self, obj: Any, args: tuple[Any, ...]) -> int:
+        """Give ``obj`` a fresh UID (never reused, §7.1) and add it to the world."""
+        info = self.types.of(obj)
+        uid = self._next_uid
+        self._next_uid += 1
+        self._args[uid] = m.to_wire(list(args), f"{info.name} uid={uid} constructor arguments")
+        obj.uid = uid
+        self.objects[uid] = obj
+        return uid
+
+    def remove(self, uid: int) -> Any:
+        obj = self.objects.pop(uid, None)
+        if obj is None:
+            raise InvalidState(f"no object with uid {uid}")
+        self._args.pop(uid, None)
+        if self._sent.pop(uid, None) is not None:
+            self._despawned.append(uid)
+        return obj
+
+    # -- peers -------------------------------------------------------------------------------
+
+    def peer_joined(self, member: int) -> None:
+        self._joining.add(member)
+
+    def peer_left(self, member: int) -> None:
+        self._joining.discard(member)
+        self._synced.discard(member)
+
+    @property
+    def peers(self) -> frozenset[int]:
+        return frozenset(self._synced | self._joining)
+
+    # -- sync --------------------------------------------------------------------------------
+
+    def _wire_fields(self, uid: int, obj: Any) -> dict[str, Any]:
+        info = self.types.of(obj)
+        fields = {}
+        for name in info.field_names(obj):
+            value = getattr(obj, name, _MISSING)
+            if value is _MISSING:
+                raise EncodeError(f"{info.name} uid={uid}: declared field {name!r} is not set")
+            fields[name] = m.to_wire(value, f"{info.name} uid={uid} attribute {name!r}")
+        return fields
+
+    def _spawn_entry(self, uid: int, owner: int | None, fields: dict[str, Any]) -> m.SpawnEntry:
+        obj = self.objects[uid]
+        return m.SpawnEntry(
+            uid=uid, type=self.types.of(obj).name, owner=owner, args=self._args[uid], fields=fields
+        )
+
+    def tick(self, now: float) -> Outgoing:
+        """Advance one tick: a delta for synced peers, a full snapshot for new ones (§7.3)."""
+        self.tick_count += 1
+        state: dict[int, tuple[int | None, dict[str, Any]]] = {}
+        spawn: list[m.SpawnEntry] = []
+        update: list[m.UpdateEntry] = []
+        for uid, obj in self.objects.items():
+            owner = obj.belonging_membership
+            fields = self._wire_fields(uid, obj)
+            state[uid] = (owner, fields)
+            before = self._sent.get(uid)
+            if before is None:
+                spawn.append(self._spawn_entry(uid, owner, fields))
+                continue
+            old_owner, old = before
+            changed = {
+                k: v
+                for k, v in fields.items()
+                if old.get(k, _MISSING) != v or type(old.get(k)) is not type(v)
+            }
+            if changed or owner != old_owner:
+                update.append(
+                    m.UpdateEntry(uid=uid, fields=changed, owner=owner)
+                    if owner != old_owner
+                    else m.UpdateEntry(uid=uid, fields=changed)
+                )
+        despawn, self._despawned = self._despawned, []
+        self._sent = state
+        out: Outgoing = []
+        if self._synced and (spawn or update or despawn):
+            delta = m.Sync(
+                tick=self.tick_count,
+                full=False,
+                final=True,
+                spawn=tuple(spawn),
+                update=tuple(update),
+                despawn=tuple(despawn),
+            )
+            out.append((tuple(sorted(self._synced)), delta))
+        if self._joining:
+            full = m.Sync(
+                tick=self.tick_count,
+                full=True,
+                final=True,
+                spawn=tuple(self._spawn_entry(u, o, f) for u, (o, f) in state.items()),
+            )
+            out.append((tuple(sorted(self._joining)), full))
+            self._synced |= self._joining
+            self._joining = set()
+        return out
+
+    # -- rpc ---------------------------------------------------------------------------------
+
+    def call(self, member: int, rpc: m.Rpc) -> m.Message:
+        """Run an ``rpc`` for ``member`` after the checks of §8.2; return the reply."""
+
+        def error(code: str, message: str) -> m.RpcErrorReply:
+            return m.RpcErrorReply(id=rpc.id, code=code, message=message)
+
+        obj = self.objects.get(rpc.uid)
+        if obj is None:
+            return error("unknown_object", f"no object with uid {rpc.uid}")
+        info = self.types.of(obj)
+        exposure = info.exposed.get(rpc.method)
+        if exposure is None:
+            return error("not_exposed", f"{info.name} exposes no method {rpc.method[:60]!r}")
+        if not exposure.anyone and obj.belonging_membership != member:
+            return error("not_owner", f"{info.name}.{rpc.method} may only be called by its owner")
+        try:
+            info.signatures[rpc.method].bind(obj, *rpc.args)
+        except TypeError as exc:
+            return error("bad_arguments", f"{info.name}.{rpc.method}: {exc}")
+        token = current_caller.set(member)
+        try:
+            value = getattr(obj, rpc.method)(*rpc.args)
+        except RpcError as exc:
+            return error("rejected", exc.message)
+        except Exception:
+            logger.exception("rpc %s.%s from client #%d raised", info.name, rpc.method, member)
+            return error("handler_error", f"{info.name}.{rpc.method} failed on the server")
+        finally:
+            current_caller.reset(token)
+        try:
+            return m.RpcResult(id=rpc.id, value=m.to_wire(value, "return value"))
+        except EncodeError as exc:
+            logger.error("rpc %s.%s: %s", info.name, rpc.method, exc)
+            return error(
+                "bad_return", f"{info.name}.{rpc.method} returned a value JSON cannot hold"
+            )
+
+
+@dataclass(frozen=True)
+class Spawned:
+    obj: Any
+
+
+@dataclass(frozen=True)
+class Despawned:
+    obj: Any
+
+
+Change = Spawned | Despawned
+
+
+class ClientWorld:
+    """The replica table: applies whole ticks of ``sync`` parts (§7.3-§7.6)."""
+
+    def __init__(self, types: TypeRegistry, bind: Callable[[Any], None]) -> None:
+        self.types = types
+        self.objects: dict[int, Any] = {}
+        self.tick: int | None = None
+        self._bind = bind
+        self._parts: list[m.Sync] = []
+
+    def reset(self) -> list[Change]:
+        """Forget every replica (a new connection starts from a new snapshot)."""
+        gone: list[Change] = [Despawned(obj) for obj in self.objects.values()]
+        self.objects = {}
+        self.tick = None
+        self._parts = []
+        return gone
+
+    def apply(self, sync: m.Sync) -> list[Change] | None:
+        """Take one part; on the final part apply the tick and return what changed."""
+        if self._parts and (self._parts[0].tick != sync.tick or self._parts[0].full != sync.full):
+            raise RemoteProtocolError("sync parts of different ticks interleaved", 1002)
+        if self.tick is None and not sync.full:
+            raise RemoteProtocolError("first sync is not a full snapshot", 1002)
+        if self.tick is not None and sync.tick <= self.tick:
+            raise RemoteProtocolError(f"sync tick {sync.tick} after tick {self.tick}", 1002)
+        self._parts.append(sync)
+        if not sync.final:
+            return None
+        parts, self._parts = self._parts, []
+        spawn = [e for p in parts for e in p.spawn]
+        update = [e for p in parts for e in p.update]
+        despawn = [u for p in parts for u in p.despawn]
+        self._check(sync.full, spawn, update, despawn)
+        changes: list[Change] = []
+        if sync.full:
+            listed = {e.uid for e in spawn}
+            for uid in [u for u in self.objects if u not in listed]:
+                changes.append(Despawned(self.objects.pop(uid)))
+        for entry in spawn:
+            existing = self.objects.get(entry.uid)
+            if existing is not None:  # a full snapshot re-lists what we hold: update in place
+                existing.belonging_membership = entry.owner
+                for name, value in entry.fields.items():
+                    setattr(existing, name, value)
+                continue
+            obj = self._build(entry)
+            self.objects[entry.uid] = obj
+            changes.append(Spawned(obj))
+        for upd in update:
+            obj = self.objects[upd.uid]
+            if not isinstance(upd.owner, m.Absent):
+                obj.belonging_membership = upd.owner
+            for name, value in upd.fields.items():
+                setattr(obj, name, value)
+        for uid in despawn:
+            changes.append(Despawned(self.objects.pop(uid)))
+        self.tick = sync.tick
+        return changes
+
+    def _check(
+        self, full: bool, spawn: list[m.SpawnEntry], update: list[m.UpdateEntry], despawn: list[int]
+    ) -> None:
+        """Validate a whole tick before touching the table, so it applies entirely or not at all."""
+        seen: set[int] = set()
+        for entry in spawn:
+            if entry.uid in seen or (not full and entry.uid in self.objects):
+                raise RemoteProtocolError(f"spawn of uid {entry.uid}, which exists", 1002)
+            seen.add(entry.uid)
+            if self.types.by_name(entry.type) is None:
+                raise RemoteProtocolError(f"spawn of unregistered type {entry.type[:60]!r}", 1002)
+            for name in entry.fields:
+                _check_field_name(self.types.by_name(entry.type).cls, name)  # type: ignore[union-attr]
+        for upd in update:
+            if upd.uid not in self.objects and upd.uid not in seen:
+                raise RemoteProtocolError(f"update of unknown uid {upd.uid}", 1002)
+            target = self.objects.get(upd.uid)
+            for name in upd.fields:
+                _check_field_name(type(target), name)
+        for uid in despawn:
+            if uid not in self.objects and uid not in seen:
+                raise RemoteProtocolError(f"despawn of unknown uid {uid}", 1002)
+
+    def _build(self, entry: m.SpawnEntry) -> Any:
+        info = self.types.by_name(entry.type)
+        assert info is not None  # checked in _check
+        try:
+            obj = info.cls(
+                *entry.args, uid=entry.uid, add_on_init=False, belonging_membership=entry.owner
+            )
+        except Exception as exc:
+            logger.exception("building a %s replica from %r failed", entry.type, entry.args)
+            raise RemoteProtocolError(
+                f"cannot build {entry.type} uid={entry.uid} from its arguments", 1002
+            ) from exc
+        for name, value in entry.fields.items():
+            setattr(obj, name, value)
+        obj.uid = entry.uid
+        obj.belonging_membership = entry.owner
+        self._bind(obj)
+        return obj
+
+
+def _check_field_name(cls: type, name: str) -> None:
+    # A server must not be able to overwrite a replica's methods or internals by naming them.
+    if (
+        name.startswith("_")
+        or name in META_ATTRIBUTES
+        or not name.isidentifier()
+        or callable(getattr(cls, name, None))
+    ):
+        raise RemoteProtocolError(f"field name {name[:60]!r} is not allowed", 1002)

@@ -1,0 +1,216 @@
+"""``Client``: one connection to a server, served by a background I/O thread.
+
+Replies to ``compute_server`` resolve their futures on the I/O thread. Syncs and events wait
+in an inbox until the game thread calls ``client_sync()`` or ``get_all_ro_by_type()``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+import threading
+import time
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from reverb import _current
+from reverb.errors import ConnectionClosed, HandshakeFailed, InvalidState, RpcError
+from reverb.proto import messages as m
+from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
+from reverb.proto.session import (
+    FRAME_TIMEOUT,
+    IDLE_TIMEOUT,
+    PING_INTERVAL,
+    CloseCode,
+    Closed,
+    Opened,
+    Received,
+    Role,
+    Session,
+    SessionEvent,
+    State,
+)
+from reverb.threaded._loop import Conn, IOLoop
+from reverb.transport import ClientEvent
+
+if TYPE_CHECKING:
+    from reverb.context import ReverbContext
+
+__all__ = ["Client"]
+
+logger = logging.getLogger("reverb")
+
+MAX_SEND_BUFFER = 1 << 20  # a client only sends calls; a megabyte unsent means a dead link
+
+
+class Client(IOLoop):
+    """A connection to a Reverb server for one context (default: ``ReverbManager``'s)."""
+
+    def __init__(
+        self,
+        ip: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        connect_timeout: float = 5.0,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        frame_timeout: float = FRAME_TIMEOUT,
+        ping_interval: float = PING_INTERVAL,
+        idle_timeout: float = IDLE_TIMEOUT,
+        context: ReverbContext | None = None,
+    ) -> None:
+        super().__init__(f"reverb-client:{ip}:{port}", max_send_buffer=MAX_SEND_BUFFER)
+        self.ip = ip
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self.context = context if context is not None else _current.current_context()
+        self.member: int | None = None
+        self.tick_rate = 0.0
+        self._session_options: dict[str, Any] = {
+            "max_frame_size": max_frame_size,
+            "frame_timeout": frame_timeout,
+            "ping_interval": ping_interval,
+            "idle_timeout": idle_timeout,
+            "handshake_timeout": connect_timeout,
+        }
+        self._conn: Conn | None = None
+        self._handshake_done = threading.Event()
+        self._closed: Closed | None = None
+        self._calls: dict[int, Future[Any]] = {}
+        self._next_call = 0
+
+    @property
+    def connected(self) -> bool:
+        conn = self._conn
+        return conn is not None and conn.session.state is State.OPEN
+
+    def connect(self) -> None:
+        """Connect and complete the handshake; raises ``HandshakeFailed`` if refused or slow.
+
+        Fires the client's ``connected`` event. Attaches to the context if it has no
+        connection yet (so ``ReverbManager.REVERB_CONNECTION = clt`` is optional).
+        """
+        if self._conn is not None:
+            raise InvalidState("already connected; call disconnect() first")
+        try:
+            sock = socket.create_connection((self.ip, self.port), timeout=self.connect_timeout)
+        except OSError as exc:
+            raise HandshakeFailed(CloseCode.ABNORMAL, f"cannot connect: {exc}") from exc
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.member = None
+        self._closed = None
+        self._handshake_done.clear()
+        session = Session(Role.CLIENT, time.monotonic(), **self._session_options)
+        self._conn = Conn(sock, session)
+        if self.context.connection is None:
+            self.context.connection = self
+        self.open_selector()
+        with self.lock:
+            self.register(self._conn)
+        self.start_thread()
+        self._handshake_done.wait(self.connect_timeout + 1.0)
+        if self.member is None:
+            closed = self._closed
+            self._shutdown()
+            code, reason = (closed.code, closed.reason) if closed else (1006, "no welcome in time")
+            raise HandshakeFailed(code, reason)
+        logger.info("connected to %s:%d as client #%d", self.ip, self.port, self.member)
+        self.context.client_connected(self.member)
+
+    def disconnect(self) -> None:
+        """Send ``close`` 1000, stop the I/O thread and fire ``disconnected``."""
+        conn = self._conn
+        if conn is None:
+            return
+        with self.lock:
+            conn.session.close(CloseCode.NORMAL, "client disconnect", time.monotonic())
+            self.mark_dirty(conn)
+        self.wake()
+        self._shutdown()
+        self.context.client_sync()
+
+    def _shutdown(self) -> None:
+        conn = self._conn
+        if conn is not None and self._thread is not None:
+            deadline = time.monotonic() + 2.0
+            while time.monotonic() < deadline:  # bounded wait for the close frame to flush
+                with self.lock:
+                    if conn.sock not in self.conns:
+                        break
+                time.sleep(0.005)
+        self.stop_thread()
+        self._conn = None
+
+    # -- ClientTransport ---------------------------------------------------------------------
+
+    def call(self, uid: int, method: str, args: list[Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        conn = self._conn
+        with self.lock:
+            if conn is None or conn.session.state is not State.OPEN:
+                closed = self._closed
+                future.set_exception(
+                    ConnectionClosed(closed.code, closed.reason)
+                    if closed
+                    else ConnectionClosed(CloseCode.ABNORMAL, "not connected")
+                )
+                return future
+            call_id = self._next_call
+            self._next_call += 1
+            self._calls[call_id] = future
+            conn.session.send(
+                m.Rpc(id=call_id, uid=uid, method=method, args=args), time.monotonic()
+            )
+            self.mark_dirty(conn)
+        self.wake()
+        return future
+
+    def abort(self, code: int, reason: str) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        with self.lock:
+            conn.session.close(code, reason[:200], time.monotonic())
+            self.mark_dirty(conn)
+        self.wake()
+
+    def poll(self) -> list[ClientEvent]:
+        return super().poll()
+
+    # -- I/O thread --------------------------------------------------------------------------
+
+    def on_accept(self, now: float) -> None:  # pragma: no cover - a client has no listener
+        raise AssertionError("client has no listener")
+
+    def on_event(self, conn: Conn, event: SessionEvent) -> None:
+        if isinstance(event, Received):
+            message = event.message
+            if isinstance(message, (m.RpcResult, m.RpcErrorReply)):
+                future = self._calls.pop(message.id, None)
+                if future is None:
+                    logger.warning("reply to unknown call id %d ignored", message.id)
+                    return
+                if isinstance(message, m.RpcResult):
+                    self.later(functools.partial(future.set_result, message.value))
+                else:
+                    failure = RpcError(message.message, message.code)
+                    self.later(functools.partial(future.set_exception, failure))
+                    self.emit(event)
+            else:
+                self.emit(event)
+        elif isinstance(event, Opened):
+            self.member = event.member
+            self.tick_rate = event.tick_rate
+            self._handshake_done.set()
+        elif isinstance(event, Closed):
+            self._closed = event
+            calls, self._calls = self._calls, {}
+            closed = ConnectionClosed(event.code, event.reason)
+            for pending in calls.values():
+                self.later(functools.partial(pending.set_exception, closed))
+            logger.info("disconnected (%d) %s", event.code, event.reason)
+            if self.member is not None:
+                self.emit(event)
+            self._handshake_done.set()
+            self._running = False
