@@ -6,7 +6,6 @@ in an inbox until the game thread calls ``client_sync()`` or ``get_all_ro_by_typ
 
 from __future__ import annotations
 
-import functools
 import logging
 import socket
 import threading
@@ -15,17 +14,14 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from reverb import _current
-from reverb.errors import ConnectionClosed, HandshakeFailed, InvalidState, RpcError
-from reverb.proto import messages as m
+from reverb.errors import HandshakeFailed, InvalidState
+from reverb.hub import ClientHub
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
 from reverb.proto.session import (
     FRAME_TIMEOUT,
     IDLE_TIMEOUT,
     PING_INTERVAL,
     CloseCode,
-    Closed,
-    Opened,
-    Received,
     Role,
     Session,
     SessionEvent,
@@ -64,8 +60,7 @@ class Client(IOLoop):
         self.port = port
         self.connect_timeout = connect_timeout
         self.context = context if context is not None else _current.current_context()
-        self.member: int | None = None
-        self.tick_rate = 0.0
+        self.hub = ClientHub()
         self._session_options: dict[str, Any] = {
             "max_frame_size": max_frame_size,
             "frame_timeout": frame_timeout,
@@ -75,9 +70,11 @@ class Client(IOLoop):
         }
         self._conn: Conn | None = None
         self._handshake_done = threading.Event()
-        self._closed: Closed | None = None
-        self._calls: dict[int, Future[Any]] = {}
-        self._next_call = 0
+
+    @property
+    def member(self) -> int | None:
+        """This connection's membership id, from the server's ``welcome``."""
+        return self.hub.member
 
     @property
     def connected(self) -> bool:
@@ -98,11 +95,9 @@ class Client(IOLoop):
             raise HandshakeFailed(CloseCode.ABNORMAL, f"cannot connect: {exc}") from exc
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.member = None
-        self._closed = None
+        self.hub.reset()
         self._handshake_done.clear()
-        session = Session(Role.CLIENT, time.monotonic(), **self._session_options)
-        self._conn = Conn(sock, session)
+        self._conn = Conn(sock, Session(Role.CLIENT, time.monotonic(), **self._session_options))
         if self.context.connection is None:
             self.context.connection = self
         self.open_selector()
@@ -110,59 +105,43 @@ class Client(IOLoop):
             self.register(self._conn)
         self.start_thread()
         self._handshake_done.wait(self.connect_timeout + 1.0)
-        if self.member is None:
-            closed = self._closed
+        member = self.hub.member
+        if member is None:
+            closed = self.hub.closed
             self._shutdown()
             code, reason = (closed.code, closed.reason) if closed else (1006, "no welcome in time")
             raise HandshakeFailed(code, reason)
-        logger.info("connected to %s:%d as client #%d", self.ip, self.port, self.member)
-        self.context.client_connected(self.member)
+        logger.info("connected to %s:%d as client #%d", self.ip, self.port, member)
+        self.context.client_connected(member)
 
     def disconnect(self) -> None:
         """Send ``close`` 1000, stop the I/O thread and fire ``disconnected``."""
-        conn = self._conn
-        if conn is None:
+        if self._conn is None:
             return
-        with self.lock:
-            conn.session.close(CloseCode.NORMAL, "client disconnect", time.monotonic())
-            self.mark_dirty(conn)
-        self.wake()
+        self.abort(CloseCode.NORMAL, "client disconnect")
         self._shutdown()
         self.context.client_sync()
 
     def _shutdown(self) -> None:
         conn = self._conn
-        if conn is not None and self._thread is not None:
-            deadline = time.monotonic() + 2.0
-            while time.monotonic() < deadline:  # bounded wait for the close frame to flush
-                with self.lock:
-                    if conn.sock not in self.conns:
-                        break
-                time.sleep(0.005)
+        deadline = time.monotonic() + 2.0
+        while conn is not None and time.monotonic() < deadline:
+            with self.lock:  # bounded wait for the close frame to flush
+                if conn.sock not in self.conns:
+                    break
+            time.sleep(0.005)
         self.stop_thread()
         self._conn = None
 
     # -- ClientTransport ---------------------------------------------------------------------
 
     def call(self, uid: int, method: str, args: list[Any]) -> Future[Any]:
-        future: Future[Any] = Future()
         conn = self._conn
         with self.lock:
-            if conn is None or conn.session.state is not State.OPEN:
-                closed = self._closed
-                future.set_exception(
-                    ConnectionClosed(closed.code, closed.reason)
-                    if closed
-                    else ConnectionClosed(CloseCode.ABNORMAL, "not connected")
-                )
-                return future
-            call_id = self._next_call
-            self._next_call += 1
-            self._calls[call_id] = future
-            conn.session.send(
-                m.Rpc(id=call_id, uid=uid, method=method, args=args), time.monotonic()
-            )
-            self.mark_dirty(conn)
+            session = conn.session if conn is not None else None
+            future = self.hub.call(session, uid, method, args, time.monotonic())
+            if conn is not None:
+                self.mark_dirty(conn)
         self.wake()
         return future
 
@@ -181,36 +160,13 @@ class Client(IOLoop):
     # -- I/O thread --------------------------------------------------------------------------
 
     def on_accept(self, now: float) -> None:  # pragma: no cover - a client has no listener
-        raise AssertionError("client has no listener")
+        raise AssertionError("a client has no listener")
 
     def on_event(self, conn: Conn, event: SessionEvent) -> None:
-        if isinstance(event, Received):
-            message = event.message
-            if isinstance(message, (m.RpcResult, m.RpcErrorReply)):
-                future = self._calls.pop(message.id, None)
-                if future is None:
-                    logger.warning("reply to unknown call id %d ignored", message.id)
-                    return
-                if isinstance(message, m.RpcResult):
-                    self.later(functools.partial(future.set_result, message.value))
-                else:
-                    failure = RpcError(message.message, message.code)
-                    self.later(functools.partial(future.set_exception, failure))
-                    self.emit(event)
-            else:
-                self.emit(event)
-        elif isinstance(event, Opened):
-            self.member = event.member
-            self.tick_rate = event.tick_rate
+        out = self.hub.on_event(event, self.later)
+        if out is not None:
+            self.emit(out)
+        if self.hub.member is not None or conn.session.closed:
             self._handshake_done.set()
-        elif isinstance(event, Closed):
-            self._closed = event
-            calls, self._calls = self._calls, {}
-            closed = ConnectionClosed(event.code, event.reason)
-            for pending in calls.values():
-                self.later(functools.partial(pending.set_exception, closed))
-            logger.info("disconnected (%d) %s", event.code, event.reason)
-            if self.member is not None:
-                self.emit(event)
-            self._handshake_done.set()
+        if conn.session.closed:
             self._running = False

@@ -1,0 +1,202 @@
+"""What both I/O layers do with sessions, sans I/O: membership ids, call bookkeeping, encoding
+broadcasts once per frame limit. The threaded and asyncio layers only move bytes and events."""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from reverb.errors import ConnectionClosed, LocalProtocolError, RpcError
+from reverb.proto import messages as m
+from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
+from reverb.proto.session import (
+    FRAME_TIMEOUT,
+    HANDSHAKE_TIMEOUT,
+    IDLE_TIMEOUT,
+    PING_INTERVAL,
+    CloseCode,
+    Closed,
+    Opened,
+    Received,
+    Role,
+    Session,
+    SessionEvent,
+    State,
+)
+from reverb.transport import ClientEvent, PeerClosed, PeerMessage, PeerOpened, ServerEvent
+
+__all__ = ["MAX_PENDING_CALLS", "ClientHub", "ServerHub", "ServerOptions"]
+
+logger = logging.getLogger("reverb")
+
+MAX_PENDING_CALLS = 1024  # §11: calls queued for the game loop per connection
+
+
+class ServerOptions:
+    """Per-connection limits shared by every session a server opens (§11)."""
+
+    def __init__(
+        self,
+        *,
+        tick_rate: float = 30.0,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        frame_timeout: float = FRAME_TIMEOUT,
+        ping_interval: float = PING_INTERVAL,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_pending_calls: int = MAX_PENDING_CALLS,
+    ) -> None:
+        if tick_rate <= 0:
+            raise ValueError("tick_rate must be positive")
+        self.tick_rate = tick_rate
+        self.max_pending_calls = max_pending_calls
+        self.session: dict[str, Any] = {
+            "tick_rate": tick_rate,
+            "max_frame_size": max_frame_size,
+            "handshake_timeout": handshake_timeout,
+            "frame_timeout": frame_timeout,
+            "ping_interval": ping_interval,
+            "idle_timeout": idle_timeout,
+        }
+
+
+class ServerHub:
+    """The server's sessions by membership id."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.members: dict[int, Session] = {}
+        self.pending: dict[int, int] = {}  # calls handed to the game loop but not yet polled
+        self._next_member = 1  # §4.3: never reused while the server runs
+        self.stats = {"accepted": 0, "refused": 0, "bytes_sent": 0, "bytes_received": 0}
+
+    def open(self, peer: str, now: float) -> Session:
+        member = self._next_member
+        self._next_member += 1
+        self.stats["accepted"] += 1
+        session = Session(Role.SERVER, now, member=member, **self.options.session)
+        session.name = f"client #{member} ({peer})"
+        return session
+
+    def on_event(self, session: Session, event: SessionEvent, now: float) -> ServerEvent | None:
+        """Turn a session's event into one for the game loop (None: nothing to report)."""
+        member = session.member
+        if isinstance(event, Received):
+            call = event.message
+            if not isinstance(call, m.Rpc):  # pragma: no cover - the legality table forbids it
+                return None
+            pending = self.pending.get(member, 0)
+            if pending >= self.options.max_pending_calls:
+                logger.warning("%s has %d calls pending: refused", session.name, pending)
+                reply = m.RpcErrorReply(
+                    id=call.id, code="overloaded", message="too many calls pending"
+                )
+                session.send(reply, now)
+                return None
+            self.pending[member] = pending + 1
+            return PeerMessage(member, call)
+        if isinstance(event, Opened):
+            self.members[member] = session
+            logger.info("%s connected", session.name)
+            return PeerOpened(member)
+        self.stats["bytes_sent"] += session.bytes_sent
+        self.stats["bytes_received"] += session.bytes_received
+        if self.members.pop(member, None) is None:
+            return None  # never completed the handshake: the game never heard of it
+        logger.info("%s disconnected (%d) %s", session.name, event.code, event.reason)
+        return PeerClosed(member, event.code, event.reason)
+
+    def send(self, members: tuple[int, ...], message: m.Message, now: float) -> list[Session]:
+        """Queue ``message`` on those sessions, encoded once per frame limit; return them."""
+        encoded: dict[int, list[bytes]] = {}
+        touched = []
+        for member in members:
+            session = self.members.get(member)
+            if session is None or session.state is not State.OPEN:
+                continue
+            limit = session.peer_max_frame
+            if limit not in encoded:
+                encoded[limit] = _encode(message, limit)
+            for body in encoded[limit]:
+                session.send_encoded(message.TYPE, body, now)
+            touched.append(session)
+        return touched
+
+
+def _encode(message: m.Message, limit: int) -> list[bytes]:
+    if isinstance(message, m.Sync):
+        return m.encode_sync(message, limit)
+    body = m.encode(message)
+    if len(body) > limit and isinstance(message, m.RpcResult):
+        logger.error("rpc result of %d bytes exceeds the client's frame limit", len(body))
+        error = m.RpcErrorReply(
+            id=message.id, code="bad_return", message="the return value is too large"
+        )
+        return [m.encode(error)]
+    if len(body) > limit:  # pragma: no cover - every other message is small
+        raise LocalProtocolError(f"{message.TYPE} exceeds the frame limit")
+    return [body]
+
+
+class ClientHub:
+    """A client's calls in flight and what it learnt in the handshake."""
+
+    def __init__(self) -> None:
+        self.member: int | None = None
+        self.tick_rate = 0.0
+        self.closed: Closed | None = None
+        self._calls: dict[int, Future[Any]] = {}
+        self._next_call = 0
+
+    def reset(self) -> None:
+        self.member = None
+        self.closed = None
+
+    def call(
+        self, session: Session | None, uid: int, method: str, args: list[Any], now: float
+    ) -> Future[Any]:
+        future: Future[Any] = Future()
+        if session is None or session.state is not State.OPEN:
+            closed = self.closed
+            code, reason = (
+                (closed.code, closed.reason) if closed else (CloseCode.ABNORMAL, "not connected")
+            )
+            future.set_exception(ConnectionClosed(code, reason))
+            return future
+        call_id = self._next_call
+        self._next_call += 1
+        self._calls[call_id] = future
+        session.send(m.Rpc(id=call_id, uid=uid, method=method, args=args), now)
+        return future
+
+    def on_event(
+        self, event: SessionEvent, later: Callable[[Callable[[], None]], None]
+    ) -> ClientEvent | None:
+        """Resolve futures (through ``later``); return the event for the game loop, if any."""
+        if isinstance(event, Received):
+            message = event.message
+            if not isinstance(message, (m.RpcResult, m.RpcErrorReply)):
+                return event
+            future = self._calls.pop(message.id, None)
+            if future is None:
+                logger.warning("reply to unknown call id %d ignored", message.id)
+                return None
+            if isinstance(message, m.RpcResult):
+                later(functools.partial(future.set_result, message.value))
+                return None
+            later(functools.partial(future.set_exception, RpcError(message.message, message.code)))
+            return event
+        if isinstance(event, Opened):
+            self.member = event.member
+            self.tick_rate = event.tick_rate
+            return None
+        self.closed = event
+        calls, self._calls = self._calls, {}
+        closed = ConnectionClosed(event.code, event.reason)
+        for pending in calls.values():
+            later(functools.partial(pending.set_exception, closed))
+        logger.info("disconnected (%d) %s", event.code, event.reason)
+        return event if self.member is not None else None
