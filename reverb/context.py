@@ -147,23 +147,29 @@ class ReverbContext:
         Blocks until the next tick is due (running RPCs as they arrive meanwhile), so the
         seed's ``while True: server_sync()`` neither burns a core nor floods the network.
         """
+        conn: ServerTransport | None = self.connection
+        while (wait := self.server_step(time.monotonic())) > 0:
+            if conn is not None:
+                conn.wait(wait)
+            else:
+                time.sleep(wait)
+
+    def server_step(self, now: float) -> float:
+        """Serve what arrived, and tick if a tick is due at ``now``.
+
+        Returns 0.0 when it ticked, else the seconds until the next tick is due. The I/O
+        layers' ``server_sync`` loops on it, waiting in between.
+        """
         if self.side is ReverbSide.CLIENT:
             raise InvalidState("server_sync() runs on the server; clients call client_sync()")
+        self.serve()
+        if now < self._next_tick:
+            return self._next_tick - now
         conn: ServerTransport | None = self.connection
         rate = conn.tick_rate if conn is not None else DEFAULT_TICK_RATE
-        now = time.monotonic()
-        deadline = self._next_tick
-        while True:
-            self.serve()
-            if now >= deadline:
-                break
-            if conn is not None:
-                conn.wait(deadline - now)
-            else:
-                time.sleep(deadline - now)
-            now = time.monotonic()
-        self._next_tick = max(deadline + 1.0 / rate, now)
+        self._next_tick = max(self._next_tick + 1.0 / rate, now)
         self.tick(now)
+        return 0.0
 
     def serve(self) -> None:
         """Handle what the connection has received: joins, leaves and RPCs."""
