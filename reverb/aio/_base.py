@@ -85,12 +85,13 @@ class AioLoop:
         session, transport = proto.session, proto.transport
         if session is None or transport is None:
             return
+        backlog = transport.get_write_buffer_size()  # same rule as the threaded layer's pump
         data = session.data_to_send()
         if data and not transport.is_closing():
             transport.write(data)
         for event in session.events():
             self.on_event(proto, event)
-        if transport.get_write_buffer_size() > self.max_send_buffer:
+        if data and backlog > self.max_send_buffer:
             logger.warning("%s does not read: dropped", session.name)
             session.abort(CloseCode.SLOW_CONSUMER, "send buffer over its limit")
             for event in session.events():

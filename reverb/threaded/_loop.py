@@ -209,19 +209,22 @@ class IOLoop:
         self.pump(conn, now)
 
     def pump(self, conn: Conn, now: float) -> None:
-        """Move the session's output to the socket and its events to ``on_event``."""
+        """Move the session's output to the socket and its events to ``on_event``.
+
+        A peer is dropped when bytes it has not read already exceed ``max_send_buffer`` as
+        more arrive: memory stays under the limit plus one tick, and one large sync to a
+        healthy reader never counts against it.
+        """
         session = conn.session
+        backlog = len(conn.out)
         data = session.data_to_send()
         if data and not conn.eof:
             conn.out += data
         for event in session.events():
             self.on_event(conn, event)
-        if len(conn.out) > self.max_send_buffer:
+        if data and backlog > self.max_send_buffer:
             logger.warning(
-                "%s: %s does not read; %d bytes unsent: dropped",
-                self.name,
-                session.name,
-                len(conn.out),
+                "%s: %s does not read; %d bytes unsent: dropped", self.name, session.name, backlog
             )
             conn.out.clear()
             self.drop(conn, CloseCode.SLOW_CONSUMER, "send buffer over its limit")
