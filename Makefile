@@ -3,7 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-PYENV_VERSIONS ?= 3.11.7:3.10.13:3.12.1:3.13.0
+PYENV_VERSIONS ?= 3.10.13 3.11.7 3.12.1 3.13.0
+# tox finds each interpreter by its path under pyenv (the shims hide versions not selected).
+TOX_PYTHONS := $(foreach v,$(PYENV_VERSIONS),$(shell pyenv prefix $(v) 2>/dev/null)/bin/python3)
 
 .PHONY: venv test demo lint types coverage conformance tox clean
 
@@ -17,6 +19,7 @@ venv: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 tests
+	$(MAKE) conformance
 
 
 conformance: $(STAMP)
@@ -26,7 +29,7 @@ demo: $(STAMP)
 	$(PY) examples/demo.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check reverb tests examples
+	$(VENV)/bin/ruff check reverb tests examples conformance
 	$(VENV)/bin/ruff format --check reverb
 
 types: $(STAMP)
@@ -37,7 +40,7 @@ coverage: $(STAMP)
 	$(PY) -m coverage report
 
 tox: $(STAMP)
-	PYENV_VERSION=$(PYENV_VERSIONS) $(VENV)/bin/tox -p 2
+	$(VENV)/bin/tox -p 2 --discover $(TOX_PYTHONS)
 
 clean:
 	rm -rf $(VENV) out .tox .mypy_cache .ruff_cache .pytest_cache

@@ -78,7 +78,7 @@ class EventRegistry:
 
     def remove(self, name: str, func: Callable[..., Any]) -> None:
         name = _ALIASES.get(name, name)
-        self._handlers[name] = [h for h in self._handlers.get(name, []) if h[0] is not func]
+        self._handlers[name] = [h for h in self._handlers.get(name, []) if h[0] != func]
 
     def clear(self) -> None:
         self._handlers.clear()

@@ -11,6 +11,7 @@ import dataclasses
 import enum
 import json
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -314,14 +315,26 @@ _decoder = json.JSONDecoder(
 )
 
 
-def _depth_ok(value: Any, depth: int) -> bool:
-    if depth > MAX_DEPTH:
-        return False
-    if type(value) is dict:
-        return all(_depth_ok(v, depth + 1) for v in value.values())
-    if type(value) is list:
-        return all(_depth_ok(v, depth + 1) for v in value)
-    return True
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_value(value: Any, depth: int) -> None:
+    """§3.4 on decoded data: no array or object (``value`` is at level ``depth``) deeper than
+    ``MAX_DEPTH`` (scalars add no level), and no lone surrogate in any string or key."""
+    kind = type(value)
+    if kind is str:
+        if _SURROGATE.search(value):
+            raise RemoteProtocolError("string holds a lone surrogate (no UTF-8 form)", 1007)
+    elif kind is dict or kind is list:
+        if depth > MAX_DEPTH:
+            raise RemoteProtocolError(f"payload nests deeper than {MAX_DEPTH} levels", 1007)
+        if kind is dict:
+            for key, item in value.items():
+                _check_value(key, depth)
+                _check_value(item, depth + 1)
+        else:
+            for item in value:
+                _check_value(item, depth + 1)
 
 
 def decode(body: bytes) -> Message:
@@ -336,12 +349,15 @@ def decode(body: bytes) -> Message:
         obj = _decoder.decode(text)
     except RecursionError:
         raise RemoteProtocolError("payload nests too deeply", 1007) from None
-    except ValueError as exc:
+    except json.JSONDecodeError as exc:
+        raise RemoteProtocolError(
+            f"payload is not valid JSON (at character {exc.pos})", 1007
+        ) from None
+    except ValueError as exc:  # raised by our hooks, with our own words
         raise RemoteProtocolError(f"payload is not valid JSON: {exc}", 1007) from None
     if type(obj) is not dict:
         raise RemoteProtocolError(f"payload is a JSON {type(obj).__name__}, not an object", 1007)
-    if not _depth_ok(obj, 1):
-        raise RemoteProtocolError(f"payload nests deeper than {MAX_DEPTH} levels", 1007)
+    _check_value(obj, 1)
     kind = obj.get("type")
     if type(kind) is not str:
         raise RemoteProtocolError("message has no string 'type'", 1002)
@@ -349,6 +365,8 @@ def decode(body: bytes) -> Message:
     if check is None:
         raise RemoteProtocolError(f"unknown message type {kind[:40]!r}", 1002)
     message: Message = check(obj, "")
+    if isinstance(message, Rpc) and message.id < 0:
+        raise RemoteProtocolError("rpc id must not be negative", 1002)
     return message
 
 
@@ -358,10 +376,16 @@ def decode(body: bytes) -> Message:
 def to_wire(value: Any, where: str = "value", depth: int = 2) -> Any:
     """Return ``value`` as plain JSON data (tuples become lists), or raise ``EncodeError``.
 
-    ``where`` names the value in the error, e.g. ``"Player uid=3 attribute 'pos'"``.
+    ``where`` names the value in the error, e.g. ``"Player uid=3 attribute 'pos'"``;
+    ``depth`` is the nesting level the value will have in its message (§3.4): 2 for a
+    message's own field, 5 for an object's field inside a ``sync``.
     """
     kind = type(value)
-    if value is None or kind is bool or kind is str:
+    if kind is str:
+        if _SURROGATE.search(value):
+            raise EncodeError(f"{where}: string holds a lone surrogate, which has no UTF-8 form")
+        return value
+    if value is None or kind is bool:
         return value
     if kind is int:
         if -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
@@ -378,8 +402,8 @@ def to_wire(value: Any, where: str = "value", depth: int = 2) -> Any:
     if kind is dict:
         out = {}
         for k, v in value.items():
-            if type(k) is not str:
-                raise EncodeError(f"{where}: dict key {k!r} is not a string")
+            if type(k) is not str or _SURROGATE.search(k):
+                raise EncodeError(f"{where}: dict key {k!r} is not a UTF-8 string")
             out[k] = to_wire(v, f"{where}[{k!r}]", depth + 1)
         return out
     raise EncodeError(
@@ -424,7 +448,7 @@ def encode_sync(sync: Sync, limit: int) -> list[bytes]:
     if len(body) <= limit:
         return [body]
     items: list[tuple[str, Any, int]] = [
-        (key, item, len(_encoder.encode(_plain(item))) + 1)
+        (key, item, len(_encoder.encode(_plain(item)).encode("utf-8")) + 1)
         for key in ("spawn", "update", "despawn")
         for item in getattr(sync, key)
     ]

@@ -225,6 +225,8 @@ class Session:
         """Queue an application message; it must be legal for the peer to receive now (§6.2)."""
         if self._state is not State.OPEN:
             raise InvalidState(f"cannot send {message.TYPE} in state {self._state.value}")
+        if type(message) not in RECEIVABLE[(_PEER[self.role], self._state)]:
+            raise LocalProtocolError(f"a {self.role.value} may not send {message.TYPE} (§6.2)")
         self.send_encoded(message.TYPE, m.encode(message), now)
 
     def send_encoded(self, kind: str, body: bytes, now: float) -> None:

@@ -25,6 +25,9 @@ current_caller: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "reverb_caller", default=None
 )
 _MISSING = object()
+# Nesting levels inside a sync (§3.4): sync > spawn/update list > entry > args/fields > value.
+ARGS_DEPTH = 4
+FIELD_DEPTH = 5
 Outgoing = list[tuple[tuple[int, ...], m.Message]]
 
 
@@ -50,7 +53,9 @@ class ServerWorld:
         info = self.types.of(obj)
         uid = self._next_uid
         self._next_uid += 1
-        self._args[uid] = m.to_wire(list(args), f"{info.name} uid={uid} constructor arguments")
+        self._args[uid] = m.to_wire(
+            list(args), f"{info.name} uid={uid} constructor arguments", depth=ARGS_DEPTH
+        )
         obj.uid = uid
         self.objects[uid] = obj
         return uid
@@ -86,7 +91,9 @@ class ServerWorld:
             value = getattr(obj, name, _MISSING)
             if value is _MISSING:
                 raise EncodeError(f"{info.name} uid={uid}: declared field {name!r} is not set")
-            fields[name] = m.to_wire(value, f"{info.name} uid={uid} attribute {name!r}")
+            fields[name] = m.to_wire(
+                value, f"{info.name} uid={uid} attribute {name!r}", depth=FIELD_DEPTH
+            )
         return fields
 
     def _spawn_entry(self, uid: int, owner: int | None, fields: dict[str, Any]) -> m.SpawnEntry:
@@ -110,11 +117,7 @@ class ServerWorld:
                 spawn.append(self._spawn_entry(uid, owner, fields))
                 continue
             old_owner, old = before
-            changed = {
-                k: v
-                for k, v in fields.items()
-                if old.get(k, _MISSING) != v or type(old.get(k)) is not type(v)
-            }
+            changed = {k: v for k, v in fields.items() if not _same(old.get(k, _MISSING), v)}
             if changed or owner != old_owner:
                 update.append(
                     m.UpdateEntry(uid=uid, fields=changed, owner=owner)
@@ -186,6 +189,17 @@ class ServerWorld:
             )
 
 
+def _same(a: Any, b: Any) -> bool:
+    """Equal as JSON: same types all the way down (1, 1.0 and True differ on the wire)."""
+    if type(a) is not type(b):
+        return False
+    if type(a) is list:
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    if type(a) is dict:
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())
+    return bool(a == b)
+
+
 @dataclass(frozen=True)
 class Spawned:
     obj: Any
@@ -233,19 +247,23 @@ class ClientWorld:
         update = [e for p in parts for e in p.update]
         despawn = [u for p in parts for u in p.despawn]
         self._check(sync.full, spawn, update, despawn)
+        # Build every new replica before touching the table: a failing constructor
+        # leaves it as it was.
+        built = {e.uid: self._build(e) for e in spawn if e.uid not in self.objects}
         changes: list[Change] = []
         if sync.full:
             listed = {e.uid for e in spawn}
             for uid in [u for u in self.objects if u not in listed]:
                 changes.append(Despawned(self.objects.pop(uid)))
         for entry in spawn:
-            existing = self.objects.get(entry.uid)
-            if existing is not None:  # a full snapshot re-lists what we hold: update in place
+            obj = built.get(entry.uid)
+            if obj is None:  # a full snapshot re-lists what we hold: update in place
+                existing = self.objects[entry.uid]
                 existing.belonging_membership = entry.owner
                 for name, value in entry.fields.items():
                     setattr(existing, name, value)
                 continue
-            obj = self._build(entry)
+            self._bind(obj)
             self.objects[entry.uid] = obj
             changes.append(Spawned(obj))
         for upd in update:
@@ -263,24 +281,27 @@ class ClientWorld:
         self, full: bool, spawn: list[m.SpawnEntry], update: list[m.UpdateEntry], despawn: list[int]
     ) -> None:
         """Validate a whole tick before touching the table, so it applies entirely or not at all."""
-        seen: set[int] = set()
+        spawned: dict[int, type] = {}
         for entry in spawn:
-            if entry.uid in seen or (not full and entry.uid in self.objects):
+            if entry.uid in spawned or (not full and entry.uid in self.objects):
                 raise RemoteProtocolError(f"spawn of uid {entry.uid}, which exists", 1002)
-            seen.add(entry.uid)
-            if self.types.by_name(entry.type) is None:
+            info = self.types.by_name(entry.type)
+            if info is None:
                 raise RemoteProtocolError(f"spawn of unregistered type {entry.type[:60]!r}", 1002)
+            spawned[entry.uid] = info.cls
             for name in entry.fields:
-                _check_field_name(self.types.by_name(entry.type).cls, name)  # type: ignore[union-attr]
+                _check_field_name(info.cls, name)
         for upd in update:
-            if upd.uid not in self.objects and upd.uid not in seen:
+            target = spawned.get(upd.uid) or type(self.objects.get(upd.uid))
+            if target is type(None):
                 raise RemoteProtocolError(f"update of unknown uid {upd.uid}", 1002)
-            target = self.objects.get(upd.uid)
             for name in upd.fields:
-                _check_field_name(type(target), name)
+                _check_field_name(target, name)
+        gone: set[int] = set()
         for uid in despawn:
-            if uid not in self.objects and uid not in seen:
+            if uid in gone or (uid not in self.objects and uid not in spawned):
                 raise RemoteProtocolError(f"despawn of unknown uid {uid}", 1002)
+            gone.add(uid)
 
     def _build(self, entry: m.SpawnEntry) -> Any:
         info = self.types.by_name(entry.type)
@@ -298,7 +319,6 @@ class ClientWorld:
             setattr(obj, name, value)
         obj.uid = entry.uid
         obj.belonging_membership = entry.owner
-        self._bind(obj)
         return obj
 
 

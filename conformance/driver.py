@@ -1,0 +1,620 @@
+"""Connection helpers: raw framing, strict decoding, handshake, and a sync table (§2-§7).
+
+Only ``socket``, ``struct`` and ``json`` (plus ``time``/``math``) are used: the driver is a
+black box client and never imports the library under test.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import socket
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeGuard
+
+PROTOCOL_VERSION = 1
+DEFAULT_MAX_FRAME = 1048576
+MIN_MAX_FRAME = 65536
+MAX_SAFE_INT = 2**53 - 1
+MAX_DEPTH = 32
+RPC_ERROR_CODES = frozenset(
+    {
+        "unknown_object",
+        "not_exposed",
+        "not_owner",
+        "bad_arguments",
+        "rejected",
+        "handler_error",
+        "bad_return",
+        "overloaded",
+    }
+)
+CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013})
+LEAK_MARKERS = ("Traceback", 'File "', '.py"', ".py:", ".py,", "site-packages")
+
+Msg = dict[str, Any]
+
+
+class CaseFailure(Exception):
+    """The server under test did something the spec forbids (verdict ``fail``)."""
+
+
+class ServerViolation(CaseFailure):
+    """The server sent bytes or a message that violate the spec."""
+
+
+class RecvTimeout(CaseFailure):
+    """Nothing (or not the expected thing) arrived before a deadline."""
+
+
+class ConnectionEnded(CaseFailure):
+    """The TCP connection ended (EOF or reset) while we were reading."""
+
+    def __init__(self, message: str, *, reset: bool, partial: bool) -> None:
+        super().__init__(message)
+        self.reset = reset
+        self.partial = partial
+
+
+def frame(payload: bytes) -> bytes:
+    """Prefix ``payload`` with its 4-byte big-endian length (§2.1)."""
+    return struct.pack(">I", len(payload)) + payload
+
+
+def encode(msg: Any) -> bytes:
+    """Compact JSON encoding as UTF-8, refusing NaN/Infinity."""
+    return json.dumps(msg, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+
+
+def is_int(value: Any) -> TypeGuard[int]:
+    """An ``int`` in the sense of §3.6: an integer that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    return is_int(value) or (isinstance(value, float) and math.isfinite(value))
+
+
+def leaks_internals(text: str) -> str | None:
+    """Return the marker if ``text`` looks like a traceback or names a source file (§8.4)."""
+    for marker in LEAK_MARKERS:
+        if marker in text:
+            return marker
+    return None
+
+
+def _pairs_no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key!r}")
+        result[key] = value
+    return result
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"non-JSON constant {name}")
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"non-finite number {text}")
+    return value
+
+
+def _check_values(root: Any) -> None:
+    """Iteratively check §3.4 nesting depth and integer range."""
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise ValueError(f"nesting deeper than {MAX_DEPTH}")
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
+        elif is_int(value) and abs(value) > MAX_SAFE_INT:
+            raise ValueError(f"integer {value} outside +-(2^53-1)")
+
+
+def parse_strict(payload: bytes) -> Msg:
+    """Decode one payload from the server, enforcing §3.1-§3.4."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ServerViolation(f"server payload is not UTF-8 (§3.1): {exc}") from None
+    if text.startswith("\ufeff"):
+        raise ServerViolation("server payload starts with a BOM (§3.1)")
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_pairs_no_duplicates,
+            parse_constant=_reject_constant,
+            parse_float=_parse_float,
+        )
+        _check_values(value)
+    except (ValueError, RecursionError) as exc:
+        raise ServerViolation(
+            f"server payload is invalid (§3.1/§3.4): {exc}: {text[:120]!r}"
+        ) from None
+    if not isinstance(value, dict):
+        raise ServerViolation(f"server payload is not a JSON object (§3.2): {text[:120]!r}")
+    if not isinstance(value.get("type"), str):
+        raise ServerViolation(f"server message without a string type (§3.3): {text[:120]!r}")
+    return value
+
+
+def brief(msg: Msg, limit: int = 160) -> str:
+    text = json.dumps(msg, separators=(",", ":"))
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# --------------------------------------------------------------------------- sync table
+
+
+@dataclass
+class Replica:
+    type: str
+    owner: int | None
+    args: list[Any]
+    fields: dict[str, Any]
+
+
+def _check_spawn_entry(entry: Any) -> Replica:
+    if not isinstance(entry, dict):
+        raise ServerViolation(f"spawn entry is not an object (§7.2): {entry!r}")
+    uid, typ, owner = entry.get("uid"), entry.get("type"), entry.get("owner", "missing")
+    args, fields = entry.get("args"), entry.get("fields")
+    if not is_int(uid) or uid <= 0:
+        raise ServerViolation(f"spawn entry uid is not a positive int (§7.1/§7.2): {entry!r}")
+    if not isinstance(typ, str):
+        raise ServerViolation(f"spawn entry type is not a string (§7.2): {entry!r}")
+    if not (owner is None or is_int(owner)):
+        raise ServerViolation(f"spawn entry owner is not int|null (§7.2): {entry!r}")
+    if not isinstance(args, list) or not isinstance(fields, dict):
+        raise ServerViolation(f"spawn entry args/fields have wrong types (§7.2): {entry!r}")
+    return Replica(typ, owner, list(args), dict(fields))
+
+
+class Table:
+    """A client's replica table, applying syncs exactly as §7.3-§7.6 prescribe.
+
+    Any deviation by the server (a non-increasing tick, a delta before the first full
+    sync, an update of an unknown UID, parts with different ticks...) raises
+    :class:`ServerViolation`.
+    """
+
+    def __init__(self) -> None:
+        self.objects: dict[int, Replica] = {}
+        self.parts: list[Msg] = []
+        self.last_tick: int | None = None
+        self.applied = 0
+        self.full_syncs = 0
+        self.messages = 0
+        self.multipart = 0
+        self.ticks: list[int] = []
+
+    def feed(self, msg: Msg) -> bool:
+        """Take one ``sync`` message; return True when a whole sync was applied."""
+        self.messages += 1
+        tick, full, final = msg.get("tick"), msg.get("full"), msg.get("final")
+        lists = [msg.get(name) for name in ("spawn", "update", "despawn")]
+        if not is_int(tick) or not isinstance(full, bool) or not isinstance(final, bool):
+            raise ServerViolation(
+                f"sync with missing/mistyped tick/full/final (§5.2): {brief(msg)}"
+            )
+        if not all(isinstance(item, list) for item in lists):
+            raise ServerViolation(
+                f"sync with missing spawn/update/despawn arrays (§5.2): {brief(msg)}"
+            )
+        if self.parts:
+            first = self.parts[0]
+            if tick != first["tick"]:
+                raise ServerViolation(
+                    f"sync part with tick {tick} while tick {first['tick']} is unfinished (§7.5)"
+                )
+            if full != first["full"]:
+                raise ServerViolation("parts of one sync disagree on 'full' (§7.5)")
+        elif self.last_tick is not None and tick <= self.last_tick:
+            raise ServerViolation(
+                f"sync tick {tick} not above previous tick {self.last_tick} (§7.6)"
+            )
+        self.parts.append(msg)
+        if not final:
+            return False
+        parts, self.parts = self.parts, []
+        if len(parts) > 1:
+            self.multipart += 1
+        self._apply(parts)
+        self.last_tick = tick
+        self.ticks.append(tick)
+        self.applied += 1
+        return True
+
+    def _apply(self, parts: list[Msg]) -> None:
+        full = parts[0]["full"]
+        spawns = [entry for part in parts for entry in part["spawn"]]
+        updates = [entry for part in parts for entry in part["update"]]
+        despawns = [entry for part in parts for entry in part["despawn"]]
+        if self.applied == 0 and not full:
+            raise ServerViolation("first sync after welcome is not full (§7.3)")
+        if full:
+            self.full_syncs += 1
+            if updates or despawns:
+                raise ServerViolation("full sync with non-empty update/despawn (§7.3)")
+            objects: dict[int, Replica] = {}
+            for entry in spawns:
+                replica = _check_spawn_entry(entry)
+                if entry["uid"] in objects:
+                    raise ServerViolation(f"full sync lists uid {entry['uid']} twice (§7.3)")
+                objects[entry["uid"]] = replica
+            self.objects = objects
+            return
+        for entry in spawns:
+            replica = _check_spawn_entry(entry)
+            if entry["uid"] in self.objects:
+                raise ServerViolation(f"delta spawns uid {entry['uid']} already held (§7.6)")
+            self.objects[entry["uid"]] = replica
+        for entry in updates:
+            if not isinstance(entry, dict) or not is_int(entry.get("uid")):
+                raise ServerViolation(f"malformed update entry (§7.2): {entry!r}")
+            if not isinstance(entry.get("fields"), dict):
+                raise ServerViolation(f"update entry without fields object (§7.2): {entry!r}")
+            target = self.objects.get(entry["uid"])
+            if target is None:
+                raise ServerViolation(f"update of uid {entry['uid']} not held (§7.6)")
+            target.fields.update(entry["fields"])
+            if "owner" in entry:
+                owner = entry["owner"]
+                if not (owner is None or is_int(owner)):
+                    raise ServerViolation(f"update entry owner not int|null (§7.2): {entry!r}")
+                target.owner = owner
+        for uid in despawns:
+            if not is_int(uid):
+                raise ServerViolation(f"despawn entry is not an int (§5.2): {uid!r}")
+            if uid not in self.objects:
+                raise ServerViolation(f"despawn of uid {uid} not held (§7.6)")
+            del self.objects[uid]
+
+    def snapshot(self, uids: set[int] | None = None) -> dict[int, tuple[str, Any, str]]:
+        """A comparable view: uid -> (type, owner, canonical fields JSON)."""
+        return {
+            uid: (rep.type, rep.owner, json.dumps(rep.fields, sort_keys=True))
+            for uid, rep in self.objects.items()
+            if uids is None or uid in uids
+        }
+
+    def find_type(self, type_name: str) -> list[int]:
+        return sorted(uid for uid, rep in self.objects.items() if rep.type == type_name)
+
+
+# --------------------------------------------------------------------------- connection
+
+
+@dataclass
+class CloseObservation:
+    """What happened while waiting for the server to close a connection."""
+
+    kind: str  # "close" (a close frame), "eof", "reset" or "timeout"
+    code: Any = None
+    reason: Any = None
+    eof_after: bool = False
+    after_close: list[str] = field(default_factory=list)
+    seen: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    def describe(self) -> str:
+        if self.kind == "close":
+            tail = "then TCP closed" if self.eof_after else "but TCP stayed open"
+            return f"close {self.code} {self.reason!r} after {self.elapsed:.2f}s, {tail}"
+        return f"{self.kind} after {self.elapsed:.2f}s (no close frame)"
+
+
+class Conn:
+    """One raw TCP connection to the server under test."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        timeout: float = 5.0,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        rcvbuf: int | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.max_frame = max_frame
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(min(timeout, 5.0))
+        try:
+            self.sock.connect((host, port))
+        except OSError as exc:
+            self.sock.close()
+            raise CaseFailure(f"cannot connect to {host}:{port}: {exc}") from None
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.buf = bytearray()
+        self.closed = False
+        self.send_failed = False
+        self.welcome: Msg | None = None
+        self.member: int | None = None
+        self.table = Table()
+        self.results: dict[int, list[Msg]] = {}
+        self.pings: list[Any] = []
+        self.pongs: list[Any] = []
+        self.close_msg: Msg | None = None
+        self.types_seen: list[str] = []
+        self.frame_sizes: list[int] = []
+        self.auto_pong = True
+        self.next_id = 0
+        self.on_sync: Callable[[Msg], None] | None = None
+
+    # ----------------------------------------------------------------- sending
+
+    def send_raw(self, data: bytes) -> bool:
+        """Write bytes; return False (and remember it) if the server already hung up."""
+        try:
+            self.sock.settimeout(max(self.timeout, 1.0))
+            self.sock.sendall(data)
+            return True
+        except (BrokenPipeError, ConnectionResetError, ConnectionAbortedError):
+            self.send_failed = True
+            return False
+        except TimeoutError:
+            raise RecvTimeout("send blocked: the server does not read") from None
+
+    def send_frame(self, payload: bytes) -> bool:
+        return self.send_raw(frame(payload))
+
+    def send(self, msg: Any) -> bool:
+        return self.send_frame(encode(msg))
+
+    def send_slowly(self, data: bytes, chunk: int = 1, pause: float = 0.0) -> bool:
+        for start in range(0, len(data), chunk):
+            if not self.send_raw(data[start : start + chunk]):
+                return False
+            if pause:
+                time.sleep(pause)
+        return True
+
+    # ----------------------------------------------------------------- receiving
+
+    def _fill(self, deadline: float) -> None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise RecvTimeout("timed out")
+        self.sock.settimeout(remaining)
+        try:
+            data = self.sock.recv(1 << 18)
+        except TimeoutError:
+            raise RecvTimeout("timed out") from None
+        except (ConnectionResetError, ConnectionAbortedError):
+            self.closed = True
+            raise ConnectionEnded(
+                "connection reset by the server", reset=True, partial=bool(self.buf)
+            ) from None
+        if not data:
+            self.closed = True
+            raise ConnectionEnded(
+                "server closed the TCP connection", reset=False, partial=bool(self.buf)
+            )
+        self.buf += data
+
+    def recv_frame(self, deadline: float) -> bytes:
+        """One payload, checked against §2.2/§2.3 from the receiver's side."""
+        while len(self.buf) < 4:
+            self._fill(deadline)
+        (length,) = struct.unpack(">I", self.buf[:4])
+        if length == 0:
+            raise ServerViolation("server sent a frame with N = 0 (§2.2)")
+        if length > self.max_frame:
+            raise ServerViolation(
+                f"server sent a {length}-byte frame above our announced max_frame "
+                f"{self.max_frame} (§2.3)"
+            )
+        while len(self.buf) < 4 + length:
+            self._fill(deadline)
+        payload = bytes(self.buf[4 : 4 + length])
+        del self.buf[: 4 + length]
+        self.frame_sizes.append(length)
+        return payload
+
+    def recv_msg(self, deadline: float) -> Msg:
+        msg = parse_strict(self.recv_frame(deadline))
+        self.types_seen.append(msg["type"])
+        return msg
+
+    def pump(self, msg: Msg) -> None:
+        """Book-keep one received message (syncs, answers, pings)."""
+        kind = msg["type"]
+        if kind == "sync":
+            if self.welcome is None:
+                raise ServerViolation("sync before welcome (§6.2)")
+            self.table.feed(msg)
+            if self.on_sync is not None:
+                self.on_sync(msg)
+        elif kind in ("rpc_result", "rpc_error"):
+            call_id = msg.get("id")
+            if not is_int(call_id):
+                raise ServerViolation(f"{kind} without an int id (§5.2): {brief(msg)}")
+            if kind == "rpc_error":
+                code, message = msg.get("code"), msg.get("message")
+                if not isinstance(code, str) or not isinstance(message, str):
+                    raise ServerViolation(f"rpc_error without string code/message: {brief(msg)}")
+                if code not in RPC_ERROR_CODES:
+                    raise ServerViolation(f"rpc_error with undocumented code {code!r} (§8.3)")
+                marker = leaks_internals(message)
+                if marker is not None and code != "rejected":
+                    raise ServerViolation(
+                        f"rpc_error message leaks internals ({marker!r}, §8.4): {message[:200]!r}"
+                    )
+            elif "value" not in msg:
+                raise ServerViolation(f"rpc_result without value (§5.2): {brief(msg)}")
+            self.results.setdefault(call_id, []).append(msg)
+        elif kind == "ping":
+            if not is_int(msg.get("nonce")):
+                raise ServerViolation(f"ping without int nonce (§5.2): {brief(msg)}")
+            self.pings.append(msg["nonce"])
+            if self.auto_pong:
+                self.send({"type": "pong", "nonce": msg["nonce"]})
+        elif kind == "pong":
+            self.pongs.append(msg.get("nonce"))
+        elif kind == "close":
+            self.close_msg = msg
+            raise CaseFailure(f"server closed the session unexpectedly: {brief(msg)}")
+        elif kind == "welcome":
+            raise ServerViolation("second welcome (§6.2)")
+        else:
+            raise ServerViolation(f"unknown message type {kind!r} from server (§3.3)")
+
+    def wait(self, predicate: Callable[[], bool], timeout: float | None, what: str) -> None:
+        """Pump messages until ``predicate()`` holds."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        while not predicate():
+            try:
+                msg = self.recv_msg(deadline)
+            except RecvTimeout:
+                raise RecvTimeout(f"timed out waiting for {what}") from None
+            self.pump(msg)
+
+    def drain(self, duration: float) -> None:
+        """Pump whatever arrives during ``duration`` seconds."""
+        deadline = time.monotonic() + duration
+        while True:
+            try:
+                msg = self.recv_msg(deadline)
+            except RecvTimeout:
+                return
+            self.pump(msg)
+
+    # ----------------------------------------------------------------- session
+
+    def hello(self, version: Any = PROTOCOL_VERSION, **extra: Any) -> Msg:
+        """Send hello and return the first message the server answers with."""
+        msg: Msg = {"type": "hello", "version": version}
+        if self.max_frame != DEFAULT_MAX_FRAME:
+            msg["max_frame"] = self.max_frame
+        msg.update(extra)
+        self.send(msg)
+        return self.recv_msg(time.monotonic() + self.timeout)
+
+    def accept_welcome(self, msg: Msg) -> Msg:
+        if msg["type"] != "welcome":
+            raise CaseFailure(f"expected welcome, got {brief(msg)}")
+        version, member = msg.get("version"), msg.get("member")
+        tick_rate, max_frame = msg.get("tick_rate"), msg.get("max_frame")
+        if version != PROTOCOL_VERSION or not is_int(version):
+            raise ServerViolation(f"welcome.version is not 1 (§5.2): {brief(msg)}")
+        if not is_int(member) or member <= 0:
+            raise ServerViolation(f"welcome.member is not a positive int (§4.3): {brief(msg)}")
+        if not is_number(tick_rate):
+            raise ServerViolation(f"welcome.tick_rate is not a number (§5.2): {brief(msg)}")
+        if not is_int(max_frame) or max_frame < 1:
+            raise ServerViolation(f"welcome.max_frame is not a positive int (§5.2): {brief(msg)}")
+        self.welcome = msg
+        self.member = member
+        return msg
+
+    def handshake(self, **extra: Any) -> Msg:
+        return self.accept_welcome(self.hello(**extra))
+
+    def open(self, **extra: Any) -> Conn:
+        """Handshake and wait for the first (full) sync to be applied."""
+        self.handshake(**extra)
+        self.wait(lambda: self.table.applied > 0, None, "the first full sync")
+        return self
+
+    def control_uid(self) -> int:
+        found = self.table.find_type("Control")
+        if len(found) != 1:
+            raise CaseFailure(f"expected exactly one Control object in the world, found {found}")
+        return found[0]
+
+    def request(self, uid: Any, method: Any, args: Any, **extra: Any) -> int:
+        call_id = self.next_id
+        self.next_id += 1
+        msg: Msg = {"type": "rpc", "id": call_id, "uid": uid, "method": method, "args": args}
+        msg.update(extra)
+        self.send(msg)
+        return call_id
+
+    def answer(self, call_id: int, timeout: float | None = None) -> Msg:
+        self.wait(lambda: call_id in self.results, timeout, f"the answer to call {call_id}")
+        return self.results[call_id][0]
+
+    def call(
+        self, uid: Any, method: Any, args: Any, timeout: float | None = None, **extra: Any
+    ) -> Msg:
+        return self.answer(self.request(uid, method, args, **extra), timeout)
+
+    def call_ok(self, uid: Any, method: str, args: list[Any], timeout: float | None = None) -> Any:
+        reply = self.call(uid, method, args, timeout)
+        if reply["type"] != "rpc_result":
+            raise CaseFailure(f"{method}{tuple(args)!r} failed: {brief(reply)}")
+        return reply["value"]
+
+    def control(self, method: str, *args: Any) -> Any:
+        return self.call_ok(self.control_uid(), method, list(args))
+
+    def expect_close(self, timeout: float) -> CloseObservation:
+        """Read until the server sends close (then expect EOF) or ends the TCP connection."""
+        start = time.monotonic()
+        deadline = start + timeout
+        obs = CloseObservation("timeout")
+        while True:
+            try:
+                msg = self.recv_msg(deadline)
+            except RecvTimeout:
+                obs.elapsed = time.monotonic() - start
+                return obs
+            except ConnectionEnded as exc:
+                obs.kind = "reset" if exc.reset else "eof"
+                obs.elapsed = time.monotonic() - start
+                return obs
+            if msg["type"] != "close":
+                obs.seen.append(msg["type"])
+                if msg["type"] == "ping" and self.auto_pong:
+                    self.send({"type": "pong", "nonce": msg.get("nonce")})
+                continue
+            obs.kind, obs.code, obs.reason = "close", msg.get("code"), msg.get("reason")
+            obs.elapsed = time.monotonic() - start
+            self.close_msg = msg
+            after_deadline = time.monotonic() + 2.0
+            while True:
+                try:
+                    extra = self.recv_msg(after_deadline)
+                    obs.after_close.append(extra["type"])
+                except (ConnectionEnded, RecvTimeout, ServerViolation) as exc:
+                    obs.eof_after = isinstance(exc, ConnectionEnded)
+                    return obs
+
+    def wait_eof(self, timeout: float) -> str:
+        """Wait until the server ends the TCP connection; return what came before."""
+        deadline = time.monotonic() + timeout
+        seen: list[str] = []
+        while True:
+            try:
+                msg = self.recv_msg(deadline)
+            except ConnectionEnded:
+                return ",".join(seen) or "nothing"
+            except RecvTimeout:
+                raise RecvTimeout(f"TCP connection still open after {timeout:.1f}s") from None
+            seen.append(msg["type"])
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def goodbye(self) -> None:
+        """Clean close (§10.1): send close 1000 then close the socket."""
+        if not self.closed:
+            self.send({"type": "close", "code": 1000, "reason": "bye"})
+        self.close()

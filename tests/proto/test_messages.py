@@ -1,0 +1,489 @@
+"""reverb/proto/messages.py: message dataclasses and the JSON codec (docs/protocol.md §3, §5)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from reverb.errors import EncodeError, RemoteProtocolError
+from reverb.proto import messages as m
+
+MAX = m.MAX_SAFE_INT
+
+EXAMPLES: list[m.Message] = [
+    m.Hello(version=1),
+    m.Hello(version=1, max_frame=65536),
+    m.Welcome(version=1, member=7, tick_rate=30.0, max_frame=1048576),
+    m.Sync(tick=1, full=True, final=True),
+    m.Sync(
+        tick=12,
+        full=False,
+        final=False,
+        spawn=(m.SpawnEntry(uid=1, type="Player", owner=7, args=[10, 20], fields={"x": 10}),),
+        update=(
+            m.UpdateEntry(uid=2, fields={"hp": 3.5}),
+            m.UpdateEntry(uid=3, fields={}, owner=None),
+            m.UpdateEntry(uid=4, fields={"a": [1, {"b": None}]}, owner=9),
+        ),
+        despawn=(5, 6),
+    ),
+    m.Sync(
+        tick=2,
+        full=True,
+        final=True,
+        spawn=(m.SpawnEntry(uid=1, type="T", owner=None, args=[], fields={"s": "héllo ☃"}),),
+    ),
+    m.Rpc(id=0, uid=1, method="move", args=[1, 0]),
+    m.RpcResult(id=3, value=None),
+    m.RpcResult(id=4, value={"k": [1, 2.5, "x", True, None]}),
+    m.RpcErrorReply(id=5, code="rejected", message="no"),
+    m.Ping(nonce=1),
+    m.Pong(nonce=MAX),
+    m.Close(code=1000, reason=""),
+]
+
+
+def body(obj: Any) -> bytes:
+    return json.dumps(obj).encode()
+
+
+def assert_refused(data: bytes, code: int, *words: str) -> None:
+    with pytest.raises(RemoteProtocolError) as info:
+        m.decode(data)
+    assert info.value.code == code, info.value
+    for word in words:
+        assert word in str(info.value)
+
+
+def assert_encode_error(value: Any, *words: str) -> None:
+    with pytest.raises(EncodeError) as info:
+        m.to_wire(value, "Player uid=3 attribute 'pos'")
+    assert "Player uid=3 attribute 'pos'" in str(info.value)
+    for word in words:
+        assert word in str(info.value)
+
+
+def nested(levels: int, inner: Any = 1) -> Any:
+    """``inner`` wrapped in ``levels`` arrays."""
+    for _ in range(levels):
+        inner = [inner]
+    return inner
+
+
+# -- round trips --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("message", EXAMPLES, ids=lambda msg: msg.TYPE)
+def test_every_message_round_trips(message: m.Message) -> None:
+    assert m.decode(m.encode(message)) == message
+
+
+def test_every_message_type_has_an_example() -> None:
+    assert {msg.TYPE for msg in EXAMPLES} == set(m.MESSAGE_TYPES)
+
+
+def test_encoding_is_compact_utf8_json_with_the_type() -> None:
+    data = m.encode(m.Ping(nonce=3))
+    assert data == b'{"type":"ping","nonce":3}'
+    assert m.encode(m.Close(code=1000, reason="é")).decode("utf-8").endswith('"é"}')
+
+
+def test_absent_optional_field_is_left_out() -> None:
+    assert "max_frame" not in json.loads(m.encode(m.Hello(version=1)))
+    update = json.loads(m.encode(m.Sync(1, False, True, update=(m.UpdateEntry(1, {}),))))
+    assert update["update"] == [{"uid": 1, "fields": {}}]
+
+
+def test_null_owner_is_sent_as_null() -> None:
+    sync = m.Sync(1, False, True, update=(m.UpdateEntry(1, {}, owner=None),))
+    assert json.loads(m.encode(sync))["update"] == [{"uid": 1, "fields": {}, "owner": None}]
+
+
+def test_example_session_of_the_spec_decodes() -> None:
+    texts = [
+        '{"type":"hello","version":1}',
+        '{"type":"welcome","version":1,"member":7,"tick_rate":30.0,"max_frame":1048576}',
+        '{"type":"sync","tick":12,"full":true,"final":true,"spawn":[{"uid":1,"type":"Player",'
+        '"owner":7,"args":[10,20],"fields":{"x":10,"y":20}}],"update":[],"despawn":[]}',
+        '{"type":"rpc","id":0,"uid":1,"method":"move","args":[1,0]}',
+        '{"type":"rpc_result","id":0,"value":[11,20]}',
+        '{"type":"close","code":1000,"reason":"bye"}',
+    ]
+    kinds = [type(m.decode(t.encode())) for t in texts]
+    assert kinds == [m.Hello, m.Welcome, m.Sync, m.Rpc, m.RpcResult, m.Close]
+
+
+def test_int_tick_rate_is_a_number() -> None:
+    welcome = m.decode(
+        body({"type": "welcome", "version": 1, "member": 1, "tick_rate": 30, "max_frame": 65536})
+    )
+    assert isinstance(welcome, m.Welcome)
+    assert welcome.tick_rate == 30.0
+
+
+def test_extra_fields_are_ignored() -> None:
+    message = m.decode(body({"type": "ping", "nonce": 1, "member": 99, "later": [1]}))
+    assert message == m.Ping(nonce=1)
+    sync = m.decode(
+        body(
+            {
+                "type": "sync",
+                "tick": 1,
+                "full": True,
+                "final": True,
+                "despawn": [],
+                "spawn": [
+                    {"uid": 1, "type": "T", "owner": None, "args": [], "fields": {}, "extra": 1}
+                ],
+                "update": [{"uid": 2, "fields": {}, "colour": "red"}],
+            }
+        )
+    )
+    assert isinstance(sync, m.Sync)
+    assert sync.spawn[0].uid == 1
+    assert sync.update[0].owner is m.ABSENT
+
+
+# -- §3.3, §3.5: protocol errors (1002) ---------------------------------------------------------
+
+GOOD = {
+    "hello": {"version": 1},
+    "welcome": {"version": 1, "member": 1, "tick_rate": 30.0, "max_frame": 65536},
+    "sync": {"tick": 1, "full": True, "final": True, "spawn": [], "update": [], "despawn": []},
+    "rpc": {"id": 0, "uid": 1, "method": "m", "args": []},
+    "rpc_result": {"id": 0, "value": None},
+    "rpc_error": {"id": 0, "code": "rejected", "message": ""},
+    "ping": {"nonce": 1},
+    "pong": {"nonce": 1},
+    "close": {"code": 1000, "reason": ""},
+}
+REQUIRED = [(kind, name) for kind, fields in GOOD.items() for name in fields]
+
+
+def test_good_examples_decode() -> None:
+    for kind, fields in GOOD.items():
+        assert m.decode(body({"type": kind, **fields})).TYPE == kind
+
+
+@pytest.mark.parametrize(("kind", "name"), REQUIRED)
+def test_missing_required_field_is_a_protocol_error(kind: str, name: str) -> None:
+    fields = {k: v for k, v in GOOD[kind].items() if k != name}
+    assert_refused(body({"type": kind, **fields}), 1002, name)
+
+
+WRONG = {int: "1", float: "1", str: 1, bool: 1, list: {}, dict: []}
+
+
+@pytest.mark.parametrize(("kind", "name"), REQUIRED)
+def test_wrong_type_is_a_protocol_error(kind: str, name: str) -> None:
+    good = GOOD[kind][name]
+    if good is None:  # rpc_result.value: any JSON value
+        return
+    bad = WRONG[type(good)]
+    assert_refused(body({"type": kind, **GOOD[kind], name: bad}), 1002, name)
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [(k, n) for k, n in REQUIRED if type(GOOD[k][n]) in (int, float)],
+)
+def test_bool_where_a_number_is_expected_is_a_protocol_error(kind: str, name: str) -> None:
+    assert_refused(body({"type": kind, **GOOD[kind], name: True}), 1002, name)
+
+
+@pytest.mark.parametrize(("kind", "name"), [(k, n) for k, n in REQUIRED if k != "rpc_result"])
+def test_null_where_not_allowed_is_a_protocol_error(kind: str, name: str) -> None:
+    assert_refused(body({"type": kind, **GOOD[kind], name: None}), 1002, name)
+
+
+def test_null_owner_is_allowed_but_not_null_uid() -> None:
+    entry = {"uid": 1, "type": "T", "owner": None, "args": [], "fields": {}}
+    sync = m.decode(body({"type": "sync", **GOOD["sync"], "spawn": [entry]}))
+    assert isinstance(sync, m.Sync)
+    assert sync.spawn[0].owner is None
+    assert_refused(body({"type": "sync", **GOOD["sync"], "spawn": [{**entry, "uid": None}]}), 1002)
+
+
+@pytest.mark.parametrize(
+    ("entry", "where"),
+    [
+        ({"uid": "1", "type": "T", "owner": None, "args": [], "fields": {}}, "spawn[0].uid"),
+        ({"uid": 1, "type": 5, "owner": None, "args": [], "fields": {}}, "spawn[0].type"),
+        ({"uid": 1, "type": "T", "owner": True, "args": [], "fields": {}}, "spawn[0].owner"),
+        ({"uid": 1, "type": "T", "owner": None, "args": {}, "fields": {}}, "spawn[0].args"),
+        ({"uid": 1, "type": "T", "owner": None, "args": [], "fields": []}, "spawn[0].fields"),
+        ({"uid": 1, "type": "T", "owner": None, "args": []}, "spawn[0].fields"),
+        ("not an entry", "spawn[0]"),
+    ],
+)
+def test_bad_spawn_entry_names_its_location(entry: Any, where: str) -> None:
+    assert_refused(body({"type": "sync", **GOOD["sync"], "spawn": [entry]}), 1002, where)
+
+
+@pytest.mark.parametrize(
+    "update",
+    [{"uid": 1}, {"uid": 1, "fields": {}, "owner": "me"}, {"uid": True, "fields": {}}],
+)
+def test_bad_update_entry(update: Any) -> None:
+    assert_refused(body({"type": "sync", **GOOD["sync"], "update": [update]}), 1002, "update[0]")
+
+
+def test_non_int_despawn_is_a_protocol_error() -> None:
+    assert_refused(body({"type": "sync", **GOOD["sync"], "despawn": [1, "2"]}), 1002, "despawn[1]")
+
+
+def test_unknown_type_is_a_protocol_error() -> None:
+    assert_refused(body({"type": "teleport"}), 1002, "teleport")
+
+
+def test_unknown_type_is_cut_short_in_the_reason() -> None:
+    with pytest.raises(RemoteProtocolError) as info:
+        m.decode(body({"type": "x" * 10000}))
+    assert len(str(info.value)) < 100
+
+
+@pytest.mark.parametrize("kind", [None, 1, True, [], {}])
+def test_non_string_type_is_a_protocol_error(kind: Any) -> None:
+    assert_refused(body({"type": kind}), 1002, "type")
+
+
+def test_missing_type_is_a_protocol_error() -> None:
+    assert_refused(body({"nonce": 1}), 1002, "type")
+
+
+# -- §3.1, §3.2, §3.4: invalid payload (1007) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"\xff\xfe",
+        b'{"type":"ping","nonce":1,"x":"\xc3"}',
+        b'{"type":"close","code":1000,"reason":"\xed\xa0\x80"}',  # a UTF-8 encoded surrogate
+    ],
+)
+def test_invalid_utf8_is_invalid_payload(data: bytes) -> None:
+    assert_refused(data, 1007, "UTF-8")
+
+
+def test_byte_order_mark_is_invalid_payload() -> None:
+    assert_refused(b"\xef\xbb\xbf" + body({"type": "ping", "nonce": 1}), 1007)
+
+
+@pytest.mark.parametrize("text", ["", "{", "ping", '{"type":"ping","nonce":1}x', "{'a':1}"])
+def test_invalid_json_is_invalid_payload(text: str) -> None:
+    assert_refused(text.encode(), 1007)
+
+
+@pytest.mark.parametrize("value", [[], 1, "ping", None, True, 1.5])
+def test_non_object_top_level_is_invalid_payload(value: Any) -> None:
+    assert_refused(body(value), 1007)
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_finite_constants_are_invalid_payload(constant: str) -> None:
+    assert_refused(f'{{"type":"rpc_result","id":0,"value":{constant}}}'.encode(), 1007)
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", "1.5e999"])
+def test_overflowing_float_is_invalid_payload(number: str) -> None:
+    assert_refused(f'{{"type":"rpc_result","id":0,"value":{number}}}'.encode(), 1007)
+
+
+def test_duplicate_keys_are_invalid_payload() -> None:
+    assert_refused(b'{"type":"ping","nonce":1,"nonce":2}', 1007, "duplicate")
+    assert_refused(b'{"type":"rpc_result","id":0,"value":{"a":1,"a":1}}', 1007, "duplicate")
+
+
+@pytest.mark.parametrize("value", [MAX, -MAX, 0])
+def test_safe_integers_are_accepted(value: int) -> None:
+    assert m.decode(body({"type": "ping", "nonce": value})) == m.Ping(nonce=value)
+
+
+@pytest.mark.parametrize(
+    "digits",
+    [str(MAX + 1), str(-MAX - 1), "1" + "0" * 16, "1" + "0" * 300, "-" + "9" * 5000],
+    ids=["max+1", "-max-1", "1e16", "1e300", "5000 digits"],
+)
+def test_integers_beyond_the_safe_range_are_invalid_payload(digits: str) -> None:
+    text = '{"type":"rpc_result","id":0,"value":' + digits + "}"
+    assert_refused(text.encode(), 1007)
+
+
+def test_nesting_of_exactly_32_levels_is_accepted() -> None:
+    # §3.4: the message object is level 1, so 31 arrays inside it reach level 32.
+    for value in (nested(31, 1), nested(31, "s"), nested(31, None), nested(30, []), nested(30, {})):
+        data = body({"type": "rpc_result", "id": 0, "value": value})
+        message = m.decode(data)
+        assert isinstance(message, m.RpcResult)
+        assert message.value == value
+
+
+def test_nesting_beyond_32_levels_is_invalid_payload() -> None:
+    assert_refused(body({"type": "rpc_result", "id": 0, "value": nested(31, [])}), 1007, "32")
+    assert_refused(body({"type": "rpc_result", "id": 0, "value": nested(40)}), 1007)
+    deep_object: Any = {}
+    for _ in range(40):
+        deep_object = {"k": deep_object}
+    assert_refused(body({"type": "rpc_result", "id": 0, "value": deep_object}), 1007)
+
+
+def test_nesting_deep_enough_to_exhaust_recursion_is_invalid_payload() -> None:
+    depth = 100_000
+    assert_refused(b"[" * depth + b"]" * depth, 1007)
+    assert_refused(b'{"type":"ping","x":' + b"[" * depth + b"]" * depth + b"}", 1007)
+
+
+# -- to_wire -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [None, True, False, 0, -5, MAX, -MAX, 1.5, -0.0, "", "☃", [], {}, [1, [2, {"a": None}]]],
+)
+def test_to_wire_keeps_json_values(value: Any) -> None:
+    assert m.to_wire(value) == value
+
+
+def test_to_wire_turns_tuples_into_lists() -> None:
+    assert m.to_wire((1, (2, 3), {"a": (4,)})) == [1, [2, 3], {"a": [4]}]
+    assert type(m.to_wire(())) is list
+
+
+def test_to_wire_returns_plain_builtins() -> None:
+    class MyInt(int):
+        pass
+
+    class MyDict(dict):  # type: ignore[type-arg]
+        pass
+
+    assert_encode_error(MyInt(1), "MyInt")
+    assert_encode_error(MyDict(), "MyDict")
+
+
+def test_to_wire_refuses_sets() -> None:
+    assert_encode_error({1, 2}, "set")
+    assert_encode_error(frozenset(), "frozenset")
+
+
+def test_to_wire_refuses_objects_and_names_the_nested_location() -> None:
+    with pytest.raises(EncodeError) as info:
+        m.to_wire({"items": [1, object()]}, "Player uid=3 attribute 'pos'")
+    assert "Player uid=3 attribute 'pos'['items'][1]" in str(info.value)
+    assert "object" in str(info.value)
+    assert_encode_error(b"bytes", "bytes")
+
+
+def test_to_wire_refuses_non_string_keys() -> None:
+    assert_encode_error({1: "a"}, "key 1")
+    assert_encode_error({("a",): 1}, "key")
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_to_wire_refuses_non_finite_floats(value: float) -> None:
+    assert_encode_error(value, "finite")
+    assert_encode_error([value], "[0]")
+
+
+@pytest.mark.parametrize("value", [MAX + 1, -MAX - 1, 2**64])
+def test_to_wire_refuses_huge_ints(value: int) -> None:
+    assert_encode_error(value, str(value))
+
+
+def test_to_wire_refuses_too_deep_nesting() -> None:
+    # A value sits at level 2 (inside the message object): 31 containers reach level 32.
+    assert m.to_wire(nested(30, [])) == nested(30, [])
+    assert_encode_error(nested(31, []), "32")
+    with pytest.raises(EncodeError):
+        m.to_wire(nested(200))
+
+
+def test_default_location_is_value() -> None:
+    with pytest.raises(EncodeError, match=r"^value"):
+        m.to_wire({1})
+
+
+def test_what_to_wire_accepts_decodes() -> None:
+    # The encoder's and the decoder's limits agree: anything to_wire accepts is legal payload.
+    for value in (nested(30, [1]), nested(30, {"a": 1}), nested(30, []), nested(31, 1), MAX, -MAX):
+        wire = m.to_wire(value)
+        assert m.decode(m.encode(m.RpcResult(id=0, value=wire))) == m.RpcResult(0, wire)
+
+
+def test_encode_reports_nan_as_an_encode_error() -> None:
+    with pytest.raises(EncodeError, match="rpc_result"):
+        m.encode(m.RpcResult(id=0, value=float("nan")))
+
+
+# -- encode_sync (§7.5) ------------------------------------------------------------------------
+
+
+def spawn(uid: int, size: int = 100, text: str = "x") -> m.SpawnEntry:
+    return m.SpawnEntry(
+        uid=uid, type="Thing", owner=uid % 3 or None, args=[uid], fields={"blob": text * size}
+    )
+
+
+def big_sync(full: bool = False, text: str = "x") -> m.Sync:
+    return m.Sync(
+        tick=42,
+        full=full,
+        final=True,
+        spawn=tuple(spawn(uid, text=text) for uid in range(1, 40)),
+        update=tuple(m.UpdateEntry(uid, {"hp": uid}, owner=uid) for uid in range(100, 160)),
+        despawn=tuple(range(500, 700)),
+    )
+
+
+def decoded_parts(sync: m.Sync, limit: int) -> list[m.Sync]:
+    bodies = m.encode_sync(sync, limit)
+    for data in bodies:
+        assert len(data) <= limit, f"a part of {len(data)} bytes exceeds the limit {limit}"
+    parts = [m.decode(data) for data in bodies]
+    assert all(isinstance(p, m.Sync) for p in parts)
+    return parts  # type: ignore[return-value]
+
+
+def assert_parts_make(sync: m.Sync, parts: list[m.Sync]) -> None:
+    assert [p.tick for p in parts] == [sync.tick] * len(parts)
+    assert [p.full for p in parts] == [sync.full] * len(parts)
+    assert [p.final for p in parts] == [False] * (len(parts) - 1) + [True]
+    assert tuple(e for p in parts for e in p.spawn) == sync.spawn
+    assert tuple(e for p in parts for e in p.update) == sync.update
+    assert tuple(u for p in parts for u in p.despawn) == sync.despawn
+
+
+def test_small_sync_is_one_part() -> None:
+    sync = m.Sync(tick=1, full=True, final=True, spawn=(spawn(1),))
+    assert m.encode_sync(sync, 65536) == [m.encode(sync)]
+
+
+@pytest.mark.parametrize("full", [True, False])
+@pytest.mark.parametrize("limit", [600, 1000, 4096])
+def test_big_sync_is_split_into_parts_within_the_limit(full: bool, limit: int) -> None:
+    sync = big_sync(full)
+    parts = decoded_parts(sync, limit)
+    assert len(parts) > 1
+    assert_parts_make(sync, parts)
+
+
+def test_parts_count_bytes_not_characters() -> None:
+    # Non-ASCII text takes 2-4 bytes per character on the wire: the limit is in bytes (§2.3).
+    for text in ("é", "☃", "😀"):
+        sync = big_sync(text=text)
+        assert_parts_make(sync, decoded_parts(sync, 4096))
+
+
+def test_entry_too_big_for_any_frame_raises_encode_error() -> None:
+    sync = m.Sync(tick=1, full=True, final=True, spawn=(spawn(1), spawn(7, size=5000)))
+    with pytest.raises(EncodeError, match="uid=7"):
+        m.encode_sync(sync, 1000)
+
+
+def test_despawn_too_big_names_its_uid() -> None:
+    # Only a tiny limit makes a despawn uid overflow; the error still names it.
+    sync = m.Sync(tick=1, full=False, final=True, despawn=tuple(range(1, 30)))
+    with pytest.raises(EncodeError, match=r"uid=1 "):
+        m.encode_sync(sync, 90)

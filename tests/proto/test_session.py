@@ -1,0 +1,514 @@
+"""reverb/proto/session.py: handshake, state machine, timers and closing (§4, §6, §9, §10)."""
+
+from __future__ import annotations
+
+import pytest
+
+from reverb.errors import InvalidState, LocalProtocolError
+from reverb.proto import messages as m
+from reverb.proto.framing import encode_frame
+from reverb.proto.session import (
+    RECEIVABLE,
+    CloseCode,
+    Closed,
+    Opened,
+    Received,
+    Role,
+    Session,
+    State,
+)
+from tests.proto.helpers import (
+    SAMPLES,
+    SessionPair,
+    assert_closed_with,
+    client,
+    frame,
+    frames,
+    sent,
+    server,
+)
+
+# -- handshake (§4) -------------------------------------------------------------------------------
+
+
+def test_client_sends_hello_at_construction() -> None:
+    session = client(max_frame_size=70000)
+    assert session.state is State.HANDSHAKE
+    assert sent(session) == [m.Hello(version=1, max_frame=70000)]
+
+
+def test_server_sends_nothing_before_hello() -> None:
+    session = server()
+    assert session.data_to_send() == b""
+    assert session.events() == []
+
+
+def test_handshake_opens_both_sides_with_the_member_id() -> None:
+    pair = SessionPair(member=42, server_options={"tick_rate": 20.0, "max_frame_size": 70000})
+    assert pair.to_server == [m.Hello(version=1, max_frame=1 << 20)]
+    assert pair.to_client == [m.Welcome(version=1, member=42, tick_rate=20.0, max_frame=70000)]
+    assert pair.server_events == [Opened(member=42, tick_rate=20.0)]
+    assert pair.client_events == [Opened(member=42, tick_rate=20.0)]
+    assert pair.client.state is State.OPEN and pair.server.state is State.OPEN
+    assert pair.client.member == 42
+    assert pair.client.peer_max_frame == 70000
+    assert pair.server.peer_max_frame == 1 << 20
+    assert "42" in pair.client.name
+
+
+def test_hello_without_max_frame_keeps_the_default_peer_limit() -> None:
+    session = server()
+    session.receive_data(frame(m.Hello(version=1)), 0)
+    assert session.state is State.OPEN
+    assert session.peer_max_frame == 1 << 20
+
+
+def test_hello_with_max_frame_below_the_minimum_is_a_protocol_error() -> None:
+    session = server()
+    session.receive_data(frame(m.Hello(version=1, max_frame=65535)), 0)
+    assert_closed_with(session, 1002, "65536")
+
+
+def test_unsupported_version_closes_1003_naming_version_1() -> None:
+    session = server()
+    session.receive_data(frame(m.Hello(version=2)), 0)
+    assert_closed_with(session, 1003, "version 2", "speaks 1")
+
+
+def test_message_before_hello_is_a_protocol_error() -> None:
+    session = server()
+    session.receive_data(frame(m.Ping(nonce=1)), 0)
+    assert_closed_with(session, 1002, "ping")
+
+
+def test_rpc_before_hello_is_refused() -> None:
+    session = server()
+    session.receive_data(frame(SAMPLES[m.Rpc]), 0)
+    assert_closed_with(session, 1002, "rpc")
+
+
+def test_double_hello_is_a_protocol_error() -> None:
+    session = server()
+    session.receive_data(frames(m.Hello(version=1), m.Hello(version=1)), 0)
+    assert [type(e) for e in session.events()] == [Opened, Closed]
+    out = sent(session)
+    assert isinstance(out[0], m.Welcome)
+    assert out[1].code == 1002  # type: ignore[attr-defined]
+    assert session.closed
+
+
+def test_client_cannot_send_rpc_before_welcome() -> None:
+    session = client()
+    with pytest.raises(InvalidState):
+        session.send(SAMPLES[m.Rpc], 0)
+    assert sent(session) == [m.Hello(version=1, max_frame=1 << 20)]
+
+
+def test_send_in_handshake_raises_invalid_state() -> None:
+    for session in (server(), client()):
+        with pytest.raises(InvalidState):
+            session.send(m.Ping(nonce=1), 0)
+        with pytest.raises(InvalidState):
+            session.send_encoded("ping", m.encode(m.Ping(nonce=1)), 0)
+
+
+def test_send_after_close_raises_invalid_state() -> None:
+    session = server(opened=True)
+    session.close(1000, "", 0)
+    with pytest.raises(InvalidState):
+        session.send(m.Ping(nonce=1), 0)
+
+
+def test_send_refuses_a_message_the_peer_may_not_receive() -> None:
+    # send(): "it must be legal for the peer to receive now (§6.2)"; errors.py: LocalProtocolError
+    # is raised when this side "tried to send something illegal".
+    srv, clt = server(opened=True), client(opened=True)
+    for session, message in [
+        (srv, SAMPLES[m.Rpc]),
+        (srv, SAMPLES[m.Hello]),
+        (clt, SAMPLES[m.Sync]),
+        (clt, SAMPLES[m.Welcome]),
+    ]:
+        with pytest.raises(LocalProtocolError):
+            session.send(message, 0)
+
+
+def test_send_queues_a_frame() -> None:
+    session = server(opened=True)
+    session.send(SAMPLES[m.Sync], 1)
+    assert sent(session) == [SAMPLES[m.Sync]]
+
+
+def test_send_over_the_peers_limit_raises() -> None:
+    session = server(opened=True)  # the client announced no limit: 1 MiB
+    body = m.encode(m.RpcResult(id=0, value="x" * (1 << 20)))
+    with pytest.raises(LocalProtocolError, match="limit"):
+        session.send_encoded("rpc_result", body, 0)
+    assert session.data_to_send() == b""
+
+
+def test_welcome_sets_the_clients_view() -> None:
+    session = client()
+    session.data_to_send()
+    session.receive_data(frame(m.Welcome(version=1, member=9, tick_rate=60, max_frame=80000)), 0)
+    assert session.events() == [Opened(member=9, tick_rate=60.0)]
+    assert (session.member, session.tick_rate, session.peer_max_frame) == (9, 60.0, 80000)
+
+
+# -- legality table (§6.2) ------------------------------------------------------------------------
+
+
+def waiting_client() -> Session:
+    """A client that has sent its hello and waits for the welcome."""
+    session = client()
+    session.data_to_send()
+    return session
+
+
+SESSIONS = {
+    (Role.SERVER, State.HANDSHAKE): server,
+    (Role.SERVER, State.OPEN): lambda: server(opened=True),
+    (Role.CLIENT, State.HANDSHAKE): waiting_client,
+    (Role.CLIENT, State.OPEN): lambda: client(opened=True),
+}
+CASES = [(role, state, kind) for (role, state) in SESSIONS for kind in SAMPLES]
+
+
+def test_table_lists_exactly_the_spec() -> None:
+    names = {key: {cls.TYPE for cls in legal} for key, legal in RECEIVABLE.items()}
+    assert names == {
+        (Role.SERVER, State.HANDSHAKE): {"hello", "close"},
+        (Role.SERVER, State.OPEN): {"rpc", "ping", "pong", "close"},
+        (Role.CLIENT, State.HANDSHAKE): {"welcome", "close"},
+        (Role.CLIENT, State.OPEN): {"sync", "rpc_result", "rpc_error", "ping", "pong", "close"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("role", "state", "kind"),
+    CASES,
+    ids=[f"{r.value}-{s.value}-{k.TYPE}" for r, s, k in CASES],
+)
+def test_legality(role: Role, state: State, kind: type[m.Message]) -> None:
+    session = SESSIONS[(role, state)]()
+    assert session.state is state
+    message = SAMPLES[kind]
+    session.receive_data(frame(message), 1.0)
+    if kind not in RECEIVABLE[(role, state)]:
+        assert_closed_with(session, 1002, kind.TYPE, state.value)
+        return
+    events = session.events()
+    out = sent(session)
+    if kind is m.Close:
+        assert events == [Closed(code=4000, reason="game over", by_peer=True)]
+        assert out == []
+    elif kind is m.Ping:
+        assert events == [] and out == [m.Pong(nonce=5)]
+    elif kind is m.Pong:
+        assert events == [] and out == []
+    elif kind in (m.Hello, m.Welcome):
+        assert [type(e) for e in events] == [Opened]
+        assert session.state is State.OPEN
+    else:
+        assert events == [Received(message)] and out == []
+    assert session.closed is (kind is m.Close)
+
+
+# -- heartbeat (§9) --------------------------------------------------------------------------------
+
+
+def test_ping_is_answered_with_the_same_nonce() -> None:
+    pair = SessionPair()
+    pair.client.send(m.Ping(nonce=123), pair.now)
+    pair.pump()
+    assert pair.to_client[-1] == m.Pong(nonce=123)
+    pair.server.send(m.Ping(nonce=9), pair.now)
+    pair.pump()
+    assert pair.to_server[-1] == m.Pong(nonce=9)
+
+
+def test_ping_sent_after_the_ping_interval_of_silence() -> None:
+    session = server(opened=True, ping_interval=5.0, idle_timeout=100.0)
+    session.check_timeouts(4.9)
+    assert sent(session) == []
+    session.check_timeouts(5.0)
+    assert sent(session) == [m.Ping(nonce=1)]
+    session.check_timeouts(9.9)
+    assert sent(session) == []
+    session.check_timeouts(10.0)
+    assert sent(session) == [m.Ping(nonce=2)]
+
+
+def test_sending_postpones_the_ping() -> None:
+    session = server(opened=True, ping_interval=5.0, idle_timeout=100.0)
+    session.send(m.Ping(nonce=77), 3.0)
+    session.data_to_send()
+    session.check_timeouts(7.9)
+    assert sent(session) == []
+    session.check_timeouts(8.0)
+    assert sent(session) == [m.Ping(nonce=1)]
+
+
+def test_no_ping_in_handshake() -> None:
+    session = server(ping_interval=1.0, handshake_timeout=100.0)
+    session.check_timeouts(50.0)
+    assert session.data_to_send() == b""
+    assert not session.closed
+
+
+def test_pinging_pair_stays_open() -> None:
+    pair = SessionPair(
+        server_options={"ping_interval": 5, "idle_timeout": 15},
+        client_options={"ping_interval": 5, "idle_timeout": 15},
+    )
+    for _ in range(20):
+        pair.step(5.0)
+    assert pair.client.state is State.OPEN and pair.server.state is State.OPEN
+    assert any(isinstance(msg, m.Ping) for msg in pair.to_server)
+    assert any(isinstance(msg, m.Pong) for msg in pair.to_client)
+
+
+def test_idle_timeout_closes_1008() -> None:
+    session = server(opened=True, ping_interval=5.0, idle_timeout=15.0)
+    session.check_timeouts(14.9)
+    sent(session)
+    assert not session.closed
+    session.check_timeouts(15.0)
+    assert_closed_with(session, 1008, "idle timeout")
+
+
+def test_received_bytes_reset_the_idle_timer() -> None:
+    session = server(opened=True, ping_interval=100.0, idle_timeout=15.0)
+    session.receive_data(frame(m.Pong(nonce=1)), 10.0)
+    session.check_timeouts(24.9)
+    assert not session.closed
+    session.check_timeouts(25.0)
+    assert_closed_with(session, 1008, "idle")
+
+
+def test_client_side_idle_timeout() -> None:
+    session = client(opened=True, ping_interval=100.0, idle_timeout=3.0)
+    session.check_timeouts(3.0)
+    assert_closed_with(session, 1008, "idle timeout")
+
+
+# -- deadlines (§2.6, §4.6) --------------------------------------------------------------------
+
+
+def test_handshake_deadline_closes_1008() -> None:
+    session = server(handshake_timeout=5.0)
+    session.check_timeouts(4.99)
+    assert not session.closed
+    session.check_timeouts(5.0)
+    assert_closed_with(session, 1008, "handshake")
+
+
+def test_handshake_deadline_is_not_extended_by_trickling_bytes() -> None:
+    session = server(handshake_timeout=5.0, frame_timeout=100.0)
+    hello = frame(m.Hello(version=1))
+    for i, byte in enumerate(hello[:-1]):
+        session.receive_data(bytes([byte]), i * 0.2)
+    session.check_timeouts(5.0)
+    assert_closed_with(session, 1008, "handshake")
+
+
+def test_hello_in_time_cancels_the_handshake_deadline() -> None:
+    session = server(handshake_timeout=5.0, ping_interval=100.0, idle_timeout=100.0)
+    session.receive_data(frame(m.Hello(version=1)), 4.0)
+    session.check_timeouts(6.0)
+    assert session.state is State.OPEN
+
+
+def test_client_handshake_deadline() -> None:
+    session = client(handshake_timeout=2.0)
+    session.data_to_send()
+    session.check_timeouts(2.0)
+    assert_closed_with(session, 1008, "handshake")
+
+
+def test_frame_completion_deadline_closes_1008() -> None:
+    session = server(opened=True, frame_timeout=10.0, ping_interval=100.0, idle_timeout=100.0)
+    data = frame(SAMPLES[m.Rpc])
+    session.receive_data(data[:6], 1.0)
+    session.receive_data(data[6:8], 9.0)  # progress does not extend the deadline
+    session.check_timeouts(10.9)
+    assert not session.closed
+    session.check_timeouts(11.0)
+    assert_closed_with(session, 1008, "frame")
+
+
+def test_a_split_header_counts_as_a_started_frame() -> None:
+    session = server(opened=True, frame_timeout=10.0, ping_interval=100.0, idle_timeout=100.0)
+    session.receive_data(b"\x00\x00", 0.0)
+    session.check_timeouts(10.0)
+    assert_closed_with(session, 1008, "frame")
+
+
+def test_completed_frame_clears_the_frame_deadline() -> None:
+    session = server(opened=True, frame_timeout=10.0, ping_interval=100.0, idle_timeout=100.0)
+    data = frame(m.Pong(nonce=1))
+    session.receive_data(data[:3], 1.0)
+    session.receive_data(data[3:], 2.0)
+    session.check_timeouts(50.0)
+    assert not session.closed
+
+
+def test_next_frame_starts_its_own_deadline() -> None:
+    session = server(opened=True, frame_timeout=10.0, ping_interval=100.0, idle_timeout=100.0)
+    first, second = frame(m.Pong(nonce=1)), frame(m.Pong(nonce=2))
+    session.receive_data(first[:3], 0.0)
+    session.receive_data(first[3:] + second[:3], 8.0)  # completes one, starts the next
+    session.check_timeouts(17.9)
+    assert not session.closed
+    session.check_timeouts(18.0)
+    assert_closed_with(session, 1008, "frame")
+
+
+def test_next_deadline() -> None:
+    session = server(
+        5.0, handshake_timeout=5.0, frame_timeout=10.0, ping_interval=3.0, idle_timeout=15.0
+    )
+    assert session.next_deadline() == 10.0
+    session.receive_data(frame(m.Hello(version=1)), 6.0)
+    assert session.next_deadline() == 9.0  # welcome sent at 6: ping due at 9
+    session.receive_data(b"\x00", 6.5)
+    session.send(m.Ping(nonce=1), 20.0)
+    assert session.next_deadline() == 16.5  # the frame started at 6.5
+    session.receive_data(b"\x00\x00", 7.0)  # still inside the same header
+    assert session.next_deadline() == 16.5
+    session.close(1000, "", 8.0)
+    assert session.next_deadline() is None
+
+
+# -- end of stream, closing (§2.5, §10) ---------------------------------------------------------
+
+
+def test_eof_between_frames_is_abnormal() -> None:
+    session = server(opened=True)
+    session.receive_data(frame(m.Ping(nonce=1)), 0)
+    sent(session)
+    session.receive_eof()
+    assert session.events() == [Closed(1006, "connection ended without close", by_peer=True)]
+    assert session.data_to_send() == b""  # 1006 is never sent (§10.2)
+
+
+def test_eof_mid_frame_is_abnormal_and_says_so() -> None:
+    session = server(opened=True)
+    session.receive_data(frame(m.Ping(nonce=1))[:7], 0)
+    session.receive_eof()
+    assert_closed_with(session, 1006, "inside a frame", by_peer=True)
+
+
+def test_eof_mid_header() -> None:
+    session = client(opened=True)
+    session.receive_data(b"\x00", 0)
+    session.receive_eof()
+    assert_closed_with(session, 1006, "inside a frame", by_peer=True)
+
+
+def test_close_sends_a_close_frame_and_one_closed_event() -> None:
+    pair = SessionPair()
+    pair.client.close(1000, "bye", pair.now)
+    pair.client.close(1000, "again", pair.now)
+    pair.pump()
+    assert pair.to_server[-1] == m.Close(code=1000, reason="bye")
+    assert [m.Close] == [type(msg) for msg in pair.to_server if isinstance(msg, m.Close)]
+    assert pair.client_events[-1] == Closed(code=1000, reason="bye", by_peer=False)
+    assert [e for e in pair.client_events if isinstance(e, Closed)] == [pair.client_events[-1]]
+    assert pair.server_events[-1] == Closed(code=1000, reason="bye", by_peer=True)
+    assert not any(isinstance(msg, m.Close) for msg in pair.to_client)  # §10.1
+
+
+def test_server_going_away() -> None:
+    pair = SessionPair()
+    pair.server.close(CloseCode.GOING_AWAY, "shutting down", pair.now)
+    pair.pump()
+    assert pair.client_events[-1] == Closed(1001, "shutting down", by_peer=True)
+    assert pair.client.closed and pair.server.closed
+
+
+def test_input_after_closed_is_ignored() -> None:
+    session = server(opened=True)
+    session.close(1000, "done", 0)
+    session.events()
+    session.data_to_send()
+    received = session.bytes_received
+    session.receive_data(frame(m.Ping(nonce=1)) + b"garbage", 1)
+    session.receive_eof()
+    session.check_timeouts(1000)
+    session.abort(1011, "late")
+    assert session.events() == [] and session.data_to_send() == b""
+    assert session.bytes_received == received
+
+
+def test_frames_after_a_close_in_the_same_read_are_ignored() -> None:
+    session = server(opened=True)
+    session.receive_data(frames(m.Close(code=1000, reason=""), m.Ping(nonce=1)), 0)
+    assert session.events() == [Closed(1000, "", by_peer=True)]
+    assert session.data_to_send() == b""
+
+
+def test_frames_before_an_error_in_the_same_read_are_processed() -> None:
+    session = server(opened=True)
+    session.receive_data(frame(m.Ping(nonce=4)) + encode_frame(b"[]"), 0)
+    assert sent(session)[0] == m.Pong(nonce=4)
+
+
+def test_abort_ends_without_sending() -> None:
+    session = server(opened=True)
+    session.abort(1013, "slow")
+    assert session.events() == [Closed(1013, "slow", by_peer=False)]
+    assert session.data_to_send() == b""
+    assert session.closed
+
+
+def test_empty_data_is_ignored() -> None:
+    session = server()
+    session.receive_data(b"", 0)
+    assert session.bytes_received == 0 and session.events() == []
+
+
+# -- remote garbage becomes a close, never an exception (§3, §10.2) ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"\x00\x00\x00\x00", 1007),
+        (b"\xff\xff\xff\xff", 1009),
+        (encode_frame(b"\xff"), 1007),
+        (encode_frame(b"[1]"), 1007),
+        (encode_frame(b'{"type":"nope"}'), 1002),
+        (encode_frame(b'{"type":"hello"}'), 1002),
+        (encode_frame(b'{"type":"hello","version":1,"version":1}'), 1007),
+    ],
+)
+def test_garbage_closes_with_its_code(data: bytes, code: int) -> None:
+    session = server()
+    session.receive_data(data, 0)
+    assert_closed_with(session, code)
+
+
+def test_frame_over_the_sessions_limit_closes_1009_from_the_header() -> None:
+    session = client(opened=True, max_frame_size=65536)
+    session.receive_data(b"\x00\x01\x00\x01", 0)
+    assert_closed_with(session, 1009, "65537")
+
+
+def test_bytes_counters() -> None:
+    pair = SessionPair()
+    hello = len(frame(pair.to_server[0]))
+    welcome = len(frame(pair.to_client[0]))
+    assert (pair.client.bytes_sent, pair.server.bytes_received) == (hello, hello)
+    assert (pair.server.bytes_sent, pair.client.bytes_received) == (welcome, welcome)
+    pair.client.send(m.Ping(nonce=1), 0)
+    pair.pump()
+    ping, pong = len(frame(m.Ping(nonce=1))), len(frame(m.Pong(nonce=1)))
+    assert pair.client.bytes_sent == hello + ping
+    assert pair.server.bytes_received == hello + ping
+    assert pair.server.bytes_sent == welcome + pong
+
+
+def test_name_defaults_to_role_and_member() -> None:
+    assert Session(Role.SERVER, 0, member=4).name == "server #4"
+    assert Session(Role.SERVER, 0, name="custom").name == "custom"
