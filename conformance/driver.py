@@ -30,9 +30,12 @@ RPC_ERROR_CODES = frozenset(
         "handler_error",
         "bad_return",
         "overloaded",
+        "rate_limited",
     }
 )
-CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013})
+CLOSE_CODES = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013, 1015, 3000, 3001}
+)
 LEAK_MARKERS = ("Traceback", 'File "', '.py"', ".py:", ".py,", "site-packages")
 
 Msg = dict[str, Any]

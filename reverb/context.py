@@ -182,7 +182,7 @@ class ReverbContext:
                     conn.send((event.member,), self.world.call(event.member, event.message))
             elif isinstance(event, PeerOpened):
                 self.world.peer_joined(event.member)
-                self.server_events.fire("client_connected", event.member)
+                self.server_events.fire("client_connected", event.member, event.identity)
             elif isinstance(event, PeerClosed):
                 self.world.peer_left(event.member)
                 self.server_events.fire(

@@ -3,7 +3,8 @@
 Server events (run inside ``server_sync()`` on the game thread):
 
 ================================  ==========================================
-``client_connected``              ``(client_id)``: a client completed the handshake
+``client_connected``              ``(client_id, identity)``: a client completed the handshake
+                                  (``identity``: from the authenticate hook, else None)
 ``client_disconnected``           ``(client_id, code, reason)``: it left, was dropped or timed out
 ================================  ==========================================
 

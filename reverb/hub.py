@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from reverb.auth import Authenticator
 from reverb.errors import ConnectionClosed, LocalProtocolError, RpcError
 from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
@@ -16,6 +18,8 @@ from reverb.proto.session import (
     FRAME_TIMEOUT,
     HANDSHAKE_TIMEOUT,
     IDLE_TIMEOUT,
+    MAX_CALLS_PER_SECOND,
+    MAX_MESSAGES_PER_SECOND,
     PING_INTERVAL,
     CloseCode,
     Closed,
@@ -26,13 +30,25 @@ from reverb.proto.session import (
     SessionEvent,
     State,
 )
+from reverb.replication.types import TypeRegistry, contract, contract_mismatch
 from reverb.transport import ClientEvent, PeerClosed, PeerMessage, PeerOpened, ServerEvent
 
-__all__ = ["MAX_PENDING_CALLS", "ClientHub", "ServerHub", "ServerOptions"]
+__all__ = [
+    "MAX_CONNECTIONS",
+    "MAX_CONNECTIONS_PER_IP",
+    "MAX_PENDING_CALLS",
+    "ClientHub",
+    "ServerHub",
+    "ServerOptions",
+]
 
 logger = logging.getLogger("reverb")
 
 MAX_PENDING_CALLS = 1024  # §11: calls queued for the game loop per connection
+MAX_CONNECTIONS = 1024  # file descriptors are finite; a game needing more shards its servers
+# Households and campuses share addresses behind NAT, so this is generous; it stops one host
+# from taking every slot.
+MAX_CONNECTIONS_PER_IP = 256
 
 
 class ServerOptions:
@@ -48,11 +64,18 @@ class ServerOptions:
         ping_interval: float = PING_INTERVAL,
         idle_timeout: float = IDLE_TIMEOUT,
         max_pending_calls: int = MAX_PENDING_CALLS,
+        max_connections: int = MAX_CONNECTIONS,
+        max_connections_per_ip: int = MAX_CONNECTIONS_PER_IP,
+        max_messages_per_second: float = MAX_MESSAGES_PER_SECOND,
+        max_calls_per_second: float = MAX_CALLS_PER_SECOND,
+        authenticate: Authenticator | None = None,
     ) -> None:
         if tick_rate <= 0:
             raise ValueError("tick_rate must be positive")
         self.tick_rate = tick_rate
         self.max_pending_calls = max_pending_calls
+        self.max_connections = max_connections
+        self.max_connections_per_ip = max_connections_per_ip
         self.session: dict[str, Any] = {
             "tick_rate": tick_rate,
             "max_frame_size": max_frame_size,
@@ -60,26 +83,60 @@ class ServerOptions:
             "frame_timeout": frame_timeout,
             "ping_interval": ping_interval,
             "idle_timeout": idle_timeout,
+            "max_messages_per_second": max_messages_per_second,
+            "max_calls_per_second": max_calls_per_second,
+            "authenticate": authenticate,
         }
 
 
 class ServerHub:
-    """The server's sessions by membership id."""
+    """The server's sessions by membership id, and its counters (``stats``)."""
 
-    def __init__(self, options: ServerOptions) -> None:
+    def __init__(self, options: ServerOptions, types: TypeRegistry | None = None) -> None:
         self.options = options
+        self.types = types
         self.members: dict[int, Session] = {}
         self.pending: dict[int, int] = {}  # calls handed to the game loop but not yet polled
+        self.connections = 0
+        self._per_ip: Counter[str] = Counter()
         self._next_member = 1  # §4.3: never reused while the server runs
-        self.stats = {"accepted": 0, "refused": 0, "bytes_sent": 0, "bytes_received": 0}
+        # accepted, refused, bytes_sent, bytes_received, and one "limit.*" key per limit hit
+        self.stats: Counter[str] = Counter()
 
-    def open(self, peer: str, now: float) -> Session:
+    def admit(self, ip: str) -> bool:
+        """Whether a new connection from ``ip`` fits the connection limits (§11)."""
+        if self.connections >= self.options.max_connections:
+            reason = "connections"
+        elif self._per_ip[ip] >= self.options.max_connections_per_ip:
+            reason = "connections_per_ip"
+        else:
+            return True
+        self.stats["refused"] += 1
+        self.stats[f"limit.{reason}"] += 1
+        logger.warning("refused a connection from %s: limit.%s", ip, reason)
+        return False
+
+    def open(self, ip: str, port: int, now: float) -> Session:
         member = self._next_member
         self._next_member += 1
         self.stats["accepted"] += 1
-        session = Session(Role.SERVER, now, member=member, **self.options.session)
-        session.name = f"client #{member} ({peer})"
+        self.connections += 1
+        self._per_ip[ip] += 1
+        session = Session(
+            Role.SERVER,
+            now,
+            member=member,
+            peer=ip,
+            stats=self.stats,
+            check_contract=self._check_contract if self.types is not None else None,
+            **self.options.session,
+        )
+        session.name = f"client #{member} ({ip}:{port})"
         return session
+
+    def _check_contract(self, theirs: dict[str, Any]) -> str | None:
+        assert self.types is not None
+        return contract_mismatch(contract(self.types), theirs)
 
     def on_event(self, session: Session, event: SessionEvent, now: float) -> ServerEvent | None:
         """Turn a session's event into one for the game loop (None: nothing to report)."""
@@ -91,6 +148,7 @@ class ServerHub:
             pending = self.pending.get(member, 0)
             if pending >= self.options.max_pending_calls:
                 logger.warning("%s has %d calls pending: refused", session.name, pending)
+                self.stats["limit.pending_calls"] += 1
                 reply = m.RpcErrorReply(
                     id=call.id, code="overloaded", message="too many calls pending"
                 )
@@ -101,7 +159,11 @@ class ServerHub:
         if isinstance(event, Opened):
             self.members[member] = session
             logger.info("%s connected", session.name)
-            return PeerOpened(member)
+            return PeerOpened(member, event.identity)
+        self.connections -= 1
+        self._per_ip[session.peer] -= 1
+        if self._per_ip[session.peer] <= 0:
+            del self._per_ip[session.peer]
         self.stats["bytes_sent"] += session.bytes_sent
         self.stats["bytes_received"] += session.bytes_received
         if self.members.pop(member, None) is None:
@@ -146,6 +208,7 @@ class ClientHub:
 
     def __init__(self) -> None:
         self.member: int | None = None
+        self.identity: Any = None
         self.tick_rate = 0.0
         self.closed: Closed | None = None
         self._calls: dict[int, Future[Any]] = {}
@@ -191,6 +254,7 @@ class ClientHub:
             return event
         if isinstance(event, Opened):
             self.member = event.member
+            self.identity = event.identity
             self.tick_rate = event.tick_rate
             return None
         self.closed = event

@@ -27,6 +27,7 @@ __all__ = [
 @dataclass(frozen=True)
 class PeerOpened:
     member: int
+    identity: Any = None
 
 
 @dataclass(frozen=True)

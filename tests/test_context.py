@@ -162,7 +162,7 @@ def test_connect_fires_events_on_both_sides(game: Game) -> None:
     member = game.start()
     assert member >= 1
     assert ("connected", member) in game.client_log
-    assert game.server_log == [("client_connected", member)]
+    assert game.server_log == [("client_connected", member, None)]  # identity: no auth hook
     assert game.server.members == [member]
 
 

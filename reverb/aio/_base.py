@@ -30,6 +30,9 @@ class SessionProtocol(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         self.session = self.owner.open_session(self, transport)
+        if self.session is None:  # refused by a connection limit
+            transport.abort()
+            return
         self.owner.protocols.add(self)
         self.owner.pump(self)
 
@@ -61,7 +64,8 @@ class AioLoop:
         self._arrived = asyncio.Event()
         self._timer: asyncio.Task[None] | None = None
 
-    def open_session(self, proto: SessionProtocol, transport: asyncio.Transport) -> Session:
+    def open_session(self, proto: SessionProtocol, transport: asyncio.Transport) -> Session | None:
+        """A session for a new connection, or None to refuse it."""
         raise NotImplementedError
 
     def on_event(self, proto: SessionProtocol, event: SessionEvent) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -11,6 +12,7 @@ from reverb import _current
 from reverb.aio._base import AioLoop, SessionProtocol
 from reverb.errors import HandshakeFailed, InvalidState
 from reverb.hub import ClientHub
+from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
 from reverb.proto.session import (
     FRAME_TIMEOUT,
@@ -21,6 +23,7 @@ from reverb.proto.session import (
     Session,
     SessionEvent,
 )
+from reverb.replication.types import contract
 from reverb.threaded.client import MAX_SEND_BUFFER
 from reverb.transport import ClientEvent
 
@@ -45,12 +48,20 @@ class AsyncClient(AioLoop):
         frame_timeout: float = FRAME_TIMEOUT,
         ping_interval: float = PING_INTERVAL,
         idle_timeout: float = IDLE_TIMEOUT,
+        credentials: Any = None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        send_contract: bool = True,
         context: ReverbContext | None = None,
     ) -> None:
         super().__init__(max_send_buffer=MAX_SEND_BUFFER)
         self.ip = ip
         self.port = port
         self.connect_timeout = connect_timeout
+        self.credentials = credentials
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
+        self.send_contract = send_contract
         self.context = context if context is not None else _current.current_context()
         self.hub = ClientHub()
         self._session_options: dict[str, Any] = {
@@ -67,6 +78,10 @@ class AsyncClient(AioLoop):
     def member(self) -> int | None:
         return self.hub.member
 
+    @property
+    def identity(self) -> Any:
+        return self.hub.identity
+
     async def connect(self) -> None:
         if self._proto is not None:
             raise InvalidState("already connected; call disconnect() first")
@@ -75,7 +90,13 @@ class AsyncClient(AioLoop):
         loop = asyncio.get_running_loop()
         try:
             _, proto = await asyncio.wait_for(
-                loop.create_connection(lambda: SessionProtocol(self), self.ip, self.port),
+                loop.create_connection(
+                    lambda: SessionProtocol(self),
+                    self.ip,
+                    self.port,
+                    ssl=self.ssl_context,
+                    server_hostname=(self.server_hostname or self.ip) if self.ssl_context else None,
+                ),
                 self.connect_timeout,
             )
         except (OSError, asyncio.TimeoutError) as exc:
@@ -137,7 +158,13 @@ class AsyncClient(AioLoop):
     # -- protocol callbacks ------------------------------------------------------------------
 
     def open_session(self, proto: SessionProtocol, transport: asyncio.Transport) -> Session:
-        return Session(Role.CLIENT, time.monotonic(), **self._session_options)
+        return Session(
+            Role.CLIENT,
+            time.monotonic(),
+            credentials=m.ABSENT if self.credentials is None else self.credentials,
+            contract=contract(self.context.types) if self.send_contract else m.ABSENT,
+            **self._session_options,
+        )
 
     def on_event(self, proto: SessionProtocol, event: SessionEvent) -> None:
         out = self.hub.on_event(event, lambda resolve: resolve())

@@ -4,19 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import time
 from typing import TYPE_CHECKING
 
 from reverb import _current
 from reverb.aio._base import AioLoop, SessionProtocol
+from reverb.auth import Authenticator
 from reverb.errors import InvalidState
-from reverb.hub import MAX_PENDING_CALLS, ServerHub, ServerOptions
+from reverb.hub import (
+    MAX_CONNECTIONS,
+    MAX_CONNECTIONS_PER_IP,
+    MAX_PENDING_CALLS,
+    ServerHub,
+    ServerOptions,
+)
 from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
 from reverb.proto.session import (
     FRAME_TIMEOUT,
     HANDSHAKE_TIMEOUT,
     IDLE_TIMEOUT,
+    MAX_CALLS_PER_SECOND,
+    MAX_MESSAGES_PER_SECOND,
     PING_INTERVAL,
     CloseCode,
     Session,
@@ -50,12 +60,20 @@ class AsyncServer(AioLoop):
         idle_timeout: float = IDLE_TIMEOUT,
         max_send_buffer: int = MAX_SEND_BUFFER,
         max_pending_calls: int = MAX_PENDING_CALLS,
+        max_connections: int = MAX_CONNECTIONS,
+        max_connections_per_ip: int = MAX_CONNECTIONS_PER_IP,
+        max_messages_per_second: float = MAX_MESSAGES_PER_SECOND,
+        max_calls_per_second: float = MAX_CALLS_PER_SECOND,
+        authenticate: Authenticator | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        check_contract: bool = True,
         context: ReverbContext | None = None,
     ) -> None:
         super().__init__(max_send_buffer=max_send_buffer)
         self.host = host
         self.requested_port = port
         self.tick_rate = tick_rate
+        self.ssl_context = ssl_context
         self.context = context if context is not None else _current.current_context()
         self.hub = ServerHub(
             ServerOptions(
@@ -66,7 +84,13 @@ class AsyncServer(AioLoop):
                 ping_interval=ping_interval,
                 idle_timeout=idle_timeout,
                 max_pending_calls=max_pending_calls,
-            )
+                max_connections=max_connections,
+                max_connections_per_ip=max_connections_per_ip,
+                max_messages_per_second=max_messages_per_second,
+                max_calls_per_second=max_calls_per_second,
+                authenticate=authenticate,
+            ),
+            self.context.types if check_contract else None,
         )
         self.stats = self.hub.stats
         self._server: asyncio.Server | None = None
@@ -84,7 +108,11 @@ class AsyncServer(AioLoop):
             raise InvalidState("the server is already started")
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
-            lambda: SessionProtocol(self), self.host, self.requested_port, backlog=128
+            lambda: SessionProtocol(self),
+            self.host,
+            self.requested_port,
+            backlog=128,
+            ssl=self.ssl_context,
         )
         self._port = self._server.sockets[0].getsockname()[1]
         if self.context.connection is None:
@@ -125,9 +153,11 @@ class AsyncServer(AioLoop):
 
     # -- protocol callbacks ------------------------------------------------------------------
 
-    def open_session(self, proto: SessionProtocol, transport: asyncio.Transport) -> Session:
+    def open_session(self, proto: SessionProtocol, transport: asyncio.Transport) -> Session | None:
         host, port = transport.get_extra_info("peername")[:2]
-        session = self.hub.open(f"{host}:{port}", time.monotonic())
+        if not self.hub.admit(host):
+            return None
+        session = self.hub.open(host, port, time.monotonic())
         self._proto_of[session.member] = proto
         return session
 

@@ -91,6 +91,8 @@ class Hello(Message):
     TYPE: ClassVar[str] = "hello"
     version: int
     max_frame: int | Absent = ABSENT
+    auth: Any | Absent = ABSENT  # credentials for the server's authenticate hook (§4.8)
+    contract: dict[str, Any] | Absent = ABSENT  # the client's types and RPCs (§4.9)
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,7 @@ class Welcome(Message):
     member: int
     tick_rate: float
     max_frame: int
+    identity: Any | Absent = ABSENT  # who the authenticate hook says the client is (§4.8)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import enum
 import logging
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
+from reverb.auth import Accept, Authenticator, Reject
 from reverb.errors import InvalidState, LocalProtocolError, RemoteProtocolError
 from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frame
@@ -33,6 +37,11 @@ HANDSHAKE_TIMEOUT = 5.0  # §4.6: a real client says hello within one round trip
 FRAME_TIMEOUT = 10.0  # §2.6: 1 MiB at a modest 1 Mbit/s takes ~8 s
 PING_INTERVAL = 5.0  # §9.2
 IDLE_TIMEOUT = 15.0  # §9.2: three missed pings; a killed host is found well inside a minute
+# §11: a game client sends a few calls per frame; these leave an order of magnitude of room
+# while bounding what one connection can make the server parse and run.
+MAX_MESSAGES_PER_SECOND = 1000.0
+MAX_CALLS_PER_SECOND = 200.0
+BURST_SECONDS = 2.0  # a bucket holds this many seconds' worth: bursts pass, floods do not
 
 
 class CloseCode(enum.IntEnum):
@@ -48,6 +57,9 @@ class CloseCode(enum.IntEnum):
     TOO_LARGE = 1009
     INTERNAL_ERROR = 1011
     SLOW_CONSUMER = 1013
+    TLS_FAILURE = 1015
+    UNAUTHORIZED = 3000
+    CONTRACT_MISMATCH = 3001
 
 
 class Role(enum.Enum):
@@ -79,6 +91,7 @@ class Opened:
 
     member: int
     tick_rate: float
+    identity: Any = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +128,14 @@ class Session:
         frame_timeout: float = FRAME_TIMEOUT,
         ping_interval: float = PING_INTERVAL,
         idle_timeout: float = IDLE_TIMEOUT,
+        max_messages_per_second: float = MAX_MESSAGES_PER_SECOND,
+        max_calls_per_second: float = MAX_CALLS_PER_SECOND,
+        authenticate: Authenticator | None = None,
+        check_contract: Callable[[dict[str, Any]], str | None] | None = None,
+        credentials: Any = m.ABSENT,
+        contract: dict[str, Any] | m.Absent = m.ABSENT,
+        peer: str = "",
+        stats: Counter[str] | None = None,
         name: str = "",
     ) -> None:
         self.role = role
@@ -137,8 +158,21 @@ class Session:
         self._nonce = 0
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.identity: Any = None
+        self.peer = peer
+        self.stats: Counter[str] = stats if stats is not None else Counter()
+        self._authenticate = authenticate
+        self._check_contract = check_contract
+        self._messages = _Bucket(max_messages_per_second, now)
+        self._calls = _Bucket(max_calls_per_second, now)
         if role is Role.CLIENT:
-            self._send(m.Hello(version=m.PROTOCOL_VERSION, max_frame=max_frame_size), now)
+            hello = m.Hello(
+                version=m.PROTOCOL_VERSION,
+                max_frame=max_frame_size,
+                auth=credentials,
+                contract=contract,
+            )
+            self._send(hello, now)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -181,6 +215,9 @@ class Session:
                     return
         except RemoteProtocolError as exc:
             logger.warning("%s: protocol violation (%d): %s", self.name, exc.code, exc)
+            self.stats[
+                "frame_too_large" if exc.code == CloseCode.TOO_LARGE else "protocol_error"
+            ] += 1
             self._fail(exc.code, str(exc), now)
             return
         if not self._decoder.in_frame:
@@ -199,11 +236,11 @@ class Session:
         if self._state is State.CLOSED:
             return
         if self._state is State.HANDSHAKE and now >= self._handshake_deadline:
-            self._fail(CloseCode.POLICY, "handshake timeout", now)
+            self.limit_hit("handshake_timeout", CloseCode.POLICY, "handshake timeout", now)
         elif self._frame_started is not None and now - self._frame_started >= self._frame_timeout:
-            self._fail(CloseCode.POLICY, "frame not completed in time", now)
+            self.limit_hit("frame_timeout", CloseCode.POLICY, "frame not completed in time", now)
         elif self._state is State.OPEN and now - self._last_received >= self._idle_timeout:
-            self._fail(CloseCode.POLICY, "idle timeout", now)
+            self.limit_hit("idle_timeout", CloseCode.POLICY, "idle timeout", now)
         elif self._state is State.OPEN and now - self._last_sent >= self._ping_interval:
             self._nonce += 1
             self._send(m.Ping(nonce=self._nonce), now)
@@ -246,6 +283,12 @@ class Session:
         self._send(m.Close(code=code, reason=reason), now)
         self._finish(code, reason, by_peer=False)
 
+    def limit_hit(self, limit: str, code: int, reason: str, now: float) -> None:
+        """Close because a limit was hit: logged with the peer and counted in ``stats`` (§11)."""
+        logger.warning("%s: %s: closing (%d)", self.name, reason, code)
+        self.stats[f"limit.{limit}"] += 1
+        self.close(code, reason, now)
+
     def abort(self, code: int, reason: str) -> None:
         """End the session without sending anything (the transport is unusable or dropped)."""
         if self._state is not State.CLOSED:
@@ -275,6 +318,15 @@ class Session:
             raise RemoteProtocolError(
                 f"{message.TYPE} is not allowed in state {self._state.value}", 1002
             )
+        if self.role is Role.SERVER and not self._messages.take(now):
+            self.limit_hit("message_rate", CloseCode.POLICY, "message rate limit exceeded", now)
+            return
+        if isinstance(message, m.Rpc) and not self._calls.take(now):
+            logger.warning("%s: call rate limit exceeded: call %d refused", self.name, message.id)
+            self.stats["limit.call_rate"] += 1
+            reply = m.RpcErrorReply(id=message.id, code="rate_limited", message="too many calls")
+            self._send(reply, now)
+            return
         if isinstance(message, m.Close):
             logger.info("%s: peer closed (%d) %s", self.name, message.code, message.reason)
             self._finish(message.code, message.reason, by_peer=True)
@@ -288,9 +340,12 @@ class Session:
             self.member = message.member
             self.tick_rate = float(message.tick_rate)
             self.peer_max_frame = message.max_frame
+            self.identity = None if isinstance(message.identity, m.Absent) else message.identity
             self.name = f"client #{message.member}"
             self._set_state(State.OPEN)
-            self._events.append(Opened(member=message.member, tick_rate=self.tick_rate))
+            self._events.append(
+                Opened(member=message.member, tick_rate=self.tick_rate, identity=self.identity)
+            )
         else:
             self._events.append(Received(message))
 
@@ -307,6 +362,22 @@ class Session:
             if hello.max_frame < MIN_MAX_FRAME:
                 raise RemoteProtocolError(f"max_frame below the minimum of {MIN_MAX_FRAME}", 1002)
             self.peer_max_frame = hello.max_frame
+        if self._check_contract is not None and not isinstance(hello.contract, m.Absent):
+            mismatch = self._check_contract(hello.contract)
+            if mismatch is not None:
+                logger.warning("%s: contract mismatch: %s", self.name, mismatch)
+                self.stats["contract_mismatch"] += 1
+                self.close(CloseCode.CONTRACT_MISMATCH, f"contract mismatch: {mismatch}"[:400], now)
+                return
+        identity: Any = m.ABSENT
+        if self._authenticate is not None:
+            verdict = self._run_authenticate(hello)
+            if isinstance(verdict, Reject):
+                logger.warning("%s: authentication rejected: %s", self.name, verdict.reason)
+                self.stats["auth_rejected"] += 1
+                self.close(CloseCode.UNAUTHORIZED, verdict.reason[:200], now)
+                return
+            identity = self.identity = verdict.identity
         self._set_state(State.OPEN)
         self._send(
             m.Welcome(
@@ -314,7 +385,45 @@ class Session:
                 member=self.member,
                 tick_rate=self.tick_rate,
                 max_frame=self.max_frame_size,
+                identity=identity,
             ),
             now,
         )
-        self._events.append(Opened(member=self.member, tick_rate=self.tick_rate))
+        self._events.append(
+            Opened(member=self.member, tick_rate=self.tick_rate, identity=self.identity)
+        )
+
+    def _run_authenticate(self, hello: m.Hello) -> Accept | Reject:
+        assert self._authenticate is not None
+        credentials = None if isinstance(hello.auth, m.Absent) else hello.auth
+        try:
+            verdict = self._authenticate(credentials, self.peer)
+            if isinstance(verdict, Accept):
+                m.to_wire(verdict.identity, "identity")
+                return verdict
+            if isinstance(verdict, Reject):
+                return verdict
+            raise TypeError(f"authenticate returned {verdict!r}, not Accept or Reject")
+        except Exception:  # a broken hook (or an unencodable identity) rejects, never crashes
+            logger.exception("%s: the authenticate hook failed", self.name)
+            return Reject("authentication error")
+
+
+class _Bucket:
+    """A token bucket: ``rate`` per second, holding at most ``BURST_SECONDS`` worth."""
+
+    __slots__ = ("_at", "_capacity", "_rate", "_tokens")
+
+    def __init__(self, rate: float, now: float) -> None:
+        self._rate = rate
+        self._capacity = max(1.0, rate * BURST_SECONDS)
+        self._tokens = self._capacity
+        self._at = now
+
+    def take(self, now: float) -> bool:
+        self._tokens = min(self._capacity, self._tokens + (now - self._at) * self._rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True

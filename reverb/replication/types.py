@@ -8,7 +8,14 @@ from typing import Any
 
 from reverb.errors import LocalProtocolError
 
-__all__ = ["META_ATTRIBUTES", "Exposure", "TypeInfo", "TypeRegistry"]
+__all__ = [
+    "META_ATTRIBUTES",
+    "Exposure",
+    "TypeInfo",
+    "TypeRegistry",
+    "contract",
+    "contract_mismatch",
+]
 
 # Attributes every ReverbObject has that travel in the entry itself, never as fields (§7.2).
 META_ATTRIBUTES = frozenset({"uid", "belonging_membership"})
@@ -90,3 +97,74 @@ class TypeRegistry:
 
     def __contains__(self, cls: object) -> bool:
         return cls in self._by_cls
+
+
+# -- the contract checked at connect (docs/protocol.md §4.9) --------------------------------
+
+_CONSTRUCTOR_KEYWORDS = frozenset({"self", "uid", "add_on_init", "belonging_membership"})
+
+
+def _params(func: Any) -> list[str]:
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - C callables
+        return ["..."]
+    return [p.name for p in parameters if p.name not in _CONSTRUCTOR_KEYWORDS]
+
+
+def contract(registry: TypeRegistry) -> dict[str, Any]:
+    """Describe every registered type: constructor parameters, declared fields, exposed
+    methods with their parameters and who may call them. Equal descriptions mean two
+    programs agree on the wire's objects and calls."""
+    types: dict[str, Any] = {}
+    for name, info in sorted(registry._by_name.items()):
+        types[name] = {
+            "init": _params(info.cls),
+            "fields": list(info.fields) if info.fields is not None else None,
+            "methods": {
+                method: {"params": _params(getattr(info.cls, method)), "anyone": exp.anyone}
+                for method, exp in sorted(info.exposed.items())
+            },
+        }
+    return {"types": types}
+
+
+def contract_mismatch(mine: dict[str, Any], theirs: dict[str, Any]) -> str | None:
+    """None if the contracts agree, else what differs, named (type, field, method)."""
+    ours, other = mine.get("types", {}), theirs.get("types")
+    if not isinstance(other, dict):
+        return "the client sent no type list"
+    differences = []
+    for name in sorted(set(ours) | set(other)):
+        if name not in other:
+            differences.append(f"type {name} is missing on the client")
+        elif name not in ours:
+            differences.append(f"type {name} is unknown to the server")
+        else:
+            differences.extend(_type_mismatch(name, ours[name], other[name]))
+    return "; ".join(differences) if differences else None
+
+
+def _type_mismatch(name: str, ours: dict[str, Any], theirs: Any) -> list[str]:
+    if not isinstance(theirs, dict):
+        return [f"type {name}: malformed description"]
+    out = []
+    if ours["init"] != theirs.get("init"):
+        out.append(f"type {name}: constructor ({', '.join(ours['init'])}) on the server")
+    if ours["fields"] != theirs.get("fields"):
+        out.append(f"type {name}: fields {ours['fields']} on the server, {theirs.get('fields')}")
+    methods, other = ours["methods"], theirs.get("methods")
+    if not isinstance(other, dict):
+        return [*out, f"type {name}: malformed method list"]
+    for method in sorted(set(methods) | set(other)):
+        if method not in other:
+            out.append(f"method {name}.{method} is not exposed on the client")
+        elif method not in methods:
+            out.append(f"method {name}.{method} is not exposed on the server")
+        elif methods[method] != other[method]:
+            here = methods[method]
+            out.append(
+                f"method {name}.{method}({', '.join(here['params'])})"
+                f"{' anyone' if here['anyone'] else ''} differs on the client"
+            )
+    return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import selectors
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable
@@ -18,7 +19,7 @@ from typing import Any
 from reverb.proto.session import CloseCode, SessionEvent, State
 from reverb.proto.session import Session as _Session
 
-__all__ = ["Conn", "IOLoop"]
+__all__ = ["Conn", "IOLoop", "Tls"]
 
 logger = logging.getLogger("reverb")
 
@@ -28,18 +29,76 @@ CLOSE_LINGER = 1.0  # s to flush a close frame to a peer before dropping it anyw
 
 
 class Conn:
-    """A socket, its session and its unsent bytes."""
+    """A socket, its session, its unsent bytes and, with TLS, the TLS engine between them."""
 
-    __slots__ = ("close_by", "eof", "mask", "opened", "out", "session", "sock")
+    __slots__ = ("close_by", "eof", "mask", "out", "session", "sock", "tls")
 
-    def __init__(self, sock: socket.socket, session: _Session) -> None:
+    def __init__(self, sock: socket.socket, session: _Session, tls: Tls | None = None) -> None:
         self.sock = sock
         self.session = session
+        self.tls = tls
         self.out = bytearray()
         self.mask = selectors.EVENT_READ
         self.eof = False
-        self.opened = False
         self.close_by: float | None = None
+
+
+class Tls:
+    """TLS over memory buffers (``ssl.SSLObject``): ciphertext from the socket goes in,
+    plaintext for the session comes out, and the other way round."""
+
+    __slots__ = ("incoming", "obj", "outgoing", "pending", "ready")
+
+    def __init__(
+        self, context: ssl.SSLContext, *, server_side: bool, server_hostname: str | None = None
+    ) -> None:
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.obj = context.wrap_bio(
+            self.incoming, self.outgoing, server_side=server_side, server_hostname=server_hostname
+        )
+        self.ready = False
+        self.pending = bytearray()  # plaintext queued before the TLS handshake completed
+
+    def receive(self, data: bytes) -> bytes:
+        """Feed ciphertext (b"" at EOF); return the plaintext it completes. Raises SSLError."""
+        if data:
+            self.incoming.write(data)
+        else:
+            self.incoming.write_eof()
+        if not self.ready:
+            try:
+                self.obj.do_handshake()
+            except ssl.SSLWantReadError:
+                return b""
+            self.ready = True
+        chunks = []
+        while True:
+            try:
+                chunk = self.obj.read(READ_SIZE)
+            except (ssl.SSLWantReadError, ssl.SSLZeroReturnError):
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def send(self, plain: bytes) -> bytes:
+        """Encrypt ``plain`` (held back until the handshake completes); return ciphertext,
+        handshake messages included. Raises SSLError."""
+        if not self.ready:
+            self.pending += plain
+            plain = b""
+            try:
+                self.obj.do_handshake()
+                self.ready = True
+            except ssl.SSLWantReadError:
+                return self.outgoing.read()
+        if self.pending:
+            plain, self.pending = bytes(self.pending) + plain, bytearray()
+        if plain:
+            self.obj.write(plain)
+        return self.outgoing.read()
 
 
 class IOLoop:
@@ -201,9 +260,18 @@ class IOLoop:
             return
         except OSError:
             data = b""
-        if data:
+        if conn.tls is not None:
+            try:
+                plain = conn.tls.receive(data)
+                conn.out += conn.tls.send(b"")  # handshake replies, held-back plaintext
+            except ssl.SSLError as exc:
+                self._tls_failed(conn, exc)
+                return
+            if plain:
+                conn.session.receive_data(plain, now)
+        elif data:
             conn.session.receive_data(data, now)
-        else:
+        if not data:
             conn.eof = True
             conn.session.receive_eof()
         self.pump(conn, now)
@@ -218,7 +286,13 @@ class IOLoop:
         session = conn.session
         backlog = len(conn.out)
         data = session.data_to_send()
-        if data and not conn.eof:
+        if conn.tls is not None and not conn.eof:
+            try:
+                conn.out += conn.tls.send(data)
+            except ssl.SSLError as exc:
+                self._tls_failed(conn, exc)
+                return
+        elif data and not conn.eof:
             conn.out += data
         for event in session.events():
             self.on_event(conn, event)
@@ -230,6 +304,11 @@ class IOLoop:
             self.drop(conn, CloseCode.SLOW_CONSUMER, "send buffer over its limit")
             return
         self._flush(conn, now)
+
+    def _tls_failed(self, conn: Conn, exc: ssl.SSLError) -> None:
+        logger.warning("%s: %s: TLS failed: %s", self.name, conn.session.name, exc)
+        conn.session.stats["tls_failure"] += 1
+        self.drop(conn, CloseCode.TLS_FAILURE, "TLS failure")
 
     def _flush(self, conn: Conn, now: float) -> None:
         while conn.out:

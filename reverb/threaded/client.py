@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import threading
 import time
 from concurrent.futures import Future
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from reverb import _current
 from reverb.errors import HandshakeFailed, InvalidState
 from reverb.hub import ClientHub
+from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
 from reverb.proto.session import (
     FRAME_TIMEOUT,
@@ -27,7 +29,8 @@ from reverb.proto.session import (
     SessionEvent,
     State,
 )
-from reverb.threaded._loop import Conn, IOLoop
+from reverb.replication.types import contract
+from reverb.threaded._loop import Conn, IOLoop, Tls
 from reverb.transport import ClientEvent
 
 if TYPE_CHECKING:
@@ -41,7 +44,13 @@ MAX_SEND_BUFFER = 1 << 20  # a client only sends calls; a megabyte unsent means 
 
 
 class Client(IOLoop):
-    """A connection to a Reverb server for one context (default: ``ReverbManager``'s)."""
+    """A connection to a Reverb server for one context (default: ``ReverbManager``'s).
+
+    ``credentials`` (any JSON value) go to the server's authenticate hook; ``ssl_context``
+    (client side) speaks TLS, checking the certificate against ``server_hostname`` (default:
+    ``ip``); ``send_contract`` sends this program's types and RPCs so that a server with
+    different ones refuses it with an explanation (close 3001).
+    """
 
     def __init__(
         self,
@@ -53,12 +62,20 @@ class Client(IOLoop):
         frame_timeout: float = FRAME_TIMEOUT,
         ping_interval: float = PING_INTERVAL,
         idle_timeout: float = IDLE_TIMEOUT,
+        credentials: Any = None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        send_contract: bool = True,
         context: ReverbContext | None = None,
     ) -> None:
         super().__init__(f"reverb-client:{ip}:{port}", max_send_buffer=MAX_SEND_BUFFER)
         self.ip = ip
         self.port = port
         self.connect_timeout = connect_timeout
+        self.credentials = credentials
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
+        self.send_contract = send_contract
         self.context = context if context is not None else _current.current_context()
         self.hub = ClientHub()
         self._session_options: dict[str, Any] = {
@@ -75,6 +92,11 @@ class Client(IOLoop):
     def member(self) -> int | None:
         """This connection's membership id, from the server's ``welcome``."""
         return self.hub.member
+
+    @property
+    def identity(self) -> Any:
+        """Who the server's authenticate hook says this client is (None without one)."""
+        return self.hub.identity
 
     @property
     def connected(self) -> bool:
@@ -97,7 +119,18 @@ class Client(IOLoop):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.hub.reset()
         self._handshake_done.clear()
-        self._conn = Conn(sock, Session(Role.CLIENT, time.monotonic(), **self._session_options))
+        session = Session(
+            Role.CLIENT,
+            time.monotonic(),
+            credentials=m.ABSENT if self.credentials is None else self.credentials,
+            contract=contract(self.context.types) if self.send_contract else m.ABSENT,
+            **self._session_options,
+        )
+        tls = None
+        if self.ssl_context is not None:
+            hostname = self.server_hostname or self.ip
+            tls = Tls(self.ssl_context, server_side=False, server_hostname=hostname)
+        self._conn = Conn(sock, session, tls)
         if self.context.connection is None:
             self.context.connection = self
         self.open_selector()

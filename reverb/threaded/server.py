@@ -5,23 +5,33 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 import time
 from typing import TYPE_CHECKING
 
 from reverb import _current
+from reverb.auth import Authenticator
 from reverb.errors import InvalidState
-from reverb.hub import MAX_PENDING_CALLS, ServerHub, ServerOptions
+from reverb.hub import (
+    MAX_CONNECTIONS,
+    MAX_CONNECTIONS_PER_IP,
+    MAX_PENDING_CALLS,
+    ServerHub,
+    ServerOptions,
+)
 from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
 from reverb.proto.session import (
     FRAME_TIMEOUT,
     HANDSHAKE_TIMEOUT,
     IDLE_TIMEOUT,
+    MAX_CALLS_PER_SECOND,
+    MAX_MESSAGES_PER_SECOND,
     PING_INTERVAL,
     CloseCode,
     SessionEvent,
 )
-from reverb.threaded._loop import Conn, IOLoop
+from reverb.threaded._loop import Conn, IOLoop, Tls
 from reverb.transport import ServerEvent
 
 if TYPE_CHECKING:
@@ -34,7 +44,6 @@ logger = logging.getLogger("reverb")
 # §11: seconds of full-rate syncs of a big world; a stalled reader is dropped long before it
 # costs real memory.
 MAX_SEND_BUFFER = 8 << 20
-MAX_CONNECTIONS = 1024  # file descriptors are finite; a game needing more shards its servers
 
 
 class Server(IOLoop):
@@ -42,6 +51,9 @@ class Server(IOLoop):
 
     ``Server(port=0)`` binds a free port; read it back from ``server.port``. The default host
     is ``127.0.0.1``: pass ``host="0.0.0.0"`` to accept players from other machines.
+    ``authenticate`` checks credentials at the handshake (``reverb.auth``); ``ssl_context``
+    (server side) serves TLS; ``check_contract`` refuses clients whose registered types or
+    exposed methods differ. Limits and their defaults: docs/guide.md §10.
     """
 
     def __init__(
@@ -58,13 +70,19 @@ class Server(IOLoop):
         max_send_buffer: int = MAX_SEND_BUFFER,
         max_pending_calls: int = MAX_PENDING_CALLS,
         max_connections: int = MAX_CONNECTIONS,
+        max_connections_per_ip: int = MAX_CONNECTIONS_PER_IP,
+        max_messages_per_second: float = MAX_MESSAGES_PER_SECOND,
+        max_calls_per_second: float = MAX_CALLS_PER_SECOND,
+        authenticate: Authenticator | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        check_contract: bool = True,
         context: ReverbContext | None = None,
     ) -> None:
         super().__init__(f"reverb-server:{port}", max_send_buffer=max_send_buffer)
         self.host = host
         self.requested_port = port
         self.tick_rate = tick_rate
-        self.max_connections = max_connections
+        self.ssl_context = ssl_context
         self.context = context if context is not None else _current.current_context()
         self.hub = ServerHub(
             ServerOptions(
@@ -75,7 +93,13 @@ class Server(IOLoop):
                 ping_interval=ping_interval,
                 idle_timeout=idle_timeout,
                 max_pending_calls=max_pending_calls,
-            )
+                max_connections=max_connections,
+                max_connections_per_ip=max_connections_per_ip,
+                max_messages_per_second=max_messages_per_second,
+                max_calls_per_second=max_calls_per_second,
+                authenticate=authenticate,
+            ),
+            self.context.types if check_contract else None,
         )
         self.stats = self.hub.stats
         self._listener: socket.socket | None = None
@@ -163,14 +187,13 @@ class Server(IOLoop):
             except OSError as exc:  # e.g. EMFILE: keep serving the connections we have
                 logger.error("%s: accept failed: %s", self.name, exc)
                 return
-            if len(self.conns) >= self.max_connections:
-                self.stats["refused"] += 1
-                logger.warning("%s: refused %s: %d connections", self.name, addr, len(self.conns))
+            if not self.hub.admit(addr[0]):
                 sock.close()
                 continue
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn = Conn(sock, self.hub.open(f"{addr[0]}:{addr[1]}", now))
+            tls = Tls(self.ssl_context, server_side=True) if self.ssl_context else None
+            conn = Conn(sock, self.hub.open(addr[0], addr[1], now), tls)
             self._conn_of[conn.session.member] = conn
             self.register(conn)
 
