@@ -104,7 +104,7 @@ class Tls:
 class IOLoop:
     """Runs ``select`` in a thread; subclasses react to session events in ``on_event``."""
 
-    def __init__(self, name: str, *, max_send_buffer: int) -> None:
+    def __init__(self, *, max_send_buffer: int, name: str = "reverb") -> None:
         self.name = name
         self.max_send_buffer = max_send_buffer
         self.lock = threading.Lock()

@@ -8,95 +8,27 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl
 import threading
 import time
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from reverb import _current
+from reverb.endpoints import ClientEndpoint
 from reverb.errors import HandshakeFailed, InvalidState
-from reverb.hub import ClientHub
-from reverb.proto import messages as m
-from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
-from reverb.proto.session import (
-    FRAME_TIMEOUT,
-    IDLE_TIMEOUT,
-    PING_INTERVAL,
-    CloseCode,
-    Role,
-    Session,
-    SessionEvent,
-    State,
-)
-from reverb.replication.types import contract
+from reverb.proto.session import CloseCode, SessionEvent, State
 from reverb.threaded._loop import Conn, IOLoop, Tls
 from reverb.transport import ClientEvent
-
-if TYPE_CHECKING:
-    from reverb.context import ReverbContext
 
 __all__ = ["Client"]
 
 logger = logging.getLogger("reverb")
 
-MAX_SEND_BUFFER = 1 << 20  # a client only sends calls; a megabyte unsent means a dead link
 
+class Client(ClientEndpoint, IOLoop):
+    """The blocking client: a background thread owns the socket. Options: ``ClientEndpoint``."""
 
-class Client(IOLoop):
-    """A connection to a Reverb server for one context (default: ``ReverbManager``'s).
-
-    ``credentials`` (any JSON value) go to the server's authenticate hook; ``ssl_context``
-    (client side) speaks TLS, checking the certificate against ``server_hostname`` (default:
-    ``ip``); ``send_contract`` sends this program's types and RPCs so that a server with
-    different ones refuses it with an explanation (close 3001).
-    """
-
-    def __init__(
-        self,
-        ip: str = "127.0.0.1",
-        port: int = 8080,
-        *,
-        connect_timeout: float = 5.0,
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-        frame_timeout: float = FRAME_TIMEOUT,
-        ping_interval: float = PING_INTERVAL,
-        idle_timeout: float = IDLE_TIMEOUT,
-        credentials: Any = None,
-        ssl_context: ssl.SSLContext | None = None,
-        server_hostname: str | None = None,
-        send_contract: bool = True,
-        context: ReverbContext | None = None,
-    ) -> None:
-        super().__init__(f"reverb-client:{ip}:{port}", max_send_buffer=MAX_SEND_BUFFER)
-        self.ip = ip
-        self.port = port
-        self.connect_timeout = connect_timeout
-        self.credentials = credentials
-        self.ssl_context = ssl_context
-        self.server_hostname = server_hostname
-        self.send_contract = send_contract
-        self.context = context if context is not None else _current.current_context()
-        self.hub = ClientHub()
-        self._session_options: dict[str, Any] = {
-            "max_frame_size": max_frame_size,
-            "frame_timeout": frame_timeout,
-            "ping_interval": ping_interval,
-            "idle_timeout": idle_timeout,
-            "handshake_timeout": connect_timeout,
-        }
-        self._conn: Conn | None = None
-        self._handshake_done = threading.Event()
-
-    @property
-    def member(self) -> int | None:
-        """This connection's membership id, from the server's ``welcome``."""
-        return self.hub.member
-
-    @property
-    def identity(self) -> Any:
-        """Who the server's authenticate hook says this client is (None without one)."""
-        return self.hub.identity
+    _conn: Conn | None = None
+    _handshake_done: threading.Event | None = None  # a fresh one at each connect()
 
     @property
     def connected(self) -> bool:
@@ -117,27 +49,16 @@ class Client(IOLoop):
             raise HandshakeFailed(CloseCode.ABNORMAL, f"cannot connect: {exc}") from exc
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.hub.reset()
-        self._handshake_done.clear()
-        session = Session(
-            Role.CLIENT,
-            time.monotonic(),
-            credentials=m.ABSENT if self.credentials is None else self.credentials,
-            contract=contract(self.context.types) if self.send_contract else m.ABSENT,
-            **self._session_options,
-        )
+        handshake_done = self._handshake_done = threading.Event()
         tls = None
         if self.ssl_context is not None:
-            hostname = self.server_hostname or self.ip
-            tls = Tls(self.ssl_context, server_side=False, server_hostname=hostname)
-        self._conn = Conn(sock, session, tls)
-        if self.context.connection is None:
-            self.context.connection = self
+            tls = Tls(self.ssl_context, server_side=False, server_hostname=self.tls_hostname)
+        self._conn = Conn(sock, self.new_session(), tls)
         self.open_selector()
         with self.lock:
             self.register(self._conn)
         self.start_thread()
-        self._handshake_done.wait(self.connect_timeout + 1.0)
+        handshake_done.wait(self.connect_timeout + 1.0)  # set by on_event
         member = self.hub.member
         if member is None:
             closed = self.hub.closed
@@ -199,7 +120,8 @@ class Client(IOLoop):
         out = self.hub.on_event(event, self.later)
         if out is not None:
             self.emit(out)
-        if self.hub.member is not None or conn.session.closed:
+        done = self.hub.member is not None or conn.session.closed
+        if done and self._handshake_done is not None:
             self._handshake_done.set()
         if conn.session.closed:
             self._running = False

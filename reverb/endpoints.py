@@ -1,0 +1,192 @@
+"""Options and bookkeeping that ``Server``/``AsyncServer`` and ``Client``/``AsyncClient``
+share, so that each I/O layer only adds how it moves bytes. Cooperative bases: they end by
+calling the I/O base class's ``__init__`` with ``max_send_buffer``."""
+
+from __future__ import annotations
+
+import ssl
+import time
+from typing import TYPE_CHECKING, Any
+
+from reverb import _current
+from reverb.auth import Authenticator
+from reverb.errors import InvalidState
+from reverb.hub import (
+    MAX_CONNECTIONS,
+    MAX_CONNECTIONS_PER_IP,
+    MAX_PENDING_CALLS,
+    ClientHub,
+    ServerHub,
+    ServerOptions,
+)
+from reverb.proto import messages as m
+from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
+from reverb.proto.session import (
+    FRAME_TIMEOUT,
+    HANDSHAKE_TIMEOUT,
+    IDLE_TIMEOUT,
+    MAX_CALLS_PER_SECOND,
+    MAX_MESSAGES_PER_SECOND,
+    PING_INTERVAL,
+    Role,
+    Session,
+)
+from reverb.replication.types import contract
+
+if TYPE_CHECKING:
+    from reverb.context import ReverbContext
+
+__all__ = ["CLIENT_SEND_BUFFER", "SERVER_SEND_BUFFER", "ClientEndpoint", "ServerEndpoint"]
+
+# §11: seconds of full-rate syncs of a big world; a stalled reader is dropped long before it
+# costs real memory.
+SERVER_SEND_BUFFER = 8 << 20
+CLIENT_SEND_BUFFER = 1 << 20  # a client only sends calls; a megabyte unsent means a dead link
+
+
+class ServerEndpoint:
+    """A server for one context (default: ``ReverbManager``'s).
+
+    ``port=0`` binds a free port; read it back from ``port``. The default host is
+    ``127.0.0.1``: pass ``host="0.0.0.0"`` to accept players from other machines.
+    ``authenticate`` checks credentials at the handshake (``reverb.auth``); ``ssl_context``
+    (server side) serves TLS; ``check_contract`` refuses clients whose registered types or
+    exposed methods differ. Limits and their defaults: docs/guide.md §10, protocol §11.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        tick_rate: float = 30.0,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        frame_timeout: float = FRAME_TIMEOUT,
+        ping_interval: float = PING_INTERVAL,
+        idle_timeout: float = IDLE_TIMEOUT,
+        max_send_buffer: int = SERVER_SEND_BUFFER,
+        max_pending_calls: int = MAX_PENDING_CALLS,
+        max_connections: int = MAX_CONNECTIONS,
+        max_connections_per_ip: int = MAX_CONNECTIONS_PER_IP,
+        max_messages_per_second: float = MAX_MESSAGES_PER_SECOND,
+        max_calls_per_second: float = MAX_CALLS_PER_SECOND,
+        authenticate: Authenticator | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        check_contract: bool = True,
+        context: ReverbContext | None = None,
+    ) -> None:
+        self.host = host
+        self.requested_port = port
+        self.tick_rate = tick_rate
+        self.ssl_context = ssl_context
+        self.context = context if context is not None else _current.current_context()
+        self.hub = ServerHub(
+            ServerOptions(
+                tick_rate=tick_rate,
+                max_frame_size=max_frame_size,
+                handshake_timeout=handshake_timeout,
+                frame_timeout=frame_timeout,
+                ping_interval=ping_interval,
+                idle_timeout=idle_timeout,
+                max_pending_calls=max_pending_calls,
+                max_connections=max_connections,
+                max_connections_per_ip=max_connections_per_ip,
+                max_messages_per_second=max_messages_per_second,
+                max_calls_per_second=max_calls_per_second,
+                authenticate=authenticate,
+            ),
+            self.context.types if check_contract else None,
+        )
+        self.stats = self.hub.stats
+        self.by_member: dict[int, Any] = {}  # membership id -> the I/O layer's connection
+        self._port: int | None = None
+        super().__init__(max_send_buffer=max_send_buffer)  # type: ignore[call-arg]
+
+    @property
+    def port(self) -> int:
+        """The bound port (after ``start_server()``)."""
+        if self._port is None:
+            raise InvalidState("the server is not started")
+        return self._port
+
+    def attach(self) -> None:
+        """Become the context's connection if it has none (so assigning
+        ``ReverbManager.REVERB_CONNECTION`` is optional)."""
+        if self.context.connection is None:
+            self.context.connection = self
+
+    def detach(self) -> None:
+        if self.context.connection is self:
+            self.context.connection = None
+
+
+class ClientEndpoint:
+    """A connection to a Reverb server for one context (default: ``ReverbManager``'s).
+
+    ``credentials`` (any JSON value) go to the server's authenticate hook; ``ssl_context``
+    (client side) speaks TLS, checking the certificate against ``server_hostname`` (default:
+    ``ip``); ``send_contract`` sends this program's types and RPCs so that a server with
+    different ones refuses it with an explanation (close 3001).
+    """
+
+    def __init__(
+        self,
+        ip: str = "127.0.0.1",
+        port: int = 8080,
+        *,
+        connect_timeout: float = 5.0,
+        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
+        frame_timeout: float = FRAME_TIMEOUT,
+        ping_interval: float = PING_INTERVAL,
+        idle_timeout: float = IDLE_TIMEOUT,
+        credentials: Any = None,
+        ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+        send_contract: bool = True,
+        context: ReverbContext | None = None,
+    ) -> None:
+        self.ip = ip
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self.credentials = credentials
+        self.ssl_context = ssl_context
+        self.server_hostname = server_hostname
+        self.send_contract = send_contract
+        self.context = context if context is not None else _current.current_context()
+        self.hub = ClientHub()
+        self._session_options: dict[str, Any] = {
+            "max_frame_size": max_frame_size,
+            "frame_timeout": frame_timeout,
+            "ping_interval": ping_interval,
+            "idle_timeout": idle_timeout,
+            "handshake_timeout": connect_timeout,
+        }
+        super().__init__(max_send_buffer=CLIENT_SEND_BUFFER)  # type: ignore[call-arg]
+
+    @property
+    def member(self) -> int | None:
+        """This connection's membership id, from the server's ``welcome``."""
+        return self.hub.member
+
+    @property
+    def identity(self) -> Any:
+        """Who the server's authenticate hook says this client is (None without one)."""
+        return self.hub.identity
+
+    @property
+    def tls_hostname(self) -> str | None:
+        return (self.server_hostname or self.ip) if self.ssl_context is not None else None
+
+    def new_session(self) -> Session:
+        """A client session whose ``hello`` carries the credentials and the contract."""
+        self.hub.reset()
+        if self.context.connection is None:
+            self.context.connection = self
+        return Session(
+            Role.CLIENT,
+            time.monotonic(),
+            credentials=m.ABSENT if self.credentials is None else self.credentials,
+            contract=contract(self.context.types) if self.send_contract else m.ABSENT,
+            **self._session_options,
+        )
