@@ -36,12 +36,23 @@ from reverb.replication.types import contract
 if TYPE_CHECKING:
     from reverb.context import ReverbContext
 
-__all__ = ["CLIENT_SEND_BUFFER", "SERVER_SEND_BUFFER", "ClientEndpoint", "ServerEndpoint"]
+__all__ = [
+    "CLIENT_SEND_BUFFER",
+    "MAX_UNREAD",
+    "SERVER_SEND_BUFFER",
+    "UNREAD_REASON",
+    "ClientEndpoint",
+    "ServerEndpoint",
+]
 
 # §11: seconds of full-rate syncs of a big world; a stalled reader is dropped long before it
 # costs real memory.
 SERVER_SEND_BUFFER = 8 << 20
 CLIENT_SEND_BUFFER = 1 << 20  # a client only sends calls; a megabyte unsent means a dead link
+# Syncs and events waiting for client_sync(): a game pumping at any frame rate holds a few;
+# a program that never pumps is disconnected rather than left to grow without bound.
+MAX_UNREAD = 10_000
+UNREAD_REASON = "client_sync() not called: too many updates unread"
 
 
 class ServerEndpoint:

@@ -95,7 +95,10 @@ class AioLoop:
             transport.write(data)
         for event in session.events():
             self.on_event(proto, event)
-        if data and backlog > self.max_send_buffer:
+        late = session.data_to_send()  # what the event handlers queued (a close)
+        if late and not transport.is_closing():
+            transport.write(late)
+        if (data or late) and backlog > self.max_send_buffer:
             logger.warning("%s does not read: dropped", session.name)
             session.abort(CloseCode.SLOW_CONSUMER, "send buffer over its limit")
             for event in session.events():

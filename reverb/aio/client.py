@@ -8,7 +8,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from reverb.aio._base import AioLoop, SessionProtocol
-from reverb.endpoints import ClientEndpoint
+from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint
 from reverb.errors import HandshakeFailed, InvalidState
 from reverb.proto.session import CloseCode, Session, SessionEvent
 from reverb.transport import ClientEvent
@@ -103,6 +103,9 @@ class AsyncClient(ClientEndpoint, AioLoop):
         out = self.hub.on_event(event, lambda resolve: resolve())
         if out is not None:
             self.emit(out)
+            session = proto.session
+            if len(self._inbox) > MAX_UNREAD and session is not None and not session.closed:
+                session.limit_hit("unread", CloseCode.POLICY, UNREAD_REASON, time.monotonic())
         done = self.hub.member is not None or (proto.session is not None and proto.session.closed)
         if done and self._handshake_done is not None:
             self._handshake_done.set()

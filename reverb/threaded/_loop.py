@@ -104,6 +104,8 @@ class Tls:
 class IOLoop:
     """Runs ``select`` in a thread; subclasses react to session events in ``on_event``."""
 
+    stop_when_idle = False  # end the thread when the last connection has been dropped
+
     def __init__(self, *, max_send_buffer: int, name: str = "reverb") -> None:
         self.name = name
         self.max_send_buffer = max_send_buffer
@@ -213,6 +215,8 @@ class IOLoop:
                                 self._flush(conn, now)
                     self._housekeeping(now)
                     later, self._later = self._later, []
+                    if self.stop_when_idle and not self.conns:
+                        self._running = False
                 for func in later:
                     func()
         except Exception:  # pragma: no cover - a bug; logged so it is never silent
@@ -285,18 +289,13 @@ class IOLoop:
         """
         session = conn.session
         backlog = len(conn.out)
-        data = session.data_to_send()
-        if conn.tls is not None and not conn.eof:
-            try:
-                conn.out += conn.tls.send(data)
-            except ssl.SSLError as exc:
-                self._tls_failed(conn, exc)
-                return
-        elif data and not conn.eof:
-            conn.out += data
+        sent = self._take_output(conn)
         for event in session.events():
             self.on_event(conn, event)
-        if data and backlog > self.max_send_buffer:
+        sent = self._take_output(conn) or sent  # what the event handlers queued (a close)
+        if conn.sock not in self.conns:
+            return
+        if sent and backlog > self.max_send_buffer:
             logger.warning(
                 "%s: %s does not read; %d bytes unsent: dropped", self.name, session.name, backlog
             )
@@ -304,6 +303,20 @@ class IOLoop:
             self.drop(conn, CloseCode.SLOW_CONSUMER, "send buffer over its limit")
             return
         self._flush(conn, now)
+
+    def _take_output(self, conn: Conn) -> bool:
+        """Append the session's output (encrypted with TLS) to ``conn.out``; True if any."""
+        data = conn.session.data_to_send()
+        if conn.eof or conn.sock not in self.conns:
+            return bool(data)
+        if conn.tls is not None:
+            try:
+                data = conn.tls.send(data)
+            except ssl.SSLError as exc:
+                self._tls_failed(conn, exc)
+                return False
+        conn.out += data
+        return bool(data)
 
     def _tls_failed(self, conn: Conn, exc: ssl.SSLError) -> None:
         logger.warning("%s: %s: TLS failed: %s", self.name, conn.session.name, exc)

@@ -13,7 +13,7 @@ import time
 from concurrent.futures import Future
 from typing import Any
 
-from reverb.endpoints import ClientEndpoint
+from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint
 from reverb.errors import HandshakeFailed, InvalidState
 from reverb.proto.session import CloseCode, SessionEvent, State
 from reverb.threaded._loop import Conn, IOLoop, Tls
@@ -28,6 +28,7 @@ class Client(ClientEndpoint, IOLoop):
     """The blocking client: a background thread owns the socket. Options: ``ClientEndpoint``."""
 
     _conn: Conn | None = None
+    stop_when_idle = True  # the I/O thread ends once its one connection is gone
     _handshake_done: threading.Event | None = None  # a fresh one at each connect()
 
     @property
@@ -120,8 +121,8 @@ class Client(ClientEndpoint, IOLoop):
         out = self.hub.on_event(event, self.later)
         if out is not None:
             self.emit(out)
+            if len(self._inbox) > MAX_UNREAD and not conn.session.closed:
+                conn.session.limit_hit("unread", CloseCode.POLICY, UNREAD_REASON, time.monotonic())
         done = self.hub.member is not None or conn.session.closed
         if done and self._handshake_done is not None:
             self._handshake_done.set()
-        if conn.session.closed:
-            self._running = False
