@@ -7,7 +7,7 @@ PYENV_VERSIONS ?= 3.10.13 3.11.7 3.12.1 3.13.0
 # tox finds each interpreter by its path under pyenv (the shims hide versions not selected).
 TOX_PYTHONS := $(foreach v,$(PYENV_VERSIONS),$(shell pyenv prefix $(v) 2>/dev/null)/bin/python3)
 
-.PHONY: venv test demo lint types coverage conformance tox clean
+.PHONY: venv test demo lint types coverage conformance tox load sweep versions clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +29,7 @@ demo: $(STAMP)
 	$(PY) examples/demo.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check reverb tests examples conformance
+	$(VENV)/bin/ruff check reverb tests examples conformance harness
 	$(VENV)/bin/ruff format --check reverb
 
 types: $(STAMP)
@@ -41,6 +41,15 @@ coverage: $(STAMP)
 
 tox: $(STAMP)
 	$(VENV)/bin/tox -p 2 --discover $(TOX_PYTHONS)
+
+load: $(STAMP)
+	$(PY) -m harness load --clients 32 --objects 500 --rate 30 --seconds 10 --json out/load/load.json --report out/load
+
+sweep: $(STAMP)
+	$(PY) -m harness sweep --seconds 3 --json out/sweep/sweep.json --report out/sweep
+
+versions: $(STAMP)
+	$(PY) -m harness versions --all-pairs --json out/versions.json
 
 clean:
 	rm -rf $(VENV) out .tox .mypy_cache .ruff_cache .pytest_cache

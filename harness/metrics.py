@@ -1,0 +1,119 @@
+"""Small measurement helpers shared by the harness and its child programs (stdlib only)."""
+
+from __future__ import annotations
+
+import math
+import random
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+__all__ = [
+    "Progress",
+    "Reservoir",
+    "cpu_seconds",
+    "percentile",
+    "proc_status_kb",
+    "summary",
+]
+
+
+class Reservoir:
+    """A uniform random sample of at most ``cap`` values out of all values added (Algorithm R)."""
+
+    def __init__(self, cap: int = 20000, seed: int = 0) -> None:
+        self.cap = cap
+        self.count = 0
+        self.values: list[float] = []
+        self._rng = random.Random(seed)
+
+    def add(self, value: float) -> None:
+        self.count += 1
+        if len(self.values) < self.cap:
+            self.values.append(value)
+            return
+        slot = self._rng.randrange(self.count)
+        if slot < self.cap:
+            self.values[slot] = value
+
+    def clear(self) -> None:
+        self.count = 0
+        self.values = []
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (0-100) by linear interpolation; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+def summary(values: Sequence[float], scale: float = 1.0) -> dict[str, Any]:
+    """``{count, p50, p90, p99, max}`` of ``values`` times ``scale``, rounded for reading."""
+
+    def r(x: float | None) -> float | None:
+        return None if x is None else round(x * scale, 3)
+
+    return {
+        "count": len(values),
+        "p50": r(percentile(values, 50)),
+        "p90": r(percentile(values, 90)),
+        "p99": r(percentile(values, 99)),
+        "max": r(max(values) if values else None),
+    }
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of this process, every thread included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def proc_status_kb(field: str) -> int:
+    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``); ru_maxrss as fallback."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+class Progress:
+    """A one-line text progress bar on stderr (only drawn when enabled)."""
+
+    def __init__(self, label: str, total: float, *, enabled: bool, stream: TextIO | None = None):
+        self.label = label
+        self.total = max(total, 1e-9)
+        self.enabled = enabled
+        self.stream = stream if stream is not None else sys.stderr
+        self._last = -1.0
+        self._start = time.monotonic()
+
+    def update(self, done: float, note: str = "") -> None:
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.2 and done < self.total:
+            return
+        self._last = now
+        frac = min(max(done / self.total, 0.0), 1.0)
+        width = 30
+        bar = "#" * int(frac * width) + "-" * (width - int(frac * width))
+        self.stream.write(
+            f"\r{self.label:<12} [{bar}] {frac * 100:5.1f}% {now - self._start:6.1f}s {note:<30}"
+        )
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.update(self.total)
+            self.stream.write("\n")
+            self.stream.flush()

@@ -1,0 +1,188 @@
+"""``load``: M clients, N objects, tick rate R, for S seconds. Reports the achieved tick rate,
+server CPU per tick, bytes per client per second, freshness (server mutation -> client sees it),
+RPC round trips, peak server memory, and ratios against a baseline (1 client, 1-object world)
+measured first in the same invocation. Passes when the run completes, every client stays
+connected, no call fails and the clients converge: speed targets are ratios in benchmarks,
+never absolute thresholds here."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from harness.metrics import summary
+from harness.procs import Fleet
+from harness.scenarios.common import Options, Result, Run, guard
+
+__all__ = ["measure", "run"]
+
+WARMUP_S = 1.0  # full snapshots and process start-up stay out of the measurement window
+
+
+def run(opts: Options) -> Result:
+    result = Result("load")
+
+    def body() -> None:
+        rpc_rate = opts.get("rpc_rate", 2.0)
+        baseline: dict[str, Any] | None = None
+        if opts.baseline:
+            base = Result("baseline")
+            guard(
+                base,
+                lambda: measure(
+                    base,
+                    opts,
+                    clients=1,
+                    objects=1,
+                    seconds=2.0,
+                    rpc_rate=max(rpc_rate, 20.0),
+                    label="baseline",
+                ),
+            )
+            result.check(base.passed, f"baseline run failed: {base.reasons}")
+            baseline = base.figures
+        measure(
+            result,
+            opts,
+            clients=opts.get("clients", 8),
+            objects=opts.get("objects", 100),
+            seconds=opts.get("seconds", 5.0),
+            rpc_rate=rpc_rate,
+            label="load",
+        )
+        if baseline is not None:
+            result.figures["baseline"] = {
+                k: baseline[k]
+                for k in (
+                    "clients",
+                    "objects",
+                    "rate_hz",
+                    "freshness_ms",
+                    "rpc_rtt_ms",
+                    "server_cpu_s_per_tick",
+                    "bytes_per_client_per_s",
+                )
+            }
+            result.figures["vs_baseline"] = ratios(result.figures, baseline)
+
+    return guard(result, body)
+
+
+def ratios(load: dict[str, Any], base: dict[str, Any]) -> dict[str, float | None]:
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return None if a is None or not b else round(a / b, 2)
+
+    out: dict[str, float | None] = {}
+    for key in ("freshness_ms", "rpc_rtt_ms"):
+        for q in ("p50", "p99"):
+            out[f"{key}_{q}"] = ratio(load[key][q], base[key][q])
+    out["server_cpu_s_per_tick"] = ratio(
+        load["server_cpu_s_per_tick"], base["server_cpu_s_per_tick"]
+    )
+    return out
+
+
+def measure(
+    result: Result,
+    opts: Options,
+    *,
+    clients: int,
+    objects: int,
+    seconds: float,
+    rpc_rate: float,
+    label: str,
+) -> None:
+    rate = opts.get("rate", 30.0)
+    per_process = opts.get("clients_per_process", 16)
+    result.figures.update(clients=clients, objects=objects, rate_hz=rate)
+    patience = 20.0 + clients * 0.5  # an overloaded client process answers late, not never
+    with Fleet() as fleet:
+        r = Run(fleet, opts, result)
+        r.lifetime = 180.0 + 3 * seconds + clients
+        r.start_server(
+            rate=rate,
+            objects=objects,
+            per_client=1,
+            mutate={"per_tick": max(1, objects // 10)},
+        )
+        r.start_clients(clients, per_process)
+        r.srv.request("mutate", on=True)
+        r.hold(WARMUP_S, f"{label} warm")
+        for p in r.procs:
+            p.request("samples", reset=True, timeout=patience)
+        start = r.srv.request("mark", start=True, timeout=patience)["start"]
+        for p in r.procs:
+            p.request("stream", on=True, rate=rpc_rate, timeout=patience)
+        r.hold(seconds, label)
+        end = r.srv.request("mark", start=False, timeout=patience)["now"]
+        series = r.srv.request("state", detail=True, timeout=patience)["series"]
+        # the server's figures first: they stand even if overloaded clients never answer
+        server_figures(result, start, end, series, clients, per_process, len(r.procs))
+        for p in r.procs:
+            p.request("stream", on=False, timeout=patience)
+        samples = [p.request("samples", timeout=patience) for p in r.procs]
+        r.converge(timeout=patience)
+    fresh = [x for s in samples for x in s["fresh_s"]]
+    rtt = [x for s in samples for x in s["rtt_s"]]
+    errors: dict[str, int] = {}
+    for s in samples:
+        for code, n in s["errors"].items():
+            errors[code] = errors.get(code, 0) + n
+    result.check(not errors, f"calls failed: {errors}")
+    result.check(bool(rtt), "no call completed in the measurement window")
+    result.check(bool(fresh), "no client saw a mutation in the measurement window")
+    result.figures.update(
+        freshness_floor_ms=round(1000.0 / rate, 2),
+        freshness_ms=summary(fresh, 1000.0) | {"observed": sum(s["fresh_count"] for s in samples)},
+        rpc_rtt_ms=summary(rtt, 1000.0) | {"observed": sum(s["rtt_count"] for s in samples)},
+        rpc_errors=errors,
+    )
+    result.samples.update(
+        freshness_ms=[x * 1000 for x in fresh], rpc_rtt_ms=[x * 1000 for x in rtt]
+    )
+
+
+def server_figures(
+    result: Result,
+    start: dict[str, Any],
+    end: dict[str, Any],
+    series: list[list[float]],
+    clients: int,
+    per_process: int,
+    processes: int,
+) -> None:
+    wall = end["t"] - start["t"]
+    ticks = end["tick"] - start["tick"]
+    cpu = end["cpu_s"] - start["cpu_s"]
+    result.figures.update(
+        seconds=round(wall, 3),
+        clients_per_process=per_process,
+        client_processes=processes,
+        achieved_rate_hz=round(ticks / wall, 2) if wall > 0 else None,
+        server_cpu_s_per_tick=round(cpu / ticks, 6) if ticks else None,
+        server_cpu_util=round(cpu / wall, 3) if wall > 0 else None,
+        bytes_per_client_per_s=round((end["bytes_sent"] - start["bytes_sent"]) / clients / wall)
+        if wall > 0
+        else None,
+        bytes_received_per_s=round((end["bytes_received"] - start["bytes_received"]) / wall)
+        if wall > 0
+        else None,
+        server_peak_rss_mb=round(end["hwm_kb"] / 1024.0, 2),
+        server_rss_mb=round(end["rss_kb"] / 1024.0, 2),
+        bandwidth_series=bandwidth(series, clients),
+    )
+
+
+def bandwidth(series: list[list[float]], clients: int) -> list[list[float]]:
+    """``[[t since start (s), bytes/s per client, ticks/s], ...]`` from the server's samples."""
+    out = []
+    for (t0, k0, b0, _), (t1, k1, b1, _) in itertools.pairwise(series):
+        if t1 > t0:
+            out.append(
+                [
+                    round(t1 - series[0][0], 3),
+                    round((b1 - b0) / (t1 - t0) / clients, 1),
+                    round((k1 - k0) / (t1 - t0), 2),
+                ]
+            )
+    return out
