@@ -233,11 +233,7 @@ class ServerApp:
 
     # figures
     def bytes_total(self) -> tuple[int, int]:
-        with self.serv.lock:
-            sessions = list(self.serv.hub.members.values())
-            sent = self.serv.stats["bytes_sent"] + sum(s.bytes_sent for s in sessions)
-            recv = self.serv.stats["bytes_received"] + sum(s.bytes_received for s in sessions)
-        return sent, recv
+        return self.serv.traffic()
 
     def sample(self) -> Json:
         sent, recv = self.bytes_total()

@@ -103,6 +103,14 @@ class ServerHub:
         # accepted, refused, bytes_sent, bytes_received, and one "limit.*" key per limit hit
         self.stats: Counter[str] = Counter()
 
+    def traffic(self) -> tuple[int, int]:
+        """Bytes (sent, received) since the server started, open connections included."""
+        sessions = list(self.members.values())
+        return (
+            self.stats["bytes_sent"] + sum(s.bytes_sent for s in sessions),
+            self.stats["bytes_received"] + sum(s.bytes_received for s in sessions),
+        )
+
     def admit(self, ip: str) -> bool:
         """Whether a new connection from ``ip`` fits the connection limits (§11)."""
         if self.connections >= self.options.max_connections:

@@ -25,6 +25,11 @@ class Server(ServerEndpoint, IOLoop):
 
     _listener: socket.socket | None = None
 
+    def traffic(self) -> tuple[int, int]:
+        """Bytes (sent, received) since ``start_server()``, live connections included."""
+        with self.lock:
+            return self.hub.traffic()
+
     @property
     def members(self) -> list[int]:
         """Membership ids of the clients connected now."""
