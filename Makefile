@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+FUZZ_SECONDS ?= 60
 PYENV_VERSIONS ?= 3.10.13 3.11.7 3.12.1 3.13.0
 # tox finds each interpreter by its path under pyenv (the shims hide versions not selected).
 TOX_PYTHONS := $(foreach v,$(PYENV_VERSIONS),$(shell pyenv prefix $(v) 2>/dev/null)/bin/python3)
 
-.PHONY: venv test demo lint types coverage conformance tox load sweep versions clean
+.PHONY: venv test demo lint types coverage conformance tox load sweep versions fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +30,7 @@ demo: $(STAMP)
 	$(PY) examples/demo.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check reverb tests examples conformance harness
+	$(VENV)/bin/ruff check reverb tests examples conformance harness fuzz
 	$(VENV)/bin/ruff format --check reverb
 
 types: $(STAMP)
@@ -50,6 +51,9 @@ sweep: $(STAMP)
 
 versions: $(STAMP)
 	$(PY) -m harness versions --all-pairs --json out/versions.json
+
+fuzz: $(STAMP)
+	$(PY) fuzz/run.py --seconds $(FUZZ_SECONDS) --jobs 2
 
 clean:
 	rm -rf $(VENV) out .tox .mypy_cache .ruff_cache .pytest_cache

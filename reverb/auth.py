@@ -75,7 +75,8 @@ class HmacTokens:
         if not isinstance(token, str) or token.count(".") != 1 or len(token) > 4096:
             return Reject("malformed token")
         body, signature = token.split(".")
-        if not hmac.compare_digest(self._sign(body), signature):
+        expected = self._sign(body).encode("ascii")
+        if not hmac.compare_digest(expected, signature.encode("utf-8", "surrogatepass")):
             return Reject("invalid token signature")
         try:
             payload = json.loads(_unb64(body))

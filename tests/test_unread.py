@@ -13,7 +13,9 @@ from reverb import Client, ReverbContext, ReverbObject, ReverbSide, Server
 class Beacon(ReverbObject):
     def __init__(self, n=0, uid=None, add_on_init=True, belonging_membership=None):
         self.n = n
-        super().__init__(n, uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership)
+        super().__init__(
+            n, uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+        )
 
 
 @pytest.mark.timeout(30)

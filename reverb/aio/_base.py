@@ -100,6 +100,7 @@ class AioLoop:
             transport.write(late)
         if (data or late) and backlog > self.max_send_buffer:
             logger.warning("%s does not read: dropped", session.name)
+            session.stats["limit.send_buffer"] += 1
             session.abort(CloseCode.SLOW_CONSUMER, "send buffer over its limit")
             for event in session.events():
                 self.on_event(proto, event)

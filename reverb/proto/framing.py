@@ -31,6 +31,7 @@ class FrameDecoder:
         self.max_frame_size = max_frame_size
         self._buffer = bytearray()
         self._need: int | None = None  # body length of the frame in progress, once known
+        self.error: RemoteProtocolError | None = None  # set once the stream is broken
 
     @property
     def in_frame(self) -> bool:
@@ -41,13 +42,26 @@ class FrameDecoder:
         """Add bytes; return the bodies of every frame they complete, in order.
 
         Raises ``FrameTooLarge`` or ``RemoteProtocolError``; after that the decoder is unusable.
+        Frames completed before the bad header in the same call are returned first; the
+        error is then in ``error`` and raised by the next call (§2.4: frames in order).
         """
-        self._buffer += data
+        if self.error is not None:
+            raise self.error
         frames: list[bytes] = []
+        try:
+            self._parse(data, frames)
+        except RemoteProtocolError as exc:
+            self.error = exc
+            if not frames:
+                raise
+        return frames
+
+    def _parse(self, data: bytes, frames: list[bytes]) -> None:
+        self._buffer += data
         while True:
             if self._need is None:
                 if len(self._buffer) < HEADER_SIZE:
-                    return frames
+                    return
                 (length,) = _HEADER.unpack_from(self._buffer)
                 del self._buffer[:HEADER_SIZE]
                 if length > self.max_frame_size:
@@ -59,7 +73,7 @@ class FrameDecoder:
                     raise RemoteProtocolError("empty frame", 1007)
                 self._need = length
             if len(self._buffer) < self._need:
-                return frames
+                return
             frames.append(bytes(self._buffer[: self._need]))
             del self._buffer[: self._need]
             self._need = None

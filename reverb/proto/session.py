@@ -213,6 +213,8 @@ class Session:
                 self._receive(m.decode(body), now)
                 if self.closed:
                     return
+            if self._decoder.error is not None:
+                raise self._decoder.error
         except RemoteProtocolError as exc:
             logger.warning("%s: protocol violation (%d): %s", self.name, exc.code, exc)
             self.stats[

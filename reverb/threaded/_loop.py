@@ -300,6 +300,7 @@ class IOLoop:
                 "%s: %s does not read; %d bytes unsent: dropped", self.name, session.name, backlog
             )
             conn.out.clear()
+            session.stats["limit.send_buffer"] += 1
             self.drop(conn, CloseCode.SLOW_CONSUMER, "send buffer over its limit")
             return
         self._flush(conn, now)

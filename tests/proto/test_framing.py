@@ -123,5 +123,8 @@ def test_empty_frame_is_invalid_payload() -> None:
     assert_refused(FrameDecoder(), header(0), 1007)
 
 
-def test_empty_frame_after_a_good_one_is_refused() -> None:
-    assert_refused(FrameDecoder(), encode_frame(b"ok") + header(0), 1007)
+def test_empty_frame_after_a_good_one_is_refused_after_the_good_one() -> None:
+    decoder = FrameDecoder()
+    assert decoder.feed(encode_frame(b"ok") + header(0)) == [b"ok"]  # §2.4: in order
+    assert decoder.error is not None and decoder.error.code == 1007
+    assert_refused(decoder, b"", 1007)
