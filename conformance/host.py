@@ -162,8 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         max_frame_size=args.max_frame,
         ping_interval=args.ping_interval,
         # The driver builds its worlds through Control calls, thousands a second: the
-        # per-connection call- and message-rate limits (§11) are raised so that it measures the protocol,
-        # not the flood control (which tests/hostile covers).
+        # per-connection call- and message-rate limits (§11) are raised so that it measures
+        # the protocol, not the flood control (which tests/hostile covers).
         max_calls_per_second=args.max_calls_per_second,
         max_messages_per_second=args.max_messages_per_second,
     )
