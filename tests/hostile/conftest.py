@@ -7,11 +7,6 @@ Every wait is bounded; processes are stopped and reaped in ``finally``.
 from __future__ import annotations
 
 import json
-import os
-import queue
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,105 +14,16 @@ from typing import Any
 import pytest
 
 from reverb import Client, ReverbContext, ReverbSide
-from tests.conftest import ROOT
 from tests.hostile.app import TYPES
+from tests.jsonproc import JsonProcess
 
 RSS_GROWTH_LIMIT_KIB = 20 * 1024  # after an abuse ends, the server's RSS stays this close
 CALL_PACING = 0.01  # s between a well-behaved client's calls
 
 
-def child_env() -> dict[str, str]:
-    path = os.pathsep.join(p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p)
-    return dict(os.environ, PYTHONPATH=path)
-
-
-def stop(proc: subprocess.Popen[str]) -> None:
-    """Close stdin (the child stops by itself), then terminate, then kill; always reaped."""
-    try:
-        if proc.stdin is not None and not proc.stdin.closed:
-            proc.stdin.close()
-    except OSError:
-        pass
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-class Lines:
-    """The stdout lines of a child process, read by a thread, taken with a deadline."""
-
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.proc = proc
-        self.queue: queue.Queue[str | None] = queue.Queue()
-        self.stderr: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=self._read_err, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.queue.put(line)
-        self.queue.put(None)
-
-    def _read_err(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            self.stderr.append(line)
-
-    def next(self, timeout: float) -> str:
-        try:
-            line = self.queue.get(timeout=max(0.0, timeout))
-        except queue.Empty:
-            raise AssertionError(
-                f"no output within {timeout:.1f} s; stderr: {''.join(self.stderr)[-2000:]}"
-            ) from None
-        if line is None:
-            raise AssertionError(f"the process ended; stderr: {''.join(self.stderr)[-2000:]}")
-        return line
-
-
-class ServerProcess:
+class ServerProcess(JsonProcess):
     def __init__(self, **options: Any) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.hostile.app", json.dumps(options)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=child_env(),
-            cwd=ROOT,
-        )
-        self.lines = Lines(self.proc)
-        ready = self.lines.next(15.0)
-        assert ready.startswith("READY "), ready
-        self.port = int(ready.split()[1])
-
-    def send(self, op: str, **fields: Any) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps({"op": op, **fields}) + "\n")
-        self.proc.stdin.flush()
-
-    def expect(
-        self,
-        event: str,
-        where: Callable[[dict[str, Any]], bool] = lambda e: True,
-        timeout: float = 10.0,
-    ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            data = json.loads(self.lines.next(deadline - time.monotonic()))
-            if data.get("event") == event and where(data):
-                return data
-
-    def ask(self, op: str, event: str, **fields: Any) -> dict[str, Any]:
-        self.send(op, **fields)
-        return self.expect(event)
+        super().__init__("-m", "tests.hostile.app", json.dumps(options))
 
     def state(self) -> dict[str, Any]:
         return self.ask("state", "state")
@@ -132,9 +38,6 @@ class ServerProcess:
             if time.monotonic() > deadline:
                 raise AssertionError(f"condition not met within {timeout} s: {state['stats']}")
             time.sleep(0.02)  # polling interval between two condition checks
-
-    def close(self) -> None:
-        stop(self.proc)
 
 
 def client_table(ctx: ReverbContext) -> dict[str, Any]:

@@ -18,8 +18,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
-from tests.hostile.conftest import Arena, Lines, child_env, stop
+from tests.hostile.conftest import Arena
 from tests.hostile.raw import Raw
+from tests.jsonproc import Lines, child_env, stop
 
 pytestmark = pytest.mark.timeout(60)
 
