@@ -551,3 +551,12 @@ def test_a_long_stall_is_not_made_up_in_a_burst() -> None:
     assert count_ticks(steps) == 2  # the schedule restarts after the stall
     steps = [1000.0, *(resumed + k * period for k in range(1, 300))]
     assert count_ticks(steps) == len(steps)  # and every later step at the rate ticks
+
+
+def test_a_sync_error_handler_may_despawn_the_object(game: Game) -> None:
+    game.sctx.server_events.on_event("sync_error")(lambda obj: obj.destroy())
+    game.start()
+    ship, replica = game.spawn(1)
+    ship.x = float("nan")
+    game.until(lambda: ship.uid not in game.cctx.objects)
+    assert ("object_despawned", replica) in game.client_log

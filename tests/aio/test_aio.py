@@ -194,3 +194,20 @@ def test_async_connect_sets_the_side_and_reconnects_after_a_close() -> None:
         await until(lambda: ship.uid in game.cctx.objects, lambda: client.client_sync(0.05))
 
     run(scenario, client_side=None)
+
+
+@pytest.mark.timeout(30)
+def test_an_unencodable_field_never_escapes_the_async_server_sync() -> None:
+    async def scenario(game: Game) -> None:
+        client = await game.start()
+        errors: list[Any] = []
+        game.sctx.server_events.on_event("sync_error")(lambda obj, exc: errors.append(obj))
+        bad, bad_replica = await game.spawn(1, None)
+        good, good_replica = await game.spawn(2, None)
+        bad.hull = float("inf")
+        good.hull = 3
+        await until(lambda: good_replica.hull == 3, lambda: client.client_sync(0.05))
+        assert bad_replica.hull == 1 and errors == [bad]
+        assert game._task is not None and not game._task.done()  # the server loop lives
+
+    run(scenario)
