@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -209,5 +210,40 @@ def test_an_unencodable_field_never_escapes_the_async_server_sync() -> None:
         await until(lambda: good_replica.hull == 3, lambda: client.client_sync(0.05))
         assert bad_replica.hull == 1 and errors == [bad]
         assert game._task is not None and not game._task.done()  # the server loop lives
+
+    run(scenario)
+
+
+async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+    try:
+        header = await asyncio.wait_for(reader.readexactly(4), 5.0)
+        body = await asyncio.wait_for(reader.readexactly(int.from_bytes(header, "big")), 5.0)
+    except asyncio.IncompleteReadError:
+        return None
+    message: dict[str, Any] = json.loads(body)
+    return message
+
+
+@pytest.mark.timeout(30)
+def test_an_entry_too_large_for_one_async_client_closes_only_that_client() -> None:
+    async def scenario(game: Game) -> None:
+        client = await game.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", game.server.port)
+        try:
+            hello = json.dumps({"type": "hello", "version": 1, "max_frame": 65536}).encode()
+            writer.write(len(hello).to_bytes(4, "big") + hello)
+            ship, replica = await game.spawn(1, None)
+            ship.hull = "h" * 100_000
+            closes = []
+            while (message := await read_message(reader)) is not None:
+                if message["type"] == "close":
+                    closes.append(message)
+            assert [(c["code"], c["reason"]) for c in closes] == [
+                (1009, f"object uid={ship.uid} does not fit the client's max_frame")
+            ]
+        finally:
+            writer.close()
+        await until(lambda: replica.hull == ship.hull, lambda: client.client_sync(0.05))
+        assert game.server.stats["sync_too_large"] == 1
 
     run(scenario)
