@@ -8,15 +8,18 @@ never absolute thresholds here."""
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 from harness.metrics import summary
 from harness.procs import Fleet
 from harness.scenarios.common import Options, Result, Run, guard
 
-__all__ = ["measure", "run"]
+__all__ = ["freshness_bound_ms", "judge", "measure", "run"]
 
 WARMUP_S = 1.0  # full snapshots and process start-up stay out of the measurement window
+MIN_RATE_RATIO = 0.95  # the achieved tick rate must be at least this share of the requested
+DEFAULT_FRESHNESS_P99_MS = 100.0  # freshness p99 bound at 30 Hz (3 ticks); see the docstring
 
 
 def run(opts: Options) -> Result:
@@ -82,6 +85,12 @@ def ratios(load: dict[str, Any], base: dict[str, Any]) -> dict[str, float | None
     return out
 
 
+def freshness_bound_ms(opts: Options, rate: float) -> float:
+    """``--max-freshness-p99``, else max(100 ms, 3 tick periods) (see the module docstring)."""
+    given = opts.max_freshness_p99
+    return float(given) if given is not None else max(DEFAULT_FRESHNESS_P99_MS, 3000.0 / rate)
+
+
 def measure(
     result: Result,
     opts: Options,
@@ -93,8 +102,9 @@ def measure(
     label: str,
 ) -> None:
     rate = opts.get("rate", 30.0)
+    kind = opts.get("client_kind", "light")
     per_process = opts.get("clients_per_process", 16)
-    result.figures.update(clients=clients, objects=objects, rate_hz=rate)
+    result.figures.update(clients=clients, objects=objects, rate_hz=rate, client_kind=kind)
     patience = 20.0 + clients * 0.5  # an overloaded client process answers late, not never
     with Fleet() as fleet:
         r = Run(fleet, opts, result)
@@ -105,41 +115,111 @@ def measure(
             per_client=1,
             mutate={"per_tick": max(1, objects // 10)},
         )
-        r.start_clients(clients, per_process)
+        r.start_clients(clients, per_process, role="clients" if kind == "full" else "light")
         r.srv.request("mutate", on=True)
         r.hold(WARMUP_S, f"{label} warm")
         for p in r.procs:
             p.request("samples", reset=True, timeout=patience)
         start = r.srv.request("mark", start=True, timeout=patience)["start"]
-        for p in r.procs:
-            p.request("stream", on=True, rate=rpc_rate, timeout=patience)
-        r.hold(seconds, label)
-        end = r.srv.request("mark", start=False, timeout=patience)["now"]
+        until = start["t"] + seconds
+        # one fixed call plan per process over [start, until): a process that lags sends its
+        # calls late, and a call it never sends stays planned (the verdict counts it)
+        rids = [
+            (p, p.send("stream", on=True, rate=rpc_rate, start=start["t"], until=until))
+            for p in r.procs
+        ]
+        planned = sum(p.reply(rid, patience)["planned"] for p, rid in rids)
+        r.hold(max(0.0, until - time.monotonic()), label)
+        end = r.srv.request("mark", start=False, until=until, timeout=patience)["now"]
         series = r.srv.request("state", detail=True, timeout=patience)["series"]
         # the server's figures first: they stand even if overloaded clients never answer
         server_figures(result, start, end, series, clients, per_process, len(r.procs))
-        for p in r.procs:
-            p.request("stream", on=False, timeout=patience)
-        samples = [p.request("samples", timeout=patience) for p in r.procs]
+        rids = [(p, p.send("stream", on=False, timeout=patience)) for p in r.procs]
+        for p, rid in rids:
+            p.reply(rid, patience + 15.0)
+        # every update stamped in the window has reached every client once they converge
         r.converge(timeout=patience)
+        samples = [p.request("samples", timeout=patience) for p in r.procs]
     fresh = [x for s in samples for x in s["fresh_s"]]
     rtt = [x for s in samples for x in s["rtt_s"]]
     errors: dict[str, int] = {}
     for s in samples:
         for code, n in s["errors"].items():
             errors[code] = errors.get(code, 0) + n
-    result.check(not errors, f"calls failed: {errors}")
-    result.check(bool(rtt), "no call completed in the measurement window")
-    result.check(bool(fresh), "no client saw a mutation in the measurement window")
+    calls = {
+        key: sum(int(s[key]) for s in samples)
+        for key in ("planned", "sent", "answered", "unanswered", "late")
+    }
+    calls["errors"] = sum(errors.values())
+    calls["max_late_ms"] = max((float(s["max_late_ms"]) for s in samples), default=0.0)
+    calls["nominal"] = round(clients * rpc_rate * seconds)
+    if calls["planned"] != planned or abs(planned - calls["nominal"]) > clients:
+        result.add(f"harness error: {planned} calls planned, about {calls['nominal']} expected")
+    updates_expected = int(end.get("stamped", 0)) * clients
+    updates_seen = sum(int(s["fresh_count"]) for s in samples)
     result.figures.update(
         freshness_floor_ms=round(1000.0 / rate, 2),
-        freshness_ms=summary(fresh, 1000.0) | {"observed": sum(s["fresh_count"] for s in samples)},
+        freshness_ms=summary(fresh, 1000.0)
+        | {"observed": updates_seen, "expected": updates_expected},
         rpc_rtt_ms=summary(rtt, 1000.0) | {"observed": sum(s["rtt_count"] for s in samples)},
+        rpc_calls=calls,
         rpc_errors=errors,
     )
     result.samples.update(
         freshness_ms=[x * 1000 for x in fresh], rpc_rtt_ms=[x * 1000 for x in rtt]
     )
+    judge(result, opts, rate)
+
+
+def judge(result: Result, opts: Options, rate: float) -> None:
+    """The load verdict: every criterion with its measured value and threshold, in
+    ``figures["criteria"]``; a failed one becomes a FAIL reason that names it."""
+    f = result.figures
+    min_rate = round(MIN_RATE_RATIO * rate, 3)
+    bound = freshness_bound_ms(opts, rate)
+    fresh = f["freshness_ms"]
+    calls = f["rpc_calls"]
+    achieved = f.get("achieved_rate_hz")
+    p99 = fresh["p99"]
+    criteria = [
+        {
+            "name": "tick_rate",
+            "value": achieved,
+            "threshold": f">= {min_rate} Hz ({MIN_RATE_RATIO} x {rate:g} Hz)",
+            "ok": achieved is not None and achieved >= min_rate,
+        },
+        {
+            "name": "freshness_p99",
+            "value": p99,
+            "threshold": f"<= {bound:g} ms",
+            "ok": p99 is not None and p99 <= bound,
+        },
+        {
+            "name": "updates_seen",
+            "value": fresh["observed"],
+            "threshold": f"== {fresh['expected']} (updates stamped in the window x clients)",
+            "ok": fresh["expected"] > 0 and fresh["observed"] == fresh["expected"],
+        },
+        {
+            "name": "rpc_answered",
+            "value": f"{calls['answered']} of {calls['planned']} planned "
+            f"({calls['sent']} sent, {calls['errors']} errors, {calls['unanswered']} unanswered)",
+            "threshold": "answered == sent == planned, 0 errors",
+            "ok": calls["planned"] > 0
+            and calls["answered"] == calls["sent"] == calls["planned"]
+            and calls["errors"] == 0,
+        },
+        {
+            "name": "converged",
+            "value": f.get("converged"),
+            "threshold": "every client connected and on the server's hash",
+            "ok": f.get("converged") is True,
+        },
+    ]
+    f["criteria"] = criteria
+    for c in criteria:
+        if not c["ok"]:
+            result.add(f"{c['name']} failed: {c['value']} (needs {c['threshold']})")
 
 
 def server_figures(
