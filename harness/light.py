@@ -61,6 +61,8 @@ class LightConn:
         self.calls: dict[int, float] = {}  # call id -> time sent
         self.next_id = 1
         self.own_uid: int | None = None
+        self.last_sent = time.monotonic()
+        self.nonce = 0
         self.sock.sendall(frame({"type": "hello", "version": 1, "max_frame": MAX_FRAME}))
         deadline = time.monotonic() + connect_timeout
         while self.member is None:
@@ -95,7 +97,15 @@ class LightConn:
     def send(self, message: Json) -> None:
         if self.closed is None:
             self.out += frame(message)
+            self.last_sent = time.monotonic()
             self.flush()
+
+    def keepalive(self, now: float, interval: float) -> None:
+        """Send a ping after ``interval`` s without sending anything (§9.2): a server that
+        times out peers it has not heard from keeps this one while it only listens."""
+        if self.closed is None and now - self.last_sent >= interval:
+            self.nonce += 1
+            self.send({"type": "ping", "nonce": self.nonce})
 
     def flush(self) -> None:
         while self.out and self.closed is None:
@@ -150,6 +160,7 @@ class LightApp:
         self.stream_stop: Json | None = None
         self.converge: Json | None = None
         self.seq = 0
+        self.ping_interval = float(opts.get("ping_interval", 2.0))
 
     # -- input -------------------------------------------------------------------------------
 
@@ -333,6 +344,7 @@ class LightApp:
                 now = time.monotonic()
                 self.stream(now)
                 for c in self.conns:
+                    c.keepalive(now, self.ping_interval)
                     if c.out:
                         c.flush()
                 self.check_waiters(now)
