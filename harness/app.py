@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import random
@@ -475,7 +476,7 @@ class ClientsApp:
         self.calls: list[Call] = []
         self.batch: Json | None = None  # a "calls" command waiting for its calls to finish
         self.converge: Json | None = None
-        self.plan: CallPlan | None = None  # the load scenario's call stream
+        self.call_plan: CallPlan | None = None  # the load scenario's call stream
         self.stream_stop: Json | None = None
         self.window: tuple[float, float] | None = None  # freshness: stamps in [start, until)
         self.fresh = Reservoir(20000, seed=os.getpid())
@@ -527,7 +528,7 @@ class ClientsApp:
     def stream(self, now: float) -> None:
         """Send every call of the plan that is due; a late process sends them late, never
         fewer (the old stream skipped whatever was over 1 s overdue, uncounted)."""
-        plan = self.plan
+        plan = self.call_plan
         if plan is None:
             return
         for i, c in enumerate(self.clients):
@@ -575,15 +576,21 @@ class ClientsApp:
             self.plan(cmd)
         elif op == "stream":  # the load scenario's calls: a fixed plan over [start, until)
             if cmd.get("on", True):
-                start, until = float(cmd["start"]), float(cmd["until"])
+                # load: a fixed window; churn, faults: from now until "stream off"
+                start = float(cmd.get("start", time.monotonic()))
+                until = float(cmd.get("until", math.inf))
                 self.window = (start, until)
-                self.plan = CallPlan(len(self.clients), float(cmd["rate"]), start, until, self.rng)
-                emit(rid=rid, ok=True, planned=self.plan.planned)
+                self.call_plan = CallPlan(
+                    len(self.clients), float(cmd["rate"]), start, until, self.rng
+                )
+                emit(rid=rid, ok=True, planned=self.call_plan.planned)
             else:
+                if self.call_plan is not None:
+                    self.call_plan.stop(time.monotonic())
                 cmd["deadline"] = time.monotonic() + float(cmd.get("timeout", 10.0))
                 self.stream_stop = cmd
         elif op == "samples":
-            plan = self.plan
+            plan = self.call_plan
             emit(
                 rid=rid,
                 kind="full",
@@ -605,7 +612,7 @@ class ClientsApp:
                 self.fresh_count = 0
                 self.errors = {}
                 self.answered = 0
-                self.plan = None
+                self.call_plan = None
                 self.window = None
         else:
             emit(rid=rid, error=f"unknown op {op!r}")
@@ -640,7 +647,7 @@ class ClientsApp:
         stop = self.stream_stop
         if stop is not None:
             self.harvest()
-            done = self.plan is None or now >= self.plan.until
+            done = self.call_plan is None or now >= self.call_plan.until
             if (done and not self.calls) or now >= stop["deadline"]:
                 emit(rid=stop.get("rid"), outstanding=len(self.calls))
                 self.stream_stop = None
@@ -660,7 +667,7 @@ class ClientsApp:
                         if cmd is None or not self.command(cmd):
                             return
                 now = time.monotonic()
-                if self.plan is not None:
+                if self.call_plan is not None:
                     self.stream(now)
                     self.harvest()
                 self.check_waiters(now)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import random
 import selectors
@@ -63,6 +64,7 @@ class LightConn:
         self.own_uid: int | None = None
         self.last_sent = time.monotonic()
         self.nonce = 0
+        self.pending: list[Json] = []  # frames that came with the welcome (the snapshot, ...)
         self.sock.sendall(frame({"type": "hello", "version": 1, "max_frame": MAX_FRAME}))
         deadline = time.monotonic() + connect_timeout
         while self.member is None:
@@ -73,7 +75,9 @@ class LightConn:
                 raise ConnectionError(f"light client {index}: closed during the handshake")
             self.buf += data
             for msg in self.frames():
-                if msg.get("type") == "welcome":
+                if self.member is not None:
+                    self.pending.append(msg)  # read with the welcome: handled by the app
+                elif msg.get("type") == "welcome":
                     self.member = int(msg["member"])
                 elif msg.get("type") == "close":
                     raise ConnectionError(f"light client {index}: refused: {msg}")
@@ -150,6 +154,7 @@ class LightApp:
         self.sel = selectors.DefaultSelector()
         for c in self.conns:
             self.sel.register(c.sock, selectors.EVENT_READ, c)
+        self.anomalies: dict[str, int] = {}  # sync entries that make no sense (lost frames)
         self.window: tuple[float, float] | None = None  # freshness: stamps in [start, until)
         self.fresh = Reservoir(20000, seed=os.getpid())
         self.rtt = Reservoir(20000, seed=os.getpid() + 1)
@@ -217,7 +222,8 @@ class LightApp:
         for u in msg.get("update", ()):
             entry = table.get(u["uid"])
             if entry is None:
-                self.errors["update_unknown_uid"] = self.errors.get("update_unknown_uid", 0) + 1
+                key = "update_of_unknown_uid"
+                self.anomalies[key] = self.anomalies.get(key, 0) + 1
                 continue
             fields = u["fields"]
             entry[2].update(fields)
@@ -258,11 +264,15 @@ class LightApp:
             self.converge = cmd
         elif op == "stream":
             if cmd.get("on", True):
-                start, until = float(cmd["start"]), float(cmd["until"])
+                # load: a fixed window; churn, faults: from now until "stream off"
+                start = float(cmd.get("start", time.monotonic()))
+                until = float(cmd.get("until", math.inf))
                 self.window = (start, until)
                 self.plan = CallPlan(len(self.conns), float(cmd["rate"]), start, until, self.rng)
                 emit(rid=rid, ok=True, planned=self.plan.planned)
             else:
+                if self.plan is not None:
+                    self.plan.stop(time.monotonic())
                 cmd["deadline"] = time.monotonic() + float(cmd.get("timeout", 10.0))
                 self.stream_stop = cmd
         elif op == "samples":
@@ -275,6 +285,7 @@ class LightApp:
                 rtt_s=self.rtt.values,
                 rtt_count=self.rtt.count,
                 errors=self.errors,
+                anomalies=self.anomalies,
                 planned=plan.planned if plan else 0,
                 sent=plan.sent if plan else 0,
                 answered=self.answered,
@@ -330,7 +341,16 @@ class LightApp:
                 emit(rid=stop.get("rid"), outstanding=outstanding)
                 self.stream_stop = None
 
+    def take_pending(self) -> None:
+        """Handle what arrived with each welcome (often the snapshot, in the same read)."""
+        now = time.monotonic()
+        for c in self.conns:
+            for msg in c.pending:
+                self.handle(c, msg, now)
+            c.pending = []
+
     def run(self) -> None:
+        self.take_pending()
         emit(event="connected", members=[c.member for c in self.conns])
         commands = start_reader()
         print("READY 0", flush=True)

@@ -138,7 +138,8 @@ class CallPlan:
         self.until = until
         self.first = [start + rng.random() * self.period for _ in range(clients)]
         self.k = [0] * clients
-        self.planned = sum(self._slots(t) for t in self.first)
+        # an open-ended stream (until = inf, the churn and faults scenarios) plans no count
+        self.planned = sum(self._slots(t) for t in self.first) if math.isfinite(until) else 0
         self.sent = 0
         self.late = 0  # calls sent more than one period after their slot
         self.max_late_s = 0.0
@@ -164,6 +165,10 @@ class CallPlan:
                 self.late += 1
             self.max_late_s = max(self.max_late_s, lateness)
         return n
+
+    def stop(self, now: float) -> None:
+        """End the window at ``now`` if it has not ended yet (stream off)."""
+        self.until = min(self.until, now)
 
     def drop(self, i: int) -> None:
         """Client ``i`` can no longer call (its connection closed): its remaining slots stay

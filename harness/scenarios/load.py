@@ -167,6 +167,11 @@ def measure(
     for s in samples:
         for code, n in s["errors"].items():
             errors[code] = errors.get(code, 0) + n
+    anomalies: dict[str, int] = {}
+    for s in samples:
+        for what, n in s.get("anomalies", {}).items():
+            anomalies[what] = anomalies.get(what, 0) + n
+    result.check(not anomalies, f"clients received syncs that make no sense: {anomalies}")
     calls = {
         key: sum(int(s[key]) for s in samples)
         for key in ("planned", "sent", "answered", "unanswered", "late")

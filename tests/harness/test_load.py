@@ -83,7 +83,7 @@ def test_load_fails_when_freshness_exceeds_the_given_bound(tmp_path: Path) -> No
     assert rc == 1, text[-3000:]
     got = criteria(data)
     assert got["freshness_p99"]["ok"] is False and got["freshness_p99"]["threshold"] == "<= 5 ms"
-    assert [r.split(" ")[0] for r in data["reasons"]] == ["freshness_p99"]
+    assert any(r.startswith("freshness_p99 failed:") for r in data["reasons"]), data["reasons"]
 
 
 # -- the pieces, without processes ----------------------------------------------------------
@@ -147,3 +147,65 @@ def test_judge_bound_defaults_to_three_ticks_at_low_rates() -> None:
     strict.figures["freshness_ms"]["p99"] = 250.0
     judge(strict, Options(max_freshness_p99=200.0), 10.0)
     assert [r.split(" ")[0] for r in strict.reasons] == ["freshness_p99"]
+
+
+def test_light_client_keeps_the_snapshot_that_arrives_with_the_welcome() -> None:
+    """A light client once dropped every frame read together with the welcome, so under load
+    (welcome and snapshot in one read) a client had no objects and could not call."""
+    import json
+    import socket
+    import struct
+    import threading
+
+    from harness.light import LightApp
+
+    def frame(msg: dict[str, Any]) -> bytes:
+        body = json.dumps(msg).encode()
+        return struct.pack(">I", len(body)) + body
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    fields = {"value": 7, "kind": "client", "stamp": 1.5}
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(10.0)
+            conn.recv(4096)  # the hello
+            conn.sendall(
+                frame(
+                    {
+                        "type": "welcome",
+                        "version": 1,
+                        "member": 5,
+                        "tick_rate": 30.0,
+                        "max_frame": 1 << 20,
+                    }
+                )
+                + frame(
+                    {
+                        "type": "sync",
+                        "tick": 1,
+                        "full": True,
+                        "final": True,
+                        "spawn": [
+                            {"uid": 9, "type": "Box", "owner": 5, "args": [], "fields": fields}
+                        ],
+                    }
+                )
+            )
+            conn.recv(4096)  # until the client closes
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    app = LightApp({"port": port, "count": 1, "connect_timeout": 10.0})
+    try:
+        app.take_pending()
+        c = app.conns[0]
+        assert c.member == 5
+        assert c.table == {9: ["Box", 5, fields]} and c.own_uid == 9
+    finally:
+        for c in app.conns:
+            c.sock.close()
+        server.join(10.0)
+        listener.close()
