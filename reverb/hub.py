@@ -189,7 +189,7 @@ class ServerHub:
         """Queue ``message`` on those sessions, encoded once per frame limit; return them."""
         encoded: dict[int, list[bytes]] = {}
         touched = []
-        # a reply ends its call: the id may be used again (§8.4)
+        # a reply ends its call: the id may be used again (§8.5)
         answers = message.id if isinstance(message, (m.RpcResult, m.RpcErrorReply)) else None
         for member in members:
             session = self.members.get(member)
