@@ -11,9 +11,13 @@ was observed (time is an input: this module never reads a clock):
   server time ``ts`` arrived at local time ``t1``. One-way, so biased by the latency, but it
   proves ``offset >= ts - t1`` and it measures the arrival jitter and the tick rate.
 
-Filtering (robust to jitter): the last ``window`` pong samples are kept; the offsets of the
-``best`` samples with the lowest RTT (those least disturbed by queueing) are averaged, clamped
-into the interval every kept sample proves, and smoothed with an EWMA into the *target* offset.
+Filtering (robust to jitter): the last ``window`` pong samples and ``2 * window`` sync samples
+are kept. Each proves an interval for the offset; when they agree, the candidate offset is the
+midpoint of their intersection ``[max(ts - t1), min(ts - t0)]`` -- the NTP estimate of an
+imaginary sample with the least delay seen in each direction, so queueing on any sample does
+not bias it (30 syncs a second tighten the lower end). When they contradict each other (clock
+drift, a server restart), the candidate is the mean offset of the ``best`` lowest-RTT samples
+(min-RTT filter). The candidate is smoothed with an EWMA into the *target* offset.
 
 The offset the game sees slews towards the target by at most ``slew_rate`` seconds per second
 of local time, so :meth:`ServerClock.server_time` runs at between 0.95 and 1.05 of real speed
@@ -36,8 +40,8 @@ DEFAULT_WINDOW = 16
 # How many of the lowest-RTT samples are averaged: one alone is noisy, half the window lets
 # queued samples back in.
 DEFAULT_BEST = 3
-# EWMA gain applied to each new filtered offset.
-DEFAULT_SMOOTHING = 0.25
+# EWMA gain applied to each new candidate offset (the candidate is already a filtered value).
+DEFAULT_SMOOTHING = 0.5
 # Pong samples before the estimate is "ready" for the game.
 DEFAULT_MIN_SAMPLES = 3
 # The shown offset moves by at most 5 % of the elapsed local time: server time never runs
@@ -139,8 +143,7 @@ class ServerClock:
         else:
             self._rttvar += _RTT_VAR_GAIN * (abs(rtt - self._srtt) - self._rttvar)
             self._srtt += _RTT_GAIN * (rtt - self._srtt)
-        best = sorted(self._pongs, key=lambda p: p.rtt)[: self._best]
-        candidate = self._clamp(sum(p.offset for p in best) / len(best))
+        candidate = self._candidate()
         if self._pong_count == 1 or self._target is None:
             self._target = candidate
         else:
@@ -168,6 +171,16 @@ class ServerClock:
             self._target = self._clamp(max(self._target, low))
         self._start(received)
         return True
+
+    def _candidate(self) -> float:
+        low, high = self._bounds()
+        if low <= high:
+            # Every kept sample holds: the midpoint of what they prove together. It is the
+            # NTP estimate of an imaginary sample with the least delay seen in each direction.
+            return (low + high) / 2
+        # Contradictory samples (clock drift, a server clock reset): the min-RTT filter.
+        best = sorted(self._pongs, key=lambda p: p.rtt)[: self._best]
+        return sum(p.offset for p in best) / len(best)
 
     def _bounds(self) -> tuple[float, float]:
         low = max((p.low for p in self._pongs), default=-math.inf)
