@@ -11,7 +11,8 @@
   time, so the latency is included) and ``delay = clamp(k * jitter + 1 tick, 2 ticks,
   max ticks)``, smoothed, with ``jitter`` the RFC 3550 interarrival jitter of syncs. The
   render time never runs backwards: it follows its target by running 10 % slower or faster,
-  and only a gap larger than ``snap_threshold`` is jumped.
+  and only a gap larger than ``snap_threshold`` is jumped (a sync arriving that much earlier
+  than the smoothed offset predicts restarts the estimate: network delay cannot explain it).
 * :class:`InterpolationManager` — many buffers keyed by object (UID), one timeline, and the
   knowledge of which server time the client has heard up to (an object not in a sync was
   unchanged, so it is held rather than extrapolated).
@@ -337,7 +338,9 @@ class RenderTimeline:
         if not (math.isfinite(server_time) and math.isfinite(arrival)):
             return
         offset = server_time - arrival
-        if self._arrival_offset is None:
+        if self._arrival_offset is None or offset > self._arrival_offset + self._snap:
+            # First sync, or one far earlier than any delay explains: the server's time jumped
+            # ahead (or the latency collapsed). Start over rather than drift there slowly.
             self._arrival_offset = offset
         else:
             assert self._last_offset is not None
