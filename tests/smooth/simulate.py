@@ -4,8 +4,8 @@ A server moves one object along waypoints (with pauses) and ticks at 30 Hz; ever
 a ``sync`` stamped with its tick and time, carrying the object's fields when they changed (an
 empty sync otherwise, as proposed in docs/design/smooth.md). The link delays each message by
 60 ms ± 20 ms (uniform), in order like TCP (a message never overtakes the previous one). The
-client pings once a second through the same link. The client's clock is offset from the
-server's. The client renders at 60 FPS:
+client pings 8 times 100 ms apart at connect, then once a second, through the same link. The
+client's clock is offset from the server's. The client renders at 60 FPS:
 
 * **off** — the latest replicated value, as a game without interpolation shows it;
 * **on** — :class:`~reverb.interpolation.InterpolationManager` at its render time.
@@ -40,7 +40,9 @@ LATENCY = 0.060
 JITTER = 0.020
 SPEED = 200.0  # px per second: one tick's movement is SPEED / TICK_RATE = 6.67 px
 CLOCK_OFFSET = 1234.5  # client clock minus server clock, seconds
-PING_INTERVAL = 1.0
+PING_INTERVAL = 1.0  # steady clock-sync pings (docs/design/smooth.md)
+PING_BURST = 8  # pings at connect, PING_BURST_INTERVAL apart
+PING_BURST_INTERVAL = 0.1
 
 WAYPOINTS = [(100.0, 100.0), (500.0, 100.0), (500.0, 400.0), (150.0, 350.0), (300.0, 200.0)]
 PAUSE = 0.4  # seconds standing still at each waypoint
@@ -154,10 +156,12 @@ def run(seconds: float = 60.0, seed: int = 1) -> Result:
         payload: tuple[float, ...] = (float(tick), ts, *pos) if changed else (float(tick), ts)
         sends.append((ts, 1, "sync", payload))
     ping = 0.0
-    while ping < seconds:
+    for count in itertools.count():
+        if ping >= seconds:
+            break
         ts = up.arrival(ping)  # the server answers at once, stamping its time
         sends.append((ts, 0, "pong", (ping + CLOCK_OFFSET, ts)))
-        ping += PING_INTERVAL
+        ping += PING_BURST_INTERVAL if count < PING_BURST else PING_INTERVAL
     sends.sort()
     # What the client receives, at local (client) times, in order.
     events = [
