@@ -250,8 +250,8 @@ class SnapshotBuffer:
                 out[name] = newest.get(name, vb)
                 continue
             d = _delta(na, nb, spec.period)
-            if b.teleport or self._too_fast(spec, d, span):
-                out[name] = va  # snap: hold the old value until the new state's time
+            if d == 0 or b.teleport or self._too_fast(spec, d, span):
+                out[name] = va  # unchanged, or snap: hold the old value until the new state's time
             else:
                 out[name] = _wrap(na + d * f, spec.period, min(na, nb) < 0)
         return out
@@ -284,7 +284,7 @@ class SnapshotBuffer:
             if na is None or nb is None:
                 continue
             d = _delta(na, nb, spec.period)
-            if self._too_fast(spec, d, span):
+            if d == 0 or self._too_fast(spec, d, span):
                 continue
             out[name] = _wrap(nb + d / span * ahead, spec.period, min(na, nb) < 0)
         return out

@@ -38,6 +38,15 @@ def test_linear_between_states() -> None:
     assert buffer.sample(-1.0) == {"x": 0, "y": 10}  # before the oldest: hold it
 
 
+def test_an_unchanged_field_keeps_its_exact_value_and_type() -> None:
+    buffer = SnapshotBuffer(["x", "hp"], tick_interval=TICK)
+    buffer.push(0.0, {"x": 0, "hp": 100})
+    buffer.push(0.1, {"x": 1})
+    assert buffer.sample(0.05) == {"x": 0.5, "hp": 100}
+    assert type(buffer.sample(0.05)["hp"]) is int
+    assert type(buffer.sample(0.15)["hp"]) is int  # extrapolated x, held hp
+
+
 def test_out_of_order_pushes_are_put_in_time_order() -> None:
     buffer = SnapshotBuffer(["x"])
     buffer.push(0.2, {"x": 20.0})
