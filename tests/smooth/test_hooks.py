@@ -117,3 +117,15 @@ def test_changes_recorded_by_a_hook_wait_for_the_next_fire() -> None:
 def test_on_change_needs_a_field() -> None:
     with pytest.raises(ValueError):
         on_change()
+
+
+def test_a_value_whose_equality_raises_counts_as_a_change() -> None:
+    class Odd:
+        def __eq__(self, other: object) -> bool:
+            raise TypeError("no")
+
+        __hash__ = object.__hash__
+
+    hooks = Hooks()
+    hooks.record(object(), "v", Odd(), Odd())
+    assert hooks.pending == 1

@@ -328,3 +328,30 @@ def test_manager_holds_an_object_that_a_later_sync_left_out() -> None:
     assert manager.sample("p", 0.15)["x"] == pytest.approx(1.5)
     manager.observe_sync(0.2, 1.1)  # tick 0.2: "p" did not change
     assert manager.sample("p", 0.15)["x"] == 1.0
+
+
+def test_a_real_state_at_a_held_tick_replaces_the_inferred_hold() -> None:
+    buffer = SnapshotBuffer(["x"], tick_interval=TICK)
+    buffer.push(0.0, {"x": 0.0})
+    buffer.push(1.0, {"x": 10.0})  # infers "held 0 until 0.9"
+    buffer.push(0.9, {"x": 9.0})  # but tick 0.9 arrives late after all
+    assert x_at(buffer, 0.45) == pytest.approx(4.5)
+
+
+def test_extrapolation_leaves_non_numeric_fields_as_the_newest() -> None:
+    buffer = SnapshotBuffer(["x", "label"], tick_interval=TICK)
+    buffer.push(0.0, {"x": 0.0, "label": "a"})
+    buffer.push(0.1, {"x": 1.0, "label": "b"})
+    assert buffer.sample(0.15) == {"x": pytest.approx(1.5), "label": "b"}
+
+
+def test_timeline_refuses_bad_configuration_and_ignores_non_finite_times() -> None:
+    with pytest.raises(ValueError):
+        RenderTimeline(tick_interval=0.0)
+    with pytest.raises(ValueError):
+        RenderTimeline(tick_interval=TICK, min_ticks=3.0, max_ticks=2.0)
+    with pytest.raises(ValueError):
+        RenderTimeline(tick_interval=TICK, max_rate_change=1.0)
+    manager: InterpolationManager[int] = InterpolationManager(tick_interval=TICK)
+    manager.observe_sync(math.nan, 1.0)
+    assert not manager.timeline.ready
