@@ -58,6 +58,16 @@ class ReverbContext:
         self.connection: Any = None
         self._next_tick = 0.0
 
+    @property
+    def strict_sync(self) -> bool:
+        """Development aid: when True, ``server_sync()`` raises the ``EncodeError`` of a
+        field that cannot be encoded instead of withholding that object (guide §3)."""
+        return self.world.strict
+
+    @strict_sync.setter
+    def strict_sync(self, strict: bool) -> None:
+        self.world.strict = strict
+
     # -- set-up ------------------------------------------------------------------------------
 
     def register(self, cls: type[T], name: str | None = None) -> type[T]:
@@ -190,12 +200,19 @@ class ReverbContext:
                 )
 
     def tick(self, now: float) -> None:
-        """Send every peer what changed since its last sync (no waiting, no pacing)."""
+        """Send every peer what changed since its last sync (no waiting, no pacing).
+
+        An object whose state cannot be encoded is withheld from every peer and reported once
+        through the ``sync_error`` event (with ``strict_sync``: raised, and nothing is sent).
+        """
         out = self.world.tick(now)
         conn: ServerTransport | None = self.connection
         if conn is not None:
             for members, message in out:
                 conn.send(members, message)
+        errors, self.world.sync_errors = self.world.sync_errors, []
+        for obj, error in errors:
+            self.server_events.fire("sync_error", obj, error)
 
     # -- the client's loop -------------------------------------------------------------------
 
