@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar, overload
@@ -44,6 +45,26 @@ def expose(func: F | None = None, /, *, anyone: bool = False) -> F | Callable[[F
 def rpc_caller() -> int | None:
     """Inside an exposed method run for a client: that client's membership id; else None."""
     return current_caller.get()
+
+
+def _track(obj: Any, name: str) -> None:
+    changed = obj._reverb_changed
+    if changed is not None and name[:1] != "_":
+        if not changed:
+            obj._reverb_dirty.append(obj)
+        changed.add(name)
+
+
+def _tracking(hook: Callable[..., None]) -> Callable[..., None]:
+    """``hook`` (a subclass's ``__setattr__`` or ``__delattr__``), then change tracking."""
+
+    @functools.wraps(hook)
+    def tracked(self: Any, name: str, *value: Any) -> None:
+        hook(self, name, *value)
+        _track(self, name)
+
+    tracked.__reverb_tracked__ = True  # type: ignore[attr-defined]
+    return tracked
 
 
 class ReverbObject:
@@ -96,11 +117,16 @@ class ReverbObject:
 
     def __delattr__(self, name: str) -> None:
         _del(self, name)
-        changed = self._reverb_changed
-        if changed is not None and name[:1] != "_":
-            if not changed:
-                self._reverb_dirty.append(self)
-            changed.add(name)
+        _track(self, name)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A subclass's own __setattr__ / __delattr__ may write with object.__setattr__ and
+        # never reach ours: wrap it so that its writes are tracked all the same.
+        super().__init_subclass__(**kwargs)
+        for hook in ("__setattr__", "__delattr__"):
+            own = cls.__dict__.get(hook)
+            if own is not None and not getattr(own, "__reverb_tracked__", False):
+                setattr(cls, hook, _tracking(own))
 
     def mark_changed(self, *names: str) -> None:
         """Tell the server these fields changed in place (``p.items.append(x)``); with no
