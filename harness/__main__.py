@@ -34,6 +34,17 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--rpc-rate", type=float, help="load: calls per client per second")
     p.add_argument("--no-baseline", action="store_true", help="load: skip the baseline run")
+    p.add_argument(
+        "--client-kind",
+        choices=("light", "full"),
+        help="load/sweep: light wire-level clients (default) or full Reverb clients",
+    )
+    p.add_argument(
+        "--max-freshness-p99",
+        type=float,
+        metavar="MS",
+        help="load/sweep: freshness p99 bound in ms (default max(100, 3 tick periods))",
+    )
     p.add_argument("--sweep", action="store_true", help="load: run the sweep instead")
     p.add_argument("--server-python", help="interpreter for the server process")
     p.add_argument("--client-python", help="interpreter for the client processes")
@@ -96,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         grid_clients=[int(x) for x in args.grid_clients.split(",")] if args.grid_clients else None,
         grid_objects=[int(x) for x in args.grid_objects.split(",")] if args.grid_objects else None,
         converge_timeout=args.converge_timeout,
+        client_kind=args.client_kind,
+        max_freshness_p99=args.max_freshness_p99,
     )
     scenario = "sweep" if args.scenario == "load" and args.sweep else args.scenario
     started = time.monotonic()
@@ -126,8 +139,15 @@ def print_verdict(result: Result, elapsed: float) -> None:
     for reason in result.to_json()["reasons"]:
         print(f"  - {reason}")
     for key, value in result.figures.items():
-        if not isinstance(value, (list, dict)) or key in ("freshness_ms", "rpc_rtt_ms"):
+        if not isinstance(value, (list, dict)) or key in (
+            "freshness_ms",
+            "rpc_rtt_ms",
+            "rpc_calls",
+        ):
             print(f"  {key}: {value}")
+    for c in result.figures.get("criteria", []):
+        mark = "ok  " if c["ok"] else "FAIL"
+        print(f"  [{mark}] {c['name']}: {c['value']} (needs {c['threshold']})")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import queue
 import random
@@ -28,7 +29,7 @@ from typing import Any
 
 from harness import breakage
 from harness.canon import canonical_table, table_hash
-from harness.metrics import Reservoir, cpu_seconds, proc_status_kb
+from harness.metrics import CallPlan, Reservoir, cpu_seconds, proc_status_kb
 from reverb import (
     Client,
     ReverbContext,
@@ -198,6 +199,7 @@ class ServerApp:
         self.after_tick: list[Json] = []
         self.series: list[list[float]] = []
         self.mark: Json | None = None
+        self.stamps: list[tuple[float, int]] = []  # (stamp, objects stamped) since the mark
         self.closed_bytes = [0, 0]
 
     # world changes
@@ -222,6 +224,8 @@ class ServerApp:
         for obj in self.rng.sample(self.pool, k) if k else ():
             obj.value = self.rng.randrange(1_000_000)
             obj.stamp = now
+        if k and self.mark is not None:
+            self.stamps.append((now, k))
         for key, action in (("spawn", self.spawn), ("despawn", self.despawn_random)):
             expected = float(mut.get(key, 0.0))
             times = int(expected) + (self.rng.random() < expected - int(expected))
@@ -286,7 +290,12 @@ class ServerApp:
             now = self.sample()
             if cmd.get("start", True):
                 self.mark = now
+                self.stamps = []
                 self.series = [[now["t"], now["tick"], now["bytes_sent"], now["cpu_s"]]]
+            elif "until" in cmd and self.mark is not None:
+                # objects stamped in [mark, until): each is one update every client must see
+                until = float(cmd["until"])
+                now["stamped"] = sum(k for t, k in self.stamps if t < until)
             emit(rid=rid, start=self.mark, now=now)
         else:
             emit(rid=rid, error=f"unknown op {op!r}")
@@ -467,17 +476,22 @@ class ClientsApp:
         self.calls: list[Call] = []
         self.batch: Json | None = None  # a "calls" command waiting for its calls to finish
         self.converge: Json | None = None
-        self.stream_rate = 0.0
-        self.stream_next: list[float] = []
+        self.call_plan: CallPlan | None = None  # the load scenario's call stream
         self.stream_stop: Json | None = None
+        self.window: tuple[float, float] | None = None  # freshness: stamps in [start, until)
         self.fresh = Reservoir(20000, seed=os.getpid())
         self.rtt = Reservoir(20000, seed=os.getpid() + 1)
+        self.fresh_count = 0
         self.errors: dict[str, int] = {}
+        self.answered = 0
         self.seq = 0
         STAMP_HOOK[:] = [self._stamp]
 
     def _stamp(self, obj: Any, stamp: float) -> None:
-        self.fresh.add(time.monotonic() - stamp)
+        window = self.window
+        if window is not None and window[0] <= stamp < window[1]:
+            self.fresh_count += 1
+            self.fresh.add(time.monotonic() - stamp)
 
     def token(self, c: OneClient) -> str:
         self.seq += 1
@@ -512,15 +526,23 @@ class ClientsApp:
         self.batch = cmd
 
     def stream(self, now: float) -> None:
-        for c in self.clients:
-            if not c.alive or now < self.stream_next[c.index]:
+        """Send every call of the plan that is due; a late process sends them late, never
+        fewer (the old stream skipped whatever was over 1 s overdue, uncounted)."""
+        plan = self.call_plan
+        if plan is None:
+            return
+        for i, c in enumerate(self.clients):
+            if not c.alive:
+                plan.drop(i)
                 continue
-            self.stream_next[c.index] = max(
-                self.stream_next[c.index] + 1.0 / self.stream_rate, now - 1.0
-            )
+            due = plan.due(i, now)
+            if not due:
+                continue
             own = c.own_objects()
-            if own:
-                self.fire(c, own[0], "bump")
+            for _ in range(due):
+                if own:  # else planned and never sent: the verdict counts it
+                    self.fire(c, own[0], "bump")
+                    plan.sent += 1
 
     def harvest(self) -> None:
         """Move finished stream calls into the RTT sample."""
@@ -530,6 +552,7 @@ class ClientsApp:
             if fut is not None and fut.done() and call.t1:
                 exc = fut.exception()
                 if exc is None:
+                    self.answered += 1
                     self.rtt.add(call.t1 - call.t0)
                 else:
                     code = str(getattr(exc, "code", type(exc).__name__))
@@ -551,32 +574,46 @@ class ClientsApp:
             cmd["deadline"] = time.monotonic() + float(cmd.get("timeout", 10.0))
             self.calls = []
             self.plan(cmd)
-        elif op == "stream":
+        elif op == "stream":  # the load scenario's calls: a fixed plan over [start, until)
             if cmd.get("on", True):
-                self.stream_rate = float(cmd.get("rate", 1.0))
-                now = time.monotonic()
-                # spread the clients' first calls over one period
-                self.stream_next = [
-                    now + self.rng.random() / self.stream_rate for _ in self.clients
-                ]
-                emit(rid=rid, ok=True)
+                # load: a fixed window; churn, faults: from now until "stream off"
+                start = float(cmd.get("start", time.monotonic()))
+                until = float(cmd.get("until", math.inf))
+                self.window = (start, until)
+                self.call_plan = CallPlan(
+                    len(self.clients), float(cmd["rate"]), start, until, self.rng
+                )
+                emit(rid=rid, ok=True, planned=self.call_plan.planned)
             else:
-                self.stream_rate = 0.0
+                if self.call_plan is not None:
+                    self.call_plan.stop(time.monotonic())
                 cmd["deadline"] = time.monotonic() + float(cmd.get("timeout", 10.0))
                 self.stream_stop = cmd
         elif op == "samples":
+            plan = self.call_plan
             emit(
                 rid=rid,
+                kind="full",
                 fresh_s=self.fresh.values,
-                fresh_count=self.fresh.count,
+                fresh_count=self.fresh_count,
                 rtt_s=self.rtt.values,
                 rtt_count=self.rtt.count,
                 errors=self.errors,
+                planned=plan.planned if plan else 0,
+                sent=plan.sent if plan else 0,
+                answered=self.answered,
+                unanswered=len(self.calls),
+                late=plan.late if plan else 0,
+                max_late_ms=round(plan.max_late_s * 1000.0, 3) if plan else 0.0,
             )
             if cmd.get("reset", False):
                 self.fresh.clear()
                 self.rtt.clear()
+                self.fresh_count = 0
                 self.errors = {}
+                self.answered = 0
+                self.call_plan = None
+                self.window = None
         else:
             emit(rid=rid, error=f"unknown op {op!r}")
         return True
@@ -610,7 +647,8 @@ class ClientsApp:
         stop = self.stream_stop
         if stop is not None:
             self.harvest()
-            if not self.calls or now >= stop["deadline"]:
+            done = self.call_plan is None or now >= self.call_plan.until
+            if (done and not self.calls) or now >= stop["deadline"]:
                 emit(rid=stop.get("rid"), outstanding=len(self.calls))
                 self.stream_stop = None
 
@@ -629,7 +667,7 @@ class ClientsApp:
                         if cmd is None or not self.command(cmd):
                             return
                 now = time.monotonic()
-                if self.stream_rate > 0:
+                if self.call_plan is not None:
                     self.stream(now)
                     self.harvest()
                 self.check_waiters(now)
@@ -654,8 +692,12 @@ def main(argv: list[str]) -> int:
         ServerApp(opts).run()
     elif role == "clients":
         ClientsApp(opts).run()
+    elif role == "light":
+        from harness.light import LightApp
+
+        LightApp(opts).run()
     else:
-        sys.stderr.write(f"unknown role {role!r}: expected server or clients\n")
+        sys.stderr.write(f"unknown role {role!r}: expected server, clients or light\n")
         return 2
     return 0
 

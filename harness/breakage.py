@@ -14,6 +14,9 @@ name               what it does                                                 
 ``ignore-owner``   owner-only methods run for any caller (§8.2)                   ownership
 ``leak-members``   closed connections stay in ``Server.members``                  churn
 ``no-heartbeat``   the server never times out a silent peer (§9.2)                faults
+``drop-replies``   every 5th RPC reply is never sent (§8.1)                       load
+``slow-ticks``     every tick takes 50 ms longer (the tick rate cannot hold)      load
+``batch-syncs``    changes go out every 8th tick only, ticks keep their rate      load
 =================  =============================================================  ==========
 """
 
@@ -137,6 +140,54 @@ def _no_heartbeat() -> None:
     Session.check_timeouts = check_without_idle  # type: ignore[method-assign]
 
 
+def _drop_replies() -> None:
+    from reverb.hub import ServerHub
+    from reverb.proto import messages as m
+
+    send = ServerHub.send
+    seen = [0]
+
+    @functools.wraps(send)
+    def send_dropping(self: Any, members: Any, message: Any, now: float) -> Any:
+        if isinstance(message, (m.RpcResult, m.RpcErrorReply)):
+            seen[0] += 1
+            if seen[0] % 5 == 0:
+                return []  # the call ran; its reply is lost
+        return send(self, members, message, now)
+
+    ServerHub.send = send_dropping  # type: ignore[method-assign]
+
+
+def _slow_ticks() -> None:
+    import time
+
+    from reverb.context import ReverbContext
+
+    tick = ReverbContext.tick
+
+    @functools.wraps(tick)
+    def slow_tick(self: Any, now: float) -> None:
+        time.sleep(0.05)  # a deliberately slow game loop, not synchronisation
+        tick(self, now)
+
+    ReverbContext.tick = slow_tick  # type: ignore[method-assign]
+
+
+def _batch_syncs() -> None:
+    from reverb.replication.world import ServerWorld
+
+    tick = ServerWorld.tick
+
+    @functools.wraps(tick)
+    def tick_batching(self: Any, now: float) -> Any:
+        if (self.tick_count + 1) % 8:
+            self.tick_count += 1  # the tick happens, nothing is sent (changes wait)
+            return []
+        return tick(self, now)
+
+    ServerWorld.tick = tick_batching  # type: ignore[method-assign]
+
+
 BREAKAGES = {
     "reuse-uids": _reuse_uids,
     "double-execute": _double_execute,
@@ -144,6 +195,9 @@ BREAKAGES = {
     "ignore-owner": _ignore_owner,
     "leak-members": _leak_members,
     "no-heartbeat": _no_heartbeat,
+    "drop-replies": _drop_replies,
+    "slow-ticks": _slow_ticks,
+    "batch-syncs": _batch_syncs,
 }
 
 

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any, TextIO
 
 __all__ = [
+    "CallPlan",
     "Progress",
     "Reservoir",
     "cpu_seconds",
@@ -117,3 +118,59 @@ class Progress:
             self.update(self.total)
             self.stream.write("\n")
             self.stream.flush()
+
+
+class CallPlan:
+    """An open-loop call schedule for ``clients`` clients over the window ``[start, until)``.
+
+    Client *i* calls at ``start + phase_i + k / rate`` for every ``k >= 0`` whose time is before
+    ``until`` (``phase_i`` uniform in one period, so the clients do not call in lockstep).
+    ``planned`` is fixed up front: a process that falls behind does not plan fewer calls, it
+    sends the overdue ones late (``due`` returns them all) and ``late`` / ``max_late_s`` say
+    so. Nothing is skipped silently: a call the process could not send stays ``planned`` and
+    never becomes ``sent``. Times are ``time.monotonic()`` (one clock for every process).
+    """
+
+    def __init__(
+        self, clients: int, rate: float, start: float, until: float, rng: random.Random
+    ) -> None:
+        self.period = 1.0 / rate
+        self.until = until
+        self.first = [start + rng.random() * self.period for _ in range(clients)]
+        self.k = [0] * clients
+        # an open-ended stream (until = inf, the churn and faults scenarios) plans no count
+        self.planned = sum(self._slots(t) for t in self.first) if math.isfinite(until) else 0
+        self.sent = 0
+        self.late = 0  # calls sent more than one period after their slot
+        self.max_late_s = 0.0
+
+    def _slots(self, first: float) -> int:
+        n = 0
+        while first + n * self.period < self.until:
+            n += 1
+        return n
+
+    def due(self, i: int, now: float) -> int:
+        """How many of client ``i``'s calls are due at ``now``; the caller adds to ``sent``
+        each one it actually sends."""
+        n = 0
+        while True:
+            slot = self.first[i] + self.k[i] * self.period
+            if slot > now or slot >= self.until:
+                break
+            self.k[i] += 1
+            n += 1
+            lateness = now - slot
+            if lateness > self.period:
+                self.late += 1
+            self.max_late_s = max(self.max_late_s, lateness)
+        return n
+
+    def stop(self, now: float) -> None:
+        """End the window at ``now`` if it has not ended yet (stream off)."""
+        self.until = min(self.until, now)
+
+    def drop(self, i: int) -> None:
+        """Client ``i`` can no longer call (its connection closed): its remaining slots stay
+        planned and unsent."""
+        self.k[i] = 1 << 60

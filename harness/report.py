@@ -144,9 +144,24 @@ def _figures_table(figures: dict[str, Any]) -> str:
     rows = [
         f'<tr><th class="l">{html.escape(k)}</th><td class="l">{_fmt(v)}</td></tr>'
         for k, v in figures.items()
-        if k not in ("bandwidth_series", "table", "links", "pairs", "runs")
+        if k not in ("bandwidth_series", "table", "links", "pairs", "runs", "criteria")
     ]
     return f"<table>{''.join(rows)}</table>"
+
+
+def _criteria_table(criteria: list[dict[str, Any]]) -> str:
+    """The load verdict, one row per criterion: measured value, threshold, ok or FAIL."""
+    rows = []
+    for c in criteria:
+        cls = "" if c["ok"] else ' class="fail"'
+        rows.append(
+            f'<tr{cls}><th class="l">{html.escape(c["name"])}</th>'
+            f'<td class="l">{_fmt(c["value"])}</td><td class="l">{html.escape(c["threshold"])}'
+            f'</td><td class="l">{"ok" if c["ok"] else "FAIL"}</td></tr>'
+        )
+    head = '<tr><th class="l">criterion</th><th class="l">measured</th>'
+    head += '<th class="l">threshold</th><th class="l">verdict</th></tr>'
+    return f"<table>{head}{''.join(rows)}</table>"
 
 
 def _rows_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -172,7 +187,10 @@ SWEEP_COLUMNS = [
     "rpc_rtt_ms.p50",
     "rpc_rtt_ms.p99",
     "server_peak_rss_mb",
+    "rpc_calls.planned",
+    "rpc_calls.answered",
     "converged",
+    "failed",
     "verdict",
 ]
 
@@ -189,6 +207,8 @@ def render(result: Result, data: dict[str, Any]) -> str:
     if reasons:
         items = "".join(f"<li>{html.escape(r)}</li>" for r in reasons)
         parts.append(f"<h2>Why it failed</h2><ul>{items}</ul>")
+    if result.figures.get("criteria"):
+        parts.append("<h2>Criteria</h2>" + _criteria_table(result.figures["criteria"]))
     parts.append("<h2>Figures</h2>" + _figures_table(result.figures))
     if "vs_baseline" in result.figures:
         parts.append(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import inspect
 import logging
 import time
 from collections.abc import Iterator
@@ -37,6 +38,14 @@ __all__ = ["DEFAULT_TICK_RATE", "ReverbContext", "ReverbSide"]
 logger = logging.getLogger("reverb")
 
 DEFAULT_TICK_RATE = 30.0  # Hz: the common rate of action games' server ticks
+# Pacing (guide §3). Ticks follow a fixed schedule, one period apart, so the rate never
+# exceeds ``tick_rate``. A tick counts as due TICK_SLACK of a period before its scheduled time,
+# so a game loop that already runs at the tick rate ticks on every frame despite its timing
+# jitter. A loop that fell behind by less than MAX_CATCH_UP periods (a slow frame) ticks on
+# each of its next steps until it is back on schedule; further behind, the schedule restarts
+# from now instead of ticking in a long burst.
+TICK_SLACK = 0.5
+MAX_CATCH_UP = 4
 T = TypeVar("T")
 
 
@@ -158,6 +167,7 @@ class ReverbContext:
         seed's ``while True: server_sync()`` neither burns a core nor floods the network.
         """
         conn: ServerTransport | None = self.connection
+        _refuse_async(conn, "server_sync()", "await server.server_sync()")
         while (wait := self.server_step(time.monotonic())) > 0:
             if conn is not None:
                 conn.wait(wait)
@@ -173,11 +183,15 @@ class ReverbContext:
         if self.side is ReverbSide.CLIENT:
             raise InvalidState("server_sync() runs on the server; clients call client_sync()")
         self.serve()
-        if now < self._next_tick:
-            return self._next_tick - now
         conn: ServerTransport | None = self.connection
-        rate = conn.tick_rate if conn is not None else DEFAULT_TICK_RATE
-        self._next_tick = max(self._next_tick + 1.0 / rate, now)
+        period = 1.0 / (conn.tick_rate if conn is not None else DEFAULT_TICK_RATE)
+        due = self._next_tick - TICK_SLACK * period
+        if now < due:
+            return due - now
+        late = now - self._next_tick  # the first tick restarts the schedule too
+        self._next_tick += period
+        if late >= MAX_CATCH_UP * period:
+            self._next_tick = now + period
         self.tick(now)
         return 0.0
 
@@ -225,14 +239,23 @@ class ReverbContext:
         if conn is None:
             return 0
         if timeout > 0:
+            _refuse_async(conn, "client_sync(timeout)", "await client.client_sync(timeout)")
             conn.wait(timeout)
         events = conn.poll()
         for event in events:
             if isinstance(event, Received):
                 self._client_message(conn, event.message)
             elif isinstance(event, Closed):
+                if not getattr(conn, "keep_replicas", False):
+                    self._despawn_all()
                 self.client_events.fire("disconnected", event.code, event.reason)
         return len(events)
+
+    def _despawn_all(self) -> None:
+        for change in self.replicas.reset():
+            change.obj.on_destroy_from_client()
+            change.obj._reverb_ctx = None
+            self.client_events.fire("object_despawned", change.obj)
 
     def _client_message(self, conn: ClientTransport, message: m.Message) -> None:
         if isinstance(message, m.Sync):
@@ -258,7 +281,24 @@ class ReverbContext:
 
     def client_connected(self, member: int) -> None:
         """Called by a client connection once its handshake completed."""
-        for change in self.replicas.reset():
-            change.obj.on_destroy_from_client()
-            self.client_events.fire("object_despawned", change.obj)
+        self._despawn_all()  # replicas kept from a previous connection (keep_replicas=True)
         self.client_events.fire("connected", member)
+
+    def claim_client_side(self) -> None:
+        """Called by ``connect()``: a context with no side becomes a client's (decision 9)."""
+        if self.side is None:
+            self.side = ReverbSide.CLIENT
+        elif self.side is ReverbSide.SERVER:
+            raise InvalidState(
+                "this context is a server's (REVERB_SIDE is ReverbSide.SERVER): a client in "
+                "the same process needs its own context, e.g. Client(..., context=ReverbContext())"
+            )
+
+
+def _refuse_async(conn: Any, call: str, instead: str) -> None:
+    """The blocking loops cannot drive an asyncio connection: say so instead of spinning."""
+    if inspect.iscoroutinefunction(getattr(conn, "wait", None)):
+        raise InvalidState(
+            f"{call} blocks, but this context's connection is an asyncio one "
+            f"({type(conn).__name__}): use {instead}"
+        )

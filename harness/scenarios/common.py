@@ -46,6 +46,8 @@ class Options:
     grid_clients: list[int] | None = None  # sweep: M values
     grid_objects: list[int] | None = None  # sweep: N values
     converge_timeout: float | None = None
+    client_kind: str | None = None  # load/sweep: "light" (default) or "full" client processes
+    max_freshness_p99: float | None = None  # load/sweep: ms; default max(100, 3 ticks)
 
     def get(self, name: str, default: Any) -> Any:
         value = getattr(self, name)
@@ -143,6 +145,7 @@ class Run:
         *,
         port: int | None = None,
         sequential: bool = False,
+        role: str = "clients",
         **client_opts: Any,
     ) -> list[Child]:
         """Start processes hosting ``total`` clients; wait until every one is connected."""
@@ -156,7 +159,7 @@ class Run:
                 **client_opts,
             }
             name = f"clients{len(self.procs)}"
-            child = self.fleet.start(name, "clients", opts, python=self.opts.client_python)
+            child = self.fleet.start(name, role, opts, python=self.opts.client_python)
             self.procs.append(child)
             started.append(child)
             if sequential:

@@ -54,9 +54,13 @@ def run(opts: Options) -> Result:
                 if base.figures and "freshness_ms" in child.figures:
                     child.figures["vs_baseline"] = ratios(child.figures, base.figures)
                 result.children.append(child)
+                failed = [c["name"] for c in child.figures.get("criteria", []) if not c["ok"]]
                 rows.append(
                     {k: v for k, v in child.figures.items() if k != "bandwidth_series"}
-                    | {"verdict": "PASS" if child.passed else "FAIL"}
+                    | {
+                        "failed": ",".join(failed) or ("-" if child.passed else "error"),
+                        "verdict": "PASS" if child.passed else "FAIL",
+                    }
                 )
         result.figures["baseline"] = {
             k: v for k, v in base.figures.items() if k != "bandwidth_series"

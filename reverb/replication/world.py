@@ -256,7 +256,10 @@ class ServerWorld:
                 value = getattr(obj, name, _MISSING)
                 if value is _MISSING:
                     raise _unset(record, name)
-                _to_wire(value, record, name)
+                try:
+                    _to_wire(value, record, name)
+                except EncodeError as exc:
+                    raise _holding(exc, name, value) from exc
             owner = obj.belonging_membership
             if owner is not None and (type(owner) is not int or not -_MAX <= owner <= _MAX):
                 raise _bad_owner(record, owner)
@@ -401,16 +404,14 @@ class ServerWorld:
     def _withhold(self, record: _Record, error: EncodeError, name: str, value: Any) -> None:
         """Decision 7: no spawn and no update for this object until it can be encoded."""
         if record.error is None:
+            error = _holding(error, name, value)
             logger.error(
-                "%s uid=%d is withheld from every client: attribute %r holds %s: %s",
-                record.info.name,
-                record.uid,
-                name,
-                "nothing" if value is _MISSING else f"a {type(value).__name__}",
+                "cannot sync %s: %s; withheld from clients until it can be encoded",
+                type(record.obj).__qualname__,
                 error,
             )
             self.sync_errors.append((record.obj, error))
-        record.error = error
+            record.error = error
         self._pending[record.uid] = record
 
     def _spawn_fragment(self, record: _Record) -> bytes:
@@ -515,6 +516,13 @@ def _encode_error(record: _Record, name: str, value: Any) -> EncodeError:
     except EncodeError as exc:
         return exc
     raise AssertionError("not an encode error")  # pragma: no cover
+
+
+def _holding(error: EncodeError, name: str, value: Any) -> EncodeError:
+    """The error, saying what the attribute holds (the log and ``sync_error`` show it)."""
+    if value is _MISSING or name == OWNER:
+        return error
+    return EncodeError(f"{error} (the attribute holds a {type(value).__name__})")
 
 
 def _unset(record: _Record, name: str) -> EncodeError:
