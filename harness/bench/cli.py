@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import signal
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from harness.bench.report import HELD, add_held, ratios, write_html
-from harness.bench.runner import IMPL_LABEL, IMPLS, Cell, Plan, run_plan, summarise
+from harness.bench.runner import IMPLS, Cell, Plan, run_plan, summarise
 
 __all__ = ["build_cells", "main", "parse"]
 
@@ -21,7 +22,7 @@ def numbers(text: str, kind: type = int) -> list[Any]:
 
 
 def churns(text: str) -> list[float]:
-    """"100,10,0" (percent) or "1,0.1,0" (fractions)."""
+    """ "100,10,0" (percent) or "1,0.1,0" (fractions)."""
     values = numbers(text, float)
     return [v / 100.0 if any(x > 1 for x in values) else v for v in values]
 
@@ -60,10 +61,18 @@ def build_cells(args: argparse.Namespace) -> list[Cell]:
         return [Cell("sync", 1000, 8, 1.0), Cell("sync", 1000, 8, 0.1), Cell("rpc", 100, 1, 0.1, 1)]
     rpc = [] if args.rpc.strip() in ("", "none", "0") else numbers(args.rpc)
     if args.targets:
-        sync = [(1000, 8, 1.0), (1000, 8, 0.1), (1000, 8, 0.0), (1000, 32, 1.0),
-                (100, 8, 0.0), (5000, 8, 0.0)]
+        sync = [
+            (1000, 8, 1.0),
+            (1000, 8, 0.1),
+            (1000, 8, 0.0),
+            (1000, 32, 1.0),
+            (100, 8, 0.0),
+            (5000, 8, 0.0),
+        ]
     else:
-        sync = [(n, m, c) for n in numbers(args.n) for m in numbers(args.m) for c in churns(args.churn)]
+        sync = [
+            (n, m, c) for n in numbers(args.n) for m in numbers(args.m) for c in churns(args.churn)
+        ]
     cells = [Cell("sync", n, m, c) for n, m, c in sync]
     cells += [Cell("rpc", 100, c, 0.1, c) for c in rpc]
     if args.many:
@@ -71,8 +80,13 @@ def build_cells(args: argparse.Namespace) -> list[Cell]:
     return cells
 
 
+def _terminated(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # so that every run's ``finally`` stops and reaps its children
+
+
 def main(argv: list[str]) -> int:
     args = parse(argv)
+    signal.signal(signal.SIGTERM, _terminated)
     if args.quick:
         args.reps, args.seconds = 1, min(args.seconds, 2.0)
     impls = [i for i in args.impl.split(",") if i]

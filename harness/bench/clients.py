@@ -253,9 +253,7 @@ class ClientsProcess:
             w.recording = True
             if self.n_callers and not self.callers:
                 loop = asyncio.get_running_loop()
-                self.callers = [
-                    loop.create_task(self.caller(c)) for c in self.full[self.n_full :]
-                ]
+                self.callers = [loop.create_task(self.caller(c)) for c in self.full[self.n_full :]]
             return {"ok": True}
         if op == "stop":
             w.recording = False

@@ -65,7 +65,10 @@ class Peer(asyncio.Protocol):
 class RawServer:
     def __init__(self, n: int, churn: float) -> None:
         self.churn = churn
-        self.objects = [dict(zip(("id", "x", "y", "hp"), (i + 1, *initial_values(i)))) for i in range(n)]
+        self.objects = [
+            dict(zip(("id", "x", "y", "hp"), (i + 1, *initial_values(i)), strict=True))
+            for i in range(n)
+        ]
         self.peers: set[Peer] = set()
         self.tick = 0
         self.mutating = True

@@ -109,6 +109,12 @@ def run_cell(cell: Cell, impl: str, plan: Plan, profile: str = "") -> Json:
             clients.append(child)
         for child in clients:
             child.wait_ready(120.0)
+        expected = sum(s["full"] + s["sinks"] + s["callers"] for s in cell.layout())
+        deadline = time.monotonic() + 60.0
+        while (seen := int(server.request("count", timeout=30.0)["clients"])) < expected:
+            if time.monotonic() > deadline:
+                raise ChildError(f"the server holds {seen} of {expected} connections after 60 s")
+            time.sleep(0.1)  # polling the server's count, deadline-bounded
         phases["start"] = round(time.monotonic() - t0, 2)
         time.sleep(plan.warmup)  # a settling period (full snapshots), not a synchronisation
         fleet.check_alive()
@@ -135,7 +141,9 @@ def run_cell(cell: Cell, impl: str, plan: Plan, profile: str = "") -> Json:
     return out
 
 
-def figures(cell: Cell, srv: Json, cli: list[Json], checks: list[Json], clients: list[Json]) -> Json:
+def figures(
+    cell: Cell, srv: Json, cli: list[Json], checks: list[Json], clients: list[Json]
+) -> Json:
     ticks = max(int(srv["ticks"]), 1)
     conns = max(int(srv["clients"]), 1)
     stamps = {int(k): float(v) for k, v in srv["stamps"].items()}
@@ -147,7 +155,9 @@ def figures(cell: Cell, srv: Json, cli: list[Json], checks: list[Json], clients:
         if tick in stamps
     ]
     # client CPU per applied sync: processes that hold only full clients
-    pure = [c for c, spec in zip(cli, clients) if spec["sinks"] == 0 and c["applied"] > 0]
+    pure = [
+        c for c, spec in zip(cli, clients, strict=True) if spec["sinks"] == 0 and c["applied"] > 0
+    ]
     applied = sum(c["applied"] for c in pure)
     full = sum(spec["full"] + spec["callers"] for spec in clients)
     wall = float(srv["wall_s"])
@@ -262,8 +272,16 @@ def summarise(runs: list[Json]) -> dict[str, dict[str, Json]]:
             continue
         slot = out.setdefault(r["cell"], {}).setdefault(
             r["impl"],
-            {"kind": r["kind"], "n": r["n"], "m": r["m"], "churn": r["churn"],
-             "callers": r["callers"], "runs": 0, "errors": 0, "values": {}},
+            {
+                "kind": r["kind"],
+                "n": r["n"],
+                "m": r["m"],
+                "churn": r["churn"],
+                "callers": r["callers"],
+                "runs": 0,
+                "errors": 0,
+                "values": {},
+            },
         )
         slot["runs"] += 1
         if "error" in r:

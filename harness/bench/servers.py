@@ -56,13 +56,11 @@ class Measure:
 
     def tick(self, tick: int, now: float) -> None:
         self.ticks += 1
-        if self.recording:
-            self.stamps[tick] = now
+        self.stamps[tick] = now  # every tick: a client may apply a pre-window tick in-window
 
     def command(self, cmd: Json, clients: int) -> Json:
         op = cmd.get("op")
         if op == "start":
-            self.stamps = {}
             self.recording = True
             self._start = (time.process_time(), time.monotonic(), self.ticks, self.sent())
             if self._profile_path:
