@@ -72,7 +72,11 @@ class View:
     """Peers that hold the same objects as of the same tick: they receive the same frames.
 
     Today every synced peer shares one view, and a joiner has its own until its full snapshot
-    makes it equal; per-peer visibility or rates would give peers their own ``held`` sets."""
+    makes it equal. Per-peer visibility (issue 11) gives a peer its own view whose ``held``
+    set follows its interest: ``_delta`` already sends it spawns for what it lacks, updates
+    for what it holds (re-encoding only that subset) and despawns. Per-peer rates give a view
+    a ``tick`` behind the world's: that needs the tick each baseline field last changed at
+    (not kept yet), so that its update holds every field changed since ``view.tick``."""
 
     __slots__ = ("_order", "held", "members", "tick")
 

@@ -326,8 +326,10 @@ def test_an_owner_that_is_not_a_membership_id_withholds_the_object() -> None:
     assert world.tick(1.0) == []
     assert [obj for obj, _ in world.sync_errors] == [thing]
     assert "belonging_membership" in str(world.sync_errors[0][1])
+    assert world.withheld() == world.sync_errors
     thing.belonging_membership = 2
     assert updates(world) == [m.UpdateEntry(1, {}, owner=2)]
+    assert world.withheld() == []
 
 
 # -- removal -----------------------------------------------------------------------------------
