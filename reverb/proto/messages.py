@@ -29,6 +29,8 @@ __all__ = [
     "PROTOCOL_VERSION",
     "Absent",
     "Close",
+    "Entries",
+    "FrameTooLarge",
     "Hello",
     "Message",
     "Ping",
@@ -38,12 +40,16 @@ __all__ = [
     "RpcResult",
     "SpawnEntry",
     "Sync",
+    "SyncFrame",
     "UpdateEntry",
     "Welcome",
     "decode",
+    "dumps",
     "encode",
     "encode_sync",
+    "spawn_fragment",
     "to_wire",
+    "update_entry",
 ]
 
 PROTOCOL_VERSION = 1
@@ -516,6 +522,34 @@ def _plain(obj: Any) -> Any:
 _encoder = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
 
 
+def _no_default(value: Any) -> Any:
+    raise TypeError(f"a {type(value).__name__} is not JSON")
+
+
+def _make_dumps() -> typing.Callable[[Any], str]:
+    """``_encoder.encode`` without its per-call set-up: the C encoder built once. Only for
+    values already checked by ``to_wire`` (no cycles: the marker check is off). Falls back to
+    ``_encoder.encode`` where the C encoder is missing or takes other arguments."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    try:
+        c_encode = make(  # type: ignore[misc]
+            None, _no_default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+        )
+        if "".join(c_encode({"a": [1, 0.5, "é", None, True]}, 0)) != '{"a":[1,0.5,"é",null,true]}':
+            raise ValueError("unexpected output")  # pragma: no cover
+    except Exception:  # pragma: no cover - another interpreter
+        return _encoder.encode
+    join = "".join
+
+    def dumps(value: Any) -> str:
+        return join(c_encode(value, 0))
+
+    return dumps
+
+
+dumps = _make_dumps()
+
+
 def as_dict(message: Message) -> dict[str, Any]:
     """The message as the JSON object that goes on the wire."""
     data: dict[str, Any] = {"type": message.TYPE}
@@ -525,6 +559,8 @@ def as_dict(message: Message) -> dict[str, Any]:
 
 def encode(message: Message) -> bytes:
     """Encode a message as a frame body (UTF-8 JSON, §3). Values must already be wire-safe."""
+    if isinstance(message, Sync):
+        return _frame_of(message).body()
     try:
         return _encoder.encode(as_dict(message)).encode("utf-8")
     except ValueError as exc:  # NaN slipped past to_wire: a local bug, reported as such
@@ -532,39 +568,249 @@ def encode(message: Message) -> bytes:
 
 
 def encode_sync(sync: Sync, limit: int) -> list[bytes]:
-    """Encode one tick's sync as parts of at most ``limit`` bytes each (§7.5)."""
-    body = encode(sync)
-    if len(body) <= limit:
-        return [body]
-    items: list[tuple[str, Any, int]] = [
-        (key, item, len(_encoder.encode(_plain(item)).encode("utf-8")) + 1)
-        for key in ("spawn", "update", "despawn")
-        for item in getattr(sync, key)
-    ]
-    overhead = len(encode(replace_sync(sync, {}, final=False))) + 16
-    parts: list[dict[str, list[Any]]] = []
-    current: dict[str, list[Any]] = {}
-    size = overhead
-    for key, item, cost in items:
-        if overhead + cost > limit:
-            uid = item if key == "despawn" else item.uid
-            raise EncodeError(f"object uid={uid} needs {cost} bytes, over the frame limit {limit}")
-        if size + cost > limit and current:
-            parts.append(current)
-            current, size = {}, overhead
-        current.setdefault(key, []).append(item)
-        size += cost
-    parts.append(current)
-    last = len(parts) - 1
-    return [encode(replace_sync(sync, part, final=i == last)) for i, part in enumerate(parts)]
+    """Encode one tick's sync as parts of at most ``limit`` bytes each (§7.5).
+
+    Raises ``FrameTooLarge`` (naming the entry's uid) when one entry cannot fit any part."""
+    return _frame_of(sync).parts(limit)
 
 
-def replace_sync(sync: Sync, lists: dict[str, list[Any]], *, final: bool) -> Sync:
-    return Sync(
-        tick=sync.tick,
-        full=sync.full,
-        final=final,
-        spawn=tuple(lists.get("spawn", ())),
-        update=tuple(lists.get("update", ())),
-        despawn=tuple(lists.get("despawn", ())),
+# -- sync fragments: each entry encoded once, frames assembled from the bytes (§7.2, §7.5) -----
+
+
+class FrameTooLarge(EncodeError):
+    """One entry of a sync needs more than a peer's frame limit, whatever the split (§7.5)."""
+
+    def __init__(self, uid: int, size: int, limit: int) -> None:
+        super().__init__(f"object uid={uid} does not fit the client's max_frame")
+        self.uid = uid
+        self.size = size
+        self.limit = limit
+
+
+def spawn_fragment(uid: int, type_name: str, owner: int | None, args: bytes, fields: Any) -> bytes:
+    """A spawn entry (§7.2) as JSON bytes; ``args`` is already encoded, ``fields`` wire-safe."""
+    return b'{"uid":%d,"type":%s,"owner":%s,"args":%s,"fields":%s}' % (
+        uid,
+        dumps(type_name).encode("utf-8"),
+        b"null" if owner is None else b"%d" % owner,
+        args,
+        dumps(fields).encode("utf-8"),
     )
+
+
+def update_entry(uid: int, fields: dict[str, Any], owner: int | Absent | None = ABSENT) -> Any:
+    """An update entry (§7.2) as the JSON object to encode; ``fields`` must be wire-safe."""
+    if owner is ABSENT:
+        return {"uid": uid, "fields": fields}
+    return {"uid": uid, "fields": fields, "owner": owner}
+
+
+class Entries:
+    """One list of a sync (spawn, update or despawn), encoded once however often it is sent.
+
+    Built either from encoded fragments (one per entry) or from wire-safe JSON values, which
+    are encoded together in one call when the whole list is wanted, and one by one only when a
+    frame limit makes a split necessary."""
+
+    __slots__ = ("_fragments", "_joined", "_values", "uids")
+
+    def __init__(
+        self,
+        uids: list[int] | None = None,
+        *,
+        fragments: list[bytes] | None = None,
+        values: list[Any] | None = None,
+    ) -> None:
+        self.uids = uids if uids is not None else []
+        self._fragments = fragments
+        self._values = values
+        self._joined: bytes | None = None
+        if fragments is None and values is None:
+            self._fragments = []
+
+    def joined(self) -> bytes:
+        """The entries, comma-separated: what goes between the list's brackets."""
+        joined = self._joined
+        if joined is None:
+            if self._fragments is not None:
+                joined = b",".join(self._fragments)
+            else:
+                joined = dumps(self._values).encode("utf-8")[1:-1]
+            self._joined = joined
+        return joined
+
+    def fragments(self) -> list[bytes]:
+        """The entries one by one."""
+        fragments = self._fragments
+        if fragments is None:
+            fragments = self._fragments = [dumps(v).encode("utf-8") for v in self._values or ()]
+        return fragments
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+
+_LISTS = (b',"spawn":[', b'],"update":[', b'],"despawn":[', b"]}")
+_FINAL = {True: b"true", False: b"false"}
+
+
+class SyncFrame(Sync):
+    """A ``sync`` whose entries are already encoded JSON.
+
+    The server's world builds one per view and tick; every peer that receives it shares the
+    bytes, and ``parts(limit)`` splits them for a peer's frame limit without encoding again.
+    It encodes to the same JSON as a ``Sync`` holding the same entries; reading ``spawn``,
+    ``update`` or ``despawn`` decodes the fragments (for tests and tools, not the hot path)."""
+
+    uids: tuple[list[int], list[int], list[int]]
+    lists: tuple[Entries, Entries, Entries]
+    _decoded: tuple[tuple[SpawnEntry, ...], tuple[UpdateEntry, ...], tuple[int, ...]] | None
+
+    def __init__(
+        self,
+        tick: int,
+        full: bool,
+        spawn: Entries | None = None,
+        update: Entries | None = None,
+        despawn: list[int] | None = None,
+        final: bool = True,
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "tick", tick)
+        set_(self, "full", full)
+        set_(self, "final", final)
+        despawn = despawn or []
+        gone = Entries(despawn, fragments=[b"%d" % u for u in despawn])
+        set_(self, "lists", (spawn or Entries(), update or Entries(), gone))
+        set_(self, "_decoded", None)
+
+    def _head(self, final: bool) -> bytes:
+        return b'{"type":"sync","tick":%d,"full":%s,"final":%s' % (
+            self.tick,
+            _FINAL[self.full],
+            _FINAL[final],
+        )
+
+    def _assemble(self, joined: tuple[bytes, bytes, bytes], final: bool) -> bytes:
+        spawn, update, despawn = joined
+        opening = _LISTS
+        return b"".join(
+            (
+                self._head(final),
+                opening[0],
+                spawn,
+                opening[1],
+                update,
+                opening[2],
+                despawn,
+                opening[3],
+            )
+        )
+
+    def body(self) -> bytes:
+        """The whole sync as one frame body."""
+        spawn, update, despawn = self.lists
+        return self._assemble((spawn.joined(), update.joined(), despawn.joined()), self.final)
+
+    def parts(self, limit: int) -> list[bytes]:
+        """Frame bodies of at most ``limit`` bytes, all but the last ``final: false`` (§7.5)."""
+        body = self.body()
+        if len(body) <= limit:
+            return [body]
+        # As many entries per part as fit, in order: spawns, then updates, then despawns.
+        overhead = len(self._assemble((b"", b"", b""), False)) + 16
+        parts: list[tuple[list[bytes], list[bytes], list[bytes]]] = []
+        current: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
+        used = overhead
+        for kind, entries in enumerate(self.lists):
+            for i, fragment in enumerate(entries.fragments()):
+                cost = len(fragment) + 1
+                if overhead + cost > limit:
+                    raise FrameTooLarge(entries.uids[i], cost, limit)
+                if used + cost > limit and any(current):
+                    parts.append(current)
+                    current, used = ([], [], []), overhead
+                current[kind].append(fragment)
+                used += cost
+        parts.append(current)
+        last = len(parts) - 1
+        return [
+            self._assemble(
+                (b",".join(part[0]), b",".join(part[1]), b",".join(part[2])),
+                self.final and i == last,
+            )
+            for i, part in enumerate(parts)
+        ]
+
+    def _decode(
+        self,
+    ) -> tuple[tuple[SpawnEntry, ...], tuple[UpdateEntry, ...], tuple[int, ...]]:
+        decoded = self._decoded
+        if decoded is None:
+            spawn, update, despawn = (
+                json.loads(b"[" + entries.joined() + b"]") for entries in self.lists
+            )
+            decoded = (
+                tuple(SpawnEntry(**entry) for entry in spawn),
+                tuple(UpdateEntry(**entry) for entry in update),
+                tuple(despawn),
+            )
+            object.__setattr__(self, "_decoded", decoded)
+        return decoded
+
+    @property
+    def spawn(self) -> tuple[SpawnEntry, ...]:
+        return self._decode()[0]
+
+    @property
+    def update(self) -> tuple[UpdateEntry, ...]:
+        return self._decode()[1]
+
+    @property
+    def despawn(self) -> tuple[int, ...]:
+        return self._decode()[2]
+
+    def as_sync(self) -> Sync:
+        """The same sync as a plain ``Sync`` of entry dataclasses."""
+        spawn, update, despawn = self._decode()
+        return Sync(
+            tick=self.tick,
+            full=self.full,
+            final=self.final,
+            spawn=spawn,
+            update=update,
+            despawn=despawn,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SyncFrame):
+            other = other.as_sync()
+        return self.as_sync() == other if isinstance(other, Sync) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"SyncFrame({self.as_sync()!r})"
+
+
+def _frame_of(sync: Sync) -> SyncFrame:
+    """A ``Sync`` of entry dataclasses as a ``SyncFrame`` (plain dicts, no reflection)."""
+    if isinstance(sync, SyncFrame):
+        return sync
+    try:
+        spawn = Entries(
+            [e.uid for e in sync.spawn],
+            fragments=[
+                spawn_fragment(e.uid, e.type, e.owner, dumps(e.args).encode("utf-8"), e.fields)
+                for e in sync.spawn
+            ],
+        )
+        update = Entries(
+            [e.uid for e in sync.update],
+            values=[update_entry(e.uid, e.fields, e.owner) for e in sync.update],
+        )
+        frame = SyncFrame(sync.tick, sync.full, spawn, update, list(sync.despawn), sync.final)
+        frame.body()  # encodes now, so that a bad value is reported here
+    except (TypeError, ValueError) as exc:  # NaN or a non-JSON value slipped past to_wire
+        raise EncodeError(f"sync: {exc}") from None
+    return frame

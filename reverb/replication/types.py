@@ -37,6 +37,9 @@ class TypeInfo:
     exclude: frozenset[str]
     exposed: dict[str, Exposure]
     signatures: dict[str, inspect.Signature]
+    # Fields compared by value at every tick when they hold a list, tuple or dict, so that
+    # in-place mutation replicates; None (the default) means every field of the type.
+    mutable: frozenset[str] | None = None
 
     def field_names(self, obj: Any) -> list[str]:
         if self.fields is not None:
@@ -46,6 +49,21 @@ class TypeInfo:
             for k in vars(obj)
             if not k.startswith("_") and k not in META_ATTRIBUTES and k not in self.exclude
         ]
+
+    def is_field(self, name: str, obj: Any) -> bool:
+        """Whether attribute ``name`` of ``obj`` replicates now (a cheap ``field_names`` test)."""
+        if self.fields is not None:
+            return name in self.fields
+        return (
+            not name.startswith("_")
+            and name not in META_ATTRIBUTES
+            and name not in self.exclude
+            and name in vars(obj)
+        )
+
+    def watches(self, name: str) -> bool:
+        """Whether a container held by field ``name`` is compared at every tick."""
+        return self.mutable is None or name in self.mutable
 
 
 class TypeRegistry:
@@ -73,6 +91,7 @@ class TypeRegistry:
                 exposed[attr] = exposure
                 signatures[attr] = inspect.signature(getattr(cls, attr))
         fields = getattr(cls, "__reverb_fields__", None)
+        mutable = getattr(cls, "__reverb_mutable__", None)
         info = TypeInfo(
             name=name,
             cls=cls,
@@ -80,6 +99,7 @@ class TypeRegistry:
             exclude=frozenset(getattr(cls, "__reverb_exclude__", ())),
             exposed=exposed,
             signatures=signatures,
+            mutable=frozenset(mutable) if mutable is not None else None,
         )
         self._by_name[name] = info
         self._by_cls[cls] = info
