@@ -52,7 +52,7 @@ class AsyncServer(ServerEndpoint, AioLoop):
         for proto in list(self.protocols):
             if proto.session is not None:
                 proto.session.close(CloseCode.GOING_AWAY, "server shutting down", now)
-                self.pump(proto)
+                self.guarded(proto, self.pump, proto)
         await self.wait_closed(timeout)
         await self.stop_timer()
         self._server = None
@@ -67,7 +67,8 @@ class AsyncServer(ServerEndpoint, AioLoop):
 
     def send(self, members: tuple[int, ...], message: m.Message) -> None:
         for session in self.hub.send(members, message, time.monotonic()):
-            self.pump(self.by_member[session.member])
+            proto = self.by_member[session.member]
+            self.guarded(proto, self.pump, proto)
 
     def poll(self) -> list[ServerEvent]:
         events = super().poll()
