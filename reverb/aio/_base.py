@@ -227,8 +227,9 @@ class AioLoop:
 
     def _write(self, proto: SessionProtocol) -> None:
         transport = proto.transport
-        assert transport is not None
-        while proto.queue and not proto.paused and not transport.is_closing():
+        assert transport is not None and proto.session is not None
+        closing = proto.session.closed  # the rest, a close frame last, goes out at once
+        while proto.queue and (closing or not proto.paused) and not transport.is_closing():
             piece = proto.queue.take()
             self.account(proto, -len(piece))
             transport.write(piece)  # may pause us (high-water mark: WINDOW)

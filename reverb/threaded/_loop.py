@@ -16,6 +16,7 @@ loop keeps serving the others (issue 8, decision 1).
 from __future__ import annotations
 
 import logging
+import queue
 import selectors
 import socket
 import ssl
@@ -35,6 +36,7 @@ __all__ = ["Conn", "IOLoop", "Tls"]
 logger = logging.getLogger("reverb")
 
 READ_SIZE = 65536
+BIG_FRAME = 65536  # a read completing a frame this large is decoded off the I/O thread
 CHECK_INTERVAL = 0.05  # s between timeout checks: the precision of every deadline
 CLOSE_LINGER = 1.0  # s to flush a close frame to a peer before dropping it anyway
 
@@ -46,6 +48,7 @@ class Conn:
     ``WINDOW`` plus one frame; ``queue`` the session's further output, as whole frames."""
 
     __slots__ = (
+        "busy",
         "close_by",
         "deferred",
         "eof",
@@ -54,6 +57,7 @@ class Conn:
         "out",
         "queue",
         "session",
+        "sizer",
         "sock",
         "tls",
     )
@@ -66,6 +70,8 @@ class Conn:
         self.queue = SendQueue()
         self.lock = threading.RLock()
         self.deferred: deque[m.Message] = deque()  # sent while the session was busy decoding
+        self.sizer = FrameSizer()
+        self.busy = False  # the decode worker has its session: not read, not pumped meanwhile
         self.mask = selectors.EVENT_READ
         self.eof = False
         self.close_by: float | None = None
@@ -79,6 +85,39 @@ class Conn:
 
     def stale(self) -> int:
         return max(0, self.backlog() - self.queue.fresh)
+
+
+class FrameSizer:
+    """Follows the frame boundaries of received bytes (§2.1) without buffering any: enough
+    to tell whether a read completes a large frame, whose decoding goes to the worker."""
+
+    __slots__ = ("header", "left", "length")
+
+    def __init__(self) -> None:
+        self.header = b""
+        self.left = 0  # body bytes still to come of the frame in progress
+        self.length = 0
+
+    def feed(self, data: bytes) -> int:
+        """The length of the largest frame that ``data`` completes (0 if none)."""
+        largest, pos, end = 0, 0, len(data)
+        while pos < end:
+            if not self.left:
+                take = min(4 - len(self.header), end - pos)
+                self.header += data[pos : pos + take]
+                pos += take
+                if len(self.header) < 4:
+                    break
+                self.length = self.left = int.from_bytes(self.header, "big")
+                self.header = b""
+                if not self.left:
+                    continue  # an empty frame: the session refuses it
+            take = min(self.left, end - pos)
+            pos += take
+            self.left -= take
+            if not self.left:
+                largest = max(largest, self.length)
+        return largest
 
 
 class Tls:
@@ -172,6 +211,10 @@ class IOLoop:
         self._backlog = 0  # bytes unsent over every connection (``Conn.backlog``)
         self._backlog_per_ip: Counter[str] = Counter()
         self._budget_check = False
+        self._work: queue.SimpleQueue[tuple[Conn, bytes, float] | None] = queue.SimpleQueue()
+        self._worked: list[tuple[Conn, bool]] = []  # (conn, failed), handed back by the worker
+        self._worked_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
 
     # -- the game thread's side --------------------------------------------------------------
 
@@ -224,6 +267,11 @@ class IOLoop:
         self._running = True
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
+        if self.decode_unlocked:
+            self._worker = threading.Thread(
+                target=self._decode_worker, name=f"{self.name}-decode", daemon=True
+            )
+            self._worker.start()
 
     def stop_thread(self, timeout: float = 5.0) -> None:
         self._running = False
@@ -232,6 +280,42 @@ class IOLoop:
             self._thread.join(timeout)
             if self._thread.is_alive():  # pragma: no cover - would be a bug
                 logger.error("%s: I/O thread did not stop within %.1f s", self.name, timeout)
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._work.put(None)
+            self._worker.join(timeout)
+            self._worker = None
+
+    def _decode_worker(self) -> None:
+        """Feeds sessions the reads that complete a large frame, holding only that
+        connection's lock: the I/O thread keeps serving everyone else meanwhile."""
+        while (item := self._work.get()) is not None:
+            conn, data, now = item
+            failed = False
+            try:
+                with conn.lock:
+                    conn.session.receive_data(data, now)
+            except Exception:
+                logger.exception("%s: %s: internal error", self.name, conn.session.name)
+                failed = True
+            with self._worked_lock:
+                self._worked.append((conn, failed))
+            self.wake()
+
+    def _take_back(self, now: float) -> None:
+        """Connections the worker is done with: read them again, pump their output."""
+        with self._worked_lock:
+            worked, self._worked = self._worked, []
+        for conn, failed in worked:
+            conn.busy = False
+            if conn.sock not in self.conns:
+                continue
+            with self.lock:
+                if failed:
+                    self._internal_error(conn, now)
+                else:
+                    self._guarded(conn, now, self.pump, conn, now)
+                if conn.sock in self.conns:
+                    self._set_mask(conn)
 
     def register(self, conn: Conn) -> None:
         self.conns[conn.sock] = conn
@@ -252,6 +336,8 @@ class IOLoop:
             while self._running:
                 ready = self._sel.select(CHECK_INTERVAL)
                 now = time.monotonic()
+                if self._worked:
+                    self._take_back(now)
                 for key, mask in ready:
                     if key.data is None:
                         self._drain_wake()
@@ -285,17 +371,25 @@ class IOLoop:
         self.drop(conn, CloseCode.GOING_AWAY, "connection shut down")
 
     def _serve(self, conn: Conn, mask: int, now: float) -> None:
-        """One ready socket: read (decoding outside ``lock`` when ``decode_unlocked``),
-        then move output and events; write what the socket can take."""
-        if mask & selectors.EVENT_READ and conn.sock in self.conns:
+        """One ready socket: read (decoding outside ``lock`` when ``decode_unlocked``, a
+        large frame on the worker), then move output and events; write what it can take."""
+        if mask & selectors.EVENT_READ and conn.sock in self.conns and not conn.busy:
             if self.decode_unlocked:
-                fed = self._guarded(conn, now, self._read, conn, now)
-                with self.lock:
-                    if fed and conn.sock in self.conns:
-                        self._guarded(conn, now, self.pump, conn, now)
+                data = self._guarded(conn, now, self._receive, conn)
+                if data is None:
+                    pass
+                elif data and conn.sizer.feed(data) >= BIG_FRAME:
+                    conn.busy = True  # until the worker hands it back: not read, not pumped
+                    self._set_mask(conn)
+                    self._work.put((conn, data, now))
+                elif self._guarded(conn, now, self._feed, conn, data, now):
+                    with self.lock:
+                        if conn.sock in self.conns:
+                            self._guarded(conn, now, self.pump, conn, now)
             else:
                 with self.lock:
-                    if self._guarded(conn, now, self._read, conn, now):
+                    data = self._guarded(conn, now, self._receive, conn)
+                    if data is not None and self._guarded(conn, now, self._feed, conn, data, now):
                         self._guarded(conn, now, self.pump, conn, now)
         if mask & selectors.EVENT_WRITE:
             with self.lock:
@@ -364,6 +458,8 @@ class IOLoop:
             self._enforce_budget(now)
 
     def _check(self, conn: Conn, now: float) -> None:
+        if conn.busy:
+            return  # checked once the worker hands it back
         with conn.lock:
             conn.session.check_timeouts(now)
         if conn.close_by is not None and now >= conn.close_by:
@@ -371,36 +467,41 @@ class IOLoop:
         else:
             self._dirty.add(conn)
 
-    def _read(self, conn: Conn, now: float) -> bool:
-        """Receive and feed the session; True if ``pump`` has something to do."""
+    def _receive(self, conn: Conn) -> bytes | None:
+        """Plaintext received (b"" at the end of the stream), or None: nothing to do."""
         try:
             data = conn.sock.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):
-            return False
+            return None
         except OSError:
             data = b""
-        failed: ssl.SSLError | None = None
+        if conn.tls is None:
+            return data
+        try:
+            with conn.lock:
+                plain = conn.tls.receive(data)
+                replies = conn.tls.send(b"")  # handshake replies, held-back plaintext
+        except ssl.SSLError as exc:
+            with self.lock:
+                self._tls_failed(conn, exc)
+            return None
+        if replies:
+            conn.out += replies
+            self._account(conn, len(replies))
+            with self.lock:
+                self._dirty.add(conn)  # flushed by the next housekeeping pass
+        if not data:
+            return b""
+        return plain or None
+
+    def _feed(self, conn: Conn, data: bytes, now: float) -> bool:
+        """Give the session what was received; True (``pump`` has something to do)."""
         with conn.lock:
-            if conn.tls is not None:
-                try:
-                    plain = conn.tls.receive(data)
-                    replies = conn.tls.send(b"")  # handshake replies, held-back plaintext
-                    conn.out += replies
-                    self._account(conn, len(replies))
-                except ssl.SSLError as exc:
-                    failed = exc
-                    plain = b""
-                if plain:
-                    conn.session.receive_data(plain, now)
-            elif data:
+            if data:
                 conn.session.receive_data(data, now)
-            if not data and failed is None:
+            else:
                 conn.eof = True
                 conn.session.receive_eof()
-        if failed is not None:
-            with self.lock:
-                self._tls_failed(conn, failed)
-            return False
         return True
 
     def pump(self, conn: Conn, now: float) -> None:
@@ -411,6 +512,9 @@ class IOLoop:
         healthy reader never counts against it. It is sent ``close`` 1013 after the frame it
         may be half-way through; every frame not begun is discarded (§10.1).
         """
+        if conn.busy:  # the worker has its session; pumped when handed back
+            self._dirty.add(conn)
+            return
         with conn.lock:
             session = conn.session
             while conn.deferred and session.state is State.OPEN:
@@ -465,7 +569,7 @@ class IOLoop:
 
     def _enforce_budget(self, now: float) -> None:
         """Over the server-wide or an address's send budget: drop the worst offenders."""
-        live = [c for c in self.conns.values() if not c.session.closed]
+        live = [c for c in self.conns.values() if not c.busy and not c.session.closed]
         for victim, limit in over_budget(
             live, self.max_total_send_buffer, self.max_send_buffer_per_ip
         ):
@@ -500,7 +604,7 @@ class IOLoop:
 
     def _flush(self, conn: Conn, now: float) -> None:
         while True:
-            if len(conn.out) < WINDOW and conn.queue:
+            if conn.queue and (len(conn.out) < WINDOW or conn.session.closed):
                 piece = conn.queue.take()
                 if conn.tls is not None:
                     try:
@@ -529,16 +633,28 @@ class IOLoop:
             else:
                 del conn.out[:sent]
                 break  # the socket is full
-        if conn.session.state is State.CLOSED:
+        if conn.session.state is State.CLOSED and not conn.busy:
             if not conn.out and not conn.queue:
                 self.drop(conn, CloseCode.ABNORMAL, "")
                 return
             if conn.close_by is None:
                 conn.close_by = now + CLOSE_LINGER
-        mask = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.out else 0)
-        if mask != conn.mask:
-            conn.mask = mask
+        self._set_mask(conn)
+
+    def _set_mask(self, conn: Conn) -> None:
+        """Read unless the worker has the session; write while bytes wait."""
+        mask = (0 if conn.busy else selectors.EVENT_READ) | (
+            selectors.EVENT_WRITE if conn.out else 0
+        )
+        if mask == conn.mask:
+            return
+        if not mask:
+            self._sel.unregister(conn.sock)
+        elif not conn.mask:
+            self._sel.register(conn.sock, mask, conn)
+        else:
             self._sel.modify(conn.sock, mask, conn)
+        conn.mask = mask
 
     def drop(self, conn: Conn, code: int, reason: str) -> None:
         """Close the socket now; the session reports ``Closed`` if it had not already."""

@@ -37,8 +37,17 @@ from tests.hostile.raw import Raw
 from tests.jsonproc import JsonProcess, Lines, stop
 
 
-def server(options: dict[str, Any]) -> JsonProcess:
-    return JsonProcess("-P", "-m", "tests.hostile.app", json.dumps(options))
+class Server(JsonProcess):
+    def __init__(self, options: dict[str, Any]) -> None:
+        # -P: the server imports reverb from PYTHONPATH (see --reverb), not from the cwd
+        super().__init__("-P", "-m", "tests.hostile.app", json.dumps(options))
+
+    def state(self) -> dict[str, Any]:
+        return self.ask("state", "state")
+
+
+def server(options: dict[str, Any]) -> Server:
+    return Server(options)
 
 
 def helper(*args: str) -> tuple[subprocess.Popen[str], Lines]:
