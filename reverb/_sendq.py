@@ -18,32 +18,37 @@ from typing import Protocol
 __all__ = ["WINDOW", "SendQueue", "over_budget"]
 
 WINDOW = 65536  # bytes handed to a socket at a time; the rest stays queued as whole frames
+FRESH_WINDOW = 0.05  # s: output pushed within this of a first push is one round (one tick's)
 _HEADER = struct.Struct(">I")
 
 
 class SendQueue:
     """Chunks of whole frames (§2.1) in order, each as ``Session.data_to_send`` returned it.
 
-    ``fresh`` is the size of the latest ``push``: a peer whose backlog is no larger than what
-    it was just given keeps up, however large one sync is; only older bytes count as stale.
+    ``fresh`` counts what was pushed in the latest ``FRESH_WINDOW``: a peer whose backlog is
+    no larger than what it was just given keeps up, however large one sync is; only older
+    bytes count as stale.
     """
 
-    __slots__ = ("_chunks", "_offset", "fresh", "size")
+    __slots__ = ("_chunks", "_offset", "fresh", "fresh_at", "size")
 
     def __init__(self) -> None:
         self._chunks: deque[bytes] = deque()
         self._offset = 0  # how much of the first chunk was already taken
         self.size = 0
         self.fresh = 0
+        self.fresh_at = float("-inf")
 
     def __bool__(self) -> bool:
         return self.size > 0
 
-    def push(self, data: bytes) -> None:
+    def push(self, data: bytes, now: float) -> None:
         if data:
             self._chunks.append(data)
             self.size += len(data)
-            self.fresh = len(data)
+            if now - self.fresh_at > FRESH_WINDOW:
+                self.fresh, self.fresh_at = 0, now
+            self.fresh += len(data)
 
     def take(self, limit: int = WINDOW) -> bytes:
         """Whole frames from the front, about ``limit`` bytes (at least one frame)."""

@@ -221,7 +221,7 @@ class AioLoop:
         assert proto.session is not None and proto.transport is not None
         data = proto.session.data_to_send()
         if data and not proto.transport.is_closing():
-            proto.queue.push(data)
+            proto.queue.push(data, time.monotonic())
             self.account(proto, len(data))
         return bool(data)
 

@@ -593,7 +593,7 @@ class IOLoop:
         data = conn.session.data_to_send()
         if conn.eof or conn.sock not in self.conns:
             return bool(data)
-        conn.queue.push(data)
+        conn.queue.push(data, time.monotonic())
         self._account(conn, len(data))
         return bool(data)
 
