@@ -27,6 +27,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from reverb._memory import TRIM_AFTER, Trimmer
 from reverb._sendq import WINDOW, SendQueue, over_budget
 from reverb.proto.session import CloseCode, Session, SessionEvent
 
@@ -108,7 +109,7 @@ class SessionProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.owner.protocols.discard(self)
-        self.owner.account(self, -self.queue.discard())
+        self.owner.freed(self, self.queue.discard())
         self.deadline = None
         if self.linger is not None:
             self.linger.cancel()
@@ -142,6 +143,8 @@ class AioLoop:
         self._backlog = 0  # bytes queued over every connection (transport buffers aside)
         self._backlog_per_ip: Counter[str] = Counter()
         self._budget_scheduled = False
+        self._trimmer = Trimmer()
+        self._trim_scheduled = False
 
     def open_session(self, proto: SessionProtocol, transport: asyncio.Transport) -> Session | None:
         """A session for a new connection, or None to refuse it."""
@@ -240,11 +243,26 @@ class AioLoop:
         session, transport = proto.session, proto.transport
         assert session is not None and transport is not None
         session.data_to_send()  # never begun: discarded
-        self.account(proto, -proto.queue.discard())
+        self.freed(proto, proto.queue.discard())
         session.limit_hit(limit, CloseCode.SLOW_CONSUMER, reason, time.monotonic())
         self.pump(proto)
 
     # -- the send budget ---------------------------------------------------------------------
+
+    def freed(self, proto: SessionProtocol, discarded: int) -> None:
+        """A dropped connection's queue was discarded: account for it, and give the memory
+        back to the system soon (at most once a second)."""
+        self.account(proto, -discarded)
+        self._trimmer.freed += discarded
+        if self._trimmer.freed >= TRIM_AFTER and not self._trim_scheduled:
+            self._trim_scheduled = True
+            asyncio.get_running_loop().call_later(0.1, self._trim)
+
+    def _trim(self) -> None:
+        self._trim_scheduled = False
+        if not self._trimmer.maybe_trim() and self._trimmer.freed >= TRIM_AFTER:
+            self._trim_scheduled = True
+            asyncio.get_running_loop().call_later(1.0, self._trim)
 
     def account(self, proto: SessionProtocol, delta: int) -> None:
         if not delta:

@@ -26,6 +26,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
+from reverb._memory import Trimmer
 from reverb._sendq import WINDOW, SendQueue, over_budget
 from reverb.proto import messages as m
 from reverb.proto.session import CloseCode, SessionEvent, State
@@ -211,6 +212,7 @@ class IOLoop:
         self._backlog = 0  # bytes unsent over every connection (``Conn.backlog``)
         self._backlog_per_ip: Counter[str] = Counter()
         self._budget_check = False
+        self._trimmer = Trimmer()
         self._work: queue.SimpleQueue[tuple[Conn, bytes, float] | None] = queue.SimpleQueue()
         self._worked: list[tuple[Conn, bool]] = []  # (conn, failed), handed back by the worker
         self._worked_lock = threading.Lock()
@@ -456,6 +458,8 @@ class IOLoop:
         if self._budget_check:
             self._budget_check = False
             self._enforce_budget(now)
+        if self._trimmer.freed:
+            self._trimmer.maybe_trim(now)
 
     def _check(self, conn: Conn, now: float) -> None:
         if conn.busy:
@@ -545,7 +549,9 @@ class IOLoop:
         ``CLOSE_LINGER`` (the peer may still take it)."""
         with conn.lock:
             conn.session.data_to_send()  # never begun: discarded
-            self._account(conn, -conn.queue.discard())
+            dropped = conn.queue.discard()
+            self._account(conn, -dropped)
+            self._trimmer.freed += dropped
             conn.session.limit_hit(limit, CloseCode.SLOW_CONSUMER, reason, now)
             conn.close_by = now + CLOSE_LINGER
             self.pump(conn, now)
@@ -661,6 +667,7 @@ class IOLoop:
         if self.conns.pop(conn.sock, None) is None:
             return
         self._account(conn, -conn.backlog())
+        self._trimmer.freed += conn.backlog()
         conn.out = bytearray()
         conn.queue.discard()
         try:

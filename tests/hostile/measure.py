@@ -102,7 +102,7 @@ def memory(layer: str) -> dict[str, Any]:
             "rss_after_mb": round(state["rss_kib"] / 1024, 1),
             "all_dropped_s": round(dropped_after, 2),
             "members_left": len(state["members"]),
-            "close_frames_received": closes,
+            "closes_read_after_all_dropped": closes,  # late readers: most lingers expired
             "stats": {k: v for k, v in state["stats"].items() if k.startswith("limit.")},
         }
     finally:
