@@ -18,7 +18,9 @@ from reverb.proto.session import (
     FRAME_TIMEOUT,
     HANDSHAKE_TIMEOUT,
     IDLE_TIMEOUT,
+    MAX_BYTES_PER_SECOND,
     MAX_CALLS_PER_SECOND,
+    MAX_HANDSHAKE_FRAME,
     MAX_MESSAGES_PER_SECOND,
     PING_INTERVAL,
     CloseCode,
@@ -68,6 +70,8 @@ class ServerOptions:
         max_connections_per_ip: int = MAX_CONNECTIONS_PER_IP,
         max_messages_per_second: float = MAX_MESSAGES_PER_SECOND,
         max_calls_per_second: float = MAX_CALLS_PER_SECOND,
+        max_handshake_frame: int = MAX_HANDSHAKE_FRAME,
+        max_bytes_per_second: float = MAX_BYTES_PER_SECOND,
         authenticate: Authenticator | None = None,
     ) -> None:
         if tick_rate <= 0:
@@ -85,6 +89,8 @@ class ServerOptions:
             "idle_timeout": idle_timeout,
             "max_messages_per_second": max_messages_per_second,
             "max_calls_per_second": max_calls_per_second,
+            "max_handshake_frame": max_handshake_frame,
+            "max_bytes_per_second": max_bytes_per_second,
             "authenticate": authenticate,
         }
 
@@ -183,6 +189,8 @@ class ServerHub:
         """Queue ``message`` on those sessions, encoded once per frame limit; return them."""
         encoded: dict[int, list[bytes]] = {}
         touched = []
+        # a reply ends its call: the id may be used again (§8.5)
+        answers = message.id if isinstance(message, (m.RpcResult, m.RpcErrorReply)) else None
         for member in members:
             session = self.members.get(member)
             if session is None or session.state is not State.OPEN:
@@ -191,7 +199,7 @@ class ServerHub:
             if limit not in encoded:
                 encoded[limit] = _encode(message, limit)
             for body in encoded[limit]:
-                session.send_encoded(message.TYPE, body, now)
+                session.send_encoded(message.TYPE, body, now, answers=answers)
             touched.append(session)
         return touched
 
