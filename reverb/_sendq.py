@@ -15,9 +15,10 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Protocol
 
-__all__ = ["WINDOW", "SendQueue", "over_budget"]
+__all__ = ["BIG_FRAME", "WINDOW", "FrameSizer", "SendQueue", "over_budget"]
 
 WINDOW = 65536  # bytes handed to a socket at a time; the rest stays queued as whole frames
+BIG_FRAME = 65536  # a read completing a frame this large is decoded off the I/O thread/loop
 FRESH_WINDOW = 0.05  # s: output pushed within this of a first push is one round (one tick's)
 _HEADER = struct.Struct(">I")
 
@@ -78,6 +79,40 @@ class SendQueue:
         self.size = 0
         self.fresh = 0
         return dropped
+
+
+class FrameSizer:
+    """Follows the frame boundaries of received bytes (§2.1) without buffering any: enough
+    to tell whether a read completes a large frame, whose decoding goes
+    to a worker thread."""
+
+    __slots__ = ("header", "left", "length")
+
+    def __init__(self) -> None:
+        self.header = b""
+        self.left = 0  # body bytes still to come of the frame in progress
+        self.length = 0
+
+    def feed(self, data: bytes) -> int:
+        """The length of the largest frame that ``data`` completes (0 if none)."""
+        largest, pos, end = 0, 0, len(data)
+        while pos < end:
+            if not self.left:
+                take = min(4 - len(self.header), end - pos)
+                self.header += data[pos : pos + take]
+                pos += take
+                if len(self.header) < 4:
+                    break
+                self.length = self.left = int.from_bytes(self.header, "big")
+                self.header = b""
+                if not self.left:
+                    continue  # an empty frame: the session refuses it
+            take = min(self.left, end - pos)
+            pos += take
+            self.left -= take
+            if not self.left:
+                largest = max(largest, self.length)
+        return largest
 
 
 class Backlogged(Protocol):

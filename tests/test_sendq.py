@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reverb._sendq import SendQueue, over_budget
+from reverb._sendq import FrameSizer, SendQueue, over_budget
 from reverb.proto.framing import FrameDecoder, encode_frame
-from reverb.threaded._loop import FrameSizer
 
 bodies = st.lists(st.binary(min_size=1, max_size=3000), min_size=1, max_size=30)
 

@@ -18,18 +18,20 @@ decision 1).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import heapq
 import itertools
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
 from reverb._memory import TRIM_AFTER, Trimmer
-from reverb._sendq import WINDOW, SendQueue, over_budget
-from reverb.proto.session import CloseCode, Session, SessionEvent
+from reverb._sendq import BIG_FRAME, WINDOW, FrameSizer, SendQueue, over_budget
+from reverb.proto import messages as m
+from reverb.proto.session import CloseCode, Session, SessionEvent, State
 
 __all__ = ["AioLoop", "SessionProtocol"]
 
@@ -51,6 +53,10 @@ class SessionProtocol(asyncio.Protocol):
         self.deadline: float | None = None  # this protocol's entry in the owner's heap
         self.linger: asyncio.TimerHandle | None = None
         self.peer_ip = ""
+        self.sizer = FrameSizer()
+        self.busy = False  # a worker thread is decoding into the session: hands off
+        self.lost = False  # the connection ended while busy: finish once handed back
+        self.deferred: deque[m.Message] = deque()  # sent to it while busy
 
     # -- what the send budget needs ----------------------------------------------------------
 
@@ -82,8 +88,40 @@ class SessionProtocol(asyncio.Protocol):
         self.owner.guarded(self, self.owner.pump, self)
 
     def data_received(self, data: bytes) -> None:
-        if self.session is not None:
+        if self.session is None:
+            return
+        if self.owner.offload is not None and self.sizer.feed(data) >= BIG_FRAME:
+            self.owner.guarded(self, self._offload, data)
+        else:
             self.owner.guarded(self, self._receive, data)
+
+    def _offload(self, data: bytes) -> None:
+        """Decode a read completing a large frame on the worker thread: the loop (the game
+        and every other connection) keeps running; this one is not read meanwhile."""
+        assert self.session is not None and self.transport is not None
+        assert self.owner.offload is not None
+        self.busy = True
+        self.transport.pause_reading()
+        loop = asyncio.get_running_loop()
+        done = loop.run_in_executor(
+            self.owner.offload, self.session.receive_data, data, time.monotonic()
+        )
+        done.add_done_callback(self._decoded)
+
+    def _decoded(self, done: asyncio.Future[None]) -> None:
+        self.busy = False
+        if done.cancelled() or done.exception() is not None:
+            if not done.cancelled():
+                exc = done.exception()
+                logger.error("internal error", exc_info=exc)
+            self.owner.internal_error(self)
+        elif self.lost:
+            self.connection_lost(None)
+            return
+        else:
+            self.owner.guarded(self, self.owner.pump, self)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def _receive(self, data: bytes) -> None:
         assert self.session is not None
@@ -108,6 +146,9 @@ class SessionProtocol(asyncio.Protocol):
         self.owner.guarded(self, self.owner.pump, self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.busy:  # the worker has the session: finish when it hands it back
+            self.lost = True
+            return
         self.owner.protocols.discard(self)
         self.owner.freed(self, self.queue.discard())
         self.deadline = None
@@ -132,6 +173,8 @@ class AioLoop:
         self.max_send_buffer = max_send_buffer
         self.max_total_send_buffer = max_total_send_buffer
         self.max_send_buffer_per_ip = max_send_buffer_per_ip
+        # a server decodes large frames on this thread (see SessionProtocol._offload)
+        self.offload: concurrent.futures.ThreadPoolExecutor | None = None
         self.protocols: set[SessionProtocol] = set()
         self._inbox: list[Any] = []
         self._arrived = asyncio.Event()
@@ -198,8 +241,11 @@ class AioLoop:
         ``max_send_buffer`` as more arrive is dropped with ``close`` 1013, sent after the
         frame in progress (§10.1)."""
         session, transport = proto.session, proto.transport
-        if session is None or transport is None:
-            return
+        if session is None or transport is None or proto.busy:
+            return  # a busy one is pumped when the worker hands it back
+        while proto.deferred and session.state is State.OPEN:
+            self.deliver(proto, proto.deferred.popleft())
+        proto.deferred.clear()
         backlog = proto.backlog()
         data = self._take(proto)
         for event in session.events():
@@ -219,6 +265,10 @@ class AioLoop:
                 proto.linger = asyncio.get_running_loop().call_later(CLOSE_LINGER, transport.abort)
         else:
             self.schedule(proto)
+
+    def deliver(self, proto: SessionProtocol, message: m.Message) -> None:
+        """Queue a message that was sent while the session was busy (server only)."""
+        raise NotImplementedError
 
     def _take(self, proto: SessionProtocol) -> bool:
         assert proto.session is not None and proto.transport is not None
@@ -284,7 +334,11 @@ class AioLoop:
 
     def _enforce_budget(self) -> None:
         self._budget_scheduled = False
-        live = [p for p in self.protocols if p.session is not None and not p.session.closed]
+        live = [
+            p
+            for p in self.protocols
+            if p.session is not None and not p.session.closed and not p.busy
+        ]
         for victim, limit in over_budget(
             live, self.max_total_send_buffer, self.max_send_buffer_per_ip
         ):
@@ -340,6 +394,8 @@ class AioLoop:
 
     def _due(self, proto: SessionProtocol, now: float) -> None:
         assert proto.session is not None
+        if proto.busy:
+            return  # re-scheduled by the pump once the worker hands it back
         proto.session.check_timeouts(now)
         self.pump(proto)  # re-schedules the session while it is open
 

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from reverb._memory import Trimmer
-from reverb._sendq import WINDOW, SendQueue, over_budget
+from reverb._sendq import BIG_FRAME, WINDOW, FrameSizer, SendQueue, over_budget
 from reverb.proto import messages as m
 from reverb.proto.session import CloseCode, SessionEvent, State
 from reverb.proto.session import Session as _Session
@@ -37,7 +37,6 @@ __all__ = ["Conn", "IOLoop", "Tls"]
 logger = logging.getLogger("reverb")
 
 READ_SIZE = 65536
-BIG_FRAME = 65536  # a read completing a frame this large is decoded off the I/O thread
 CHECK_INTERVAL = 0.05  # s between timeout checks: the precision of every deadline
 CLOSE_LINGER = 1.0  # s to flush a close frame to a peer before dropping it anyway
 
@@ -86,39 +85,6 @@ class Conn:
 
     def stale(self) -> int:
         return max(0, self.backlog() - self.queue.fresh)
-
-
-class FrameSizer:
-    """Follows the frame boundaries of received bytes (§2.1) without buffering any: enough
-    to tell whether a read completes a large frame, whose decoding goes to the worker."""
-
-    __slots__ = ("header", "left", "length")
-
-    def __init__(self) -> None:
-        self.header = b""
-        self.left = 0  # body bytes still to come of the frame in progress
-        self.length = 0
-
-    def feed(self, data: bytes) -> int:
-        """The length of the largest frame that ``data`` completes (0 if none)."""
-        largest, pos, end = 0, 0, len(data)
-        while pos < end:
-            if not self.left:
-                take = min(4 - len(self.header), end - pos)
-                self.header += data[pos : pos + take]
-                pos += take
-                if len(self.header) < 4:
-                    break
-                self.length = self.left = int.from_bytes(self.header, "big")
-                self.header = b""
-                if not self.left:
-                    continue  # an empty frame: the session refuses it
-            take = min(self.left, end - pos)
-            pos += take
-            self.left -= take
-            if not self.left:
-                largest = max(largest, self.length)
-        return largest
 
 
 class Tls:

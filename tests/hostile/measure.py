@@ -1,6 +1,7 @@
 """Before/after figures for issue 8's I/O findings, against a real server process.
 
-``python -m tests.hostile.measure SCENARIO [--layer threaded|aio] [--runs N] [--reverb DIR]``
+``python -m tests.hostile.measure SCENARIO [--layer threaded|aio] [--runs N] [--reverb DIR]
+[--opts JSON]``
 
 Scenarios (each prints one JSON line per run, then the medians over the runs):
 
@@ -46,8 +47,11 @@ class Server(JsonProcess):
         return self.ask("state", "state")
 
 
+EXTRA: dict[str, Any] = {}  # --opts: more server options for every scenario
+
+
 def server(options: dict[str, Any]) -> Server:
-    return Server(options)
+    return Server({**options, **EXTRA})
 
 
 def helper(*args: str) -> tuple[subprocess.Popen[str], Lines]:
@@ -220,7 +224,9 @@ def main() -> None:
     parser.add_argument("--layer", choices=("threaded", "aio"), default="threaded")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--reverb", help="a directory holding the reverb package to serve with")
+    parser.add_argument("--opts", default="{}", help="more server options, as JSON")
     args = parser.parse_args()
+    EXTRA.update(json.loads(args.opts))
     env = jsonproc.child_env()
     if args.reverb:  # the server imports reverb from there, tests from this checkout
         env["PYTHONPATH"] = os.pathsep.join([os.path.abspath(args.reverb), str(ROOT)])
