@@ -18,7 +18,8 @@ from typing import Protocol
 __all__ = ["BIG_FRAME", "WINDOW", "FrameSizer", "SendQueue", "over_budget"]
 
 WINDOW = 65536  # bytes handed to a socket at a time; the rest stays queued as whole frames
-BIG_FRAME = 65536  # a read completing a frame this large is decoded off the I/O thread/loop
+BIG_FRAME = 65536  # a read completing a larger frame is decoded off the I/O thread / loop;
+# never a handshake frame (capped at 65536, §2.7), so the authenticate hook stays on it
 FRESH_WINDOW = 0.05  # s: output pushed within this of a first push is one round (one tick's)
 _HEADER = struct.Struct(">I")
 

@@ -90,7 +90,7 @@ class SessionProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.session is None:
             return
-        if self.owner.offload is not None and self.sizer.feed(data) >= BIG_FRAME:
+        if self.owner.offload is not None and self.sizer.feed(data) > BIG_FRAME:
             self.owner.guarded(self, self._offload, data)
         else:
             self.owner.guarded(self, self._receive, data)

@@ -346,7 +346,7 @@ class IOLoop:
                 data = self._guarded(conn, now, self._receive, conn)
                 if data is None:
                     pass
-                elif data and conn.sizer.feed(data) >= BIG_FRAME:
+                elif data and conn.sizer.feed(data) > BIG_FRAME:
                     conn.busy = True  # until the worker hands it back: not read, not pumped
                     self._set_mask(conn)
                     self._work.put((conn, data, now))
