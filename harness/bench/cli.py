@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import signal
 import sys
@@ -106,6 +107,7 @@ def main(argv: list[str]) -> int:
         progress=args.progress,
     )
     started = time.monotonic()
+    load_before = os.getloadavg()
     runs = run_plan(plan)
     summary = summarise(runs)
     add_held(summary)
@@ -119,6 +121,8 @@ def main(argv: list[str]) -> int:
             "seconds": plan.seconds,
             "warmup": plan.warmup,
             "duration_s": round(time.monotonic() - started, 1),
+            "cpus": os.cpu_count(),
+            "loadavg_before_after": [round(x, 2) for x in (*load_before, *os.getloadavg())],
             "held_hz": f"{HELD}: min(server tick rate, full clients' apply rate)",
         },
         "summary": summary,

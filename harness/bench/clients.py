@@ -290,7 +290,12 @@ class ClientsProcess:
                     if c.digest() == expected:
                         good.add(i)
             if len(good) == len(self.full) or time.monotonic() > deadline:
-                return {"verified": len(good), "full": len(self.full)}
+                ticks = [c.tick for c in self.full]
+                return {
+                    "verified": len(good),
+                    "full": len(self.full),
+                    "min_tick": min(ticks, default=0),
+                }
             await asyncio.sleep(0.05)  # polling the replicas' state, deadline-bounded
 
     async def run(self, commands: asyncio.Queue[Any]) -> None:

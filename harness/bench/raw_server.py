@@ -114,10 +114,9 @@ class RawServer:
         next_tick = time.monotonic()
         try:
             while True:
+                # always yield to the loop, even when late: accepts and RPCs are served there
+                await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
                 now = time.monotonic()
-                if now < next_tick:
-                    await asyncio.sleep(next_tick - now)
-                    continue
                 next_tick = max(next_tick + period, now)
                 if not self.handle(commands):
                     return
@@ -145,6 +144,7 @@ class RawServer:
             if cmd["op"] == "final":
                 self.mutating = False
                 reply["digest"] = self.measure.digest(self.rows())
+                reply["tick"] = self.tick
             reply["skipped"] = self.skipped
             emit(rid=cmd.get("rid"), **reply)
 

@@ -240,8 +240,10 @@ def write_html(data: Json, path: Path) -> Path:
         "<h1>Reverb benchmark: Reverb against the raw-JSON baseline</h1>",
         f"<p>{e(data['meta']['command'])}<br>{e(data['meta']['when'])}, "
         f"{data['meta']['reps']} repetitions x {data['meta']['seconds']} s, "
-        f"Python {e(data['meta']['python'])}. Medians [min-max] over repetitions; ratios are "
-        "Reverb's median / raw's median from the same run.</p>",
+        f"Python {e(data['meta']['python'])}, {data['meta'].get('cpus')} CPUs, load average "
+        f"(1/5/15 min) before and after: {data['meta'].get('loadavg_before_after')}. "
+        "Medians [min-max] over repetitions; ratios are Reverb's median / raw's median from "
+        "the same run.</p>",
         "<h2>Targets (issue 9)</h2><table><tr><th>workload</th><th>measure</th><th>impl</th>"
         "<th>raw</th><th>Reverb</th><th>value</th><th>target</th><th>met</th></tr>",
     ]

@@ -194,6 +194,7 @@ class ReverbBench:
             if cmd["op"] == "final":
                 self.mutating = False
                 reply["digest"] = self.measure.digest(self.rows())
+                reply["tick"] = self.ctx.world.tick_count
             emit(rid=cmd.get("rid"), **reply)
 
 
@@ -216,6 +217,8 @@ def run_threaded(opts: Json) -> None:
 
 
 async def run_asyncio(opts: Json) -> None:
+    import asyncio
+
     from reverb.aio import AsyncServer
 
     bench = ReverbBench(opts)
@@ -229,6 +232,10 @@ async def run_asyncio(opts: Json) -> None:
         while bench.handle(len(serv.hub.members)):
             bench.mutate()
             await serv.server_sync()
+            # Workaround: AsyncServer.server_sync() returns without awaiting anything when a
+            # tick is overdue, so a loop of ticks longer than the period never lets the event
+            # loop serve I/O (handshakes time out). Yield once per loop so we measure the engine.
+            await asyncio.sleep(0)
     finally:
         await serv.stop_server(timeout=1.0)
 
