@@ -285,9 +285,9 @@ class ClientHub:
                 logger.warning("reply to unknown call id %d ignored", message.id)
                 return None
             if isinstance(message, m.RpcResult):
-                later(functools.partial(future.set_result, message.value))
+                later(functools.partial(_settle, future, message.value, None))
                 return None
-            later(functools.partial(future.set_exception, RpcError(message.message, message.code)))
+            later(functools.partial(_settle, future, None, RpcError(message.message, message.code)))
             return event
         if isinstance(event, Opened):
             self.member = event.member
@@ -298,6 +298,17 @@ class ClientHub:
         calls, self._calls = self._calls, {}
         closed = ConnectionClosed(event.code, event.reason)
         for pending in calls.values():
-            later(functools.partial(pending.set_exception, closed))
+            later(functools.partial(_settle, pending, None, closed))
         logger.info("disconnected (%d) %s", event.code, event.reason)
         return event if self.member is not None else None
+
+
+def _settle(future: Future[Any], value: Any, error: BaseException | None) -> None:
+    """Resolve a call's future unless the caller cancelled it (a cancelled ``await`` of an
+    asyncio call cancels it): a late reply must never raise in the I/O layer."""
+    if future.done():
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value)

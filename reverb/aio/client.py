@@ -157,6 +157,8 @@ class AsyncClient(ClientEndpoint, AioLoop):
 
 
 def _settle(future: CallFuture, reply: Future[Any]) -> None:
+    if future.done() or reply.cancelled():  # the caller cancelled: nobody wants the reply
+        return
     exc = reply.exception()
     if exc is not None:
         future.set_exception(exc)

@@ -64,9 +64,14 @@ class AsyncServer(ServerEndpoint, AioLoop):
         self.detach()
 
     async def server_sync(self) -> None:
-        """``ReverbContext.server_sync`` for the event loop: awaits instead of blocking."""
+        """``ReverbContext.server_sync`` for the event loop: awaits instead of blocking.
+
+        Always yields to the event loop at least once, so a game whose ticks run late still
+        lets the loop accept connections and read sockets between ticks.
+        """
         while (wait := self.context.server_step(time.monotonic())) > 0:
             await self.wait(wait)
+        await asyncio.sleep(0)
 
     # -- ServerTransport ---------------------------------------------------------------------
 

@@ -247,3 +247,93 @@ def test_an_entry_too_large_for_one_async_client_closes_only_that_client() -> No
         assert game.server.stats["sync_too_large"] == 1
 
     run(scenario)
+
+
+class Slow(ReverbObject):
+    def __init__(self, uid=None, add_on_init=True, belonging_membership=None):
+        self.n = 0
+        super().__init__(
+            uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+        )
+
+    @expose(anyone=True)
+    def bump(self):
+        self.n += 1
+        return self.n
+
+
+@pytest.mark.timeout(30)
+def test_a_cancelled_call_does_not_kill_the_async_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Cancelling an awaited call, then receiving its reply, keeps the connection open and
+    raises nowhere (no "exception calling callback" logged)."""
+
+    async def scenario() -> None:
+        sctx, cctx = ReverbContext(ReverbSide.SERVER), ReverbContext(ReverbSide.CLIENT)
+        sctx.register(Slow)
+        cctx.register(Slow)
+        server = AsyncServer(port=0, context=sctx, tick_rate=60)
+        await server.start_server()
+        client = AsyncClient(port=server.port, context=cctx)
+        running = True
+
+        async def serve() -> None:
+            while running:
+                await server.server_sync()
+
+        loop_task = asyncio.get_running_loop().create_task(serve())
+        try:
+            await client.connect()
+            with sctx.activate():
+                obj = Slow()
+            await until(lambda: obj.uid in cctx.objects, lambda: client.client_sync(0.05))
+            replica = cctx.objects[obj.uid]
+            for _ in range(20):  # cancelled before its reply arrives
+                call = asyncio.ensure_future(asyncio.wrap_future(replica.compute_server("bump")))
+                await asyncio.sleep(0)
+                call.cancel()
+            await until(lambda: obj.n == 20, lambda: client.client_sync(0.05))
+            assert await replica.compute_server("bump") == 21  # still connected, still answered
+        finally:
+            await client.disconnect()
+            running = False
+            await loop_task
+            await server.stop_server()
+
+    with caplog.at_level("ERROR"):
+        asyncio.run(scenario())
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == []
+
+
+@pytest.mark.timeout(30)
+def test_a_late_async_tick_still_lets_the_event_loop_accept_clients() -> None:
+    """A game loop whose ticks run later than the tick period still serves new clients."""
+
+    async def scenario() -> None:
+        sctx, cctx = contexts()
+        server = AsyncServer(port=0, context=sctx, tick_rate=60, handshake_timeout=2.0)
+        await server.start_server()
+        running = True
+        ticks = 0
+
+        async def serve() -> None:
+            nonlocal ticks
+            while running:
+                time.sleep(0.03)  # a tick's game work: twice the 60 Hz period, never awaiting
+                await server.server_sync()
+                ticks += 1
+
+        loop_task = asyncio.get_running_loop().create_task(serve())
+        client = AsyncClient(port=server.port, context=cctx)
+        try:
+            await client.connect()
+            assert client.member is not None
+            assert ticks > 0
+        finally:
+            await client.disconnect()
+            running = False
+            await loop_task
+            await server.stop_server()
+
+    asyncio.run(scenario())
