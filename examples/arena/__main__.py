@@ -184,7 +184,7 @@ def print_summary(server: dict | None, bots: list[dict | None], codes: list[int]
             print(f"  expected refusal (a deliberate check, not a failure): {b['name']} {text}")
         for text, n in b["rpc_refused"].items():
             print(f"  refused {n}x: {text}")
-    shots = [s for b in bots if b for s in b["screenshots"]]
+    shots = sorted(s for b in bots if b for s in b["screenshots"])
     if shots:
         print(f"screenshots ({len(shots)}): {Path(shots[0]).parent}/")
         for s in shots:

@@ -158,7 +158,10 @@ def run(
         smoother.synced(tick, [a for a in avatars if not a.is_owner()], now)
         me = state["me"]
         if me is not None and state["predictor"] is not None:
-            state["predictor"].reconcile(me.x, me.y, me.life, now, calls.rtt())
+            # The server steps its world after each tick, so a sync carries the positions it
+            # computed one tick earlier: the input they reflect was sent rtt + 1 tick ago.
+            lag = calls.rtt() + 1.0 / TICK_RATE
+            state["predictor"].reconcile(me.x, me.y, me.life, now, lag)
 
     @client_event_registry.on_event("object_spawned")
     def on_spawned(obj):

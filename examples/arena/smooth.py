@@ -9,8 +9,8 @@ client's ``time.monotonic()`` when the game thread applies it.
 
 ``Predictor`` is the owner's prediction: the local input moves your own avatar at once, and
 each authoritative position the server sends is compared with where the prediction had the
-avatar one round trip earlier (the input the server had seen by then); the difference is
-blended in, and a large one (a respawn) snaps.
+avatar when the input that state reflects was sent (a round trip plus one tick earlier); the
+difference is blended in, and a large one (a respawn) snaps.
 """
 
 from __future__ import annotations
@@ -87,14 +87,15 @@ class Predictor:
         i = bisect.bisect_right(list(self._times), t) - 1
         return self._history[i] if i >= 0 else (self.x, self.y)
 
-    def reconcile(self, x: float, y: float, life: int, now: float, rtt: float) -> None:
+    def reconcile(self, x: float, y: float, life: int, now: float, lag: float) -> None:
         """The server says the avatar is at ``(x, y)``; this state reflects the input the
-        server had received one round trip (``rtt``) before ``now``."""
+        client had sent ``lag`` seconds before ``now`` (a round trip, plus the server's
+        delay between computing a state and sending it)."""
         if life != self.life:
             self.life = life
             self._snap(x, y)
             return
-        px, py = self._predicted_at(now - rtt)
+        px, py = self._predicted_at(now - lag)
         ex, ey = x - px, y - py
         error = math.hypot(ex, ey)
         if error > self.SNAP:
