@@ -86,6 +86,7 @@ def orchestrate(args: argparse.Namespace) -> int:
         bots = []
         for i in range(args.bots):
             cmd = [*me, "client", port, "--bot", "--seconds", str(args.seconds), "--seed", str(i)]
+            cmd += ["--fps", str(args.bot_fps)]
             if shots is not None:
                 cmd += ["--shots", str(shots)]
             bot = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=env)
@@ -174,11 +175,14 @@ def print_summary(server: dict | None, bots: list[dict | None], codes: list[int]
         print(f"{missing} bot process(es) gave no result; exit codes {codes}")
     for b in sorted((b for b in bots if b), key=lambda b: b["member"]):
         joined = "yes" if b["member"] in server["members"] else "NO"
+        still = b["still_frames_pct"]
         print(
             f"{b['name']} (a bot; membership #{b['member']} on the server: {joined}): "
-            f"{b['frames']} frames at {b['fps']:g} fps, remote players interpolated "
-            f"{b['interpolation_delay_ms']:g} ms behind, own avatar predicted (mean "
-            f"correction {b['prediction_error_px']:g} px)"
+            f"{b['frames']} frames at {b['fps']:g} fps\n"
+            f"  remote players drawn {b['interpolation_delay_ms']:g} ms in the past, interpolated:"
+            f" standing still on {still['interpolated']:g} % of frames while moving (raw "
+            f"replicas: {still['raw']:g} %)\n"
+            f"  own avatar predicted: mean correction {b['prediction_error_px']:g} px"
         )
         for text in b["expected_refusals"]:
             print(f"  expected refusal (a deliberate check, not a failure): {b['name']} {text}")
@@ -220,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bots", type=int, default=2)
     p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--headless", action="store_true", help="no window: bots only")
+    p.add_argument("--bot-fps", type=int, default=30, help="frames per second of each bot")
     p.add_argument("--shots", default="out/arena", help="screenshot directory ('' for none)")
     p.add_argument("--json", default=None, help="write the results as JSON here")
     return orchestrate(p.parse_args(argv))

@@ -94,6 +94,39 @@ class Calls:
         return sum(recent) / len(recent) if recent else 1.0 / TICK_RATE
 
 
+class Smoothness:
+    """How often a moving remote player stands still on screen: drawn from the raw replica
+    versus drawn interpolated. A remote player counts as moving on a frame when its replica
+    moved within the last 0.1 s."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.still = {"raw": 0, "interpolated": 0}
+        self._last: dict[int, tuple] = {}
+        self._moved_at: dict[int, float] = {}
+
+    def frame(self, avatars, me, rendered) -> None:
+        now = time.monotonic()
+        for a in avatars:
+            if a is me or a.uid not in rendered:
+                continue
+            raw, drawn = (a.x, a.y, a.life), rendered[a.uid]
+            last = self._last.get(a.uid)
+            self._last[a.uid] = (raw, drawn)
+            if last is None or raw[2] != last[0][2]:
+                continue  # new, or respawned
+            if raw != last[0]:
+                self._moved_at[a.uid] = now
+            if now - self._moved_at.get(a.uid, -1.0) < 0.1:
+                self.frames += 1
+                self.still["raw"] += raw == last[0]
+                self.still["interpolated"] += drawn == last[1]
+
+    def report(self) -> dict[str, float]:
+        n = max(1, self.frames)
+        return {k: round(100 * v / n, 1) for k, v in self.still.items()}
+
+
 class Bot:
     """Seeks the nearest pickup, and shoots at players in range when its gun is loaded."""
 
@@ -149,6 +182,7 @@ def run(
     clt = Client(ip="127.0.0.1", port=port)
     calls = Calls()
     smoother = RemoteSmoother(TICK_RATE)
+    smoothness = Smoothness()
     state: dict = {"me": None, "predictor": None}
 
     @client_event_registry.on_event("synced")
@@ -204,6 +238,7 @@ def run(
             pickups = [(p.x, p.y) for p in ReverbManager.get_all_ro_by_type(Pickup)]
             rendered = smoother.positions(now)
             others = {a.uid: rendered.get(a.uid, (a.x, a.y)) for a in avatars if a is not me}
+            smoothness.frame(avatars, me, rendered)
             shoot = None
             if me is not None and predictor is not None:
                 mine = (predictor.x, predictor.y)
@@ -262,6 +297,7 @@ def run(
         "mean_rtt_ms": round(1000 * sum(calls.rtts) / len(calls.rtts), 2) if calls.rtts else None,
         "prediction_error_px": state["predictor"].mean_error() if state["predictor"] else 0.0,
         "interpolation_delay_ms": round(1000 * smoother.manager.timeline.delay, 1),
+        "still_frames_pct": smoothness.report(),
         "final_score": me.score if me is not None else None,
         "screenshots": saved,
     }
