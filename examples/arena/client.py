@@ -219,6 +219,7 @@ def run(
     sent_dir: tuple[int, int] | None = None
     facing = (1.0, 0.0)
     refusal_tried = False
+    loaded_at = 0.0
     frames = 0
     clock = pygame.time.Clock()
     running = True
@@ -228,9 +229,14 @@ def run(
             if end is not None and now >= end:
                 break
             dt, last = now - last, now
+            clicks = []
             for event in pygame.event.get():
-                if event.type == pygame.QUIT:
+                if event.type == pygame.QUIT or (
+                    event.type == pygame.KEYDOWN and event.key == pygame.K_ESCAPE
+                ):
                     running = False
+                elif event.type == pygame.MOUSEBUTTONDOWN:
+                    clicks.append(event.pos)
             ReverbManager.client_sync()  # apply what arrived; fires the events above
             me, predictor = state["me"], state["predictor"]
             feed = next(iter(ReverbManager.get_all_ro_by_type(Feed)), None)
@@ -246,8 +252,8 @@ def run(
                     direction, shoot = brain.decide(now, mine, pickups, others)
                 else:
                     direction = keyboard_direction()
-                    for event in pygame.event.get(pygame.MOUSEBUTTONDOWN):
-                        shoot = unit(event.pos[0] - mine[0], event.pos[1] - mine[1])
+                    for cx, cy in clicks:
+                        shoot = unit(cx - mine[0], cy - mine[1])
                     if pygame.key.get_pressed()[pygame.K_SPACE]:
                         shoot = facing
                 if direction != sent_dir:
@@ -257,8 +263,9 @@ def run(
                 if move != (0.0, 0.0):
                     facing = move
                 predictor.advance(move, dt, now)  # prediction: move now, reconcile later
-                if shoot is not None and shoot != (0.0, 0.0):
+                if shoot is not None and shoot != (0.0, 0.0) and now >= loaded_at:
                     calls.call(me, me.shoot, *shoot)
+                    loaded_at = now + COOLDOWN + 0.05  # the server refuses faster shots
                 if brain is not None and not refusal_tried and now - start > 2.0:
                     victim = next((a for a in avatars if a is not me), None)
                     if victim is not None:
