@@ -48,6 +48,9 @@ def has_display() -> bool:
 
 def orchestrate(args: argparse.Namespace) -> int:
     headless = args.headless or not has_display()
+    if headless and not args.headless:
+        print("arena: no display found (DISPLAY/WAYLAND_DISPLAY unset, or SDL_VIDEODRIVER=dummy):"
+              " bots only, headless")  # fmt: skip
     env = child_env(headless)
     me = [sys.executable, str(HERE)]
     shots = Path(args.shots) if args.shots else None
