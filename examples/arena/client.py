@@ -353,7 +353,7 @@ def draw(screen, font, big, me_name, me, predictor, avatars, rendered, feed, cal
         screen.blit(clock, (WIDTH - clock.get_width() - 10, 8))
     board = sorted(avatars, key=lambda a: (-a.score, a.belonging_membership or 0))
     for i, a in enumerate(board):
-        text = f"{a.name}  {a.score:3d}  ({a.pickups} pickups, {a.tags} tags)"
+        text = f"{a.name}  {a.score:3d}  (pickups {a.pickups}, tags {a.tags})"
         row = font.render(text, True, player_colour(a.belonging_membership or 1))
         screen.blit(row, (WIDTH - row.get_width() - 10, 28 + 16 * i))
     if feed is not None:
