@@ -208,8 +208,9 @@ def write_text(fams: list[Family]) -> str:
     """Text exposition format 0.0.4, for when prometheus_client is not installed."""
     lines: list[str] = []
     for fam in fams:
-        lines.append(f"# HELP {fam.name} {_escape_help(fam.help)}")
-        lines.append(f"# TYPE {fam.name} {fam.kind}")
+        shown = fam.name + ("_total" if fam.kind == "counter" else "")  # as prometheus_client
+        lines.append(f"# HELP {shown} {_escape_help(fam.help)}")
+        lines.append(f"# TYPE {shown} {fam.kind}")
         if fam.kind == "histogram":
             for labels, hist in fam.histograms:
                 pairs = list(zip(fam.labels, labels, strict=True))

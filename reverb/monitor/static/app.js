@@ -130,23 +130,25 @@ function objectRows(objects, mine) {
   return rows;
 }
 
-function renderWorld(data, filter) {
-  const f = (filter || "").toLowerCase();
+function renderWorld(data) {
+  window.lastWorld = data;
+  if (!document.getElementById("world-filter")) {
+    const input = el("input", { id: "world-filter", placeholder: "filter: type, uid or value" });
+    input.addEventListener("input", () => renderWorld(window.lastWorld));
+    main.replaceChildren(
+      el("div", { class: "toolbar" }, el("span", { id: "world-tick" }), el("span", { id: "world-count", class: "dim" }), input),
+      el("div", { id: "world-table" }));
+  }
+  const f = document.getElementById("world-filter").value.toLowerCase();
   const objects = data.objects.filter((o) => !f || o.type.toLowerCase().includes(f) ||
     JSON.stringify(o.fields).toLowerCase().includes(f) || String(o.uid) === f);
-  const old = document.getElementById("world-filter");
-  const input = old || el("input", { id: "world-filter", placeholder: "filter: type, uid or value" });
-  if (!old) input.addEventListener("input", () => renderWorld(window.lastWorld, input.value));
-  window.lastWorld = data;
-  main.replaceChildren(
-    el("div", { class: "toolbar" }, el("span", { id: "world-tick" }, "tick " + data.tick),
-      el("span", { class: "dim" }, objects.length + " of " + data.objects.length +
-        " objects · seen by " + data.peers.length + " synced clients" +
-        (data.truncated ? " · truncated" : "")), input),
+  document.getElementById("world-tick").textContent = "tick " + data.tick;
+  document.getElementById("world-count").textContent = objects.length + " of " +
+    data.objects.length + " objects · seen by " + data.peers.length + " synced clients" +
+    (data.truncated ? " · truncated" : "");
+  document.getElementById("world-table").replaceChildren(
     table("objects", [{ t: "uid", num: 1 }, { t: "type" }, { t: "owner" }, { t: "fields" },
-      { t: "" }], objectRows(objects)),
-  );
-  if (document.activeElement !== input && old) input.focus();
+      { t: "" }], objectRows(objects)));
 }
 
 // -- a client ---------------------------------------------------------------------------------
@@ -166,10 +168,7 @@ function frameRows(frames) {
 }
 
 function renderClient(member, data) {
-  const open = new Set([...document.querySelectorAll("#frames details[open]")]
-    .map((d) => d.closest("tr").dataset.seq));
-  let controls = document.getElementById("client-controls");
-  if (!controls || controls.dataset.member !== String(member)) {
+  if (!document.getElementById("client-controls")) {
     const reason = el("input", { id: "reason", placeholder: "reason (sent to the client)" });
     const button = el("button", { id: "disconnect", class: "danger", type: "button" }, "Disconnect");
     const result = el("span", { id: "action-result", class: "dim" });
@@ -179,29 +178,39 @@ function renderClient(member, data) {
       ...["", "sync", "rpc_result", "rpc_error"].map((k) => el("option", { value: k }, k || "any kind")));
     q.addEventListener("input", () => { frameFilter.q = q.value; });
     kind.addEventListener("change", () => { frameFilter.kind = kind.value; });
-    controls = el("div", { id: "client-controls", "data-member": member },
-      el("div", { class: "toolbar" }, reason, button, result),
-      el("div", { class: "toolbar" }, q, kind));
+    main.replaceChildren(
+      el("h2", {}, "Client #" + member + " ", el("span", { id: "client-state" })),
+      el("div", { id: "client-cards", class: "cards" }),
+      el("div", { id: "client-controls" },
+        el("div", { class: "toolbar" }, reason, button, result),
+        el("div", { class: "toolbar" }, q, kind)),
+      el("h2", {}, "Last frames sent to it (newest first)"),
+      el("div", { id: "frames-wrap" }),
+      el("h2", {}, "Its calls"),
+      el("div", { id: "rpcs-wrap" }),
+      el("h2", { id: "view-title" }),
+      el("div", { id: "view-wrap" }));
   }
+  const open = new Set([...document.querySelectorAll("#frames details[open]")]
+    .map((d) => d.closest("tr").dataset.seq));
+  const state = document.getElementById("client-state");
+  state.textContent = data.connected ? "connected" : "disconnected";
+  state.className = data.connected ? "" : "bad";
   const c = data.counters || {};
-  main.replaceChildren(
-    el("h2", {}, "Client #" + member + " ",
-      el("span", { id: "client-state", class: data.connected ? "" : "bad" },
-        data.connected ? "connected" : "disconnected")),
-    el("div", { class: "cards" },
-      card("frames sent", c.frames_sent || 0), card("app bytes sent", bytes(c.sync_bytes_sent || 0)),
-      card("frames held here", c.frames_held || 0), card("view size", data.view.length)),
-    controls,
-    el("h2", {}, "Last frames sent to it (newest first)"),
+  document.getElementById("client-cards").replaceChildren(
+    card("frames sent", c.frames_sent || 0), card("app bytes sent", bytes(c.sync_bytes_sent || 0)),
+    card("frames held here", c.frames_held || 0), card("view size", data.view.length));
+  document.getElementById("frames-wrap").replaceChildren(
     table("frames", [{ t: "time" }, { t: "kind" }, { t: "tick", num: 1 }, { t: "size", num: 1 },
-      { t: "content" }], frameRows(data.frames)),
-    el("h2", {}, "Its calls"),
+      { t: "content" }], frameRows(data.frames)));
+  document.getElementById("rpcs-wrap").replaceChildren(
     table("client-rpcs", [{ t: "time" }, { t: "object" }, { t: "method" }, { t: "result" },
-      { t: "ms", num: 1 }], data.rpcs.slice().reverse().map(rpcCells)),
-    el("h2", {}, "What it holds (as of tick " + data.tick + ")"),
+      { t: "ms", num: 1 }], data.rpcs.slice().reverse().map(rpcCells)));
+  document.getElementById("view-title").textContent =
+    "What it holds (as of tick " + data.tick + ")";
+  document.getElementById("view-wrap").replaceChildren(
     table("view", [{ t: "uid", num: 1 }, { t: "type" }, { t: "owner" }, { t: "fields" }, { t: "" }],
-      objectRows(data.view, member)),
-  );
+      objectRows(data.view, member)));
   for (const d of document.querySelectorAll("#frames details")) {
     if (open.has(d.closest("tr").dataset.seq)) d.open = true;
   }
@@ -256,7 +265,7 @@ function route() {
     frameFilter = { q: "", kind: "" };
     subscribe("client:" + member, (d) => renderClient(member, d));
   } else if (hash === "#/world") {
-    subscribe("world", (d) => renderWorld(d, (document.getElementById("world-filter") || {}).value));
+    subscribe("world", renderWorld);
   } else if (hash === "#/rpc") {
     subscribe("rpc", renderRpc);
   } else {
