@@ -33,7 +33,9 @@ class Crate(ReverbObject):
         self.n = n
         self.x = 0.0
         self.label = f"crate-{n}"
-        super().__init__(n, uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership)
+        super().__init__(
+            n, uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+        )
 
 
 @ReverbManager.reverb_object_attribute

@@ -8,8 +8,18 @@ import pytest
 
 from tests.monitor.conftest import Game, Local, until
 
-PATHS = ["/", "/app.js", "/style.css", "/metrics", "/api/overview", "/api/world",
-         "/api/client/1", "/api/rpc", "/api/events?topic=overview", "/nothing"]
+PATHS = [
+    "/",
+    "/app.js",
+    "/style.css",
+    "/metrics",
+    "/api/overview",
+    "/api/world",
+    "/api/client/1",
+    "/api/rpc",
+    "/api/events?topic=overview",
+    "/nothing",
+]
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -56,8 +66,10 @@ def test_actions_need_token_origin_csrf_and_json(local: Local) -> None:
     csrf = local.monitor.csrf
     body = json.dumps({"reason": "x"}).encode()
     good = {"Origin": origin, "X-Reverb-CSRF": csrf, "Content-Type": "application/json"}
-    assert local.request("POST", "/api/client/1/disconnect", body=body, headers=good,
-                         auth=False)[0] == 401
+    assert (
+        local.request("POST", "/api/client/1/disconnect", body=body, headers=good, auth=False)[0]
+        == 401
+    )
     assert _post(local, 1, {**good, "Origin": "http://evil.example"}, body) == 403
     assert _post(local, 1, {k: v for k, v in good.items() if k != "Origin"}, body) == 403
     assert _post(local, 1, {**good, "X-Reverb-CSRF": "0" * 64}, body) == 403
@@ -69,8 +81,8 @@ def test_actions_need_token_origin_csrf_and_json(local: Local) -> None:
 
 def test_disconnect_action_closes_the_client(game: Game) -> None:
     proc, member = game.client()
-    other, other_member = game.client()
-    status, _, index = game.request("GET", "/")
+    _other, other_member = game.client()
+    _, _, index = game.request("GET", "/")
     csrf = index.split(b'name="csrf" content="')[1].split(b'"')[0].decode()
     headers = {"Origin": game.base, "X-Reverb-CSRF": csrf, "Content-Type": "application/json"}
     body = json.dumps({"reason": "cheating"}).encode()
@@ -79,9 +91,11 @@ def test_disconnect_action_closes_the_client(game: Game) -> None:
     line = proc.expect("DISCONNECTED ")
     assert line == "DISCONNECTED 1000 disconnected by operator: cheating"
     members = until(
-        lambda: (ids := [c["member"] for c in game.get_json("/api/overview")["clients"]])
-        and member not in ids
-        and ids,
+        lambda: (
+            (ids := [c["member"] for c in game.get_json("/api/overview")["clients"]])
+            and member not in ids
+            and ids
+        ),
         what="client gone from the overview",
     )
     assert members == [other_member]

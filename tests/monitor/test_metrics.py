@@ -73,9 +73,11 @@ def test_frame_errors_by_kind(game: Game) -> None:
         while sock.recv(4096):
             pass
     fams = until(
-        lambda: (f := scrape(game))
-        and value(f, "reverb_errors_total", kind="frame_too_large") >= 1
-        and f,
+        lambda: (
+            (f := scrape(game))
+            and value(f, "reverb_errors_total", kind="frame_too_large") >= 1
+            and f
+        ),
         what="frame_too_large counted",
     )
     assert value(fams, "reverb_connections_accepted_total") >= 1
