@@ -150,7 +150,7 @@ class Monitor:
     def overview(self) -> dict[str, Any]:
         data = self.view.overview()
         counters = self.observer.client_counters()
-        snap = self.observer.snapshot
+        snap = self.observer.fresh_snapshot(timeout=0.5)
         for client in data["clients"]:
             seen = counters.get(client["member"], {})
             client["frames_sent"] = seen.get("frames_sent", 0)

@@ -83,7 +83,7 @@ function renderOverview(data) {
     el("td", { class: "num" }, c.pending_calls),
   ));
   const limitRows = limits.map(([k, n]) => el("tr", {}, el("td", {}, k), el("td", { class: "num" }, n)));
-  main.replaceChildren(
+  main.replaceChildren(...[
     el("div", { class: "cards" },
       card("clients", data.clients.length, "client-count"),
       card("objects", s.objects, "object-count"),
@@ -104,7 +104,7 @@ function renderOverview(data) {
     el("h2", {}, "Limits hit"),
     limitRows.length ? table("limits", [{ t: "limit" }, { t: "hits", num: 1 }], limitRows)
       : el("p", { class: "dim" }, "None."),
-  );
+  ].filter((node) => node !== null));
 }
 
 // -- world ----------------------------------------------------------------------------------
@@ -112,13 +112,17 @@ function renderOverview(data) {
 function objectRows(objects, mine) {
   const fresh = new Map();
   const rows = objects.map((o) => {
-    const json = JSON.stringify(o.fields);
-    const changed = lastFields.has(o.uid) && lastFields.get(o.uid) !== json;
-    fresh.set(o.uid, json);
+    const before = lastFields.get(o.uid);
+    const shown = {};
     const fields = el("td", { class: "fields" },
-      ...Object.entries(o.fields).map(([k, v]) =>
-        el("div", { "data-field": k }, el("span", { class: "dim" }, k + " = "), value(v))));
-    return el("tr", { "data-uid": o.uid, class: changed ? "changed" : "" },
+      ...Object.entries(o.fields).map(([k, v]) => {
+        shown[k] = value(v);
+        const changed = before !== undefined && before[k] !== shown[k];
+        return el("div", { "data-field": k, class: changed ? "changed" : "" },
+          el("span", { class: "dim" }, k + " = "), shown[k]);
+      }));
+    fresh.set(o.uid, shown);
+    return el("tr", { "data-uid": o.uid },
       el("td", { class: "num" }, o.uid),
       el("td", {}, o.type),
       el("td", {}, o.owner === null ? el("span", { class: "dim" }, "server")
