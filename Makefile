@@ -26,8 +26,9 @@ test: $(STAMP)
 conformance: $(STAMP)
 	$(PY) -m conformance --server-cmd "$(PY) -m conformance.host" --report out/conformance
 
+# make demo MONITOR=1 also starts the web inspector and prints its URL (docs/monitor.md).
 demo: $(STAMP)
-	$(PY) examples/demo.py
+	$(PY) examples/demo.py $(if $(MONITOR),--monitor,)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check reverb tests examples conformance harness fuzz

@@ -3,7 +3,8 @@
 The server spawns a Player for each client that joins and moves a few wandering NPCs; each
 client moves its own Player with RPCs, tries to move someone else's (refused), and prints the
 world it sees. Run as ``python examples/demo.py`` (orchestrates), or with ``server PORT`` /
-``client PORT NAME`` to play one part.
+``client PORT NAME`` to play one part. ``--monitor`` (``make demo MONITOR=1``) also starts the
+web inspector, prints its URL and runs for two minutes so there is time to look around.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from reverb import (
 )
 
 SECONDS = 8.0
+MONITOR_SECONDS = 120.0
 CLIENTS = 3
 
 
@@ -65,12 +67,18 @@ class Npc(ReverbObject):
         )
 
 
-def run_server(port: int) -> None:
+def run_server(port: int, seconds: float = SECONDS, monitor: bool = False) -> None:
     ReverbManager.REVERB_SIDE = ReverbSide.SERVER
     serv = Server(port=port, tick_rate=20)
     ReverbManager.REVERB_CONNECTION = serv
     serv.start_server()
     print(f"READY {serv.port}", flush=True)
+    inspector = None
+    if monitor:
+        from reverb.monitor import Monitor
+
+        inspector = Monitor(serv).start()
+        print(f"[server] inspector: open {inspector.url}", flush=True)
     players: dict[int, Player] = {}
 
     @server_event_registry.on_event("client_connected")
@@ -84,7 +92,7 @@ def run_server(port: int) -> None:
         players.pop(client_id).destroy()
 
     npcs = [Npc(angle=i * 2.1) for i in range(3)]
-    end = time.monotonic() + SECONDS + 2
+    end = time.monotonic() + seconds + 2
     try:
         while time.monotonic() < end:
             for npc in npcs:
@@ -92,10 +100,12 @@ def run_server(port: int) -> None:
                 npc.x, npc.y = round(5 * math.cos(npc.angle), 2), round(5 * math.sin(npc.angle), 2)
             ReverbManager.server_sync()
     finally:
+        if inspector is not None:
+            inspector.stop()
         serv.stop_server()
 
 
-def run_client(port: int, name: str) -> None:
+def run_client(port: int, name: str, seconds: float = SECONDS) -> None:
     ReverbManager.REVERB_SIDE = ReverbSide.CLIENT
     clt = Client(ip="127.0.0.1", port=port)
     ReverbManager.REVERB_CONNECTION = clt
@@ -111,7 +121,7 @@ def run_client(port: int, name: str) -> None:
 
     clt.connect()
     rng = random.Random(name)
-    end = time.monotonic() + SECONDS
+    end = time.monotonic() + seconds
     next_print = 0.0
     while time.monotonic() < end:
         ReverbManager.client_sync(timeout=0.05)
@@ -129,11 +139,15 @@ def run_client(port: int, name: str) -> None:
     clt.disconnect()
 
 
-def orchestrate() -> int:
+def orchestrate(monitor: bool = False) -> int:
     procs: list[subprocess.Popen[str]] = []
+    seconds = MONITOR_SECONDS if monitor else SECONDS
     try:
         server = subprocess.Popen(
-            [sys.executable, __file__, "server", "0"], stdout=subprocess.PIPE, text=True
+            [sys.executable, __file__, "server", "0", str(seconds)]
+            + (["--monitor"] if monitor else []),
+            stdout=subprocess.PIPE,
+            text=True,
         )
         procs.append(server)
         assert server.stdout is not None
@@ -142,14 +156,16 @@ def orchestrate() -> int:
             print("server did not start", file=sys.stderr)
             return 1
         port = ready.split()[1]
-        print(f"demo: server on 127.0.0.1:{port}; starting {CLIENTS} clients for {SECONDS:.0f} s")
+        print(f"demo: server on 127.0.0.1:{port}; starting {CLIENTS} clients for {seconds:.0f} s")
         relay = threading.Thread(target=lambda: [print(line, end="") for line in server.stdout])  # type: ignore[union-attr]
         relay.start()
         for i in range(CLIENTS):
             procs.append(
-                subprocess.Popen([sys.executable, __file__, "client", port, f"client{i + 1}"])
+                subprocess.Popen(
+                    [sys.executable, __file__, "client", port, f"client{i + 1}", str(seconds)]
+                )
             )
-        codes = [p.wait(timeout=SECONDS + 20) for p in procs]
+        codes = [p.wait(timeout=seconds + 20) for p in procs]
         relay.join(5)
         print(f"demo: done, exit codes {codes}")
         return max(codes)
@@ -162,8 +178,8 @@ def orchestrate() -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "server":
-        run_server(int(sys.argv[2]))
+        run_server(int(sys.argv[2]), float(sys.argv[3]), "--monitor" in sys.argv)
     elif len(sys.argv) > 1 and sys.argv[1] == "client":
-        run_client(int(sys.argv[2]), sys.argv[3])
+        run_client(int(sys.argv[2]), sys.argv[3], float(sys.argv[4]))
     else:
-        sys.exit(orchestrate())
+        sys.exit(orchestrate(monitor="--monitor" in sys.argv))
