@@ -308,10 +308,18 @@ class Observer:
 
     # -- readers (HTTP threads) --------------------------------------------------------------
 
-    def watch(self, delta: int) -> None:
-        """An SSE stream starts (+1) or ends (-1): snapshots are taken while any is open."""
+    def watch(self, limit: int) -> bool:
+        """An SSE stream starts, unless ``limit`` are open already: snapshots are taken
+        while any is open. ``unwatch`` when it ends."""
         with self._lock:
-            self._watchers += delta
+            if self._watchers >= limit:
+                return False
+            self._watchers += 1
+            return True
+
+    def unwatch(self) -> None:
+        with self._lock:
+            self._watchers -= 1
 
     @property
     def watchers(self) -> int:

@@ -34,6 +34,7 @@ logger = logging.getLogger("reverb")
 
 COOKIE = "reverb_monitor"
 SSE_INTERVAL = 0.5  # s between live updates: a person reads a table at this rate at most
+MAX_STREAMS = 16  # live streams at once: a few people watching, not a thread per crawler
 SSE_MAX_SECONDS = 3600.0  # a stream ends after this; the browser's EventSource reconnects
 MAX_BODY = 4096  # bytes: an action's JSON body is a reason string
 FRAMES_SHOWN = 100
@@ -295,15 +296,17 @@ class _Handler(BaseHTTPRequestHandler):
         if produce is None:
             self._error(HTTPStatus.NOT_FOUND, "no such topic")
             return
-        self.send_response(HTTPStatus.OK)
-        self.send_header("Content-Type", "text/event-stream")
-        self.send_header("Cache-Control", "no-store")
-        self._common_headers()
-        self.end_headers()
-        self.close_connection = True
         observer = self.monitor.observer
-        observer.watch(+1)
+        if not observer.watch(MAX_STREAMS):
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, "too many live streams open")
+            return
         try:
+            self.send_response(HTTPStatus.OK)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Cache-Control", "no-store")
+            self._common_headers()
+            self.end_headers()
+            self.close_connection = True
             ends = time.monotonic() + SSE_MAX_SECONDS
             while not self.monitor._stopping.is_set() and time.monotonic() < ends:
                 data = json.dumps(produce(), separators=(",", ":"))
@@ -313,7 +316,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass  # the page went away
         finally:
-            observer.watch(-1)
+            observer.unwatch()
 
     # -- POST (actions) ----------------------------------------------------------------------
 

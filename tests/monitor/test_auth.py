@@ -99,3 +99,29 @@ def test_disconnect_action_closes_the_client(game: Game) -> None:
         what="client gone from the overview",
     )
     assert members == [other_member]
+
+
+def test_live_streams_are_capped(local: Local) -> None:
+    """Each open stream is a thread: past MAX_STREAMS the monitor answers 503."""
+    import http.client
+
+    from reverb.monitor._server import MAX_STREAMS
+
+    conns = []
+    try:
+        for _ in range(MAX_STREAMS):
+            conn = http.client.HTTPConnection(local.netloc, timeout=10)
+            conn.request(
+                "GET",
+                "/api/events?topic=rpc",
+                headers={"Authorization": f"Bearer {local.monitor.token}"},
+            )
+            resp = conn.getresponse()
+            assert resp.status == 200
+            assert resp.fp.readline().startswith(b"event: update")
+            conns.append(conn)
+        assert local.get("/api/events?topic=rpc")[0] == 503
+        assert local.monitor.observer.watchers == MAX_STREAMS
+    finally:
+        for conn in conns:
+            conn.close()
