@@ -26,6 +26,7 @@ __all__ = [
     "Observer",
     "RpcRecord",
     "WorldSnapshot",
+    "describe_object",
 ]
 
 # Seconds. A 30 Hz tick has 33 ms: the buckets resolve the range where a tick is healthy and
@@ -144,7 +145,8 @@ class WorldSnapshot:
     tick: int
     at: float  # monotonic time it was taken
     wall: float
-    objects: list[dict[str, Any]] = field(default_factory=list)
+    # (uid, type, owner, wire fields, withheld): shared with the engine, never mutated
+    objects: list[tuple[int, str, int | None, dict[str, Any], bool]] = field(default_factory=list)
     peers: frozenset[int] = frozenset()
     truncated: bool = False
 
@@ -381,38 +383,59 @@ class Observer:
 
 
 def take_snapshot(ctx: Any, now: float) -> WorldSnapshot:
-    """The world's objects with their replicated fields (game thread only)."""
+    """The world as just synced (game thread only, right after a tick).
+
+    Fast path: the replication engine's record of what every synced peer holds (uid ->
+    (owner, wire fields), rebuilt each tick and not mutated afterwards), copied shallowly:
+    exact, and O(objects) without encoding anything. Otherwise the objects' fields are
+    converted to wire form here.
+    """
     world = ctx.world
     snap = WorldSnapshot(tick=world.tick_count, at=now, wall=time.time(), peers=world.peers)
-    for count, (uid, obj) in enumerate(list(world.objects.items())):
-        if count >= MAX_SNAPSHOT_OBJECTS:
-            snap.truncated = True
-            break
+    sent = getattr(world, "_sent", None)
+    withheld = set(getattr(world, "_bad", ()))
+    objects = dict(world.objects)
+    if isinstance(sent, dict):
+        entries = [(uid, owner, fields) for uid, (owner, fields) in list(sent.items())]
+    else:
+        entries = []
+        for uid, obj in objects.items():
+            fields = _fields(ctx, obj)
+            if fields is None:
+                withheld.add(uid)
+            else:
+                entries.append((uid, obj.belonging_membership, fields))
+    if len(entries) > MAX_SNAPSHOT_OBJECTS:
+        entries = entries[:MAX_SNAPSHOT_OBJECTS]
+        snap.truncated = True
+    for uid, owner, fields in entries:
+        obj = objects.get(uid)
         try:
-            info = ctx.types.of(obj)
-            names = info.field_names(obj)
-            type_name = info.name
+            type_name = ctx.types.of(obj).name if obj is not None else "?"
         except Exception:  # pragma: no cover - the world only holds registered types
-            names, type_name = [], type(obj).__name__
-        fields: dict[str, Any] = {}
-        encodable = True
-        for name in names:
-            value = getattr(obj, name, None)
-            try:
-                fields[name] = _shown(m.to_wire(value, name))
-            except Exception:
-                encodable = False
-                fields[name] = _short(value)
-        snap.objects.append(
-            {
-                "uid": uid,
-                "type": type_name,
-                "owner": obj.belonging_membership,
-                "fields": fields,
-                "withheld": not encodable,
-            }
-        )
+            type_name = type(obj).__name__
+        snap.objects.append((uid, type_name, owner, fields, uid in withheld))
     return snap
+
+
+def _fields(ctx: Any, obj: Any) -> dict[str, Any] | None:
+    try:
+        info = ctx.types.of(obj)
+        return {n: m.to_wire(getattr(obj, n), n, depth=5) for n in info.field_names(obj)}
+    except Exception:  # unencodable: withheld from clients, so not in any view
+        return None
+
+
+def describe_object(entry: tuple[int, str, int | None, dict[str, Any], bool]) -> dict[str, Any]:
+    """One snapshot entry for a page (values cut to MAX_VALUE_CHARS): HTTP threads."""
+    uid, type_name, owner, fields, withheld = entry
+    return {
+        "uid": uid,
+        "type": type_name,
+        "owner": owner,
+        "fields": {k: _shown(v) for k, v in fields.items()},
+        "withheld": withheld,
+    }
 
 
 def _shown(value: Any) -> Any:

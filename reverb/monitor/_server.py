@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from reverb.errors import InvalidState
 from reverb.monitor._metrics import exposition
-from reverb.monitor._observer import Observer
+from reverb.monitor._observer import Observer, describe_object
 from reverb.monitor._state import ServerView
 
 __all__ = ["Monitor"]
@@ -143,7 +143,7 @@ class Monitor:
             "tick": snap.tick,
             "time": snap.wall,
             "age": round(time.monotonic() - snap.at, 3),
-            "objects": snap.objects,
+            "objects": [describe_object(entry) for entry in snap.objects],
             "peers": sorted(snap.peers),
             "truncated": snap.truncated,
         }
@@ -169,7 +169,7 @@ class Monitor:
     def client(self, member: int, query: str = "", kind: str = "") -> dict[str, Any]:
         world = self.world()
         synced = member in world["peers"]
-        view = [o for o in world["objects"] if not o["withheld"]] if synced else []
+        view = world["objects"] if synced else []
         frames = []
         for frame in reversed(self.observer.frames(member)):
             if kind and frame.kind != kind:

@@ -86,3 +86,61 @@ def test_frame_description_decodes_json_only() -> None:
     assert good["body"]["type"] == "sync" and good["tick"] == 7
     assert good["summary"] == "spawn 0 update 0 despawn 0"
     assert bad["body"] == "not json"
+
+
+def _world_with_crates() -> tuple[object, list[object]]:
+    from reverb import ReverbContext, ReverbSide
+    from tests.monitor.app import Crate
+
+    ctx = ReverbContext(ReverbSide.SERVER)
+    ctx.register(Crate)
+    with ctx.activate():
+        crates = [Crate(i) for i in range(3)]
+    ctx.world.peer_joined(7)
+    return ctx, crates
+
+
+def test_snapshot_is_what_clients_hold_after_the_tick() -> None:
+    """Taken on the game thread right after a tick: values as sent; an object whose field
+    cannot be encoded is flagged withheld and shows the last values clients got."""
+    from reverb.monitor._observer import describe_object, take_snapshot
+
+    ctx, crates = _world_with_crates()
+    obs = Observer()
+    obs.watch(1)  # someone is watching: the tick hook takes snapshots
+    crates[0].x = 1.5
+    obs.tick(ctx, 100.0)
+    crates[0].x = float("nan")  # unencodable: withheld from now on
+    crates[1].x = 2.5
+    obs.tick(ctx, 101.0)
+    snap = obs.snapshot
+    assert snap is not None and snap.tick == 2 and 7 in snap.peers
+    shown = {o["uid"]: o for o in map(describe_object, snap.objects)}
+    assert shown[crates[0].uid]["withheld"] and shown[crates[0].uid]["fields"]["x"] == 1.5
+    assert not shown[crates[1].uid]["withheld"] and shown[crates[1].uid]["fields"]["x"] == 2.5
+    crates[1].x = 3.5  # after the tick: not what clients hold yet
+    assert {o[0]: o[3]["x"] for o in take_snapshot(ctx, 101.0).objects}[crates[1].uid] == 2.5
+
+
+def test_no_snapshot_when_nobody_watches() -> None:
+    ctx, _ = _world_with_crates()
+    obs = Observer()
+    for i in range(5):
+        obs.tick(ctx, 100.0 + i)
+    assert obs.snapshot is None and obs.ticks == 5 and obs.tick_seconds.count == 5
+
+
+def test_snapshot_without_the_engines_record_reads_the_objects() -> None:
+    """An engine without ``_sent``: fields are converted here; unencodable objects are left
+    out (no client holds a value for them that the monitor could know)."""
+    from reverb.monitor._observer import take_snapshot
+
+    ctx, crates = _world_with_crates()
+    ctx.tick(0.0)
+    crates[0].x = float("nan")
+    crates[2].x = 4.0
+    fast = {o[0]: o[3] for o in take_snapshot(ctx, 0.0).objects}
+    del ctx.world._sent
+    slow = {o[0]: o[3] for o in take_snapshot(ctx, 0.0).objects}
+    assert crates[0].uid not in slow and slow[crates[2].uid]["x"] == 4.0
+    assert fast[crates[2].uid]["x"] == 0.0  # the engine's record: as of the last tick

@@ -128,7 +128,7 @@ function objectRows(objects, mine) {
       el("td", {}, o.owner === null ? el("span", { class: "dim" }, "server")
         : el("a", { href: "#/client/" + o.owner }, "#" + o.owner + (mine === o.owner ? " (this)" : ""))),
       fields,
-      el("td", {}, o.withheld ? el("span", { class: "bad" }, "withheld: unencodable") : ""));
+      el("td", {}, o.withheld ? el("span", { class: "bad" }, "withheld: unencodable now; clients keep these values") : ""));
   });
   lastFields = fresh;
   return rows;
