@@ -52,6 +52,10 @@ load: $(STAMP)
 sweep: $(STAMP)
 	$(PY) -m harness sweep --seconds 3 --json out/sweep/sweep.json --report out/sweep
 
+.PHONY: bench
+bench: $(STAMP)
+	$(PY) -m harness bench --out out/bench $(BENCH_ARGS)
+
 versions: $(STAMP)
 	$(PY) -m harness versions --all-pairs --json out/versions.json
 

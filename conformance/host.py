@@ -141,6 +141,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ping-interval", type=float, default=2.0)
     parser.add_argument("--max-calls-per-second", type=float, default=100000.0)
     parser.add_argument("--max-messages-per-second", type=float, default=100000.0)
+    parser.add_argument("--max-bytes-per-second", type=float, default=1e9)
     return parser.parse_args(argv)
 
 
@@ -162,10 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         max_frame_size=args.max_frame,
         ping_interval=args.ping_interval,
         # The driver builds its worlds through Control calls, thousands a second: the
-        # per-connection call- and message-rate limits (§11) are raised so that it measures
+        # per-connection call-, message- and byte-rate limits (§11) are raised so it measures
         # the protocol, not the flood control (which tests/hostile covers).
         max_calls_per_second=args.max_calls_per_second,
         max_messages_per_second=args.max_messages_per_second,
+        max_bytes_per_second=args.max_bytes_per_second,
     )
     ReverbManager.REVERB_CONNECTION = server
     server.start_server()

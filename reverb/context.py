@@ -222,7 +222,11 @@ class ReverbContext:
                 )
 
     def tick(self, now: float) -> None:
-        """Send every peer what changed since its last sync (no waiting, no pacing)."""
+        """Send every peer what changed since its last sync (no waiting, no pacing).
+
+        An object whose state cannot be encoded is withheld from every peer and reported once
+        through the ``sync_error`` event (with ``strict_sync``: raised, and nothing is sent).
+        """
         out = self.world.tick(now)
         conn: ServerTransport | None = self.connection
         if conn is not None:

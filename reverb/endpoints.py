@@ -25,7 +25,9 @@ from reverb.proto.session import (
     FRAME_TIMEOUT,
     HANDSHAKE_TIMEOUT,
     IDLE_TIMEOUT,
+    MAX_BYTES_PER_SECOND,
     MAX_CALLS_PER_SECOND,
+    MAX_HANDSHAKE_FRAME,
     MAX_MESSAGES_PER_SECOND,
     PING_INTERVAL,
     Role,
@@ -40,6 +42,8 @@ __all__ = [
     "CLIENT_SEND_BUFFER",
     "MAX_UNREAD",
     "SERVER_SEND_BUFFER",
+    "SERVER_SEND_BUFFER_PER_IP",
+    "SERVER_TOTAL_SEND_BUFFER",
     "UNREAD_REASON",
     "ClientEndpoint",
     "ServerEndpoint",
@@ -48,6 +52,12 @@ __all__ = [
 # §11: seconds of full-rate syncs of a big world; a stalled reader is dropped long before it
 # costs real memory.
 SERVER_SEND_BUFFER = 8 << 20
+# What every connection together may hold unsent, and the connections of one address: a few
+# stalled readers cost at most this, however many connect. Peers that keep up hold almost
+# nothing (only bytes older than their latest output count against them), so it is not a
+# cap on how much a server sends per tick.
+SERVER_TOTAL_SEND_BUFFER = 64 << 20
+SERVER_SEND_BUFFER_PER_IP = 16 << 20
 CLIENT_SEND_BUFFER = 1 << 20  # a client only sends calls; a megabyte unsent means a dead link
 # Syncs and events waiting for client_sync(): a game pumping at any frame rate holds a few;
 # a program that never pumps is disconnected rather than left to grow without bound.
@@ -77,11 +87,15 @@ class ServerEndpoint:
         ping_interval: float = PING_INTERVAL,
         idle_timeout: float = IDLE_TIMEOUT,
         max_send_buffer: int = SERVER_SEND_BUFFER,
+        max_total_send_buffer: int | None = SERVER_TOTAL_SEND_BUFFER,
+        max_send_buffer_per_ip: int | None = SERVER_SEND_BUFFER_PER_IP,
         max_pending_calls: int = MAX_PENDING_CALLS,
         max_connections: int = MAX_CONNECTIONS,
         max_connections_per_ip: int = MAX_CONNECTIONS_PER_IP,
         max_messages_per_second: float = MAX_MESSAGES_PER_SECOND,
         max_calls_per_second: float = MAX_CALLS_PER_SECOND,
+        max_handshake_frame: int = MAX_HANDSHAKE_FRAME,
+        max_bytes_per_second: float = MAX_BYTES_PER_SECOND,
         authenticate: Authenticator | None = None,
         ssl_context: ssl.SSLContext | None = None,
         check_contract: bool = True,
@@ -105,6 +119,8 @@ class ServerEndpoint:
                 max_connections_per_ip=max_connections_per_ip,
                 max_messages_per_second=max_messages_per_second,
                 max_calls_per_second=max_calls_per_second,
+                max_handshake_frame=max_handshake_frame,
+                max_bytes_per_second=max_bytes_per_second,
                 authenticate=authenticate,
             ),
             self.context.types if check_contract else None,
@@ -112,7 +128,11 @@ class ServerEndpoint:
         self.stats = self.hub.stats
         self.by_member: dict[int, Any] = {}  # membership id -> the I/O layer's connection
         self._port: int | None = None
-        super().__init__(max_send_buffer=max_send_buffer)  # type: ignore[call-arg]
+        super().__init__(  # type: ignore[call-arg]
+            max_send_buffer=max_send_buffer,
+            max_total_send_buffer=max_total_send_buffer,
+            max_send_buffer_per_ip=max_send_buffer_per_ip,
+        )
 
     @property
     def port(self) -> int:

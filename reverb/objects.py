@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from reverb import _current
 from reverb.errors import LocalProtocolError
+from reverb.replication.rpc import current_caller
 from reverb.replication.types import Exposure
-from reverb.replication.world import current_caller
 
 if TYPE_CHECKING:
     from reverb.context import ReverbContext
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
 __all__ = ["ReverbObject", "expose", "rpc_caller"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+_set = object.__setattr__
+_del = object.__delattr__
 
 
 @overload
@@ -44,6 +47,26 @@ def rpc_caller() -> int | None:
     return current_caller.get()
 
 
+def _track(obj: Any, name: str) -> None:
+    changed = obj._reverb_changed
+    if changed is not None and name[:1] != "_":
+        if not changed:
+            obj._reverb_dirty.append(obj)
+        changed.add(name)
+
+
+def _tracking(hook: Callable[..., None]) -> Callable[..., None]:
+    """``hook`` (a subclass's ``__setattr__`` or ``__delattr__``), then change tracking."""
+
+    @functools.wraps(hook)
+    def tracked(self: Any, name: str, *value: Any) -> None:
+        hook(self, name, *value)
+        _track(self, name)
+
+    tracked.__reverb_tracked__ = True  # type: ignore[attr-defined]
+    return tracked
+
+
 class ReverbObject:
     """An object the server replicates to its clients.
 
@@ -55,10 +78,20 @@ class ReverbObject:
     Replicated fields are the public instance attributes (not starting with ``_``) other than
     ``uid`` and ``belonging_membership``. A class may instead list them in
     ``__reverb_fields__ = ("x", "y")`` or leave some out with ``__reverb_exclude__``.
+
+    Change tracking (server side): once the object is in a world, assigning a public attribute
+    marks it changed, so a tick looks only at objects that changed. A list, tuple or dict held
+    by a field is also compared at every tick, so ``p.items.append(x)`` replicates; a class
+    may restrict that to some fields with ``__reverb_mutable__ = ("items",)`` (or ``()``),
+    and then calls ``mark_changed("items")`` after mutating other containers in place.
     """
 
     uid: int | None
     belonging_membership: int | None
+    # Set by the server's world while the object is in it (None: not tracked): the public
+    # attributes assigned since the last tick, and the world's list of changed objects.
+    _reverb_changed: set[str] | None = None
+    _reverb_dirty: list[Any]
 
     def __init__(
         self,
@@ -73,6 +106,38 @@ class ReverbObject:
         self.belonging_membership = belonging_membership
         if add_on_init:
             _current.current_context().add(self)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        _set(self, name, value)
+        changed = self._reverb_changed
+        if changed is not None and name[:1] != "_":
+            if not changed:
+                self._reverb_dirty.append(self)
+            changed.add(name)
+
+    def __delattr__(self, name: str) -> None:
+        _del(self, name)
+        _track(self, name)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A subclass's own __setattr__ / __delattr__ may write with object.__setattr__ and
+        # never reach ours: wrap it so that its writes are tracked all the same.
+        super().__init_subclass__(**kwargs)
+        for hook in ("__setattr__", "__delattr__"):
+            own = cls.__dict__.get(hook)
+            if own is not None and not getattr(own, "__reverb_tracked__", False):
+                setattr(cls, hook, _tracking(own))
+
+    def mark_changed(self, *names: str) -> None:
+        """Tell the server these fields changed in place (``p.items.append(x)``); with no
+        names, every field. The next tick compares them with what clients hold and sends
+        the difference. Harmless anywhere else (on a client, or before joining a world)."""
+        changed = self._reverb_changed
+        if changed is None:
+            return
+        if not changed:
+            self._reverb_dirty.append(self)
+        changed.update(names or ("*",))
 
     def is_owner(self) -> bool:
         """True on the client whose membership id is this object's ``belonging_membership``."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -9,6 +10,8 @@ import time
 import pytest
 
 from reverb import Client, HandshakeFailed, ReverbContext, ReverbObject, ReverbSide, Server
+from reverb.aio import AsyncServer
+from tests.hostile.raw import Raw
 
 
 class Token(ReverbObject):
@@ -70,6 +73,52 @@ def test_refused_connection_leaks_nothing() -> None:
         client = Client(port=port, context=ReverbContext(ReverbSide.CLIENT), connect_timeout=1)
         with pytest.raises(HandshakeFailed):
             client.connect()
+    settle(threads, time.monotonic() + 5)
+    assert threading.active_count() == threads
+    assert open_fds() <= fds + 2
+
+
+def big_rpc(port: int) -> None:
+    """A connection that sends one frame over 64 KiB (decoded on the worker thread)."""
+    raw = Raw(port)
+    try:
+        raw.hello()
+        raw.send({"type": "rpc", "id": 1, "uid": 1, "method": "nope", "args": ["x" * 100_000]})
+        assert raw.expect("rpc_error")["id"] == 1
+    finally:
+        raw.close()
+
+
+@pytest.mark.timeout(60)
+def test_decode_workers_stop_with_their_servers() -> None:
+    threads, fds = threading.active_count(), open_fds()
+    for _ in range(3):
+        server = Server(port=0, context=ReverbContext(ReverbSide.SERVER))
+        server.start_server()
+        try:
+            thread = threading.Thread(target=big_rpc, args=(server.port,))
+            thread.start()
+            deadline = time.monotonic() + 10
+            while thread.is_alive() and time.monotonic() < deadline:
+                server.context.server_sync()  # answers the call
+            thread.join(5)
+        finally:
+            server.stop_server()
+
+    async def aio_round() -> None:
+        server = AsyncServer(port=0, context=ReverbContext(ReverbSide.SERVER))
+        await server.start_server()
+        try:
+            task = asyncio.get_running_loop().run_in_executor(None, big_rpc, server.port)
+            deadline = time.monotonic() + 10
+            while not task.done() and time.monotonic() < deadline:
+                await server.server_sync()  # one tick: answers the call once it has arrived
+            await asyncio.wait_for(task, 5)
+        finally:
+            await server.stop_server()
+
+    for _ in range(3):
+        asyncio.run(aio_round())
     settle(threads, time.monotonic() + 5)
     assert threading.active_count() == threads
     assert open_fds() <= fds + 2

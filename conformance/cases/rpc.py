@@ -13,7 +13,7 @@ from conformance.cases.common import (
     spawn_boxes,
 )
 from conformance.context import Ctx
-from conformance.driver import CaseFailure, Conn, leaks_internals
+from conformance.driver import CaseFailure, Conn, encode, frame, leaks_internals
 from conformance.model import Outcome, case, info
 
 G = 7
@@ -104,15 +104,29 @@ def many_in_flight(ctx: Ctx) -> str:
     return "200 answers, one each"
 
 
-@case("8.1.35", G, "two calls with the same id are both answered")
-def same_id_twice(ctx: Ctx) -> str:
+@case("8.5.1", G, "a second rpc with an id in flight: close 1002 (§8.5)")
+def same_id_twice(ctx: Ctx) -> Outcome | str:
     conn = ctx.open()
     control = conn.control_uid()
+    # one frame each, sent together: the first is in flight when the second arrives
+    call = {"type": "rpc", "id": 77, "uid": control, "method": "echo"}
+    conn.send_raw(b"".join(frame(encode({**call, "args": [arg]})) for arg in ("first", "second")))
+    detail = ctx.expect_close(conn, 1002, section="§8.5")
+    return f"{detail}; {ctx.check_alive()}"
+
+
+@case("8.5.2", G, "an answered id may be used again (§8.5)")
+def same_id_after_answer(ctx: Ctx) -> str:
+    conn = ctx.open()
+    control = conn.control_uid()
+    values = []
     for arg in ("first", "second"):
-        conn.send({"type": "rpc", "id": 77, "uid": control, "method": "echo", "args": [arg]})
-    conn.wait(lambda: len(conn.results.get(77, [])) >= 2, None, "two answers with id 77")
-    values = sorted(str(r.get("value")) for r in conn.results[77])
-    return f"answers {values}"
+        conn.send({"type": "rpc", "id": 78, "uid": control, "method": "echo", "args": [arg]})
+        conn.wait(lambda: 78 in conn.results, None, "answer")
+        values.append(conn.results.pop(78)[-1].get("value"))
+    if values != [["first"], ["second"]]:
+        raise CaseFailure(f"answers {values}, expected [['first'], ['second']]")
+    return "both calls answered in turn"
 
 
 @case("8.1.36", G, "a call interleaved with syncs from another client's churn is answered")

@@ -1,21 +1,44 @@
 """What the asyncio server and client share: a protocol per connection feeding its session,
-an inbox with an event to wait on, and a task that applies the sessions' deadlines."""
+an inbox with an event to wait on, and the sessions' deadlines.
+
+Deadlines: each session says when it next has something to do (``Session.next_deadline``);
+the earliest of them is kept in a heap with one ``call_later`` timer for the first, so a
+deadline fires on time however many connections there are, and receiving bytes never costs
+more than a comparison (§2.6, §4.6, §9).
+
+Output: the transport is handed at most about ``WINDOW`` bytes at a time (its write-buffer
+limits pause us); the rest waits in the connection's ``SendQueue`` as whole frames, which the
+send budget counts and a dropped slow reader's ``close`` 1013 can follow (§10.1).
+
+An unexpected exception while serving one connection closes it with 1011 "internal error"
+(logged, counted in ``stats["internal_error"]``); the others keep being served (issue 8,
+decision 1).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import heapq
+import itertools
 import logging
 import time
+from collections import Counter, deque
+from collections.abc import Callable
 from typing import Any
 
-from reverb.proto.session import CloseCode, Session, SessionEvent
+from reverb._memory import TRIM_AFTER, Trimmer
+from reverb._sendq import BIG_FRAME, WINDOW, FrameSizer, SendQueue, over_budget
+from reverb.proto import messages as m
+from reverb.proto.session import CloseCode, Session, SessionEvent, State
 
 __all__ = ["AioLoop", "SessionProtocol"]
 
 logger = logging.getLogger("reverb")
 
-CHECK_INTERVAL = 0.05  # s between timeout checks, as in the threaded layer
+CLOSE_LINGER = 1.0  # s to flush a close frame to a peer before dropping it anyway
+_EPSILON = 0.001  # s past a deadline, so that the session agrees it is due
 
 
 class SessionProtocol(asyncio.Protocol):
@@ -25,44 +48,146 @@ class SessionProtocol(asyncio.Protocol):
         self.owner = owner
         self.session: Session | None = None
         self.transport: asyncio.Transport | None = None
+        self.queue = SendQueue()
+        self.paused = False
+        self.deadline: float | None = None  # this protocol's entry in the owner's heap
+        self.linger: asyncio.TimerHandle | None = None
+        self.peer_ip = ""
+        self.sizer = FrameSizer()
+        self.busy = False  # a worker thread is decoding into the session: hands off
+        self.lost = False  # the connection ended while busy: finish once handed back
+        self.deferred: deque[m.Message] = deque()  # sent to it while busy
+
+    # -- what the send budget needs ----------------------------------------------------------
+
+    def backlog(self) -> int:
+        transport = self.transport
+        buffered = transport.get_write_buffer_size() if transport is not None else 0
+        return self.queue.size + buffered
+
+    def stale(self) -> int:
+        return max(0, self.backlog() - self.queue.fresh)
+
+    # -- asyncio callbacks -------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
-        self.session = self.owner.open_session(self, transport)
+        transport.set_write_buffer_limits(high=WINDOW)
+        try:
+            self.session = self.owner.open_session(self, transport)
+        except Exception:
+            logger.exception("opening a session failed")
+            transport.abort()
+            return
         if self.session is None:  # refused by a connection limit
             transport.abort()
             return
+        self.peer_ip = self.session.peer
         self.owner.protocols.add(self)
-        self.owner.pump(self)
+        self.owner.guarded(self, self.owner.pump, self)
 
     def data_received(self, data: bytes) -> None:
-        if self.session is not None:
-            self.session.receive_data(data, time.monotonic())
-            self.owner.pump(self)
+        if self.session is None:
+            return
+        if self.owner.offload is not None and self.sizer.feed(data) > BIG_FRAME:
+            self.owner.guarded(self, self._offload, data)
+        else:
+            self.owner.guarded(self, self._receive, data)
+
+    def _offload(self, data: bytes) -> None:
+        """Decode a read completing a large frame on the worker thread: the loop (the game
+        and every other connection) keeps running; this one is not read meanwhile."""
+        assert self.session is not None and self.transport is not None
+        assert self.owner.offload is not None
+        self.busy = True
+        self.transport.pause_reading()
+        loop = asyncio.get_running_loop()
+        done = loop.run_in_executor(
+            self.owner.offload, self.session.receive_data, data, time.monotonic()
+        )
+        done.add_done_callback(self._decoded)
+
+    def _decoded(self, done: asyncio.Future[None]) -> None:
+        self.busy = False
+        if done.cancelled() or done.exception() is not None:
+            if not done.cancelled():
+                exc = done.exception()
+                logger.error("internal error", exc_info=exc)
+            self.owner.internal_error(self)
+        elif self.lost:
+            self.connection_lost(None)
+            return
+        else:
+            self.owner.guarded(self, self.owner.pump, self)
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _receive(self, data: bytes) -> None:
+        assert self.session is not None
+        self.session.receive_data(data, time.monotonic())
+        self.owner.pump(self)
 
     def eof_received(self) -> bool:
         if self.session is not None:
-            self.session.receive_eof()
-            self.owner.pump(self)
+            self.owner.guarded(self, self._eof)
         return False
 
+    def _eof(self) -> None:
+        assert self.session is not None
+        self.session.receive_eof()
+        self.owner.pump(self)
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.owner.guarded(self, self.owner.pump, self)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.busy:  # the worker has the session: finish when it hands it back
+            self.lost = True
+            return
         self.owner.protocols.discard(self)
+        self.owner.freed(self, self.queue.discard())
+        self.deadline = None
+        if self.linger is not None:
+            self.linger.cancel()
+            self.linger = None
         if self.session is not None:
             self.session.abort(CloseCode.ABNORMAL, "connection lost")
-            self.owner.pump(self)
+            self.owner.guarded(self, self.owner.pump, self)
 
 
 class AioLoop:
     """Base of ``AsyncServer`` and ``AsyncClient``."""
 
-    def __init__(self, *, max_send_buffer: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_send_buffer: int,
+        max_total_send_buffer: int | None = None,
+        max_send_buffer_per_ip: int | None = None,
+    ) -> None:
         self.max_send_buffer = max_send_buffer
+        self.max_total_send_buffer = max_total_send_buffer
+        self.max_send_buffer_per_ip = max_send_buffer_per_ip
+        # a server decodes large frames on this thread (see SessionProtocol._offload)
+        self.offload: concurrent.futures.ThreadPoolExecutor | None = None
         self.protocols: set[SessionProtocol] = set()
         self._inbox: list[Any] = []
         self._arrived = asyncio.Event()
-        self._timer: asyncio.Task[None] | None = None
+        self._heap: list[tuple[float, int, SessionProtocol]] = []
+        self._seq = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = float("inf")
+        self._timing = False
+        self._backlog = 0  # bytes queued over every connection (transport buffers aside)
+        self._backlog_per_ip: Counter[str] = Counter()
+        self._budget_scheduled = False
+        self._trimmer = Trimmer()
+        self._trim_scheduled = False
 
     def open_session(self, proto: SessionProtocol, transport: asyncio.Transport) -> Session | None:
         """A session for a new connection, or None to refuse it."""
@@ -85,47 +210,208 @@ class AioLoop:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), timeout)
 
-    def pump(self, proto: SessionProtocol) -> None:
+    # -- connections -------------------------------------------------------------------------
+
+    def guarded(self, proto: SessionProtocol, func: Callable[..., object], *args: Any) -> None:
+        """``func(*args)``; an exception closes only ``proto``, with 1011 (decision 1)."""
+        try:
+            func(*args)
+        except Exception:
+            name = proto.session.name if proto.session is not None else "a connection"
+            logger.exception("%s: internal error", name)
+            self.internal_error(proto)
+
+    def internal_error(self, proto: SessionProtocol) -> None:
         session, transport = proto.session, proto.transport
-        if session is None or transport is None:
-            return
-        backlog = transport.get_write_buffer_size()  # same rule as the threaded layer's pump
-        data = session.data_to_send()
-        if data and not transport.is_closing():
-            transport.write(data)
+        if session is not None:
+            session.stats["internal_error"] += 1
+        try:
+            if session is not None and not session.closed:
+                session.close(CloseCode.INTERNAL_ERROR, "internal error", time.monotonic())
+            self.pump(proto)
+        except Exception:  # failing again: give up on this connection, never on the loop
+            logger.exception("could not close a failed connection cleanly")
+            if transport is not None:
+                transport.abort()
+
+    def pump(self, proto: SessionProtocol) -> None:
+        """Move the session's output towards the transport and its events to ``on_event``.
+
+        Same rule as the threaded layer: a peer whose unsent bytes already exceed
+        ``max_send_buffer`` as more arrive is dropped with ``close`` 1013, sent after the
+        frame in progress (§10.1)."""
+        session, transport = proto.session, proto.transport
+        if session is None or transport is None or proto.busy:
+            return  # a busy one is pumped when the worker hands it back
+        while proto.deferred and session.state is State.OPEN:
+            self.deliver(proto, proto.deferred.popleft())
+        proto.deferred.clear()
+        backlog = proto.backlog()
+        data = self._take(proto)
         for event in session.events():
             self.on_event(proto, event)
-        late = session.data_to_send()  # what the event handlers queued (a close)
-        if late and not transport.is_closing():
-            transport.write(late)
-        if (data or late) and backlog > self.max_send_buffer:
-            logger.warning("%s does not read: dropped", session.name)
-            session.stats["limit.send_buffer"] += 1
-            session.abort(CloseCode.SLOW_CONSUMER, "send buffer over its limit")
-            for event in session.events():
-                self.on_event(proto, event)
-            transport.abort()
-        elif session.closed and not transport.is_closing():
-            transport.close()  # flushes what is buffered, then closes
+        late = self._take(proto)  # what the event handlers queued (a close)
+        if (data or late) and backlog > self.max_send_buffer and not session.closed:
+            logger.warning("%s does not read; %d bytes unsent", session.name, backlog)
+            self.shed(proto, "send_buffer", "send buffer over its limit")
+            return
+        self._write(proto)
+        if session.closed:
+            if proto not in self.protocols:
+                return  # the connection is gone already
+            if not proto.queue and not transport.is_closing():
+                transport.close()  # flushes what the transport holds, then closes
+            if proto.linger is None:  # the peer may never take it: abort after a while
+                proto.linger = asyncio.get_running_loop().call_later(CLOSE_LINGER, transport.abort)
+        else:
+            self.schedule(proto)
 
-    def start_timer(self) -> None:
-        self._timer = asyncio.get_running_loop().create_task(self._check_timeouts())
+    def deliver(self, proto: SessionProtocol, message: m.Message) -> None:
+        """Queue a message that was sent while the session was busy (server only)."""
+        raise NotImplementedError
 
-    async def stop_timer(self) -> None:
+    def _take(self, proto: SessionProtocol) -> bool:
+        assert proto.session is not None and proto.transport is not None
+        data = proto.session.data_to_send()
+        if data and not proto.transport.is_closing():
+            proto.queue.push(data, time.monotonic())
+            self.account(proto, len(data))
+        return bool(data)
+
+    def _write(self, proto: SessionProtocol) -> None:
+        transport = proto.transport
+        assert transport is not None and proto.session is not None
+        closing = proto.session.closed  # the rest, a close frame last, goes out at once
+        while proto.queue and (closing or not proto.paused) and not transport.is_closing():
+            piece = proto.queue.take()
+            self.account(proto, -len(piece))
+            transport.write(piece)  # may pause us (high-water mark: WINDOW)
+
+    def shed(self, proto: SessionProtocol, limit: str, reason: str) -> None:
+        """Drop a peer that does not read: discard every frame not yet handed to the
+        transport, queue ``close`` 1013, flush for at most ``CLOSE_LINGER``."""
+        session, transport = proto.session, proto.transport
+        assert session is not None and transport is not None
+        session.data_to_send()  # never begun: discarded
+        self.freed(proto, proto.queue.discard())
+        session.limit_hit(limit, CloseCode.SLOW_CONSUMER, reason, time.monotonic())
+        self.pump(proto)
+
+    # -- the send budget ---------------------------------------------------------------------
+
+    def freed(self, proto: SessionProtocol, discarded: int) -> None:
+        """A dropped connection's queue was discarded: account for it, and give the memory
+        back to the system soon (at most once a second)."""
+        self.account(proto, -discarded)
+        self._trimmer.freed += discarded
+        if self._trimmer.freed >= TRIM_AFTER and not self._trim_scheduled:
+            self._trim_scheduled = True
+            asyncio.get_running_loop().call_later(0.1, self._trim)
+
+    def _trim(self) -> None:
+        self._trim_scheduled = False
+        if not self._trimmer.maybe_trim() and self._trimmer.freed >= TRIM_AFTER:
+            self._trim_scheduled = True
+            asyncio.get_running_loop().call_later(1.0, self._trim)
+
+    def account(self, proto: SessionProtocol, delta: int) -> None:
+        if not delta:
+            return
+        self._backlog += delta
+        ip = proto.peer_ip
+        self._backlog_per_ip[ip] += delta
+        if self._backlog_per_ip[ip] <= 0:
+            del self._backlog_per_ip[ip]
+        over = (
+            self.max_total_send_buffer is not None and self._backlog > self.max_total_send_buffer
+        ) or (
+            self.max_send_buffer_per_ip is not None
+            and self._backlog_per_ip[ip] > self.max_send_buffer_per_ip
+        )
+        if delta > 0 and over and not self._budget_scheduled:
+            self._budget_scheduled = True
+            asyncio.get_running_loop().call_soon(self._enforce_budget)
+
+    def _enforce_budget(self) -> None:
+        self._budget_scheduled = False
+        live = [
+            p
+            for p in self.protocols
+            if p.session is not None and not p.session.closed and not p.busy
+        ]
+        for victim, limit in over_budget(
+            live, self.max_total_send_buffer, self.max_send_buffer_per_ip
+        ):
+            assert isinstance(victim, SessionProtocol) and victim.session is not None
+            logger.warning(
+                "%s does not read; %d bytes unsent: over the %s budget",
+                victim.session.name,
+                victim.backlog(),
+                "server's" if limit == "total_send_buffer" else "address's",
+            )
+            reason = (
+                "server send buffers over their limit"
+                if limit == "total_send_buffer"
+                else "send buffers of this address over their limit"
+            )
+            self.guarded(victim, self.shed, victim, limit, reason)
+
+    # -- deadlines ---------------------------------------------------------------------------
+
+    def schedule(self, proto: SessionProtocol) -> None:
+        """Make sure the heap holds an entry no later than the session's next deadline."""
+        if not self._timing or proto.session is None:
+            return
+        when = proto.session.next_deadline()
+        if when is None:
+            return
+        if proto.deadline is not None and proto.deadline <= when:
+            return  # an earlier entry is there: it re-schedules when it fires
+        proto.deadline = when
+        heapq.heappush(self._heap, (when, next(self._seq), proto))
+        if when < self._timer_at:
+            self._arm(when)
+
+    def _arm(self, when: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._timer
-            self._timer = None
+        self._timer_at = when
+        delay = max(0.0, when + _EPSILON - time.monotonic())
+        self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
 
-    async def _check_timeouts(self) -> None:
-        while True:
-            await asyncio.sleep(CHECK_INTERVAL)
-            now = time.monotonic()
-            for proto in list(self.protocols):
-                if proto.session is not None:
-                    proto.session.check_timeouts(now)
-                    self.pump(proto)
+    def _fire(self) -> None:
+        self._timer, self._timer_at = None, float("inf")
+        now = time.monotonic()
+        heap = self._heap
+        while heap and heap[0][0] <= now:
+            when, _, proto = heapq.heappop(heap)
+            if proto.deadline != when or proto not in self.protocols:
+                continue  # superseded by an earlier entry, or gone
+            proto.deadline = None
+            self.guarded(proto, self._due, proto, now)
+        if heap:
+            self._arm(heap[0][0])
+
+    def _due(self, proto: SessionProtocol, now: float) -> None:
+        assert proto.session is not None
+        if proto.busy:
+            return  # re-scheduled by the pump once the worker hands it back
+        proto.session.check_timeouts(now)
+        self.pump(proto)  # re-schedules the session while it is open
+
+    def start_timer(self) -> None:
+        self._timing = True
+        for proto in list(self.protocols):
+            self.schedule(proto)
+
+    async def stop_timer(self) -> None:
+        self._timing = False
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer, self._timer_at = None, float("inf")
+        self._heap.clear()
+        for proto in self.protocols:
+            proto.deadline = None
 
     async def wait_closed(self, timeout: float) -> None:
         """Wait (bounded) until every connection has gone."""

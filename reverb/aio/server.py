@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import time
 
@@ -40,6 +41,7 @@ class AsyncServer(ServerEndpoint, AioLoop):
             else None,
         )
         self._port = self._server.sockets[0].getsockname()[1]
+        self.offload = concurrent.futures.ThreadPoolExecutor(1, f"reverb-decode:{self._port}")
         self.attach()
         self.start_timer()
         logger.info("async server listening on %s:%d", self.host, self._port)
@@ -50,11 +52,14 @@ class AsyncServer(ServerEndpoint, AioLoop):
         self._server.close()
         now = time.monotonic()
         for proto in list(self.protocols):
-            if proto.session is not None:
+            if proto.session is not None and not proto.busy:
                 proto.session.close(CloseCode.GOING_AWAY, "server shutting down", now)
-                self.pump(proto)
+                self.guarded(proto, self.pump, proto)
         await self.wait_closed(timeout)
         await self.stop_timer()
+        if self.offload is not None:
+            self.offload.shutdown(wait=True)  # at most one frame being decoded
+            self.offload = None
         self._server = None
         self.detach()
 
@@ -66,8 +71,22 @@ class AsyncServer(ServerEndpoint, AioLoop):
     # -- ServerTransport ---------------------------------------------------------------------
 
     def send(self, members: tuple[int, ...], message: m.Message) -> None:
-        for session in self.hub.send(members, message, time.monotonic()):
-            self.pump(self.by_member[session.member])
+        """Queue ``message`` for those members; one whose session a worker thread is
+        decoding into gets it, in order, once that is done."""
+        ready = []
+        for member in members:
+            proto = self.by_member.get(member)
+            if proto is not None and (proto.busy or proto.deferred):
+                proto.deferred.append(message)
+            else:
+                ready.append(member)
+        for session in self.hub.send(tuple(ready), message, time.monotonic()):
+            proto = self.by_member[session.member]
+            self.guarded(proto, self.pump, proto)
+
+    def deliver(self, proto: SessionProtocol, message: m.Message) -> None:
+        assert proto.session is not None
+        self.hub.send((proto.session.member,), message, time.monotonic())
 
     def poll(self) -> list[ServerEvent]:
         events = super().poll()

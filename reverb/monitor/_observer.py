@@ -148,6 +148,7 @@ class WorldSnapshot:
     # (uid, type, owner, wire fields, withheld): shared with the engine, never mutated
     objects: list[tuple[int, str, int | None, dict[str, Any], bool]] = field(default_factory=list)
     peers: frozenset[int] = frozenset()
+    held: dict[int, frozenset[int]] = field(default_factory=dict)  # member -> uids it holds
     truncated: bool = False
 
 
@@ -385,37 +386,45 @@ class Observer:
 def take_snapshot(ctx: Any, now: float) -> WorldSnapshot:
     """The world as just synced (game thread only, right after a tick).
 
-    Fast path: the replication engine's record of what every synced peer holds (uid ->
-    (owner, wire fields), rebuilt each tick and not mutated afterwards), copied shallowly:
-    exact, and O(objects) without encoding anything. Otherwise the objects' fields are
-    converted to wire form here.
+    Fast path: the replication engine's records of what its peers hold (per object: the wire
+    fields and owner every peer holding it was last sent, and whether it is withheld; per
+    view: the uids its peers hold), copied one level deep (the engine updates them in place
+    at the next tick): exact, and O(objects) without encoding anything. Without them (another
+    engine), the objects' fields are converted to wire form here and every synced peer is
+    taken to hold every encodable object.
     """
     world = ctx.world
     snap = WorldSnapshot(tick=world.tick_count, at=now, wall=time.time(), peers=world.peers)
-    sent = getattr(world, "_sent", None)
-    withheld = set(getattr(world, "_bad", ()))
     objects = dict(world.objects)
-    if isinstance(sent, dict):
-        entries = [(uid, owner, fields) for uid, (owner, fields) in list(sent.items())]
+    records = getattr(world, "_records", None)
+    views = getattr(world, "_views", None)
+    entries: list[tuple[int, str, int | None, dict[str, Any], bool]] = []
+    if isinstance(records, dict) and isinstance(views, list):
+        for uid, record in list(records.items()):
+            if record.fields is None:
+                continue  # never synced: no peer holds it
+            withheld = record.error is not None
+            entries.append((uid, record.info.name, record.owner, dict(record.fields), withheld))
+        snap.held = {member: frozenset(v.held) for v in views for member in v.members}
     else:
-        entries = []
         for uid, obj in objects.items():
             fields = _fields(ctx, obj)
-            if fields is None:
-                withheld.add(uid)
-            else:
-                entries.append((uid, obj.belonging_membership, fields))
+            if fields is not None:
+                entries.append((uid, _type_name(ctx, obj), obj.belonging_membership, fields, False))
+        everything = frozenset(e[0] for e in entries)
+        snap.held = {member: everything for member in snap.peers}
     if len(entries) > MAX_SNAPSHOT_OBJECTS:
         entries = entries[:MAX_SNAPSHOT_OBJECTS]
         snap.truncated = True
-    for uid, owner, fields in entries:
-        obj = objects.get(uid)
-        try:
-            type_name = ctx.types.of(obj).name if obj is not None else "?"
-        except Exception:  # pragma: no cover - the world only holds registered types
-            type_name = type(obj).__name__
-        snap.objects.append((uid, type_name, owner, fields, uid in withheld))
+    snap.objects = entries
     return snap
+
+
+def _type_name(ctx: Any, obj: Any) -> str:
+    try:
+        return str(ctx.types.of(obj).name)
+    except Exception:  # pragma: no cover - the world only holds registered types
+        return type(obj).__name__
 
 
 def _fields(ctx: Any, obj: Any) -> dict[str, Any] | None:

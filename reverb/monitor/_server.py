@@ -139,11 +139,20 @@ class Monitor:
         snap = self.observer.fresh_snapshot(timeout=1.0)
         if snap is None:
             return {"tick": None, "objects": [], "peers": [], "age": None, "truncated": False}
+        seen_by: dict[int, list[int]] = {}
+        for member, uids in sorted(snap.held.items()):
+            for uid in uids:
+                seen_by.setdefault(uid, []).append(member)
+        objects = []
+        for entry in snap.objects:
+            shown = describe_object(entry)
+            shown["seen_by"] = seen_by.get(entry[0], [])
+            objects.append(shown)
         return {
             "tick": snap.tick,
             "time": snap.wall,
             "age": round(time.monotonic() - snap.at, 3),
-            "objects": [describe_object(entry) for entry in snap.objects],
+            "objects": objects,
             "peers": sorted(snap.peers),
             "truncated": snap.truncated,
         }
@@ -156,8 +165,8 @@ class Monitor:
             seen = counters.get(client["member"], {})
             client["frames_sent"] = seen.get("frames_sent", 0)
             client["sync_bytes_sent"] = seen.get("sync_bytes_sent", 0)
-            synced = snap is not None and client["member"] in snap.peers
-            client["view_size"] = len(snap.objects) if snap is not None and synced else 0
+            held = snap.held.get(client["member"]) if snap is not None else None
+            client["view_size"] = len(held) if held is not None else 0
         data["monitor"] = {
             "frames_held_bytes": self.observer.held_bytes(),
             "watchers": self.observer.watchers,
@@ -168,8 +177,7 @@ class Monitor:
 
     def client(self, member: int, query: str = "", kind: str = "") -> dict[str, Any]:
         world = self.world()
-        synced = member in world["peers"]
-        view = world["objects"] if synced else []
+        view = [o for o in world["objects"] if member in o["seen_by"]]
         frames = []
         for frame in reversed(self.observer.frames(member)):
             if kind and frame.kind != kind:

@@ -12,9 +12,12 @@ import enum
 import json
 import math
 import re
+import sys
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import chain, compress
 from typing import Any, ClassVar, Union
 
 from reverb.errors import EncodeError, RemoteProtocolError
@@ -26,6 +29,8 @@ __all__ = [
     "PROTOCOL_VERSION",
     "Absent",
     "Close",
+    "Entries",
+    "FrameTooLarge",
     "Hello",
     "Message",
     "Ping",
@@ -35,12 +40,16 @@ __all__ = [
     "RpcResult",
     "SpawnEntry",
     "Sync",
+    "SyncFrame",
     "UpdateEntry",
     "Welcome",
     "decode",
+    "dumps",
     "encode",
     "encode_sync",
+    "spawn_fragment",
     "to_wire",
+    "update_entry",
 ]
 
 PROTOCOL_VERSION = 1
@@ -283,61 +292,152 @@ def _struct_checker(cls: Any) -> _Check:
 _DECODERS: dict[str, _Check] = {name: _struct_checker(cls) for name, cls in MESSAGE_TYPES.items()}
 
 # -- JSON layer: §3.1-§3.4 -------------------------------------------------------------------
+#
+# Decoding runs for every byte a peer sends, so it must stay cheap even on a hostile megabyte
+# (issue 8: Python hooks per number and per object cost ~0.35 s per MiB of small ints). The C
+# scanner builds the value with no per-value hook; §3.4 is then checked on the result by a
+# walk whose per-item work is done by C builtins, after text-level searches have ruled out
+# what cannot occur (``_check_tree``). Only NaN/Infinity keep a hook: it runs when they appear.
+
+
+class _Refused(ValueError):
+    """Raised by our own hooks, with our own words (never Python's text)."""
 
 
 def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
+    raise _Refused(f"{name} is not allowed")
 
 
 def _parse_int(text: str) -> int:
-    # Checked before int() converts it: a megabyte of digits is quadratic on Python 3.10.
+    # Only used when the interpreter's cap on int digits is off: int() of a megabyte of digits
+    # is quadratic, so the length is checked before converting.
     if len(text.lstrip("-")) > 16 or abs(int(text)) > MAX_SAFE_INT:
-        raise ValueError("integer out of the safe range ±(2**53-1)")
+        raise _Refused("integer out of the safe range ±(2**53-1)")
     return int(text)
 
 
-def _parse_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("number out of range")
-    return value
+_decoder = json.JSONDecoder(parse_constant=_no_constants)
+_guarded_decoder = json.JSONDecoder(parse_constant=_no_constants, parse_int=_parse_int)
+# Python ≥ 3.10.7 refuses int() of more than 4300 digits by default (cheap: ~0.1 ms at the cap).
+_INT_DIGITS_CAP = 4300
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate key in object")
-    return result
-
-
-_decoder = json.JSONDecoder(
-    object_pairs_hook=_unique_keys,
-    parse_constant=_no_constants,
-    parse_int=_parse_int,
-    parse_float=_parse_float,
-)
+def _int_digits_capped() -> bool:
+    get = getattr(sys, "get_int_max_str_digits", None)
+    return get is not None and 0 < get() <= _INT_DIGITS_CAP
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Strict UTF-8 decoding refuses encoded surrogates, so a lone one can only come from a
+# \\uD800-\\uDFFF escape: without such an escape in the text, no string needs looking at.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# An int beyond ±(2**53-1) has at least 16 digits; a float literal overflows only with at
+# least 16 digits before its point or an exponent of at least 3 digits. Without either in the
+# text, no number needs looking at. (Found by substring search once digits are all made "0":
+# a regular expression trying every position costs ~50 ms per MiB.)
+_FOLD_NUMBERS = bytes.maketrans(b"123456789E", b"000000000e")
+_BIG_NUMBER_SIGNS = (b"0" * 16, b"e000", b"e+000", b"e-000")
 
 
-def _check_value(value: Any, depth: int) -> None:
-    """§3.4 on decoded data: no array or object (``value`` is at level ``depth``) deeper than
-    ``MAX_DEPTH`` (scalars add no level), and no lone surrogate in any string or key."""
-    kind = type(value)
-    if kind is str:
-        if _SURROGATE.search(value):
-            raise RemoteProtocolError("string holds a lone surrogate (no UTF-8 form)", 1007)
-    elif kind is dict or kind is list:
+def _has_big_number(body: bytes) -> bool:
+    folded = body.translate(_FOLD_NUMBERS)
+    return any(sign in folded for sign in _BIG_NUMBER_SIGNS)
+
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NUMBERS = frozenset({int, float, bool}).__contains__
+_STRINGS = frozenset({str}).__contains__
+_CONTAINERS = frozenset({dict, list}).__contains__
+_DICTS = frozenset({dict}).__contains__
+
+
+def _only(values: list[Any], kind: Callable[[type], bool]) -> list[Any]:
+    """The items of ``values`` whose type ``kind`` accepts, filtered in C."""
+    return list(compress(values, map(kind, map(type, values))))
+
+
+def _check_numbers(numbers: list[Any]) -> None:
+    """Every int within ±(2**53-1), every float finite (§3.4); ``numbers`` holds no other type
+    but bool. ``min``/``max`` clear almost every list in C; the loop is for the rest."""
+    if max(numbers) <= MAX_SAFE_INT and min(numbers) >= -MAX_SAFE_INT:
+        return
+    for value in numbers:
+        if type(value) is int:
+            if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+                raise RemoteProtocolError(
+                    "payload is not valid JSON: integer out of the safe range ±(2**53-1)", 1007
+                )
+        elif type(value) is float and not math.isfinite(value):
+            raise RemoteProtocolError("payload is not valid JSON: number out of range", 1007)
+
+
+def _check_strings(strings: list[str]) -> None:
+    if any(map(_SURROGATE.search, strings)):
+        raise RemoteProtocolError("string holds a lone surrogate (no UTF-8 form)", 1007)
+
+
+def _check_tree(body: bytes, text: str, root: dict[str, Any]) -> int:
+    """§3.4 on the decoded message: nesting depth, number ranges, lone surrogates. Returns how
+    many members all its objects have, for the duplicate-key check.
+
+    The walk goes level by level, each level's values in one list, so that the work per value
+    is done by C builtins (``map``, ``compress``, ``min``, ``max``); what the text shows cannot
+    occur (no big number, no surrogate escape, no further array or object) is skipped.
+    """
+    numbers = _has_big_number(body)
+    strings = _SURROGATE_ESCAPE.search(text) is not None
+    containers = text.count("[") + text.count("{")  # at least as many as the value holds
+    level: list[Any] = [root]
+    depth = 1
+    seen = members = 0
+    while level:
         if depth > MAX_DEPTH:
             raise RemoteProtocolError(f"payload nests deeper than {MAX_DEPTH} levels", 1007)
-        if kind is dict:
-            for key, item in value.items():
-                _check_value(key, depth)
-                _check_value(item, depth + 1)
-        else:
-            for item in value:
-                _check_value(item, depth + 1)
+        seen += len(level)
+        dicts = _only(level, _DICTS)
+        members += sum(map(len, dicts))
+        if strings:
+            _check_strings(list(chain.from_iterable(dicts)))
+        elif not numbers and seen >= containers:
+            break  # nothing deeper exists, nothing here needs checking
+        values = list(chain.from_iterable(c.values() if type(c) is dict else c for c in level))
+        if numbers:
+            found = _only(values, _NUMBERS)
+            if found:
+                _check_numbers(found)
+        if strings:
+            _check_strings(_only(values, _STRINGS))
+        level = _only(values, _CONTAINERS) if seen < containers else []
+        depth += 1
+    return members
+
+
+def _check_unique_keys(text: str, members: int) -> None:
+    """§3.4: no object repeats a key. The decoder keeps only the last of repeated keys, so the
+    text then has more ``:`` separators (one per member, outside strings) than the value has
+    members; counting them is C work."""
+    if text.count(":") == members:
+        return
+    if _STRING.sub("", text).count(":") != members:
+        raise RemoteProtocolError("payload is not valid JSON: duplicate key in object", 1007)
+
+
+def _parse(text: str) -> Any:
+    decoder = _decoder if _int_digits_capped() else _guarded_decoder
+    try:
+        return decoder.decode(text)
+    except RecursionError:
+        raise RemoteProtocolError("payload nests too deeply", 1007) from None
+    except json.JSONDecodeError as exc:
+        raise RemoteProtocolError(
+            f"payload is not valid JSON (at character {exc.pos})", 1007
+        ) from None
+    except _Refused as exc:
+        raise RemoteProtocolError(f"payload is not valid JSON: {exc}", 1007) from None
+    except ValueError:  # int() over the interpreter's digit cap: its text is not for the peer
+        raise RemoteProtocolError(
+            "payload is not valid JSON: integer out of the safe range ±(2**53-1)", 1007
+        ) from None
 
 
 def decode(body: bytes) -> Message:
@@ -348,19 +448,11 @@ def decode(body: bytes) -> Message:
         raise RemoteProtocolError("payload is not valid UTF-8", 1007) from None
     if text.startswith("\ufeff"):
         raise RemoteProtocolError("payload starts with a byte order mark", 1007)
-    try:
-        obj = _decoder.decode(text)
-    except RecursionError:
-        raise RemoteProtocolError("payload nests too deeply", 1007) from None
-    except json.JSONDecodeError as exc:
-        raise RemoteProtocolError(
-            f"payload is not valid JSON (at character {exc.pos})", 1007
-        ) from None
-    except ValueError as exc:  # raised by our hooks, with our own words
-        raise RemoteProtocolError(f"payload is not valid JSON: {exc}", 1007) from None
+    obj = _parse(text)
     if type(obj) is not dict:
         raise RemoteProtocolError(f"payload is a JSON {type(obj).__name__}, not an object", 1007)
-    _check_value(obj, 1)
+    members = _check_tree(body, text, obj)
+    _check_unique_keys(text, members)
     kind = obj.get("type")
     if type(kind) is not str:
         raise RemoteProtocolError("message has no string 'type'", 1002)
@@ -430,6 +522,34 @@ def _plain(obj: Any) -> Any:
 _encoder = json.JSONEncoder(allow_nan=False, separators=(",", ":"), ensure_ascii=False)
 
 
+def _no_default(value: Any) -> Any:
+    raise TypeError(f"a {type(value).__name__} is not JSON")
+
+
+def _make_dumps() -> typing.Callable[[Any], str]:
+    """``_encoder.encode`` without its per-call set-up: the C encoder built once. Only for
+    values already checked by ``to_wire`` (no cycles: the marker check is off). Falls back to
+    ``_encoder.encode`` where the C encoder is missing or takes other arguments."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    try:
+        c_encode = make(  # type: ignore[misc]
+            None, _no_default, json.encoder.encode_basestring, None, ":", ",", False, False, False
+        )
+        if "".join(c_encode({"a": [1, 0.5, "é", None, True]}, 0)) != '{"a":[1,0.5,"é",null,true]}':
+            raise ValueError("unexpected output")  # pragma: no cover
+    except Exception:  # pragma: no cover - another interpreter
+        return _encoder.encode
+    join = "".join
+
+    def dumps(value: Any) -> str:
+        return join(c_encode(value, 0))
+
+    return dumps
+
+
+dumps = _make_dumps()
+
+
 def as_dict(message: Message) -> dict[str, Any]:
     """The message as the JSON object that goes on the wire."""
     data: dict[str, Any] = {"type": message.TYPE}
@@ -439,6 +559,8 @@ def as_dict(message: Message) -> dict[str, Any]:
 
 def encode(message: Message) -> bytes:
     """Encode a message as a frame body (UTF-8 JSON, §3). Values must already be wire-safe."""
+    if isinstance(message, Sync):
+        return _frame_of(message).body()
     try:
         return _encoder.encode(as_dict(message)).encode("utf-8")
     except ValueError as exc:  # NaN slipped past to_wire: a local bug, reported as such
@@ -446,39 +568,249 @@ def encode(message: Message) -> bytes:
 
 
 def encode_sync(sync: Sync, limit: int) -> list[bytes]:
-    """Encode one tick's sync as parts of at most ``limit`` bytes each (§7.5)."""
-    body = encode(sync)
-    if len(body) <= limit:
-        return [body]
-    items: list[tuple[str, Any, int]] = [
-        (key, item, len(_encoder.encode(_plain(item)).encode("utf-8")) + 1)
-        for key in ("spawn", "update", "despawn")
-        for item in getattr(sync, key)
-    ]
-    overhead = len(encode(replace_sync(sync, {}, final=False))) + 16
-    parts: list[dict[str, list[Any]]] = []
-    current: dict[str, list[Any]] = {}
-    size = overhead
-    for key, item, cost in items:
-        if overhead + cost > limit:
-            uid = item if key == "despawn" else item.uid
-            raise EncodeError(f"object uid={uid} needs {cost} bytes, over the frame limit {limit}")
-        if size + cost > limit and current:
-            parts.append(current)
-            current, size = {}, overhead
-        current.setdefault(key, []).append(item)
-        size += cost
-    parts.append(current)
-    last = len(parts) - 1
-    return [encode(replace_sync(sync, part, final=i == last)) for i, part in enumerate(parts)]
+    """Encode one tick's sync as parts of at most ``limit`` bytes each (§7.5).
+
+    Raises ``FrameTooLarge`` (naming the entry's uid) when one entry cannot fit any part."""
+    return _frame_of(sync).parts(limit)
 
 
-def replace_sync(sync: Sync, lists: dict[str, list[Any]], *, final: bool) -> Sync:
-    return Sync(
-        tick=sync.tick,
-        full=sync.full,
-        final=final,
-        spawn=tuple(lists.get("spawn", ())),
-        update=tuple(lists.get("update", ())),
-        despawn=tuple(lists.get("despawn", ())),
+# -- sync fragments: each entry encoded once, frames assembled from the bytes (§7.2, §7.5) -----
+
+
+class FrameTooLarge(EncodeError):
+    """One entry of a sync needs more than a peer's frame limit, whatever the split (§7.5)."""
+
+    def __init__(self, uid: int, size: int, limit: int) -> None:
+        super().__init__(f"object uid={uid} does not fit the client's max_frame")
+        self.uid = uid
+        self.size = size
+        self.limit = limit
+
+
+def spawn_fragment(uid: int, type_name: str, owner: int | None, args: bytes, fields: Any) -> bytes:
+    """A spawn entry (§7.2) as JSON bytes; ``args`` is already encoded, ``fields`` wire-safe."""
+    return b'{"uid":%d,"type":%s,"owner":%s,"args":%s,"fields":%s}' % (
+        uid,
+        dumps(type_name).encode("utf-8"),
+        b"null" if owner is None else b"%d" % owner,
+        args,
+        dumps(fields).encode("utf-8"),
     )
+
+
+def update_entry(uid: int, fields: dict[str, Any], owner: int | Absent | None = ABSENT) -> Any:
+    """An update entry (§7.2) as the JSON object to encode; ``fields`` must be wire-safe."""
+    if owner is ABSENT:
+        return {"uid": uid, "fields": fields}
+    return {"uid": uid, "fields": fields, "owner": owner}
+
+
+class Entries:
+    """One list of a sync (spawn, update or despawn), encoded once however often it is sent.
+
+    Built either from encoded fragments (one per entry) or from wire-safe JSON values, which
+    are encoded together in one call when the whole list is wanted, and one by one only when a
+    frame limit makes a split necessary."""
+
+    __slots__ = ("_fragments", "_joined", "_values", "uids")
+
+    def __init__(
+        self,
+        uids: list[int] | None = None,
+        *,
+        fragments: list[bytes] | None = None,
+        values: list[Any] | None = None,
+    ) -> None:
+        self.uids = uids if uids is not None else []
+        self._fragments = fragments
+        self._values = values
+        self._joined: bytes | None = None
+        if fragments is None and values is None:
+            self._fragments = []
+
+    def joined(self) -> bytes:
+        """The entries, comma-separated: what goes between the list's brackets."""
+        joined = self._joined
+        if joined is None:
+            if self._fragments is not None:
+                joined = b",".join(self._fragments)
+            else:
+                joined = dumps(self._values).encode("utf-8")[1:-1]
+            self._joined = joined
+        return joined
+
+    def fragments(self) -> list[bytes]:
+        """The entries one by one."""
+        fragments = self._fragments
+        if fragments is None:
+            fragments = self._fragments = [dumps(v).encode("utf-8") for v in self._values or ()]
+        return fragments
+
+    def __len__(self) -> int:
+        return len(self.uids)
+
+
+_LISTS = (b',"spawn":[', b'],"update":[', b'],"despawn":[', b"]}")
+_FINAL = {True: b"true", False: b"false"}
+
+
+class SyncFrame(Sync):
+    """A ``sync`` whose entries are already encoded JSON.
+
+    The server's world builds one per view and tick; every peer that receives it shares the
+    bytes, and ``parts(limit)`` splits them for a peer's frame limit without encoding again.
+    It encodes to the same JSON as a ``Sync`` holding the same entries; reading ``spawn``,
+    ``update`` or ``despawn`` decodes the fragments (for tests and tools, not the hot path)."""
+
+    uids: tuple[list[int], list[int], list[int]]
+    lists: tuple[Entries, Entries, Entries]
+    _decoded: tuple[tuple[SpawnEntry, ...], tuple[UpdateEntry, ...], tuple[int, ...]] | None
+
+    def __init__(
+        self,
+        tick: int,
+        full: bool,
+        spawn: Entries | None = None,
+        update: Entries | None = None,
+        despawn: list[int] | None = None,
+        final: bool = True,
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "tick", tick)
+        set_(self, "full", full)
+        set_(self, "final", final)
+        despawn = despawn or []
+        gone = Entries(despawn, fragments=[b"%d" % u for u in despawn])
+        set_(self, "lists", (spawn or Entries(), update or Entries(), gone))
+        set_(self, "_decoded", None)
+
+    def _head(self, final: bool) -> bytes:
+        return b'{"type":"sync","tick":%d,"full":%s,"final":%s' % (
+            self.tick,
+            _FINAL[self.full],
+            _FINAL[final],
+        )
+
+    def _assemble(self, joined: tuple[bytes, bytes, bytes], final: bool) -> bytes:
+        spawn, update, despawn = joined
+        opening = _LISTS
+        return b"".join(
+            (
+                self._head(final),
+                opening[0],
+                spawn,
+                opening[1],
+                update,
+                opening[2],
+                despawn,
+                opening[3],
+            )
+        )
+
+    def body(self) -> bytes:
+        """The whole sync as one frame body."""
+        spawn, update, despawn = self.lists
+        return self._assemble((spawn.joined(), update.joined(), despawn.joined()), self.final)
+
+    def parts(self, limit: int) -> list[bytes]:
+        """Frame bodies of at most ``limit`` bytes, all but the last ``final: false`` (§7.5)."""
+        body = self.body()
+        if len(body) <= limit:
+            return [body]
+        # As many entries per part as fit, in order: spawns, then updates, then despawns.
+        overhead = len(self._assemble((b"", b"", b""), False)) + 16
+        parts: list[tuple[list[bytes], list[bytes], list[bytes]]] = []
+        current: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
+        used = overhead
+        for kind, entries in enumerate(self.lists):
+            for i, fragment in enumerate(entries.fragments()):
+                cost = len(fragment) + 1
+                if overhead + cost > limit:
+                    raise FrameTooLarge(entries.uids[i], cost, limit)
+                if used + cost > limit and any(current):
+                    parts.append(current)
+                    current, used = ([], [], []), overhead
+                current[kind].append(fragment)
+                used += cost
+        parts.append(current)
+        last = len(parts) - 1
+        return [
+            self._assemble(
+                (b",".join(part[0]), b",".join(part[1]), b",".join(part[2])),
+                self.final and i == last,
+            )
+            for i, part in enumerate(parts)
+        ]
+
+    def _decode(
+        self,
+    ) -> tuple[tuple[SpawnEntry, ...], tuple[UpdateEntry, ...], tuple[int, ...]]:
+        decoded = self._decoded
+        if decoded is None:
+            spawn, update, despawn = (
+                json.loads(b"[" + entries.joined() + b"]") for entries in self.lists
+            )
+            decoded = (
+                tuple(SpawnEntry(**entry) for entry in spawn),
+                tuple(UpdateEntry(**entry) for entry in update),
+                tuple(despawn),
+            )
+            object.__setattr__(self, "_decoded", decoded)
+        return decoded
+
+    @property
+    def spawn(self) -> tuple[SpawnEntry, ...]:
+        return self._decode()[0]
+
+    @property
+    def update(self) -> tuple[UpdateEntry, ...]:
+        return self._decode()[1]
+
+    @property
+    def despawn(self) -> tuple[int, ...]:
+        return self._decode()[2]
+
+    def as_sync(self) -> Sync:
+        """The same sync as a plain ``Sync`` of entry dataclasses."""
+        spawn, update, despawn = self._decode()
+        return Sync(
+            tick=self.tick,
+            full=self.full,
+            final=self.final,
+            spawn=spawn,
+            update=update,
+            despawn=despawn,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SyncFrame):
+            other = other.as_sync()
+        return self.as_sync() == other if isinstance(other, Sync) else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"SyncFrame({self.as_sync()!r})"
+
+
+def _frame_of(sync: Sync) -> SyncFrame:
+    """A ``Sync`` of entry dataclasses as a ``SyncFrame`` (plain dicts, no reflection)."""
+    if isinstance(sync, SyncFrame):
+        return sync
+    try:
+        spawn = Entries(
+            [e.uid for e in sync.spawn],
+            fragments=[
+                spawn_fragment(e.uid, e.type, e.owner, dumps(e.args).encode("utf-8"), e.fields)
+                for e in sync.spawn
+            ],
+        )
+        update = Entries(
+            [e.uid for e in sync.update],
+            values=[update_entry(e.uid, e.fields, e.owner) for e in sync.update],
+        )
+        frame = SyncFrame(sync.tick, sync.full, spawn, update, list(sync.despawn), sync.final)
+        frame.body()  # encodes now, so that a bad value is reported here
+    except (TypeError, ValueError) as exc:  # NaN or a non-JSON value slipped past to_wire
+        raise EncodeError(f"sync: {exc}") from None
+    return frame

@@ -1,21 +1,34 @@
 """The selector loop shared by the threaded server and client.
 
-One background thread owns the sockets. One lock guards the sessions (the sans-I/O cores):
-the I/O thread takes it to feed received bytes, the game thread to queue messages. Events for
-the game thread go through an inbox that ``poll()`` empties and ``wait()`` blocks on.
+One background thread owns the sockets. ``lock`` guards the connections and the hub's
+bookkeeping; each connection's ``lock`` guards its session (the sans-I/O core). The game thread
+takes ``lock`` (then a connection's) to queue messages; the I/O thread takes both to move
+output and events. A server decodes what it received holding only the connection's lock, so a
+large frame being decoded never holds up the game thread (its messages for that one connection
+wait in ``deferred`` meanwhile). Lock order: ``lock`` before any connection's. Events for the
+game thread go through an inbox that ``poll()`` empties and ``wait()`` blocks on.
+
+An unexpected exception while serving one connection closes that connection with 1011
+"internal error" (logged with its traceback, counted in ``stats["internal_error"]``); the
+loop keeps serving the others (issue 8, decision 1).
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import selectors
 import socket
 import ssl
 import threading
 import time
+from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
+from reverb._memory import Trimmer
+from reverb._sendq import BIG_FRAME, WINDOW, FrameSizer, SendQueue, over_budget
+from reverb.proto import messages as m
 from reverb.proto.session import CloseCode, SessionEvent, State
 from reverb.proto.session import Session as _Session
 
@@ -29,18 +42,49 @@ CLOSE_LINGER = 1.0  # s to flush a close frame to a peer before dropping it anyw
 
 
 class Conn:
-    """A socket, its session, its unsent bytes and, with TLS, the TLS engine between them."""
+    """A socket, its session, its unsent bytes and, with TLS, the TLS engine between them.
 
-    __slots__ = ("close_by", "eof", "mask", "out", "session", "sock", "tls")
+    ``out`` holds bytes handed to the socket (ciphertext with TLS), at most about
+    ``WINDOW`` plus one frame; ``queue`` the session's further output, as whole frames."""
+
+    __slots__ = (
+        "busy",
+        "close_by",
+        "deferred",
+        "eof",
+        "lock",
+        "mask",
+        "out",
+        "queue",
+        "session",
+        "sizer",
+        "sock",
+        "tls",
+    )
 
     def __init__(self, sock: socket.socket, session: _Session, tls: Tls | None = None) -> None:
         self.sock = sock
         self.session = session
         self.tls = tls
         self.out = bytearray()
+        self.queue = SendQueue()
+        self.lock = threading.RLock()
+        self.deferred: deque[m.Message] = deque()  # sent while the session was busy decoding
+        self.sizer = FrameSizer()
+        self.busy = False  # the decode worker has its session: not read, not pumped meanwhile
         self.mask = selectors.EVENT_READ
         self.eof = False
         self.close_by: float | None = None
+
+    @property
+    def peer_ip(self) -> str:
+        return self.session.peer
+
+    def backlog(self) -> int:
+        return len(self.out) + self.queue.size
+
+    def stale(self) -> int:
+        return max(0, self.backlog() - self.queue.fresh)
 
 
 class Tls:
@@ -105,11 +149,21 @@ class IOLoop:
     """Runs ``select`` in a thread; subclasses react to session events in ``on_event``."""
 
     stop_when_idle = False  # end the thread when the last connection has been dropped
+    decode_unlocked = False  # decode holding only the connection's lock (the server does)
 
-    def __init__(self, *, max_send_buffer: int, name: str = "reverb") -> None:
+    def __init__(
+        self,
+        *,
+        max_send_buffer: int,
+        max_total_send_buffer: int | None = None,
+        max_send_buffer_per_ip: int | None = None,
+        name: str = "reverb",
+    ) -> None:
         self.name = name
         self.max_send_buffer = max_send_buffer
-        self.lock = threading.Lock()
+        self.max_total_send_buffer = max_total_send_buffer
+        self.max_send_buffer_per_ip = max_send_buffer_per_ip
+        self.lock = threading.RLock()
         self.conns: dict[socket.socket, Conn] = {}
         self._sel: selectors.BaseSelector
         self._wake_r: socket.socket
@@ -121,6 +175,14 @@ class IOLoop:
         self._thread: threading.Thread | None = None
         self._running = False
         self._next_check = 0.0
+        self._backlog = 0  # bytes unsent over every connection (``Conn.backlog``)
+        self._backlog_per_ip: Counter[str] = Counter()
+        self._budget_check = False
+        self._trimmer = Trimmer()
+        self._work: queue.SimpleQueue[tuple[Conn, bytes, float] | None] = queue.SimpleQueue()
+        self._worked: list[tuple[Conn, bool]] = []  # (conn, failed), handed back by the worker
+        self._worked_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
 
     # -- the game thread's side --------------------------------------------------------------
 
@@ -173,6 +235,11 @@ class IOLoop:
         self._running = True
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
         self._thread.start()
+        if self.decode_unlocked:
+            self._worker = threading.Thread(
+                target=self._decode_worker, name=f"{self.name}-decode", daemon=True
+            )
+            self._worker.start()
 
     def stop_thread(self, timeout: float = 5.0) -> None:
         self._running = False
@@ -181,6 +248,42 @@ class IOLoop:
             self._thread.join(timeout)
             if self._thread.is_alive():  # pragma: no cover - would be a bug
                 logger.error("%s: I/O thread did not stop within %.1f s", self.name, timeout)
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._work.put(None)
+            self._worker.join(timeout)
+            self._worker = None
+
+    def _decode_worker(self) -> None:
+        """Feeds sessions the reads that complete a large frame, holding only that
+        connection's lock: the I/O thread keeps serving everyone else meanwhile."""
+        while (item := self._work.get()) is not None:
+            conn, data, now = item
+            failed = False
+            try:
+                with conn.lock:
+                    conn.session.receive_data(data, now)
+            except Exception:
+                logger.exception("%s: %s: internal error", self.name, conn.session.name)
+                failed = True
+            with self._worked_lock:
+                self._worked.append((conn, failed))
+            self.wake()
+
+    def _take_back(self, now: float) -> None:
+        """Connections the worker is done with: read them again, pump their output."""
+        with self._worked_lock:
+            worked, self._worked = self._worked, []
+        for conn, failed in worked:
+            conn.busy = False
+            if conn.sock not in self.conns:
+                continue
+            with self.lock:
+                if failed:
+                    self._internal_error(conn, now)
+                else:
+                    self._guarded(conn, now, self.pump, conn, now)
+                if conn.sock in self.conns:
+                    self._set_mask(conn)
 
     def register(self, conn: Conn) -> None:
         self.conns[conn.sock] = conn
@@ -201,18 +304,17 @@ class IOLoop:
             while self._running:
                 ready = self._sel.select(CHECK_INTERVAL)
                 now = time.monotonic()
-                with self.lock:
-                    for key, mask in ready:
-                        if key.data is None:
-                            self._drain_wake()
-                        elif key.data == "listener":
+                if self._worked:
+                    self._take_back(now)
+                for key, mask in ready:
+                    if key.data is None:
+                        self._drain_wake()
+                    elif key.data == "listener":
+                        with self.lock:
                             self.on_accept(now)
-                        else:
-                            conn = key.data
-                            if mask & selectors.EVENT_READ and conn.sock in self.conns:
-                                self._read(conn, now)
-                            if mask & selectors.EVENT_WRITE and conn.sock in self.conns:
-                                self._flush(conn, now)
+                    else:
+                        self._serve(key.data, mask, now)
+                with self.lock:
                     self._housekeeping(now)
                     later, self._later = self._later, []
                     if self.stop_when_idle and not self.conns:
@@ -224,7 +326,7 @@ class IOLoop:
         finally:
             with self.lock:
                 for conn in list(self.conns.values()):
-                    self.drop(conn, CloseCode.GOING_AWAY, "connection shut down")
+                    self._guarded(conn, time.monotonic(), self._shut, conn)
                 later, self._later = self._later, []
             for func in later:
                 func()
@@ -232,6 +334,73 @@ class IOLoop:
                 sock.close()
             self.on_stopped()
             self._sel.close()
+
+    def _shut(self, conn: Conn) -> None:
+        self.drop(conn, CloseCode.GOING_AWAY, "connection shut down")
+
+    def _serve(self, conn: Conn, mask: int, now: float) -> None:
+        """One ready socket: read (decoding outside ``lock`` when ``decode_unlocked``, a
+        large frame on the worker), then move output and events; write what it can take."""
+        if mask & selectors.EVENT_READ and conn.sock in self.conns and not conn.busy:
+            if self.decode_unlocked:
+                data = self._guarded(conn, now, self._receive, conn)
+                if data is None:
+                    pass
+                elif data and conn.sizer.feed(data) > BIG_FRAME:
+                    conn.busy = True  # until the worker hands it back: not read, not pumped
+                    self._set_mask(conn)
+                    self._work.put((conn, data, now))
+                elif self._guarded(conn, now, self._feed, conn, data, now):
+                    with self.lock:
+                        if conn.sock in self.conns:
+                            self._guarded(conn, now, self.pump, conn, now)
+            else:
+                with self.lock:
+                    data = self._guarded(conn, now, self._receive, conn)
+                    if data is not None and self._guarded(conn, now, self._feed, conn, data, now):
+                        self._guarded(conn, now, self.pump, conn, now)
+        if mask & selectors.EVENT_WRITE:
+            with self.lock:
+                if conn.sock in self.conns:
+                    self._guarded(conn, now, self._flush, conn, now)
+
+    def _guarded(self, conn: Conn, now: float, func: Callable[..., Any], *args: Any) -> Any:
+        """``func(*args)``, closing ``conn`` with 1011 if it raises (decision 1). Returns
+        what ``func`` returned, or None after a failure."""
+        try:
+            return func(*args)
+        except Exception:
+            logger.exception("%s: %s: internal error", self.name, conn.session.name)
+            with self.lock:
+                self._internal_error(conn, now)
+            return None
+
+    def _internal_error(self, conn: Conn, now: float) -> None:
+        conn.session.stats["internal_error"] += 1
+        if conn.sock not in self.conns:
+            return
+        try:
+            with conn.lock:
+                if not conn.session.closed:
+                    conn.session.close(CloseCode.INTERNAL_ERROR, "internal error", now)
+            self.pump(conn, now)
+        except Exception:  # failing again: give up on this connection, never on the loop
+            logger.exception("%s: %s: could not close cleanly", self.name, conn.session.name)
+            self._forget(conn)
+
+    def _forget(self, conn: Conn) -> None:
+        """Remove ``conn`` without running any of its handlers (the last resort)."""
+        self.conns.pop(conn.sock, None)
+        self._account(conn, -conn.backlog())
+        try:
+            self._sel.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        conn.sock.close()
+        self.on_forgotten(conn)
+
+    def on_forgotten(self, conn: Conn) -> None:
+        """A connection was removed without its ``Closed`` event being handled."""
 
     def on_stopped(self) -> None:
         """Called on the I/O thread as it ends, after every connection was dropped."""
@@ -247,76 +416,157 @@ class IOLoop:
         if now >= self._next_check:
             self._next_check = now + CHECK_INTERVAL
             for conn in list(self.conns.values()):
-                conn.session.check_timeouts(now)
-                if conn.close_by is not None and now >= conn.close_by:
-                    self.drop(conn, CloseCode.ABNORMAL, "close not flushed in time")
-                else:
-                    self._dirty.add(conn)
+                self._guarded(conn, now, self._check, conn, now)
         dirty, self._dirty = self._dirty, set()
         for conn in dirty:
             if conn.sock in self.conns:
-                self.pump(conn, now)
+                self._guarded(conn, now, self.pump, conn, now)
+        if self._budget_check:
+            self._budget_check = False
+            self._enforce_budget(now)
+        if self._trimmer.freed:
+            self._trimmer.maybe_trim(now)
 
-    def _read(self, conn: Conn, now: float) -> None:
+    def _check(self, conn: Conn, now: float) -> None:
+        if conn.busy:
+            return  # checked once the worker hands it back
+        with conn.lock:
+            conn.session.check_timeouts(now)
+        if conn.close_by is not None and now >= conn.close_by:
+            self.drop(conn, CloseCode.ABNORMAL, "close not flushed in time")
+        else:
+            self._dirty.add(conn)
+
+    def _receive(self, conn: Conn) -> bytes | None:
+        """Plaintext received (b"" at the end of the stream), or None: nothing to do."""
         try:
             data = conn.sock.recv(READ_SIZE)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError:
             data = b""
-        if conn.tls is not None:
-            try:
+        if conn.tls is None:
+            return data
+        try:
+            with conn.lock:
                 plain = conn.tls.receive(data)
-                conn.out += conn.tls.send(b"")  # handshake replies, held-back plaintext
-            except ssl.SSLError as exc:
+                replies = conn.tls.send(b"")  # handshake replies, held-back plaintext
+        except ssl.SSLError as exc:
+            with self.lock:
                 self._tls_failed(conn, exc)
-                return
-            if plain:
-                conn.session.receive_data(plain, now)
-        elif data:
-            conn.session.receive_data(data, now)
+            return None
+        if replies:
+            conn.out += replies
+            self._account(conn, len(replies))
+            with self.lock:
+                self._dirty.add(conn)  # flushed by the next housekeeping pass
         if not data:
-            conn.eof = True
-            conn.session.receive_eof()
-        self.pump(conn, now)
+            return b""
+        return plain or None
+
+    def _feed(self, conn: Conn, data: bytes, now: float) -> bool:
+        """Give the session what was received; True (``pump`` has something to do)."""
+        with conn.lock:
+            if data:
+                conn.session.receive_data(data, now)
+            else:
+                conn.eof = True
+                conn.session.receive_eof()
+        return True
 
     def pump(self, conn: Conn, now: float) -> None:
-        """Move the session's output to the socket and its events to ``on_event``.
+        """Move the session's output towards the socket and its events to ``on_event``.
 
         A peer is dropped when bytes it has not read already exceed ``max_send_buffer`` as
         more arrive: memory stays under the limit plus one tick, and one large sync to a
-        healthy reader never counts against it.
+        healthy reader never counts against it. It is sent ``close`` 1013 after the frame it
+        may be half-way through; every frame not begun is discarded (§10.1).
         """
-        session = conn.session
-        backlog = len(conn.out)
-        sent = self._take_output(conn)
-        for event in session.events():
-            self.on_event(conn, event)
-        sent = self._take_output(conn) or sent  # what the event handlers queued (a close)
-        if conn.sock not in self.conns:
+        if conn.busy:  # the worker has its session; pumped when handed back
+            self._dirty.add(conn)
             return
-        if sent and backlog > self.max_send_buffer:
-            logger.warning(
-                "%s: %s does not read; %d bytes unsent: dropped", self.name, session.name, backlog
-            )
-            conn.out.clear()
-            session.stats["limit.send_buffer"] += 1
-            self.drop(conn, CloseCode.SLOW_CONSUMER, "send buffer over its limit")
-            return
+        with conn.lock:
+            session = conn.session
+            while conn.deferred and session.state is State.OPEN:
+                self.deliver(conn, conn.deferred.popleft(), now)
+            conn.deferred.clear()
+            backlog = conn.backlog()
+            sent = self._take_output(conn)
+            for event in session.events():
+                self.on_event(conn, event)
+            sent = self._take_output(conn) or sent  # what the event handlers queued (a close)
+            if conn.sock not in self.conns:
+                return
+            if sent and backlog > self.max_send_buffer and not session.closed:
+                logger.warning(
+                    "%s: %s does not read; %d bytes unsent", self.name, session.name, backlog
+                )
+                self.shed(conn, "send_buffer", "send buffer over its limit", now)
+                return
         self._flush(conn, now)
 
+    def deliver(self, conn: Conn, message: m.Message, now: float) -> None:
+        """Queue a message the game thread deferred (the server encodes it for ``conn``)."""
+        raise NotImplementedError
+
+    def shed(self, conn: Conn, limit: str, reason: str, now: float) -> None:
+        """Drop a peer that does not read: discard every frame not yet begun, queue
+        ``close`` 1013 after the one in progress, and flush it for at most
+        ``CLOSE_LINGER`` (the peer may still take it)."""
+        with conn.lock:
+            conn.session.data_to_send()  # never begun: discarded
+            dropped = conn.queue.discard()
+            self._account(conn, -dropped)
+            self._trimmer.freed += dropped
+            conn.session.limit_hit(limit, CloseCode.SLOW_CONSUMER, reason, now)
+            conn.close_by = now + CLOSE_LINGER
+            self.pump(conn, now)
+
+    def _account(self, conn: Conn, delta: int) -> None:
+        if not delta:
+            return
+        self._backlog += delta
+        ip = conn.peer_ip
+        self._backlog_per_ip[ip] += delta
+        if self._backlog_per_ip[ip] <= 0:
+            del self._backlog_per_ip[ip]
+        if delta > 0 and (
+            (self.max_total_send_buffer is not None and self._backlog > self.max_total_send_buffer)
+            or (
+                self.max_send_buffer_per_ip is not None
+                and self._backlog_per_ip[ip] > self.max_send_buffer_per_ip
+            )
+        ):
+            self._budget_check = True
+
+    def _enforce_budget(self, now: float) -> None:
+        """Over the server-wide or an address's send budget: drop the worst offenders."""
+        live = [c for c in self.conns.values() if not c.busy and not c.session.closed]
+        for victim, limit in over_budget(
+            live, self.max_total_send_buffer, self.max_send_buffer_per_ip
+        ):
+            assert isinstance(victim, Conn)
+            logger.warning(
+                "%s: %s does not read; %d bytes unsent: over the %s budget",
+                self.name,
+                victim.session.name,
+                victim.backlog(),
+                "server's" if limit == "total_send_buffer" else "address's",
+            )
+            reason = (
+                "server send buffers over their limit"
+                if limit == "total_send_buffer"
+                else "send buffers of this address over their limit"
+            )
+            self._guarded(victim, now, self.shed, victim, limit, reason, now)
+
     def _take_output(self, conn: Conn) -> bool:
-        """Append the session's output (encrypted with TLS) to ``conn.out``; True if any."""
+        """Queue the session's output; True if there was any."""
         data = conn.session.data_to_send()
         if conn.eof or conn.sock not in self.conns:
             return bool(data)
-        if conn.tls is not None:
-            try:
-                data = conn.tls.send(data)
-            except ssl.SSLError as exc:
-                self._tls_failed(conn, exc)
-                return False
-        conn.out += data
+        conn.queue.push(data, time.monotonic())
+        self._account(conn, len(data))
         return bool(data)
 
     def _tls_failed(self, conn: Conn, exc: ssl.SSLError) -> None:
@@ -325,34 +575,76 @@ class IOLoop:
         self.drop(conn, CloseCode.TLS_FAILURE, "TLS failure")
 
     def _flush(self, conn: Conn, now: float) -> None:
-        while conn.out:
+        while True:
+            if conn.queue and (len(conn.out) < WINDOW or conn.session.closed):
+                piece = conn.queue.take()
+                if conn.tls is not None:
+                    try:
+                        ciphertext = conn.tls.send(piece)
+                    except ssl.SSLError as exc:
+                        self._tls_failed(conn, exc)
+                        return
+                    self._account(conn, len(ciphertext) - len(piece))
+                    piece = ciphertext
+                conn.out += piece
+            if not conn.out:
+                break
             try:
                 sent = conn.sock.send(conn.out)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:
-                conn.out.clear()
+                self._account(conn, -conn.backlog())
+                conn.out = bytearray()
+                conn.queue.discard()
                 conn.eof = True
                 break
-            del conn.out[:sent]
-        if conn.session.state is State.CLOSED:
-            if not conn.out:
+            self._account(conn, -sent)
+            if sent == len(conn.out):
+                conn.out = bytearray()  # a fresh one: a cleared bytearray keeps its memory
+            else:
+                del conn.out[:sent]
+                break  # the socket is full
+        if conn.session.state is State.CLOSED and not conn.busy:
+            if not conn.out and not conn.queue:
                 self.drop(conn, CloseCode.ABNORMAL, "")
                 return
             if conn.close_by is None:
                 conn.close_by = now + CLOSE_LINGER
-        mask = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.out else 0)
-        if mask != conn.mask:
-            conn.mask = mask
+        self._set_mask(conn)
+
+    def _set_mask(self, conn: Conn) -> None:
+        """Read unless the worker has the session; write while bytes wait."""
+        mask = (0 if conn.busy else selectors.EVENT_READ) | (
+            selectors.EVENT_WRITE if conn.out else 0
+        )
+        if mask == conn.mask:
+            return
+        if not mask:
+            self._sel.unregister(conn.sock)
+        elif not conn.mask:
+            self._sel.register(conn.sock, mask, conn)
+        else:
             self._sel.modify(conn.sock, mask, conn)
+        conn.mask = mask
 
     def drop(self, conn: Conn, code: int, reason: str) -> None:
         """Close the socket now; the session reports ``Closed`` if it had not already."""
         if self.conns.pop(conn.sock, None) is None:
             return
-        conn.session.abort(code, reason)
-        for event in conn.session.events():
-            self.on_event(conn, event)
+        self._account(conn, -conn.backlog())
+        self._trimmer.freed += conn.backlog()
+        conn.out = bytearray()
+        conn.queue.discard()
+        try:
+            with conn.lock:
+                conn.session.abort(code, reason)
+                for event in conn.session.events():
+                    self.on_event(conn, event)
+        finally:
+            self._release(conn)
+
+    def _release(self, conn: Conn) -> None:
         try:
             self._sel.unregister(conn.sock)
         except (KeyError, ValueError):  # pragma: no cover

@@ -24,6 +24,7 @@ class Server(ServerEndpoint, IOLoop):
     Options: ``ServerEndpoint``."""
 
     _listener: socket.socket | None = None
+    decode_unlocked = True  # a big frame's decode never holds up the game thread
 
     def traffic(self) -> tuple[int, int]:
         """Bytes (sent, received) since ``start_server()``, live connections included."""
@@ -58,7 +59,10 @@ class Server(ServerEndpoint, IOLoop):
             return
         with self.lock:
             for conn in self.conns.values():
-                conn.session.close(CloseCode.GOING_AWAY, "server shutting down", time.monotonic())
+                with conn.lock:
+                    conn.session.close(
+                        CloseCode.GOING_AWAY, "server shutting down", time.monotonic()
+                    )
                 self.mark_dirty(conn)
         self.wake()
         deadline = time.monotonic() + timeout
@@ -79,10 +83,31 @@ class Server(ServerEndpoint, IOLoop):
     # -- ServerTransport ---------------------------------------------------------------------
 
     def send(self, members: tuple[int, ...], message: m.Message) -> None:
+        """Queue ``message`` for those members. A connection whose session is busy (the I/O
+        thread decoding what it sent) gets it in order once that is done, without waiting."""
         with self.lock:
-            for session in self.hub.send(members, message, time.monotonic()):
-                self.mark_dirty(self.by_member[session.member])
+            ready: list[Conn] = []
+            try:
+                for member in members:
+                    conn = self.by_member.get(member)
+                    if conn is None:
+                        continue
+                    if conn.deferred or not conn.lock.acquire(blocking=False):
+                        conn.deferred.append(message)
+                        self.mark_dirty(conn)
+                        continue
+                    ready.append(conn)
+                now = time.monotonic()
+                direct = tuple(conn.session.member for conn in ready)
+                for session in self.hub.send(direct, message, now):
+                    self.mark_dirty(self.by_member[session.member])
+            finally:
+                for conn in ready:
+                    conn.lock.release()
         self.wake()
+
+    def deliver(self, conn: Conn, message: m.Message, now: float) -> None:
+        self.hub.send((conn.session.member,), message, now)
 
     def poll(self) -> list[ServerEvent]:
         return super().poll()
@@ -111,6 +136,10 @@ class Server(ServerEndpoint, IOLoop):
             conn = Conn(sock, self.hub.open(addr[0], addr[1], now), tls)
             self.by_member[conn.session.member] = conn
             self.register(conn)
+
+    def on_forgotten(self, conn: Conn) -> None:
+        self.by_member.pop(conn.session.member, None)
+        self.hub.members.pop(conn.session.member, None)
 
     def on_event(self, conn: Conn, event: SessionEvent) -> None:
         with self._inbox_cond:  # the pending-call counts are shared with poll()

@@ -1,6 +1,11 @@
 """The server under attack in the hostile suite, run as a real process:
 ``python -m tests.hostile.app '<json Server options>'``.
 
+Two keys of the options are the app's own: ``"layer": "aio"`` serves with ``AsyncServer``
+instead of the threaded ``Server``, and ``"fault": "on_event"`` makes the server's event
+handling raise a plain ``RuntimeError`` for an ``rpc`` whose method is ``"fault"`` (fault
+injection at the connection boundary, decision 1 of issue 8).
+
 It prints ``READY <port>``, gives every client an ``Avatar`` it owns, and answers JSON commands
 on stdin with JSON lines on stdout: ``spawn``, ``despawn``, ``set``, ``churn`` (rewrite big
 fields every tick, to fill slow readers' buffers) and ``state`` (table, stats, members,
@@ -9,6 +14,7 @@ executed methods, RSS and open file descriptors of this process).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -18,6 +24,9 @@ import threading
 from typing import Any
 
 from reverb import ReverbContext, ReverbObject, ReverbSide, Server, expose
+from reverb.aio import AsyncServer
+from reverb.proto import messages as m
+from reverb.proto.session import Received
 
 EXECUTED: dict[str, int] = {}
 
@@ -115,74 +124,136 @@ def reader(commands: queue.Queue[dict[str, Any] | None]) -> None:
     commands.put(None)  # stdin closed: the test is gone, stop
 
 
-def main(options: dict[str, Any]) -> None:
+def inject_fault(serv: Server | AsyncServer) -> None:
+    """Make the hub's event handling raise for an ``rpc`` named ``fault`` (one connection)."""
+    real = serv.hub.on_event
+
+    def on_event(session: Any, event: Any, now: float) -> Any:
+        if isinstance(event, Received) and isinstance(event.message, m.Rpc):
+            if event.message.method == "fault":
+                raise RuntimeError("injected fault")
+        return real(session, event, now)
+
+    serv.hub.on_event = on_event  # type: ignore[method-assign]
+
+
+class Game:
+    """The world and the stdin commands, shared by both I/O layers."""
+
+    def __init__(self, ctx: ReverbContext, serv: Server | AsyncServer) -> None:
+        self.ctx = ctx
+        self.serv = serv
+        self.avatars: dict[int, Avatar] = {}
+        self.crates: list[Crate] = []
+        self.churn: dict[str, Any] = {"on": False, "n": 0}
+        self.commands: queue.Queue[dict[str, Any] | None] = queue.Queue()
+
+        @ctx.server_events.on_event("client_connected")
+        def joined(member: int, identity: Any) -> None:
+            with ctx.activate():
+                self.avatars[member] = Avatar(f"p{member}", belonging_membership=member)
+            emit(event="client_connected", member=member, uid=self.avatars[member].uid)
+
+        @ctx.server_events.on_event("client_disconnected")
+        def left(member: int, code: int, reason: str) -> None:
+            ctx.remove(self.avatars.pop(member).uid)  # type: ignore[arg-type]
+            emit(event="client_disconnected", member=member, code=code, reason=reason)
+
+        threading.Thread(target=reader, args=(self.commands,), daemon=True).start()
+
+    def step(self) -> bool:
+        """After a tick: churn, then run the queued commands; False once stdin closed."""
+        ctx = self.ctx
+        if self.churn["on"]:
+            self.churn["n"] += 1
+            for crate in self.crates:
+                crate.weight = f"{self.churn['n']:08d}" + "x" * self.churn["size"]
+        while not self.commands.empty():
+            cmd = self.commands.get()
+            if cmd is None:
+                return False
+            op = cmd["op"]
+            if op == "spawn":
+                with ctx.activate():
+                    new = [Crate(cmd.get("weight", 1)) for _ in range(cmd.get("n", 1))]
+                self.crates += new
+                emit(event="spawned", uids=[c.uid for c in new])
+            elif op == "set":
+                setattr(ctx.objects[cmd["uid"]], cmd["field"], cmd["value"])
+                emit(event="set", uid=cmd["uid"])
+            elif op == "despawn":
+                ctx.remove(cmd["uid"])
+                self.crates = [c for c in self.crates if c.uid != cmd["uid"]]
+                emit(event="despawned", uid=cmd["uid"])
+            elif op == "churn":
+                self.churn.update(on=cmd["on"], size=cmd.get("size", 0))
+                if not cmd["on"]:
+                    for crate in self.crates:
+                        crate.weight = 0
+                emit(event="churn", on=cmd["on"])
+            elif op == "state":
+                if isinstance(self.serv, Server):
+                    with self.serv.lock:
+                        stats, members = dict(self.serv.stats), sorted(self.serv.hub.members)
+                else:
+                    stats, members = dict(self.serv.stats), sorted(self.serv.hub.members)
+                emit(
+                    event="state",
+                    table=table(ctx),
+                    executed=EXECUTED,
+                    members=members,
+                    stats=stats,
+                    rss_kib=proc_status("VmRSS"),
+                    rss_peak_kib=proc_status("VmHWM"),
+                    fds=open_fds(),
+                )
+        return True
+
+
+def setup(options: dict[str, Any]) -> tuple[ReverbContext, dict[str, Any], str, bool]:
+    options = dict(options)
+    layer = options.pop("layer", "threaded")
+    fault = options.pop("fault", None) == "on_event"
     ctx = ReverbContext(ReverbSide.SERVER)
     for cls in TYPES:
         ctx.register(cls)
+    return ctx, options, layer, fault
+
+
+def main(options: dict[str, Any]) -> None:
+    ctx, options, layer, fault = setup(options)
+    if layer == "aio":
+        asyncio.run(amain(ctx, options, fault))
+        return
     serv = Server(port=0, context=ctx, **options)
+    if fault:
+        inject_fault(serv)
     serv.start_server()
-    avatars: dict[int, Avatar] = {}
-    churn: dict[str, Any] = {"on": False, "n": 0}
-
-    @ctx.server_events.on_event("client_connected")
-    def joined(member: int, identity: Any) -> None:
-        with ctx.activate():
-            avatars[member] = Avatar(f"p{member}", belonging_membership=member)
-        emit(event="client_connected", member=member, uid=avatars[member].uid)
-
-    @ctx.server_events.on_event("client_disconnected")
-    def left(member: int, code: int, reason: str) -> None:
-        ctx.remove(avatars.pop(member).uid)  # type: ignore[arg-type]
-        emit(event="client_disconnected", member=member, code=code, reason=reason)
-
-    commands: queue.Queue[dict[str, Any] | None] = queue.Queue()
-    threading.Thread(target=reader, args=(commands,), daemon=True).start()
+    game = Game(ctx, serv)
     print(f"READY {serv.port}", flush=True)
-    crates: list[Crate] = []
     try:
         while True:
             ctx.server_sync()
-            if churn["on"]:
-                churn["n"] += 1
-                for crate in crates:
-                    crate.weight = f"{churn['n']:08d}" + "x" * churn["size"]
-            while not commands.empty():
-                cmd = commands.get()
-                if cmd is None:
-                    return
-                op = cmd["op"]
-                if op == "spawn":
-                    with ctx.activate():
-                        new = [Crate(cmd.get("weight", 1)) for _ in range(cmd.get("n", 1))]
-                    crates += new
-                    emit(event="spawned", uids=[c.uid for c in new])
-                elif op == "set":
-                    setattr(ctx.objects[cmd["uid"]], cmd["field"], cmd["value"])
-                    emit(event="set", uid=cmd["uid"])
-                elif op == "despawn":
-                    ctx.remove(cmd["uid"])
-                    crates = [c for c in crates if c.uid != cmd["uid"]]
-                    emit(event="despawned", uid=cmd["uid"])
-                elif op == "churn":
-                    churn.update(on=cmd["on"], size=cmd.get("size", 0))
-                    if not cmd["on"]:
-                        for crate in crates:
-                            crate.weight = 0
-                    emit(event="churn", on=cmd["on"])
-                elif op == "state":
-                    with serv.lock:
-                        stats = dict(serv.stats)
-                    emit(
-                        event="state",
-                        table=table(ctx),
-                        executed=EXECUTED,
-                        members=serv.members,
-                        stats=stats,
-                        rss_kib=proc_status("VmRSS"),
-                        fds=open_fds(),
-                    )
+            if not game.step():
+                return
     finally:
         serv.stop_server()
+
+
+async def amain(ctx: ReverbContext, options: dict[str, Any], fault: bool) -> None:
+    serv = AsyncServer(port=0, context=ctx, **options)
+    if fault:
+        inject_fault(serv)
+    await serv.start_server()
+    game = Game(ctx, serv)
+    print(f"READY {serv.port}", flush=True)
+    try:
+        while True:
+            await serv.server_sync()
+            if not game.step():
+                return
+    finally:
+        await serv.stop_server()
 
 
 if __name__ == "__main__":

@@ -65,20 +65,20 @@ def test_metrics_series_over_http(game: Game) -> None:
     assert "reverb_limit_hits" in fams
 
 
-def test_frame_errors_by_kind(game: Game) -> None:
-    """A peer sending an oversized frame header shows under ``reverb_errors_total``."""
+def test_handshake_frame_limit_hit_by_name(game: Game) -> None:
+    """A peer announcing a frame over the pre-handshake cap (§2.7) shows under its limit."""
     with socket.create_connection(("127.0.0.1", game.port), timeout=5) as sock:
-        sock.sendall(struct.pack(">I", 1 << 30))  # §2: far over the frame limit
+        sock.sendall(struct.pack(">I", 1 << 20))  # over the 64 KiB cap before welcome
         sock.settimeout(5)
         while sock.recv(4096):
             pass
     fams = until(
         lambda: (
             (f := scrape(game))
-            and value(f, "reverb_errors_total", kind="frame_too_large") >= 1
+            and value(f, "reverb_limit_hits_total", limit="handshake_frame") >= 1
             and f
         ),
-        what="frame_too_large counted",
+        what="limit.handshake_frame counted",
     )
     assert value(fams, "reverb_connections_accepted_total") >= 1
 

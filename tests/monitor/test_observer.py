@@ -115,6 +115,7 @@ def test_snapshot_is_what_clients_hold_after_the_tick() -> None:
     obs.tick(ctx, 101.0)
     snap = obs.snapshot
     assert snap is not None and snap.tick == 2 and 7 in snap.peers
+    assert snap.held[7] == {c.uid for c in crates}
     shown = {o["uid"]: o for o in map(describe_object, snap.objects)}
     assert shown[crates[0].uid]["withheld"] and shown[crates[0].uid]["fields"]["x"] == 1.5
     assert not shown[crates[1].uid]["withheld"] and shown[crates[1].uid]["fields"]["x"] == 2.5
@@ -130,9 +131,11 @@ def test_no_snapshot_when_nobody_watches() -> None:
     assert obs.snapshot is None and obs.ticks == 5 and obs.tick_seconds.count == 5
 
 
-def test_snapshot_without_the_engines_record_reads_the_objects() -> None:
-    """An engine without ``_sent``: fields are converted here; unencodable objects are left
-    out (no client holds a value for them that the monitor could know)."""
+def test_snapshot_without_the_engines_records_reads_the_objects() -> None:
+    """Another engine (no per-object records): fields are converted here; unencodable
+    objects are left out; every synced peer is taken to hold the rest."""
+    from types import SimpleNamespace
+
     from reverb.monitor._observer import take_snapshot
 
     ctx, crates = _world_with_crates()
@@ -140,7 +143,15 @@ def test_snapshot_without_the_engines_record_reads_the_objects() -> None:
     crates[0].x = float("nan")
     crates[2].x = 4.0
     fast = {o[0]: o[3] for o in take_snapshot(ctx, 0.0).objects}
-    del ctx.world._sent
-    slow = {o[0]: o[3] for o in take_snapshot(ctx, 0.0).objects}
+    world = ctx.world
+    other = SimpleNamespace(
+        types=ctx.types,
+        world=SimpleNamespace(
+            objects=world.objects, tick_count=world.tick_count, peers=world.peers
+        ),
+    )
+    snap = take_snapshot(other, 0.0)
+    slow = {o[0]: o[3] for o in snap.objects}
     assert crates[0].uid not in slow and slow[crates[2].uid]["x"] == 4.0
+    assert snap.held == {7: frozenset(slow)}
     assert fast[crates[2].uid]["x"] == 0.0  # the engine's record: as of the last tick

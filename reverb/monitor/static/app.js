@@ -128,6 +128,8 @@ function objectRows(objects, mine) {
       el("td", {}, o.owner === null ? el("span", { class: "dim" }, "server")
         : el("a", { href: "#/client/" + o.owner }, "#" + o.owner + (mine === o.owner ? " (this)" : ""))),
       fields,
+      el("td", { class: "seen-by" }, ...(o.seen_by || []).flatMap((m, i) =>
+        [i ? " " : "", el("a", { href: "#/client/" + m }, "#" + m)])),
       el("td", {}, o.withheld ? el("span", { class: "bad" }, "withheld: unencodable now; clients keep these values") : ""));
   });
   lastFields = fresh;
@@ -152,7 +154,7 @@ function renderWorld(data) {
     (data.truncated ? " · truncated" : "");
   document.getElementById("world-table").replaceChildren(
     table("objects", [{ t: "uid", num: 1 }, { t: "type" }, { t: "owner" }, { t: "fields" },
-      { t: "" }], objectRows(objects)));
+      { t: "seen by" }, { t: "" }], objectRows(objects)));
 }
 
 // -- a client ---------------------------------------------------------------------------------
@@ -213,7 +215,8 @@ function renderClient(member, data) {
   document.getElementById("view-title").textContent =
     "What it holds (as of tick " + data.tick + ")";
   document.getElementById("view-wrap").replaceChildren(
-    table("view", [{ t: "uid", num: 1 }, { t: "type" }, { t: "owner" }, { t: "fields" }, { t: "" }],
+    table("view", [{ t: "uid", num: 1 }, { t: "type" }, { t: "owner" }, { t: "fields" },
+      { t: "seen by" }, { t: "" }],
       objectRows(data.view, member)));
   for (const d of document.querySelectorAll("#frames details")) {
     if (open.has(d.closest("tr").dataset.seq)) d.open = true;

@@ -1,0 +1,163 @@
+"""The raw baseline: the simplest server that does what ``server_sync`` does.
+
+asyncio; each frame is a 4-byte big-endian length and stdlib ``json``; at each tick (30 Hz) the
+full state -- N objects, three fields each -- is encoded ONCE and the same bytes are written to
+every client. A client that sends ``{"id": k, "args": [...]}`` gets ``{"id": k, "result":
+args[0]}`` back at once (the RPC baseline). A client whose send buffer holds more than a few
+frames skips ticks until it has drained (counted, never buffered without bound).
+
+Run as ``python -m harness.bench.raw_server '{"n": 1000, "churn": 1.0}'``; it prints
+``READY <port>`` and then obeys the JSON-line commands of ``harness.bench.servers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import struct
+import sys
+import time
+from typing import Any
+
+from harness.bench.servers import Measure
+from harness.bench.workload import RATE, changed_indexes, emit, field_values, initial_values
+
+__all__ = ["RawServer", "main"]
+
+HEADER = struct.Struct(">I")
+MAX_BACKLOG_FRAMES = 4  # a client further behind than this skips ticks
+
+
+class Peer(asyncio.Protocol):
+    """One client: frames RPC requests in, writes replies out."""
+
+    def __init__(self, server: RawServer) -> None:
+        self.server = server
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.server.peers.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.server.peers.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while len(self.buf) >= 4:
+            (size,) = HEADER.unpack_from(self.buf)
+            if size > 65536:
+                assert self.transport is not None
+                self.transport.abort()
+                return
+            if len(self.buf) < 4 + size:
+                return
+            request = json.loads(bytes(self.buf[4 : 4 + size]))
+            del self.buf[: 4 + size]
+            body = json.dumps({"id": request["id"], "result": request["args"][0]}).encode()
+            assert self.transport is not None
+            self.transport.write(HEADER.pack(len(body)) + body)
+
+
+class RawServer:
+    def __init__(self, n: int, churn: float) -> None:
+        self.churn = churn
+        self.objects = [
+            dict(zip(("id", "x", "y", "hp"), (i + 1, *initial_values(i)), strict=True))
+            for i in range(n)
+        ]
+        self.peers: set[Peer] = set()
+        self.tick = 0
+        self.mutating = True
+        self.measure = Measure()
+        self.skipped = 0
+
+    def mutate(self, tick: int) -> None:
+        objects = self.objects
+        for i in changed_indexes(len(objects), self.churn, tick):
+            x, y, hp = field_values(i, tick)
+            obj = objects[i]
+            obj["x"] = x
+            obj["y"] = y
+            obj["hp"] = hp
+
+    def send_state(self) -> None:
+        """The whole of the baseline's ``server_sync``: encode once, write to everyone."""
+        state = {"tick": self.tick, "objects": self.objects}
+        body = json.dumps(state, separators=(",", ":")).encode()
+        frame = HEADER.pack(len(body)) + body
+        limit = MAX_BACKLOG_FRAMES * len(frame)
+        sent = 0
+        for peer in self.peers:
+            transport = peer.transport
+            if transport is None or transport.is_closing():
+                continue
+            if transport.get_write_buffer_size() > limit:
+                self.skipped += 1
+                continue
+            transport.write(frame)
+            sent += len(frame)
+        self.measure.bytes_sent += sent
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        return [(o["id"], o["x"], o["y"], o["hp"]) for o in self.objects]
+
+    async def run(self, commands: queue.Queue[Any]) -> None:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: Peer(self), "127.0.0.1", 0, backlog=2048)
+        port = server.sockets[0].getsockname()[1]
+        print(f"READY {port}", flush=True)
+        period = 1.0 / RATE
+        next_tick = time.monotonic()
+        try:
+            while True:
+                now = time.monotonic()
+                if now < next_tick:
+                    await asyncio.sleep(next_tick - now)
+                    continue
+                next_tick = max(next_tick + period, now)
+                if not self.handle(commands):
+                    return
+                self.tick += 1
+                if self.mutating:
+                    self.mutate(self.tick)
+                self.measure.tick(self.tick, time.monotonic())
+                self.send_state()
+        finally:
+            server.close()
+            for peer in list(self.peers):
+                if peer.transport is not None:
+                    peer.transport.abort()
+
+    def handle(self, commands: queue.Queue[Any]) -> bool:
+        """Obey queued commands; False to quit."""
+        while True:
+            try:
+                cmd = commands.get_nowait()
+            except queue.Empty:
+                return True
+            if cmd is None or cmd.get("op") == "quit":
+                return False
+            reply = self.measure.command(cmd, clients=len(self.peers))
+            if cmd["op"] == "final":
+                self.mutating = False
+                reply["digest"] = self.measure.digest(self.rows())
+            reply["skipped"] = self.skipped
+            emit(rid=cmd.get("rid"), **reply)
+
+
+def main(argv: list[str]) -> int:
+    from harness.bench.workload import stdin_commands
+
+    opts = json.loads(argv[0]) if argv else {}
+    commands: queue.Queue[Any] = queue.Queue()
+    stdin_commands(commands.put)
+    asyncio.run(RawServer(int(opts.get("n", 1000)), float(opts.get("churn", 1.0))).run(commands))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

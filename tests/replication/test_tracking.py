@@ -1,0 +1,413 @@
+"""Change tracking in ``ServerWorld`` (issue 9): a tick looks at what was assigned, marked or
+holds a container, and at nothing else; in-place container mutation and ownership replicate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from reverb import ReverbObject
+from reverb.proto import messages as m
+from reverb.replication.types import TypeRegistry
+from reverb.replication.world import ClientWorld, ServerWorld
+
+
+class Thing(ReverbObject):
+    """Seed style: fields set before ``super().__init__``."""
+
+    def __init__(
+        self,
+        x: Any = 0,
+        items: Any = None,
+        *,
+        uid: int | None = None,
+        add_on_init: bool = False,
+        belonging_membership: int | None = None,
+    ) -> None:
+        self.x = x
+        self.items = [] if items is None else items
+        super().__init__(
+            x, uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+        )
+
+
+class Strict(ReverbObject):
+    """Declares which containers are compared at every tick: none."""
+
+    __reverb_mutable__ = ()
+
+    def __init__(
+        self,
+        *,
+        uid: int | None = None,
+        add_on_init: bool = False,
+        belonging_membership: int | None = None,
+    ) -> None:
+        self.items: list[Any] = []
+        self.tags: dict[str, Any] = {}
+        super().__init__(
+            uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+        )
+
+
+class Counted(ReverbObject):
+    """A declared field behind a property that counts its reads."""
+
+    __reverb_fields__ = ("hp",)
+    reads = 0
+
+    def __init__(
+        self,
+        *,
+        uid: int | None = None,
+        add_on_init: bool = False,
+        belonging_membership: int | None = None,
+    ) -> None:
+        self._hp = 10
+        super().__init__(
+            uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+        )
+
+    @property
+    def hp(self) -> int:
+        Counted.reads += 1
+        return self._hp
+
+    @hp.setter
+    def hp(self, value: int) -> None:
+        self._hp = value
+
+
+class Partial(ReverbObject):
+    __reverb_exclude__ = ("cache",)
+
+    def __init__(
+        self,
+        *,
+        uid: int | None = None,
+        add_on_init: bool = False,
+        belonging_membership: int | None = None,
+    ) -> None:
+        self.a = 1
+        self.cache = 0
+        super().__init__(
+            uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+        )
+
+
+def registry() -> TypeRegistry:
+    types = TypeRegistry()
+    for cls in (Thing, Strict, Counted, Partial):
+        types.register(cls)
+    return types
+
+
+def world_with(*objs: Any, members: tuple[int, ...] = (1,)) -> ServerWorld:
+    world = ServerWorld(registry())
+    for obj in objs:
+        world.add(obj, obj._reverb_args)
+    for member in members:
+        world.peer_joined(member)
+    world.tick(0.0)
+    return world
+
+
+def updates(world: ServerWorld) -> list[m.UpdateEntry]:
+    out = world.tick(0.0)
+    if not out:
+        return []
+    [(_, sync)] = out
+    assert isinstance(sync, m.Sync) and not sync.spawn and not sync.despawn
+    return list(sync.update)
+
+
+# -- what marks an object changed -------------------------------------------------------------
+
+
+def test_an_assignment_puts_the_object_on_the_dirty_list_once() -> None:
+    thing = Thing()
+    world = world_with(thing)
+    assert world._dirty == []
+    thing.x = 1
+    thing.x = 2
+    thing.items = [1]
+    assert world._dirty == [thing]
+    assert thing._reverb_changed == {"x", "items"}
+    assert updates(world) == [m.UpdateEntry(1, {"x": 2, "items": [1]})]
+    assert world._dirty == [] and thing._reverb_changed == set()
+
+
+def test_private_writes_do_not_mark_the_object() -> None:
+    thing = Thing()
+    world = world_with(thing)
+    thing._cache = 5  # type: ignore[attr-defined]
+    assert world._dirty == []
+    assert world.tick(1.0) == []
+
+
+def test_writes_before_joining_a_world_are_not_tracked() -> None:
+    thing = Thing(3)  # its __init__ assigns fields before super().__init__: no world yet
+    assert thing._reverb_changed is None
+    thing.x = 4
+    world = world_with(thing, members=())
+    assert thing._reverb_changed == set()  # tracked from now on
+    replica = ClientWorld(registry(), bind=lambda obj: None)
+    world.peer_joined(2)
+    [(members, sync)] = world.tick(1.0)
+    assert members == (2,) and isinstance(sync, m.Sync)
+    decoded = m.decode(m.encode(sync))
+    assert isinstance(decoded, m.Sync)
+    replica.apply(decoded)
+    assert replica.objects[1].x == 4
+
+
+def test_assigning_the_same_value_sends_nothing() -> None:
+    thing = Thing(5, [1, (2, 3)])
+    world = world_with(thing)
+    thing.x = 5
+    thing.items = [1, [2, 3]]  # equal on the wire
+    assert world.tick(1.0) == []
+
+
+def test_an_excluded_or_undeclared_attribute_is_not_sent() -> None:
+    part, counted = Partial(), Counted()
+    world = world_with(part, counted)
+    part.cache = 9
+    counted.other = 1  # type: ignore[attr-defined]
+    assert world.tick(1.0) == []
+    counted.hp = 11
+    assert updates(world) == [m.UpdateEntry(2, {"hp": 11})]
+
+
+def test_a_new_attribute_is_sent() -> None:
+    thing = Thing()
+    world = world_with(thing)
+    thing.hp = 3  # type: ignore[attr-defined]
+    assert updates(world) == [m.UpdateEntry(1, {"hp": 3})]
+
+
+def test_a_deleted_attribute_is_no_longer_in_snapshots() -> None:
+    thing = Thing()
+    thing.hp = 1  # type: ignore[attr-defined]
+    world = world_with(thing)
+    del thing.hp  # type: ignore[attr-defined]
+    assert world.tick(1.0) == []  # clients keep what they have: there is no "delete" on the wire
+    world.peer_joined(2)
+    [(_, full)] = world.tick(2.0)
+    assert isinstance(full, m.Sync) and full.spawn[0].fields == {"x": 0, "items": []}
+
+
+# -- a tick looks only at what may have changed -------------------------------------------------
+
+
+def test_a_tick_without_changes_reads_no_object() -> None:
+    counted = [Counted() for _ in range(50)]
+    world = world_with(*counted)
+    Counted.reads = 0
+    for _ in range(5):
+        assert world.tick(1.0) == []
+    assert Counted.reads == 0
+    counted[7].hp = 3
+    assert updates(world) == [m.UpdateEntry(8, {"hp": 3})]
+    assert Counted.reads == 1  # only the object that changed was read
+
+
+def test_scalar_fields_are_not_watched() -> None:
+    world = world_with(Thing(1, 5), Counted())
+    assert world._watched == {}
+
+
+# -- containers mutated in place ---------------------------------------------------------------
+
+
+def test_in_place_list_mutation_replicates_by_default() -> None:
+    thing = Thing(0, [1])
+    world = world_with(thing)
+    thing.items.append(2)
+    assert updates(world) == [m.UpdateEntry(1, {"items": [1, 2]})]
+    thing.items[0] = {"k": [True]}
+    assert updates(world) == [m.UpdateEntry(1, {"items": [{"k": [True]}, 2]})]
+    assert world.tick(2.0) == []
+
+
+def test_in_place_mutation_inside_a_tuple_or_dict_replicates() -> None:
+    thing = Thing({"a": [1]}, (1, [2]))
+    world = world_with(thing)
+    thing.x["a"].append(3)
+    thing.items[1].append(4)
+    assert updates(world) == [m.UpdateEntry(1, {"x": {"a": [1, 3]}, "items": [1, [2, 4]]})]
+
+
+def test_an_in_place_change_with_an_assignment_in_the_same_tick_is_sent_whole() -> None:
+    thing = Thing(0, [1])
+    world = world_with(thing)
+    thing.items.append(2)
+    thing.x = 7
+    assert updates(world) == [m.UpdateEntry(1, {"x": 7, "items": [1, 2]})]
+
+
+def test_a_type_change_from_int_to_bool_inside_a_list_is_a_change() -> None:
+    thing = Thing(0, [1])
+    world = world_with(thing)
+    thing.items[0] = True
+    assert updates(world) == [m.UpdateEntry(1, {"items": [True]})]
+
+
+def test_a_field_that_stops_holding_a_container_is_no_longer_watched() -> None:
+    thing = Thing(0, [1])
+    world = world_with(thing)
+    assert set(world._watched) == {1}
+    thing.items = 5
+    assert updates(world) == [m.UpdateEntry(1, {"items": 5})]
+    assert world._watched == {}
+    thing.items = [5]
+    world.tick(1.0)
+    assert set(world._watched) == {1}
+
+
+def test_declared_mutable_fields_narrow_the_comparison() -> None:
+    strict = Strict()
+    world = world_with(strict)
+    assert world._watched == {}
+    strict.items.append(1)
+    assert world.tick(1.0) == []  # not compared: the type declared no mutable field
+    strict.mark_changed("items")
+    assert updates(world) == [m.UpdateEntry(1, {"items": [1]})]
+    strict.tags["a"] = 1
+    strict.items.append(2)
+    strict.mark_changed()  # every field
+    assert updates(world) == [m.UpdateEntry(1, {"items": [1, 2], "tags": {"a": 1}})]
+
+
+def test_assigning_a_new_container_replicates_without_mark_changed() -> None:
+    strict = Strict()
+    world = world_with(strict)
+    strict.items = [3]
+    assert updates(world) == [m.UpdateEntry(1, {"items": [3]})]
+
+
+def test_mark_changed_outside_a_world_does_nothing() -> None:
+    thing = Thing()
+    thing.mark_changed("items")
+    thing.mark_changed()
+    assert thing._reverb_changed is None
+
+
+def test_mark_changed_on_an_unchanged_field_sends_nothing() -> None:
+    thing = Thing(0, [1])
+    world = world_with(thing)
+    thing.mark_changed("items", "x")
+    assert world.tick(1.0) == []
+
+
+# -- ownership ---------------------------------------------------------------------------------
+
+
+def test_an_ownership_change_is_tracked() -> None:
+    thing = Thing()
+    world = world_with(thing)
+    thing.belonging_membership = 4
+    assert thing._reverb_changed == {"belonging_membership"}
+    assert updates(world) == [m.UpdateEntry(1, {}, owner=4)]
+    thing.belonging_membership = 4
+    assert world.tick(1.0) == []
+    thing.belonging_membership = None
+    world.peer_joined(2)
+    out = dict(world.tick(2.0))
+    assert out[(1,)].update == (m.UpdateEntry(1, {}, owner=None),)  # type: ignore[attr-defined]
+    assert out[(2,)].spawn[0].owner is None  # type: ignore[attr-defined]
+
+
+def test_an_owner_that_is_not_a_membership_id_withholds_the_object() -> None:
+    thing = Thing()
+    world = world_with(thing)
+    thing.belonging_membership = "me"  # type: ignore[assignment]
+    assert world.tick(1.0) == []
+    assert [obj for obj, _ in world.sync_errors] == [thing]
+    assert "belonging_membership" in str(world.sync_errors[0][1])
+    assert world.withheld() == world.sync_errors
+    thing.belonging_membership = 2
+    assert updates(world) == [m.UpdateEntry(1, {}, owner=2)]
+    assert world.withheld() == []
+
+
+# -- removal -----------------------------------------------------------------------------------
+
+
+def test_a_changed_object_removed_before_the_tick_is_only_despawned() -> None:
+    thing, other = Thing(), Thing()
+    world = world_with(thing, other)
+    thing.x = 9
+    world.remove(1)
+    thing.x = 10  # no longer tracked
+    assert thing._reverb_changed is None
+    [(_, sync)] = world.tick(1.0)
+    assert sync == m.Sync(tick=2, full=False, final=True, despawn=(1,))
+
+
+def test_a_removed_object_holding_a_container_is_no_longer_watched() -> None:
+    thing = Thing(0, [1])
+    world = world_with(thing)
+    world.remove(1)
+    assert world._watched == {}
+    thing.items.append(2)
+    world.tick(1.0)
+    assert world.tick(2.0) == []
+
+
+@pytest.mark.parametrize("count", [1, 3])
+def test_updates_come_in_uid_order(count: int) -> None:
+    things = [Thing() for _ in range(4)]
+    world = world_with(*things)
+    for thing in reversed(things[:count] + things[-1:]):
+        thing.x = 1
+    assert [u.uid for u in updates(world)] == sorted({*range(1, count + 1), 4})
+
+
+class Hooked(ReverbObject):
+    """Overrides ``__setattr__`` and writes with ``object.__setattr__``, never reaching ours."""
+
+    def __init__(
+        self,
+        *,
+        uid: int | None = None,
+        add_on_init: bool = False,
+        belonging_membership: int | None = None,
+    ) -> None:
+        self._seen: list[str] = []
+        self.x = 0
+        super().__init__(
+            uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+        )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name == "x":
+            self.__dict__["_seen"].append(name)
+
+    def __delattr__(self, name: str) -> None:
+        object.__delattr__(self, name)
+
+
+class HookedChild(Hooked):
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+
+
+@pytest.mark.parametrize("cls", [Hooked, HookedChild])
+def test_a_subclass_with_its_own_setattr_is_tracked_too(cls: type[Hooked]) -> None:
+    types = TypeRegistry()
+    types.register(cls)
+    world = ServerWorld(types)
+    obj = cls()
+    world.add(obj, ())
+    world.peer_joined(1)
+    world.tick(0.0)
+    obj.x = 5
+    assert obj._seen == ["x", "x"]  # its own hook still runs
+    assert world._dirty == [obj]
+    assert updates(world) == [m.UpdateEntry(1, {"x": 5})]
+    obj.y = 1  # type: ignore[attr-defined]
+    del obj.y  # type: ignore[attr-defined]
+    assert world._dirty == [obj]
