@@ -39,8 +39,11 @@ $(DEMO_STAMP):
 
 # The arena (examples/arena) played by three bots, headless, for DEMO_SECONDS; then a summary
 # and the screenshots in out/arena. Without pygame-ce (offline?), the standard-library text demo.
+# make demo MONITOR=1 runs the text demo with the web inspector and prints its URL (docs/monitor.md).
 demo:
-	@if $(MAKE) --no-print-directory -s $(DEMO_STAMP); then \
+	@if [ -n "$(MONITOR)" ]; then \
+	  $(MAKE) --no-print-directory -s $(STAMP) && PYTHONPATH=. $(PY) examples/demo.py --monitor; \
+	elif $(MAKE) --no-print-directory -s $(DEMO_STAMP); then \
 	  PYTHONPATH=. $(DEMO_VENV)/bin/python examples/arena --headless --bots 3 \
 	    --seconds $(DEMO_SECONDS) --shots out/arena; \
 	else \

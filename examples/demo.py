@@ -8,7 +8,9 @@ The server spawns an avatar for each client that joins and moves a few wandering
 client moves its own avatar with RPCs and, once, deliberately tries to move someone else's:
 the server refuses it (``not_owner``), which is the ownership check working. "player N" is the
 client with membership id N, in every line. Only the server prints while the demo runs; each
-client's report follows at the end.
+client's report follows at the end. ``--monitor`` (``make demo MONITOR=1``) also starts the
+web inspector (docs/monitor.md), prints its URL and runs for two minutes so there is time to
+look around.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from reverb import (
 )
 
 SECONDS = 8.0
+MONITOR_SECONDS = 120.0
 CLIENTS = 3
 
 
@@ -71,11 +74,17 @@ class Npc(ReverbObject):
         )
 
 
-def run_server(port: int) -> None:
+def run_server(port: int, seconds: float = SECONDS, monitor: bool = False) -> None:
     ReverbManager.REVERB_SIDE = ReverbSide.SERVER
     serv = Server(port=port, tick_rate=20)
     serv.start_server()
     print(f"READY {serv.port}", flush=True)
+    inspector = None
+    if monitor:
+        from reverb.monitor import Monitor
+
+        inspector = Monitor(serv).start()
+        print(f"[server] web inspector: open {inspector.url}", flush=True)
     players: dict[int, Player] = {}
     joined: list[int] = []
 
@@ -95,7 +104,7 @@ def run_server(port: int) -> None:
     start = time.monotonic()
     next_report = start + 2.0
     try:
-        while time.monotonic() < start + SECONDS + 10 and not (joined and not players):
+        while time.monotonic() < start + seconds + 10 and not (joined and not players):
             for npc in npcs:
                 npc.angle += 0.05
                 npc.x, npc.y = round(5 * math.cos(npc.angle), 2), round(5 * math.sin(npc.angle), 2)
@@ -108,10 +117,12 @@ def run_server(port: int) -> None:
                 )
                 print(f"[server] t={time.monotonic() - start:.0f}s  {world}", flush=True)
     finally:
+        if inspector is not None:
+            inspector.stop()
         serv.stop_server()
 
 
-def run_client(port: int) -> None:
+def run_client(port: int, seconds: float = SECONDS) -> None:
     ReverbManager.REVERB_SIDE = ReverbSide.CLIENT
     clt = Client(ip="127.0.0.1", port=port)
     seen: list[str] = []
@@ -125,7 +136,7 @@ def run_client(port: int) -> None:
     clt.connect()
     me = f"player {clt.member}"
     rng = random.Random(clt.member)
-    end = time.monotonic() + SECONDS
+    end = time.monotonic() + seconds
     tried = False
     calls = 0
     while time.monotonic() < end:
@@ -134,7 +145,7 @@ def run_client(port: int) -> None:
             if p.is_owner():
                 p.compute_server(p.move, rng.choice([-1, 1]), rng.choice([-1, 1]))
                 calls += 1
-            elif not tried and time.monotonic() > end - SECONDS / 2:
+            elif not tried and time.monotonic() > end - seconds / 2:
                 tried = True
                 future = p.compute_server(p.move, 1, 1)  # not ours: the server must refuse it
                 try:
@@ -159,11 +170,15 @@ def run_client(port: int) -> None:
     print("RESULT " + json.dumps(report), flush=True)
 
 
-def orchestrate() -> int:
+def orchestrate(monitor: bool = False) -> int:
+    seconds = MONITOR_SECONDS if monitor else SECONDS
     procs: list[subprocess.Popen[str]] = []
     try:
         server = subprocess.Popen(
-            [sys.executable, __file__, "server", "0"], stdout=subprocess.PIPE, text=True
+            [sys.executable, __file__, "server", "0", str(seconds)]
+            + (["--monitor"] if monitor else []),
+            stdout=subprocess.PIPE,
+            text=True,
         )
         procs.append(server)
         assert server.stdout is not None
@@ -172,16 +187,16 @@ def orchestrate() -> int:
             print("server did not start", file=sys.stderr)
             return 1
         port = ready.split()[1]
-        print(f"demo: server on 127.0.0.1:{port}; {CLIENTS} clients for {SECONDS:.0f} s")
+        print(f"demo: server on 127.0.0.1:{port}; {CLIENTS} clients for {seconds:.0f} s")
         relay = threading.Thread(target=lambda: [print(line, end="") for line in server.stdout])  # type: ignore[union-attr]
         relay.start()
         clients = [
-            subprocess.Popen([sys.executable, __file__, "client", port], stdout=subprocess.PIPE,
+            subprocess.Popen([sys.executable, __file__, "client", port, str(seconds)], stdout=subprocess.PIPE,
                              text=True)
             for _ in range(CLIENTS)
         ]  # fmt: skip
         procs.extend(clients)
-        outputs = [c.communicate(timeout=SECONDS + 20)[0] for c in clients]
+        outputs = [c.communicate(timeout=seconds + 20)[0] for c in clients]
         codes = [c.returncode for c in clients] + [server.wait(timeout=20)]
         relay.join(5)
         reports = [
@@ -204,8 +219,8 @@ def orchestrate() -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "server":
-        run_server(int(sys.argv[2]))
+        run_server(int(sys.argv[2]), float(sys.argv[3]), "--monitor" in sys.argv)
     elif len(sys.argv) > 1 and sys.argv[1] == "client":
-        run_client(int(sys.argv[2]))
+        run_client(int(sys.argv[2]), float(sys.argv[3]))
     else:
-        sys.exit(orchestrate())
+        sys.exit(orchestrate(monitor="--monitor" in sys.argv))
