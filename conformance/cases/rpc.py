@@ -13,8 +13,8 @@ from conformance.cases.common import (
     spawn_boxes,
 )
 from conformance.context import Ctx
-from conformance.driver import CaseFailure, Conn, leaks_internals
-from conformance.model import Outcome, case, info
+from conformance.driver import CaseFailure, Conn, leaks_internals, python_error_text
+from conformance.model import case
 
 G = 7
 
@@ -388,16 +388,17 @@ def despawned_while_queued(ctx: Ctx) -> str:
     return expect_error(conn.answer(late), "unknown_object", "§8.2")
 
 
-@case(
-    "8.2.35", G, "bump with a non-number argument (informational: how handler type errors surface)"
-)
-def bump_wrong_type(ctx: Ctx) -> Outcome:
+@case("8.2.35", G, 'bump("seven") on 0: an rpc_error whose message is not Python\'s TypeError text')
+def bump_wrong_type(ctx: Ctx) -> str:
     conn, uid = _box(ctx)
     reply = conn.call(uid, "bump", ["seven"])
     conn.control("despawn", uid)
-    if reply["type"] == "rpc_error":
-        return info(f"rpc_error {reply['code']}: {reply['message'][:80]!r}")
-    return info(f"rpc_result {reply['value']!r}")
+    if reply["type"] != "rpc_error":
+        raise CaseFailure(f'bump("seven") on 0 answered {reply!r}: 0 + "seven" cannot succeed')
+    fragment = python_error_text(reply["message"])
+    if fragment is not None:  # also caught in Conn.pump for handler_error
+        raise CaseFailure(f"Python's exception text reached the client ({fragment!r}, §8.4)")
+    return f"rpc_error {reply['code']}: {reply['message'][:80]!r}"
 
 
 @case(
