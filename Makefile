@@ -8,7 +8,7 @@ PYENV_VERSIONS ?= 3.10.13 3.11.7 3.12.1 3.13.0
 # tox finds each interpreter by its path under pyenv (the shims hide versions not selected).
 TOX_PYTHONS := $(foreach v,$(PYENV_VERSIONS),$(shell pyenv prefix $(v) 2>/dev/null)/bin/python3)
 
-.PHONY: venv test demo lint types coverage conformance tox load sweep versions fuzz clean
+.PHONY: venv test demo lint types coverage conformance mutate tox load sweep versions fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,18 @@ test: $(STAMP)
 	$(MAKE) conformance
 
 
+# Three runs: the threaded host, the low-limit profile (group 10), the asyncio host.
 conformance: $(STAMP)
 	$(PY) -m conformance --server-cmd "$(PY) -m conformance.host" --report out/conformance
+	$(PY) -m conformance --server-cmd "$(PY) -m conformance.host --low-limits" --limits low \
+		--cases g10 --report out/conformance-low
+	$(PY) -m conformance --server-cmd "$(PY) -m conformance.host --layer aio" \
+		--report out/conformance-aio
+
+# Mutation testing of the server against the conformance suite (slow; not part of `test`).
+MUTATE_ARGS ?= --jobs 2
+mutate: $(STAMP)
+	$(PY) -m conformance.mutate $(MUTATE_ARGS) --report out/mutate
 
 demo: $(STAMP)
 	$(PY) examples/demo.py
