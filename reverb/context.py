@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import inspect
 import logging
 import time
 from collections.abc import Iterator
@@ -37,6 +38,10 @@ __all__ = ["DEFAULT_TICK_RATE", "ReverbContext", "ReverbSide"]
 logger = logging.getLogger("reverb")
 
 DEFAULT_TICK_RATE = 30.0  # Hz: the common rate of action games' server ticks
+# A tick counts as due this fraction of a period before its scheduled time, so a game loop
+# that already runs at the tick rate ticks on every frame despite its timing jitter. The
+# schedule still advances one period per tick, so the rate never exceeds ``tick_rate``.
+TICK_SLACK = 0.5
 T = TypeVar("T")
 
 
@@ -57,6 +62,16 @@ class ReverbContext:
         self.replicas = ClientWorld(self.types, bind=self._bind)
         self.connection: Any = None
         self._next_tick = 0.0
+
+    @property
+    def strict_sync(self) -> bool:
+        """Development aid: when True, ``server_sync()`` raises the ``EncodeError`` of a
+        field that cannot be encoded instead of withholding that object (guide §3)."""
+        return self.world.strict
+
+    @strict_sync.setter
+    def strict_sync(self, strict: bool) -> None:
+        self.world.strict = strict
 
     # -- set-up ------------------------------------------------------------------------------
 
@@ -148,6 +163,7 @@ class ReverbContext:
         seed's ``while True: server_sync()`` neither burns a core nor floods the network.
         """
         conn: ServerTransport | None = self.connection
+        _refuse_async(conn, "server_sync()", "await server.server_sync()")
         while (wait := self.server_step(time.monotonic())) > 0:
             if conn is not None:
                 conn.wait(wait)
@@ -163,11 +179,15 @@ class ReverbContext:
         if self.side is ReverbSide.CLIENT:
             raise InvalidState("server_sync() runs on the server; clients call client_sync()")
         self.serve()
-        if now < self._next_tick:
-            return self._next_tick - now
         conn: ServerTransport | None = self.connection
-        rate = conn.tick_rate if conn is not None else DEFAULT_TICK_RATE
-        self._next_tick = max(self._next_tick + 1.0 / rate, now)
+        period = 1.0 / (conn.tick_rate if conn is not None else DEFAULT_TICK_RATE)
+        due = self._next_tick - TICK_SLACK * period
+        if now < due:
+            return due - now
+        # One period per tick keeps the rate; after a stall of a period or more (and at the
+        # first tick) the schedule restarts from now rather than catching up in a burst.
+        late = now - self._next_tick
+        self._next_tick = self._next_tick + period if late < period else now + period
         self.tick(now)
         return 0.0
 
@@ -196,6 +216,9 @@ class ReverbContext:
         if conn is not None:
             for members, message in out:
                 conn.send(members, message)
+        errors, self.world.sync_errors = self.world.sync_errors, []
+        for obj, error in errors:
+            self.server_events.fire("sync_error", obj, error)
 
     # -- the client's loop -------------------------------------------------------------------
 
@@ -208,14 +231,23 @@ class ReverbContext:
         if conn is None:
             return 0
         if timeout > 0:
+            _refuse_async(conn, "client_sync(timeout)", "await client.client_sync(timeout)")
             conn.wait(timeout)
         events = conn.poll()
         for event in events:
             if isinstance(event, Received):
                 self._client_message(conn, event.message)
             elif isinstance(event, Closed):
+                if not getattr(conn, "keep_replicas", False):
+                    self._despawn_all()
                 self.client_events.fire("disconnected", event.code, event.reason)
         return len(events)
+
+    def _despawn_all(self) -> None:
+        for change in self.replicas.reset():
+            change.obj.on_destroy_from_client()
+            change.obj._reverb_ctx = None
+            self.client_events.fire("object_despawned", change.obj)
 
     def _client_message(self, conn: ClientTransport, message: m.Message) -> None:
         if isinstance(message, m.Sync):
@@ -241,7 +273,24 @@ class ReverbContext:
 
     def client_connected(self, member: int) -> None:
         """Called by a client connection once its handshake completed."""
-        for change in self.replicas.reset():
-            change.obj.on_destroy_from_client()
-            self.client_events.fire("object_despawned", change.obj)
+        self._despawn_all()  # replicas kept from a previous connection (keep_replicas=True)
         self.client_events.fire("connected", member)
+
+    def claim_client_side(self) -> None:
+        """Called by ``connect()``: a context with no side becomes a client's (decision 9)."""
+        if self.side is None:
+            self.side = ReverbSide.CLIENT
+        elif self.side is ReverbSide.SERVER:
+            raise InvalidState(
+                "this context is a server's (REVERB_SIDE is ReverbSide.SERVER): a client in "
+                "the same process needs its own context, e.g. Client(..., context=ReverbContext())"
+            )
+
+
+def _refuse_async(conn: Any, call: str, instead: str) -> None:
+    """The blocking loops cannot drive an asyncio connection: say so instead of spinning."""
+    if inspect.iscoroutinefunction(getattr(conn, "wait", None)):
+        raise InvalidState(
+            f"{call} blocks, but this context's connection is an asyncio one "
+            f"({type(conn).__name__}): use {instead}"
+        )

@@ -139,6 +139,11 @@ class ClientEndpoint:
     (client side) speaks TLS, checking the certificate against ``server_hostname`` (default:
     ``ip``); ``send_contract`` sends this program's types and RPCs so that a server with
     different ones refuses it with an explanation (close 3001).
+
+    When the connection ends, the replicas are despawned (``object_despawned`` for each,
+    before ``disconnected``) unless ``keep_replicas=True``, which keeps them until the next
+    ``connect()``. A closed client may ``connect()`` again: it gets a new membership id and
+    a fresh snapshot. ``connect()`` makes a context with no side a client's.
     """
 
     def __init__(
@@ -155,9 +160,11 @@ class ClientEndpoint:
         ssl_context: ssl.SSLContext | None = None,
         server_hostname: str | None = None,
         send_contract: bool = True,
+        keep_replicas: bool = False,
         context: ReverbContext | None = None,
     ) -> None:
         self.ip = ip
+        self.keep_replicas = keep_replicas
         self.port = port
         self.connect_timeout = connect_timeout
         self.credentials = credentials
@@ -184,6 +191,18 @@ class ClientEndpoint:
     def identity(self) -> Any:
         """Who the server's authenticate hook says this client is (None without one)."""
         return self.hub.identity
+
+    def before_connect(self, connected: bool) -> None:
+        """Checks shared by both layers' ``connect()`` (decision 9)."""
+        if connected:
+            raise InvalidState("already connected; call disconnect() first")
+        self.context.claim_client_side()
+
+    def after_close(self) -> None:
+        """A closed connection is being replaced: deliver what it left (its ``disconnected``
+        event, the despawns) now, so none of it reaches the game after the new welcome."""
+        if self.context.connection is self:
+            self.context.client_sync()
 
     @property
     def tls_hostname(self) -> str | None:

@@ -6,6 +6,10 @@ Server events (run inside ``server_sync()`` on the game thread):
 ``client_connected``              ``(client_id, identity)``: a client completed the handshake
                                   (``identity``: from the authenticate hook, else None)
 ``client_disconnected``           ``(client_id, code, reason)``: it left, was dropped or timed out
+``sync_error``                    ``(obj, error)``: a field of ``obj`` cannot be encoded
+                                  (``error``: the ``EncodeError``); the object is withheld
+                                  from clients until it can be. Fired once per entry into
+                                  that state (docs/guide.md §3)
 ================================  ==========================================
 
 Client events (run on the thread that calls ``client_sync()`` / ``get_all_ro_by_type()``;
@@ -22,6 +26,11 @@ Client events (run on the thread that calls ``client_sync()`` / ``get_all_ro_by_
 
 A handler may take fewer parameters than its event offers: it receives the leading ones.
 An exception in a handler is logged and does not stop the others or the game loop.
+
+Every ``ReverbContext`` has its own two registries, ``ctx.server_events`` and
+``ctx.client_events``, and fires only those. ``reverb.server_event_registry`` and
+``reverb.client_event_registry`` are the default context's (``ReverbManager.context``): a
+handler registered there never runs for another context.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ __all__ = ["CLIENT_EVENTS", "SERVER_EVENTS", "EventRegistry"]
 
 logger = logging.getLogger("reverb")
 
-SERVER_EVENTS = frozenset({"client_connected", "client_disconnected"})
+SERVER_EVENTS = frozenset({"client_connected", "client_disconnected", "sync_error"})
 CLIENT_EVENTS = frozenset(
     {"connected", "disconnected", "synced", "object_spawned", "object_despawned", "rpc_error"}
 )

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
 from reverb.auth import Authenticator
-from reverb.errors import ConnectionClosed, LocalProtocolError, RpcError
+from reverb.errors import ConnectionClosed, EncodeError, LocalProtocolError, RpcError
 from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
 from reverb.proto.session import (
@@ -180,8 +181,12 @@ class ServerHub:
         return PeerClosed(member, event.code, event.reason)
 
     def send(self, members: tuple[int, ...], message: m.Message, now: float) -> list[Session]:
-        """Queue ``message`` on those sessions, encoded once per frame limit; return them."""
-        encoded: dict[int, list[bytes]] = {}
+        """Queue ``message`` on those sessions, encoded once per frame limit; return them.
+
+        A sync entry too large for one client's ``max_frame`` closes only the clients with
+        that limit, with 1009 (§7.5, §10.2); the others get their sync as usual.
+        """
+        encoded: dict[int, list[bytes] | EncodeError] = {}
         touched = []
         for member in members:
             session = self.members.get(member)
@@ -189,11 +194,27 @@ class ServerHub:
                 continue
             limit = session.peer_max_frame
             if limit not in encoded:
-                encoded[limit] = _encode(message, limit)
-            for body in encoded[limit]:
-                session.send_encoded(message.TYPE, body, now)
+                try:
+                    encoded[limit] = _encode(message, limit)
+                except EncodeError as exc:
+                    encoded[limit] = exc
+            bodies = encoded[limit]
+            if isinstance(bodies, EncodeError):
+                reason = f"{_entry_name(bodies)} does not fit the client's max_frame"
+                logger.error("%s: closing (1009): %s: %s", session.name, reason, bodies)
+                self.stats["sync_too_large"] += 1
+                session.close(CloseCode.TOO_LARGE, reason, now)
+            else:
+                for body in bodies:
+                    session.send_encoded(message.TYPE, body, now)
             touched.append(session)
         return touched
+
+
+def _entry_name(error: EncodeError) -> str:
+    """``object uid=N`` from ``encode_sync``'s error, which names the entry that does not fit."""
+    found = re.search(r"object uid=\d+", str(error))
+    return found.group(0) if found else "an object"
 
 
 def _encode(message: m.Message, limit: int) -> list[bytes]:

@@ -44,6 +44,15 @@ class _ManagerMeta(type):
     def REVERB_OBJECTS(cls) -> dict[int, Any]:
         return _default.objects
 
+    @property
+    def STRICT_SYNC(cls) -> bool:
+        """``ReverbContext.strict_sync`` of the default context (development aid)."""
+        return _default.strict_sync
+
+    @STRICT_SYNC.setter
+    def STRICT_SYNC(cls, strict: bool) -> None:
+        _default.strict_sync = strict
+
 
 class ReverbManager(metaclass=_ManagerMeta):
     """The seed's API. ``ReverbManager.context`` is the ``ReverbContext`` behind it."""

@@ -15,7 +15,7 @@ def client_registry() -> EventRegistry:
 
 
 def test_event_names() -> None:
-    assert SERVER_EVENTS == {"client_connected", "client_disconnected"}
+    assert SERVER_EVENTS == {"client_connected", "client_disconnected", "sync_error"}
     assert CLIENT_EVENTS == {
         "connected",
         "disconnected",

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
+from collections.abc import Generator
 from concurrent.futures import Future
 from typing import Any
 
@@ -13,22 +15,65 @@ from reverb.errors import HandshakeFailed, InvalidState
 from reverb.proto.session import CloseCode, Session, SessionEvent
 from reverb.transport import ClientEvent
 
-__all__ = ["AsyncClient"]
+__all__ = ["AsyncClient", "CallFuture"]
+
+
+class CallFuture(Future[Any]):
+    """What ``compute_server`` returns on an ``AsyncClient``: ``await`` it in the event loop.
+
+    It is a ``concurrent.futures.Future`` (``done()``, callbacks and ``result()`` from another
+    thread work as usual), resolved by the client's loop. Blocking on it from that loop's
+    own thread could never end, since the loop would be blocked: ``result()`` and
+    ``exception()`` there raise ``InvalidState`` while it is pending, instead of deadlocking.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__()
+        self._loop = loop
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        return asyncio.wrap_future(self, loop=self._loop).__await__()
+
+    def _refuse_blocking(self) -> None:
+        if self.done():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        if running is self._loop:
+            raise InvalidState(
+                "this call is answered by the event loop you would block: use "
+                "`await obj.compute_server(...)` instead of .result()"
+            )
+
+    def result(self, timeout: float | None = None) -> Any:
+        self._refuse_blocking()
+        return super().result(timeout)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        self._refuse_blocking()
+        return super().exception(timeout)
 
 
 class AsyncClient(ClientEndpoint, AioLoop):
     """The asyncio twin of ``reverb.Client`` (same options: ``ClientEndpoint``); ``connect``,
     ``disconnect`` and ``client_sync`` are coroutines. ``compute_server`` returns a
-    ``concurrent.futures.Future``: await it with ``asyncio.wrap_future``."""
+    ``CallFuture``: ``value = await obj.compute_server(obj.move, 1)``."""
 
     _proto: SessionProtocol | None = None
+    _loop: asyncio.AbstractEventLoop | None = None  # the loop of the last connect()
     _handshake_done: asyncio.Event | None = None  # a fresh one at each connect()
 
     async def connect(self) -> None:
-        if self._proto is not None:
-            raise InvalidState("already connected; call disconnect() first")
+        """``Client.connect`` for the event loop (side, reconnecting: the same rules)."""
+        old = self._proto
+        self.before_connect(old is not None and not (old.session is None or old.session.closed))
+        if old is not None:
+            await self._shutdown()
+            self.after_close()
         handshake_done = self._handshake_done = asyncio.Event()
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         try:
             _, proto = await asyncio.wait_for(
                 loop.create_connection(
@@ -78,9 +123,9 @@ class AsyncClient(ClientEndpoint, AioLoop):
 
     def call(self, uid: int, method: str, args: list[Any]) -> Future[Any]:
         proto = self._proto
-        future = self.hub.call(
-            proto.session if proto else None, uid, method, args, time.monotonic()
-        )
+        reply = self.hub.call(proto.session if proto else None, uid, method, args, time.monotonic())
+        future = CallFuture(self._loop if self._loop is not None else asyncio.get_event_loop())
+        reply.add_done_callback(functools.partial(_settle, future))
         if proto is not None:
             self.pump(proto)
         return future
@@ -109,3 +154,11 @@ class AsyncClient(ClientEndpoint, AioLoop):
         done = self.hub.member is not None or (proto.session is not None and proto.session.closed)
         if done and self._handshake_done is not None:
             self._handshake_done.set()
+
+
+def _settle(future: CallFuture, reply: Future[Any]) -> None:
+    exc = reply.exception()
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(reply.result())

@@ -12,9 +12,12 @@ import enum
 import json
 import math
 import re
+import sys
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import chain, compress
 from typing import Any, ClassVar, Union
 
 from reverb.errors import EncodeError, RemoteProtocolError
@@ -283,61 +286,152 @@ def _struct_checker(cls: Any) -> _Check:
 _DECODERS: dict[str, _Check] = {name: _struct_checker(cls) for name, cls in MESSAGE_TYPES.items()}
 
 # -- JSON layer: §3.1-§3.4 -------------------------------------------------------------------
+#
+# Decoding runs for every byte a peer sends, so it must stay cheap even on a hostile megabyte
+# (issue 8: Python hooks per number and per object cost ~0.35 s per MiB of small ints). The C
+# scanner builds the value with no per-value hook; §3.4 is then checked on the result by a
+# walk whose per-item work is done by C builtins, after text-level searches have ruled out
+# what cannot occur (``_check_tree``). Only NaN/Infinity keep a hook: it runs when they appear.
+
+
+class _Refused(ValueError):
+    """Raised by our own hooks, with our own words (never Python's text)."""
 
 
 def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
+    raise _Refused(f"{name} is not allowed")
 
 
 def _parse_int(text: str) -> int:
-    # Checked before int() converts it: a megabyte of digits is quadratic on Python 3.10.
+    # Only used when the interpreter's cap on int digits is off: int() of a megabyte of digits
+    # is quadratic, so the length is checked before converting.
     if len(text.lstrip("-")) > 16 or abs(int(text)) > MAX_SAFE_INT:
-        raise ValueError("integer out of the safe range ±(2**53-1)")
+        raise _Refused("integer out of the safe range ±(2**53-1)")
     return int(text)
 
 
-def _parse_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError("number out of range")
-    return value
+_decoder = json.JSONDecoder(parse_constant=_no_constants)
+_guarded_decoder = json.JSONDecoder(parse_constant=_no_constants, parse_int=_parse_int)
+# Python ≥ 3.10.7 refuses int() of more than 4300 digits by default (cheap: ~0.1 ms at the cap).
+_INT_DIGITS_CAP = 4300
 
 
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate key in object")
-    return result
-
-
-_decoder = json.JSONDecoder(
-    object_pairs_hook=_unique_keys,
-    parse_constant=_no_constants,
-    parse_int=_parse_int,
-    parse_float=_parse_float,
-)
+def _int_digits_capped() -> bool:
+    get = getattr(sys, "get_int_max_str_digits", None)
+    return get is not None and 0 < get() <= _INT_DIGITS_CAP
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
+# Strict UTF-8 decoding refuses encoded surrogates, so a lone one can only come from a
+# \\uD800-\\uDFFF escape: without such an escape in the text, no string needs looking at.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# An int beyond ±(2**53-1) has at least 16 digits; a float literal overflows only with at
+# least 16 digits before its point or an exponent of at least 3 digits. Without either in the
+# text, no number needs looking at. (Found by substring search once digits are all made "0":
+# a regular expression trying every position costs ~50 ms per MiB.)
+_FOLD_NUMBERS = bytes.maketrans(b"123456789E", b"000000000e")
+_BIG_NUMBER_SIGNS = (b"0" * 16, b"e000", b"e+000", b"e-000")
 
 
-def _check_value(value: Any, depth: int) -> None:
-    """§3.4 on decoded data: no array or object (``value`` is at level ``depth``) deeper than
-    ``MAX_DEPTH`` (scalars add no level), and no lone surrogate in any string or key."""
-    kind = type(value)
-    if kind is str:
-        if _SURROGATE.search(value):
-            raise RemoteProtocolError("string holds a lone surrogate (no UTF-8 form)", 1007)
-    elif kind is dict or kind is list:
+def _has_big_number(body: bytes) -> bool:
+    folded = body.translate(_FOLD_NUMBERS)
+    return any(sign in folded for sign in _BIG_NUMBER_SIGNS)
+
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_NUMBERS = frozenset({int, float, bool}).__contains__
+_STRINGS = frozenset({str}).__contains__
+_CONTAINERS = frozenset({dict, list}).__contains__
+_DICTS = frozenset({dict}).__contains__
+
+
+def _only(values: list[Any], kind: Callable[[type], bool]) -> list[Any]:
+    """The items of ``values`` whose type ``kind`` accepts, filtered in C."""
+    return list(compress(values, map(kind, map(type, values))))
+
+
+def _check_numbers(numbers: list[Any]) -> None:
+    """Every int within ±(2**53-1), every float finite (§3.4); ``numbers`` holds no other type
+    but bool. ``min``/``max`` clear almost every list in C; the loop is for the rest."""
+    if max(numbers) <= MAX_SAFE_INT and min(numbers) >= -MAX_SAFE_INT:
+        return
+    for value in numbers:
+        if type(value) is int:
+            if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
+                raise RemoteProtocolError(
+                    "payload is not valid JSON: integer out of the safe range ±(2**53-1)", 1007
+                )
+        elif type(value) is float and not math.isfinite(value):
+            raise RemoteProtocolError("payload is not valid JSON: number out of range", 1007)
+
+
+def _check_strings(strings: list[str]) -> None:
+    if any(map(_SURROGATE.search, strings)):
+        raise RemoteProtocolError("string holds a lone surrogate (no UTF-8 form)", 1007)
+
+
+def _check_tree(body: bytes, text: str, root: dict[str, Any]) -> int:
+    """§3.4 on the decoded message: nesting depth, number ranges, lone surrogates. Returns how
+    many members all its objects have, for the duplicate-key check.
+
+    The walk goes level by level, each level's values in one list, so that the work per value
+    is done by C builtins (``map``, ``compress``, ``min``, ``max``); what the text shows cannot
+    occur (no big number, no surrogate escape, no further array or object) is skipped.
+    """
+    numbers = _has_big_number(body)
+    strings = _SURROGATE_ESCAPE.search(text) is not None
+    containers = text.count("[") + text.count("{")  # at least as many as the value holds
+    level: list[Any] = [root]
+    depth = 1
+    seen = members = 0
+    while level:
         if depth > MAX_DEPTH:
             raise RemoteProtocolError(f"payload nests deeper than {MAX_DEPTH} levels", 1007)
-        if kind is dict:
-            for key, item in value.items():
-                _check_value(key, depth)
-                _check_value(item, depth + 1)
-        else:
-            for item in value:
-                _check_value(item, depth + 1)
+        seen += len(level)
+        dicts = _only(level, _DICTS)
+        members += sum(map(len, dicts))
+        if strings:
+            _check_strings(list(chain.from_iterable(dicts)))
+        elif not numbers and seen >= containers:
+            break  # nothing deeper exists, nothing here needs checking
+        values = list(chain.from_iterable(c.values() if type(c) is dict else c for c in level))
+        if numbers:
+            found = _only(values, _NUMBERS)
+            if found:
+                _check_numbers(found)
+        if strings:
+            _check_strings(_only(values, _STRINGS))
+        level = _only(values, _CONTAINERS)
+        depth += 1
+    return members
+
+
+def _check_unique_keys(text: str, members: int) -> None:
+    """§3.4: no object repeats a key. The decoder keeps only the last of repeated keys, so the
+    text then has more ``:`` separators (one per member, outside strings) than the value has
+    members; counting them is C work."""
+    if text.count(":") == members:
+        return
+    if _STRING.sub("", text).count(":") != members:
+        raise RemoteProtocolError("payload is not valid JSON: duplicate key in object", 1007)
+
+
+def _parse(text: str) -> Any:
+    decoder = _decoder if _int_digits_capped() else _guarded_decoder
+    try:
+        return decoder.decode(text)
+    except RecursionError:
+        raise RemoteProtocolError("payload nests too deeply", 1007) from None
+    except json.JSONDecodeError as exc:
+        raise RemoteProtocolError(
+            f"payload is not valid JSON (at character {exc.pos})", 1007
+        ) from None
+    except _Refused as exc:
+        raise RemoteProtocolError(f"payload is not valid JSON: {exc}", 1007) from None
+    except ValueError:  # int() over the interpreter's digit cap: its text is not for the peer
+        raise RemoteProtocolError(
+            "payload is not valid JSON: integer out of the safe range ±(2**53-1)", 1007
+        ) from None
 
 
 def decode(body: bytes) -> Message:
@@ -348,19 +442,11 @@ def decode(body: bytes) -> Message:
         raise RemoteProtocolError("payload is not valid UTF-8", 1007) from None
     if text.startswith("\ufeff"):
         raise RemoteProtocolError("payload starts with a byte order mark", 1007)
-    try:
-        obj = _decoder.decode(text)
-    except RecursionError:
-        raise RemoteProtocolError("payload nests too deeply", 1007) from None
-    except json.JSONDecodeError as exc:
-        raise RemoteProtocolError(
-            f"payload is not valid JSON (at character {exc.pos})", 1007
-        ) from None
-    except ValueError as exc:  # raised by our hooks, with our own words
-        raise RemoteProtocolError(f"payload is not valid JSON: {exc}", 1007) from None
+    obj = _parse(text)
     if type(obj) is not dict:
         raise RemoteProtocolError(f"payload is a JSON {type(obj).__name__}, not an object", 1007)
-    _check_value(obj, 1)
+    members = _check_tree(body, text, obj)
+    _check_unique_keys(text, members)
     kind = obj.get("type")
     if type(kind) is not str:
         raise RemoteProtocolError("message has no string 'type'", 1002)

@@ -61,6 +61,7 @@ class TypeRegistry:
             raise LocalProtocolError(
                 f"type name {name!r} is already registered for {existing.cls.__qualname__}"
             )
+        _check_constructor(cls)
         exposed: dict[str, Exposure] = {}
         signatures: dict[str, inspect.Signature] = {}
         for attr in dir(cls):
@@ -97,6 +98,32 @@ class TypeRegistry:
 
     def __contains__(self, cls: object) -> bool:
         return cls in self._by_cls
+
+
+REQUIRED_SIGNATURE = (
+    "def __init__(self, ..., uid=None, add_on_init=True, belonging_membership=None)"
+)
+
+
+def _check_constructor(cls: type) -> None:
+    """Clients build replicas with ``cls(*args, uid=..., add_on_init=False,
+    belonging_membership=...)``: refuse a type whose constructor cannot take those keywords
+    now, rather than have every client close with 1002 at the first sync."""
+    try:
+        parameters = inspect.signature(cls).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - C types have no signature
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return
+    keywords = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    missing = [k for k in ("uid", "add_on_init", "belonging_membership") if k not in keywords]
+    if missing:
+        raise LocalProtocolError(
+            f"{cls.__qualname__}'s constructor does not take {', '.join(missing)}: clients build "
+            f"replicas with those keywords. Write it as {REQUIRED_SIGNATURE} and pass them on: "
+            "super().__init__(..., uid=uid, add_on_init=add_on_init, "
+            "belonging_membership=belonging_membership)"
+        )
 
 
 # -- the contract checked at connect (docs/protocol.md §4.9) --------------------------------

@@ -45,6 +45,12 @@ class ServerWorld:
         self._despawned: list[int] = []
         self._synced: set[int] = set()  # peers that have had their full snapshot
         self._joining: set[int] = set()  # peers that get a full snapshot next tick
+        # Unencodable state: uids withheld now, and the synced peers lacking each one of them
+        # (they joined while it was withheld), which get it as a spawn once it is encodable.
+        self._bad: set[int] = set()
+        self._lacking: dict[int, set[int]] = {}
+        self.sync_errors: list[tuple[Any, EncodeError]] = []  # entered the bad state this tick
+        self.strict = False  # raise the EncodeError from tick() instead (development)
 
     # -- objects -----------------------------------------------------------------------------
 
@@ -65,6 +71,7 @@ class ServerWorld:
         if obj is None:
             raise InvalidState(f"no object with uid {uid}")
         self._args.pop(uid, None)
+        self._bad.discard(uid)
         if self._sent.pop(uid, None) is not None:
             self._despawned.append(uid)
         return obj
@@ -77,6 +84,8 @@ class ServerWorld:
     def peer_left(self, member: int) -> None:
         self._joining.discard(member)
         self._synced.discard(member)
+        for peers in self._lacking.values():
+            peers.discard(member)
 
     @property
     def peers(self) -> frozenset[int]:
@@ -91,9 +100,12 @@ class ServerWorld:
             value = getattr(obj, name, _MISSING)
             if value is _MISSING:
                 raise EncodeError(f"{info.name} uid={uid}: declared field {name!r} is not set")
-            fields[name] = m.to_wire(
-                value, f"{info.name} uid={uid} attribute {name!r}", depth=FIELD_DEPTH
-            )
+            try:
+                fields[name] = m.to_wire(
+                    value, f"{info.name} uid={uid} attribute {name!r}", depth=FIELD_DEPTH
+                )
+            except EncodeError as exc:
+                raise EncodeError(f"{exc} (the attribute holds a {type(value).__name__})") from exc
         return fields
 
     def _spawn_entry(self, uid: int, owner: int | None, fields: dict[str, Any]) -> m.SpawnEntry:
@@ -102,17 +114,52 @@ class ServerWorld:
             uid=uid, type=self.types.of(obj).name, owner=owner, args=self._args[uid], fields=fields
         )
 
+    def _encodable(self, uid: int, obj: Any) -> dict[str, Any] | None:
+        """The object's wire fields, or None if one cannot be encoded (decision: withhold it
+        this tick for every peer; log and report it once per entry into the bad state)."""
+        try:
+            fields = self._wire_fields(uid, obj)
+        except EncodeError as exc:
+            if self.strict:
+                raise
+            if uid not in self._bad:
+                self._bad.add(uid)
+                logger.error(
+                    "cannot sync %s: %s; withheld from clients until it can be encoded",
+                    type(obj).__qualname__,
+                    exc,
+                )
+                self.sync_errors.append((obj, exc))
+            return None
+        if uid in self._bad:
+            self._bad.discard(uid)
+            logger.info("%s uid=%d can be encoded again: syncing it", type(obj).__qualname__, uid)
+        return fields
+
     def tick(self, now: float) -> Outgoing:
-        """Advance one tick: a delta for synced peers, a full snapshot for new ones (§7.3)."""
+        """Advance one tick: a delta for synced peers, a full snapshot for new ones (§7.3).
+
+        An object with a field that cannot be encoded is withheld: peers keep what they were
+        last sent, peers that never got it do not get it, and it syncs again (a spawn for the
+        peers that lack it) once it can be encoded. ``sync_errors`` lists the objects that
+        entered that state during this tick; with ``strict`` the ``EncodeError`` is raised.
+        """
         self.tick_count += 1
+        self.sync_errors = []
         state: dict[int, tuple[int | None, dict[str, Any]]] = {}
+        withheld: set[int] = set()
         spawn: list[m.SpawnEntry] = []
         update: list[m.UpdateEntry] = []
         for uid, obj in self.objects.items():
             owner = obj.belonging_membership
-            fields = self._wire_fields(uid, obj)
-            state[uid] = (owner, fields)
             before = self._sent.get(uid)
+            fields = self._encodable(uid, obj)
+            if fields is None:
+                withheld.add(uid)
+                if before is not None:
+                    state[uid] = before  # what the synced peers hold stays as it was
+                continue
+            state[uid] = (owner, fields)
             if before is None:
                 spawn.append(self._spawn_entry(uid, owner, fields))
                 continue
@@ -127,23 +174,41 @@ class ServerWorld:
         despawn, self._despawned = self._despawned, []
         self._sent = state
         out: Outgoing = []
-        if self._synced and (spawn or update or despawn):
-            delta = m.Sync(
-                tick=self.tick_count,
-                full=False,
-                final=True,
-                spawn=tuple(spawn),
-                update=tuple(update),
-                despawn=tuple(despawn),
-            )
-            out.append((tuple(sorted(self._synced)), delta))
+        # Peers that joined while an object they lack was withheld get it as a spawn.
+        groups: dict[frozenset[int], list[int]] = {}
+        for member in sorted(self._synced):
+            lacks = frozenset(u for u, peers in self._lacking.items() if member in peers)
+            groups.setdefault(lacks, []).append(member)
+        for lacks, members in groups.items():
+            g_spawn = spawn + [
+                self._spawn_entry(u, *state[u])
+                for u in sorted(lacks)
+                if u in state and u not in withheld
+            ]
+            g_update = [e for e in update if e.uid not in lacks]
+            g_despawn = [u for u in despawn if u not in lacks]
+            if g_spawn or g_update or g_despawn:
+                delta = m.Sync(
+                    tick=self.tick_count,
+                    full=False,
+                    final=True,
+                    spawn=tuple(g_spawn),
+                    update=tuple(g_update),
+                    despawn=tuple(g_despawn),
+                )
+                out.append((tuple(members), delta))
+        self._lacking = {u: p for u, p in self._lacking.items() if u in withheld and u in state}
         if self._joining:
             full = m.Sync(
                 tick=self.tick_count,
                 full=True,
                 final=True,
-                spawn=tuple(self._spawn_entry(u, o, f) for u, (o, f) in state.items()),
+                spawn=tuple(
+                    self._spawn_entry(u, o, f) for u, (o, f) in state.items() if u not in withheld
+                ),
             )
+            for uid in withheld & state.keys():
+                self._lacking.setdefault(uid, set()).update(self._joining)
             out.append((tuple(sorted(self._joining)), full))
             self._synced |= self._joining
             self._joining = set()

@@ -14,7 +14,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint
-from reverb.errors import HandshakeFailed, InvalidState
+from reverb.errors import HandshakeFailed
 from reverb.proto.session import CloseCode, SessionEvent, State
 from reverb.threaded._loop import Conn, IOLoop, Tls
 from reverb.transport import ClientEvent
@@ -40,10 +40,15 @@ class Client(ClientEndpoint, IOLoop):
         """Connect and complete the handshake; raises ``HandshakeFailed`` if refused or slow.
 
         Fires the client's ``connected`` event. Attaches to the context if it has no
-        connection yet (so ``ReverbManager.REVERB_CONNECTION = clt`` is optional).
+        connection yet (so ``ReverbManager.REVERB_CONNECTION = clt`` is optional), and makes
+        a context with no side a client's. A client whose connection was closed (by either
+        side) may connect again: it gets a new membership id and a fresh snapshot.
         """
-        if self._conn is not None:
-            raise InvalidState("already connected; call disconnect() first")
+        old = self._conn
+        self.before_connect(old is not None and not old.session.closed)
+        if old is not None:
+            self._shutdown()  # the I/O thread of the closed connection
+            self.after_close()
         try:
             sock = socket.create_connection((self.ip, self.port), timeout=self.connect_timeout)
         except OSError as exc:

@@ -10,6 +10,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 from typing import Any
 
 from reverb import (
@@ -26,6 +27,14 @@ from reverb import (
 )
 
 EXECUTED: dict[str, int] = {}
+# Values JSON cannot carry (docs/protocol.md §3.4), set on the server by the "bad" command.
+BAD_VALUES: dict[str, Any] = {
+    "nan": float("nan"),
+    "inf": float("inf"),
+    "set": {1, 2},
+    "int_keys": {1: "a"},
+    "big_int": 2**53,
+}
 
 
 def count(name: str) -> None:
@@ -80,7 +89,7 @@ class Crate(ReverbObject):
 
 
 def emit(**fields: Any) -> None:
-    print(json.dumps(fields), flush=True)
+    print(json.dumps(fields, default=repr), flush=True)  # repr: a set the "bad" op stored
 
 
 def reader(commands: queue.Queue[dict[str, Any] | None]) -> None:
@@ -124,6 +133,10 @@ def run_server(options: dict[str, Any]) -> None:
         avatar.destroy()
         emit(event="client_disconnected", member=client_id, code=code, reason=reason)
 
+    @server_event_registry.on_event("sync_error")
+    def sync_error(obj, error):
+        emit(event="sync_error", uid=obj.uid, error=str(error), kind=type(error).__name__)
+
     commands: queue.Queue[dict[str, Any] | None] = queue.Queue()
     threading.Thread(target=reader, args=(commands,), daemon=True).start()
     print(f"READY {serv.port}", flush=True)
@@ -141,6 +154,17 @@ def run_server(options: dict[str, Any]) -> None:
                 elif op == "set":
                     setattr(ReverbManager.REVERB_OBJECTS[cmd["uid"]], cmd["field"], cmd["value"])
                     emit(event="set", uid=cmd["uid"])
+                elif op == "bad":
+                    obj = ReverbManager.REVERB_OBJECTS[cmd["uid"]]
+                    setattr(obj, cmd["field"], BAD_VALUES[cmd["value"]])
+                    emit(event="set", uid=cmd["uid"])
+                elif op == "kick":
+                    with serv.lock:  # the game thread closes one client's session
+                        conn = serv.by_member[cmd["member"]]
+                        conn.session.close(1008, "kicked", time.monotonic())
+                        serv.mark_dirty(conn)
+                    serv.wake()
+                    emit(event="kicked", member=cmd["member"])
                 elif op == "despawn":
                     ReverbManager.remove_reverb_object(cmd["uid"])
                     emit(event="despawned", uid=cmd["uid"])
@@ -156,8 +180,9 @@ def run_server(options: dict[str, Any]) -> None:
         serv.stop_server()
 
 
-def run_client(port: int) -> None:
-    ReverbManager.REVERB_SIDE = ReverbSide.CLIENT
+def run_client(port: int, set_side: bool = True) -> None:
+    if set_side:  # the README's recipe does not set it: connect() must
+        ReverbManager.REVERB_SIDE = ReverbSide.CLIENT
     clt = Client(ip="127.0.0.1", port=port)
     ReverbManager.REVERB_CONNECTION = clt
     last_tick = [0]
@@ -192,7 +217,10 @@ def run_client(port: int) -> None:
                 cmd = commands.get()
                 if cmd is None or cmd["op"] == "quit":
                     return
-                if cmd["op"] == "table":
+                if cmd["op"] == "connect":
+                    clt.connect()
+                    emit(event="connected", member=clt.member)
+                elif cmd["op"] == "table":
                     emit(event="table", table=table(), tick=last_tick[0], member=clt.member)
                 elif cmd["op"] == "call":
                     obj = ReverbManager.REVERB_OBJECTS[cmd["uid"]]
@@ -209,4 +237,4 @@ if __name__ == "__main__":
         run_server(json.loads(sys.argv[2]) if len(sys.argv) > 2 else {})
     else:
         print("READY 0", flush=True)
-        run_client(int(sys.argv[2]))
+        run_client(int(sys.argv[2]), set_side="noside" not in sys.argv[3:])

@@ -31,8 +31,8 @@ class Game:
         self.peers.append(peer)
         return peer
 
-    def client(self) -> tuple[Peer, int]:
-        peer = self._add(Peer("client", str(self.server.port)))
+    def client(self, *options: str) -> tuple[Peer, int]:
+        peer = self._add(Peer("client", str(self.server.port), *options))
         member = peer.expect("connected")["member"]
         return peer, member
 

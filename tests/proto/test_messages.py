@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
+import sys
+import time
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from reverb.errors import EncodeError, RemoteProtocolError
 from reverb.proto import messages as m
@@ -335,6 +340,160 @@ def test_nesting_deep_enough_to_exhaust_recursion_is_invalid_payload() -> None:
     assert_refused(b"[" * depth + b"]" * depth, 1007)
     assert_refused(b'{"type":"ping","x":' + b"[" * depth + b"]" * depth + b"}", 1007)
 
+
+
+# -- §3.4 checked cheaply: the same verdicts as a hook per value --------------------------------
+
+
+def value_frame(text: str) -> bytes:
+    return ('{"type":"rpc_result","id":0,"value":' + text + "}").encode()
+
+
+def test_duplicate_keys_are_found_at_any_depth_and_next_to_colons_in_strings() -> None:
+    assert_refused(value_frame('[1,{"x":[{"a:":1,"a:":2}]}]'), 1007, "duplicate")
+    assert_refused(value_frame('{"k":"a:b","k":"c:d"}'), 1007, "duplicate")
+    accepted = m.decode(value_frame('{"a:":"b:c","\\u003a":"\\":\\\\","d":["e:f"]}'))
+    assert isinstance(accepted, m.RpcResult)
+    assert accepted.value == {"a:": "b:c", ":": '":\\', "d": ["e:f"]}
+
+
+def test_lone_surrogates_are_found_in_keys_and_nested_values() -> None:
+    assert_refused(value_frame('[[{"k":"\\udc00"}]]'), 1007, "surrogate")
+    assert_refused(value_frame('{"a":{"\\ud800x":1}}'), 1007, "surrogate")
+    assert_refused(value_frame('"\\uDBFF"'), 1007, "surrogate")
+    # A pair is one character; an escaped backslash before "ud800" is plain text.
+    pair = m.decode(value_frame('["\\ud83d\\ude00","\\\\ud800"]'))
+    assert isinstance(pair, m.RpcResult)
+    assert pair.value == ["\U0001f600", "\\ud800"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        f'["12345678901234567890",{MAX + 1}]',
+        f'{{"s":"x","n":[{-MAX - 1}]}}',
+        '[1,"a",true,null,1e400]',
+        '[[["x"]],-1E+999]',
+        '{"a":"12345678901234567890","b":10000000000000000}',
+    ],
+)
+def test_numbers_out_of_range_are_found_among_other_values(text: str) -> None:
+    assert_refused(value_frame(text), 1007, "out of")
+
+
+@pytest.mark.parametrize(
+    "text, value",
+    [
+        (f"[{MAX},{-MAX},9007199254740990]", [MAX, -MAX, MAX - 1]),
+        ("[1e300,-1.7976931348623157e308,1e-400,0.30000000000000004]", None),
+        ('["99999999999999999999",1e99,1E+099]', None),
+    ],
+)
+def test_large_but_legal_numbers_are_accepted(text: str, value: Any) -> None:
+    message = m.decode(value_frame(text))
+    assert isinstance(message, m.RpcResult)
+    assert message.value == (value if value is not None else json.loads(text))
+
+
+def test_python_text_about_the_int_digit_cap_never_reaches_the_peer() -> None:
+    with pytest.raises(RemoteProtocolError) as info:
+        m.decode(value_frame("9" * 5000))
+    assert info.value.code == 1007
+    assert "safe range" in str(info.value) and "sys." not in str(info.value)
+
+
+def test_with_the_interpreter_digit_cap_off_long_ints_are_refused_before_conversion() -> None:
+    set_cap = getattr(sys, "set_int_max_str_digits", None)
+    if set_cap is None:  # pragma: no cover - Python < 3.10.7 has no cap: the guard is always on
+        pytest.skip("no int digit cap in this interpreter")
+    before = sys.get_int_max_str_digits()
+    set_cap(0)
+    try:
+        started = time.process_time()
+        assert_refused(value_frame("9" * 300_000), 1007, "safe range")
+        assert time.process_time() - started < 0.5  # int() of it would take far longer
+        assert m.decode(value_frame(str(MAX))) == m.RpcResult(id=0, value=MAX)
+    finally:
+        set_cap(before)
+
+
+def _reference_accepts(text: str) -> bool:
+    """§3.4 as the codec first implemented it: a Python hook on every number and object."""
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        if len(dict(items)) != len(items):
+            raise ValueError("duplicate")
+        return dict(items)
+
+    def parse_int(digits: str) -> int:
+        if len(digits.lstrip("-")) > 16 or abs(int(digits)) > MAX:
+            raise ValueError("range")
+        return int(digits)
+
+    def parse_float(digits: str) -> float:
+        if not math.isfinite(float(digits)):
+            raise ValueError("range")
+        return float(digits)
+
+    def no_constant(name: str) -> Any:
+        raise ValueError(name)
+
+    def fine(value: Any, depth: int) -> bool:
+        if type(value) is str:
+            return not any(0xD800 <= ord(c) <= 0xDFFF for c in value)
+        if type(value) in (list, dict):
+            if depth > m.MAX_DEPTH:
+                return False
+            if type(value) is dict:
+                return all(fine(k, depth) and fine(v, depth + 1) for k, v in value.items())
+            return all(fine(v, depth + 1) for v in value)
+        return True
+
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=pairs,
+            parse_int=parse_int,
+            parse_float=parse_float,
+            parse_constant=no_constant,
+        )
+    except ValueError:
+        return False
+    return fine(value, 1)
+
+
+_keys = st.sampled_from(['"a"', '"b"', '"a:"', '"\\u0061"', '"\\ud800"', '"x\\\\"'])
+_scalars = st.one_of(
+    st.integers(-(2**60), 2**60).map(str),
+    st.sampled_from([str(MAX), str(MAX + 1), str(-MAX - 1), "1e308", "1e309", "-2E+400"]),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.text(max_size=6).map(json.dumps),
+    st.sampled_from(["true", "false", "null", '"12345678901234567"', '"\\udfff"', '":"']),
+)
+_texts = st.recursive(
+    _scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4).map(lambda items: "[" + ",".join(items) + "]"),
+        st.lists(st.tuples(_keys, inner), max_size=4).map(
+            lambda items: "{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
+        ),
+        st.tuples(st.integers(25, 35), inner).map(lambda d: "[" * d[0] + d[1] + "]" * d[0]),
+    ),
+    max_leaves=12,
+)
+
+
+@given(_texts)
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def test_the_cheap_checks_agree_with_a_hook_per_value(text: str) -> None:
+    frame_body = value_frame(text)
+    try:
+        m.decode(frame_body)
+        accepted = True
+    except RemoteProtocolError as exc:
+        assert exc.code == 1007, exc
+        accepted = False
+    assert accepted == _reference_accepts(frame_body.decode()), text
 
 # -- to_wire -----------------------------------------------------------------------------------
 
