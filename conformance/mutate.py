@@ -287,6 +287,13 @@ MUTANTS: list[Mutant] = [
         "pending-call cap 100x",
     ),
     Mutant(
+        "h-pending-off-by-one",
+        H,
+        "if pending >= self.options.max_pending_calls:",
+        "if pending > self.options.max_pending_calls:",
+        "pending-call cap off by one",
+    ),
+    Mutant(
         "h-overloaded-code",
         H,
         'code="overloaded"',
