@@ -97,9 +97,16 @@ def run_all(
     """Run independent cases on ``workers`` threads (longest budgets first), then exclusive
     cases one at a time. Results come back sorted by case id. With ``fail_fast`` no new case
     starts after the first ``fail`` (the mutation tool only needs one)."""
+    # Longest budgets first keep the pool busy; with fail_fast the short cases go first, so
+    # that a failure is found early and the cases still running then end soon.
     shared = sorted(
         (c for c in cases if not c.exclusive and not c.final),
-        key=lambda c: (-budget_of(c, settings) if c.slow or c.budget else 0.0, c.sort_key),
+        key=lambda c: (
+            (c.slow, budget_of(c, settings))
+            if fail_fast
+            else (-budget_of(c, settings) if c.slow or c.budget else 0.0,),
+            c.sort_key,
+        ),
     )
     alone = sorted(
         (c for c in cases if c.exclusive or c.final),

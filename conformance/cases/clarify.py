@@ -193,7 +193,16 @@ def _contract_close(ctx: Ctx, contract: Any, code: int, names: tuple[str, ...] =
     missing = [name for name in names if name not in reason]
     if missing:
         raise CaseFailure(f"close {code} reason {reason!r} does not name {missing} (§4.9)")
+    if code == 1002 and not reason.startswith("malformed contract"):
+        raise CaseFailure(f"reason {reason!r} does not begin 'malformed contract' (§4.9.1)")
     return f"{detail}; {ctx.check_alive()}"
+
+
+def _contract_welcome(ctx: Ctx, contract: Any) -> str:
+    conn = ctx.connect()
+    conn.handshake(contract=contract)
+    conn.wait(lambda: conn.table.applied > 0, None, "the first full sync")
+    return "welcomed"
 
 
 @case("4.9.1", HANDSHAKE, "hello.contract equal to the app's contract: welcomed and synced")
@@ -261,15 +270,58 @@ def contract_no_types(ctx: Ctx) -> str:
     return _contract_close(ctx, {"kinds": {}}, 1002)
 
 
-@case("4.9.11", HANDSHAKE, "a client type the server lacks (informational)")
-def contract_extra_type(ctx: Ctx) -> Outcome:
+@case("4.9.11", HANDSHAKE, "a client type the server lacks (Ghost): close 3001 naming it")
+def contract_extra_type(ctx: Ctx) -> str:
     theirs = copy.deepcopy(APP_CONTRACT)
     theirs["types"]["Ghost"] = {"init": [], "fields": None, "methods": {}}
-    conn = ctx.connect()
-    reply = conn.hello(contract=theirs)
-    if reply["type"] == "welcome":
-        return info("welcomed: extra client types are allowed")
-    return info(f"answered {brief(reply)}")
+    return _contract_close(ctx, theirs, 3001, ("Ghost",))
+
+
+@case("4.9.12", HANDSHAKE, "a renamed parameter (bump(n), same count): close 3001 (§4.9.2)")
+def contract_param_name(ctx: Ctx) -> str:
+    theirs = copy.deepcopy(APP_CONTRACT)
+    theirs["types"]["Box"]["methods"]["bump"]["params"] = ["n"]
+    return _contract_close(ctx, theirs, 3001, ("bump",))
+
+
+@case("4.9.13", HANDSHAKE, "declared fields where the server has null: close 3001 (§4.9.2)")
+def contract_fields(ctx: Ctx) -> str:
+    theirs = copy.deepcopy(APP_CONTRACT)
+    theirs["types"]["Rec"]["fields"] = ["a", "b", "c"]
+    return _contract_close(ctx, theirs, 3001, ("Rec",))
+
+
+@case("4.9.14", HANDSHAKE, "a type description without 'fields': malformed, close 1002")
+def contract_missing_key(ctx: Ctx) -> str:
+    theirs = copy.deepcopy(APP_CONTRACT)
+    del theirs["types"]["Box"]["fields"]
+    return _contract_close(ctx, theirs, 1002)
+
+
+@case("4.9.15", HANDSHAKE, "a method whose params is a string: malformed, close 1002")
+def contract_params_type(ctx: Ctx) -> str:
+    theirs = copy.deepcopy(APP_CONTRACT)
+    theirs["types"]["Box"]["methods"]["bump"]["params"] = "k"
+    return _contract_close(ctx, theirs, 1002)
+
+
+@case("4.9.16", HANDSHAKE, "unknown keys at every level of the contract are ignored: welcomed")
+def contract_extra_keys(ctx: Ctx) -> str:
+    theirs = copy.deepcopy(APP_CONTRACT)
+    theirs["generator"] = "conformance"
+    theirs["types"]["Box"]["doc"] = "a box"
+    theirs["types"]["Box"]["methods"]["bump"]["returns"] = "int"
+    return _contract_welcome(ctx, theirs)
+
+
+@case("4.9.17", HANDSHAKE, "the same contract with its object keys in reverse order: welcomed")
+def contract_key_order(ctx: Ctx) -> str:
+    def reverse(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: reverse(value[k]) for k in reversed(list(value))}
+        return value
+
+    return _contract_welcome(ctx, reverse(copy.deepcopy(APP_CONTRACT)))
 
 
 # --------------------------------------------------------------------------- §7.2 value types
@@ -611,6 +663,21 @@ def reuse_answered_id(ctx: Ctx) -> str:
     if values != [[0], [1], [2]]:
         raise CaseFailure(f"answers to the reused id: {values}")
     return "3 calls with id 5, one after the other, each answered"
+
+
+@case("8.1.53", RPC, "two connections with the same id in flight are both answered (§8.5)")
+def same_id_two_connections(ctx: Ctx) -> str:
+    a, b = ctx.open(), ctx.open()
+    control = a.control_uid()
+    hold = {"type": "rpc", "id": 1, "uid": control, "method": "sleep", "args": [0.2]}
+    a.send(hold)
+    for conn, tag in ((a, "a"), (b, "b")):
+        conn.send({"type": "rpc", "id": 9, "uid": control, "method": "echo", "args": [tag]})
+    for conn, tag in ((a, "a"), (b, "b")):
+        reply = conn.answer(9)
+        if reply.get("value") != [tag]:
+            raise CaseFailure(f"connection {tag} got {brief(reply)}")
+    return "ids are per connection"
 
 
 @case("8.1.52", RPC, "20 calls with distinct ids in flight at once are each answered once")

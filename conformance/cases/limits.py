@@ -97,6 +97,25 @@ def answers_pings_only(ctx: Ctx) -> str:
     return f"open after {span:.1f}s, {len(quiet.pings)} pings answered"
 
 
+@case("9.2.14", G, "a client that sends every P/3 is never pinged by the server", low=True)
+def no_ping_when_talking(ctx: Ctx) -> str:
+    limits = _limits(ctx)
+    conn = ctx.open()
+    gap = limits.ping_interval / 3
+    end = time.monotonic() + 4 * limits.ping_interval
+    nonce = 0
+    while time.monotonic() < end:
+        nonce += 1
+        conn.send({"type": "ping", "nonce": nonce})
+        conn.drain(gap)
+    if conn.pings:
+        raise CaseFailure(
+            f"{len(conn.pings)} pings though the client sent something every {gap:.2f}s "
+            "(§9.2: a peer pings only after receiving nothing for the ping interval)"
+        )
+    return f"no ping in {4 * limits.ping_interval:.1f}s of traffic"
+
+
 @case("9.2.13", G, "a client that sends nothing is closed 1008 'idle timeout'", low=True)
 def idle_close(ctx: Ctx) -> str:
     limits = _limits(ctx)
@@ -112,7 +131,15 @@ def idle_close(ctx: Ctx) -> str:
         raise CaseFailure(f"close 1008 reason {obs.reason!r} does not say 'idle timeout' (§9.2)")
     if elapsed < limits.idle_timeout - 0.3:
         raise CaseFailure(f"closed after {elapsed:.2f}s, before the idle timeout")
-    return f"{obs.describe()} after {elapsed:.2f}s; {ctx.check_alive()}"
+    # §9.2: a ping after P of silence, then one each further P — at most one per P.
+    pings = obs.seen.count("ping")
+    most = int(limits.idle_timeout / limits.ping_interval) + 1
+    if not 2 <= pings <= most:
+        raise CaseFailure(
+            f"{pings} pings in {limits.idle_timeout}s of silence, expected 2..{most} "
+            f"(one each {limits.ping_interval}s, §9.2)"
+        )
+    return f"{obs.describe()} after {elapsed:.2f}s, {pings} pings before; {ctx.check_alive()}"
 
 
 @case("4.6.10", G, "no hello: close 1008 at the (short) handshake deadline, not before", low=True)
