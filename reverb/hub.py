@@ -19,7 +19,9 @@ from reverb.proto.session import (
     FRAME_TIMEOUT,
     HANDSHAKE_TIMEOUT,
     IDLE_TIMEOUT,
+    MAX_BYTES_PER_SECOND,
     MAX_CALLS_PER_SECOND,
+    MAX_HANDSHAKE_FRAME,
     MAX_MESSAGES_PER_SECOND,
     PING_INTERVAL,
     CloseCode,
@@ -69,6 +71,8 @@ class ServerOptions:
         max_connections_per_ip: int = MAX_CONNECTIONS_PER_IP,
         max_messages_per_second: float = MAX_MESSAGES_PER_SECOND,
         max_calls_per_second: float = MAX_CALLS_PER_SECOND,
+        max_handshake_frame: int = MAX_HANDSHAKE_FRAME,
+        max_bytes_per_second: float = MAX_BYTES_PER_SECOND,
         authenticate: Authenticator | None = None,
     ) -> None:
         if tick_rate <= 0:
@@ -86,6 +90,8 @@ class ServerOptions:
             "idle_timeout": idle_timeout,
             "max_messages_per_second": max_messages_per_second,
             "max_calls_per_second": max_calls_per_second,
+            "max_handshake_frame": max_handshake_frame,
+            "max_bytes_per_second": max_bytes_per_second,
             "authenticate": authenticate,
         }
 
@@ -188,6 +194,8 @@ class ServerHub:
         """
         encoded: dict[int, list[bytes] | EncodeError] = {}
         touched = []
+        # a reply ends its call: the id may be used again (§8.4)
+        answers = message.id if isinstance(message, (m.RpcResult, m.RpcErrorReply)) else None
         for member in members:
             session = self.members.get(member)
             if session is None or session.state is not State.OPEN:
@@ -206,7 +214,7 @@ class ServerHub:
                 session.close(CloseCode.TOO_LARGE, reason, now)
             else:
                 for body in bodies:
-                    session.send_encoded(message.TYPE, body, now)
+                    session.send_encoded(message.TYPE, body, now, answers=answers)
             touched.append(session)
         return touched
 

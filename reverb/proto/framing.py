@@ -24,7 +24,9 @@ class FrameDecoder:
     """Reassembles frames from any split of the byte stream (§2.4).
 
     The length is checked against ``max_frame_size`` as soon as the header is complete, before
-    any of the body is buffered (§2.3).
+    any of the body is buffered (§2.3). The limit may change between frames (a server takes
+    small frames only until its handshake is done, §2.7): ``add`` the bytes, then take frames
+    one by one with ``next_frame``, so each header meets the limit in force when it is reached.
     """
 
     def __init__(self, *, max_frame_size: int = DEFAULT_MAX_FRAME_SIZE) -> None:
@@ -38,6 +40,40 @@ class FrameDecoder:
         """True while a started frame (header or body) is incomplete."""
         return bool(self._buffer) or self._need is not None
 
+    def add(self, data: bytes) -> None:
+        """Queue received bytes; ``next_frame`` takes the frames they complete."""
+        self._buffer += data
+
+    def next_frame(self) -> bytes | None:
+        """The body of the next complete frame, or None until more bytes are added.
+
+        Raises ``FrameTooLarge`` or ``RemoteProtocolError`` on a bad header; after that the
+        decoder is unusable (``error`` holds the exception, raised again by every call).
+        """
+        if self.error is not None:
+            raise self.error
+        if self._need is None:
+            if len(self._buffer) < HEADER_SIZE:
+                return None
+            (length,) = _HEADER.unpack_from(self._buffer)
+            if length > self.max_frame_size:
+                self.error = FrameTooLarge(
+                    f"frame of {length} bytes exceeds the limit of {self.max_frame_size}", 1009
+                )
+            elif length == 0:
+                self.error = RemoteProtocolError("empty frame", 1007)
+            if self.error is not None:
+                self._buffer.clear()
+                raise self.error
+            del self._buffer[:HEADER_SIZE]
+            self._need = length
+        if len(self._buffer) < self._need:
+            return None
+        body = bytes(self._buffer[: self._need])
+        del self._buffer[: self._need]
+        self._need = None
+        return body
+
     def feed(self, data: bytes) -> list[bytes]:
         """Add bytes; return the bodies of every frame they complete, in order.
 
@@ -47,33 +83,12 @@ class FrameDecoder:
         """
         if self.error is not None:
             raise self.error
+        self.add(data)
         frames: list[bytes] = []
         try:
-            self._parse(data, frames)
-        except RemoteProtocolError as exc:
-            self.error = exc
+            while (body := self.next_frame()) is not None:
+                frames.append(body)
+        except RemoteProtocolError:
             if not frames:
                 raise
         return frames
-
-    def _parse(self, data: bytes, frames: list[bytes]) -> None:
-        self._buffer += data
-        while True:
-            if self._need is None:
-                if len(self._buffer) < HEADER_SIZE:
-                    return
-                (length,) = _HEADER.unpack_from(self._buffer)
-                del self._buffer[:HEADER_SIZE]
-                if length > self.max_frame_size:
-                    raise FrameTooLarge(
-                        f"frame of {length} bytes exceeds the limit of {self.max_frame_size}",
-                        1009,
-                    )
-                if length == 0:
-                    raise RemoteProtocolError("empty frame", 1007)
-                self._need = length
-            if len(self._buffer) < self._need:
-                return
-            frames.append(bytes(self._buffer[: self._need]))
-            del self._buffer[: self._need]
-            self._need = None

@@ -33,6 +33,9 @@ __all__ = [
 logger = logging.getLogger("reverb")
 
 MIN_MAX_FRAME = 65536  # §5.1: below this a snapshot part could not hold one ordinary object
+# §2.7: a hello is a few hundred bytes (a contract a few KiB); an unauthenticated peer must not
+# make the server buffer and parse megabytes before it is even admitted.
+MAX_HANDSHAKE_FRAME = 65536
 HANDSHAKE_TIMEOUT = 5.0  # §4.6: a real client says hello within one round trip
 FRAME_TIMEOUT = 10.0  # §2.6: 1 MiB at a modest 1 Mbit/s takes ~8 s
 PING_INTERVAL = 5.0  # §9.2
@@ -42,6 +45,10 @@ IDLE_TIMEOUT = 15.0  # §9.2: three missed pings; a killed host is found well in
 MAX_MESSAGES_PER_SECOND = 1000.0
 MAX_CALLS_PER_SECOND = 200.0
 BURST_SECONDS = 2.0  # a bucket holds this many seconds' worth: bursts pass, floods do not
+# §11: what one connection may make the server read and decode. A game client sends calls of
+# a few hundred bytes; a megabyte a second is thousands of them, yet bounds the CPU one peer
+# can spend of the server's (~0.05-0.15 s to decode a MiB).
+MAX_BYTES_PER_SECOND = 1048576.0
 
 
 class CloseCode(enum.IntEnum):
@@ -130,6 +137,8 @@ class Session:
         idle_timeout: float = IDLE_TIMEOUT,
         max_messages_per_second: float = MAX_MESSAGES_PER_SECOND,
         max_calls_per_second: float = MAX_CALLS_PER_SECOND,
+        max_handshake_frame: int = MAX_HANDSHAKE_FRAME,
+        max_bytes_per_second: float = MAX_BYTES_PER_SECOND,
         authenticate: Authenticator | None = None,
         check_contract: Callable[[dict[str, Any]], str | None] | None = None,
         credentials: Any = m.ABSENT,
@@ -144,7 +153,12 @@ class Session:
         self.max_frame_size = max_frame_size
         self.peer_max_frame = DEFAULT_MAX_FRAME_SIZE
         self.name = name or f"{role.value} #{member}"
-        self._decoder = FrameDecoder(max_frame_size=max_frame_size)
+        self._decoder = FrameDecoder(
+            # §2.7: small frames only until the server has sent welcome
+            max_frame_size=min(max_frame_size, max_handshake_frame)
+            if role is Role.SERVER
+            else max_frame_size
+        )
         self._state = State.HANDSHAKE
         self._out: list[bytes] = []
         self._events: list[SessionEvent] = []
@@ -154,8 +168,9 @@ class Session:
         self._ping_interval = ping_interval
         self._idle_timeout = idle_timeout
         self._last_received = now
-        self._last_sent = now
+        self._last_ping = now
         self._nonce = 0
+        self._in_flight: set[int] = set()  # §8.4: ids of calls received and not yet answered
         self.bytes_sent = 0
         self.bytes_received = 0
         self.identity: Any = None
@@ -165,6 +180,12 @@ class Session:
         self._check_contract = check_contract
         self._messages = _Bucket(max_messages_per_second, now)
         self._calls = _Bucket(max_calls_per_second, now)
+        # §11: capacity of 2 s' worth, and never less than one largest frame with its header
+        self._bytes = _Bucket(
+            max_bytes_per_second,
+            now,
+            capacity=max(max_frame_size + 4.0, max_bytes_per_second * BURST_SECONDS),
+        )
         if role is Role.CLIENT:
             hello = m.Hello(
                 version=m.PROTOCOL_VERSION,
@@ -203,28 +224,42 @@ class Session:
     # -- inputs ------------------------------------------------------------------------------
 
     def receive_data(self, data: bytes, now: float) -> None:
+        """Handle bytes from the peer. Never raises: whatever goes wrong closes this session
+        (remote garbage with its §10.2 code, anything else with 1011, decision of issue 8)."""
         if self._state is State.CLOSED or not data:
             return
         self.bytes_received += len(data)
         self._last_received = now
+        if self.role is Role.SERVER and not self._bytes.take(now, len(data)):
+            # §11: counted as bytes arrive, before any of them is buffered or decoded
+            self.limit_hit("byte_rate", CloseCode.POLICY, "byte rate limit exceeded", now)
+            return
+        completed = False
         try:
-            frames = self._decoder.feed(data)
-            for body in frames:
+            self._decoder.add(data)
+            while (body := self._decoder.next_frame()) is not None:
+                completed = True
                 self._receive(m.decode(body), now)
                 if self.closed:
                     return
-            if self._decoder.error is not None:
-                raise self._decoder.error
         except RemoteProtocolError as exc:
             logger.warning("%s: protocol violation (%d): %s", self.name, exc.code, exc)
-            self.stats[
-                "frame_too_large" if exc.code == CloseCode.TOO_LARGE else "protocol_error"
-            ] += 1
+            if exc.code == CloseCode.TOO_LARGE and self._state is State.HANDSHAKE:
+                self.stats["limit.handshake_frame"] += 1
+            elif exc.code == CloseCode.TOO_LARGE:
+                self.stats["frame_too_large"] += 1
+            else:
+                self.stats["protocol_error"] += 1
             self._fail(exc.code, str(exc), now)
+            return
+        except Exception:  # a bug of ours (or of a hook): this connection only pays for it
+            logger.exception("%s: internal error while handling its input", self.name)
+            self.stats["internal_error"] += 1
+            self.close(CloseCode.INTERNAL_ERROR, "internal error", now)
             return
         if not self._decoder.in_frame:
             self._frame_started = None
-        elif frames or self._frame_started is None:
+        elif completed or self._frame_started is None:
             self._frame_started = now
 
     def receive_eof(self) -> None:
@@ -234,7 +269,12 @@ class Session:
         self._finish(CloseCode.ABNORMAL, f"connection ended without close{where}", by_peer=True)
 
     def check_timeouts(self, now: float) -> None:
-        """Apply the handshake, frame, idle deadlines and send a ping when due (§2.6, §4.6, §9)."""
+        """Apply the handshake, frame, idle deadlines and send a ping when due (§2.6, §4.6, §9).
+
+        Heartbeats depend only on what was *received* (§9.2): a ping goes out when nothing
+        arrived for ``ping_interval`` (and no ping went out meanwhile), so a peer that only
+        answers pings always has something to answer well before ``idle_timeout``.
+        """
         if self._state is State.CLOSED:
             return
         if self._state is State.HANDSHAKE and now >= self._handshake_deadline:
@@ -243,9 +283,13 @@ class Session:
             self.limit_hit("frame_timeout", CloseCode.POLICY, "frame not completed in time", now)
         elif self._state is State.OPEN and now - self._last_received >= self._idle_timeout:
             self.limit_hit("idle_timeout", CloseCode.POLICY, "idle timeout", now)
-        elif self._state is State.OPEN and now - self._last_sent >= self._ping_interval:
+        elif self._state is State.OPEN and now >= self._next_ping():
             self._nonce += 1
+            self._last_ping = now
             self._send(m.Ping(nonce=self._nonce), now)
+
+    def _next_ping(self) -> float:
+        return max(self._last_received, self._last_ping) + self._ping_interval
 
     def next_deadline(self) -> float | None:
         """The earliest time ``check_timeouts`` has something to do, or None when closed."""
@@ -253,7 +297,7 @@ class Session:
             return None
         if self._state is State.HANDSHAKE:
             return self._handshake_deadline
-        times = [self._last_received + self._idle_timeout, self._last_sent + self._ping_interval]
+        times = [self._last_received + self._idle_timeout, self._next_ping()]
         if self._frame_started is not None:
             times.append(self._frame_started + self._frame_timeout)
         return min(times)
@@ -266,17 +310,30 @@ class Session:
             raise InvalidState(f"cannot send {message.TYPE} in state {self._state.value}")
         if type(message) not in RECEIVABLE[(_PEER[self.role], self._state)]:
             raise LocalProtocolError(f"a {self.role.value} may not send {message.TYPE} (§6.2)")
-        self.send_encoded(message.TYPE, m.encode(message), now)
+        answers = message.id if isinstance(message, (m.RpcResult, m.RpcErrorReply)) else None
+        self.send_encoded(message.TYPE, m.encode(message), now, answers=answers)
 
-    def send_encoded(self, kind: str, body: bytes, now: float) -> None:
-        """Queue an already-encoded message body (a broadcast encodes once for every peer)."""
+    def send_encoded(
+        self, kind: str, body: bytes, now: float, *, answers: int | None = None
+    ) -> None:
+        """Queue an already-encoded message body (a broadcast encodes once for every peer).
+
+        ``answers`` is the id of the call an ``rpc_result``/``rpc_error`` answers: that id is
+        free for the client to use again (§8.4)."""
         if self._state is not State.OPEN:
             raise InvalidState(f"cannot send {kind} in state {self._state.value}")
         if len(body) > self.peer_max_frame:
             raise LocalProtocolError(
                 f"{kind} of {len(body)} bytes exceeds the peer's limit of {self.peer_max_frame}"
             )
+        if answers is not None:
+            self._in_flight.discard(answers)
         self._queue(body, now)
+
+    @property
+    def calls_in_flight(self) -> frozenset[int]:
+        """Ids of the calls received on this (server) session and not answered yet (§8.4)."""
+        return frozenset(self._in_flight)
 
     def close(self, code: int, reason: str, now: float) -> None:
         """Send ``close`` and end the session (§10.1). Does nothing if already closed."""
@@ -302,7 +359,6 @@ class Session:
         frame = encode_frame(body)
         self._out.append(frame)
         self.bytes_sent += len(frame)
-        self._last_sent = now
 
     def _send(self, message: m.Message, now: float) -> None:
         self._queue(m.encode(message), now)
@@ -323,12 +379,20 @@ class Session:
         if self.role is Role.SERVER and not self._messages.take(now):
             self.limit_hit("message_rate", CloseCode.POLICY, "message rate limit exceeded", now)
             return
-        if isinstance(message, m.Rpc) and not self._calls.take(now):
-            logger.warning("%s: call rate limit exceeded: call %d refused", self.name, message.id)
-            self.stats["limit.call_rate"] += 1
-            reply = m.RpcErrorReply(id=message.id, code="rate_limited", message="too many calls")
-            self._send(reply, now)
-            return
+        if isinstance(message, m.Rpc):
+            if message.id in self._in_flight:
+                raise RemoteProtocolError(f"rpc id {message.id} already in flight", 1002)
+            if not self._calls.take(now):
+                logger.warning(
+                    "%s: call rate limit exceeded: call %d refused", self.name, message.id
+                )
+                self.stats["limit.call_rate"] += 1
+                reply = m.RpcErrorReply(
+                    id=message.id, code="rate_limited", message="too many calls"
+                )
+                self._send(reply, now)
+                return
+            self._in_flight.add(message.id)
         if isinstance(message, m.Close):
             logger.info("%s: peer closed (%d) %s", self.name, message.code, message.reason)
             self._finish(message.code, message.reason, by_peer=True)
@@ -381,6 +445,7 @@ class Session:
                 return
             identity = self.identity = verdict.identity
         self._set_state(State.OPEN)
+        self._decoder.max_frame_size = self.max_frame_size  # §2.7: the handshake cap ends here
         self._send(
             m.Welcome(
                 version=m.PROTOCOL_VERSION,
@@ -412,20 +477,22 @@ class Session:
 
 
 class _Bucket:
-    """A token bucket: ``rate`` per second, holding at most ``BURST_SECONDS`` worth."""
+    """A token bucket: ``rate`` per second, holding at most ``capacity`` (by default
+    ``BURST_SECONDS`` worth, at least 1)."""
 
     __slots__ = ("_at", "_capacity", "_rate", "_tokens")
 
-    def __init__(self, rate: float, now: float) -> None:
+    def __init__(self, rate: float, now: float, *, capacity: float | None = None) -> None:
         self._rate = rate
-        self._capacity = max(1.0, rate * BURST_SECONDS)
+        self._capacity = capacity if capacity is not None else max(1.0, rate * BURST_SECONDS)
         self._tokens = self._capacity
         self._at = now
 
-    def take(self, now: float) -> bool:
-        self._tokens = min(self._capacity, self._tokens + (now - self._at) * self._rate)
-        self._at = now
-        if self._tokens < 1.0:
+    def take(self, now: float, amount: float = 1.0) -> bool:
+        if now > self._at:
+            self._tokens = min(self._capacity, self._tokens + (now - self._at) * self._rate)
+            self._at = now
+        if self._tokens < amount:
             return False
-        self._tokens -= 1.0
+        self._tokens -= amount
         return True

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
-from reverb.errors import LocalProtocolError
+from reverb.errors import LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "META_ATTRIBUTES",
     "Exposure",
     "TypeInfo",
     "TypeRegistry",
+    "check_contract_form",
     "contract",
     "contract_mismatch",
 ]
@@ -156,11 +157,50 @@ def contract(registry: TypeRegistry) -> dict[str, Any]:
     return {"types": types}
 
 
+def check_contract_form(theirs: Any) -> None:
+    """Raise ``RemoteProtocolError`` (1002) unless ``theirs`` has the form of §4.9.1: an object
+    with ``types``, each type an object with ``init`` (array of strings), ``fields`` (array of
+    strings, or null) and ``methods`` (object of ``{"params": array of strings, "anyone":
+    bool}``). Other keys are ignored (§3.5)."""
+
+    def malformed(where: str, expected: str) -> NoReturn:
+        raise RemoteProtocolError(f"malformed contract: {where[:80]} must be {expected}", 1002)
+
+    def names(value: Any, where: str, *, nullable: bool = False) -> None:
+        if value is None and nullable:
+            return
+        if type(value) is not list or any(type(item) is not str for item in value):
+            malformed(where, "an array of strings" + (" or null" if nullable else ""))
+
+    if type(theirs) is not dict:
+        malformed("the contract", "an object")
+    types = theirs.get("types")
+    if type(types) is not dict:
+        malformed("types", "an object")
+    for name, desc in types.items():
+        if type(desc) is not dict:
+            malformed(f"type {name}", "an object")
+        for key in ("init", "fields", "methods"):
+            if key not in desc:
+                malformed(f"type {name}", f"an object with {key!r}")
+        names(desc["init"], f"{name}.init")
+        names(desc["fields"], f"{name}.fields", nullable=True)
+        methods = desc["methods"]
+        if type(methods) is not dict:
+            malformed(f"{name}.methods", "an object")
+        for method, sig in methods.items():
+            if type(sig) is not dict or "params" not in sig or type(sig.get("anyone")) is not bool:
+                malformed(f"method {name}.{method}", 'an object with "params" and "anyone"')
+            names(sig["params"], f"{name}.{method}.params")
+
+
 def contract_mismatch(mine: dict[str, Any], theirs: dict[str, Any]) -> str | None:
-    """None if the contracts agree, else what differs, named (type, field, method)."""
-    ours, other = mine.get("types", {}), theirs.get("types")
-    if not isinstance(other, dict):
-        return "the client sent no type list"
+    """None if the contracts agree, else what differs, named (type, field, method).
+
+    A malformed ``theirs`` raises ``RemoteProtocolError`` 1002 (§4.9.1); a well-formed one
+    that differs is a mismatch (3001, §4.9.2)."""
+    check_contract_form(theirs)
+    ours, other = mine["types"], theirs["types"]
     differences = []
     for name in sorted(set(ours) | set(other)):
         if name not in other:
@@ -172,23 +212,22 @@ def contract_mismatch(mine: dict[str, Any], theirs: dict[str, Any]) -> str | Non
     return "; ".join(differences) if differences else None
 
 
-def _type_mismatch(name: str, ours: dict[str, Any], theirs: Any) -> list[str]:
-    if not isinstance(theirs, dict):
-        return [f"type {name}: malformed description"]
+def _type_mismatch(name: str, ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
     out = []
-    if ours["init"] != theirs.get("init"):
+    if ours["init"] != theirs["init"]:
         out.append(f"type {name}: constructor ({', '.join(ours['init'])}) on the server")
-    if ours["fields"] != theirs.get("fields"):
-        out.append(f"type {name}: fields {ours['fields']} on the server, {theirs.get('fields')}")
-    methods, other = ours["methods"], theirs.get("methods")
-    if not isinstance(other, dict):
-        return [*out, f"type {name}: malformed method list"]
+    if ours["fields"] != theirs["fields"]:
+        out.append(f"type {name}: fields {ours['fields']} on the server, {theirs['fields']}")
+    methods, other = ours["methods"], theirs["methods"]
     for method in sorted(set(methods) | set(other)):
         if method not in other:
             out.append(f"method {name}.{method} is not exposed on the client")
         elif method not in methods:
             out.append(f"method {name}.{method} is not exposed on the server")
-        elif methods[method] != other[method]:
+        elif (methods[method]["params"], methods[method]["anyone"]) != (
+            other[method]["params"],
+            other[method]["anyone"],
+        ):
             here = methods[method]
             out.append(
                 f"method {name}.{method}({', '.join(here['params'])})"

@@ -128,3 +128,31 @@ def test_empty_frame_after_a_good_one_is_refused_after_the_good_one() -> None:
     assert decoder.feed(encode_frame(b"ok") + header(0)) == [b"ok"]  # §2.4: in order
     assert decoder.error is not None and decoder.error.code == 1007
     assert_refused(decoder, b"", 1007)
+
+
+def test_next_frame_takes_one_frame_at_a_time() -> None:
+    decoder = FrameDecoder()
+    decoder.add(encode_frame(b"one") + encode_frame(b"two") + b"\x00")
+    assert decoder.next_frame() == b"one"
+    assert decoder.next_frame() == b"two"
+    assert decoder.next_frame() is None
+    assert decoder.in_frame
+
+
+def test_the_limit_may_change_between_frames() -> None:
+    # §2.7: a server's limit rises once its handshake is done, for the frames after it
+    decoder = FrameDecoder(max_frame_size=10)
+    decoder.add(encode_frame(b"hello") + encode_frame(b"x" * 50))
+    assert decoder.next_frame() == b"hello"
+    decoder.max_frame_size = 100
+    assert decoder.next_frame() == b"x" * 50
+
+
+def test_the_limit_in_force_when_the_header_is_complete_applies() -> None:
+    decoder = FrameDecoder(max_frame_size=10)
+    decoder.add(header(50))
+    with pytest.raises(FrameTooLarge):
+        decoder.next_frame()
+    with pytest.raises(FrameTooLarge):  # the stream stays broken
+        decoder.next_frame()
+    assert not decoder.in_frame  # nothing of it is kept

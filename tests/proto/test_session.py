@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from reverb.errors import InvalidState, LocalProtocolError
@@ -239,14 +241,56 @@ def test_ping_sent_after_the_ping_interval_of_silence() -> None:
     assert sent(session) == [m.Ping(nonce=2)]
 
 
-def test_sending_postpones_the_ping() -> None:
+def test_sending_does_not_postpone_the_ping() -> None:
+    # §9.2: heartbeats depend on what was received; a server syncing every tick still pings.
     session = server(opened=True, ping_interval=5.0, idle_timeout=100.0)
-    session.send(m.Ping(nonce=77), 3.0)
+    for tick in range(1, 50):
+        session.send(m.Sync(tick=tick, full=False, final=True), tick * 0.1)
+    session.data_to_send()
+    session.check_timeouts(5.0)
+    assert sent(session) == [m.Ping(nonce=1)]
+
+
+def test_receiving_postpones_the_ping() -> None:
+    session = server(opened=True, ping_interval=5.0, idle_timeout=100.0)
+    session.receive_data(frame(m.Ping(nonce=77)), 3.0)
     session.data_to_send()
     session.check_timeouts(7.9)
     assert sent(session) == []
     session.check_timeouts(8.0)
     assert sent(session) == [m.Ping(nonce=1)]
+
+
+def test_a_client_that_only_answers_pings_is_never_dropped() -> None:
+    # Issue 8: the server synced every tick, so it never pinged, and dropped a client that
+    # (as §9 allows) sends nothing but pongs. 60 s of a 30 Hz server, stepped.
+    pair = SessionPair(
+        server_options={"ping_interval": 5.0, "idle_timeout": 15.0},
+        client_options={"ping_interval": 1e9, "idle_timeout": 1e9},  # never pings by itself
+    )
+    for tick in range(1, 1801):
+        pair.server.send(m.Sync(tick=tick, full=tick == 1, final=True), pair.now)
+        pair.step(1 / 30)
+    assert pair.now > 59.9
+    assert pair.server.state is State.OPEN and pair.client.state is State.OPEN
+    client_sent = {type(msg) for msg in pair.to_server[1:]}  # after its hello
+    assert client_sent == {m.Pong}
+    assert sum(isinstance(msg, m.Ping) for msg in pair.to_client) >= 60 // 5 - 1
+
+
+def test_a_peer_that_answers_no_ping_is_dropped_after_the_idle_timeout() -> None:
+    session = server(opened=True, ping_interval=5.0, idle_timeout=15.0)
+    pings = []
+    for step in range(1, 150):
+        session.send(m.Sync(tick=step, full=False, final=True), step * 0.1)
+        session.check_timeouts(step * 0.1)
+        pings += [msg for msg in sent(session) if isinstance(msg, m.Ping)]
+        if session.closed:
+            break
+    assert pings == [m.Ping(nonce=1), m.Ping(nonce=2)]  # at 5 s and 10 s
+    assert not session.closed
+    session.check_timeouts(15.0)
+    assert_closed_with(session, 1008, "idle timeout")
 
 
 def test_no_ping_in_handshake() -> None:
@@ -370,12 +414,18 @@ def test_next_deadline() -> None:
     )
     assert session.next_deadline() == 10.0
     session.receive_data(frame(m.Hello(version=1)), 6.0)
-    assert session.next_deadline() == 9.0  # welcome sent at 6: ping due at 9
+    assert session.next_deadline() == 9.0  # hello received at 6: ping due at 9
+    session.send(m.Ping(nonce=1), 8.0)
+    assert session.next_deadline() == 9.0  # sending does not postpone it (§9.2)
     session.receive_data(b"\x00", 6.5)
-    session.send(m.Ping(nonce=1), 20.0)
+    assert session.next_deadline() == 9.5  # received at 6.5: ping due at 9.5
+    session.check_timeouts(9.5)
+    assert sent(session)[-1] == m.Ping(nonce=1)
+    assert session.next_deadline() == 12.5  # one ping per interval
+    session.receive_data(b"\x00\x00", 12.0)  # still inside the same header
+    assert session.next_deadline() == 15.0
+    session.check_timeouts(15.0)
     assert session.next_deadline() == 16.5  # the frame started at 6.5
-    session.receive_data(b"\x00\x00", 7.0)  # still inside the same header
-    assert session.next_deadline() == 16.5
     session.close(1000, "", 8.0)
     assert session.next_deadline() is None
 
@@ -512,3 +562,193 @@ def test_bytes_counters() -> None:
 def test_name_defaults_to_role_and_member() -> None:
     assert Session(Role.SERVER, 0, member=4).name == "server #4"
     assert Session(Role.SERVER, 0, name="custom").name == "custom"
+
+
+# -- internal errors close 1011, this connection only (§10.2, issue 8 decision 1) ----------------
+
+
+def test_an_unexpected_exception_closes_1011_and_is_logged(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(body: bytes) -> m.Message:
+        raise Exception("codec bug")  # a plain Exception is the point
+
+    session = server(opened=True)
+    monkeypatch.setattr(m, "decode", broken)
+    with caplog.at_level("ERROR", logger="reverb"):
+        session.receive_data(frame(m.Ping(nonce=1)), 1.0)  # must not raise
+    monkeypatch.undo()
+    assert_closed_with(session, 1011)
+    assert session.stats["internal_error"] == 1
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.exc_info is not None and "codec bug" in str(record.exc_info[1])
+
+
+def test_the_1011_reason_names_no_internals(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = server(opened=True)
+    monkeypatch.setattr(m, "decode", lambda body: 1 / 0)
+    session.receive_data(frame(m.Ping(nonce=1)), 1.0)
+    monkeypatch.undo()
+    closed = [e for e in session.events() if isinstance(e, Closed)]
+    assert [(e.code, e.reason) for e in closed] == [(1011, "internal error")]
+    assert sent(session) == [m.Close(code=1011, reason="internal error")]
+
+
+def test_a_failing_contract_check_closes_1011_not_the_server() -> None:
+    def check(contract: dict[str, object]) -> str | None:
+        raise KeyError("bug in the check")
+
+    session = server(check_contract=check)
+    session.receive_data(frame(m.Hello(version=1, contract={"types": {}})), 0)
+    assert_closed_with(session, 1011, "internal error")
+
+
+def test_a_session_can_be_closed_1011_on_either_side(monkeypatch: pytest.MonkeyPatch) -> None:
+    session = client(opened=True)
+    monkeypatch.setattr(m, "decode", lambda body: 1 / 0)
+    session.receive_data(frame(m.Ping(nonce=1)), 1.0)
+    monkeypatch.undo()
+    assert_closed_with(session, 1011)
+
+
+# -- the handshake frame cap (§2.7, decision 2) -------------------------------------------------
+
+
+def test_before_welcome_a_frame_over_64_kib_closes_1009_from_its_header() -> None:
+    session = server(handshake_timeout=100.0)
+    session.receive_data(struct.pack(">I", 65537), 0)  # the header alone: nothing buffered
+    assert_closed_with(session, 1009, "65537", "65536")
+    assert session.stats["limit.handshake_frame"] == 1
+
+
+def test_a_hello_of_exactly_64_kib_is_accepted() -> None:
+    hello = m.encode(m.Hello(version=1, auth="x"))
+    padded = hello[:-1] + b" " * (65536 - len(hello)) + b"}"
+    session = server()
+    session.receive_data(encode_frame(padded), 0)
+    assert session.state is State.OPEN
+
+
+def test_the_handshake_cap_is_an_option_and_never_above_max_frame() -> None:
+    session = server(max_handshake_frame=1000)
+    session.receive_data(struct.pack(">I", 1001), 0)
+    assert_closed_with(session, 1009, "1000")
+    session = server(max_frame_size=70000, max_handshake_frame=1 << 20)
+    session.receive_data(struct.pack(">I", 70001), 0)
+    assert_closed_with(session, 1009, "70000")
+
+
+def test_after_welcome_frames_up_to_max_frame_are_accepted_even_in_the_same_read() -> None:
+    big = m.Rpc(id=1, uid=1, method="m", args=["x" * 200_000])
+    session = server()
+    session.receive_data(frames(m.Hello(version=1), big), 0)  # pipelined: one read
+    assert session.state is State.OPEN
+    assert [e for e in session.events() if isinstance(e, Received)] == [Received(big)]
+
+
+def test_the_client_side_has_no_handshake_cap() -> None:
+    session = client()
+    welcome = m.encode(m.Welcome(version=1, member=1, tick_rate=30, max_frame=65536, identity="x"))
+    padded = welcome[:-1] + b" " * 70000 + b"}"
+    session.receive_data(encode_frame(padded), 0)
+    assert session.state is State.OPEN
+
+
+# -- the byte-rate budget (§11, decision 3) -----------------------------------------------------
+
+
+def test_bytes_beyond_the_budget_close_1008_before_being_decoded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    session = server(opened=True, max_bytes_per_second=10_000.0, max_frame_size=65536)
+    decoded: list[bytes] = []
+    real = m.decode
+    monkeypatch.setattr(m, "decode", lambda body: decoded.append(body) or real(body))
+    rpc = frame(m.Rpc(id=0, uid=1, method="m", args=["x" * 60_000]))
+    session.receive_data(rpc, 1.0)  # within the burst: max(2 s worth, max_frame + 4)
+    assert len(decoded) == 1 and not session.closed
+    session.data_to_send()
+    session.events()
+    session.receive_data(b"\x00" * 10_000, 1.0)  # no time has passed: over budget
+    assert len(decoded) == 1
+    monkeypatch.undo()
+    assert_closed_with(session, 1008, "byte rate limit exceeded")
+    assert session.stats["limit.byte_rate"] == 1
+
+
+def test_a_steady_stream_within_the_budget_stays_open() -> None:
+    session = server(opened=True, max_bytes_per_second=10_000.0, max_calls_per_second=1e9)
+    chunk = frames(*(m.Ping(nonce=i) for i in range(100)))  # ~2.6 KB
+    now = 0.0
+    for _ in range(400):  # 100 s at ~26 KB/s would be over; here 2.6 KB every 0.3 s
+        now += 0.3
+        session.receive_data(chunk, now)
+        session.data_to_send()
+    assert not session.closed
+
+
+def test_the_byte_budget_covers_the_handshake_too() -> None:
+    session = server(max_bytes_per_second=100.0, max_frame_size=65536, handshake_timeout=100.0)
+    session.receive_data(struct.pack(">I", 65500) + b" " * 64000, 0.0)  # a frame, unfinished
+    session.receive_data(b" " * 2000, 0.0)
+    assert_closed_with(session, 1008, "byte rate")
+
+
+def test_clients_count_no_byte_budget() -> None:
+    session = client(opened=True, max_bytes_per_second=1.0)
+    session.receive_data(frames(*(m.Ping(nonce=i) for i in range(100))), 0.0)
+    assert not session.closed
+
+
+# -- RPC ids in flight (§8.4, decision 5) -------------------------------------------------------
+
+
+def rpc(call_id: int) -> m.Rpc:
+    return m.Rpc(id=call_id, uid=1, method="m", args=[])
+
+
+def test_a_second_rpc_with_an_id_in_flight_closes_1002() -> None:
+    session = server(opened=True)
+    session.receive_data(frame(rpc(5)), 0)
+    assert session.calls_in_flight == {5}
+    session.receive_data(frame(rpc(6)) + frame(rpc(5)), 0)
+    events = session.events()
+    assert [e.message for e in events if isinstance(e, Received)] == [rpc(5), rpc(6)]
+    closed = [e for e in events if isinstance(e, Closed)]
+    assert [(e.code, e.reason) for e in closed] == [(1002, "rpc id 5 already in flight")]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [m.RpcResult(id=5, value=1), m.RpcErrorReply(id=5, code="rejected", message="no")],
+)
+def test_an_answered_id_may_be_used_again(answer: m.Message) -> None:
+    session = server(opened=True)
+    session.receive_data(frame(rpc(5)), 0)
+    session.send(answer, 0)
+    assert session.calls_in_flight == set()
+    session.receive_data(frame(rpc(5)), 0)
+    assert not session.closed
+
+
+def test_an_answer_sent_encoded_frees_its_id() -> None:
+    session = server(opened=True)
+    session.receive_data(frame(rpc(5)) + frame(rpc(6)), 0)
+    session.send_encoded("rpc_result", m.encode(m.RpcResult(id=5, value=1)), 0, answers=5)
+    assert session.calls_in_flight == {6}
+
+
+def test_a_rate_limited_call_is_answered_and_its_id_is_free() -> None:
+    session = server(opened=True, max_calls_per_second=1.0)  # a burst of 2
+    session.receive_data(frames(rpc(1), rpc(2), rpc(3)), 0)
+    assert sent(session) == [m.RpcErrorReply(id=3, code="rate_limited", message="too many calls")]
+    assert session.calls_in_flight == {1, 2}
+    session.receive_data(frame(rpc(3)), 5.0)
+    assert not session.closed and session.calls_in_flight == {1, 2, 3}
+
+
+def test_ids_in_flight_are_per_connection() -> None:
+    one, two = server(opened=True, member=1), server(opened=True, member=2)
+    one.receive_data(frame(rpc(5)), 0)
+    two.receive_data(frame(rpc(5)), 0)
+    assert not one.closed and not two.closed

@@ -158,28 +158,67 @@ def test_a_server_with_check_contract_false_does_not_check(make_game: Any) -> No
 @pytest.mark.parametrize(
     ("sent", "words"),
     [
-        ({}, ["no type list"]),
-        ({"types": 5}, ["no type list"]),
-        ({"types": {"Ship": 5}}, ["Ship", "malformed"]),
-        ({"types": {"Ship": {"init": ["x"], "fields": None, "methods": 7}}}, ["Ship", "malformed"]),
-        ({"types": {"Ship": {"init": 1, "fields": "x", "methods": {"thrust": 3}}}}, ["Ship"]),
+        ({}, ["types", "an object"]),
+        ({"types": 5}, ["types", "an object"]),
+        ({"types": {"Ship": 5}}, ["type Ship", "an object"]),
+        ({"types": {"Ship": {"init": ["x"], "fields": None}}}, ["type Ship", "'methods'"]),
+        ({"types": {"Ship": {"init": ["x"], "fields": None, "methods": 7}}}, ["Ship.methods"]),
+        ({"types": {"Ship": {"init": [1], "fields": None, "methods": {}}}}, ["Ship.init"]),
+        ({"types": {"Ship": {"init": [], "fields": "x", "methods": {}}}}, ["Ship.fields"]),
+        (
+            {"types": {"Ship": {"init": [], "fields": None, "methods": {"m": {"params": []}}}}},
+            ["Ship.m", "anyone"],
+        ),
+        (
+            {
+                "types": {
+                    "Ship": {
+                        "init": [],
+                        "fields": None,
+                        "methods": {"m": {"params": "dx", "anyone": True}},
+                    }
+                }
+            },
+            ["Ship.m.params"],
+        ),
     ],
-    ids=["empty", "types-int", "type-int", "methods-int", "all-wrong"],
+    ids=[
+        "empty",
+        "types-int",
+        "type-int",
+        "no-methods",
+        "methods-int",
+        "init-ints",
+        "fields-str",
+        "no-anyone",
+        "params-str",
+    ],
 )
-def test_a_malformed_contract_is_a_mismatch_not_a_crash(
+def test_a_malformed_contract_is_a_protocol_error_not_a_crash(
     make_game: Any, sent: dict[str, Any], words: list[str]
 ) -> None:
+    # §4.9.1: a contract not of the documented form is a protocol error (1002), not a mismatch
     game = make_game()
     raw = Raw(game.port)
     raw.send({"type": "hello", "version": 1, "contract": sent})
     code, reason = raw.closed_with()
     raw.close()
-    assert code == 3001
+    assert code == 1002
+    assert "malformed contract" in reason
     for word in words:
         assert word in reason, reason
     good = game.client()
     good.connect()
     game.serves(good)
+
+
+def test_unknown_keys_in_a_contract_are_ignored() -> None:
+    mine = contract(contexts(Ship, side=ReverbSide.SERVER).types)
+    theirs: Any = {"types": {}, "later": 1}
+    for name, desc in mine["types"].items():
+        methods = {k: {**v, "doc": "x"} for k, v in desc["methods"].items()}
+        theirs["types"][name] = {**desc, "methods": methods, "colour": "red"}
+    assert contract_mismatch(mine, theirs) is None
 
 
 def test_contract_describes_types_and_mismatch_is_symmetric_in_what_it_finds() -> None:
