@@ -38,10 +38,14 @@ __all__ = ["DEFAULT_TICK_RATE", "ReverbContext", "ReverbSide"]
 logger = logging.getLogger("reverb")
 
 DEFAULT_TICK_RATE = 30.0  # Hz: the common rate of action games' server ticks
-# A tick counts as due this fraction of a period before its scheduled time, so a game loop
-# that already runs at the tick rate ticks on every frame despite its timing jitter. The
-# schedule still advances one period per tick, so the rate never exceeds ``tick_rate``.
+# Pacing (guide §3). Ticks follow a fixed schedule, one period apart, so the rate never
+# exceeds ``tick_rate``. A tick counts as due TICK_SLACK of a period before its scheduled time,
+# so a game loop that already runs at the tick rate ticks on every frame despite its timing
+# jitter. A loop that fell behind by less than MAX_CATCH_UP periods (a slow frame) ticks on
+# each of its next steps until it is back on schedule; further behind, the schedule restarts
+# from now instead of ticking in a long burst.
 TICK_SLACK = 0.5
+MAX_CATCH_UP = 4
 T = TypeVar("T")
 
 
@@ -184,10 +188,10 @@ class ReverbContext:
         due = self._next_tick - TICK_SLACK * period
         if now < due:
             return due - now
-        # One period per tick keeps the rate; after a stall of a period or more (and at the
-        # first tick) the schedule restarts from now rather than catching up in a burst.
-        late = now - self._next_tick
-        self._next_tick = self._next_tick + period if late < period else now + period
+        late = now - self._next_tick  # the first tick restarts the schedule too
+        self._next_tick += period
+        if late >= MAX_CATCH_UP * period:
+            self._next_tick = now + period
         self.tick(now)
         return 0.0
 

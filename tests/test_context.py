@@ -7,6 +7,8 @@ on a condition with a deadline.
 
 from __future__ import annotations
 
+import logging
+import random
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -16,15 +18,20 @@ import pytest
 
 from reverb import (
     Client,
+    EncodeError,
+    InvalidState,
     ReverbContext,
     ReverbManager,
     ReverbObject,
     ReverbSide,
     RpcError,
     Server,
+    client_event_registry,
     expose,
     rpc_caller,
+    server_event_registry,
 )
+from reverb.context import DEFAULT_TICK_RATE
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -304,3 +311,252 @@ def test_two_contexts_in_one_process_are_independent() -> None:
     finally:
         first.stop()
         second.stop()
+
+
+# -- issue 8: unencodable state (decision 7) ------------------------------------------------
+
+BAD_VALUES = {
+    "nan": float("nan"),
+    "inf": float("inf"),
+    "set": {1, 2},
+    "int_keys": {1: "a"},
+    "big_int": 2**53,
+}
+
+
+def record_sync_errors(game: Game) -> list[tuple[Any, Any]]:
+    errors: list[tuple[Any, Any]] = []
+    game.sctx.server_events.on_event("sync_error")(lambda obj, exc: errors.append((obj, exc)))
+    return errors
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_VALUES))
+def test_an_unencodable_field_withholds_only_that_object(
+    game: Game, kind: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    errors = record_sync_errors(game)
+    game.start()
+    bad, bad_replica = game.spawn(1)
+    good, good_replica = game.spawn(2)
+    bad.x = BAD_VALUES[kind]
+    with caplog.at_level(logging.ERROR, logger="reverb"):
+        for value in (3, 4, 5):  # several ticks in the bad state
+            good.x = value
+            game.until(lambda v=value: good_replica.x == v)  # everything else syncs
+    assert bad_replica.x == 1  # the client keeps the last good value
+    assert len(errors) == 1 and errors[0][0] is bad  # fired once per entry into the state
+    assert isinstance(errors[0][1], EncodeError)
+    logged = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(logged) == 1, [r.getMessage() for r in logged]
+    text = logged[0].getMessage()
+    type_name = type(BAD_VALUES[kind]).__name__
+    assert f"Ship uid={bad.uid} attribute 'x'" in text and f"holds a {type_name}" in text
+    bad.x = 9  # encodable again: the normal update goes out
+    game.until(lambda: bad_replica.x == 9)
+    bad.x = BAD_VALUES[kind]  # a new entry into the bad state is reported again
+    game.until(lambda: len(errors) == 2)
+
+
+def test_an_object_unencodable_from_the_start_is_spawned_once_it_can_be(game: Game) -> None:
+    errors = record_sync_errors(game)
+    game.start()
+    with game.sctx.activate():
+        ship = Ship(0)
+    ship.x = float("nan")
+    game.spawn(1)  # spawned after it, and it arrives
+    assert ship.uid not in game.cctx.objects and len(errors) == 1
+    ship.x = 7
+    game.until(lambda: ship.uid in game.cctx.objects)
+    assert game.cctx.objects[ship.uid].x == 7
+
+
+def test_a_client_joining_while_an_object_is_withheld_gets_it_spawned_later() -> None:
+    first, late = Game(), Game()
+    late.sctx = first.sctx  # two clients of one server
+    try:
+        first.start()
+        ship, replica = first.spawn(1)
+        ship.x = float("inf")
+        first.step()
+        late.client = Client(ip="127.0.0.1", port=first.server.port, context=late.cctx)
+        late.client.connect()
+        marker, _ = first.spawn(2)
+        late.until(lambda: marker.uid in late.cctx.objects)
+        assert ship.uid not in late.cctx.objects  # withheld from a client that lacked it
+        ship.x = 5
+        late.until(lambda: ship.uid in late.cctx.objects)  # a spawn for the late client
+        first.until(lambda: replica.x == 5)  # an update for the first
+        assert late.cctx.objects[ship.uid].x == 5
+        ship.destroy()
+        first.until(lambda: ship.uid not in first.cctx.objects)
+        late.until(lambda: ship.uid not in late.cctx.objects)
+    finally:
+        if late.client is not None:
+            late.client.disconnect()
+        first.stop()
+
+
+def test_strict_sync_raises_the_encode_error(game: Game) -> None:
+    game.start()
+    ship, _ = game.spawn(1)
+    ship.x = {1}
+    game.sctx.strict_sync = True
+    with pytest.raises(EncodeError, match="attribute 'x'"):
+        game.sctx.server_step(time.monotonic() + 1.0)
+    game.sctx.strict_sync = False
+    game.sctx.server_step(time.monotonic() + 2.0)  # withheld, no exception
+
+
+def test_the_facade_strict_flag_is_the_default_contexts() -> None:
+    assert ReverbManager.STRICT_SYNC is False
+    ReverbManager.STRICT_SYNC = True
+    try:
+        assert ReverbManager.context.strict_sync is True
+    finally:
+        ReverbManager.STRICT_SYNC = False
+    assert ReverbManager.context.strict_sync is False
+
+
+# -- issue 8: the client side and reconnecting (decision 9) ---------------------------------
+
+
+def test_connect_makes_a_context_without_a_side_a_client(game: Game) -> None:
+    game.cctx.side = None
+    game.start()
+    assert game.cctx.side is ReverbSide.CLIENT
+    _ship, replica = game.spawn(3)  # get_all_ro_by_type sees the replicas
+    assert game.cctx.get_all_ro_by_type(Ship) == [replica]
+
+
+def test_connect_on_a_server_context_says_what_to_do(game: Game) -> None:
+    game.server.start_server()
+    client = Client(ip="127.0.0.1", port=game.server.port, context=game.sctx)
+    with pytest.raises(InvalidState, match="needs its own context"):
+        client.connect()
+
+
+def test_a_client_closed_by_the_server_connects_again(game: Game) -> None:
+    member = game.start()
+    assert game.client is not None
+    ship, replica = game.spawn(4)
+    with game.server.lock:  # the server closes this client's connection
+        conn = game.server.by_member[member]
+        conn.session.close(1008, "kicked", time.monotonic())
+        game.server.mark_dirty(conn)
+    game.server.wake()
+    game.until(lambda: "disconnected" in game.names(game.client_log), tick=False)
+    assert not game.client.connected
+    assert game.cctx.objects == {}  # stale replicas despawned, with their event
+    assert ("object_despawned", replica) in game.client_log
+    despawn_at = game.client_log.index(("object_despawned", replica))
+    assert game.names(game.client_log)[despawn_at + 1] == "disconnected"
+    game.client.connect()
+    assert game.client.member is not None and game.client.member != member
+    game.until(lambda: ship.uid in game.cctx.objects)  # a fresh snapshot
+    assert game.cctx.objects[ship.uid] is not replica
+
+
+def test_keep_replicas_keeps_them_until_the_next_connect() -> None:
+    game = Game()
+    try:
+        game.server.start_server()
+        game.client = Client(
+            ip="127.0.0.1", port=game.server.port, context=game.cctx, keep_replicas=True
+        )
+        game.client.connect()
+        ship, replica = game.spawn(4)
+        game.client.disconnect()
+        assert game.cctx.objects == {ship.uid: replica}
+        assert ("object_despawned", replica) not in game.client_log
+        game.client.connect()
+        assert ("object_despawned", replica) in game.client_log  # replaced by a fresh snapshot
+        game.until(lambda: ship.uid in game.cctx.objects)
+    finally:
+        game.stop()
+
+
+def test_connect_while_connected_still_refuses(game: Game) -> None:
+    game.start()
+    assert game.client is not None
+    with pytest.raises(InvalidState, match="already connected"):
+        game.client.connect()
+
+
+# -- issue 8: event registries of an extra context ------------------------------------------
+
+
+def test_each_context_fires_its_own_registries_only(game: Game) -> None:
+    fired: list[str] = []
+    handler = server_event_registry.on_event("client_connected")(lambda *a: fired.append("global"))
+    client_handler = client_event_registry.on_event("connected")(lambda *a: fired.append("g-c"))
+    try:
+        game.sctx.server_events.on_event("client_connected")(lambda *a: fired.append("ctx"))
+        game.start()
+        assert fired == ["ctx"]  # the module registries belong to the default context
+        assert ("connected", game.client.member if game.client else None) in game.client_log
+    finally:
+        server_event_registry.remove("client_connected", handler)
+        client_event_registry.remove("connected", client_handler)
+    assert server_event_registry is ReverbManager.context.server_events
+    assert client_event_registry is ReverbManager.context.client_events
+
+
+# -- issue 8: server_step never skips a due tick ---------------------------------------------
+
+
+def count_ticks(times: list[float]) -> int:
+    ctx = ReverbContext(ReverbSide.SERVER)  # no connection: DEFAULT_TICK_RATE
+    for now in times:
+        ctx.server_step(now)
+    return ctx.world.tick_count
+
+
+def test_a_game_loop_at_the_tick_rate_ticks_on_every_step() -> None:
+    period = 1.0 / DEFAULT_TICK_RATE
+    for start in (0.0, 1000.0):
+        exact = [start + k * period for k in range(3000)]
+        assert count_ticks(exact) == len(exact), start
+    rng = random.Random(8)
+    jittered = [1000.0 + k * period + rng.uniform(-0.2, 0.2) * period for k in range(3000)]
+    assert count_ticks(jittered) == len(jittered)
+    late_first = [1000.0 + 0.2 * period, *exact[1:]]  # the loop's first step came late
+    assert count_ticks(late_first) == len(late_first)
+
+
+def test_a_game_loop_with_slow_frames_catches_up_without_skipping() -> None:
+    # A fixed-schedule loop where 1 frame in 50 runs late by more than a period (a slow
+    # tick), then catches up: the old pacing re-anchored on the late frame and skipped ticks.
+    period = 1.0 / DEFAULT_TICK_RATE
+    rng = random.Random(90)
+    for lateness in (0.04, 0.07, 0.12):
+        steps: list[float] = []
+        for k in range(3000):
+            late = lateness if rng.random() < 0.02 else rng.uniform(0.0, 0.002)
+            steps.append(max(1000.0 + k * period + late, steps[-1] if steps else 0.0))
+        assert count_ticks(steps) == len(steps), lateness
+
+
+def test_a_faster_game_loop_still_ticks_at_the_tick_rate() -> None:
+    period = 1.0 / DEFAULT_TICK_RATE
+    for speed in (1.5, 2.0, 7.0):
+        steps = [1000.0 + k * period / speed for k in range(int(300 * speed))]
+        ticks = count_ticks(steps)
+        assert 299 <= ticks <= 301, (speed, ticks)
+
+
+def test_a_long_stall_is_not_made_up_in_a_burst() -> None:
+    period = 1.0 / DEFAULT_TICK_RATE
+    resumed = 1000.0 + 10 * period
+    steps = [1000.0, resumed, *(resumed + k * 0.001 for k in (1, 2, 3))]
+    assert count_ticks(steps) == 2  # the schedule restarts after the stall
+    steps = [1000.0, *(resumed + k * period for k in range(1, 300))]
+    assert count_ticks(steps) == len(steps)  # and every later step at the rate ticks
+
+
+def test_a_sync_error_handler_may_despawn_the_object(game: Game) -> None:
+    game.sctx.server_events.on_event("sync_error")(lambda obj: obj.destroy())
+    game.start()
+    ship, replica = game.spawn(1)
+    ship.x = float("nan")
+    game.until(lambda: ship.uid not in game.cctx.objects)
+    assert ("object_despawned", replica) in game.client_log

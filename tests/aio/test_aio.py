@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from reverb import ReverbContext, ReverbObject, ReverbSide, RpcError, expose
+from reverb import InvalidState, ReverbContext, ReverbObject, ReverbSide, RpcError, expose
 from reverb.aio import AsyncClient, AsyncServer
 
 
@@ -79,3 +80,170 @@ def test_async_server_and_client_replicate_and_call() -> None:
             await server.stop_server()
 
     asyncio.run(scenario())
+
+
+class Game:
+    """An AsyncServer and one AsyncClient on the running loop, the server's loop as a task."""
+
+    def __init__(self, client_side: ReverbSide | None = ReverbSide.CLIENT) -> None:
+        self.sctx, self.cctx = contexts()
+        self.cctx.side = client_side
+        self.server = AsyncServer(port=0, context=self.sctx, tick_rate=60)
+        self.client: AsyncClient | None = None
+        self._running = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> AsyncClient:
+        await self.server.start_server()
+        self._running = True
+        self._task = asyncio.get_running_loop().create_task(self._serve())
+        self.client = AsyncClient(port=self.server.port, context=self.cctx)
+        await self.client.connect()
+        return self.client
+
+    async def _serve(self) -> None:
+        while self._running:
+            await self.server.server_sync()
+
+    async def spawn(self, hull: int, owner: int | None) -> tuple[Ship, Ship]:
+        assert self.client is not None
+        with self.sctx.activate():
+            ship = Ship(hull=hull, belonging_membership=owner)
+        client = self.client
+        await until(lambda: ship.uid in self.cctx.objects, lambda: client.client_sync(0.05))
+        return ship, self.cctx.objects[ship.uid]
+
+    async def stop(self) -> None:
+        if self.client is not None:
+            await self.client.disconnect()
+        self._running = False
+        if self._task is not None:
+            await self._task
+        await self.server.stop_server()
+
+
+def run(scenario: Callable[[Game], Any], **options: Any) -> None:
+    async def main() -> None:
+        game = Game(**options)
+        try:
+            await scenario(game)
+        finally:
+            await game.stop()
+
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(30)
+def test_compute_server_on_an_async_client_is_awaited_in_the_loop() -> None:
+    async def scenario(game: Game) -> None:
+        client = await game.start()
+        ship, replica = await game.spawn(10, client.member)
+        assert await replica.compute_server(replica.repair, 5) == 15
+        with pytest.raises(RpcError) as refused:
+            await replica.compute_server("repair")
+        assert refused.value.code == "bad_arguments"
+        # Several calls in flight, awaited together, each answered.
+        values = await asyncio.gather(*(replica.compute_server("repair", 1) for _ in range(5)))
+        assert sorted(values) == [16, 17, 18, 19, 20] and ship.hull == 20
+
+    run(scenario)
+
+
+@pytest.mark.timeout(30)
+def test_blocking_on_a_call_inside_the_loop_raises_instead_of_deadlocking() -> None:
+    async def scenario(game: Game) -> None:
+        client = await game.start()
+        _ship, replica = await game.spawn(10, client.member)
+        future = replica.compute_server(replica.repair, 1)
+        with pytest.raises(InvalidState, match="await"):
+            future.result(timeout=5)
+        assert await future == 11  # still answered
+        assert future.result() == 11  # done: result() is fine now
+
+    run(scenario)
+
+
+@pytest.mark.timeout(30)
+def test_the_blocking_server_sync_refuses_an_async_server() -> None:
+    async def scenario(game: Game) -> None:
+        await game.start()
+        with pytest.raises(InvalidState, match=r"await server\.server_sync\(\)"):
+            game.sctx.server_sync()
+        with pytest.raises(InvalidState, match=r"await client\.client_sync"):
+            game.cctx.client_sync(timeout=0.1)
+
+    run(scenario)
+
+
+@pytest.mark.timeout(30)
+def test_async_connect_sets_the_side_and_reconnects_after_a_close() -> None:
+    async def scenario(game: Game) -> None:
+        client = await game.start()
+        assert game.cctx.side is ReverbSide.CLIENT
+        member = client.member
+        ship, replica = await game.spawn(3, None)
+        despawned: list[Any] = []
+        game.cctx.client_events.on_event("object_despawned")(despawned.append)
+        proto = game.server.by_member[member]
+        assert proto.session is not None
+        proto.session.close(1008, "kicked", time.monotonic())
+        game.server.pump(proto)
+        await until(lambda: game.cctx.objects == {}, lambda: client.client_sync(0.05))
+        assert despawned == [replica]
+        await client.connect()
+        assert client.member is not None and client.member != member
+        await until(lambda: ship.uid in game.cctx.objects, lambda: client.client_sync(0.05))
+
+    run(scenario, client_side=None)
+
+
+@pytest.mark.timeout(30)
+def test_an_unencodable_field_never_escapes_the_async_server_sync() -> None:
+    async def scenario(game: Game) -> None:
+        client = await game.start()
+        errors: list[Any] = []
+        game.sctx.server_events.on_event("sync_error")(lambda obj, exc: errors.append(obj))
+        bad, bad_replica = await game.spawn(1, None)
+        good, good_replica = await game.spawn(2, None)
+        bad.hull = float("inf")
+        good.hull = 3
+        await until(lambda: good_replica.hull == 3, lambda: client.client_sync(0.05))
+        assert bad_replica.hull == 1 and errors == [bad]
+        assert game._task is not None and not game._task.done()  # the server loop lives
+
+    run(scenario)
+
+
+async def read_message(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+    try:
+        header = await asyncio.wait_for(reader.readexactly(4), 5.0)
+        body = await asyncio.wait_for(reader.readexactly(int.from_bytes(header, "big")), 5.0)
+    except asyncio.IncompleteReadError:
+        return None
+    message: dict[str, Any] = json.loads(body)
+    return message
+
+
+@pytest.mark.timeout(30)
+def test_an_entry_too_large_for_one_async_client_closes_only_that_client() -> None:
+    async def scenario(game: Game) -> None:
+        client = await game.start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", game.server.port)
+        try:
+            hello = json.dumps({"type": "hello", "version": 1, "max_frame": 65536}).encode()
+            writer.write(len(hello).to_bytes(4, "big") + hello)
+            ship, replica = await game.spawn(1, None)
+            ship.hull = "h" * 100_000
+            closes = []
+            while (message := await read_message(reader)) is not None:
+                if message["type"] == "close":
+                    closes.append(message)
+            assert [(c["code"], c["reason"]) for c in closes] == [
+                (1009, f"object uid={ship.uid} does not fit the client's max_frame")
+            ]
+        finally:
+            writer.close()
+        await until(lambda: replica.hull == ship.hull, lambda: client.client_sync(0.05))
+        assert game.server.stats["sync_too_large"] == 1
+
+    run(scenario)

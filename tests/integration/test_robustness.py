@@ -112,7 +112,9 @@ def test_an_entry_too_large_for_one_client_closes_only_that_client(g: Game) -> N
         assert left["code"] == 1009
     finally:
         raw.close()
-    table = table_until(a, lambda t: t.get(str(crate), {}).get("fields", {}).get("weight", "")[:1] == "w")
+    table = table_until(
+        a, lambda t: t.get(str(crate), {}).get("fields", {}).get("weight", "")[:1] == "w"
+    )
     assert len(table[str(crate)]["fields"]["weight"]) == 100_000
     g.server.ask("set", "set", uid=crate, field="weight", value=5)
     table_until(a, lambda t: t[str(crate)]["fields"]["weight"] == 5)

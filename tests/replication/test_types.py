@@ -172,3 +172,42 @@ def test_reverb_exclude_leaves_fields_out() -> None:
     info = TypeRegistry().register(Excluding)
     assert info.exclude == {"cache"}
     assert info.field_names(Excluding()) == ["hp"]
+
+
+# -- constructors are checked at registration (issue 8) --------------------------------------
+
+
+class NoKeywords(ReverbObject):
+    def __init__(self, x: int = 0) -> None:
+        super().__init__(x, add_on_init=False)
+
+
+class OnlyUid(ReverbObject):
+    def __init__(self, x: int = 0, uid: int | None = None) -> None:
+        super().__init__(x, uid=uid, add_on_init=False)
+
+
+class TakesKwargs(ReverbObject):
+    def __init__(self, x: int = 0, **kwargs: Any) -> None:
+        super().__init__(x, **{"add_on_init": False, **kwargs})
+
+
+class Inherits(ReverbObject):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("cls", "missing"),
+    [(NoKeywords, "uid, add_on_init, belonging_membership"), (OnlyUid, "add_on_init")],
+)
+def test_a_constructor_without_the_replica_keywords_is_refused(cls: type, missing: str) -> None:
+    with pytest.raises(LocalProtocolError) as info:
+        TypeRegistry().register(cls)
+    text = str(info.value)
+    assert cls.__qualname__ in text and missing in text
+    assert "def __init__(self, ..., uid=None, add_on_init=True, belonging_membership=None)" in text
+
+
+@pytest.mark.parametrize("cls", [TakesKwargs, Inherits, Player])
+def test_constructors_that_take_the_keywords_are_accepted(cls: type) -> None:
+    assert TypeRegistry().register(cls).cls is cls

@@ -771,3 +771,39 @@ def test_reset_forgets_every_replica() -> None:
     assert replicas.world.objects == {} and replicas.world.tick is None
     replicas.assert_refused(delta(2))  # a new connection starts from a full sync again
     replicas.world.apply(full(1))
+
+
+# -- unencodable state (issue 8, decision 7) ---------------------------------------------------
+
+
+def test_a_withheld_object_despawned_is_despawned_only_where_it_was_sent() -> None:
+    world = synced_world(1)
+    unit = spawn(world)
+    world.tick(1.0)
+    unit.x = float("nan")
+    world.peer_joined(2)  # joins while the object is withheld: its snapshot lacks it
+    out = world.tick(2.0)
+    assert [peers for peers, _ in out] == [(2,)]
+    full = out[0][1]
+    assert isinstance(full, m.Sync) and full.full and full.spawn == ()
+    assert [obj for obj, _ in world.sync_errors] == [unit]
+    world.remove(1)
+    out = world.tick(3.0)
+    despawns = {peers: message.despawn for peers, message in out if isinstance(message, m.Sync)}
+    assert despawns == {(1,): (1,)}  # peer 2 never had it: nothing to despawn there
+
+
+def test_a_peer_lacking_a_withheld_object_gets_a_spawn_when_it_recovers() -> None:
+    world = synced_world(1)
+    unit = spawn(world, 1)
+    world.tick(1.0)
+    unit.x = {1}
+    world.peer_joined(2)
+    world.tick(2.0)
+    unit.x = 5
+    out = dict(world.tick(3.0))
+    one, two = out[(1,)], out[(2,)]
+    assert isinstance(one, m.Sync) and isinstance(two, m.Sync)
+    assert [u.fields for u in one.update] == [{"x": 5}] and one.spawn == ()
+    assert [s.fields["x"] for s in two.spawn] == [5] and two.update == ()
+    assert world.tick(4.0) == []  # both hold it now: nothing more to send
