@@ -116,8 +116,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "s-no-call-rate",
         S,
-        "if isinstance(message, m.Rpc) and not self._calls.take(now):",
-        "if False:",
+        "            if not self._calls.take(now):",
+        "            if False:",
         "call rate not enforced",
     ),
     Mutant(
@@ -137,8 +137,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "s-bucket-off-by-one",
         S,
-        "if self._tokens < 1.0:",
-        "if self._tokens < 0.0:",
+        "if self._tokens < amount:",
+        "if self._tokens < amount - 1:",
         "token bucket lets one extra through",
     ),
     Mutant(
@@ -204,6 +204,70 @@ MUTANTS: list[Mutant] = [
         "member=self.member + 1,\n                tick_rate=self.tick_rate,",
         "welcome names the wrong member",
     ),
+    # -- issue 8 decisions: byte budget, handshake frame cap, heartbeats, call ids in flight
+    Mutant(
+        "p-no-byte-rate",
+        S,
+        "if self.role is Role.SERVER and not self._bytes.take(now, len(data)):",
+        "if False:",
+        "byte rate not enforced",
+    ),
+    Mutant(
+        "p-byte-capacity",
+        S,
+        "capacity=max(max_frame_size + 4.0, max_bytes_per_second * BURST_SECONDS),",
+        "capacity=max_bytes_per_second,",
+        "byte bucket smaller than one maximum frame",
+    ),
+    Mutant(
+        "p-byte-code",
+        S,
+        '"byte_rate", CloseCode.POLICY',
+        '"byte_rate", CloseCode.TOO_LARGE',
+        "byte rate closes 1009",
+    ),
+    Mutant(
+        "p-handshake-cap",
+        S,
+        "max_frame_size=min(max_frame_size, max_handshake_frame)",
+        "max_frame_size=max_frame_size",
+        "no frame cap before welcome",
+    ),
+    Mutant(
+        "p-dup-id",
+        S,
+        "if message.id in self._in_flight:",
+        "if False:",
+        "duplicate in-flight rpc id accepted",
+    ),
+    Mutant(
+        "p-ids-never-freed",
+        S,
+        "self._in_flight.discard(answers)",
+        "pass",
+        "answered ids stay in flight",
+    ),
+    Mutant(
+        "p-ping-on-schedule",
+        S,
+        "return max(self._last_received, self._last_ping) + self._ping_interval",
+        "return self._last_ping + self._ping_interval",
+        "pings every interval even while the peer talks",
+    ),
+    Mutant(
+        "p-ping-flood",
+        S,
+        "            self._last_ping = now\n",
+        "            pass\n",
+        "a ping every check once the interval passed",
+    ),
+    Mutant(
+        "p-ping-on-sent",
+        S,
+        "        self._last_received = now\n        if self.role is Role.SERVER",
+        "        if self.role is Role.SERVER",
+        "received bytes do not count as traffic",
+    ),
     # -- framing and codec (§2, §3)
     Mutant(
         "f-limit-off-by-one",
@@ -215,16 +279,16 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "f-limit-code",
         F,
-        "                        1009,",
-        "                        1002,",
+        'exceeds the limit of {self.max_frame_size}", 1009',
+        'exceeds the limit of {self.max_frame_size}", 1002',
         "oversized frame closes 1002",
     ),
     Mutant("f-empty-ok", F, "if length == 0:", "if length < 0:", "empty frame accepted"),
     Mutant(
         "f-empty-code",
         F,
-        'raise RemoteProtocolError("empty frame", 1007)',
-        'raise RemoteProtocolError("empty frame", 1002)',
+        'self.error = RemoteProtocolError("empty frame", 1007)',
+        'self.error = RemoteProtocolError("empty frame", 1002)',
         "empty frame closes 1002",
     ),
     Mutant("c-depth", MSG, "MAX_DEPTH = 32", "MAX_DEPTH = 33", "nesting limit 33"),

@@ -13,7 +13,14 @@ from conformance.cases.common import (
     spawn_boxes,
 )
 from conformance.context import Ctx
-from conformance.driver import CaseFailure, Conn, leaks_internals, python_error_text
+from conformance.driver import (
+    CaseFailure,
+    Conn,
+    encode,
+    frame,
+    leaks_internals,
+    python_error_text,
+)
 from conformance.model import case
 
 G = 7
@@ -104,15 +111,21 @@ def many_in_flight(ctx: Ctx) -> str:
     return "200 answers, one each"
 
 
-@case("8.1.35", G, "two calls with the same id are both answered")
+@case("8.1.35", G, "an rpc reusing the id of an unanswered call is not run (§8.5)")
 def same_id_twice(ctx: Ctx) -> str:
     conn = ctx.open()
     control = conn.control_uid()
-    for arg in ("first", "second"):
-        conn.send({"type": "rpc", "id": 77, "uid": control, "method": "echo", "args": [arg]})
-    conn.wait(lambda: len(conn.results.get(77, [])) >= 2, None, "two answers with id 77")
-    values = sorted(str(r.get("value")) for r in conn.results[77])
-    return f"answers {values}"
+    (uid,) = spawn_boxes(conn, 1, False)
+    first = {"type": "rpc", "id": 77, "uid": control, "method": "sleep", "args": [0.2]}
+    second = {"type": "rpc", "id": 77, "uid": control, "method": "despawn", "args": [uid]}
+    conn.send_raw(frame(encode(first)) + frame(encode(second)))
+    conn.expect_close(ctx.timeout)
+    other = ctx.open()
+    other.drain(0.1)
+    if uid not in other.table.objects:
+        raise CaseFailure("the second call with an id in flight ran: the Box was despawned")
+    other.control("despawn", uid)
+    return "the duplicate was not run"
 
 
 @case("8.1.36", G, "a call interleaved with syncs from another client's churn is answered")
