@@ -30,6 +30,7 @@ APP_CONTRACT: dict[str, Any] = {
                 "echo": _m("args"),
                 "executions": _m("name"),
                 "fail": _m("message"),
+                "give": _m("kind"),
                 "set_field": _m("target", "name", "value"),
                 "set_owner": _m("target", "member"),
                 "set_special": _m("target", "kind"),

@@ -182,6 +182,14 @@ class Control(ReverbObject):
         box.value = SPECIAL[kind]
 
     @expose(anyone=True)
+    def give(self, kind: str) -> Any:
+        """Return a value JSON cannot carry (``SPECIAL[kind]``): answered ``bad_return``."""
+        EXECUTIONS["give"] += 1
+        if kind not in SPECIAL:
+            raise RpcError(f"unknown kind {kind!r}; one of {sorted(SPECIAL)}")
+        return SPECIAL[kind]
+
+    @expose(anyone=True)
     def vanish(self, seconds: float) -> bool:
         """Despawn every object, this one included; a new Control appears after ``seconds``."""
         EXECUTIONS["vanish"] += 1

@@ -42,6 +42,7 @@ class Mutant:
     old: str  # exact text, replaced once (its first occurrence)
     new: str
     what: str
+    equivalent: str = ""  # why no client can tell it from the real server: not run, not counted
 
 
 S, F, MSG = "reverb/proto/session.py", "reverb/proto/framing.py", "reverb/proto/messages.py"
@@ -283,7 +284,14 @@ MUTANTS: list[Mutant] = [
         'exceeds the limit of {self.max_frame_size}", 1002',
         "oversized frame closes 1002",
     ),
-    Mutant("f-empty-ok", F, "if length == 0:", "if length < 0:", "empty frame accepted"),
+    Mutant(
+        "f-empty-ok",
+        F,
+        "if length == 0:",
+        "if length < 0:",
+        "empty frame accepted",
+        "an empty body is then invalid JSON: close 1007 all the same",
+    ),
     Mutant(
         "f-empty-code",
         F,
@@ -306,7 +314,14 @@ MUTANTS: list[Mutant] = [
         "    if False:",
         "duplicate keys accepted",
     ),
-    Mutant("c-bom", MSG, 'if text.startswith("\\ufeff"):', "if False:", "BOM accepted"),
+    Mutant(
+        "c-bom",
+        MSG,
+        'if text.startswith("\\ufeff"):',
+        "if False:",
+        "BOM accepted",
+        "the JSON decoder refuses a BOM too: close 1007 all the same",
+    ),
     Mutant(
         "c-not-object-code",
         MSG,
@@ -515,6 +530,13 @@ MUTANTS: list[Mutant] = [
         "handler exception text sent",
     ),
     Mutant(
+        "w-bad-return",
+        W,
+        '"bad_return", f"{info.name}.{rpc.method} returned a value JSON cannot hold"',
+        '"handler_error", f"{info.name}.{rpc.method} returned a value JSON cannot hold"',
+        "unencodable result answered handler_error",
+    ),
+    Mutant(
         "w-result-id",
         W,
         "m.RpcResult(id=rpc.id,",
@@ -657,6 +679,9 @@ def run_mutant(
 ) -> dict[str, object]:
     started = time.monotonic()
     result: dict[str, object] = {"id": mutant.id, "file": mutant.path, "what": mutant.what}
+    if mutant.equivalent:
+        result.update(status="equivalent", detail=mutant.equivalent)
+        return result
     with tempfile.TemporaryDirectory(prefix=f"mutant-{mutant.id}-") as tmp:
         dest = Path(tmp)
         _copy_tree(dest)
@@ -711,12 +736,14 @@ def write_reports(
     killed = [r for r in results if r["status"] == "killed"]
     survived = [r for r in results if r["status"] == "survived"]
     stale = [r for r in results if r["status"] == "stale"]
+    equivalent = [r for r in results if r["status"] == "equivalent"]
     counted = len(killed) + len(survived)
     summary: dict[str, object] = {
         "mutants": len(results),
         "killed": len(killed),
         "survived": len(survived),
         "stale": len(stale),
+        "equivalent": len(equivalent),
         "kill_rate": round(len(killed) / counted, 4) if counted else None,
         "wall_time": round(wall, 1),
         "baseline_failures": excluded,
