@@ -284,6 +284,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--ping-interval", type=float, default=2.0)
     parser.add_argument("--max-calls-per-second", type=float, default=100000.0)
     parser.add_argument("--max-messages-per-second", type=float, default=100000.0)
+    parser.add_argument("--max-bytes-per-second", type=float, default=1e9)
     return parser.parse_args(argv)
 
 
@@ -300,7 +301,7 @@ def server_options(args: argparse.Namespace) -> dict[str, Any]:
         # protocol; the --low-limits run tests the limits themselves.
         "max_calls_per_second": args.max_calls_per_second,
         "max_messages_per_second": args.max_messages_per_second,
-        "max_bytes_per_second": 1e12,
+        "max_bytes_per_second": args.max_bytes_per_second,
     }
     if args.low_limits:
         options.update(

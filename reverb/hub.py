@@ -194,7 +194,7 @@ class ServerHub:
         """
         encoded: dict[int, list[bytes] | EncodeError] = {}
         touched = []
-        # a reply ends its call: the id may be used again (§8.4)
+        # a reply ends its call: the id may be used again (§8.5)
         answers = message.id if isinstance(message, (m.RpcResult, m.RpcErrorReply)) else None
         for member in members:
             session = self.members.get(member)

@@ -21,7 +21,7 @@ from conformance.driver import (
     leaks_internals,
     python_error_text,
 )
-from conformance.model import case
+from conformance.model import Outcome, case
 
 G = 7
 
@@ -126,6 +126,31 @@ def same_id_twice(ctx: Ctx) -> str:
         raise CaseFailure("the second call with an id in flight ran: the Box was despawned")
     other.control("despawn", uid)
     return "the duplicate was not run"
+
+
+@case("8.5.1", G, "a second rpc with an id in flight: close 1002 (§8.5)")
+def same_id_in_flight(ctx: Ctx) -> Outcome | str:
+    conn = ctx.open()
+    control = conn.control_uid()
+    # one frame each, sent together: the first is in flight when the second arrives
+    call = {"type": "rpc", "id": 77, "uid": control, "method": "echo"}
+    conn.send_raw(b"".join(frame(encode({**call, "args": [arg]})) for arg in ("first", "second")))
+    detail = ctx.expect_close(conn, 1002, section="§8.5")
+    return f"{detail}; {ctx.check_alive()}"
+
+
+@case("8.5.2", G, "an answered id may be used again (§8.5)")
+def same_id_after_answer(ctx: Ctx) -> str:
+    conn = ctx.open()
+    control = conn.control_uid()
+    values = []
+    for arg in ("first", "second"):
+        conn.send({"type": "rpc", "id": 78, "uid": control, "method": "echo", "args": [arg]})
+        conn.wait(lambda: 78 in conn.results, None, "answer")
+        values.append(conn.results.pop(78)[-1].get("value"))
+    if values != [["first"], ["second"]]:
+        raise CaseFailure(f"answers {values}, expected [['first'], ['second']]")
+    return "both calls answered in turn"
 
 
 @case("8.1.36", G, "a call interleaved with syncs from another client's churn is answered")

@@ -401,7 +401,7 @@ def _check_tree(body: bytes, text: str, root: dict[str, Any]) -> int:
                 _check_numbers(found)
         if strings:
             _check_strings(_only(values, _STRINGS))
-        level = _only(values, _CONTAINERS)
+        level = _only(values, _CONTAINERS) if seen < containers else []
         depth += 1
     return members
 

@@ -170,7 +170,7 @@ class Session:
         self._last_received = now
         self._last_ping = now
         self._nonce = 0
-        self._in_flight: set[int] = set()  # §8.4: ids of calls received and not yet answered
+        self._in_flight: set[int] = set()  # §8.5: ids of calls received and not yet answered
         self.bytes_sent = 0
         self.bytes_received = 0
         self.identity: Any = None
@@ -180,7 +180,7 @@ class Session:
         self._check_contract = check_contract
         self._messages = _Bucket(max_messages_per_second, now)
         self._calls = _Bucket(max_calls_per_second, now)
-        # §11: capacity of 2 s' worth, and never less than one largest frame with its header
+        # §11.2: 2 s' worth, and never less than one largest frame with its header
         self._bytes = _Bucket(
             max_bytes_per_second,
             now,
@@ -231,7 +231,7 @@ class Session:
         self.bytes_received += len(data)
         self._last_received = now
         if self.role is Role.SERVER and not self._bytes.take(now, len(data)):
-            # §11: counted as bytes arrive, before any of them is buffered or decoded
+            # §11.2: counted as bytes arrive, before any of them is buffered or decoded
             self.limit_hit("byte_rate", CloseCode.POLICY, "byte rate limit exceeded", now)
             return
         completed = False
@@ -244,7 +244,10 @@ class Session:
                     return
         except RemoteProtocolError as exc:
             logger.warning("%s: protocol violation (%d): %s", self.name, exc.code, exc)
-            if exc.code == CloseCode.TOO_LARGE and self._state is State.HANDSHAKE:
+            if (
+                exc.code == CloseCode.TOO_LARGE
+                and self._decoder.max_frame_size < self.max_frame_size
+            ):
                 self.stats["limit.handshake_frame"] += 1
             elif exc.code == CloseCode.TOO_LARGE:
                 self.stats["frame_too_large"] += 1
@@ -319,7 +322,7 @@ class Session:
         """Queue an already-encoded message body (a broadcast encodes once for every peer).
 
         ``answers`` is the id of the call an ``rpc_result``/``rpc_error`` answers: that id is
-        free for the client to use again (§8.4)."""
+        free for the client to use again (§8.5)."""
         if self._state is not State.OPEN:
             raise InvalidState(f"cannot send {kind} in state {self._state.value}")
         if len(body) > self.peer_max_frame:
@@ -332,7 +335,7 @@ class Session:
 
     @property
     def calls_in_flight(self) -> frozenset[int]:
-        """Ids of the calls received on this (server) session and not answered yet (§8.4)."""
+        """Ids of the calls received on this (server) session and not answered yet (§8.5)."""
         return frozenset(self._in_flight)
 
     def close(self, code: int, reason: str, now: float) -> None:
