@@ -755,10 +755,15 @@ def write_reports(
     lines = [
         "# Mutation testing of the server against the conformance suite",
         "",
-        f"{len(killed)} of {counted} mutants killed ({rate}); {len(stale)} stale; {wall:.0f} s.",
+        f"{len(killed)} of {counted} mutants killed ({rate}); {len(stale)} stale; "
+        f"{len(equivalent)} equivalent, not run; {wall:.0f} s.",
         "",
         "Cases failing on the unmutated code (left out of the mutant runs): "
         + ("; ".join(f"{run}: {', '.join(ids)}" for run, ids in excluded.items() if ids) or "none"),
+        "",
+        "## Equivalent mutants (not run)",
+        "",
+        *[f"- {r['id']} ({r['file']}): {r['what']}: {r['detail']}" for r in equivalent],
         "",
         "## Survivors",
         "",
@@ -819,7 +824,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = write_reports(Path(args.report), results, time.monotonic() - started, excluded)
     print(
         f"kill rate {summary['kill_rate']}: {summary['killed']} killed, {summary['survived']} "
-        f"survived, {summary['stale']} stale; report in {args.report}/mutants.md"
+        f"survived, {summary['stale']} stale, {summary['equivalent']} equivalent; "
+        f"report in {args.report}/mutants.md"
     )
     return 0
 
