@@ -13,7 +13,7 @@ PYENV_VERSIONS ?= 3.10.13 3.11.7 3.12.1 3.13.0
 # tox finds each interpreter by its path under pyenv (the shims hide versions not selected).
 TOX_PYTHONS := $(foreach v,$(PYENV_VERSIONS),$(shell pyenv prefix $(v) 2>/dev/null)/bin/python3)
 
-.PHONY: venv test demo arena lint types coverage conformance tox load sweep versions fuzz clean
+.PHONY: venv test demo arena lint types coverage conformance mutate tox load sweep versions fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,8 +28,21 @@ test: $(STAMP)
 	$(MAKE) conformance
 
 
+# Three runs, each with its report; every run happens, the target fails if any failed.
 conformance: $(STAMP)
-	$(PY) -m conformance --server-cmd "$(PY) -m conformance.host" --report out/conformance
+	@status=0; \
+	$(PY) -m conformance --server-cmd "$(PY) -m conformance.host" \
+		--report out/conformance || status=1; \
+	$(PY) -m conformance --server-cmd "$(PY) -m conformance.host --low-limits" \
+		--limits low --cases g10 --report out/conformance-low || status=1; \
+	$(PY) -m conformance --server-cmd "$(PY) -m conformance.host --layer aio" \
+		--report out/conformance-aio || status=1; \
+	exit $$status
+
+# Mutation testing of the server against the conformance suite (slow; not part of `test`).
+MUTATE_ARGS ?= --jobs 2
+mutate: $(STAMP)
+	$(PY) -m conformance.mutate $(MUTATE_ARGS) --report out/mutate
 
 $(DEMO_STAMP):
 	@echo "demo: installing pygame-ce into $(DEMO_VENV) (once; the arena needs nothing else)"

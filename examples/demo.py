@@ -191,8 +191,8 @@ def orchestrate(monitor: bool = False) -> int:
         relay = threading.Thread(target=lambda: [print(line, end="") for line in server.stdout])  # type: ignore[union-attr]
         relay.start()
         clients = [
-            subprocess.Popen([sys.executable, __file__, "client", port, str(seconds)], stdout=subprocess.PIPE,
-                             text=True)
+            subprocess.Popen([sys.executable, __file__, "client", port, str(seconds)],
+                             stdout=subprocess.PIPE, text=True)
             for _ in range(CLIENTS)
         ]  # fmt: skip
         procs.extend(clients)
