@@ -150,7 +150,7 @@ class ServerHub:
         session.name = f"client #{member} ({ip}:{port})"
         return session
 
-    def _check_contract(self, theirs: dict[str, Any]) -> str | None:
+    def _check_contract(self, theirs: Any) -> str | None:
         assert self.types is not None
         return contract_mismatch(contract(self.types), theirs)
 
