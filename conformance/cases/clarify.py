@@ -716,6 +716,22 @@ def bad_return(ctx: Ctx) -> str:
     return f"bad_return for {', '.join(codes)}; the session goes on"
 
 
+@case(
+    "8.3.21",
+    RPC,
+    "a result that cannot fit the caller's max_frame: rpc_error bad_return, session goes on (§8.3)",
+)
+def bad_return_too_large(ctx: Ctx) -> str:
+    conn = ctx.open(max_frame=65536)
+    control = conn.control_uid()
+    reply = conn.call(control, "echo", ["x" * 70000])  # echoed back: over 65536 bytes
+    expect_error(reply, "bad_return", "§8.3")
+    small = conn.call(control, "echo", [1])
+    if small.get("type") != "rpc_result" or small.get("value") != [1]:
+        raise CaseFailure(f"the next call was not answered normally: {small}")
+    return "bad_return for a 70 KB result to a 64 KiB client; the next call is answered"
+
+
 def _handler_error_text(ctx: Ctx, arg: Any) -> str:
     conn = ctx.open()
     (uid,) = spawn_boxes(conn, 1, True)
