@@ -24,7 +24,6 @@ from collections import deque
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from reverb.auth import Authenticator
 from reverb.endpoints import MAX_UNREAD, UNREAD_REASON
 from reverb.errors import HandshakeFailed, InvalidState
 from reverb.hub import ClientHub, ServerHub, ServerOptions
