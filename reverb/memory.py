@@ -24,23 +24,10 @@ from collections import deque
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from reverb.endpoints import MAX_UNREAD, UNREAD_REASON
-from reverb.errors import HandshakeFailed, InvalidState
-from reverb.hub import ClientHub, ServerHub, ServerOptions
+from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint, ServerEndpoint
+from reverb.errors import HandshakeFailed
 from reverb.proto import messages as m
-from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
-from reverb.proto.session import (
-    FRAME_TIMEOUT,
-    HANDSHAKE_TIMEOUT,
-    IDLE_TIMEOUT,
-    PING_INTERVAL,
-    CloseCode,
-    Opened,
-    Role,
-    Session,
-    State,
-)
-from reverb.replication.types import contract
+from reverb.proto.session import CloseCode, Opened, Session, State
 from reverb.transport import ClientEvent, ClientTransport, ServerEvent, ServerTransport
 
 if TYPE_CHECKING:
@@ -69,30 +56,27 @@ class Clock:
         return self.now
 
 
-class MemoryServer:
-    """The server side: a ``ServerHub`` whose sessions are fed by ``MemoryNetwork`` links.
+class _NoIO:
+    """The I/O base the endpoints expect: memory links have no send buffers to bound."""
 
-    Takes the same limits as ``Server(...)`` (``ServerOptions``' keywords)."""
+    def __init__(self, **buffers: int | None) -> None:
+        self.max_send_buffer = buffers.get("max_send_buffer")
+        self.max_total_send_buffer = buffers.get("max_total_send_buffer")
+        self.max_send_buffer_per_ip = buffers.get("max_send_buffer_per_ip")
 
-    def __init__(
-        self,
-        context: ReverbContext,
-        clock: Clock,
-        *,
-        check_contract: bool = True,
-        **options: Any,
-    ) -> None:
-        self.context = context
+
+class MemoryServer(ServerEndpoint, _NoIO):
+    """The server side: the ``ServerEndpoint`` options and ``ServerHub`` of ``Server(...)``,
+    its sessions fed by a ``MemoryNetwork``'s links. ``host``, ``port``, ``ssl_context``
+    and the send-buffer limits are accepted for symmetry and have no effect here."""
+
+    def __init__(self, clock: Clock, **options: Any) -> None:
+        super().__init__(**options)
         self.clock = clock
-        self.hub = ServerHub(ServerOptions(**options), context.types if check_contract else None)
-        self.stats = self.hub.stats
+        self._port = 0
         self._inbox: list[ServerEvent] = []
 
     # -- ServerTransport ---------------------------------------------------------------------
-
-    @property
-    def tick_rate(self) -> float:
-        return self.hub.options.tick_rate
 
     def poll(self) -> list[ServerEvent]:
         events, self._inbox = self._inbox, []
@@ -122,54 +106,22 @@ class MemoryServer:
                 self._inbox.append(out)
 
 
-class MemoryClient:
-    """The client side of one link: the ``Client(...)`` API a game uses, minus the socket.
+class MemoryClient(ClientEndpoint, _NoIO):
+    """The client side of one link: ``Client(...)``'s options and API, minus the socket.
 
     ``connect()`` and ``disconnect()`` behave as ``Client``'s (same events, same reconnect
-    rules); the handshake completes as the network delivers it (at once with no latency).
+    rules), except that the handshake completes as the network delivers it: at once with no
+    latency, else during later ``step()``s (the ``connected`` event tells). ``ip`` is the
+    address the server sees (its per-address limits count it); ``latency`` is one way, in
+    seconds.
     """
 
-    def __init__(
-        self,
-        network: MemoryNetwork,
-        context: ReverbContext,
-        *,
-        ip: str = "127.0.0.1",
-        connect_timeout: float = HANDSHAKE_TIMEOUT,
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-        frame_timeout: float = FRAME_TIMEOUT,
-        ping_interval: float = PING_INTERVAL,
-        idle_timeout: float = IDLE_TIMEOUT,
-        credentials: Any = None,
-        send_contract: bool = True,
-        keep_replicas: bool = False,
-        latency: float = 0.0,
-    ) -> None:
+    def __init__(self, network: MemoryNetwork, *, latency: float = 0.0, **options: Any) -> None:
+        super().__init__(**options)
         self.network = network
-        self.context = context
-        self.ip = ip
-        self.credentials = credentials
-        self.send_contract = send_contract
-        self.keep_replicas = keep_replicas
         self.latency = latency
-        self.hub = ClientHub()
         self.link: Link | None = None
-        self._session_options: dict[str, Any] = {
-            "max_frame_size": max_frame_size,
-            "frame_timeout": frame_timeout,
-            "ping_interval": ping_interval,
-            "idle_timeout": idle_timeout,
-            "handshake_timeout": connect_timeout,
-        }
         self._inbox: list[ClientEvent] = []
-
-    @property
-    def member(self) -> int | None:
-        return self.hub.member
-
-    @property
-    def identity(self) -> Any:
-        return self.hub.identity
 
     @property
     def session(self) -> Session | None:
@@ -183,24 +135,12 @@ class MemoryClient:
     def connect(self) -> None:
         """Open a new link to the network's server (a closed client may connect again).
 
-        Raises ``HandshakeFailed`` when the server refuses at once; with latency the
-        handshake completes during later ``step()``s (watch the ``connected`` event)."""
+        Raises ``HandshakeFailed`` when the server refuses before any latency applies."""
         old = self.session
-        if old is not None and not old.closed:
-            raise InvalidState("already connected; call disconnect() first")
-        self.context.claim_client_side()
-        if old is not None and self.context.connection is self:
-            self.context.client_sync()  # what the old connection left: despawns, disconnected
-        self.hub.reset()
-        if self.context.connection is None:
-            self.context.connection = self
-        session = Session(
-            Role.CLIENT,
-            self.network.clock(),
-            credentials=m.ABSENT if self.credentials is None else self.credentials,
-            contract=contract(self.context.types) if self.send_contract else m.ABSENT,
-            **self._session_options,
-        )
+        self.before_connect(old is not None and not old.closed)
+        if old is not None:
+            self.after_close()
+        session = self.new_session(self.network.clock())
         self.link = self.network.open_link(self, session)
         if session.closed and self.hub.member is None:
             closed = self.hub.closed
@@ -240,9 +180,8 @@ class MemoryClient:
             if out is not None:
                 self._inbox.append(out)
                 if len(self._inbox) > MAX_UNREAD and not session.closed:
-                    session.limit_hit(
-                        "unread", CloseCode.POLICY, UNREAD_REASON, self.network.clock()
-                    )
+                    now = self.network.clock()
+                    session.limit_hit("unread", CloseCode.POLICY, UNREAD_REASON, now)
             if isinstance(event, Opened):
                 self.context.client_connected(event.member)
 
@@ -288,9 +227,8 @@ class MemoryNetwork:
         self.clock = clock if clock is not None else Clock()
         self.latency = latency
         self.context = server_context
-        self.server = MemoryServer(server_context, self.clock, **server_options)
-        if server_context.connection is None:
-            server_context.connection = self.server
+        self.server = MemoryServer(self.clock, context=server_context, **server_options)
+        self.server.attach()
         self.links: list[Link] = []
         self._ports = 0
 
@@ -298,7 +236,7 @@ class MemoryNetwork:
         """A new ``MemoryClient`` for ``context``, connected (``Client(...)``'s keywords,
         plus ``latency`` in seconds, one way, default the network's)."""
         options.setdefault("latency", self.latency)
-        client = MemoryClient(self, context, **options)
+        client = MemoryClient(self, context=context, **options)
         client.connect()
         return client
 

@@ -21,6 +21,7 @@ from reverb import Client, ReverbContext, ReverbSide, Server
 from reverb.aio import AsyncClient, AsyncServer
 from reverb.auth import Reject
 from reverb.endpoints import ClientEndpoint, ServerEndpoint
+from reverb.memory import Clock, MemoryClient, MemoryNetwork, MemoryServer
 from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
 from reverb.proto.session import CloseCode, Session, State
@@ -28,6 +29,20 @@ from tests.proto.helpers import SAMPLES, frame, frames, sent
 
 SERVERS = [Server, AsyncServer]
 CLIENTS = [Client, AsyncClient]
+
+
+def memory_server(**options: Any) -> MemoryServer:
+    return MemoryServer(Clock(), **options)
+
+
+def memory_client(**options: Any) -> MemoryClient:
+    server = ReverbContext(ReverbSide.SERVER)
+    return MemoryClient(MemoryNetwork(server), **options)
+
+
+# every layer builds its endpoint from the same keywords (the memory one included)
+SERVER_FACTORIES: list[Callable[..., ServerEndpoint]] = [*SERVERS, memory_server]
+CLIENT_FACTORIES: list[Callable[..., ClientEndpoint]] = [*CLIENTS, memory_client]
 IP = "10.0.0.1"
 # a well-formed contract (§4.9.1) naming a type the server does not have
 OTHER_CONTRACT = {"types": {"Nope": {"init": [], "fields": None, "methods": {}}}}
@@ -232,9 +247,11 @@ def test_the_server_table_names_every_keyword(cls: type[ServerEndpoint]) -> None
     assert keywords(cls) == set(SERVER_OPTIONS)
 
 
-@pytest.mark.parametrize("cls", SERVERS)
+@pytest.mark.parametrize("cls", SERVER_FACTORIES)
 @pytest.mark.parametrize("name", sorted(SERVER_OPTIONS))
-def test_each_server_option_reaches_where_it_acts(cls: type[ServerEndpoint], name: str) -> None:
+def test_each_server_option_reaches_where_it_acts(
+    cls: Callable[..., ServerEndpoint], name: str
+) -> None:
     value, probe = SERVER_OPTIONS[name]
     ctx = ReverbContext(ReverbSide.SERVER)
     if name == "context":
@@ -377,9 +394,11 @@ def test_the_client_table_names_every_keyword(cls: type[ClientEndpoint]) -> None
     assert keywords(cls) == set(CLIENT_OPTIONS)
 
 
-@pytest.mark.parametrize("cls", CLIENTS)
+@pytest.mark.parametrize("cls", CLIENT_FACTORIES)
 @pytest.mark.parametrize("name", sorted(CLIENT_OPTIONS))
-def test_each_client_option_reaches_where_it_acts(cls: type[ClientEndpoint], name: str) -> None:
+def test_each_client_option_reaches_where_it_acts(
+    cls: Callable[..., ClientEndpoint], name: str
+) -> None:
     value, probe = CLIENT_OPTIONS[name]
     ctx = ReverbContext()
     client = cls(context=ctx, **{name: value}) if name != "context" else cls(context=ctx)

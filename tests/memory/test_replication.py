@@ -307,3 +307,30 @@ def test_a_stepped_world_of_three_clients_runs_in_milliseconds() -> None:
     assert time.perf_counter() - started < 2.0  # generous for a loaded box; ~10 ms idle
     expected = {ship.uid: ship.x for ship in ships}
     assert [game.xs(i) for i in range(3)] == [expected] * 3
+
+
+def test_keep_replicas_keeps_them_until_the_next_connect() -> None:
+    game = Game(0)
+    client = game.join(keep_replicas=True)
+    ship = game.spawn(1)
+    game.net.step(TICK)
+    game.net.drop(client)
+    game.net.step(TICK)
+    assert game.xs(0) == {ship.uid: 1}  # kept after the disconnect
+    assert game.logs[0][-1][0] == "disconnected"
+    ship.x = 2
+    client.connect()  # a new membership: the old replicas go, the snapshot brings them back
+    game.net.step(TICK)
+    assert game.xs(0) == {ship.uid: 2}
+    names = [e[0] for e in game.logs[0]]
+    kept = ["connected", "object_spawned", "disconnected"]
+    assert names == [*kept, "object_despawned", "connected", "object_spawned"]
+
+
+def test_the_per_address_limit_sees_each_clients_ip() -> None:
+    game = Game(0, max_connections_per_ip=1)
+    game.join(ip="10.0.0.1")
+    game.join(ip="10.0.0.2")
+    with pytest.raises(HandshakeFailed):
+        game.join(ip="10.0.0.1")
+    assert game.net.server.stats["limit.connections_per_ip"] == 1
