@@ -19,7 +19,6 @@ ever lost or reordered within a connection.
 
 from __future__ import annotations
 
-import logging
 from collections import deque
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
@@ -34,8 +33,6 @@ if TYPE_CHECKING:
     from reverb.context import ReverbContext
 
 __all__ = ["Clock", "Link", "MemoryClient", "MemoryNetwork", "MemoryServer"]
-
-logger = logging.getLogger("reverb")
 
 _EOF = b""  # in a link's queue: the sender's side of the stream ended (after its close)
 
@@ -265,6 +262,7 @@ class MemoryNetwork:
     def step(self, seconds: float = 0.0, *, sync_clients: bool = True) -> None:
         """Advance the clock by ``seconds`` and run one frame of every side."""
         now = self.clock.advance(seconds)
+        self.pump_all()  # what arrived by now counts before any timeout is judged
         for link in self.links:
             link.client.check_timeouts(now)
             if link.server is not None:

@@ -195,8 +195,8 @@ def test_a_dropped_connection_closes_1006_on_both_sides() -> None:
         CloseCode.ABNORMAL,
     )
     assert game.contexts[0].objects == {}
-    pending = game.contexts[0]
-    assert pending.connection is game.clients[0]
+    assert not game.clients[0].connected
+    assert game.net.server.members == [game.clients[1].member, game.clients[2].member]
 
 
 def test_a_closed_client_reconnects_with_a_new_membership_and_a_fresh_snapshot() -> None:
@@ -334,3 +334,11 @@ def test_the_per_address_limit_sees_each_clients_ip() -> None:
     with pytest.raises(HandshakeFailed):
         game.join(ip="10.0.0.1")
     assert game.net.server.stats["limit.connections_per_ip"] == 1
+
+
+def test_heartbeats_keep_a_slow_link_alive() -> None:
+    game = Game(0, latency=0.4)  # an 800 ms round trip, far below the 15 s idle timeout
+    client = game.join()
+    game.net.run(60.0, 0.25)
+    assert client.connected
+    assert game.logs[0] == [("connected", client.member)]
