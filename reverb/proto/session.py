@@ -169,6 +169,7 @@ class Session:
         self._idle_timeout = idle_timeout
         self._last_received = now
         self._last_ping = now
+        self._last_sent = now
         self._nonce = 0
         self._in_flight: set[int] = set()  # §8.5: ids of calls received and not yet answered
         self.bytes_sent = 0
@@ -292,7 +293,10 @@ class Session:
             self._send(m.Ping(nonce=self._nonce), now)
 
     def _next_ping(self) -> float:
-        return max(self._last_received, self._last_ping) + self._ping_interval
+        # §9.2: after P without receiving (at most one ping per P), or as a keep-alive after P
+        # without sending (the peer's own pings may wait behind a backlog of ours).
+        silent = max(self._last_received, self._last_ping)
+        return min(silent, self._last_sent) + self._ping_interval
 
     def next_deadline(self) -> float | None:
         """The earliest time ``check_timeouts`` has something to do, or None when closed."""
@@ -362,6 +366,7 @@ class Session:
         frame = encode_frame(body)
         self._out.append(frame)
         self.bytes_sent += len(frame)
+        self._last_sent = now
 
     def _send(self, message: m.Message, now: float) -> None:
         self._queue(m.encode(message), now)

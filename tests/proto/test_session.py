@@ -423,8 +423,11 @@ def test_next_deadline() -> None:
     assert sent(session)[-1] == m.Ping(nonce=1)
     assert session.next_deadline() == 12.5  # one ping per interval
     session.receive_data(b"\x00\x00", 12.0)  # still inside the same header
-    assert session.next_deadline() == 15.0
-    session.check_timeouts(15.0)
+    assert session.next_deadline() == 12.5  # keep-alive: nothing sent since 9.5 (§9.2)
+    session.check_timeouts(12.5)
+    assert sent(session)[-1] == m.Ping(nonce=2)
+    assert session.next_deadline() == 15.5  # the next ping, received or sent
+    session.check_timeouts(15.5)
     assert session.next_deadline() == 16.5  # the frame started at 6.5
     session.close(1000, "", 8.0)
     assert session.next_deadline() is None
