@@ -259,9 +259,18 @@ class ClientHub:
         self.closed = None
 
     def call(
-        self, session: Session | None, uid: int, method: str, args: list[Any], now: float
+        self,
+        session: Session | None,
+        uid: int,
+        method: str,
+        args: list[Any],
+        now: float,
+        future: Future[Any] | None = None,
     ) -> Future[Any]:
-        future: Future[Any] = Future()
+        """Queue an ``rpc`` on ``session``; return the future its reply resolves (``future``
+        when given, so an I/O layer's own kind of future is resolved without a relay)."""
+        if future is None:
+            future = Future()
         if session is None or session.state is not State.OPEN:
             closed = self.closed
             code, reason = (

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import contextlib
 import heapq
 import itertools
 import logging
@@ -177,7 +176,7 @@ class AioLoop:
         self.offload: concurrent.futures.ThreadPoolExecutor | None = None
         self.protocols: set[SessionProtocol] = set()
         self._inbox: list[Any] = []
-        self._arrived = asyncio.Event()
+        self._waiters: list[asyncio.Future[None]] = []  # the tasks in ``wait``
         self._heap: list[tuple[float, int, SessionProtocol]] = []
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
@@ -198,17 +197,30 @@ class AioLoop:
 
     def emit(self, event: Any) -> None:
         self._inbox.append(event)
-        self._arrived.set()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:  # each waiting task resumes in the loop's next iteration
+            _resolve(waiter)
 
     def poll(self) -> list[Any]:
         events, self._inbox = self._inbox, []
-        self._arrived.clear()
         return events
 
     async def wait(self, timeout: float) -> None:
-        if not self._inbox:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._arrived.wait(), timeout)
+        """Until something is emitted or ``timeout`` passes. One bare future and one timer:
+        an event (an RPC) resumes the waiting game task one loop iteration later, not the
+        three that ``wait_for`` on an ``asyncio.Event`` takes."""
+        if self._inbox:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._waiters.append(waiter)
+        timer = loop.call_later(timeout, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            if waiter in self._waiters:  # timed out or cancelled: not resolved by ``emit``
+                self._waiters.remove(waiter)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -421,3 +433,8 @@ class AioLoop:
         for proto in list(self.protocols):
             if proto.transport is not None:
                 proto.transport.abort()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

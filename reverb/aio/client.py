@@ -32,7 +32,19 @@ class CallFuture(Future[Any]):
         self._loop = loop
 
     def __await__(self) -> Generator[Any, None, Any]:
-        return asyncio.wrap_future(self, loop=self._loop).__await__()
+        """Wait in the event loop. The client resolves this future on its loop, so the
+        awaiting task is woken directly from there, without ``wrap_future``'s thread-safe
+        relay (a self-pipe write and an extra loop iteration per call). Cancelling the
+        awaiting task cancels the call: its late reply is then dropped."""
+        if not self.done():
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self.add_done_callback(functools.partial(_wake, waiter))
+            try:
+                yield from waiter
+            except asyncio.CancelledError:
+                self.cancel()
+                raise
+        return self.result()
 
     def _refuse_blocking(self) -> None:
         if self.done():
@@ -123,11 +135,11 @@ class AsyncClient(ClientEndpoint, AioLoop):
 
     def call(self, uid: int, method: str, args: list[Any]) -> Future[Any]:
         proto = self._proto
-        reply = self.hub.call(proto.session if proto else None, uid, method, args, time.monotonic())
         future = CallFuture(self._loop if self._loop is not None else asyncio.get_event_loop())
-        reply.add_done_callback(functools.partial(_settle, future))
+        session = proto.session if proto else None
+        self.hub.call(session, uid, method, args, time.monotonic(), future)
         if proto is not None:
-            self.pump(proto)
+            self.pump(proto)  # written to the transport now, in this loop iteration
         return future
 
     def abort(self, code: int, reason: str) -> None:
@@ -156,11 +168,20 @@ class AsyncClient(ClientEndpoint, AioLoop):
             self._handshake_done.set()
 
 
-def _settle(future: CallFuture, reply: Future[Any]) -> None:
-    if future.done() or reply.cancelled():  # the caller cancelled: nobody wants the reply
-        return
-    exc = reply.exception()
-    if exc is not None:
-        future.set_exception(exc)
-    else:
-        future.set_result(reply.result())
+def _wake(waiter: asyncio.Future[None], call: Future[Any]) -> None:
+    """Resume the task awaiting ``call``: at once on its loop's thread (the usual case:
+    the client resolves calls there), else through ``call_soon_threadsafe``."""
+    loop = waiter.get_loop()
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        _resolve(waiter)
+    elif not loop.is_closed():
+        loop.call_soon_threadsafe(_resolve, waiter)
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

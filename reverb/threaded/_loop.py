@@ -204,6 +204,43 @@ class IOLoop:
         """Call with ``lock`` held after queueing output on ``conn``'s session."""
         self._dirty.add(conn)
 
+    def write_now(self, conn: Conn, now: float) -> bool:
+        """From the game thread, holding ``lock`` and ``conn.lock``: hand ``conn``'s output
+        straight to its socket when nothing of it waits before (no backlog, no session being
+        decoded, no TLS), so an RPC reply goes out without waking the I/O thread. True when
+        all of it went; else what is left is queued for the I/O thread, which the caller
+        must ``mark_dirty`` and ``wake``. Never blocks: the socket is non-blocking."""
+        session = conn.session
+        if (
+            conn.tls is not None
+            or conn.busy
+            or conn.eof
+            or conn.out
+            or conn.queue
+            or conn.deferred
+            or session.state is not State.OPEN
+            or conn.sock not in self.conns
+        ):
+            return False
+        data = session.data_to_send()
+        if not data:
+            return True
+        if len(data) > WINDOW:  # more than one socket's worth: the I/O thread paces it
+            conn.queue.push(data, now)
+            self._account(conn, len(data))
+            return False
+        try:
+            sent = conn.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError:  # the I/O thread meets the error again and drops the connection
+            sent = 0
+        if sent == len(data):
+            return True
+        conn.out += data[sent:]  # at most WINDOW bytes: ``out`` keeps its bound
+        self._account(conn, len(data) - sent)
+        return False
+
     def wake(self) -> None:
         if self._thread is None:
             return

@@ -96,12 +96,17 @@ class Client(ClientEndpoint, IOLoop):
     # -- ClientTransport ---------------------------------------------------------------------
 
     def call(self, uid: int, method: str, args: list[Any]) -> Future[Any]:
+        """Queue the call and write it to the socket from this thread when nothing waits
+        before it (``write_now``); else the I/O thread is woken to send it."""
         conn = self._conn
-        with self.lock:
-            session = conn.session if conn is not None else None
-            future = self.hub.call(session, uid, method, args, time.monotonic())
-            if conn is not None:
-                self.mark_dirty(conn)
+        if conn is None:
+            return self.hub.call(None, uid, method, args, time.monotonic())
+        with self.lock, conn.lock:
+            now = time.monotonic()
+            future = self.hub.call(conn.session, uid, method, args, now)
+            if self.write_now(conn, now):
+                return future
+            self.mark_dirty(conn)
         self.wake()
         return future
 

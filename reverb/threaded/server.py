@@ -84,7 +84,12 @@ class Server(ServerEndpoint, IOLoop):
 
     def send(self, members: tuple[int, ...], message: m.Message) -> None:
         """Queue ``message`` for those members. A connection whose session is busy (the I/O
-        thread decoding what it sent) gets it in order once that is done, without waiting."""
+        thread decoding what it sent) gets it in order once that is done, without waiting.
+
+        An RPC reply is written to the socket right here, on the game thread, when the
+        connection has nothing else waiting (``write_now``): no hand-off to the I/O thread."""
+        direct_write = isinstance(message, (m.RpcResult, m.RpcErrorReply))
+        wake = False
         with self.lock:
             ready: list[Conn] = []
             try:
@@ -95,16 +100,21 @@ class Server(ServerEndpoint, IOLoop):
                     if conn.deferred or not conn.lock.acquire(blocking=False):
                         conn.deferred.append(message)
                         self.mark_dirty(conn)
+                        wake = True
                         continue
                     ready.append(conn)
                 now = time.monotonic()
                 direct = tuple(conn.session.member for conn in ready)
                 for session in self.hub.send(direct, message, now):
-                    self.mark_dirty(self.by_member[session.member])
+                    conn = self.by_member[session.member]
+                    if not (direct_write and self.write_now(conn, now)):
+                        self.mark_dirty(conn)
+                        wake = True
             finally:
                 for conn in ready:
                     conn.lock.release()
-        self.wake()
+        if wake:
+            self.wake()
 
     def deliver(self, conn: Conn, message: m.Message, now: float) -> None:
         self.hub.send((conn.session.member,), message, now)

@@ -54,6 +54,12 @@ class Avatar(ReverbObject):
         count("wave")
         return self.belonging_membership
 
+    @expose(anyone=True)
+    def tick(self):
+        """The server's latest tick: its sync went out before this reply (test_rpc_path)."""
+        count("tick")
+        return self._reverb_ctx.world.tick_count
+
     def secret(self):
         count("secret")
 
@@ -195,8 +201,10 @@ class Game:
                 if isinstance(self.serv, Server):
                     with self.serv.lock:
                         stats, members = dict(self.serv.stats), sorted(self.serv.hub.members)
+                        backlog = sum(conn.backlog() for conn in self.serv.conns.values())
                 else:
                     stats, members = dict(self.serv.stats), sorted(self.serv.hub.members)
+                    backlog = sum(proto.queue.size for proto in self.serv.protocols)
                 emit(
                     event="state",
                     table=table(ctx),
@@ -206,6 +214,7 @@ class Game:
                     rss_kib=proc_status("VmRSS"),
                     rss_peak_kib=proc_status("VmHWM"),
                     fds=open_fds(),
+                    backlog=backlog,  # bytes no socket could take yet (not the kernel's)
                 )
         return True
 
