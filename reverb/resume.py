@@ -38,6 +38,7 @@ __all__ = [
     "KeeperEvent",
     "MemberInfo",
     "MembershipKeeper",
+    "NotRun",
     "OwnedPolicy",
     "Refusal",
     "Refused",
@@ -164,7 +165,13 @@ class Wait:
     answer goes out when it finishes."""
 
 
-Decision = Run | Replay | Wait
+@dataclass(frozen=True)
+class NotRun:
+    """The ledger is full of answers the client has not confirmed: refuse the call with
+    ``rpc_error`` code ``not_run`` (it did not run and will not; send it again later)."""
+
+
+Decision = Run | Replay | Wait | NotRun
 
 
 class CallLedger:
@@ -173,9 +180,9 @@ class CallLedger:
     A call id is *running* from :meth:`receive` returning :class:`Run` until :meth:`finish`;
     then its answer is *remembered* until :meth:`confirm` (the client proved it has the answer)
     or the membership ends. The ledger never forgets an unconfirmed answer to make room: when
-    the remembered answers reach ``max_results`` or ``max_bytes``, :meth:`full` is true and the
-    caller refuses new calls with ``not_run`` (they did not run; the client may send them again
-    with a new id). That keeps the guarantee: a re-sent id is either replayed, waited for, or
+    the remembered answers reach ``max_results`` or ``max_bytes``, :meth:`full` is true and
+    :meth:`receive` answers :class:`NotRun` for new calls (they did not run; the client may send
+    them again). That keeps the guarantee: a re-sent id is either replayed, waited for, or
     was never received, never "ran, but forgotten".
     """
 
@@ -207,6 +214,8 @@ class CallLedger:
         remembered = self._answers.get(call_id)
         if remembered is not None:
             return Replay(remembered[1])
+        if self.full():
+            return NotRun()
         self.running.add(call_id)
         return Run()
 
