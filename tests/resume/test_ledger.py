@@ -1,0 +1,95 @@
+"""The call ledger: exactly-once across a drop, and its bounds (design R-6)."""
+
+from __future__ import annotations
+
+import pytest
+
+from reverb.resume import CallLedger, MembershipKeeper, NotRun, Replay, Resumed, Run, Wait
+
+
+def test_new_call_runs_then_replays() -> None:
+    ledger = CallLedger()
+    assert ledger.receive(0) == Run()
+    assert ledger.receive(0) == Wait()  # received again while running: never a second run
+    ledger.finish(0, b"answer0")
+    assert ledger.receive(0) == Replay(b"answer0")
+    assert ledger.receive(0) == Replay(b"answer0")
+    assert ledger.receive(1) == Run()
+
+
+def test_finish_of_a_call_not_running_is_a_bug() -> None:
+    ledger = CallLedger()
+    with pytest.raises(KeyError):
+        ledger.finish(3, b"x")
+
+
+def test_confirmed_answers_are_forgotten() -> None:
+    ledger = CallLedger()
+    for i in range(4):
+        ledger.receive(i)
+    seqs = [ledger.finish(i, b"r%d" % i) for i in range(4)]
+    assert seqs == [1, 2, 3, 4]
+    assert len(ledger) == 4 and ledger.size == 8
+    ledger.confirm_through(2)
+    assert len(ledger) == 2 and ledger.size == 4
+    assert ledger.receive(2) == Replay(b"r2")
+    ledger.keep_only([3])
+    assert len(ledger) == 1
+    assert ledger.receive(3) == Replay(b"r3")
+    ledger.confirm([3, 99])
+    assert len(ledger) == 0 and ledger.size == 0
+
+
+def test_count_bound_refuses_new_calls_never_forgets() -> None:
+    ledger = CallLedger(max_results=3)
+    for i in range(3):
+        assert ledger.receive(i) == Run()
+        ledger.finish(i, b"r")
+    assert ledger.full()
+    assert ledger.receive(3) == NotRun()
+    assert 3 not in ledger.running  # a refused call is not running and may be sent again
+    for i in range(3):
+        assert ledger.receive(i) == Replay(b"r")  # nothing remembered was dropped
+    ledger.confirm_through(1)
+    assert ledger.receive(3) == Run()
+
+
+def test_byte_bound() -> None:
+    ledger = CallLedger(max_bytes=10)
+    ledger.receive(0)
+    ledger.finish(0, b"x" * 6)
+    assert ledger.receive(1) == Run()
+    ledger.finish(1, b"x" * 6)  # a running call's answer is always kept
+    assert ledger.size == 12 and ledger.full()
+    assert ledger.receive(2) == NotRun()
+    ledger.confirm([0])
+    assert not ledger.full()
+
+
+def test_ledger_survives_a_drop_and_resume() -> None:
+    keeper = MembershipKeeper()
+    token = keeper.join(1)
+    ledger = keeper.ledger(1)
+    assert ledger.receive(0) == Run()
+    assert ledger.receive(1) == Run()
+    ledger.finish(0, b"r0")
+    keeper.drop(1, 0.0)
+    ledger.finish(1, b"r1")  # completed during the drop
+    result = keeper.resume(1, token.reveal(), address="a", since_tick=None, waiting=[0, 1], now=1.0)
+    assert isinstance(result, Resumed)
+    assert keeper.ledger(1) is ledger
+    assert ledger.receive(0) == Replay(b"r0")
+    assert ledger.receive(1) == Replay(b"r1")
+    assert ledger.receive(2) == Run()
+
+
+def test_resume_forgets_what_the_client_no_longer_waits_for() -> None:
+    keeper = MembershipKeeper()
+    token = keeper.join(1)
+    ledger = keeper.ledger(1)
+    for i in range(3):
+        ledger.receive(i)
+        ledger.finish(i, b"r")
+    keeper.drop(1, 0.0)
+    keeper.resume(1, token.reveal(), address="a", since_tick=None, waiting=[2], now=1.0)
+    assert len(ledger) == 1
