@@ -88,9 +88,7 @@ def test_resume_after_grace_is_refused_as_expired() -> None:
 def test_unknown_member_is_expired() -> None:
     # e.g. a restarted server: the client gets a clean refusal, then joins afresh
     keeper = MembershipKeeper()
-    assert keeper.resume(42, "t", address="a", since_tick=None, now=0.0) == Refused(
-        Refusal.EXPIRED
-    )
+    assert keeper.resume(42, "t", address="a", since_tick=None, now=0.0) == Refused(Refusal.EXPIRED)
 
 
 def test_consented_close_holds_nothing() -> None:
