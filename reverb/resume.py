@@ -20,7 +20,7 @@ import hashlib
 import hmac
 import logging
 import secrets
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,12 +178,18 @@ class CallLedger:
     """One membership's calls by id, across connections (R-6).
 
     A call id is *running* from :meth:`receive` returning :class:`Run` until :meth:`finish`;
-    then its answer is *remembered* until :meth:`confirm` (the client proved it has the answer)
-    or the membership ends. The ledger never forgets an unconfirmed answer to make room: when
-    the remembered answers reach ``max_results`` or ``max_bytes``, :meth:`full` is true and
-    :meth:`receive` answers :class:`NotRun` for new calls (they did not run; the client may send
-    them again). That keeps the guarantee: a re-sent id is either replayed, waited for, or
-    was never received, never "ran, but forgotten".
+    then its answer is *remembered* until the client proves it has it, or the membership ends.
+    Proof is one of: the resume ``hello`` does not list the id among those it waits for
+    (:meth:`keep_only`); or a ``pong`` arrives for a ``ping`` written after the answer on the
+    same connection (one TCP stream delivers in order): the I/O layer sends each ``ping`` with
+    :meth:`mark` and calls :meth:`confirm_through` with that mark when its ``pong`` arrives.
+    Only answers written on the *current* connection count: a drop (:meth:`disconnected`)
+    makes every remembered answer unsent again.
+
+    The ledger never forgets an unconfirmed answer to make room: when the remembered answers
+    reach ``max_results`` or ``max_bytes``, :meth:`receive` answers :class:`NotRun` for new
+    calls (they did not run; the client may send them again). So a re-sent id is replayed,
+    waited for, or was never received, never "ran, but forgotten".
     """
 
     def __init__(
@@ -192,9 +198,10 @@ class CallLedger:
         self.max_results = max_results
         self.max_bytes = max_bytes
         self.running: set[int] = set()
-        self._answers: OrderedDict[int, tuple[int, bytes]] = OrderedDict()  # id -> (seq, reply)
+        self._answers: dict[int, bytes] = {}
+        self._sent: dict[int, int] = {}  # id -> write sequence on the current connection
         self._bytes = 0
-        self._seq = 0  # send order of answers, for confirm_through
+        self._seq = 0
 
     def __len__(self) -> int:
         return len(self._answers)
@@ -208,44 +215,54 @@ class CallLedger:
         return len(self._answers) >= self.max_results or self._bytes >= self.max_bytes
 
     def receive(self, call_id: int) -> Decision:
-        """What to do with an ``rpc`` carrying ``call_id`` (a new one, or one re-sent)."""
+        """What to do with an ``rpc`` carrying ``call_id`` (a new one, or one re-sent).
+        A :class:`Replay` counts as written: the caller sends it on the current connection."""
         if call_id in self.running:
             return Wait()
         remembered = self._answers.get(call_id)
         if remembered is not None:
-            return Replay(remembered[1])
+            self._written(call_id)
+            return Replay(remembered)
         if self.full():
             return NotRun()
         self.running.add(call_id)
         return Run()
 
-    def finish(self, call_id: int, reply: bytes) -> int:
-        """Remember the answer of a call that ran; return its sequence number (the order the
-        answers were produced, for :meth:`confirm_through`)."""
+    def finish(self, call_id: int, reply: bytes, *, sent: bool) -> None:
+        """Remember the answer of a call that ran. ``sent``: it was written to a live
+        connection now (False while the member is dropped: it goes out as a replay)."""
         if call_id not in self.running:
             raise KeyError(f"call {call_id} is not running")
         self.running.discard(call_id)
-        self._seq += 1
-        self._answers[call_id] = (self._seq, reply)
+        self._answers[call_id] = reply
         self._bytes += len(reply)
+        if sent:
+            self._written(call_id)
+
+    def _written(self, call_id: int) -> None:
+        self._seq += 1
+        self._sent[call_id] = self._seq
+
+    def mark(self) -> int:
+        """The write position now: send it along with a ``ping`` (kept by the I/O layer)."""
         return self._seq
+
+    def confirm_through(self, mark: int) -> None:
+        """The ``pong`` for the ``ping`` sent at ``mark`` arrived: the client has every answer
+        written on this connection before it."""
+        self.confirm([i for i, seq in self._sent.items() if seq <= mark])
 
     def confirm(self, call_ids: Iterable[int]) -> None:
         """The client has these answers: forget them."""
         for call_id in call_ids:
+            self._sent.pop(call_id, None)
             remembered = self._answers.pop(call_id, None)
             if remembered is not None:
-                self._bytes -= len(remembered[1])
+                self._bytes -= len(remembered)
 
-    def confirm_through(self, seq: int) -> None:
-        """The client has every answer up to sequence ``seq`` (a ``pong`` to a ``ping`` sent
-        after them arrived: one TCP stream delivers in order)."""
-        while self._answers:
-            call_id, (first, reply) = next(iter(self._answers.items()))
-            if first > seq:
-                break
-            del self._answers[call_id]
-            self._bytes -= len(reply)
+    def disconnected(self) -> None:
+        """The connection ended: what was written on it may not have arrived."""
+        self._sent.clear()
 
     def keep_only(self, waiting: Iterable[int]) -> None:
         """At a resume: the client lists the ids it still waits for; every other remembered
@@ -402,6 +419,7 @@ class MembershipKeeper:
         seconds = self.on_drop(info) if self.on_drop is not None else None
         grace = self.grace if seconds is None else max(0.0, float(seconds))
         held.phase = _Phase.DROPPED
+        held.ledger.disconnected()
         held.deadline = now + grace
         self.stats["dropped"] += 1
         logger.info("member %d dropped; held for %.1f s", member, grace)
