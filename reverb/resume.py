@@ -161,8 +161,9 @@ class Replay:
 
 @dataclass(frozen=True)
 class Wait:
-    """The call is running (received before the drop, not yet answered): do not run it; its
-    answer goes out when it finishes."""
+    """Do not run the call and send nothing now: it is running (received before the drop, not
+    yet finished) and its answer goes out when it finishes, or its answer was already written on
+    this connection (the re-sent ``rpc`` crossed it)."""
 
 
 @dataclass(frozen=True)
@@ -217,7 +218,9 @@ class CallLedger:
     def receive(self, call_id: int) -> Decision:
         """What to do with an ``rpc`` carrying ``call_id`` (a new one, or one re-sent).
         A :class:`Replay` counts as written: the caller sends it on the current connection."""
-        if call_id in self.running:
+        if call_id in self.running or call_id in self._sent:
+            # running: its answer goes out when it finishes; written on this connection
+            # already: it is on its way (a re-sent id overtaken by its answer)
             return Wait()
         remembered = self._answers.get(call_id)
         if remembered is not None:

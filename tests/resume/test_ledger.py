@@ -11,10 +11,20 @@ def test_new_call_runs_then_replays() -> None:
     ledger = CallLedger()
     assert ledger.receive(0) == Run()
     assert ledger.receive(0) == Wait()  # received again while running: never a second run
-    ledger.finish(0, b"answer0", sent=True)
+    ledger.finish(0, b"answer0", sent=False)  # finished while dropped
     assert ledger.receive(0) == Replay(b"answer0")
-    assert ledger.receive(0) == Replay(b"answer0")
+    assert ledger.receive(0) == Wait()  # the replay is on its way on this connection
+    ledger.disconnected()
+    assert ledger.receive(0) == Replay(b"answer0")  # a new connection: replay again
     assert ledger.receive(1) == Run()
+
+
+def test_a_resend_crossing_its_answer_is_not_answered_twice() -> None:
+    ledger = CallLedger()
+    ledger.receive(0)
+    ledger.disconnected()  # drop while it runs; the client will re-send 0 after the resume
+    ledger.finish(0, b"r0", sent=True)  # resumed before it finished: written at once
+    assert ledger.receive(0) == Wait()  # the re-sent rpc arrives after: no second answer
 
 
 def test_finish_of_a_call_not_running_is_a_bug() -> None:
@@ -58,6 +68,7 @@ def test_keep_only_and_confirm() -> None:
     for i in range(3):
         ledger.receive(i)
         ledger.finish(i, b"r%d" % i, sent=True)
+    ledger.disconnected()
     ledger.keep_only([2])
     assert len(ledger) == 1 and ledger.receive(2) == Replay(b"r2")
     ledger.confirm([2, 99])
