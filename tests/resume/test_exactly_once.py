@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from reverb.reconnect import CallBook
 from reverb.resume import (
+    CallLedger,
     MembershipKeeper,
     NotRun,
     Replay,
@@ -45,7 +46,7 @@ class Sim:
         self.token = self.keeper.join(1)
 
     @property
-    def ledger(self):  # type: ignore[no-untyped-def]
+    def ledger(self) -> CallLedger:
         return self.keeper.ledger(1)
 
     # client
