@@ -373,10 +373,11 @@ class Matchmaker:
         except Exception:
             logger.exception("room type %s: on_create raised", name)
             return Refused(Refusal.CREATE_FAILED, "the room could not be created")
+        # a bad tick_rate raises here, before the room is registered anywhere
+        self.scheduler.add(room_id, room.tick_rate, lambda t: self._tick(room, t), now)
         self.rooms[room_id] = room
         room._changed = self._touch
         self._touch(room)
-        self.scheduler.add(room_id, room.tick_rate, lambda t: self._tick(room, t), now)
         self._just_created = room_id
         return room
 
