@@ -6,9 +6,12 @@ fairness test checks):
 
 - a tick is due at its scheduled time; the next is scheduled one period after the previous
   schedule, so a room keeps its rate through jitter;
-- a room more than ``max_catch_up`` periods behind (its ticks take longer than its period,
-  or the loop stalled) restarts its schedule from the time its tick ended instead of
-  ticking in a burst, so a slow room never runs twice in a row ahead of rooms that are due;
+- a room whose tick took longer than its period (an *overrun*) does not catch up: its next
+  tick is due one period after that tick ended. The slow room alone loses rate (a room that
+  needs 50 ms per tick at 30 Hz runs at 1/(50 ms + 33 ms) ≈ 12 Hz) and leaves the loop free
+  for the others between its ticks;
+- a room more than ``max_catch_up`` periods behind for another reason (the loop stalled)
+  restarts its schedule from the time its tick ended instead of ticking in a burst;
 - because each due room runs once per call and rooms run in due order, a room that is due is
   delayed by at most the ticks of the rooms due before it in that call — a slow room delays
   the others by its own tick, never by its backlog.
@@ -129,10 +132,13 @@ class TickScheduler:
             self._record(entry, end - start)
             if self._entries.get(entry.key) is not entry:
                 continue  # the room removed itself
-            entry.due += entry.period
-            if end - entry.due >= self._max_catch_up * entry.period:
-                entry.due = end + entry.period
-                entry.restarts += 1
+            if end - start > entry.period:
+                entry.due = end + entry.period  # an overrunning room pays for it alone
+            else:
+                entry.due += entry.period
+                if end - entry.due >= self._max_catch_up * entry.period:
+                    entry.due = end + entry.period  # stalled loop: no burst of ticks
+                    entry.restarts += 1
             self._push(entry)
         nxt = self.next_due()
         if nxt is None:
