@@ -92,6 +92,11 @@ class RoomOutput:
     message: m.Message
 
 
+def _matches(room: Room, wanted: Mapping[str, Any]) -> bool:
+    meta = room.metadata
+    return all(k in meta and meta[k] == v for k, v in wanted.items())
+
+
 def _room_id() -> str:
     return secrets.token_urlsafe(6)  # 8 characters, 48 random bits
 
@@ -120,6 +125,9 @@ class Matchmaker:
         self._reservations: dict[str, Reservation] = {}
         self._reserved_by: dict[int, str] = {}  # member -> token
         self._dirty: dict[str, Room] = {}  # rooms whose listing must be published
+        # name -> the joinable rooms of that type (insertion order: oldest first), kept by
+        # _touch so that matchmaking does not scan full or locked rooms
+        self._open: dict[str, dict[str, Room]] = {}
         self._out: list[RoomOutput] = []
 
     # -- definitions ---------------------------------------------------------------------------
@@ -338,17 +346,19 @@ class Matchmaker:
             wanted = {k: request.options[k] for k in cls.filter_by if k in request.options}
         else:
             wanted = dict(request.filter)
-        candidates = [
-            r for r in self.rooms.values() if r.name == request.name and r.listing().matches(wanted)
+        open_rooms = [
+            r
+            for r in self._open.get(request.name, {}).values()
+            if _matches(r, wanted) and not r.locked and not r.full
         ]
-        open_rooms = [r for r in candidates if not r.locked and not r.full]
         if open_rooms:
             # fill rooms up: the fullest first, then the oldest
             return min(open_rooms, key=lambda r: (-len(r.clients) - r.reserved, r._created))
         if request.mode == "join_or_create":
             return self._make(request.name, cls, request.options, now)
-        if candidates:
-            return self._check_open(candidates[0])
+        for room in self.rooms.values():  # only to say why: locked or full
+            if room.name == request.name and _matches(room, wanted):
+                return self._check_open(room)
         return Refused(Refusal.NO_ROOM, f"no {request.name!r} room to join")
 
     @staticmethod
@@ -444,6 +454,7 @@ class Matchmaker:
         self.scheduler.remove(room.room_id)
         self.rooms.pop(room.room_id, None)
         self._dirty.pop(room.room_id, None)
+        self._open.get(room.name, {}).pop(room.room_id, None)
         self.registry.remove(room.room_id)
 
     def _tick(self, room: Room, now: float) -> None:
@@ -451,8 +462,14 @@ class Matchmaker:
             self._out.append(RoomOutput(room.room_id, members, message))
 
     def _touch(self, room: Room) -> None:
-        if not room.disposed:
-            self._dirty[room.room_id] = room
+        if room.disposed:
+            return
+        self._dirty[room.room_id] = room
+        open_rooms = self._open.setdefault(room.name, {})
+        if room.locked or room.full:
+            open_rooms.pop(room.room_id, None)
+        else:
+            open_rooms[room.room_id] = room
 
     def _flush(self) -> None:
         dirty, self._dirty = self._dirty, {}

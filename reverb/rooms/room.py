@@ -51,7 +51,9 @@ class Room:
     # -- the room type: class attributes a subclass overrides ---------------------------------
     object_types: ClassVar[tuple[type, ...]] = ()  # ReverbObject subclasses its world holds
     tick_rate: float = DEFAULT_TICK_RATE  # Hz; an instance may change it in on_create
-    max_clients: int | None = None  # None: no limit; an instance may change it in on_create
+    # None: no limit. An instance may change it in on_create; later, call changed() after
+    # changing it so that matchmaking and the lobby see the new limit.
+    max_clients: int | None = None
     auto_dispose: bool = True  # dispose when the last client leaves
     # option keys copied into the metadata at creation; join_or_create matches them (§2.2)
     filter_by: ClassVar[tuple[str, ...]] = ()

@@ -295,6 +295,7 @@ def test_refused_switch_stays_put(mm: Matchmaker, clock: Clock) -> None:
         mm.switch(client(1), JoinRequest.join_by_id("r1"), now=clock()), Refusal.ALREADY_IN_ROOM
     )
     mm.rooms["r2"].max_clients = 2
+    mm.rooms["r2"].changed()
     mm.rooms["r2"].set_metadata(password="x")
     refused(mm.switch(client(1), JoinRequest.join_by_id("r2"), now=clock()), Refusal.REJECTED)
     assert mm.presence.seat_of(1) == "r1" and set(mm.rooms["r1"].clients) == {1}
@@ -304,3 +305,17 @@ def test_refused_switch_stays_put(mm: Matchmaker, clock: Clock) -> None:
 def test_switch_from_no_room_is_a_join(mm: Matchmaker, clock: Clock) -> None:
     joined = mm.switch(client(1), JoinRequest.join_or_create("battle"), now=clock())
     assert isinstance(joined, Joined) and joined.created
+
+
+def test_a_seat_freed_in_a_full_room_is_found_again(mm: Matchmaker, clock: Clock) -> None:
+    for n in (1, 2):
+        mm.join_or_create(client(n), "battle", {"max": 2}, now=clock())
+    mm.join_or_create(client(3), "battle", {"max": 2}, now=clock())  # r1 full: r2
+    mm.leave(1, now=clock())
+    again = mm.join_or_create(client(4), "battle", {"max": 2}, now=clock())
+    assert isinstance(again, Joined) and again.room_id == "r1"  # tie on clients: the older
+    mm.rooms["r2"].lock()  # r1 is full again, r2 locked: join says why it cannot
+    refused(mm.join(client(5), "battle", now=clock()), Refusal.FULL)
+    mm.rooms["r1"].lock()
+    mm.leave(4, now=clock())
+    refused(mm.join(client(5), "battle", now=clock()), Refusal.LOCKED)
