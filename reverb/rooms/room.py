@@ -58,10 +58,14 @@ class Room:
     # option keys copied into the metadata at creation; join_or_create matches them (§2.2)
     filter_by: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, room_id: str, name: str, *, created: int = 0) -> None:
+    def __init__(
+        self, room_id: str, name: str, *, created: int = 0, context: ReverbContext | None = None
+    ) -> None:
         self.room_id = room_id
         self.name = name
-        self.context = ReverbContext(ReverbSide.SERVER)
+        # a room of its own by default; the default room of a protocol-1 server adopts the
+        # server's existing context instead (docs/design/rooms.md §3.1)
+        self.context = context if context is not None else ReverbContext(ReverbSide.SERVER)
         for cls in self.object_types:
             self.context.register(cls)
         self.clients: dict[int, RoomClient] = {}

@@ -164,3 +164,9 @@ def test_bad_tick_rate_is_refused(rate: float) -> None:
     with pytest.raises(ValueError, match="tick rate"):
         mm.create(client(1), "odd", now=clock())
     assert mm.rooms == {} and mm.registry.listings() == [] and mm.presence.seat_of(1) is None
+
+
+def test_a_room_can_adopt_an_existing_server_context() -> None:
+    ctx = ReverbContext(ReverbSide.SERVER)
+    room = Recording("default", "default", context=ctx)
+    assert room.context is ctx and ctx.types.of(room.spawn(Ship, 1)).name == "Ship"
