@@ -129,6 +129,7 @@ class Matchmaker:
         # _touch so that matchmaking does not scan full or locked rooms
         self._open: dict[str, dict[str, Room]] = {}
         self._out: list[RoomOutput] = []
+        self._just_created = ""  # the room the last reserve_seat created, for Joined.created
 
     # -- definitions ---------------------------------------------------------------------------
 
@@ -475,5 +476,3 @@ class Matchmaker:
         dirty, self._dirty = self._dirty, {}
         for room in dirty.values():
             self.registry.put(room.listing())
-
-    _just_created = ""

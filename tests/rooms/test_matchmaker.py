@@ -319,3 +319,53 @@ def test_a_seat_freed_in_a_full_room_is_found_again(mm: Matchmaker, clock: Clock
     mm.rooms["r1"].lock()
     mm.leave(4, now=clock())
     refused(mm.join(client(5), "battle", now=clock()), Refusal.LOCKED)
+
+
+def test_dispose_drops_the_rooms_reservations(mm: Matchmaker, clock: Clock) -> None:
+    mm.define("keep", Keep)
+    seat = mm.reserve_seat(client(1), JoinRequest.create("keep"), now=clock())
+    assert isinstance(seat, Reservation) and mm.dispose(seat.room_id)
+    refused(mm.consume(client(1), seat.token, now=clock()), Refusal.RESERVATION_EXPIRED)
+    assert isinstance(mm.join_or_create(client(1), "keep", now=clock()), Joined)
+
+
+def test_on_auth_returning_something_else_is_a_rejection(mm: Matchmaker, clock: Clock) -> None:
+    class Sloppy(Recording):
+        def on_auth(self, client: Any, options: dict[str, Any]) -> Any:
+            return True
+
+    mm.define("sloppy", Sloppy)
+    assert mm.create(client(1), "sloppy", now=clock()) == Refused(Refusal.REJECTED, "rejected")
+
+
+def test_room_ids_are_redrawn_on_collision(clock: Clock) -> None:
+    ids = iter(["same", "same", "other"])
+    mm = Matchmaker(clock, room_ids=lambda: next(ids))
+    mm.define("battle", Recording)
+    a = mm.create(client(1), "battle", now=clock())
+    b = mm.create(client(2), "battle", now=clock())
+    assert isinstance(a, Joined) and isinstance(b, Joined)
+    assert (a.room_id, b.room_id) == ("same", "other")
+
+
+def test_default_room_ids_are_random_strings(clock: Clock) -> None:
+    mm = Matchmaker(clock)
+    mm.define("battle", Recording)
+    ids = {mm.create(client(n), "battle", now=clock()).room_id for n in range(20)}
+    assert len(ids) == 20 and all(isinstance(i, str) and len(i) == 8 for i in ids)
+
+
+def test_a_shared_presence_keeps_one_seat_across_matchmakers(clock: Clock) -> None:
+    # two processes sharing Presence (the Redis seam): a connection seated by one cannot be
+    # seated by the other, and the refused seat is given back
+    from reverb.rooms import LocalPresence
+
+    presence = LocalPresence()
+    one, two = make(clock, presence=presence), make(clock, presence=presence)
+    assert isinstance(one.create(client(1), "battle", now=clock()), Joined)
+    refused(two.create(client(1), "battle", now=clock()), Refusal.ALREADY_IN_ROOM)
+    seat = two.reserve_seat(client(2), JoinRequest.create("battle"), now=clock())
+    assert isinstance(seat, Reservation)
+    one.create(client(2), "battle", now=clock())
+    refused(two.consume(client(2), seat.token, now=clock()), Refusal.ALREADY_IN_ROOM)
+    assert two.rooms == {}  # its room, never joined, went with the seat

@@ -170,3 +170,31 @@ def test_a_room_can_adopt_an_existing_server_context() -> None:
     ctx = ReverbContext(ReverbSide.SERVER)
     room = Recording("default", "default", context=ctx)
     assert room.context is ctx and ctx.types.of(room.spawn(Ship, 1)).name == "Ship"
+
+
+def test_sync_errors_fire_in_their_room_only() -> None:
+    fresh()
+    clock = Clock()
+    mm = make(clock)
+    mm.create(client(1), "battle", now=clock())
+    mm.create(client(2), "battle", now=clock())
+    seen: dict[str, list[Any]] = {"r1": [], "r2": []}
+    for rid in seen:
+        mm.rooms[rid].context.server_events.on_event("sync_error")(
+            lambda obj, error, rid=rid: seen[rid].append(obj.uid)
+        )
+    mm.rooms["r2"].objects[1].x = float("nan")
+    mm.step(clock())
+    assert seen == {"r1": [], "r2": [1]}
+    assert [r for r, _ in syncs_for(mm.outgoing(), 1)] == ["r1"]
+
+
+def test_despawn_removes_from_the_rooms_world() -> None:
+    fresh()
+    clock = Clock()
+    mm = make(clock)
+    mm.create(client(1), "battle", now=clock())
+    room = mm.rooms["r1"]
+    ship = room.objects[1]
+    room.despawn(ship)
+    assert room.objects == {} and ship.destroyed
