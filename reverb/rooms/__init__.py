@@ -1,0 +1,67 @@
+"""Rooms and matchmaking (issue 12), sans I/O: many game sessions in one server.
+
+Not wired into the session or the I/O layers yet; docs/design/rooms.md gives the wire design
+and the wiring steps. Layout:
+
+- ``room``: ``Room``, the base class of room types, each room owning a ``ReverbContext``;
+- ``matchmaker``: ``Matchmaker`` (join_or_create / create / join / join_by_id, seat
+  reservations, leave, switch, dispose, the tick loop) and ``JoinRequest``;
+- ``registry``: the ``RoomRegistry`` and ``Presence`` interfaces with in-process versions,
+  ``RoomListing`` and the lobby events;
+- ``lobby``: ``LobbyFeed``, the live room list for subscribed connections;
+- ``scheduler``: ``TickScheduler``, independent tick rates on one loop, with per-room stats.
+"""
+
+from reverb.rooms._types import (
+    Accept,
+    Joined,
+    Left,
+    Refusal,
+    Refused,
+    Reject,
+    Reservation,
+    RoomClient,
+)
+from reverb.rooms.lobby import LobbyFeed
+from reverb.rooms.matchmaker import RESERVATION_TTL, JoinRequest, Matchmaker, RoomOutput
+from reverb.rooms.registry import (
+    LobbyEvent,
+    LocalPresence,
+    LocalRegistry,
+    Presence,
+    RoomAdded,
+    RoomChanged,
+    RoomListing,
+    RoomRegistry,
+    RoomRemoved,
+)
+from reverb.rooms.room import Room
+from reverb.rooms.scheduler import TickScheduler, TickStats
+
+__all__ = [
+    "RESERVATION_TTL",
+    "Accept",
+    "JoinRequest",
+    "Joined",
+    "Left",
+    "LobbyEvent",
+    "LobbyFeed",
+    "LocalPresence",
+    "LocalRegistry",
+    "Matchmaker",
+    "Presence",
+    "Refusal",
+    "Refused",
+    "Reject",
+    "Reservation",
+    "Room",
+    "RoomAdded",
+    "RoomChanged",
+    "RoomClient",
+    "RoomListing",
+    "RoomOutput",
+    "RoomRegistry",
+    "RoomRemoved",
+    "TickScheduler",
+    "TickStats",
+]
