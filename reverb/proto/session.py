@@ -375,7 +375,7 @@ class Session:
 
     def _receive(self, message: m.Message, now: float) -> None:
         legal = RECEIVABLE[(self.role, self._state)]
-        if type(message) not in legal:
+        if m.MESSAGE_TYPES[message.TYPE] not in legal:
             raise RemoteProtocolError(
                 f"{message.TYPE} is not allowed in state {self._state.value}", 1002
             )
