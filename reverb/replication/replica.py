@@ -249,7 +249,8 @@ class ClientWorld:
         except KeyError:
             return None
         shapes = self._shapes
-        keys = list(zip(map(type, objs), map(tuple, map(getitem, update, repeat(_INDEXES)))))
+        indexes = map(tuple, map(getitem, update, repeat(_INDEXES)))
+        keys = list(zip(map(type, objs), indexes, strict=True))
         names: list[Any] = list(map(shapes.get, keys))
         if None in names:
             for i, key in enumerate(keys):
@@ -300,7 +301,7 @@ class ClientWorld:
                 raise RemoteProtocolError(f"update of unknown uid {uid}", 1002)
             cls = type(obj)
             if type(entry) is list:
-                pairs = list(zip(self._resolve(cls, tuple(entry[1::2])), entry[2::2]))
+                pairs = list(zip(self._resolve(cls, tuple(entry[1::2])), entry[2::2], strict=True))
             else:
                 pairs = list(entry["fields"].items())
             self._check_names(cls, [name for name, _ in pairs])
