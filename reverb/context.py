@@ -205,7 +205,7 @@ class ReverbContext:
                 if isinstance(event.message, m.Rpc):
                     conn.send((event.member,), self.world.call(event.member, event.message))
             elif isinstance(event, PeerOpened):
-                self.world.peer_joined(event.member)
+                self.world.peer_joined(event.member, event.features)
                 self.server_events.fire("client_connected", event.member, event.identity)
             elif isinstance(event, PeerClosed):
                 self.world.peer_left(event.member)

@@ -673,7 +673,17 @@ def _update_entry(e: Any) -> UpdateEntry:
 
 
 def _key(sync: Sync) -> tuple[Any, ...]:
-    return (sync.tick, sync.full, sync.final, *sync.wire())
+    """What two syncs must share to be equal: unknown members (§3.5) do not count."""
+    spawn, update, despawn, schema = sync.wire()
+    return (
+        sync.tick,
+        sync.full,
+        sync.final,
+        [_spawn_entry(e) for e in spawn],
+        [e if type(e) is list else _update_entry(e) for e in update],
+        despawn,
+        schema,
+    )
 
 
 # -- encoding ---------------------------------------------------------------------------------
@@ -1026,25 +1036,31 @@ class SyncFrame(Sync):
 
 
 def _frame_of(sync: Sync) -> SyncFrame:
-    """A ``Sync`` of entry dataclasses as a ``SyncFrame`` (plain dicts, no reflection)."""
+    """A ``Sync`` as a ``SyncFrame`` (plain dicts, no reflection)."""
     if isinstance(sync, SyncFrame):
         return sync
     try:
+        spawn_list, update_list, despawn, schema_value = sync.wire()
         spawn = Entries(
-            [e.uid for e in sync.spawn],
+            [e["uid"] for e in spawn_list],
             fragments=[
-                spawn_fragment(e.uid, e.type, e.owner, dumps(e.args).encode("utf-8"), e.fields)
-                for e in sync.spawn
+                spawn_fragment(
+                    e["uid"], e["type"], e["owner"], dumps(e["args"]).encode("utf-8"), e["fields"]
+                )
+                for e in spawn_list
             ],
         )
         update = Entries(
-            [e.uid for e in sync.update],
-            values=[update_entry(e.uid, e.fields, e.owner) for e in sync.update],
+            [e[0] if type(e) is list else e["uid"] for e in update_list],
+            values=[
+                e
+                if type(e) is list
+                else update_entry(e["uid"], e["fields"], e.get("owner", ABSENT))
+                for e in update_list
+            ],
         )
-        schema = None if isinstance(sync.schema, Absent) else dumps(sync.schema).encode("utf-8")
-        frame = SyncFrame(
-            sync.tick, sync.full, spawn, update, list(sync.despawn), sync.final, schema
-        )
+        schema = None if schema_value is None else dumps(schema_value).encode("utf-8")
+        frame = SyncFrame(sync.tick, sync.full, spawn, update, list(despawn), sync.final, schema)
         frame.body()  # encodes now, so that a bad value is reported here
     except (TypeError, ValueError) as exc:  # NaN or a non-JSON value slipped past to_wire
         raise EncodeError(f"sync: {exc}") from None

@@ -249,8 +249,8 @@ class ClientWorld:
         except KeyError:
             return None
         shapes = self._shapes
-        indexes = map(tuple, map(getitem, update, repeat(_INDEXES)))
-        keys = list(zip(map(type, objs), indexes, strict=True))
+        index_lists = map(tuple, map(getitem, update, repeat(_INDEXES)))
+        keys = list(zip(map(type, objs), index_lists, strict=True))
         names: list[Any] = list(map(shapes.get, keys))
         if None in names:
             for i, key in enumerate(keys):

@@ -36,7 +36,7 @@ from tests.proto.helpers import (
 def test_client_sends_hello_at_construction() -> None:
     session = client(max_frame_size=70000)
     assert session.state is State.HANDSHAKE
-    assert sent(session) == [m.Hello(version=1, max_frame=70000)]
+    assert sent(session) == [m.Hello(version=1, max_frame=70000, features=["compact"])]
 
 
 def test_server_sends_nothing_before_hello() -> None:
@@ -47,10 +47,13 @@ def test_server_sends_nothing_before_hello() -> None:
 
 def test_handshake_opens_both_sides_with_the_member_id() -> None:
     pair = SessionPair(member=42, server_options={"tick_rate": 20.0, "max_frame_size": 70000})
-    assert pair.to_server == [m.Hello(version=1, max_frame=1 << 20)]
-    assert pair.to_client == [m.Welcome(version=1, member=42, tick_rate=20.0, max_frame=70000)]
-    assert pair.server_events == [Opened(member=42, tick_rate=20.0)]
-    assert pair.client_events == [Opened(member=42, tick_rate=20.0)]
+    assert pair.to_server == [m.Hello(version=1, max_frame=1 << 20, features=["compact"])]
+    assert pair.to_client == [
+        m.Welcome(version=1, member=42, tick_rate=20.0, max_frame=70000, features=["compact"])
+    ]
+    compact = frozenset({"compact"})
+    assert pair.server_events == [Opened(member=42, tick_rate=20.0, features=compact)]
+    assert pair.client_events == [Opened(member=42, tick_rate=20.0, features=compact)]
     assert pair.client.state is State.OPEN and pair.server.state is State.OPEN
     assert pair.client.member == 42
     assert pair.client.peer_max_frame == 70000
@@ -103,7 +106,7 @@ def test_client_cannot_send_rpc_before_welcome() -> None:
     session = client()
     with pytest.raises(InvalidState):
         session.send(SAMPLES[m.Rpc], 0)
-    assert sent(session) == [m.Hello(version=1, max_frame=1 << 20)]
+    assert sent(session) == [m.Hello(version=1, max_frame=1 << 20, features=["compact"])]
 
 
 def test_send_in_handshake_raises_invalid_state() -> None:
