@@ -12,6 +12,7 @@ from conformance.context import Ctx, Settings
 from conformance.driver import CaseFailure
 from conformance.launcher import LaunchError, ServerProcess
 from conformance.model import FAIL, GROUPS, Case, all_cases
+from conformance.profile import PROFILES
 from conformance.report import summary_line, write_reports
 from conformance.runner import CaseResult, run_all
 
@@ -49,6 +50,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--ping-wait", type=float, default=7.0, help="how long the idle-ping case waits (s)"
     )
+    parser.add_argument(
+        "--limits",
+        choices=sorted(PROFILES),
+        help="the server runs with this limit profile (conformance/profile.py): enables the "
+        "cases of group 10; without it they are left out",
+    )
+    parser.add_argument(
+        "--fail-fast", action="store_true", help="start no new case after the first failure"
+    )
     parser.add_argument("--workers", type=int, default=4, help="cases run concurrently")
     parser.add_argument("--ready-timeout", type=float, default=20.0, help="wait for READY (s)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every case's detail")
@@ -84,6 +94,8 @@ def preflight(settings: Settings) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     cases = select(all_cases(), args.cases, args.exclude)
+    if args.limits is None:
+        cases = [c for c in cases if not c.low]
     if args.list:
         for c in cases:
             flags = "".join(
@@ -127,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             ping_wait=args.ping_wait,
             verbose=args.verbose,
             shutdown=shutdown if server is not None else None,
+            limits=PROFILES[args.limits] if args.limits else None,
         )
         try:
             print(f"target {host}:{port} ({target}); preflight: {preflight(settings)}")
@@ -145,7 +158,9 @@ def main(argv: list[str] | None = None) -> int:
                 line += f"\n{'':24}-> {result.detail}"
             print(line, flush=True)
 
-        results = run_all(cases, settings, workers=args.workers, on_result=progress)
+        results = run_all(
+            cases, settings, workers=args.workers, on_result=progress, fail_fast=args.fail_fast
+        )
         wall = time.monotonic() - started
         print(summary_line(results) + f" in {wall:.1f}s")
         failed = [r for r in results if r.verdict == FAIL]

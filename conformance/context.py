@@ -17,6 +17,7 @@ from conformance.driver import (
     leaks_internals,
 )
 from conformance.model import NonStrict
+from conformance.profile import Limits
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Settings:
     ping_wait: float = 7.0
     verbose: bool = False
     shutdown: Callable[[], None] | None = None  # asks a launched server to stop (SIGTERM)
+    limits: Limits | None = None  # the server's limit profile (--limits), if known
 
 
 class Ctx:

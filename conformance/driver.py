@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import socket
 import struct
 import time
@@ -33,10 +34,18 @@ RPC_ERROR_CODES = frozenset(
         "rate_limited",
     }
 )
-CLOSE_CODES = frozenset(
-    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013, 1015, 3000, 3001}
-)
+CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013, 1015, 3000, 3001})
 LEAK_MARKERS = ("Traceback", 'File "', '.py"', ".py:", ".py,", "site-packages")
+# A source file named anywhere in the text, its end included ("... in /srv/game/host.py").
+_SOURCE_PATH = re.compile(r"\.pyc?\b|[/\\][\w.-]+[/\\][\w.-]+\.\w+\s*$")
+# Python's own exception text (§8.4: a handler_error message names no internals): what
+# `bump("x")`, `None.x` or `int("x")` raise, reaching the client verbatim.
+_PYTHON_ERROR = re.compile(
+    r"unsupported operand|can only concatenate|object is not|has no attribute|NoneType|"
+    r"not subscriptable|invalid literal|positional argument|must be (?:str|int|real)|"
+    r"\b(?:Type|Value|Key|Attribute|Index|ZeroDivision|Runtime|Name)Error\b|"
+    r"'(?:int|str|float|list|dict|bool)'"
+)
 
 Msg = dict[str, Any]
 
@@ -86,7 +95,14 @@ def leaks_internals(text: str) -> str | None:
     for marker in LEAK_MARKERS:
         if marker in text:
             return marker
-    return None
+    found = _SOURCE_PATH.search(text)
+    return found.group(0).strip() if found else None
+
+
+def python_error_text(text: str) -> str | None:
+    """Return the fragment if ``text`` carries Python's own exception message (§8.4)."""
+    found = _PYTHON_ERROR.search(text)
+    return found.group(0) if found else None
 
 
 def _pairs_no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -454,6 +470,12 @@ class Conn:
                 if marker is not None and code != "rejected":
                     raise ServerViolation(
                         f"rpc_error message leaks internals ({marker!r}, §8.4): {message[:200]!r}"
+                    )
+                python = python_error_text(message) if code == "handler_error" else None
+                if python is not None:
+                    raise ServerViolation(
+                        f"handler_error message carries Python's exception text ({python!r}, "
+                        f"§8.4): {message[:200]!r}"
                     )
             elif "value" not in msg:
                 raise ServerViolation(f"rpc_result without value (§5.2): {brief(msg)}")

@@ -1,19 +1,25 @@
 """The reference conformance host: Reverb's own server running the conformance app.
 
-``python -m conformance.host [--handshake-timeout S] [--tick-rate HZ] [--max-frame BYTES]``
-prints ``READY <port>`` once it listens on 127.0.0.1 (port 0 unless --port), then serves
-until SIGTERM or SIGINT. The app contract is documented in conformance/README.md.
+``python -m conformance.host [--layer threaded|aio] [--low-limits] [--handshake-timeout S]
+[--tick-rate HZ] [--max-frame BYTES] ...`` prints ``READY <port>`` once it listens on
+127.0.0.1 (port 0 unless --port), then serves until SIGTERM or SIGINT. The app contract is
+documented in conformance/README.md; ``--low-limits`` applies ``conformance.profile.LOW``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import inspect
+import math
 import signal
 import sys
+import time
 from collections import Counter
 from types import FrameType
 from typing import Any
 
+from conformance.profile import LOW
 from reverb import (
     ReverbManager,
     ReverbObject,
@@ -25,6 +31,30 @@ from reverb import (
 )
 
 EXECUTIONS: Counter[str] = Counter()
+# Control.vanish(): when (monotonic) the game loop spawns a new Control, or None.
+RESPAWN: list[float | None] = [None]
+# Control.churn(): Box uid -> until when (monotonic) the game loop adds 1 to its value each tick.
+CHURN: dict[int, float] = {}
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+# Values JSON cannot carry (§3.4): Control.set_special puts one into Box.value.
+SPECIAL: dict[str, Any] = {
+    "nan": math.nan,
+    "inf": math.inf,
+    "set": {1, 2},
+    "intkeys": {1: "one"},
+    "bigint": 2**53,
+    "deep": _nested(40),
+    "surrogate": "\ud800",
+    "object": object(),
+}
 
 
 @ReverbManager.reverb_object_attribute
@@ -64,6 +94,37 @@ class Box(ReverbObject):
 
 
 @ReverbManager.reverb_object_attribute
+class Rec(ReverbObject):
+    """Three replicated fields, ``a``, ``b`` and ``c`` (all 0 at spawn)."""
+
+    def __init__(
+        self,
+        uid: int | None = None,
+        add_on_init: bool = True,
+        belonging_membership: int | None = None,
+    ) -> None:
+        self.a: Any = 0
+        self.b: Any = 0
+        self.c: Any = 0
+        super().__init__(
+            uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+        )
+
+    @expose
+    def mine(self) -> bool:
+        """Owner only: true (lets a case check who the server thinks the owner is)."""
+        EXECUTIONS["mine"] += 1
+        return True
+
+
+def _target(uid: Any) -> Any:
+    obj = ReverbManager.REVERB_OBJECTS.get(uid)
+    if not isinstance(obj, Box | Rec):
+        raise RpcError(f"no Box or Rec with uid {uid}")
+    return obj
+
+
+@ReverbManager.reverb_object_attribute
 class Control(ReverbObject):
     """The driver's remote control; it has no replicated fields."""
 
@@ -85,17 +146,77 @@ class Control(ReverbObject):
         return [box.uid for box in boxes if box.uid is not None]
 
     @expose(anyone=True)
-    def set_value(self, uid: int, value: Any) -> None:
+    def spawn_rec(self, owned: bool) -> int | None:
+        EXECUTIONS["spawn_rec"] += 1
+        return Rec(belonging_membership=rpc_caller() if owned else None).uid
+
+    @expose(anyone=True)
+    def set_value(self, target: int, value: Any) -> None:
         EXECUTIONS["set_value"] += 1
-        box = ReverbManager.REVERB_OBJECTS.get(uid)
+        box = ReverbManager.REVERB_OBJECTS.get(target)
         if not isinstance(box, Box):
-            raise RpcError(f"no Box with uid {uid}")
+            raise RpcError(f"no Box with uid {target}")
         box.value = value
 
     @expose(anyone=True)
-    def despawn(self, uid: int) -> bool:
+    def set_field(self, target: int, name: str, value: Any) -> None:
+        EXECUTIONS["set_field"] += 1
+        obj = _target(target)
+        if name not in (("value",) if isinstance(obj, Box) else ("a", "b", "c")):
+            raise RpcError(f"no field {name!r}")
+        setattr(obj, name, value)
+
+    @expose(anyone=True)
+    def set_owner(self, target: int, member: int | None) -> None:
+        EXECUTIONS["set_owner"] += 1
+        _target(target).belonging_membership = member
+
+    @expose(anyone=True)
+    def set_special(self, target: int, kind: str) -> None:
+        EXECUTIONS["set_special"] += 1
+        if kind not in SPECIAL:
+            raise RpcError(f"unknown kind {kind!r}; one of {sorted(SPECIAL)}")
+        box = ReverbManager.REVERB_OBJECTS.get(target)
+        if not isinstance(box, Box):
+            raise RpcError(f"no Box with uid {target}")
+        box.value = SPECIAL[kind]
+
+    @expose(anyone=True)
+    def give(self, kind: str) -> Any:
+        """Return a value JSON cannot carry (``SPECIAL[kind]``): answered ``bad_return``."""
+        EXECUTIONS["give"] += 1
+        if kind not in SPECIAL:
+            raise RpcError(f"unknown kind {kind!r}; one of {sorted(SPECIAL)}")
+        return SPECIAL[kind]
+
+    @expose(anyone=True)
+    def vanish(self, seconds: float) -> bool:
+        """Despawn every object, this one included; a new Control appears after ``seconds``."""
+        EXECUTIONS["vanish"] += 1
+        for obj in list(ReverbManager.REVERB_OBJECTS.values()):
+            obj.destroy()
+        RESPAWN[0] = time.monotonic() + min(max(float(seconds), 0.0), 5.0)
+        return True
+
+    @expose(anyone=True)
+    def churn(self, target: int, seconds: float) -> None:
+        """For ``seconds`` (at most 10), change that Box's value every tick: add 1 to an int,
+        rotate a string by one character (same size), else set 0."""
+        EXECUTIONS["churn"] += 1
+        if not isinstance(ReverbManager.REVERB_OBJECTS.get(target), Box):
+            raise RpcError(f"no Box with uid {target}")
+        CHURN[target] = time.monotonic() + min(max(float(seconds), 0.0), 10.0)
+
+    @expose(anyone=True)
+    def sleep(self, seconds: float) -> None:
+        """Hold the game loop (at most 1 s), so that calls pile up (§11 pending calls)."""
+        EXECUTIONS["sleep"] += 1
+        time.sleep(min(max(float(seconds), 0.0), 1.0))
+
+    @expose(anyone=True)
+    def despawn(self, target: int) -> bool:
         EXECUTIONS["despawn"] += 1
-        obj = ReverbManager.REVERB_OBJECTS.get(uid)
+        obj = ReverbManager.REVERB_OBJECTS.get(target)
         if obj is None or obj is self:
             return False
         obj.destroy()
@@ -114,7 +235,7 @@ class Control(ReverbObject):
     @expose(anyone=True)
     def crash(self) -> None:
         EXECUTIONS["crash"] += 1
-        # The text names this file: a server that forwards it would leak internals (§8.4).
+        # The text ends with this file's path: a server that forwards it leaks internals (§8.4).
         raise RuntimeError(f"unexpected failure in {__file__}")
 
     @expose(anyone=True)
@@ -131,10 +252,32 @@ class Control(ReverbObject):
         return "hidden ran"
 
 
+def game_step(now: float) -> None:
+    """The game loop's part of ``Control.vanish`` and ``Control.churn``."""
+    due = RESPAWN[0]
+    if due is not None and now >= due:
+        RESPAWN[0] = None
+        Control()
+    for uid, until in list(CHURN.items()):
+        box = ReverbManager.REVERB_OBJECTS.get(uid)
+        if now >= until or not isinstance(box, Box):
+            del CHURN[uid]
+        elif isinstance(box.value, str) and box.value:
+            box.value = box.value[1:] + box.value[0]  # same size, new value
+        elif isinstance(box.value, int) and not isinstance(box.value, bool):
+            box.value += 1
+        else:
+            box.value = 0
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m conformance.host", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--layer", choices=("threaded", "aio"), default="threaded")
+    parser.add_argument(
+        "--low-limits", action="store_true", help="short deadlines, low rates (profile LOW)"
+    )
     parser.add_argument("--handshake-timeout", type=float, default=1.0)
     parser.add_argument("--tick-rate", type=float, default=30.0)
     parser.add_argument("--max-frame", type=int, default=1048576)
@@ -145,8 +288,41 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def server_options(args: argparse.Namespace) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "tick_rate": args.tick_rate,
+        "handshake_timeout": args.handshake_timeout,
+        "max_frame_size": args.max_frame,
+        "ping_interval": args.ping_interval,
+        # The driver builds its worlds through Control calls, thousands a second: the
+        # per-connection rate limits (§11) are raised so that the normal run measures the
+        # protocol; the --low-limits run tests the limits themselves.
+        "max_calls_per_second": args.max_calls_per_second,
+        "max_messages_per_second": args.max_messages_per_second,
+        "max_bytes_per_second": args.max_bytes_per_second,
+    }
+    if args.low_limits:
+        options.update(
+            handshake_timeout=LOW.handshake_timeout,
+            frame_timeout=LOW.frame_timeout,
+            ping_interval=LOW.ping_interval,
+            idle_timeout=LOW.idle_timeout,
+            max_messages_per_second=LOW.max_messages_per_second,
+            max_calls_per_second=LOW.max_calls_per_second,
+            max_pending_calls=LOW.max_pending_calls,
+            max_send_buffer=LOW.max_send_buffer,
+            max_bytes_per_second=LOW.max_bytes_per_second,
+            max_frame_size=LOW.max_frame,
+        )
+    # Options this version of the server does not know yet (e.g. the byte-rate budget)
+    # are left out rather than refused, so the host runs against older servers too.
+    known = inspect.signature(Server.__init__).parameters
+    return {name: value for name, value in options.items() if name in known}
+
+
+def run_threaded(args: argparse.Namespace) -> int:
     running = [True]
 
     def stop(signum: int, frame: FrameType | None) -> None:
@@ -154,21 +330,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    ReverbManager.REVERB_SIDE = ReverbSide.SERVER
-    server = Server(
-        host=args.host,
-        port=args.port,
-        handshake_timeout=args.handshake_timeout,
-        tick_rate=args.tick_rate,
-        max_frame_size=args.max_frame,
-        ping_interval=args.ping_interval,
-        # The driver builds its worlds through Control calls, thousands a second: the
-        # per-connection call-, message- and byte-rate limits (§11) are raised so it measures
-        # the protocol, not the flood control (which tests/hostile covers).
-        max_calls_per_second=args.max_calls_per_second,
-        max_messages_per_second=args.max_messages_per_second,
-        max_bytes_per_second=args.max_bytes_per_second,
-    )
+    server = Server(**server_options(args))
     ReverbManager.REVERB_CONNECTION = server
     server.start_server()
     try:
@@ -176,9 +338,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"READY {server.port}", flush=True)
         while running[0]:
             ReverbManager.server_sync()
+            game_step(time.monotonic())
     finally:
         server.stop_server()
     return 0
+
+
+async def run_aio(args: argparse.Namespace) -> int:
+    from reverb.aio import AsyncServer
+
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+    server = AsyncServer(**server_options(args))
+    ReverbManager.REVERB_CONNECTION = server
+    await server.start_server()
+    try:
+        Control()
+        print(f"READY {server.port}", flush=True)
+        while not stopping.is_set():
+            await server.server_sync()
+            game_step(time.monotonic())
+    finally:
+        await server.stop_server()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    ReverbManager.REVERB_SIDE = ReverbSide.SERVER
+    if args.layer == "aio":
+        return asyncio.run(run_aio(args))
+    return run_threaded(args)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ GROUPS: dict[int, str] = {
     7: "RPC",
     8: "Errors and closing",
     9: "Concurrency and limits",
+    10: "Limits (low-limit profile)",
 }
 
 
@@ -60,6 +61,7 @@ class Case:
     slow: bool = False
     final: bool = False  # runs after everything else (it may stop the server)
     risky: bool = False  # may crash a fragile server: runs alone, after the other cases
+    low: bool = False  # needs a server on a known limit profile (--limits low)
 
     @property
     def sort_key(self) -> tuple[int, ...]:
@@ -95,6 +97,7 @@ def case(
     slow: bool = False,
     final: bool = False,
     risky: bool = False,
+    low: bool = False,
 ) -> Callable[[CaseFunc], CaseFunc]:
     """Register a conformance case under a stable id (section number + running number)."""
 
@@ -104,7 +107,16 @@ def case(
         if group not in GROUPS:
             raise ValueError(f"unknown group {group}")
         REGISTRY[case_id] = Case(
-            case_id, group, description, func, budget, exclusive or risky, slow, final, risky
+            case_id,
+            group,
+            description,
+            func,
+            budget,
+            exclusive or risky,
+            slow,
+            final,
+            risky,
+            low,
         )
         return func
 

@@ -92,12 +92,21 @@ def run_all(
     *,
     workers: int = 4,
     on_result: Callable[[CaseResult], None] | None = None,
+    fail_fast: bool = False,
 ) -> list[CaseResult]:
     """Run independent cases on ``workers`` threads (longest budgets first), then exclusive
-    cases one at a time. Results come back sorted by case id."""
+    cases one at a time. Results come back sorted by case id. With ``fail_fast`` no new case
+    starts after the first ``fail`` (the mutation tool only needs one)."""
+    # Longest budgets first keep the pool busy; with fail_fast the short cases go first, so
+    # that a failure is found early and the cases still running then end soon.
     shared = sorted(
         (c for c in cases if not c.exclusive and not c.final),
-        key=lambda c: (-budget_of(c, settings) if c.slow or c.budget else 0.0, c.sort_key),
+        key=lambda c: (
+            (c.slow, budget_of(c, settings))
+            if fail_fast
+            else (-budget_of(c, settings) if c.slow or c.budget else 0.0,),
+            c.sort_key,
+        ),
     )
     alone = sorted(
         (c for c in cases if c.exclusive or c.final),
@@ -109,14 +118,18 @@ def run_all(
     for item in shared:
         todo.put(item)
 
+    failed = threading.Event()
+
     def record(result: CaseResult) -> None:
         with lock:
             results[result.id] = result
+            if result.verdict == FAIL and fail_fast:
+                failed.set()
             if on_result is not None:
                 on_result(result)
 
     def pool_worker() -> None:
-        while True:
+        while not failed.is_set():
             try:
                 item = todo.get_nowait()
             except queue.Empty:
@@ -129,6 +142,8 @@ def run_all(
     for thread in threads:
         thread.join()
     for item in alone:
+        if failed.is_set():
+            break
         record(run_case(item, settings))
     by_id = {c.id: c for c in cases}
     return sorted(results.values(), key=lambda r: by_id[r.id].sort_key)

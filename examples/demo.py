@@ -1,13 +1,21 @@
-"""`make demo`: one server and three headless clients on loopback, for a bounded time.
+"""The text demo (standard library only): one server and three headless clients on loopback.
 
-The server spawns a Player for each client that joins and moves a few wandering NPCs; each
-client moves its own Player with RPCs, tries to move someone else's (refused), and prints the
-world it sees. Run as ``python examples/demo.py`` (orchestrates), or with ``server PORT`` /
-``client PORT NAME`` to play one part.
+`make demo` shows the arena (examples/arena) when pygame-ce can be installed, and falls back to
+this. Run as ``python examples/demo.py`` (it starts every part), or ``server PORT`` /
+``client PORT`` to play one part.
+
+The server spawns an avatar for each client that joins and moves a few wandering NPCs; each
+client moves its own avatar with RPCs and, once, deliberately tries to move someone else's:
+the server refuses it (``not_owner``), which is the ownership check working. "player N" is the
+client with membership id N, in every line. Only the server prints while the demo runs; each
+client's report follows at the end. ``--monitor`` (``make demo MONITOR=1``) also starts the
+web inspector (docs/monitor.md), prints its URL and runs for two minutes so there is time to
+look around.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import subprocess
@@ -28,6 +36,7 @@ from reverb import (
 )
 
 SECONDS = 8.0
+MONITOR_SECONDS = 120.0
 CLIENTS = 3
 
 
@@ -65,75 +74,111 @@ class Npc(ReverbObject):
         )
 
 
-def run_server(port: int) -> None:
+def run_server(port: int, seconds: float = SECONDS, monitor: bool = False) -> None:
     ReverbManager.REVERB_SIDE = ReverbSide.SERVER
     serv = Server(port=port, tick_rate=20)
-    ReverbManager.REVERB_CONNECTION = serv
     serv.start_server()
     print(f"READY {serv.port}", flush=True)
+    inspector = None
+    if monitor:
+        from reverb.monitor import Monitor
+
+        inspector = Monitor(serv).start()
+        print(f"[server] web inspector: open {inspector.url}", flush=True)
     players: dict[int, Player] = {}
+    joined: list[int] = []
 
     @server_event_registry.on_event("client_connected")
-    def joined(client_id):
-        players[client_id] = Player(f"p{client_id}", belonging_membership=client_id)
-        print(f"[server] client #{client_id} joined: spawned Player uid={players[client_id].uid}")
+    def on_join(member):
+        joined.append(member)
+        players[member] = Player(f"player {member}", belonging_membership=member)
+        print(f"[server] player {member} joined; its avatar is object uid={players[member].uid}")
 
     @server_event_registry.on_event("client_disconnected")
-    def left(client_id, code, reason):
-        print(f"[server] client #{client_id} left ({code} {reason}); despawning its Player")
-        players.pop(client_id).destroy()
+    def on_leave(member, code, reason):
+        p = players.pop(member)
+        print(f"[server] player {member} left (close {code} {reason!r}) with score {p.score}")
+        p.destroy()
 
     npcs = [Npc(angle=i * 2.1) for i in range(3)]
-    end = time.monotonic() + SECONDS + 2
+    start = time.monotonic()
+    next_report = start + 2.0
     try:
-        while time.monotonic() < end:
+        while time.monotonic() < start + seconds + 10 and not (joined and not players):
             for npc in npcs:
                 npc.angle += 0.05
                 npc.x, npc.y = round(5 * math.cos(npc.angle), 2), round(5 * math.sin(npc.angle), 2)
             ReverbManager.server_sync()
+            if time.monotonic() >= next_report and players:
+                next_report += 2.0
+                world = "; ".join(
+                    f"{p.name} at ({p.x:g}, {p.y:g}) score {p.score}"
+                    for _, p in sorted(players.items())
+                )
+                print(f"[server] t={time.monotonic() - start:.0f}s  {world}", flush=True)
     finally:
+        if inspector is not None:
+            inspector.stop()
         serv.stop_server()
 
 
-def run_client(port: int, name: str) -> None:
+def run_client(port: int, seconds: float = SECONDS) -> None:
     ReverbManager.REVERB_SIDE = ReverbSide.CLIENT
     clt = Client(ip="127.0.0.1", port=port)
-    ReverbManager.REVERB_CONNECTION = clt
+    seen: list[str] = []
+    refused: list[str] = []
 
     @client_event_registry.on_event("object_spawned")
     def spawned(obj):
         mine = " (mine)" if obj.is_owner() else ""
-        print(f"[{name}] spawned {type(obj).__name__} uid={obj.uid}{mine}")
-
-    @client_event_registry.on_event("rpc_error")
-    def refused(error):
-        print(f"[{name}] RPC refused: {error}")
+        seen.append(f"{type(obj).__name__} uid={obj.uid}{mine}")
 
     clt.connect()
-    rng = random.Random(name)
-    end = time.monotonic() + SECONDS
-    next_print = 0.0
+    me = f"player {clt.member}"
+    rng = random.Random(clt.member)
+    end = time.monotonic() + seconds
+    tried = False
+    calls = 0
     while time.monotonic() < end:
         ReverbManager.client_sync(timeout=0.05)
-        players = ReverbManager.get_all_ro_by_type(Player)
-        for p in players:
+        for p in ReverbManager.get_all_ro_by_type(Player):
             if p.is_owner():
                 p.compute_server(p.move, rng.choice([-1, 1]), rng.choice([-1, 1]))
-            elif rng.random() < 0.01:
-                p.compute_server(p.move, 1, 1)  # not ours: the server refuses it
-        if time.monotonic() >= next_print:
-            next_print = time.monotonic() + 1.0
-            world = ", ".join(f"{p.name}@({p.x},{p.y}) score={p.score}" for p in players)
-            npcs = ", ".join(f"({n.x},{n.y})" for n in ReverbManager.get_all_ro_by_type(Npc))
-            print(f"[{name}] players: {world} | npcs: {npcs}", flush=True)
+                calls += 1
+            elif not tried and time.monotonic() > end - seconds / 2:
+                tried = True
+                future = p.compute_server(p.move, 1, 1)  # not ours: the server must refuse it
+                try:
+                    future.result(timeout=5)
+                    refused.append(f"UNEXPECTED: moving {p.name}'s avatar was allowed")
+                except RpcError as error:
+                    refused.append(
+                        f"expected refusal: {me} tried to move {p.name}'s avatar -> "
+                        f"{error.code} (only the owner may move it: the server's check working)"
+                    )
+    players = ReverbManager.get_all_ro_by_type(Player)
     clt.disconnect()
+    report = {
+        "member": clt.member,
+        "lines": [
+            f"[{me}] saw {len(seen)} objects spawn: {', '.join(seen)}",
+            f"[{me}] made {calls} move calls; last view: "
+            + "; ".join(f"{p.name} score {p.score}" for p in players),
+            *(f"[{me}] {line}" for line in refused),
+        ],
+    }
+    print("RESULT " + json.dumps(report), flush=True)
 
 
-def orchestrate() -> int:
+def orchestrate(monitor: bool = False) -> int:
+    seconds = MONITOR_SECONDS if monitor else SECONDS
     procs: list[subprocess.Popen[str]] = []
     try:
         server = subprocess.Popen(
-            [sys.executable, __file__, "server", "0"], stdout=subprocess.PIPE, text=True
+            [sys.executable, __file__, "server", "0", str(seconds)]
+            + (["--monitor"] if monitor else []),
+            stdout=subprocess.PIPE,
+            text=True,
         )
         procs.append(server)
         assert server.stdout is not None
@@ -142,15 +187,27 @@ def orchestrate() -> int:
             print("server did not start", file=sys.stderr)
             return 1
         port = ready.split()[1]
-        print(f"demo: server on 127.0.0.1:{port}; starting {CLIENTS} clients for {SECONDS:.0f} s")
+        print(f"demo: server on 127.0.0.1:{port}; {CLIENTS} clients for {seconds:.0f} s")
         relay = threading.Thread(target=lambda: [print(line, end="") for line in server.stdout])  # type: ignore[union-attr]
         relay.start()
-        for i in range(CLIENTS):
-            procs.append(
-                subprocess.Popen([sys.executable, __file__, "client", port, f"client{i + 1}"])
-            )
-        codes = [p.wait(timeout=SECONDS + 20) for p in procs]
+        clients = [
+            subprocess.Popen([sys.executable, __file__, "client", port, str(seconds)],
+                             stdout=subprocess.PIPE, text=True)
+            for _ in range(CLIENTS)
+        ]  # fmt: skip
+        procs.extend(clients)
+        outputs = [c.communicate(timeout=seconds + 20)[0] for c in clients]
+        codes = [c.returncode for c in clients] + [server.wait(timeout=20)]
         relay.join(5)
+        reports = [
+            json.loads(line[len("RESULT ") :])
+            for out in outputs
+            for line in out.splitlines()
+            if line.startswith("RESULT ")
+        ]
+        print("\ndemo: each client's report")
+        for report in sorted(reports, key=lambda r: r["member"]):
+            print("\n".join(report["lines"]))
         print(f"demo: done, exit codes {codes}")
         return max(codes)
     finally:
@@ -162,8 +219,8 @@ def orchestrate() -> int:
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "server":
-        run_server(int(sys.argv[2]))
+        run_server(int(sys.argv[2]), float(sys.argv[3]), "--monitor" in sys.argv)
     elif len(sys.argv) > 1 and sys.argv[1] == "client":
-        run_client(int(sys.argv[2]), sys.argv[3])
+        run_client(int(sys.argv[2]), float(sys.argv[3]))
     else:
-        sys.exit(orchestrate())
+        sys.exit(orchestrate(monitor="--monitor" in sys.argv))

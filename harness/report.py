@@ -2,7 +2,7 @@
 
 ``write_report(result, data, path)`` writes ``path`` if it ends in ``.html``, else
 ``path/report.html``. Without matplotlib the report still has the verdict and tables, and says
-how to get the plots (``pip install 'reverb-net[harness]'``).
+how to get the plots (``pip install matplotlib``; a clone's ``make`` venv has it).
 """
 
 from __future__ import annotations
@@ -235,7 +235,7 @@ def render(result: Result, data: dict[str, Any]) -> str:
     if plt is None:
         parts.append(
             '<p class="note">matplotlib is not installed: no plots. '
-            "<code>pip install 'reverb-net[harness]'</code></p>"
+            "<code>pip install matplotlib</code></p>"
         )
     else:
         runs = [result, *result.children]

@@ -66,6 +66,7 @@ class ReverbContext:
         self.replicas = ClientWorld(self.types, bind=self._bind)
         self.connection: Any = None
         self._next_tick = 0.0
+        self.observer: Any = None  # reverb.monitor's Observer, when a monitor is running
 
     @property
     def strict_sync(self) -> bool:
@@ -192,7 +193,10 @@ class ReverbContext:
         self._next_tick += period
         if late >= MAX_CATCH_UP * period:
             self._next_tick = now + period
-        self.tick(now)
+        if self.observer is not None:  # monitor hook: times the tick, snapshots the world
+            self.observer.tick(self, now)
+        else:
+            self.tick(now)
         return 0.0
 
     def serve(self) -> None:
@@ -203,7 +207,11 @@ class ReverbContext:
         for event in conn.poll():
             if isinstance(event, PeerMessage):
                 if isinstance(event.message, m.Rpc):
-                    conn.send((event.member,), self.world.call(event.member, event.message))
+                    if self.observer is not None:  # monitor hook: times and logs the call
+                        reply = self.observer.call(self.world, event.member, event.message)
+                    else:
+                        reply = self.world.call(event.member, event.message)
+                    conn.send((event.member,), reply)
             elif isinstance(event, PeerOpened):
                 self.world.peer_joined(event.member, event.features)
                 self.server_events.fire("client_connected", event.member, event.identity)

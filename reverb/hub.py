@@ -109,6 +109,7 @@ class ServerHub:
         self._next_member = 1  # §4.3: never reused while the server runs
         # accepted, refused, bytes_sent, bytes_received, and one "limit.*" key per limit hit
         self.stats: Counter[str] = Counter()
+        self.observer: Any = None  # reverb.monitor's Observer, when a monitor is running
 
     def traffic(self) -> tuple[int, int]:
         """Bytes (sent, received) since the server started, open connections included."""
@@ -149,7 +150,7 @@ class ServerHub:
         session.name = f"client #{member} ({ip}:{port})"
         return session
 
-    def _check_contract(self, theirs: dict[str, Any]) -> str | None:
+    def _check_contract(self, theirs: Any) -> str | None:
         assert self.types is not None
         return contract_mismatch(contract(self.types), theirs)
 
@@ -215,6 +216,8 @@ class ServerHub:
             else:
                 for body in bodies:
                     session.send_encoded(message.TYPE, body, now, answers=answers)
+                if self.observer is not None:  # monitor hook: frames sent
+                    self.observer.sent(member, message, bodies, now)
             touched.append(session)
         return touched
 

@@ -1,11 +1,13 @@
 """Case modules, one per group; importing this package registers every case."""
 
 from conformance.cases import (  # noqa: F401
+    clarify,
     closing,
     concurrency,
     encoding,
     framing,
     handshake,
+    limits,
     ownership,
     rpc,
     sync,

@@ -82,13 +82,11 @@ def expect_result(reply: Msg, value: Any, section: str = "") -> str:
 
 
 def same_json(a: Any, b: Any) -> bool:
-    """Structural JSON equality that keeps ints, floats and bools apart."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    if isinstance(a, int) and isinstance(b, int):
-        return a == b
-    if isinstance(a, float) or isinstance(b, float):
-        return isinstance(a, int | float) and isinstance(b, int | float) and float(a) == float(b)
+    """Structural JSON equality that keeps ints, floats and bools apart: ``1``, ``1.0`` and
+    ``true`` are three different values on the wire (§3.6, §7.2), so a change from one to
+    another is a change a server must send."""
+    if type(a) is not type(b):
+        return False
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict) and isinstance(b, dict):

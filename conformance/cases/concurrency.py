@@ -7,7 +7,7 @@ import time
 from conformance.cases.common import despawn_all, spawn_boxes
 from conformance.context import Ctx
 from conformance.driver import CaseFailure, ConnectionEnded, RecvTimeout, encode, frame
-from conformance.model import Outcome, case, info
+from conformance.model import Outcome, case
 
 G = 9
 
@@ -223,10 +223,11 @@ def idle_ping(ctx: Ctx) -> Outcome | str:
         try:
             msg = conn.recv_msg(deadline)
         except RecvTimeout:
-            return info(
-                f"no ping within {ctx.settings.ping_wait:.1f}s of silence "
-                "(ping interval longer than --ping-wait?)"
-            )
+            raise CaseFailure(
+                f"no ping within {ctx.settings.ping_wait:.1f}s of silence (§9.2: a server "
+                "pings a peer it has received nothing from for the ping interval; pass "
+                "--ping-wait above the server's ping interval)"
+            ) from None
         except ConnectionEnded as exc:
             raise CaseFailure(f"idle connection ended without ping: {exc}") from None
         conn.pump(msg)

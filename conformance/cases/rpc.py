@@ -13,8 +13,15 @@ from conformance.cases.common import (
     spawn_boxes,
 )
 from conformance.context import Ctx
-from conformance.driver import CaseFailure, Conn, encode, frame, leaks_internals
-from conformance.model import Outcome, case, info
+from conformance.driver import (
+    CaseFailure,
+    Conn,
+    encode,
+    frame,
+    leaks_internals,
+    python_error_text,
+)
+from conformance.model import Outcome, case
 
 G = 7
 
@@ -104,8 +111,25 @@ def many_in_flight(ctx: Ctx) -> str:
     return "200 answers, one each"
 
 
+@case("8.1.35", G, "an rpc reusing the id of an unanswered call is not run (§8.5)")
+def same_id_twice(ctx: Ctx) -> str:
+    conn = ctx.open()
+    control = conn.control_uid()
+    (uid,) = spawn_boxes(conn, 1, False)
+    first = {"type": "rpc", "id": 77, "uid": control, "method": "sleep", "args": [0.2]}
+    second = {"type": "rpc", "id": 77, "uid": control, "method": "despawn", "args": [uid]}
+    conn.send_raw(frame(encode(first)) + frame(encode(second)))
+    conn.expect_close(ctx.timeout)
+    other = ctx.open()
+    other.drain(0.1)
+    if uid not in other.table.objects:
+        raise CaseFailure("the second call with an id in flight ran: the Box was despawned")
+    other.control("despawn", uid)
+    return "the duplicate was not run"
+
+
 @case("8.5.1", G, "a second rpc with an id in flight: close 1002 (§8.5)")
-def same_id_twice(ctx: Ctx) -> Outcome | str:
+def same_id_in_flight(ctx: Ctx) -> Outcome | str:
     conn = ctx.open()
     control = conn.control_uid()
     # one frame each, sent together: the first is in flight when the second arrives
@@ -402,16 +426,17 @@ def despawned_while_queued(ctx: Ctx) -> str:
     return expect_error(conn.answer(late), "unknown_object", "§8.2")
 
 
-@case(
-    "8.2.35", G, "bump with a non-number argument (informational: how handler type errors surface)"
-)
-def bump_wrong_type(ctx: Ctx) -> Outcome:
+@case("8.2.35", G, 'bump("seven") on 0: an rpc_error whose message is not Python\'s TypeError text')
+def bump_wrong_type(ctx: Ctx) -> str:
     conn, uid = _box(ctx)
     reply = conn.call(uid, "bump", ["seven"])
     conn.control("despawn", uid)
-    if reply["type"] == "rpc_error":
-        return info(f"rpc_error {reply['code']}: {reply['message'][:80]!r}")
-    return info(f"rpc_result {reply['value']!r}")
+    if reply["type"] != "rpc_error":
+        raise CaseFailure(f'bump("seven") on 0 answered {reply!r}: 0 + "seven" cannot succeed')
+    fragment = python_error_text(reply["message"])
+    if fragment is not None:  # also caught in Conn.pump for handler_error
+        raise CaseFailure(f"Python's exception text reached the client ({fragment!r}, §8.4)")
+    return f"rpc_error {reply['code']}: {reply['message'][:80]!r}"
 
 
 @case(

@@ -103,7 +103,7 @@ class Hello(Message):
     version: int
     max_frame: int | Absent = ABSENT
     auth: Any | Absent = ABSENT  # credentials for the server's authenticate hook (§4.8)
-    contract: dict[str, Any] | Absent = ABSENT  # the client's types and RPCs (§4.9)
+    contract: Any | Absent = ABSENT  # the client's types and RPCs (§4.9; form checked in §4.9.1)
     features: list[Any] | Absent = ABSENT  # optional features the client asks for (§4.11)
 
 

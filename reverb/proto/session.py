@@ -145,7 +145,7 @@ class Session:
         max_handshake_frame: int = MAX_HANDSHAKE_FRAME,
         max_bytes_per_second: float = MAX_BYTES_PER_SECOND,
         authenticate: Authenticator | None = None,
-        check_contract: Callable[[dict[str, Any]], str | None] | None = None,
+        check_contract: Callable[[Any], str | None] | None = None,
         credentials: Any = m.ABSENT,
         contract: dict[str, Any] | m.Absent = m.ABSENT,
         features: Collection[str] = FEATURES,

@@ -214,7 +214,7 @@ def check_contract_form(theirs: Any) -> None:
             names(sig["params"], f"{name}.{method}.params")
 
 
-def contract_mismatch(mine: dict[str, Any], theirs: dict[str, Any]) -> str | None:
+def contract_mismatch(mine: dict[str, Any], theirs: Any) -> str | None:
     """None if the contracts agree, else what differs, named (type, field, method).
 
     A malformed ``theirs`` raises ``RemoteProtocolError`` 1002 (§4.9.1); a well-formed one

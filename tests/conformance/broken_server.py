@@ -7,7 +7,10 @@ tests can prove the driver notices each bug:
 - ``traceback``: ``handler_error`` messages carry the Python traceback (§8.4);
 - ``run-hidden``: the unexposed ``Box.hidden`` can be called by anyone and runs (§8.2);
 - ``reuse-uids``: a new object takes the smallest free UID, reusing despawned ones (§7.1);
-- ``no-frame-limit``: the frame-size limit is not checked; the body is awaited (§2.3).
+- ``no-frame-limit``: the frame-size limit is not checked; the body is awaited (§2.3);
+- ``no-contract-check``: ``hello.contract`` is never compared with the app's (§4.9);
+- ``loose-equality``: field changes are detected with ``==``, so 1 → 1.0 → true is no change
+  (§7.2).
 
 Usage: ``python broken_server.py [--bug NAME]... [--handshake-timeout S]``; prints
 ``READY <port>`` and serves until SIGTERM.
@@ -29,7 +32,17 @@ import traceback
 from collections import Counter
 from typing import Any, TypeGuard
 
-BUGS = ("little-endian", "traceback", "run-hidden", "reuse-uids", "no-frame-limit")
+from conformance.app import APP_CONTRACT
+
+BUGS = (
+    "little-endian",
+    "traceback",
+    "run-hidden",
+    "reuse-uids",
+    "no-frame-limit",
+    "no-contract-check",
+    "loose-equality",
+)
 LIMIT = 1048576
 MAX_SAFE = 2**53 - 1
 
@@ -121,6 +134,27 @@ def decode(payload: bytes) -> dict[str, Any]:
     if not isinstance(value.get("type"), str):
         raise Violation(1002, "missing type")
     return value
+
+
+def contract_differences(theirs: Any) -> list[str]:
+    """§4.9: what differs from the app's contract; a malformed contract is a Violation 1002."""
+    types = theirs.get("types") if isinstance(theirs, dict) else None
+    if not isinstance(types, dict) or not all(isinstance(t, dict) for t in types.values()):
+        raise Violation(1002, "malformed contract")
+    ours = APP_CONTRACT["types"]
+    out = []
+    for name in sorted(set(ours) | set(types)):
+        mine, other = ours.get(name), types.get(name)
+        if mine is None or other is None:
+            out.append(f"type {name}")
+            continue
+        if mine["init"] != other.get("init") or mine["fields"] != other.get("fields"):
+            out.append(f"type {name} constructor or fields")
+        methods = other.get("methods") if isinstance(other.get("methods"), dict) else {}
+        for method in sorted(set(mine["methods"]) | set(methods)):
+            if mine["methods"].get(method) != methods.get(method):
+                out.append(f"method {name}.{method}")
+    return out
 
 
 class World:
@@ -308,6 +342,10 @@ class Session:
                 raise Violation(
                     1003, f"unsupported protocol version {version}; this server speaks 1"
                 )
+            if "contract" in msg and "no-contract-check" not in self.server.bugs:
+                differences = contract_differences(msg["contract"])
+                if differences:
+                    raise Violation(3001, "contract mismatch: " + "; ".join(differences))
             self.max_frame = max_frame
             self.send(
                 {
@@ -402,10 +440,13 @@ class Server:
         full = session.known is None
         known = session.known or {}
         spawn = [{"uid": uid, **objects[uid]} for uid in view if full or uid not in known]
+        loose = "loose-equality" in self.bugs
         update = [
             {"uid": uid, "fields": objects[uid]["fields"], "owner": objects[uid]["owner"]}
             for uid in view
-            if not full and uid in known and known[uid] != view[uid]
+            if not full
+            and uid in known
+            and (json.loads(known[uid]) != objects[uid] if loose else known[uid] != view[uid])
         ]
         despawn = [] if full else [uid for uid in known if uid not in view]
         session.known = view

@@ -1,0 +1,134 @@
+"""A small game with the monitor on, run as real processes for the monitor's tests.
+
+``app.py server [OBJECTS]`` prints ``READY <port> <monitor url>`` and ticks until stdin closes;
+its Crates drift every tick, so pages have live values. ``app.py client PORT`` prints
+``CONNECTED <member>``, moves its Player by RPC a few times a second (and now and then
+tries a call it may not make), and runs until disconnected or stdin closes.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import threading
+import time
+
+from reverb import (
+    Client,
+    ReverbManager,
+    ReverbObject,
+    ReverbSide,
+    RpcError,
+    Server,
+    client_event_registry,
+    expose,
+    server_event_registry,
+)
+from reverb.monitor import Monitor
+
+
+@ReverbManager.reverb_object_attribute
+class Crate(ReverbObject):
+    def __init__(self, n=0, uid=None, add_on_init=True, belonging_membership=None):
+        self.n = n
+        self.x = 0.0
+        self.label = f"crate-{n}"
+        super().__init__(
+            n, uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+        )
+
+
+@ReverbManager.reverb_object_attribute
+class Player(ReverbObject):
+    def __init__(self, name="?", uid=None, add_on_init=True, belonging_membership=None):
+        self.name = name
+        self.x = 0
+        super().__init__(
+            name, uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+        )
+
+    @expose
+    def move(self, dx):
+        if abs(dx) > 5:
+            raise RpcError("too fast")
+        self.x += dx
+        return self.x
+
+
+def stdin_closed() -> threading.Event:
+    done = threading.Event()
+
+    def watch() -> None:
+        sys.stdin.read()
+        done.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    return done
+
+
+def run_server(objects: int) -> None:
+    ReverbManager.REVERB_SIDE = ReverbSide.SERVER
+    serv = Server(port=0, tick_rate=20)
+    serv.start_server()
+    monitor = Monitor(serv).start()
+    crates = [Crate(i) for i in range(objects)]
+    players: dict[int, Player] = {}
+
+    @server_event_registry.on_event("client_connected")
+    def joined(member, identity):
+        players[member] = Player(f"p{member}", belonging_membership=member)
+
+    @server_event_registry.on_event("client_disconnected")
+    def left(member, code, reason):
+        player = players.pop(member, None)
+        if player is not None:
+            player.destroy()
+
+    print(f"READY {serv.port} {monitor.url}", flush=True)
+    done = stdin_closed()
+    started = time.monotonic()
+    try:
+        while not done.is_set():
+            ReverbManager.server_sync()
+            t = time.monotonic() - started
+            for crate in crates:
+                crate.x = round(math.sin(t + crate.n) * 10, 2)
+    finally:
+        monitor.stop()
+        serv.stop_server()
+
+
+def run_client(port: int) -> None:
+    clt = Client(port=port)
+    ReverbManager.REVERB_CONNECTION = clt
+    gone = threading.Event()
+
+    @client_event_registry.on_event("connected")
+    def connected(member):
+        print(f"CONNECTED {member}", flush=True)
+
+    @client_event_registry.on_event("disconnected")
+    def disconnected(code, reason):
+        print(f"DISCONNECTED {code} {reason}", flush=True)
+        gone.set()
+
+    clt.connect()
+    done = stdin_closed()
+    step = 0
+    while not done.is_set() and not gone.is_set():
+        ReverbManager.client_sync(timeout=0.2)
+        step += 1
+        for player in ReverbManager.get_all_ro_by_type(Player):
+            if player.is_owner():
+                player.compute_server(player.move, 9 if step % 10 == 0 else 1)
+            elif step % 15 == 0:
+                player.compute_server(player.move, 1)  # not ours: refused (not_owner)
+    if not gone.is_set():
+        clt.disconnect()
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "server":
+        run_server(int(sys.argv[2]) if len(sys.argv) > 2 else 20)
+    else:
+        run_client(int(sys.argv[2]))

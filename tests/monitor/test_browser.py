@@ -1,0 +1,191 @@
+"""The inspector in a real headless browser (Debian's chromium, driven by Selenium) against
+a real server process with real client processes. Screenshots go to out/monitor/."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.monitor.conftest import Game
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+SHOTS = ROOT / "out" / "monitor"
+WAIT = 15.0
+
+webdriver = pytest.importorskip(
+    "selenium.webdriver", reason="selenium is not installed: pip install -e '.[test]'"
+)
+if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+    pytest.skip(
+        "BROWSER TESTS SKIPPED: chromium and chromedriver are not installed "
+        "(apt-get install -y chromium chromium-driver; .ci/run installs them)",
+        allow_module_level=True,
+    )
+
+from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+
+@pytest.fixture
+def browser() -> Iterator[Any]:
+    profile = tempfile.mkdtemp(prefix="reverb-chromium-")
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,900",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(arg)
+    service = webdriver.ChromeService(executable_path=CHROMEDRIVER)
+    driver = webdriver.Chrome(options=options, service=service)
+    driver.set_page_load_timeout(WAIT)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def wait(driver: Any, condition: Any, what: str, timeout: float = WAIT) -> Any:
+    """Poll ``condition`` until truthy; the pages re-render live, so elements found a
+    moment ago may be stale: that is a retry, not a failure."""
+    return WebDriverWait(
+        driver, timeout, poll_frequency=0.1, ignored_exceptions=[StaleElementReferenceException]
+    ).until(condition, message=what)
+
+
+def shot(driver: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def cell_text(driver: Any, css: str) -> str | None:
+    found = driver.find_elements(By.CSS_SELECTOR, css)
+    return found[0].text if found else None
+
+
+def frame_kinds(driver: Any) -> list[str]:
+    """The kind column of the frames table, read in one step (it is re-rendered live)."""
+    return list(
+        driver.execute_script(
+            "return [...document.querySelectorAll('#frames tbody tr')]"
+            ".map((r) => r.children[1].textContent)"
+        )
+    )
+
+
+def test_pages_live_updates_frames_and_disconnect(game: Game, browser: Any) -> None:
+    proc, member = game.client()
+    _, other = game.client()
+
+    # Overview: both clients listed, the token gone from the address bar.
+    browser.get(game.url)
+    wait(
+        browser,
+        lambda d: (
+            d.find_elements(By.CSS_SELECTOR, f'#clients tr[data-member="{other}"]')
+            and d.find_elements(By.CSS_SELECTOR, f'#clients tr[data-member="{member}"]')
+        ),
+        "both clients in the overview",
+    )
+    assert "token=" not in browser.current_url
+    assert wait(browser, lambda d: d.find_element(By.ID, "object-count").text == "22", "count")
+    shot(browser, "overview")
+
+    # World: the Crates' fields change while we look (pushed by Server-Sent Events).
+    browser.get(game.base + "/#/world")
+    x_cell = '#objects tr[data-uid="1"] [data-field="x"]'
+    first = wait(browser, lambda d: cell_text(d, x_cell), "crate uid=1 shown")
+    wait(browser, lambda d: (t := cell_text(d, x_cell)) and t != first, "crate uid=1 x changes")
+    tick = browser.find_element(By.ID, "world-tick").text
+    wait(browser, lambda d: d.find_element(By.ID, "world-tick").text != tick, "tick advances")
+    wait(
+        browser,
+        lambda d: (
+            d.find_element(By.CSS_SELECTOR, f'#objects a[href="#/client/{member}"]').text
+            == f"#{member}"
+        ),
+        "its Player's owner links to it",
+    )
+    shot(browser, "world")
+
+    # A client: its view holds its Player, its frames include syncs and its calls' replies.
+    browser.get(game.base + f"/#/client/{member}")
+    wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "#frames tbody tr"), "frames")
+
+    def open_a_sync_frame(d: Any) -> bool:
+        for row in d.find_elements(By.CSS_SELECTOR, "#frames tbody tr"):
+            if row.find_elements(By.TAG_NAME, "td")[1].text == "sync":
+                assert row.get_attribute("data-tick")
+                row.find_element(By.TAG_NAME, "summary").click()
+                return True
+        return False
+
+    wait(browser, open_a_sync_frame, "a sync frame to open")
+    body = wait(
+        browser,
+        lambda d: (
+            (p := d.find_elements(By.CSS_SELECTOR, "#frames details[open] pre")) and p[0].text
+        ),
+        "a decoded frame opened",
+    )
+    assert '"type": "sync"' in body
+    wait(browser, lambda d: f"p{member}" in d.find_element(By.ID, "view").text, "its Player")
+    shot(browser, "client")
+    # Filter to the replies of its calls.
+    browser.find_element(By.ID, "frame-filter").send_keys("rpc_result")
+    wait(
+        browser,
+        lambda d: (kinds := frame_kinds(d)) and set(kinds) == {"rpc_result"},
+        "only rpc_result frames after filtering",
+    )
+    wait(browser, lambda d: "move" in d.find_element(By.ID, "client-rpcs").text, "its calls")
+    shot(browser, "client-filtered")
+
+    # Disconnect it from the page; it goes, from the page and for real.
+    browser.find_element(By.ID, "reason").send_keys("test kick")
+    browser.find_element(By.ID, "disconnect").click()
+    wait(browser, lambda d: d.find_element(By.ID, "action-result").text == "disconnected", "ok")
+    assert proc.expect("DISCONNECTED ") == "DISCONNECTED 1000 disconnected by operator: test kick"
+    wait(
+        browser,
+        lambda d: d.find_element(By.ID, "client-state").text == "disconnected",
+        "the page shows it disconnected",
+    )
+    browser.get(game.base + "/#/")
+    wait(
+        browser,
+        lambda d: (
+            d.find_elements(By.CSS_SELECTOR, f'#clients tr[data-member="{other}"]')
+            and not d.find_elements(By.CSS_SELECTOR, f'#clients tr[data-member="{member}"]')
+        ),
+        "the client gone from the overview",
+    )
+    shot(browser, "overview-after-disconnect")
+
+    browser.get(game.base + "/#/rpc")
+    wait(browser, lambda d: "rejected: too fast" in d.find_element(By.ID, "rpcs").text, "a refusal")
+    shot(browser, "rpc")
+
+
+def test_browser_without_token_sees_nothing(game: Game, browser: Any) -> None:
+    browser.get(game.base + "/")
+    assert "token required" in browser.page_source
+    assert "Reverb monitor" not in browser.title

@@ -1,0 +1,128 @@
+"""``/metrics`` scraped over HTTP from a real server process, parsed with prometheus_client."""
+
+from __future__ import annotations
+
+import socket
+import struct
+from typing import Any
+
+import pytest
+
+from reverb.monitor._metrics import Family, write_text
+from reverb.monitor._observer import TICK_BUCKETS, Histogram
+from tests.monitor.conftest import Game, Local, until
+
+parser = pytest.importorskip("prometheus_client.parser")
+
+
+def scrape(game: Game) -> dict[str, Any]:
+    status, headers, body = game.request("GET", "/metrics")
+    assert status == 200
+    assert headers["content-type"].startswith("text/plain")
+    return {f.name: f for f in parser.text_string_to_metric_families(body.decode())}
+
+
+def value(fams: dict[str, Any], name: str, **labels: str) -> float:
+    for fam in fams.values():
+        for sample in fam.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return float(sample.value)
+    raise KeyError((name, labels))
+
+
+def test_metrics_series_over_http(game: Game) -> None:
+    _, member = game.client()
+    game.client()
+
+    def calls_seen() -> dict[str, Any] | None:
+        fams = scrape(game)
+        try:
+            ok = value(fams, "reverb_rpc_calls_total", method="Player.move", code="ok")
+            value(fams, "reverb_rpc_calls_total", method="Player.move", code="not_owner")
+        except KeyError:
+            return None
+        return fams if ok >= 3 else None
+
+    fams = until(calls_seen, what="calls counted by method and code")
+    assert value(fams, "reverb_clients") == 2
+    assert value(fams, "reverb_connections_accepted_total") == 2
+    assert value(fams, "reverb_connections_refused_total", reason="connections") == 0
+    assert value(fams, "reverb_objects", type="Crate") == 20
+    assert value(fams, "reverb_objects", type="Player") == 2
+    assert value(fams, "reverb_ticks_total") > 0
+    ticks = fams["reverb_tick_duration_seconds"]
+    assert ticks.type == "histogram"
+    count = value(fams, "reverb_tick_duration_seconds_count")
+    assert count > 0
+    assert value(fams, "reverb_tick_duration_seconds_bucket", le="+Inf") == count
+    assert value(fams, "reverb_client_frames_sent_total", client=str(member)) > 0
+    per_client = value(fams, "reverb_client_sync_bytes_sent_total", client=str(member))
+    assert 0 < per_client <= value(fams, "reverb_sync_bytes_sent_total")
+    assert value(fams, "reverb_client_send_buffer_bytes", client=str(member)) >= 0
+    assert fams["reverb_rpc_duration_seconds"].type == "histogram"
+    assert value(fams, "reverb_rpc_duration_seconds_count", method="Player.move", code="ok") > 0
+    assert value(fams, "reverb_bytes_sent_total") >= value(fams, "reverb_sync_bytes_sent_total")
+    assert "reverb_limit_hits" in fams
+
+
+def test_handshake_frame_limit_hit_by_name(game: Game) -> None:
+    """A peer announcing a frame over the pre-handshake cap (§2.7) shows under its limit."""
+    with socket.create_connection(("127.0.0.1", game.port), timeout=5) as sock:
+        sock.sendall(struct.pack(">I", 1 << 20))  # over the 64 KiB cap before welcome
+        sock.settimeout(5)
+        while sock.recv(4096):
+            pass
+    fams = until(
+        lambda: (
+            (f := scrape(game))
+            and value(f, "reverb_limit_hits_total", limit="handshake_frame") >= 1
+            and f
+        ),
+        what="limit.handshake_frame counted",
+    )
+    assert value(fams, "reverb_connections_accepted_total") >= 1
+
+
+def test_limit_hits_and_refusals_by_name(local: Local) -> None:
+    """Connections over ``max_connections`` are refused and counted under their limit."""
+    socks = [socket.create_connection(("127.0.0.1", local.server.port), timeout=5)]
+    try:
+        socks.append(socket.create_connection(("127.0.0.1", local.server.port), timeout=5))
+        socks[1].settimeout(5)
+        assert socks[1].recv(16) == b""  # refused: closed without a word
+
+        def counted() -> dict[str, Any] | None:
+            text = local.get("/metrics")[2].decode()
+            fams = {f.name: f for f in parser.text_string_to_metric_families(text)}
+            return fams if value(fams, "reverb_limit_hits_total", limit="connections") else None
+
+        fams = until(counted, what="limit.connections counted")
+        assert value(fams, "reverb_connections_refused_total", reason="connections") == 1
+        assert value(fams, "reverb_connections") == 1
+    finally:
+        for sock in socks:
+            sock.close()
+
+
+def test_fallback_writer_is_valid_exposition() -> None:
+    """Without prometheus_client the stdlib writer's text parses as the same families."""
+    hist = Histogram(TICK_BUCKETS)
+    for v in (0.0001, 0.003, 0.02, 5.0):
+        hist.observe(v)
+    fams = [
+        Family("x_up", "gauge", 'a "gauge"\nwith a newline', samples=[((), 1)]),
+        Family("x_calls", "counter", "c", ("method", "code"), [(('A.b"\\', "ok"), 3)]),
+        Family("x_tick_seconds", "histogram", "h", histograms=[((), hist)]),
+    ]
+    parsed = {f.name: f for f in parser.text_string_to_metric_families(write_text(fams))}
+    assert parsed["x_up"].samples[0].value == 1
+    calls = parsed["x_calls"]
+    assert calls.type == "counter"
+    assert calls.samples[0].labels == {"method": 'A.b"\\', "code": "ok"}
+    assert calls.samples[0].value == 3
+    tick = parsed["x_tick_seconds"]
+    assert tick.type == "histogram"
+    buckets = {s.labels["le"]: s.value for s in tick.samples if s.name.endswith("_bucket")}
+    assert buckets["+Inf"] == 4
+    assert buckets["0.005"] == 2
+    assert [s.value for s in tick.samples if s.name.endswith("_count")] == [4]
