@@ -18,6 +18,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
+from operator import itemgetter
 from typing import Any, ClassVar, Union
 
 from reverb.errors import EncodeError, RemoteProtocolError
@@ -588,8 +589,7 @@ def _check_compact(entries: list[list[Any]]) -> None:
         raise RemoteProtocolError("compact update entry without an integer uid (§12.4)", 1002)
 
 
-def _first_item(entry: list[Any]) -> Any:
-    return entry[0]
+_first_item = itemgetter(0)
 
 
 def _check_schema(schema: Any) -> None:

@@ -11,7 +11,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import chain, repeat
 from operator import attrgetter, getitem, itemgetter, le
 from typing import Any
 
@@ -249,12 +249,19 @@ class ClientWorld:
         except KeyError:
             return None
         shapes = self._shapes
-        index_lists = map(tuple, map(getitem, update, repeat(_INDEXES)))
+        index_lists = list(map(tuple, map(getitem, update, repeat(_INDEXES))))
+        # ints only: 0.0 and True equal 0 and 1, and would find a cached shape
+        if not _INTS.issuperset(map(type, chain.from_iterable(index_lists))):
+            return None
         keys = list(zip(map(type, objs), index_lists, strict=True))
         names: list[Any] = list(map(shapes.get, keys))
         if None in names:
             for i, key in enumerate(keys):
                 if names[i] is None:
+                    known = shapes.get(key)
+                    if known is not None:
+                        names[i] = known
+                        continue
                     cls, indexes = key
                     resolved = self._resolve(cls, indexes)
                     if not self._check_names(cls, resolved):
@@ -336,6 +343,7 @@ class ClientWorld:
         return obj
 
 
+_INTS = frozenset({int})
 _MAX_SHAPES = 4096  # distinct (class, index list) pairs remembered; a hostile server gains nothing
 _INDEXES = slice(1, None, 2)
 _VALUES = slice(2, None, 2)
