@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import importlib
 import json
 import math
 import re
@@ -47,6 +48,7 @@ __all__ = [
     "WireLists",
     "WireSync",
     "decode",
+    "dumpb",
     "dumps",
     "encode",
     "encode_sync",
@@ -450,7 +452,15 @@ def _check_unique_keys(text: str, members: int) -> None:
         raise RemoteProtocolError("payload is not valid JSON: duplicate key in object", 1007)
 
 
-def _parse(text: str) -> Any:
+def _parse(text: str, body: bytes = b"") -> Any:
+    # orjson reads an integer beyond 64 bits as a float: where such a number may be, the
+    # standard library parses, so that it is refused as §3.4 says
+    if _orjson is not None and not _has_big_number(body or text.encode("utf-8")):
+        return _parse_fast(text)
+    return _parse_stdlib(text)
+
+
+def _parse_stdlib(text: str) -> Any:
     decoder = _decoder if _int_digits_capped() else _guarded_decoder
     try:
         return decoder.decode(text)
@@ -468,6 +478,16 @@ def _parse(text: str) -> Any:
         ) from None
 
 
+def _parse_fast(text: str) -> Any:
+    """orjson's parser. What it refuses (rare: the peer is then closed) is parsed again by
+    the standard library's, so that the refusal and its words are the same as without orjson
+    (a lone surrogate escape, which orjson refuses, is then found by §3.4's checks)."""
+    try:
+        return _orjson.loads(text)
+    except _orjson.JSONDecodeError:
+        return _parse_stdlib(text)
+
+
 def decode(body: bytes) -> Message:
     """Decode one frame body into a message, or raise ``RemoteProtocolError`` with its code."""
     try:
@@ -476,7 +496,7 @@ def decode(body: bytes) -> Message:
         raise RemoteProtocolError("payload is not valid UTF-8", 1007) from None
     if text.startswith("\ufeff"):
         raise RemoteProtocolError("payload starts with a byte order mark", 1007)
-    obj = _parse(text)
+    obj = _parse(text, body)
     if type(obj) is not dict:
         raise RemoteProtocolError(f"payload is a JSON {type(obj).__name__}, not an object", 1007)
     members = _check_tree(body, text, obj)
@@ -771,6 +791,43 @@ def _make_dumps() -> typing.Callable[[Any], str]:
 dumps = _make_dumps()
 
 
+def _stdlib_dumpb(value: Any) -> bytes:
+    """``dumps`` as UTF-8 bytes, with the standard library's encoder."""
+    return dumps(value).encode("utf-8")
+
+
+def _load_orjson() -> Any:
+    """orjson when installed (extra ``reverb-net[fast]``), else None."""
+    try:
+        return importlib.import_module("orjson")
+    except ImportError:
+        return None
+
+
+_orjson = _load_orjson()
+
+
+def _fast_dumpb(value: Any) -> bytes:
+    """orjson's encoding where it is byte for byte the standard library's; else the latter's.
+
+    orjson writes floats below 1e-4 differently (``0.00001``, ``1e-7`` against ``1e-05``,
+    ``1e-07``): an output holding ``e-`` or ``0.0000`` (in a number or, harmlessly, in a
+    string) is encoded again by the standard library. Everything else -- separators,
+    non-ASCII kept as UTF-8, control characters as ``\\u00XX``, ``-0.0``, ``1e+16`` -- is
+    the same (tests/proto/test_fast.py compares both on random messages)."""
+    try:
+        out: bytes = _orjson.dumps(value)
+    except TypeError:  # a value orjson refuses: the standard library's error, as before
+        return _stdlib_dumpb(value)
+    if b"e-" in out or b"0.0000" in out:
+        return _stdlib_dumpb(value)
+    return out
+
+
+dumpb = _fast_dumpb if _orjson is not None else _stdlib_dumpb
+FAST = _orjson is not None  # whether orjson is in use (encoding and parsing)
+
+
 def as_dict(message: Message) -> dict[str, Any]:
     """The message as the JSON object that goes on the wire."""
     data: dict[str, Any] = {"type": message.TYPE}
@@ -812,10 +869,10 @@ def spawn_fragment(uid: int, type_name: str, owner: int | None, args: bytes, fie
     """A spawn entry (§7.2) as JSON bytes; ``args`` is already encoded, ``fields`` wire-safe."""
     return b'{"uid":%d,"type":%s,"owner":%s,"args":%s,"fields":%s}' % (
         uid,
-        dumps(type_name).encode("utf-8"),
+        dumpb(type_name),
         b"null" if owner is None else b"%d" % owner,
         args,
-        dumps(fields).encode("utf-8"),
+        dumpb(fields),
     )
 
 
@@ -856,7 +913,7 @@ class Entries:
             if self._fragments is not None:
                 joined = b",".join(self._fragments)
             else:
-                joined = dumps(self._values).encode("utf-8")[1:-1]
+                joined = dumpb(self._values)[1:-1]
             self._joined = joined
         return joined
 
@@ -864,7 +921,7 @@ class Entries:
         """The entries one by one."""
         fragments = self._fragments
         if fragments is None:
-            fragments = self._fragments = [dumps(v).encode("utf-8") for v in self._values or ()]
+            fragments = self._fragments = [dumpb(v) for v in self._values or ()]
         return fragments
 
     def __len__(self) -> int:
@@ -1044,9 +1101,7 @@ def _frame_of(sync: Sync) -> SyncFrame:
         spawn = Entries(
             [e["uid"] for e in spawn_list],
             fragments=[
-                spawn_fragment(
-                    e["uid"], e["type"], e["owner"], dumps(e["args"]).encode("utf-8"), e["fields"]
-                )
+                spawn_fragment(e["uid"], e["type"], e["owner"], dumpb(e["args"]), e["fields"])
                 for e in spawn_list
             ],
         )
@@ -1059,7 +1114,7 @@ def _frame_of(sync: Sync) -> SyncFrame:
                 for e in update_list
             ],
         )
-        schema = None if schema_value is None else dumps(schema_value).encode("utf-8")
+        schema = None if schema_value is None else dumpb(schema_value)
         frame = SyncFrame(sync.tick, sync.full, spawn, update, list(despawn), sync.final, schema)
         frame.body()  # encodes now, so that a bad value is reported here
     except (TypeError, ValueError) as exc:  # NaN or a non-JSON value slipped past to_wire

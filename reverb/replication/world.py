@@ -138,7 +138,7 @@ class ServerWorld:
         )
         _set(obj, "uid", uid)
         self.objects[uid] = obj
-        record = _Record(obj, uid, info, m.dumps(wire_args).encode("utf-8"))
+        record = _Record(obj, uid, info, m.dumpb(wire_args))
         self._records[uid] = record
         self._pending[uid] = record
         _set(obj, "_reverb_dirty", self._dirty)
@@ -573,9 +573,7 @@ class _Shared:
 
 
 def _schema_bytes(tables: dict[str, tuple[int, list[str]]]) -> bytes:
-    return m.dumps({name: {"at": at, "add": add} for name, (at, add) in tables.items()}).encode(
-        "utf-8"
-    )
+    return m.dumpb({name: {"at": at, "add": add} for name, (at, add) in tables.items()})
 
 
 def _uid_of(record: _Record) -> int:
