@@ -83,7 +83,9 @@ BUG_CASES = [
     pytest.param(
         "no-frame-limit", ["2.3.4", "2.3.5", "2.3.6", "2.3.7", "2.3.8"], id="no-frame-limit"
     ),
-    pytest.param("no-contract-check", ["4.9.2", "4.9.3", "4.9.4", "4.9.5"], id="no-contract-check"),
+    pytest.param(
+        "no-contract-check", ["4.9.2", "4.9.3", "4.9.4", "4.9.5"], id="no-contract-check"
+    ),
     pytest.param("loose-equality", ["7.2.10", "7.2.13"], id="loose-equality"),
 ]
 

@@ -209,11 +209,9 @@ def test_connect_disconnect_spam_leaves_nothing_behind(arena: Any, record_proper
     # The game loop removes a leaver's avatar one tick after the I/O layer forgets it: wait
     # for both (the table check below is then exact, not a race with that tick).
     state = a.server.until(
-        lambda s: (
-            s["members"] == [a.good.member]
-            and s["fds"] <= a.baseline["fds"] + 5
-            and len(s["table"]) == 1
-        )
+        lambda s: s["members"] == [a.good.member]
+        and s["fds"] <= a.baseline["fds"] + 5
+        and len(s["table"]) == 1
     )
     figures(
         record_property,
