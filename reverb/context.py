@@ -64,6 +64,8 @@ class ReverbContext:
         self.client_events = EventRegistry(CLIENT_EVENTS, "client")
         self.world = ServerWorld(self.types)
         self.replicas = ClientWorld(self.types, bind=self._bind)
+        # a ServerTransport or ClientTransport (reverb.transport); typed Any until the I/O
+        # layers compose their endpoint instead of inheriting it (REDESIGN move 5)
         self.connection: Any = None
         self._next_tick = 0.0
         self.observer: Any = None  # reverb.monitor's Observer, when a monitor is running
@@ -170,10 +172,7 @@ class ReverbContext:
         conn: ServerTransport | None = self.connection
         _refuse_async(conn, "server_sync()", "await server.server_sync()")
         while (wait := self.server_step(time.monotonic())) > 0:
-            if conn is not None:
-                conn.wait(wait)
-            else:
-                time.sleep(wait)
+            _wait(conn, wait)
 
     def server_step(self, now: float) -> float:
         """Serve what arrived, and tick if a tick is due at ``now``.
@@ -248,7 +247,7 @@ class ReverbContext:
             return 0
         if timeout > 0:
             _refuse_async(conn, "client_sync(timeout)", "await client.client_sync(timeout)")
-            conn.wait(timeout)
+            _wait(conn, timeout)
         events = conn.poll()
         for event in events:
             if isinstance(event, Received):
@@ -310,3 +309,14 @@ def _refuse_async(conn: Any, call: str, instead: str) -> None:
             f"{call} blocks, but this context's connection is an asyncio one "
             f"({type(conn).__name__}): use {instead}"
         )
+
+
+def _wait(conn: Any, timeout: float) -> None:
+    """Block until something arrives or ``timeout`` passes. Waiting is the I/O layer's
+    (``wait`` is not part of the transport contract); a connection that cannot block, such
+    as ``reverb.memory``'s, which is stepped instead, just lets the time pass."""
+    wait = getattr(conn, "wait", None)
+    if wait is not None:
+        wait(timeout)
+    else:
+        time.sleep(timeout)

@@ -228,14 +228,15 @@ class ClientEndpoint:
     def tls_hostname(self) -> str | None:
         return (self.server_hostname or self.ip) if self.ssl_context is not None else None
 
-    def new_session(self) -> Session:
-        """A client session whose ``hello`` carries the credentials and the contract."""
+    def new_session(self, now: float | None = None) -> Session:
+        """A client session whose ``hello`` carries the credentials and the contract; ``now``
+        defaults to the monotonic clock (``reverb.memory`` passes its stepped one)."""
         self.hub.reset()
         if self.context.connection is None:
             self.context.connection = self
         return Session(
             Role.CLIENT,
-            time.monotonic(),
+            time.monotonic() if now is None else now,
             credentials=m.ABSENT if self.credentials is None else self.credentials,
             contract=contract(self.context.types) if self.send_contract else m.ABSENT,
             **self._session_options,

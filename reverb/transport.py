@@ -8,10 +8,14 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reverb.proto import messages as m
 from reverb.proto.session import Closed, Received
+
+if TYPE_CHECKING:
+    from reverb.aio import AsyncClient, AsyncServer
+    from reverb.threaded import Client, Server
 
 __all__ = [
     "ClientEvent",
@@ -49,26 +53,52 @@ ClientEvent = Received | Closed
 
 
 class ServerTransport(Protocol):
-    tick_rate: float
+    """What ``ReverbContext`` needs of a server's connection (threaded ``Server``,
+    ``AsyncServer``, ``reverb.memory.MemoryServer``).
+
+    No ``wait``: waiting belongs to each I/O layer (a thread blocks, a coroutine awaits, the
+    memory network steps a clock); the context only polls and sends, and never blocks.
+    """
+
+    @property
+    def tick_rate(self) -> float:
+        """Syncs per second the server promised its clients in ``welcome`` (§5.2)."""
 
     def poll(self) -> list[ServerEvent]:
         """Events since the last call, oldest first."""
-
-    def wait(self, timeout: float) -> None:
-        """Block up to ``timeout`` seconds, returning early when an event arrives."""
 
     def send(self, members: tuple[int, ...], message: m.Message) -> None:
         """Queue a message for those peers (split to fit each peer's frame limit)."""
 
 
 class ClientTransport(Protocol):
-    member: int | None
+    """What ``ReverbContext`` needs of a client's connection (threaded ``Client``,
+    ``AsyncClient``, ``reverb.memory.MemoryClient``). No ``wait``, as above."""
 
-    def poll(self) -> list[ClientEvent]: ...
+    @property
+    def member(self) -> int | None:
+        """This connection's membership id (None before ``welcome``)."""
 
-    def wait(self, timeout: float) -> None: ...
+    @property
+    def keep_replicas(self) -> bool:
+        """Whether replicas outlive the connection (decision 9)."""
 
-    def call(self, uid: int, method: str, args: list[Any]) -> Future[Any]: ...
+    def poll(self) -> list[ClientEvent]:
+        """Syncs, rpc errors and the close since the last call, oldest first."""
+
+    def call(self, uid: int, method: str, args: list[Any]) -> Future[Any]:
+        """Send an ``rpc``; the future resolves with its result or ``RpcError`` (§8)."""
 
     def abort(self, code: int, reason: str) -> None:
         """Close the connection with ``code`` (the client found the server's data invalid)."""
+
+
+if TYPE_CHECKING:  # mypy --strict checks that each I/O layer honours the contract
+
+    def _implementations(
+        server: Server, client: Client, aserver: AsyncServer, aclient: AsyncClient
+    ) -> None:
+        _s: ServerTransport = server
+        _c: ClientTransport = client
+        _as: ServerTransport = aserver
+        _ac: ClientTransport = aclient

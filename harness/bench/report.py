@@ -260,10 +260,18 @@ def write_html(data: Json, path: Path) -> Path:
         )
     parts.append("</table>")
     parts.append("<h2>Plots</h2>")
-    for metric, title, kinds, log in PLOTS:
-        png = plot(summary, metric, title, kinds, log)
-        if png:
-            parts.append(f"<p><img alt='{e(title)}' src='data:image/png;base64,{png}'></p>")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:  # the tables above still hold every figure
+        parts.append(
+            '<p class="note">matplotlib is not installed: no plots. '
+            "<code>pip install matplotlib</code> (a clone's <code>make</code> venv has it)</p>"
+        )
+    else:
+        for metric, title, kinds, log in PLOTS:
+            png = plot(summary, metric, title, kinds, log)
+            if png:
+                parts.append(f"<p><img alt='{e(title)}' src='data:image/png;base64,{png}'></p>")
     parts.append(
         "<h2>Every cell</h2><table><tr><th>cell</th><th>impl</th><th>runs</th>"
         "<th>tick Hz</th><th>held Hz</th><th>server CPU ms/tick</th>"
