@@ -215,6 +215,11 @@ class Table:
         self.messages = 0
         self.multipart = 0
         self.ticks: list[int] = []
+        # §12: set when this connection asked for "compact"; the field tables by type name
+        self.compact = False
+        self.field_tables: dict[str, list[str]] = {}
+        self.compact_entries = 0
+        self.schemas = 0
 
     def feed(self, msg: Msg) -> bool:
         """Take one ``sync`` message; return True when a whole sync was applied."""
@@ -256,6 +261,9 @@ class Table:
     def _apply(self, parts: list[Msg]) -> None:
         full = parts[0]["full"]
         spawns = [entry for part in parts for entry in part["spawn"]]
+        for part in parts:
+            if "schema" in part:
+                self._schema(part["schema"])
         updates = [entry for part in parts for entry in part["update"]]
         despawns = [entry for part in parts for entry in part["despawn"]]
         if self.applied == 0 and not full:
@@ -278,6 +286,7 @@ class Table:
                 raise ServerViolation(f"delta spawns uid {entry['uid']} already held (§7.6)")
             self.objects[entry["uid"]] = replica
         for entry in updates:
+            entry = self._plain_update(entry)  # §12.4 stands for the form of §7.2
             if not isinstance(entry, dict) or not is_int(entry.get("uid")):
                 raise ServerViolation(f"malformed update entry (§7.2): {entry!r}")
             if not isinstance(entry.get("fields"), dict):
@@ -297,6 +306,59 @@ class Table:
             if uid not in self.objects:
                 raise ServerViolation(f"despawn of uid {uid} not held (§7.6)")
             del self.objects[uid]
+
+    def _schema(self, schema: Any) -> None:
+        """§12.3: append the announced names to the field tables."""
+        if not self.compact:
+            raise ServerViolation("sync.schema on a connection without compact (§12.1)")
+        if not isinstance(schema, dict):
+            raise ServerViolation(f"sync.schema is not an object (§12.3): {schema!r}"[:200])
+        self.schemas += 1
+        for type_name, spec in schema.items():
+            if (
+                not isinstance(spec, dict)
+                or not is_int(spec.get("at"))
+                or not isinstance(spec.get("add"), list)
+                or not all(isinstance(name, str) for name in spec["add"])
+            ):
+                raise ServerViolation(f"malformed schema entry (§12.3): {spec!r}"[:200])
+            table = self.field_tables.setdefault(type_name, [])
+            if spec["at"] != len(table):
+                raise ServerViolation(
+                    f"schema for {type_name} at {spec['at']}, table holds {len(table)} (§12.3)"
+                )
+            for name in spec["add"]:
+                if name in table:
+                    raise ServerViolation(f"schema repeats {name!r} for {type_name} (§12.3)")
+                table.append(name)
+            if len(table) > 1024:
+                raise ServerViolation(f"field table of {type_name} over 1024 names (§12.2)")
+
+    def _plain_update(self, entry: Any) -> Any:
+        """A compact update entry (§12.4) as the object form it stands for."""
+        if not isinstance(entry, list):
+            return entry
+        if not self.compact:
+            raise ServerViolation(f"compact update entry without compact (§12.1): {entry!r}")
+        self.compact_entries += 1
+        if len(entry) % 2 != 1 or not is_int(entry[0]):
+            raise ServerViolation(f"malformed compact update entry (§12.4): {entry!r}"[:200])
+        target = self.objects.get(entry[0])
+        if target is None:
+            raise ServerViolation(f"update of uid {entry[0]} not held (§7.6)")
+        table = self.field_tables.get(target.type, [])
+        indexes = entry[1::2]
+        if not all(is_int(i) and 0 <= i < len(table) for i in indexes) or indexes != sorted(
+            set(indexes)
+        ):
+            raise ServerViolation(
+                f"compact entry indexes not increasing within the table of {len(table)} "
+                f"(§12.4): {entry!r}"[:200]
+            )
+        return {
+            "uid": entry[0],
+            "fields": dict(zip([table[i] for i in indexes], entry[2::2], strict=True)),
+        }
 
     def snapshot(self, uids: set[int] | None = None) -> dict[int, tuple[str, Any, str]]:
         """A comparable view: uid -> (type, owner, canonical fields JSON)."""

@@ -26,6 +26,7 @@ GROUPS: dict[int, str] = {
     8: "Errors and closing",
     9: "Concurrency and limits",
     10: "Limits (low-limit profile)",
+    11: "Features and the compact encoding",
 }
 
 

@@ -212,7 +212,7 @@ class ReverbContext:
                         reply = self.world.call(event.member, event.message)
                     conn.send((event.member,), reply)
             elif isinstance(event, PeerOpened):
-                self.world.peer_joined(event.member)
+                self.world.peer_joined(event.member, event.features)
                 self.server_events.fire("client_connected", event.member, event.identity)
             elif isinstance(event, PeerClosed):
                 self.world.peer_left(event.member)

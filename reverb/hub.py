@@ -175,7 +175,7 @@ class ServerHub:
         if isinstance(event, Opened):
             self.members[member] = session
             logger.info("%s connected", session.name)
-            return PeerOpened(member, event.identity)
+            return PeerOpened(member, event.identity, event.features)
         self.connections -= 1
         self._per_ip[session.peer] -= 1
         if self._per_ip[session.peer] <= 0:

@@ -32,6 +32,7 @@ __all__ = [
 class PeerOpened:
     member: int
     identity: Any = None
+    features: frozenset[str] = frozenset()  # granted in the handshake (§4.11)
 
 
 @dataclass(frozen=True)

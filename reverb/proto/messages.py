@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import importlib
 import json
 import math
 import re
@@ -17,7 +18,8 @@ import types
 import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import chain, compress
+from itertools import chain, compress, repeat
+from operator import itemgetter
 from typing import Any, ClassVar, Union
 
 from reverb.errors import EncodeError, RemoteProtocolError
@@ -43,7 +45,10 @@ __all__ = [
     "SyncFrame",
     "UpdateEntry",
     "Welcome",
+    "WireLists",
+    "WireSync",
     "decode",
+    "dumpb",
     "dumps",
     "encode",
     "encode_sync",
@@ -102,6 +107,7 @@ class Hello(Message):
     max_frame: int | Absent = ABSENT
     auth: Any | Absent = ABSENT  # credentials for the server's authenticate hook (§4.8)
     contract: Any | Absent = ABSENT  # the client's types and RPCs (§4.9; form checked in §4.9.1)
+    features: list[Any] | Absent = ABSENT  # optional features the client asks for (§4.11)
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,7 @@ class Welcome(Message):
     tick_rate: float
     max_frame: int
     identity: Any | Absent = ABSENT  # who the authenticate hook says the client is (§4.8)
+    features: list[Any] | Absent = ABSENT  # the features the server grants (§4.11)
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,23 @@ class Sync(Message):
     spawn: tuple[SpawnEntry, ...] = ()
     update: tuple[UpdateEntry, ...] = field(default=())
     despawn: tuple[int, ...] = ()
+    # §12.3: additions to the field tables of the compact encoding, by type name
+    schema: dict[str, Any] | Absent = ABSENT
+
+    def wire(self) -> WireLists:
+        """The entries as JSON values: spawn objects, update objects (or compact arrays,
+        §12.4), despawned uids and the schema additions (or None). What a client applies."""
+        spawn = [
+            {"uid": e.uid, "type": e.type, "owner": e.owner, "args": e.args, "fields": e.fields}
+            for e in self.spawn
+        ]
+        update = [update_entry(e.uid, e.fields, e.owner) for e in self.update]
+        schema = None if isinstance(self.schema, Absent) else self.schema
+        return spawn, update, list(self.despawn), schema
+
+
+# spawn objects, update entries (objects or compact arrays), despawned uids, schema or None
+WireLists = tuple[list[dict[str, Any]], list[Any], list[int], dict[str, Any] | None]
 
 
 @dataclass(frozen=True)
@@ -349,6 +373,11 @@ _NUMBERS = frozenset({int, float, bool}).__contains__
 _STRINGS = frozenset({str}).__contains__
 _CONTAINERS = frozenset({dict, list}).__contains__
 _DICTS = frozenset({dict}).__contains__
+_ARRAYS = frozenset({list}).__contains__
+
+
+def _values_of(dicts: list[dict[str, Any]]) -> Any:
+    return chain.from_iterable(map(dict.values, dicts))
 
 
 def _only(values: list[Any], kind: Callable[[type], bool]) -> list[Any]:
@@ -400,7 +429,8 @@ def _check_tree(body: bytes, text: str, root: dict[str, Any]) -> int:
             _check_strings(list(chain.from_iterable(dicts)))
         elif not numbers and seen >= containers:
             break  # nothing deeper exists, nothing here needs checking
-        values = list(chain.from_iterable(c.values() if type(c) is dict else c for c in level))
+        lists = _only(level, _ARRAYS) if len(dicts) < len(level) else []
+        values = list(chain(_values_of(dicts), chain.from_iterable(lists)))
         if numbers:
             found = _only(values, _NUMBERS)
             if found:
@@ -422,7 +452,15 @@ def _check_unique_keys(text: str, members: int) -> None:
         raise RemoteProtocolError("payload is not valid JSON: duplicate key in object", 1007)
 
 
-def _parse(text: str) -> Any:
+def _parse(text: str, body: bytes = b"") -> Any:
+    # orjson reads an integer beyond 64 bits as a float: where such a number may be, the
+    # standard library parses, so that it is refused as §3.4 says
+    if _orjson is not None and not _has_big_number(body or text.encode("utf-8")):
+        return _parse_fast(text)
+    return _parse_stdlib(text)
+
+
+def _parse_stdlib(text: str) -> Any:
     decoder = _decoder if _int_digits_capped() else _guarded_decoder
     try:
         return decoder.decode(text)
@@ -440,6 +478,16 @@ def _parse(text: str) -> Any:
         ) from None
 
 
+def _parse_fast(text: str) -> Any:
+    """orjson's parser. What it refuses (rare: the peer is then closed) is parsed again by
+    the standard library's, so that the refusal and its words are the same as without orjson
+    (a lone surrogate escape, which orjson refuses, is then found by §3.4's checks)."""
+    try:
+        return _orjson.loads(text)
+    except _orjson.JSONDecodeError:
+        return _parse_stdlib(text)
+
+
 def decode(body: bytes) -> Message:
     """Decode one frame body into a message, or raise ``RemoteProtocolError`` with its code."""
     try:
@@ -448,7 +496,7 @@ def decode(body: bytes) -> Message:
         raise RemoteProtocolError("payload is not valid UTF-8", 1007) from None
     if text.startswith("\ufeff"):
         raise RemoteProtocolError("payload starts with a byte order mark", 1007)
-    obj = _parse(text)
+    obj = _parse(text, body)
     if type(obj) is not dict:
         raise RemoteProtocolError(f"payload is a JSON {type(obj).__name__}, not an object", 1007)
     members = _check_tree(body, text, obj)
@@ -459,10 +507,203 @@ def decode(body: bytes) -> Message:
     check = _DECODERS.get(kind)
     if check is None:
         raise RemoteProtocolError(f"unknown message type {kind[:40]!r}", 1002)
+    if kind == "sync":
+        return _decode_sync(obj) or check(obj, "")
     message: Message = check(obj, "")
     if isinstance(message, Rpc) and message.id < 0:
         raise RemoteProtocolError("rpc id must not be negative", 1002)
     return message
+
+
+# -- sync: validated in bulk, entries kept as JSON values (the client's hot path) -------------
+#
+# A sync of a thousand entries must cost the client little more than parsing it: the checks
+# of §5/§7.2 run over whole lists with C builtins (``map``, ``set``, ``all``), no dataclass is
+# built per entry, and the client world applies the dicts as they are (``WireSync.wire``).
+# Whatever these checks refuse is decoded again by the generic schema, which names the fault.
+
+_LIST_TYPES = frozenset({list}).__contains__
+_DICT_TYPES = frozenset({dict}).__contains__
+_INT_TYPES = frozenset({int}).__contains__
+_STR_TYPES = frozenset({str}).__contains__
+_OWNER_TYPES = frozenset({int, type(None)}).__contains__
+_ENTRY_TYPES = frozenset({dict, list})
+_get = dict.get
+_has = dict.__contains__
+MAX_SCHEMA_FIELDS = 1024  # §12.3: field names per type in the compact encoding's table
+
+
+def _all(kind: Callable[[type], bool], values: Any) -> bool:
+    return all(map(kind, map(type, values)))
+
+
+def _members(entries: list[dict[str, Any]], key: str) -> list[Any]:
+    return list(map(_get, entries, repeat(key)))
+
+
+def _decode_sync(obj: dict[str, Any]) -> WireSync | None:
+    """The sync as a ``WireSync``, or None when the generic schema must say what is wrong."""
+    tick = obj.get("tick")
+    full = obj.get("full")
+    final = obj.get("final")
+    spawn = obj.get("spawn")
+    update = obj.get("update")
+    despawn = obj.get("despawn")
+    if (
+        type(tick) is not int
+        or type(full) is not bool
+        or type(final) is not bool
+        or type(spawn) is not list
+        or type(update) is not list
+        or type(despawn) is not list
+        or not _all(_INT_TYPES, despawn)
+    ):
+        return None
+    if spawn and not _spawn_ok(spawn):
+        return None
+    if update:
+        kinds = set(map(type, update))
+        if not kinds <= _ENTRY_TYPES:
+            return None
+        if list in kinds:
+            compact = [e for e in update if type(e) is list] if dict in kinds else update
+            _check_compact(compact)
+        if dict in kinds:
+            plain = [e for e in update if type(e) is dict] if list in kinds else update
+            if not _update_ok(plain):
+                return None
+    schema = obj.get("schema")
+    if schema is not None:
+        _check_schema(schema)
+    return WireSync(tick, full, final, spawn, update, despawn, schema)
+
+
+def _spawn_ok(spawn: list[Any]) -> bool:
+    return (
+        _all(_DICT_TYPES, spawn)
+        and _all(_INT_TYPES, _members(spawn, "uid"))
+        and _all(_STR_TYPES, _members(spawn, "type"))
+        and all(map(_has, spawn, repeat("owner")))
+        and _all(_OWNER_TYPES, _members(spawn, "owner"))
+        and _all(_LIST_TYPES, _members(spawn, "args"))
+        and _all(_DICT_TYPES, _members(spawn, "fields"))
+    )
+
+
+def _update_ok(update: list[dict[str, Any]]) -> bool:
+    if not (
+        _all(_INT_TYPES, _members(update, "uid")) and _all(_DICT_TYPES, _members(update, "fields"))
+    ):
+        return False
+    if any(map(_has, update, repeat("owner"))):
+        return _all(_OWNER_TYPES, [e["owner"] for e in update if "owner" in e])
+    return True
+
+
+def _check_compact(entries: list[list[Any]]) -> None:
+    """§12.4: ``[uid, index, value, ...]``: odd length, an integer uid. Indexes are checked
+    against the field table by the client world, which holds the tables."""
+    if not all(n & 1 for n in set(map(len, entries))):
+        raise RemoteProtocolError("compact update entry of even length (§12.4)", 1002)
+    if not _all(_INT_TYPES, map(_first_item, entries)):
+        raise RemoteProtocolError("compact update entry without an integer uid (§12.4)", 1002)
+
+
+_first_item = itemgetter(0)
+
+
+def _check_schema(schema: Any) -> None:
+    """§12.3: ``{type name: {"at": int, "add": [name, ...]}}``."""
+    if type(schema) is not dict:
+        raise RemoteProtocolError("sync schema is not an object (§12.3)", 1002)
+    for spec in schema.values():
+        if (
+            type(spec) is not dict
+            or type(spec.get("at")) is not int
+            or spec["at"] < 0
+            or type(spec.get("add")) is not list
+            or not _all(_STR_TYPES, spec["add"])
+        ):
+            raise RemoteProtocolError("malformed sync schema entry (§12.3)", 1002)
+
+
+class WireSync(Sync):
+    """A decoded ``sync`` whose entries stay JSON values, checked for shape (§7.2, §12.4).
+
+    ``wire()`` hands them to the client world as they are; ``spawn``/``update`` build entry
+    dataclasses on demand (tests and tools)."""
+
+    _lists: WireLists
+
+    def __init__(
+        self,
+        tick: int,
+        full: bool,
+        final: bool,
+        spawn: list[dict[str, Any]],
+        update: list[Any],
+        despawn: list[int],
+        schema: dict[str, Any] | None = None,
+    ) -> None:
+        set_ = object.__setattr__
+        set_(self, "tick", tick)
+        set_(self, "full", full)
+        set_(self, "final", final)
+        set_(self, "schema", ABSENT if schema is None else schema)
+        set_(self, "_lists", (spawn, update, despawn, schema))
+
+    def wire(self) -> WireLists:
+        return self._lists
+
+    @property
+    def spawn(self) -> tuple[SpawnEntry, ...]:
+        return tuple(_spawn_entry(e) for e in self._lists[0])
+
+    @property
+    def update(self) -> tuple[UpdateEntry, ...]:
+        return tuple(_update_entry(e) for e in self._lists[1])
+
+    @property
+    def despawn(self) -> tuple[int, ...]:
+        return tuple(self._lists[2])
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sync):
+            return NotImplemented
+        return _key(self) == _key(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        spawn, update, despawn, schema = self._lists
+        return (
+            f"WireSync(tick={self.tick}, full={self.full}, final={self.final}, "
+            f"spawn={spawn!r}, update={update!r}, despawn={despawn!r}, schema={schema!r})"
+        )
+
+
+def _spawn_entry(e: dict[str, Any]) -> SpawnEntry:
+    return SpawnEntry(e["uid"], e["type"], e["owner"], e["args"], e["fields"])
+
+
+def _update_entry(e: Any) -> UpdateEntry:
+    if type(e) is list:
+        raise ValueError("a compact update entry (§12.4) needs the field table: use wire()")
+    return UpdateEntry(e["uid"], e["fields"], e.get("owner", ABSENT))
+
+
+def _key(sync: Sync) -> tuple[Any, ...]:
+    """What two syncs must share to be equal: unknown members (§3.5) do not count."""
+    spawn, update, despawn, schema = sync.wire()
+    return (
+        sync.tick,
+        sync.full,
+        sync.final,
+        [_spawn_entry(e) for e in spawn],
+        [e if type(e) is list else _update_entry(e) for e in update],
+        despawn,
+        schema,
+    )
 
 
 # -- encoding ---------------------------------------------------------------------------------
@@ -550,6 +791,43 @@ def _make_dumps() -> typing.Callable[[Any], str]:
 dumps = _make_dumps()
 
 
+def _stdlib_dumpb(value: Any) -> bytes:
+    """``dumps`` as UTF-8 bytes, with the standard library's encoder."""
+    return dumps(value).encode("utf-8")
+
+
+def _load_orjson() -> Any:
+    """orjson when installed (extra ``reverb-net[fast]``), else None."""
+    try:
+        return importlib.import_module("orjson")
+    except ImportError:
+        return None
+
+
+_orjson = _load_orjson()
+
+
+def _fast_dumpb(value: Any) -> bytes:
+    """orjson's encoding where it is byte for byte the standard library's; else the latter's.
+
+    orjson writes floats below 1e-4 differently (``0.00001``, ``1e-7`` against ``1e-05``,
+    ``1e-07``): an output holding ``e-`` or ``0.0000`` (in a number or, harmlessly, in a
+    string) is encoded again by the standard library. Everything else -- separators,
+    non-ASCII kept as UTF-8, control characters as ``\\u00XX``, ``-0.0``, ``1e+16`` -- is
+    the same (tests/proto/test_fast.py compares both on random messages)."""
+    try:
+        out: bytes = _orjson.dumps(value)
+    except TypeError:  # a value orjson refuses: the standard library's error, as before
+        return _stdlib_dumpb(value)
+    if b"e-" in out or b"0.0000" in out:
+        return _stdlib_dumpb(value)
+    return out
+
+
+dumpb = _fast_dumpb if _orjson is not None else _stdlib_dumpb
+FAST = _orjson is not None  # whether orjson is in use (encoding and parsing)
+
+
 def as_dict(message: Message) -> dict[str, Any]:
     """The message as the JSON object that goes on the wire."""
     data: dict[str, Any] = {"type": message.TYPE}
@@ -591,10 +869,10 @@ def spawn_fragment(uid: int, type_name: str, owner: int | None, args: bytes, fie
     """A spawn entry (§7.2) as JSON bytes; ``args`` is already encoded, ``fields`` wire-safe."""
     return b'{"uid":%d,"type":%s,"owner":%s,"args":%s,"fields":%s}' % (
         uid,
-        dumps(type_name).encode("utf-8"),
+        dumpb(type_name),
         b"null" if owner is None else b"%d" % owner,
         args,
-        dumps(fields).encode("utf-8"),
+        dumpb(fields),
     )
 
 
@@ -635,7 +913,7 @@ class Entries:
             if self._fragments is not None:
                 joined = b",".join(self._fragments)
             else:
-                joined = dumps(self._values).encode("utf-8")[1:-1]
+                joined = dumpb(self._values)[1:-1]
             self._joined = joined
         return joined
 
@@ -643,7 +921,7 @@ class Entries:
         """The entries one by one."""
         fragments = self._fragments
         if fragments is None:
-            fragments = self._fragments = [dumps(v).encode("utf-8") for v in self._values or ()]
+            fragments = self._fragments = [dumpb(v) for v in self._values or ()]
         return fragments
 
     def __len__(self) -> int:
@@ -662,8 +940,8 @@ class SyncFrame(Sync):
     It encodes to the same JSON as a ``Sync`` holding the same entries; reading ``spawn``,
     ``update`` or ``despawn`` decodes the fragments (for tests and tools, not the hot path)."""
 
-    uids: tuple[list[int], list[int], list[int]]
     lists: tuple[Entries, Entries, Entries]
+    schema_bytes: bytes | None
     _decoded: tuple[tuple[SpawnEntry, ...], tuple[UpdateEntry, ...], tuple[int, ...]] | None
 
     def __init__(
@@ -674,29 +952,35 @@ class SyncFrame(Sync):
         update: Entries | None = None,
         despawn: list[int] | None = None,
         final: bool = True,
+        schema: bytes | None = None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "tick", tick)
         set_(self, "full", full)
         set_(self, "final", final)
+        set_(self, "schema", ABSENT)
+        set_(self, "schema_bytes", schema)  # §12.3, encoded; sent in the first part only
         despawn = despawn or []
         gone = Entries(despawn, fragments=[b"%d" % u for u in despawn])
         set_(self, "lists", (spawn or Entries(), update or Entries(), gone))
         set_(self, "_decoded", None)
 
-    def _head(self, final: bool) -> bytes:
-        return b'{"type":"sync","tick":%d,"full":%s,"final":%s' % (
+    def _head(self, final: bool, schema: bytes | None) -> bytes:
+        head = b'{"type":"sync","tick":%d,"full":%s,"final":%s' % (
             self.tick,
             _FINAL[self.full],
             _FINAL[final],
         )
+        return head if schema is None else head + b',"schema":' + schema
 
-    def _assemble(self, joined: tuple[bytes, bytes, bytes], final: bool) -> bytes:
+    def _assemble(
+        self, joined: tuple[bytes, bytes, bytes], final: bool, schema: bytes | None = None
+    ) -> bytes:
         spawn, update, despawn = joined
         opening = _LISTS
         return b"".join(
             (
-                self._head(final),
+                self._head(final, schema),
                 opening[0],
                 spawn,
                 opening[1],
@@ -710,7 +994,9 @@ class SyncFrame(Sync):
     def body(self) -> bytes:
         """The whole sync as one frame body."""
         spawn, update, despawn = self.lists
-        return self._assemble((spawn.joined(), update.joined(), despawn.joined()), self.final)
+        return self._assemble(
+            (spawn.joined(), update.joined(), despawn.joined()), self.final, self.schema_bytes
+        )
 
     def parts(self, limit: int) -> list[bytes]:
         """Frame bodies of at most ``limit`` bytes, all but the last ``final: false`` (§7.5)."""
@@ -721,7 +1007,12 @@ class SyncFrame(Sync):
         overhead = len(self._assemble((b"", b"", b""), False)) + 16
         parts: list[tuple[list[bytes], list[bytes], list[bytes]]] = []
         current: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
+        schema = self.schema_bytes
         used = overhead
+        if schema is not None:  # it goes in the first part
+            used += len(schema) + 10
+            if used > limit:
+                raise FrameTooLarge(0, used, limit)
         for kind, entries in enumerate(self.lists):
             for i, fragment in enumerate(entries.fragments()):
                 cost = len(fragment) + 1
@@ -738,6 +1029,7 @@ class SyncFrame(Sync):
             self._assemble(
                 (b",".join(part[0]), b",".join(part[1]), b",".join(part[2])),
                 self.final and i == last,
+                schema if i == 0 else None,
             )
             for i, part in enumerate(parts)
         ]
@@ -782,34 +1074,48 @@ class SyncFrame(Sync):
             despawn=despawn,
         )
 
+    def wire(self) -> WireLists:
+        spawn, update, despawn = (
+            json.loads(b"[" + entries.joined() + b"]") for entries in self.lists
+        )
+        schema = self.schema_bytes
+        return spawn, update, despawn, None if schema is None else json.loads(schema)
+
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, SyncFrame):
-            other = other.as_sync()
-        return self.as_sync() == other if isinstance(other, Sync) else NotImplemented
+        if not isinstance(other, Sync):
+            return NotImplemented
+        return _key(self) == _key(other)
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        return f"SyncFrame({self.as_sync()!r})"
+        return f"SyncFrame({self.body()!r})"
 
 
 def _frame_of(sync: Sync) -> SyncFrame:
-    """A ``Sync`` of entry dataclasses as a ``SyncFrame`` (plain dicts, no reflection)."""
+    """A ``Sync`` as a ``SyncFrame`` (plain dicts, no reflection)."""
     if isinstance(sync, SyncFrame):
         return sync
     try:
+        spawn_list, update_list, despawn, schema_value = sync.wire()
         spawn = Entries(
-            [e.uid for e in sync.spawn],
+            [e["uid"] for e in spawn_list],
             fragments=[
-                spawn_fragment(e.uid, e.type, e.owner, dumps(e.args).encode("utf-8"), e.fields)
-                for e in sync.spawn
+                spawn_fragment(e["uid"], e["type"], e["owner"], dumpb(e["args"]), e["fields"])
+                for e in spawn_list
             ],
         )
         update = Entries(
-            [e.uid for e in sync.update],
-            values=[update_entry(e.uid, e.fields, e.owner) for e in sync.update],
+            [e[0] if type(e) is list else e["uid"] for e in update_list],
+            values=[
+                e
+                if type(e) is list
+                else update_entry(e["uid"], e["fields"], e.get("owner", ABSENT))
+                for e in update_list
+            ],
         )
-        frame = SyncFrame(sync.tick, sync.full, spawn, update, list(sync.despawn), sync.final)
+        schema = None if schema_value is None else dumpb(schema_value)
+        frame = SyncFrame(sync.tick, sync.full, spawn, update, list(despawn), sync.final, schema)
         frame.body()  # encodes now, so that a bad value is reported here
     except (TypeError, ValueError) as exc:  # NaN or a non-JSON value slipped past to_wire
         raise EncodeError(f"sync: {exc}") from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,10 @@ BURST_SECONDS = 2.0  # a bucket holds this many seconds' worth: bursts pass, flo
 # a few hundred bytes; a megabyte a second is thousands of them, yet bounds the CPU one peer
 # can spend of the server's (~0.05-0.15 s to decode a MiB).
 MAX_BYTES_PER_SECOND = 1048576.0
+# §4.11: what a Reverb client asks for and a Reverb server grants by default.
+FEATURES = ("compact",)
+MAX_FEATURES = 16  # §4.11: a hello names a handful of features; more is not a client's doing
+MAX_FEATURE_NAME = 32
 
 
 class CloseCode(enum.IntEnum):
@@ -99,6 +103,7 @@ class Opened:
     member: int
     tick_rate: float
     identity: Any = None
+    features: frozenset[str] = frozenset()  # granted in the handshake (§4.11)
 
 
 @dataclass(frozen=True)
@@ -143,6 +148,7 @@ class Session:
         check_contract: Callable[[Any], str | None] | None = None,
         credentials: Any = m.ABSENT,
         contract: dict[str, Any] | m.Absent = m.ABSENT,
+        features: Collection[str] = FEATURES,
         peer: str = "",
         stats: Counter[str] | None = None,
         name: str = "",
@@ -175,6 +181,10 @@ class Session:
         self.bytes_sent = 0
         self.bytes_received = 0
         self.identity: Any = None
+        # §4.11: a client's are those it asks for, a server's those it may grant; once OPEN,
+        # the features granted on this connection.
+        self.offered = tuple(features)
+        self.features: frozenset[str] = frozenset()
         self.peer = peer
         self.stats: Counter[str] = stats if stats is not None else Counter()
         self._authenticate = authenticate
@@ -193,6 +203,7 @@ class Session:
                 max_frame=max_frame_size,
                 auth=credentials,
                 contract=contract,
+                features=list(self.offered) if self.offered else m.ABSENT,
             )
             self._send(hello, now)
 
@@ -380,7 +391,7 @@ class Session:
 
     def _receive(self, message: m.Message, now: float) -> None:
         legal = RECEIVABLE[(self.role, self._state)]
-        if type(message) not in legal:
+        if m.MESSAGE_TYPES[message.TYPE] not in legal:
             raise RemoteProtocolError(
                 f"{message.TYPE} is not allowed in state {self._state.value}", 1002
             )
@@ -415,10 +426,18 @@ class Session:
             self.tick_rate = float(message.tick_rate)
             self.peer_max_frame = message.max_frame
             self.identity = None if isinstance(message.identity, m.Absent) else message.identity
+            # §4.11: a feature the client did not ask for is not granted
+            granted = _features(message.features, "welcome")
+            self.features = frozenset(self.offered).intersection(granted)
             self.name = f"client #{message.member}"
             self._set_state(State.OPEN)
             self._events.append(
-                Opened(member=message.member, tick_rate=self.tick_rate, identity=self.identity)
+                Opened(
+                    member=message.member,
+                    tick_rate=self.tick_rate,
+                    identity=self.identity,
+                    features=self.features,
+                )
             )
         else:
             self._events.append(Received(message))
@@ -436,6 +455,8 @@ class Session:
             if hello.max_frame < MIN_MAX_FRAME:
                 raise RemoteProtocolError(f"max_frame below the minimum of {MIN_MAX_FRAME}", 1002)
             self.peer_max_frame = hello.max_frame
+        asked = _features(hello.features, "hello")
+        granted = [f for f in self.offered if f in asked]
         if self._check_contract is not None and not isinstance(hello.contract, m.Absent):
             mismatch = self._check_contract(hello.contract)
             if mismatch is not None:
@@ -452,6 +473,7 @@ class Session:
                 self.close(CloseCode.UNAUTHORIZED, verdict.reason[:200], now)
                 return
             identity = self.identity = verdict.identity
+        self.features = frozenset(granted)
         self._set_state(State.OPEN)
         self._decoder.max_frame_size = self.max_frame_size  # §2.7: the handshake cap ends here
         self._send(
@@ -461,11 +483,17 @@ class Session:
                 tick_rate=self.tick_rate,
                 max_frame=self.max_frame_size,
                 identity=identity,
+                features=granted if granted else m.ABSENT,
             ),
             now,
         )
         self._events.append(
-            Opened(member=self.member, tick_rate=self.tick_rate, identity=self.identity)
+            Opened(
+                member=self.member,
+                tick_rate=self.tick_rate,
+                identity=self.identity,
+                features=self.features,
+            )
         )
 
     def _run_authenticate(self, hello: m.Hello) -> Accept | Reject:
@@ -482,6 +510,23 @@ class Session:
         except Exception:  # a broken hook (or an unencodable identity) rejects, never crashes
             logger.exception("%s: the authenticate hook failed", self.name)
             return Reject("authentication error")
+
+
+def _features(value: list[Any] | m.Absent, where: str) -> list[str]:
+    """§4.11: an absent list is empty; anything but up to 16 short strings is 1002."""
+    if isinstance(value, m.Absent):
+        return []
+    if (
+        len(value) > MAX_FEATURES
+        or not all(type(f) is str for f in value)
+        or any(len(f) > MAX_FEATURE_NAME for f in value)
+    ):
+        raise RemoteProtocolError(
+            f"{where}.features must be at most {MAX_FEATURES} strings "
+            f"of at most {MAX_FEATURE_NAME} characters",
+            CloseCode.PROTOCOL_ERROR,
+        )
+    return value
 
 
 class _Bucket:

@@ -6,9 +6,13 @@ then applies spawns, updates and despawns, so a tick applies entirely or not at 
 
 from __future__ import annotations
 
+import inspect
 import logging
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import chain, repeat
+from operator import attrgetter, getitem, itemgetter, le
 from typing import Any
 
 from reverb.errors import RemoteProtocolError
@@ -34,14 +38,25 @@ Change = Spawned | Despawned
 
 
 class ClientWorld:
-    """The replica table: applies whole ticks of ``sync`` parts (§7.3-§7.6)."""
+    """The replica table: applies whole ticks of ``sync`` parts (§7.3-§7.6, §12).
+
+    The common tick -- updates of objects it holds, of classes that keep their attributes in
+    ``__dict__`` -- is checked and applied with C builtins over whole lists: which field names
+    a class accepts (§7.8) is decided once per (class, name) and cached, and a compact entry's
+    index list once per (class, indexes). Anything else takes the general path, which checks
+    entry by entry and assigns with ``setattr``."""
 
     def __init__(self, types: TypeRegistry, bind: Callable[[Any], None]) -> None:
         self.types = types
         self.objects: dict[int, Any] = {}
         self.tick: int | None = None
+        # Whether compact update entries (§12) are accepted: a Reverb client asks for them.
+        self.compact = True
         self._bind = bind
         self._parts: list[m.Sync] = []
+        self._tables: dict[type, list[str]] = {}  # §12.3: field table per type
+        self._fast: dict[type, set[str]] = {}  # names a class takes straight into __dict__
+        self._shapes: dict[tuple[type, tuple[Any, ...]], tuple[str, ...]] = {}
 
     def reset(self) -> list[Change]:
         """Forget every replica (a new connection starts from a new snapshot)."""
@@ -49,6 +64,8 @@ class ClientWorld:
         self.objects = {}
         self.tick = None
         self._parts = []
+        self._tables = {}
+        self._shapes = {}
         return gone
 
     def apply(self, sync: m.Sync) -> list[Change] | None:
@@ -59,87 +76,299 @@ class ClientWorld:
             raise RemoteProtocolError("first sync is not a full snapshot", 1002)
         if self.tick is not None and sync.tick <= self.tick:
             raise RemoteProtocolError(f"sync tick {sync.tick} after tick {self.tick}", 1002)
-        self._parts.append(sync)
         if not sync.final:
+            self._parts.append(sync)
             return None
-        parts, self._parts = self._parts, []
-        spawn = [e for p in parts for e in p.spawn]
-        update = [e for p in parts for e in p.update]
-        despawn = [u for p in parts for u in p.despawn]
-        self._check(sync.full, spawn, update, despawn)
-        # Build every new replica before touching the table: a failing constructor
-        # leaves it as it was.
-        built = {e.uid: self._build(e) for e in spawn if e.uid not in self.objects}
-        changes: list[Change] = []
-        if sync.full:
-            listed = {e.uid for e in spawn}
-            for uid in [u for u in self.objects if u not in listed]:
-                changes.append(Despawned(self.objects.pop(uid)))
-        for entry in spawn:
-            obj = built.get(entry.uid)
-            if obj is None:  # a full snapshot re-lists what we hold: update in place
-                existing = self.objects[entry.uid]
-                existing.belonging_membership = entry.owner
-                for name, value in entry.fields.items():
-                    setattr(existing, name, value)
-                continue
-            self._bind(obj)
-            self.objects[entry.uid] = obj
-            changes.append(Spawned(obj))
-        for upd in update:
-            obj = self.objects[upd.uid]
-            if not isinstance(upd.owner, m.Absent):
-                obj.belonging_membership = upd.owner
-            for name, value in upd.fields.items():
-                setattr(obj, name, value)
-        for uid in despawn:
-            changes.append(Despawned(self.objects.pop(uid)))
+        if self._parts:
+            self._parts.append(sync)
+            parts, self._parts = self._parts, []
+            lists = [p.wire() for p in parts]
+            spawn = [e for wire in lists for e in wire[0]]
+            update = [e for wire in lists for e in wire[1]]
+            despawn = [u for wire in lists for u in wire[2]]
+            schemas = [wire[3] for wire in lists if wire[3] is not None]
+        else:
+            spawn, update, despawn, schema = sync.wire()
+            schemas = [] if schema is None else [schema]
+        try:
+            changes = self._apply(sync.full, spawn, update, despawn, schemas)
+        except RemoteProtocolError:
+            self._shapes = {}  # may hold shapes checked against a refused table
+            raise
         self.tick = sync.tick
         return changes
 
-    def _check(
-        self, full: bool, spawn: list[m.SpawnEntry], update: list[m.UpdateEntry], despawn: list[int]
-    ) -> None:
-        """Validate a whole tick before touching the table, so it applies entirely or not at all."""
-        spawned: dict[int, type] = {}
+    def _apply(
+        self,
+        full: bool,
+        spawn: list[dict[str, Any]],
+        update: list[Any],
+        despawn: list[int],
+        schemas: list[dict[str, Any]],
+    ) -> list[Change]:
+        """Check the whole tick, build its new replicas, then change the table (§7.6)."""
+        objects = self.objects
+        if schemas:
+            if not self.compact:
+                raise RemoteProtocolError("sync schema without the compact feature (§12)", 1002)
+            self._tables = self._extend_tables(schemas)
+        spawned = self._check_spawns(full, spawn) if spawn else {}
+        # Build every new replica before touching the table: a failing constructor
+        # leaves it as it was.
+        built = {e["uid"]: self._build(e) for e in spawn if e["uid"] not in objects}
+        lookup = {**objects, **built} if built else objects
+        apply_updates = self._check_updates(update, lookup) if update else None
+        if despawn:
+            gone = set(despawn)
+            if len(gone) != len(despawn) or not gone <= lookup.keys():
+                seen: set[int] = set()
+                for uid in despawn:
+                    if uid in seen or uid not in lookup:
+                        raise RemoteProtocolError(f"despawn of unknown uid {uid}", 1002)
+                    seen.add(uid)
+        changes: list[Change] = []
+        if full:
+            listed = spawned.keys()
+            for uid in [u for u in objects if u not in listed]:
+                changes.append(Despawned(objects.pop(uid)))
         for entry in spawn:
-            if entry.uid in spawned or (not full and entry.uid in self.objects):
-                raise RemoteProtocolError(f"spawn of uid {entry.uid}, which exists", 1002)
-            info = self.types.by_name(entry.type)
-            if info is None:
-                raise RemoteProtocolError(f"spawn of unregistered type {entry.type[:60]!r}", 1002)
-            spawned[entry.uid] = info.cls
-            for name in entry.fields:
-                _check_field_name(info.cls, name)
-        for upd in update:
-            target = spawned.get(upd.uid) or type(self.objects.get(upd.uid))
-            if target is type(None):
-                raise RemoteProtocolError(f"update of unknown uid {upd.uid}", 1002)
-            for name in upd.fields:
-                _check_field_name(target, name)
-        gone: set[int] = set()
+            uid = entry["uid"]
+            obj = built.get(uid)
+            if obj is None:  # a full snapshot re-lists what we hold: update in place
+                existing = objects[uid]
+                existing.belonging_membership = entry["owner"]
+                for name, value in entry["fields"].items():
+                    setattr(existing, name, value)
+                continue
+            self._bind(obj)
+            objects[uid] = obj
+            changes.append(Spawned(obj))
+        if apply_updates is not None:
+            apply_updates()
         for uid in despawn:
-            if uid in gone or (uid not in self.objects and uid not in spawned):
-                raise RemoteProtocolError(f"despawn of unknown uid {uid}", 1002)
-            gone.add(uid)
+            changes.append(Despawned(objects.pop(uid)))
+        return changes
 
-    def _build(self, entry: m.SpawnEntry) -> Any:
-        info = self.types.by_name(entry.type)
-        assert info is not None  # checked in _check
+    # -- checks ------------------------------------------------------------------------------
+
+    def _check_spawns(self, full: bool, spawn: list[dict[str, Any]]) -> dict[int, type]:
+        spawned: dict[int, type] = {}
+        objects = self.objects
+        for entry in spawn:
+            uid = entry["uid"]
+            if uid in spawned or (not full and uid in objects):
+                raise RemoteProtocolError(f"spawn of uid {uid}, which exists", 1002)
+            info = self.types.by_name(entry["type"])
+            if info is None:
+                raise RemoteProtocolError(
+                    f"spawn of unregistered type {entry['type'][:60]!r}", 1002
+                )
+            spawned[uid] = info.cls
+            self._check_names(info.cls, entry["fields"])
+        return spawned
+
+    def _check_names(self, cls: type, names: Any) -> bool:
+        """§7.8 for each name; True when all of them may go straight into ``__dict__``."""
+        fast = self._fast.get(cls)
+        if fast is None:
+            fast = self._fast[cls] = set()
+        if fast.issuperset(names):
+            return True
+        direct = _direct(cls)
+        for name in names:
+            _check_field_name(cls, name)
+            if direct and not _descriptor(cls, name):
+                fast.add(name)
+            else:
+                direct = False
+        return direct
+
+    def _extend_tables(self, schemas: list[dict[str, Any]]) -> dict[type, list[str]]:
+        """§12.3: the field tables with this tick's additions (not installed yet)."""
+        tables = dict(self._tables)
+        for schema in schemas:
+            for type_name, spec in schema.items():
+                info = self.types.by_name(type_name)
+                if info is None:
+                    raise RemoteProtocolError(
+                        f"schema for unregistered type {type_name[:60]!r}", 1002
+                    )
+                table = list(tables.get(info.cls, ()))
+                if spec["at"] != len(table):
+                    raise RemoteProtocolError(
+                        f"schema for {type_name[:60]!r} starts at {spec['at']}, "
+                        f"the table holds {len(table)} names (§12.3)",
+                        1002,
+                    )
+                for name in spec["add"]:
+                    _check_field_name(info.cls, name)
+                    if name in table:
+                        raise RemoteProtocolError(f"schema repeats {name[:60]!r} (§12.3)", 1002)
+                    table.append(name)
+                if len(table) > m.MAX_SCHEMA_FIELDS:
+                    raise RemoteProtocolError(
+                        f"schema for {type_name[:60]!r} exceeds {m.MAX_SCHEMA_FIELDS} names", 1002
+                    )
+                tables[info.cls] = table
+        return tables
+
+    def _check_updates(self, update: list[Any], lookup: dict[int, Any]) -> Callable[[], None]:
+        """Check every update entry; return what applies them (§7.2, §12.4)."""
+        kinds = set(map(type, update))
+        if len(kinds) == 1:
+            fast = self._fast_plain if dict in kinds else self._fast_compact
+            applier = fast(update, lookup)
+            if applier is not None:
+                return applier
+        return self._general(update, lookup)
+
+    def _fast_plain(self, update: list[Any], lookup: dict[int, Any]) -> Callable[[], None] | None:
+        if any(map(_has, update, repeat("owner"))):
+            return None
+        try:
+            objs = list(map(lookup.__getitem__, map(_get_uid, update)))
+        except KeyError:
+            return None
+        fields = list(map(_get_fields, update))
+        fast = self._fast
+        empty: set[str] = set()
+        if not all(map(le, map(dict.keys, fields), map(fast.get, map(type, objs), repeat(empty)))):
+            return None
+        dicts = list(map(_dict_of, objs))
+
+        def apply() -> None:
+            deque(map(dict.update, dicts, fields), 0)
+
+        return apply
+
+    def _fast_compact(self, update: list[Any], lookup: dict[int, Any]) -> Callable[[], None] | None:
+        if not self.compact:
+            return None
+        try:
+            objs = list(map(lookup.__getitem__, map(_first, update)))
+        except KeyError:
+            return None
+        shapes = self._shapes
+        index_lists = list(map(tuple, map(getitem, update, repeat(_INDEXES))))
+        # ints only: 0.0 and True equal 0 and 1, and would find a cached shape
+        if not _INTS.issuperset(map(type, chain.from_iterable(index_lists))):
+            return None
+        keys = list(zip(map(type, objs), index_lists, strict=True))
+        names: list[Any] = list(map(shapes.get, keys))
+        if None in names:
+            for i, key in enumerate(keys):
+                if names[i] is None:
+                    known = shapes.get(key)
+                    if known is not None:
+                        names[i] = known
+                        continue
+                    cls, indexes = key
+                    resolved = self._resolve(cls, indexes)
+                    if not self._check_names(cls, resolved):
+                        return None
+                    if len(shapes) >= _MAX_SHAPES:
+                        shapes.clear()
+                    names[i] = shapes[key] = resolved
+        values = list(map(getitem, update, repeat(_VALUES)))
+        dicts = list(map(_dict_of, objs))
+
+        def apply() -> None:
+            deque(map(dict.update, dicts, map(zip, names, values)), 0)
+
+        return apply
+
+    def _resolve(self, cls: type, indexes: tuple[Any, ...]) -> tuple[str, ...]:
+        """§12.4: the names of a compact entry's indexes, or 1002."""
+        table = self._tables.get(cls, ())
+        previous = -1
+        for index in indexes:
+            if type(index) is not int or not previous < index < len(table):
+                raise RemoteProtocolError(
+                    f"compact update entry: index {str(index)[:20]} is not an increasing "
+                    f"index of {cls.__name__}'s field table of {len(table)} (§12.4)",
+                    1002,
+                )
+            previous = index
+        return tuple(table[i] for i in indexes)
+
+    def _general(self, update: list[Any], lookup: dict[int, Any]) -> Callable[[], None]:
+        """Entry by entry: owners, mixed forms, classes with their own ``__setattr__``."""
+        work: list[tuple[Any, list[tuple[str, Any]], Any]] = []
+        for entry in update:
+            if type(entry) is list:
+                if not self.compact:
+                    raise RemoteProtocolError(
+                        "compact update entry without the compact feature (§12)", 1002
+                    )
+                uid, owner = entry[0], m.ABSENT
+            else:
+                uid, owner = entry["uid"], entry.get("owner", m.ABSENT)
+            obj = lookup.get(uid)
+            if obj is None:
+                raise RemoteProtocolError(f"update of unknown uid {uid}", 1002)
+            cls = type(obj)
+            if type(entry) is list:
+                pairs = list(zip(self._resolve(cls, tuple(entry[1::2])), entry[2::2], strict=True))
+            else:
+                pairs = list(entry["fields"].items())
+            self._check_names(cls, [name for name, _ in pairs])
+            work.append((obj, pairs, owner))
+
+        def apply() -> None:
+            for obj, pairs, owner in work:
+                if owner is not m.ABSENT:
+                    obj.belonging_membership = owner
+                for name, value in pairs:
+                    setattr(obj, name, value)
+
+        return apply
+
+    def _build(self, entry: dict[str, Any]) -> Any:
+        info = self.types.by_name(entry["type"])
+        assert info is not None  # checked in _check_spawns
+        uid = entry["uid"]
         try:
             obj = info.cls(
-                *entry.args, uid=entry.uid, add_on_init=False, belonging_membership=entry.owner
+                *entry["args"], uid=uid, add_on_init=False, belonging_membership=entry["owner"]
             )
         except Exception as exc:
-            logger.exception("building a %s replica from %r failed", entry.type, entry.args)
+            logger.exception("building a %s replica from %r failed", entry["type"], entry["args"])
             raise RemoteProtocolError(
-                f"cannot build {entry.type} uid={entry.uid} from its arguments", 1002
+                f"cannot build {entry['type']} uid={uid} from its arguments", 1002
             ) from exc
-        for name, value in entry.fields.items():
+        for name, value in entry["fields"].items():
             setattr(obj, name, value)
-        obj.uid = entry.uid
-        obj.belonging_membership = entry.owner
+        obj.uid = uid
+        obj.belonging_membership = entry["owner"]
         return obj
+
+
+_INTS = frozenset({int})
+_MAX_SHAPES = 4096  # distinct (class, index list) pairs remembered; a hostile server gains nothing
+_INDEXES = slice(1, None, 2)
+_VALUES = slice(2, None, 2)
+_get_uid = itemgetter("uid")
+_get_fields = itemgetter("fields")
+_first = itemgetter(0)
+_dict_of = attrgetter("__dict__")
+_has = dict.__contains__
+
+
+def _direct(cls: type) -> bool:
+    """Whether assigning an attribute of ``cls`` is storing it in the instance ``__dict__``."""
+    hook = getattr(cls, "__setattr__", None)
+    # ReverbObject's hook only tracks changes on the server (a replica is never tracked)
+    plain = hook is object.__setattr__ or (
+        getattr(hook, "__module__", None) == "reverb.objects"
+        and getattr(hook, "__qualname__", None) == "ReverbObject.__setattr__"
+    )
+    return plain and getattr(cls, "__dictoffset__", 0) != 0
+
+
+def _descriptor(cls: type, name: str) -> bool:
+    """Whether the class defines ``name`` as a data descriptor (a property, a slot)."""
+    attr = inspect.getattr_static(cls, name, None)
+    return hasattr(type(attr), "__set__") or hasattr(type(attr), "__delete__")
 
 
 def _check_field_name(cls: type, name: str) -> None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Collection
 from typing import Any
 
 from reverb.errors import EncodeError, InvalidState
@@ -48,6 +49,8 @@ _MAX = m.MAX_SAFE_INT
 ARGS_DEPTH = 4
 FIELD_DEPTH = 5
 OWNER = "belonging_membership"
+COMPACT = "compact"  # the feature name of the compact encoding (§12.1)
+_MAX_PLANS = 4096  # (type, field names) pairs whose index plan is remembered
 Outgoing = list[tuple[tuple[int, ...], m.Message]]
 
 
@@ -78,10 +81,11 @@ class View:
     a ``tick`` behind the world's: that needs the tick each baseline field last changed at
     (not kept yet), so that its update holds every field changed since ``view.tick``."""
 
-    __slots__ = ("_order", "held", "members", "tick")
+    __slots__ = ("_order", "compact", "held", "members", "tick")
 
-    def __init__(self, members: set[int]) -> None:
+    def __init__(self, members: set[int], compact: bool = False) -> None:
         self.members = members
+        self.compact = compact  # these peers take update entries in the compact form (§12)
         self.held: set[int] = set()  # the uids these peers hold
         self.tick = 0  # the last tick they were synced at (0: never, a full snapshot is due)
         self._order: tuple[int, ...] | None = None
@@ -115,6 +119,12 @@ class ServerWorld:
         self._removed: list[int] = []  # synced uids removed since the last tick
         self._views: list[View] = []
         self._joining: set[int] = set()  # peers that get a full snapshot next tick
+        self._compact: set[int] = set()  # peers granted the compact encoding (§12)
+        # §12.2: the field table of each type, name -> index, only ever appended to; and the
+        # names appended during this tick (sent to every compact view), by type name.
+        self._tables: dict[str, dict[str, int]] = {}
+        self._added: dict[str, list[str]] = {}
+        self._plans: dict[tuple[str, tuple[str, ...]], list[tuple[int, str]] | None] = {}
 
     # -- objects -----------------------------------------------------------------------------
 
@@ -128,7 +138,7 @@ class ServerWorld:
         )
         _set(obj, "uid", uid)
         self.objects[uid] = obj
-        record = _Record(obj, uid, info, m.dumps(wire_args).encode("utf-8"))
+        record = _Record(obj, uid, info, m.dumpb(wire_args))
         self._records[uid] = record
         self._pending[uid] = record
         _set(obj, "_reverb_dirty", self._dirty)
@@ -153,11 +163,15 @@ class ServerWorld:
 
     # -- peers -------------------------------------------------------------------------------
 
-    def peer_joined(self, member: int) -> None:
+    def peer_joined(self, member: int, features: Collection[str] = ()) -> None:
+        """A peer completed its handshake; ``features`` are those it was granted (§4.11)."""
         self._joining.add(member)
+        if COMPACT in features:
+            self._compact.add(member)
 
     def peer_left(self, member: int) -> None:
         self._joining.discard(member)
+        self._compact.discard(member)
         for view in self._views:
             if member in view.members:
                 view.drop(member)
@@ -194,6 +208,8 @@ class ServerWorld:
             spawned.sort(key=_uid_of)
             updated.sort(key=_first)
             shared = _Shared()
+            if updated and any(view.compact for view in self._views):
+                self._encode_compact(updated, shared)
             for view in self._views:
                 frame = self._delta(view, tick, spawned, updated, removed, shared)
                 if frame is not None:
@@ -201,10 +217,13 @@ class ServerWorld:
         for view in self._views:
             view.tick = tick
         if self._joining:
-            view = View(self._joining)
+            compact = self._joining & self._compact
+            for members, is_compact in ((self._joining - compact, False), (compact, True)):
+                if members:
+                    view = View(members, is_compact)
+                    out.append((view.order, self._full(view, tick)))
+                    self._views.append(view)
             self._joining = set()
-            out.append((view.order, self._full(view, tick)))
-            self._views.append(view)
         if len(self._views) > 1:
             self._merge_views()
         return out
@@ -425,6 +444,58 @@ class ServerWorld:
             )
         return fragment
 
+    # -- the compact encoding (§12) -----------------------------------------------------------
+
+    def _encode_compact(self, updated: list[tuple[int, Any]], shared: _Shared) -> None:
+        """This tick's update entries in the compact form, and the table's additions."""
+        self._added = {}
+        records = self._records
+        compact = [self._compact_entry(records[uid].info.name, entry) for uid, entry in updated]
+        shared.compact = compact
+        shared.compact_entries = m.Entries([uid for uid, _ in updated], values=compact)
+        if self._added:
+            shared.schema = _schema_bytes(
+                {
+                    name: (len(self._tables[name]) - len(added), added)
+                    for name, added in self._added.items()
+                }
+            )
+
+    def _compact_entry(self, type_name: str, entry: dict[str, Any]) -> Any:
+        """``[uid, index, value, ...]`` (§12.4); the plain form when the owner changes or
+        the type's table is full."""
+        if "owner" in entry:
+            return entry
+        fields = entry["fields"]
+        key = (type_name, tuple(fields))
+        plan: Any = self._plans.get(key, _MISSING)
+        if plan is _MISSING:
+            plan = self._plan(key)
+        if plan is None:
+            return entry
+        out = [entry["uid"]]
+        for index, name in plan:
+            out.append(index)
+            out.append(fields[name])
+        return out
+
+    def _plan(self, key: tuple[str, tuple[str, ...]]) -> list[tuple[int, str]] | None:
+        type_name, names = key
+        table = self._tables.setdefault(type_name, {})
+        for name in names:
+            if name not in table:
+                if len(table) >= m.MAX_SCHEMA_FIELDS:
+                    plan = None
+                    break
+                table[name] = len(table)
+                self._added.setdefault(type_name, []).append(name)
+        else:
+            plan = sorted((table[name], name) for name in names)
+        if len(self._plans) >= _MAX_PLANS:
+            self._plans.clear()
+        self._plans[key] = plan
+        return plan
+
     def _delta(
         self,
         view: View,
@@ -439,11 +510,13 @@ class ServerWorld:
             shared.source = updated
             shared.uids = [uid for uid, _ in updated]
             shared.entries = m.Entries(shared.uids, values=[entry for _, entry in updated])
+        schema = shared.schema if view.compact else None
         if held.issuperset(shared.uids):
-            update = shared.entries
+            update = shared.compact_entries if view.compact else shared.entries
         else:
-            mine = [(uid, entry) for uid, entry in updated if uid in held]
-            update = m.Entries([uid for uid, _ in mine], values=[entry for _, entry in mine])
+            values = shared.compact if view.compact else [entry for _, entry in updated]
+            mine = [(uid, v) for (uid, _), v in zip(updated, values, strict=True) if uid in held]
+            update = m.Entries([uid for uid, _ in mine], values=[v for _, v in mine])
         spawn = m.Entries()
         for record in spawned:
             if record.uid not in held:
@@ -452,9 +525,9 @@ class ServerWorld:
         held.update(spawn.uids)
         despawn = [uid for uid in removed if uid in held]
         held.difference_update(despawn)
-        if not (spawn or update or despawn):
+        if not (spawn or update or despawn or schema):
             return None
-        return m.SyncFrame(tick, False, spawn, update, despawn)
+        return m.SyncFrame(tick, False, spawn, update, despawn, schema=schema)
 
     def _full(self, view: View, tick: int) -> m.SyncFrame:
         """§7.3: every object the peers may hold, for peers that hold nothing yet."""
@@ -464,14 +537,21 @@ class ServerWorld:
         spawn = m.Entries(
             [r.uid for r in records], fragments=[self._spawn_fragment(r) for r in records]
         )
-        return m.SyncFrame(tick, True, spawn)
+        schema = None
+        if view.compact and self._tables:
+            schema = _schema_bytes({name: (0, list(t)) for name, t in self._tables.items() if t})
+        return m.SyncFrame(tick, True, spawn, schema=schema)
 
     def _merge_views(self) -> None:
         """Views holding the same objects become one, so they share their frames again."""
         merged: list[View] = []
         for view in self._views:
             for into in merged:
-                if into.tick == view.tick and into.held == view.held:
+                if (
+                    into.tick == view.tick
+                    and into.compact == view.compact
+                    and into.held == view.held
+                ):
                     into.members |= view.members
                     into._order = None
                     break
@@ -483,9 +563,17 @@ class ServerWorld:
 class _Shared:
     """This tick's update entries, encoded once for every view that holds all of them."""
 
-    source: list[tuple[int, Any]] | None = None
-    uids: list[int]
-    entries: m.Entries
+    def __init__(self) -> None:
+        self.source: list[tuple[int, Any]] | None = None
+        self.uids: list[int] = []
+        self.entries = m.Entries()
+        self.compact: list[Any] = []  # §12.4, in the order of the plain entries
+        self.compact_entries = m.Entries()
+        self.schema: bytes | None = None  # §12.3: the tables' additions of this tick
+
+
+def _schema_bytes(tables: dict[str, tuple[int, list[str]]]) -> bytes:
+    return m.dumpb({name: {"at": at, "add": add} for name, (at, add) in tables.items()})
 
 
 def _uid_of(record: _Record) -> int:

@@ -116,8 +116,9 @@ def test_example_session_of_the_spec_decodes() -> None:
         '{"type":"rpc_result","id":0,"value":[11,20]}',
         '{"type":"close","code":1000,"reason":"bye"}',
     ]
-    kinds = [type(m.decode(t.encode())) for t in texts]
-    assert kinds == [m.Hello, m.Welcome, m.Sync, m.Rpc, m.RpcResult, m.Close]
+    decoded = [m.decode(t.encode()) for t in texts]
+    kinds = [m.Hello, m.Welcome, m.Sync, m.Rpc, m.RpcResult, m.Close]
+    assert all(isinstance(d, k) for d, k in zip(decoded, kinds, strict=True))
 
 
 def test_int_tick_rate_is_a_number() -> None:
@@ -341,7 +342,6 @@ def test_nesting_deep_enough_to_exhaust_recursion_is_invalid_payload() -> None:
     assert_refused(b'{"type":"ping","x":' + b"[" * depth + b"]" * depth + b"}", 1007)
 
 
-
 # -- §3.4 checked cheaply: the same verdicts as a hook per value --------------------------------
 
 
@@ -494,6 +494,7 @@ def test_the_cheap_checks_agree_with_a_hook_per_value(text: str) -> None:
         assert exc.code == 1007, exc
         accepted = False
     assert accepted == _reference_accepts(frame_body.decode()), text
+
 
 # -- to_wire -----------------------------------------------------------------------------------
 

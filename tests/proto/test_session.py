@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import struct
+from typing import Any
 
 import pytest
 
@@ -36,7 +38,7 @@ from tests.proto.helpers import (
 def test_client_sends_hello_at_construction() -> None:
     session = client(max_frame_size=70000)
     assert session.state is State.HANDSHAKE
-    assert sent(session) == [m.Hello(version=1, max_frame=70000)]
+    assert sent(session) == [m.Hello(version=1, max_frame=70000, features=["compact"])]
 
 
 def test_server_sends_nothing_before_hello() -> None:
@@ -47,10 +49,13 @@ def test_server_sends_nothing_before_hello() -> None:
 
 def test_handshake_opens_both_sides_with_the_member_id() -> None:
     pair = SessionPair(member=42, server_options={"tick_rate": 20.0, "max_frame_size": 70000})
-    assert pair.to_server == [m.Hello(version=1, max_frame=1 << 20)]
-    assert pair.to_client == [m.Welcome(version=1, member=42, tick_rate=20.0, max_frame=70000)]
-    assert pair.server_events == [Opened(member=42, tick_rate=20.0)]
-    assert pair.client_events == [Opened(member=42, tick_rate=20.0)]
+    assert pair.to_server == [m.Hello(version=1, max_frame=1 << 20, features=["compact"])]
+    assert pair.to_client == [
+        m.Welcome(version=1, member=42, tick_rate=20.0, max_frame=70000, features=["compact"])
+    ]
+    compact = frozenset({"compact"})
+    assert pair.server_events == [Opened(member=42, tick_rate=20.0, features=compact)]
+    assert pair.client_events == [Opened(member=42, tick_rate=20.0, features=compact)]
     assert pair.client.state is State.OPEN and pair.server.state is State.OPEN
     assert pair.client.member == 42
     assert pair.client.peer_max_frame == 70000
@@ -103,7 +108,7 @@ def test_client_cannot_send_rpc_before_welcome() -> None:
     session = client()
     with pytest.raises(InvalidState):
         session.send(SAMPLES[m.Rpc], 0)
-    assert sent(session) == [m.Hello(version=1, max_frame=1 << 20)]
+    assert sent(session) == [m.Hello(version=1, max_frame=1 << 20, features=["compact"])]
 
 
 def test_send_in_handshake_raises_invalid_state() -> None:
@@ -755,3 +760,59 @@ def test_ids_in_flight_are_per_connection() -> None:
     one.receive_data(frame(rpc(5)), 0)
     two.receive_data(frame(rpc(5)), 0)
     assert not one.closed and not two.closed
+
+
+# -- features (§4.11) ---------------------------------------------------------------------------
+
+
+def test_a_hello_without_features_gets_a_welcome_without_features() -> None:
+    session = server()
+    session.receive_data(frame(m.Hello(version=1)), 0)
+    body = json.loads(session.data_to_send()[4:])
+    assert body == {
+        "type": "welcome",
+        "version": 1,
+        "member": body["member"],
+        "tick_rate": 30.0,
+        "max_frame": 1 << 20,
+    }
+    assert session.features == frozenset()
+
+
+def test_unknown_features_are_ignored_and_known_ones_granted() -> None:
+    session = server()
+    session.receive_data(frame(m.Hello(version=1, features=["zstd9", "compact"])), 0)
+    welcome = sent(session)[0]
+    assert isinstance(welcome, m.Welcome) and welcome.features == ["compact"]
+    assert session.features == frozenset({"compact"})
+
+
+def test_a_server_offering_nothing_grants_nothing() -> None:
+    pair = SessionPair(server_options={"features": ()})
+    assert pair.client.features == frozenset() and pair.server.features == frozenset()
+
+
+def test_a_client_asking_for_nothing_sends_no_features() -> None:
+    pair = SessionPair(client_options={"features": ()})
+    assert pair.to_server == [m.Hello(version=1, max_frame=1 << 20)]
+    assert pair.server.features == frozenset()
+
+
+@pytest.mark.parametrize(
+    "features",
+    ["compact", [1], ["x" * 33], [f"f{i}" for i in range(17)], {"compact": True}],
+    ids=["string", "int", "long", "many", "object"],
+)
+def test_malformed_hello_features_are_1002(features: Any) -> None:
+    session = server()
+    body = json.dumps({"type": "hello", "version": 1, "features": features}).encode()
+    session.receive_data(struct.pack(">I", len(body)) + body, 0)
+    assert_closed_with(session, 1002, "features")
+
+
+def test_a_client_ignores_a_feature_it_did_not_ask_for() -> None:
+    session = Session(Role.CLIENT, 0, features=())
+    session.data_to_send()
+    welcome = m.Welcome(version=1, member=3, tick_rate=30.0, max_frame=1 << 20, features=["x"])
+    session.receive_data(frame(welcome), 0)
+    assert session.state is State.OPEN and session.features == frozenset()
