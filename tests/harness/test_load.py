@@ -32,6 +32,10 @@ LIGHT = [
     "--no-baseline",
     "--converge-timeout",
     "3",
+    # The verdict's mechanics at a light load, under pytest -n 2 on a 2-core box: the default
+    # 100 ms bound is `make load`'s; batch-syncs (p99 about 8 ticks = 267 ms) still fails this.
+    "--max-freshness-p99",
+    "200",
 ]
 CRITERIA = ["tick_rate", "freshness_p99", "updates_seen", "rpc_answered", "converged"]
 
@@ -55,7 +59,7 @@ def test_load_passes_at_light_load(tmp_path: Path, kind: str) -> None:
     assert calls["errors"] == calls["unanswered"] == 0
     fresh = data["freshness_ms"]
     assert fresh["observed"] == fresh["expected"] > 0
-    assert fresh["p99"] <= 100.0
+    assert fresh["p99"] <= 200.0
     assert data["achieved_rate_hz"] >= 0.95 * data["rate_hz"]
     assert "[ok  ] rpc_answered" in text
 
