@@ -145,6 +145,10 @@ class SpatialGrid:
             self._reach = max(self._reach, self._leave(client))
         self.in_range.setdefault(client, set())
 
+    def focused_by(self, uid: int) -> frozenset[int]:
+        """The clients whose focus is ``uid``."""
+        return frozenset(self._focused_by.get(uid, ()))
+
     def drop_client(self, client: int) -> None:
         focus = self._focus.pop(client, None)
         if focus is not None:

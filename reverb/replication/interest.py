@@ -303,6 +303,8 @@ class Interest:
             return
         for grid in self._grids:
             grid.unplace(uid)
+            # Clients focused on it now have nothing in that grid's range (until set_focus).
+            self._grid_clients |= grid.focused_by(uid)
         for client in self._holders.pop(uid, set()):
             self._visible[client].discard(uid)
             self._destroyed.setdefault(client, set()).add(uid)

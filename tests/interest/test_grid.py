@@ -137,9 +137,7 @@ coord = st.floats(min_value=-60, max_value=60, allow_nan=False).map(lambda v: ro
 @settings(max_examples=60, deadline=None)
 @given(
     start=st.lists(st.tuples(coord, coord), min_size=2, max_size=40),
-    steps=st.lists(
-        st.lists(st.tuples(st.integers(0, 39), coord, coord), max_size=40), max_size=6
-    ),
+    steps=st.lists(st.lists(st.tuples(st.integers(0, 39), coord, coord), max_size=40), max_size=6),
     cell=st.sampled_from([None, 3.0, 50.0]),
     n_clients=st.integers(1, 6),
     bulk_min=st.sampled_from([64, 0]),  # 0: the every-client recompute path too
