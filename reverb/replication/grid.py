@@ -57,13 +57,16 @@ class SpatialGrid:
         self.margin = float(self.radius * 0.1 if margin is None else margin)
         if self.margin < 0:
             raise ValueError("margin must be >= 0")
-        self.cell = float(cell if cell is not None else self.radius + self.margin)
+        # Half the leave distance by default: a client's block of cells is then 5 x 5 half
+        # cells (6.25 reach^2 of area) instead of 3 x 3 whole ones (9 reach^2), and the cells
+        # wholly inside the radius are taken without a distance test.
+        self.cell = float(cell if cell is not None else (self.radius + self.margin) / 2)
         if not self.cell > 0:
             raise ValueError("cell must be positive")
         self.fields = fields
         self._pos: dict[int, Point] = {}
         self._cell_of: dict[int, Cell] = {}
-        self._cells: dict[Cell, set[int]] = {}
+        self._cells: dict[Cell, dict[int, Point]] = {}  # cell -> uid -> position
         self._focus: dict[int, int | None] = {}  # client -> focus uid
         self._focused_by: dict[int, set[int]] = {}  # focus uid -> clients
         self._radius: dict[int, float] = {}  # per-client radius overrides
@@ -75,44 +78,56 @@ class SpatialGrid:
 
     # -- objects -----------------------------------------------------------------------------
 
-    def position(self, obj: Any) -> Point | None:
-        fx, fy = self.fields
-        x: Any = getattr(obj, fx, None)
-        y: Any = getattr(obj, fy, None)
-        if type(x) not in (int, float) or type(y) not in (int, float):
-            return None
-        if not (math.isfinite(x) and math.isfinite(y)):
-            return None
-        return (float(x), float(y))
-
     def _key(self, p: Point) -> Cell:
         s = self.cell
         return (math.floor(p[0] / s), math.floor(p[1] / s))
 
     def place(self, uid: int, obj: Any) -> None:
         """Put (or move) ``uid`` where ``obj`` says it is. Does not update any range."""
-        p = self.position(obj)
+        fx, fy = self.fields
+        x: Any = getattr(obj, fx, None)
+        y: Any = getattr(obj, fy, None)
         old = self._cell_of.get(uid)
-        if p is None:
+        if (
+            (type(x) is float or type(x) is int)
+            and (type(y) is float or type(y) is int)
+            and x - x == 0
+            and y - y == 0
+        ):
+            p = (float(x), float(y))
+        else:  # no position (or not a finite number): in no cell
             self._pos.pop(uid, None)
             if old is not None:
                 del self._cell_of[uid]
-                self._discard(self._cells, old, uid)
+                self._drop(old, uid)
             return
         self._pos[uid] = p
-        key = self._key(p)
-        if key != old:
-            if old is not None:
-                self._discard(self._cells, old, uid)
-            self._cell_of[uid] = key
-            self._cells.setdefault(key, set()).add(uid)
+        s = self.cell
+        key = (math.floor(p[0] / s), math.floor(p[1] / s))
+        if key == old:
+            self._cells[key][uid] = p
+            return
+        if old is not None:
+            self._drop(old, uid)
+        self._cell_of[uid] = key
+        bucket = self._cells.get(key)
+        if bucket is None:
+            self._cells[key] = {uid: p}
+        else:
+            bucket[uid] = p
+
+    def _drop(self, key: Cell, uid: int) -> None:
+        bucket = self._cells[key]
+        del bucket[uid]
+        if not bucket:
+            del self._cells[key]
 
     def unplace(self, uid: int) -> set[int]:
         """Remove ``uid``; return the clients that had it in range (their ranges drop it)."""
         self._pos.pop(uid, None)
         old = self._cell_of.pop(uid, None)
         if old is not None:
-            self._discard(self._cells, old, uid)
+            self._drop(old, uid)
         holders = self.seen_by.pop(uid, set())
         for client in holders:
             self.in_range[client].discard(uid)
@@ -271,18 +286,28 @@ class SpatialGrid:
             r = self._enter(client)
             leave = self._leave(client)
             r2, l2 = r * r, leave * leave
-            pos = self._pos
             cells = self._cells
-            for key in self._block(f, leave):
-                bucket = cells.get(key)
-                if not bucket:
-                    continue
-                for uid in bucket:
-                    p = pos[uid]
-                    dx, dy = p[0] - fx, p[1] - fy
-                    d2 = dx * dx + dy * dy
-                    if d2 <= r2 or (d2 <= l2 and uid in old):
-                        new.add(uid)
+            s = self.cell
+            i0, i1 = math.floor((fx - leave) / s), math.floor((fx + leave) / s)
+            j0, j1 = math.floor((fy - leave) / s), math.floor((fy + leave) / s)
+            for i in range(i0, i1 + 1):
+                # the x distances from the focus to the near and far edges of column i
+                near_x, far_x = _span(i * s - fx, (i + 1) * s - fx)
+                for j in range(j0, j1 + 1):
+                    bucket = cells.get((i, j))
+                    if not bucket:
+                        continue
+                    near_y, far_y = _span(j * s - fy, (j + 1) * s - fy)
+                    if near_x + near_y > l2:
+                        continue  # wholly beyond the leave distance
+                    if far_x + far_y <= r2:
+                        new.update(bucket)  # wholly inside the radius
+                        continue
+                    for uid, (x, y) in bucket.items():
+                        dx, dy = x - fx, y - fy
+                        d2 = dx * dx + dy * dy
+                        if d2 <= r2 or (d2 <= l2 and uid in old):
+                            new.add(uid)
         if new == old:
             return set()
         diff = old ^ new
@@ -294,3 +319,13 @@ class SpatialGrid:
                 self._discard(seen_by, uid, client)
         self.in_range[client] = new
         return diff
+
+
+def _span(a: float, b: float) -> tuple[float, float]:
+    """The least and greatest squared distance from 0 to a point of [a, b]."""
+    if a > 0:
+        return a * a, b * b
+    if b < 0:
+        return b * b, a * a
+    a2, b2 = a * a, b * b
+    return 0.0, (a2 if a2 > b2 else b2)
