@@ -33,8 +33,8 @@ K = TypeVar("K")
 
 # Above this share of moved objects, recomputing each client from its cells is cheaper than
 # checking each moved object against the clients around it (measured with the benchmark in
-# tests/interest/bench_grid.py: the crossover lies between 20 % and 40 %).
-BULK_SHARE = 0.25
+# tests/interest/bench_grid.py: the crossover lies near 10 %).
+BULK_SHARE = 0.1
 BULK_MIN = 64  # and never for a handful of objects in a small world
 
 
@@ -72,15 +72,14 @@ class SpatialGrid:
         self._radius: dict[int, float] = {}  # per-client radius overrides
         self._client_cell: dict[int, Cell] = {}
         self._client_cells: dict[Cell, set[int]] = {}
+        # Clients are bucketed in coarser cells (the default leave distance): an object that
+        # moved looks up 3 x 3 of them, not 5 x 5.
+        self._client_cell_size = self.radius + self.margin if self.margin else self.radius
         self._reach = self.radius + self.margin  # the largest leave distance of any client
         self.in_range: dict[int, set[int]] = {}  # client -> uids
         self.seen_by: dict[int, set[int]] = {}  # uid -> clients having it in range
 
     # -- objects -----------------------------------------------------------------------------
-
-    def _key(self, p: Point) -> Cell:
-        s = self.cell
-        return (math.floor(p[0] / s), math.floor(p[1] / s))
 
     def place(self, uid: int, obj: Any) -> None:
         """Put (or move) ``uid`` where ``obj`` says it is. Does not update any range."""
@@ -224,14 +223,14 @@ class SpatialGrid:
         out = set(self.seen_by.get(uid, ()))
         p = self._pos.get(uid)
         if p is not None and self._client_cells:
-            for key in self._block(p, self._reach):
+            for key in self._block(p, self._reach, self._client_cell_size):
                 bucket = self._client_cells.get(key)
                 if bucket:
                     out |= bucket
         return out
 
-    def _block(self, p: Point, reach: float) -> Iterable[Cell]:
-        s = self.cell
+    @staticmethod
+    def _block(p: Point, reach: float, s: float) -> Iterable[Cell]:
         x0, x1 = math.floor((p[0] - reach) / s), math.floor((p[0] + reach) / s)
         y0, y1 = math.floor((p[1] - reach) / s), math.floor((p[1] + reach) / s)
         return ((i, j) for i in range(x0, x1 + 1) for j in range(y0, y1 + 1))
@@ -239,7 +238,8 @@ class SpatialGrid:
     def _relocate(self, client: int) -> None:
         p = self._focus_point(client)
         old = self._client_cell.get(client)
-        key = None if p is None else self._key(p)
+        s = self._client_cell_size
+        key = None if p is None else (math.floor(p[0] / s), math.floor(p[1] / s))
         if key == old:
             return
         if old is not None:

@@ -35,7 +35,8 @@ def run(args: argparse.Namespace, *, bulk: bool) -> tuple[list[float], float, fl
     objects = {
         u: Mover(rng.uniform(0, side), rng.uniform(0, side)) for u in range(1, args.objects + 1)
     }
-    interest = Interest(Grid(radius))
+    cell = None if args.cell_div is None else radius * 1.1 / args.cell_div
+    interest = Interest(Grid(radius, cell=cell))
     for uid, obj in objects.items():
         interest.add_object(uid, obj)
     for c in range(args.clients):
@@ -75,6 +76,7 @@ def main() -> None:
     parser.add_argument("--visible", type=float, default=50)
     parser.add_argument("--moving", type=float, default=1.0, help="share of objects moving")
     parser.add_argument("--ticks", type=int, default=30)
+    parser.add_argument("--cell-div", type=float, help="cell = (radius + margin) / this")
     parser.add_argument("--per-object", action="store_true", help="also time the per-object path")
     args = parser.parse_args()
     paths = [True, False] if args.per_object else [True]
