@@ -188,8 +188,9 @@ class Grid(Policy):
         margin: float | None = None,
         cell: float | None = None,
         fields: tuple[str, str] = ("x", "y"),
+        stagger: int = 1,
     ) -> None:
-        self.grid = SpatialGrid(radius, margin=margin, cell=cell, fields=fields)
+        self.grid = SpatialGrid(radius, margin=margin, cell=cell, fields=fields, stagger=stagger)
         self.reads = frozenset(fields)
 
     def test(self, obj: Any, uid: int, client: int, interest: Interest) -> bool:

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace, *, bulk: bool) -> tuple[list[float], float, fl
         u: Mover(rng.uniform(0, side), rng.uniform(0, side)) for u in range(1, args.objects + 1)
     }
     cell = None if args.cell_div is None else radius * 1.1 / args.cell_div
-    interest = Interest(Grid(radius, cell=cell))
+    interest = Interest(Grid(radius, cell=cell, stagger=args.stagger))
     for uid, obj in objects.items():
         interest.add_object(uid, obj)
     for c in range(args.clients):
@@ -76,6 +76,7 @@ def main() -> None:
     parser.add_argument("--visible", type=float, default=50)
     parser.add_argument("--moving", type=float, default=1.0, help="share of objects moving")
     parser.add_argument("--ticks", type=int, default=30)
+    parser.add_argument("--stagger", type=int, default=1, help="Grid(stagger=...)")
     parser.add_argument("--cell-div", type=float, help="cell = (radius + margin) / this")
     parser.add_argument("--per-object", action="store_true", help="also time the per-object path")
     args = parser.parse_args()
@@ -84,6 +85,7 @@ def main() -> None:
         times, setup, visible = run(args, bulk=bulk)
         print(
             f"{args.objects} objects x {args.clients} clients, {args.moving:.0%} moving, "
+            f"stagger {args.stagger}, "
             f"{'auto' if bulk else 'per-object'} path: visible/client {visible:.1f}, "
             f"update ms/tick p50 {statistics.median(times):.1f} "
             f"max {max(times):.1f} (setup {setup * 1000:.0f} ms)"

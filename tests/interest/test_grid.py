@@ -185,3 +185,30 @@ def check_against_brute_force(
             assert changes.get(c, set()) == before[c] ^ state[c]
         for uid in objects:
             assert grid.seen_by.get(uid, set()) == {c for c in focus if uid in state[c]}
+
+
+def test_stagger_recomputes_one_group_per_bulk_update_and_converges() -> None:
+    saved = grid_module.BULK_MIN
+    grid_module.BULK_MIN = 0
+    try:
+        grid = SpatialGrid(10.0, margin=0.0, stagger=3)
+        objects = world((0, 0), (100, 0), (200, 0), (5, 0))
+        focus = {30: 1, 31: 2, 32: 3}
+        setup(grid, objects, focus)  # clients passed explicitly: all recomputed at once
+        assert grid.in_range == {30: {1, 4}, 31: {2}, 32: {3}}
+        objects[4].x = 105.0  # object 4 goes from client 30's range to client 31's
+        objects[1].x = 0.5
+        objects[2].x = 100.5
+        objects[3].x = 200.5
+        moved = [1, 2, 3, 4]
+        # setup's update was a bulk one too (phase 0): this one recomputes 31 % 3 == 1 only
+        assert grid.update(moved, objects) == {31: {4}}
+        assert grid.in_range[30] == {1, 4}  # waits for its turn
+        assert grid.update([], objects) == {}  # no bulk update: nothing recomputed
+        assert grid.update(moved, objects) == {}  # phase 2: client 32, unchanged
+        assert grid.update(moved, objects) == {30: {4}}  # phase 0
+        assert grid.in_range == {30: {1}, 31: {2, 4}, 32: {3}}
+        with pytest.raises(ValueError):
+            SpatialGrid(1.0, stagger=0)
+    finally:
+        grid_module.BULK_MIN = saved
