@@ -294,6 +294,9 @@ class Interest:
     # -- objects -----------------------------------------------------------------------------
 
     def add_object(self, uid: int, obj: Any) -> None:
+        """A new object; ``uid`` is never one used before (§7.1: UIDs are never reused)."""
+        if uid in self.objects:
+            raise ValueError(f"object {uid} is already known")
         self.objects[uid] = obj
         self._placed.add(uid)  # placed in the grids at the next update
         self._stale_objects.add(uid)

@@ -219,6 +219,7 @@ def test_incremental_updates_match_deciding_every_pair(
         "team|owner": lambda: Team() | OwnerOnly(),
     }[policy_kind]()
     interest = Interest(policy)
+    next_uid = [n + 1]
     for uid, obj in objects.items():
         interest.add_object(uid, obj)
     for i, c in enumerate(clients):
@@ -246,7 +247,8 @@ def test_incremental_updates_match_deciding_every_pair(
             elif action == "reset":
                 interest.reset(uid, c)
             elif action == "add":
-                new = max(objects) + 1
+                new = next_uid[0]  # UIDs are never reused (§7.1)
+                next_uid[0] += 1
                 objects[new] = Unit(data.draw(coord), data.draw(coord), data.draw(teams))
                 interest.add_object(new, objects[new])
             elif action == "remove" and len(objects) > 1:
