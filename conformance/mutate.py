@@ -124,8 +124,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "s-call-rate-code",
         S,
-        'code="rate_limited"',
-        'code="overloaded"',
+        "code=RpcCode.RATE_LIMITED",
+        "code=RpcCode.OVERLOADED",
         "call rate answered overloaded",
     ),
     Mutant(
@@ -280,8 +280,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "f-limit-code",
         F,
-        'exceeds the limit of {self.max_frame_size}", 1009',
-        'exceeds the limit of {self.max_frame_size}", 1002',
+        "CloseCode.TOO_LARGE,",
+        "CloseCode.PROTOCOL_ERROR,",
         "oversized frame closes 1002",
     ),
     Mutant(
@@ -295,8 +295,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "f-empty-code",
         F,
-        'self.error = RemoteProtocolError("empty frame", 1007)',
-        'self.error = RemoteProtocolError("empty frame", 1002)',
+        'self.error = RemoteProtocolError("empty frame", CloseCode.INVALID_PAYLOAD)',
+        'self.error = RemoteProtocolError("empty frame", CloseCode.PROTOCOL_ERROR)',
         "empty frame closes 1002",
     ),
     Mutant("c-depth", MSG, "MAX_DEPTH = 32", "MAX_DEPTH = 33", "nesting limit 33"),
@@ -325,8 +325,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "c-not-object-code",
         MSG,
-        'not an object", 1007)',
-        'not an object", 1002)',
+        'not an object", CloseCode.INVALID_PAYLOAD',
+        'not an object", CloseCode.PROTOCOL_ERROR',
         "non-object payload closes 1002",
     ),
     Mutant(
@@ -339,8 +339,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "c-unknown-type-code",
         MSG,
-        'unknown message type {kind[:40]!r}", 1002)',
-        'unknown message type {kind[:40]!r}", 1007)',
+        'unknown message type {kind[:40]!r}", CloseCode.PROTOCOL_ERROR)',
+        'unknown message type {kind[:40]!r}", CloseCode.INVALID_PAYLOAD)',
         "unknown type closes 1007",
     ),
     Mutant(
@@ -353,8 +353,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "c-field-type-code",
         MSG,
-        'f"field {path!r}: expected {expected}, got {type(value).__name__}", 1002',
-        'f"field {path!r}: expected {expected}, got {type(value).__name__}", 1007',
+        'got {type(value).__name__}", CloseCode.PROTOCOL_ERROR',
+        'got {type(value).__name__}", CloseCode.INVALID_PAYLOAD',
         "mistyped field closes 1007",
     ),
     # -- hub: members, pending calls, per-client frame limits (§4.3, §7.5, §11)
@@ -375,8 +375,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "h-overloaded-code",
         H,
-        'code="overloaded"',
-        'code="rate_limited"',
+        "code=RpcCode.OVERLOADED",
+        "code=RpcCode.RATE_LIMITED",
         "overloaded answered rate_limited",
     ),
     Mutant(
@@ -403,8 +403,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "h-bad-return-code",
         H,
-        'id=message.id, code="bad_return"',
-        'id=message.id, code="handler_error"',
+        "id=message.id, code=RpcCode.BAD_RETURN",
+        "id=message.id, code=RpcCode.HANDLER_ERROR",
         "oversized result answered handler_error",
     ),
     # -- world: uids, deltas, owners, rpc checks (§7, §8)

@@ -19,7 +19,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from reverb import _current
-from reverb.errors import InvalidState, RemoteProtocolError, RpcError
+from reverb.errors import InvalidState, RemoteProtocolError, RpcCode, RpcError
 from reverb.events import CLIENT_EVENTS, SERVER_EVENTS, EventRegistry
 from reverb.proto import messages as m
 from reverb.proto.session import Closed, Received
@@ -153,7 +153,9 @@ class ReverbContext:
             return future
         info = self.types.of(obj)
         if name not in info.exposed:
-            future.set_exception(RpcError(f"{info.name} exposes no method {name!r}", "not_exposed"))
+            future.set_exception(
+                RpcError(f"{info.name} exposes no method {name!r}", RpcCode.NOT_EXPOSED)
+            )
             return future
         conn: ClientTransport | None = self.connection
         if conn is None:

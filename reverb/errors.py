@@ -14,11 +14,17 @@
 
 Raising ``RpcError("message")`` inside an exposed method refuses the call: the caller receives
 an ``RpcError`` with code ``"rejected"`` and that message (docs/protocol.md §8.3).
+
+The protocol's codes are defined here once: ``CloseCode`` (the ``close`` codes of §10.2) and
+``RpcCode`` (the ``rpc_error`` codes of §8.3).
 """
 
 from __future__ import annotations
 
+import enum
+
 __all__ = [
+    "CloseCode",
     "ConnectionClosed",
     "EncodeError",
     "FrameTooLarge",
@@ -27,8 +33,45 @@ __all__ = [
     "LocalProtocolError",
     "RemoteProtocolError",
     "ReverbError",
+    "RpcCode",
     "RpcError",
 ]
+
+
+class CloseCode(enum.IntEnum):
+    """Close codes (§10.2)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    PROTOCOL_ERROR = 1002
+    UNSUPPORTED_VERSION = 1003
+    ABNORMAL = 1006
+    INVALID_PAYLOAD = 1007
+    POLICY = 1008
+    TOO_LARGE = 1009
+    INTERNAL_ERROR = 1011
+    SLOW_CONSUMER = 1013
+    TLS_FAILURE = 1015
+    UNAUTHORIZED = 3000
+    CONTRACT_MISMATCH = 3001
+
+
+class RpcCode(str, enum.Enum):
+    """Error codes of ``rpc_error`` (§8.3). A member is the string itself: it equals, formats
+    and encodes as its value, so ``RpcError.code`` and the wire are plain strings as before."""
+
+    UNKNOWN_OBJECT = "unknown_object"
+    NOT_EXPOSED = "not_exposed"
+    NOT_OWNER = "not_owner"
+    BAD_ARGUMENTS = "bad_arguments"
+    REJECTED = "rejected"
+    HANDLER_ERROR = "handler_error"
+    BAD_RETURN = "bad_return"
+    OVERLOADED = "overloaded"
+    RATE_LIMITED = "rate_limited"
+
+    def __str__(self) -> str:
+        return str.__str__(self)
 
 
 class ReverbError(Exception):
@@ -50,7 +93,7 @@ class EncodeError(LocalProtocolError):
 class RemoteProtocolError(ReverbError):
     """The peer violated the protocol; ``code`` is the close code that answers it (§10)."""
 
-    def __init__(self, message: str, code: int) -> None:
+    def __init__(self, message: str, code: CloseCode | int) -> None:
         super().__init__(message)
         self.code = code
 
@@ -77,7 +120,7 @@ class HandshakeFailed(ConnectionClosed):
 class RpcError(ReverbError):
     """A remote call failed with ``code`` (§8.3); ``message`` explains it."""
 
-    def __init__(self, message: str, code: str = "rejected") -> None:
+    def __init__(self, message: str, code: str = RpcCode.REJECTED) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message

@@ -12,7 +12,14 @@ from concurrent.futures import Future
 from typing import Any
 
 from reverb.auth import Authenticator
-from reverb.errors import ConnectionClosed, EncodeError, LocalProtocolError, RpcError
+from reverb.errors import (
+    CloseCode,
+    ConnectionClosed,
+    EncodeError,
+    LocalProtocolError,
+    RpcCode,
+    RpcError,
+)
 from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
 from reverb.proto.session import (
@@ -24,7 +31,6 @@ from reverb.proto.session import (
     MAX_HANDSHAKE_FRAME,
     MAX_MESSAGES_PER_SECOND,
     PING_INTERVAL,
-    CloseCode,
     Closed,
     Opened,
     Received,
@@ -166,7 +172,7 @@ class ServerHub:
                 logger.warning("%s has %d calls pending: refused", session.name, pending)
                 self.stats["limit.pending_calls"] += 1
                 reply = m.RpcErrorReply(
-                    id=call.id, code="overloaded", message="too many calls pending"
+                    id=call.id, code=RpcCode.OVERLOADED, message="too many calls pending"
                 )
                 session.send(reply, now)
                 return None
@@ -210,7 +216,9 @@ class ServerHub:
             bodies = encoded[limit]
             if isinstance(bodies, EncodeError):
                 reason = f"{_entry_name(bodies)} does not fit the client's max_frame"
-                logger.error("%s: closing (1009): %s: %s", session.name, reason, bodies)
+                logger.error(
+                    "%s: closing (%d): %s: %s", session.name, CloseCode.TOO_LARGE, reason, bodies
+                )
                 self.stats["sync_too_large"] += 1
                 session.close(CloseCode.TOO_LARGE, reason, now)
             else:
@@ -235,7 +243,7 @@ def _encode(message: m.Message, limit: int) -> list[bytes]:
     if len(body) > limit and isinstance(message, m.RpcResult):
         logger.error("rpc result of %d bytes exceeds the client's frame limit", len(body))
         error = m.RpcErrorReply(
-            id=message.id, code="bad_return", message="the return value is too large"
+            id=message.id, code=RpcCode.BAD_RETURN, message="the return value is too large"
         )
         return [m.encode(error)]
     if len(body) > limit:  # pragma: no cover - every other message is small

@@ -24,9 +24,9 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint, ServerEndpoint
-from reverb.errors import HandshakeFailed
+from reverb.errors import CloseCode, HandshakeFailed
 from reverb.proto import messages as m
-from reverb.proto.session import CloseCode, Opened, Session, State
+from reverb.proto.session import Opened, Session, State
 from reverb.transport import ClientEvent, ClientTransport, ServerEvent, ServerTransport
 
 if TYPE_CHECKING:
@@ -141,7 +141,9 @@ class MemoryClient(ClientEndpoint, _NoIO):
         self.link = self.network.open_link(self, session)
         if session.closed and self.hub.member is None:
             closed = self.hub.closed
-            code, reason = (closed.code, closed.reason) if closed else (1006, "refused")
+            code, reason = (
+                (closed.code, closed.reason) if closed else (CloseCode.ABNORMAL, "refused")
+            )
             raise HandshakeFailed(code, reason)
 
     def disconnect(self) -> None:

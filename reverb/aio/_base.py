@@ -29,8 +29,9 @@ from typing import Any
 
 from reverb._memory import TRIM_AFTER, Trimmer
 from reverb._sendq import BIG_FRAME, WINDOW, FrameSizer, SendQueue, over_budget
+from reverb.errors import CloseCode
 from reverb.proto import messages as m
-from reverb.proto.session import CloseCode, Session, SessionEvent, State
+from reverb.proto.session import Session, SessionEvent, State
 
 __all__ = ["AioLoop", "SessionProtocol"]
 

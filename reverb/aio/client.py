@@ -11,8 +11,8 @@ from typing import Any
 
 from reverb.aio._base import AioLoop, SessionProtocol
 from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint
-from reverb.errors import HandshakeFailed, InvalidState
-from reverb.proto.session import CloseCode, Session, SessionEvent
+from reverb.errors import CloseCode, HandshakeFailed, InvalidState
+from reverb.proto.session import Session, SessionEvent
 from reverb.transport import ClientEvent
 
 __all__ = ["AsyncClient", "CallFuture"]
@@ -109,7 +109,11 @@ class AsyncClient(ClientEndpoint, AioLoop):
         if member is None:
             closed = self.hub.closed
             await self._shutdown()
-            code, reason = (closed.code, closed.reason) if closed else (1006, "no welcome in time")
+            code, reason = (
+                (closed.code, closed.reason)
+                if closed
+                else (CloseCode.ABNORMAL, "no welcome in time")
+            )
             raise HandshakeFailed(code, reason)
         self.context.client_connected(member)
 

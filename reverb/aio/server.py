@@ -9,9 +9,9 @@ import time
 
 from reverb.aio._base import AioLoop, SessionProtocol
 from reverb.endpoints import ServerEndpoint
-from reverb.errors import InvalidState
+from reverb.errors import CloseCode, InvalidState
 from reverb.proto import messages as m
-from reverb.proto.session import CloseCode, Session, SessionEvent
+from reverb.proto.session import Session, SessionEvent
 from reverb.transport import ServerEvent
 
 __all__ = ["AsyncServer"]

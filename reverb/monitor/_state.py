@@ -14,7 +14,8 @@ import time
 from collections import Counter
 from typing import Any
 
-from reverb.proto.session import CloseCode, State
+from reverb.errors import CloseCode
+from reverb.proto.session import State
 
 __all__ = ["MAX_REASON", "ServerView"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import struct
 
-from reverb.errors import FrameTooLarge, RemoteProtocolError
+from reverb.errors import CloseCode, FrameTooLarge, RemoteProtocolError
 
 __all__ = ["DEFAULT_MAX_FRAME_SIZE", "HEADER_SIZE", "FrameDecoder", "encode_frame"]
 
@@ -58,10 +58,11 @@ class FrameDecoder:
             (length,) = _HEADER.unpack_from(self._buffer)
             if length > self.max_frame_size:
                 self.error = FrameTooLarge(
-                    f"frame of {length} bytes exceeds the limit of {self.max_frame_size}", 1009
+                    f"frame of {length} bytes exceeds the limit of {self.max_frame_size}",
+                    CloseCode.TOO_LARGE,
                 )
             elif length == 0:
-                self.error = RemoteProtocolError("empty frame", 1007)
+                self.error = RemoteProtocolError("empty frame", CloseCode.INVALID_PAYLOAD)
             if self.error is not None:
                 self._buffer.clear()
                 raise self.error

@@ -22,7 +22,7 @@ from itertools import chain, compress, repeat
 from operator import itemgetter
 from typing import Any, ClassVar, Union
 
-from reverb.errors import EncodeError, RemoteProtocolError
+from reverb.errors import CloseCode, EncodeError, RemoteProtocolError
 
 __all__ = [
     "ABSENT",
@@ -204,7 +204,7 @@ _Check = typing.Callable[[Any, str], Any]
 
 def _fail(path: str, expected: str, value: Any) -> typing.NoReturn:
     raise RemoteProtocolError(
-        f"field {path!r}: expected {expected}, got {type(value).__name__}", 1002
+        f"field {path!r}: expected {expected}, got {type(value).__name__}", CloseCode.PROTOCOL_ERROR
     )
 
 
@@ -305,7 +305,8 @@ def _struct_checker(cls: Any) -> _Check:
                 if optional:
                     continue
                 raise RemoteProtocolError(
-                    f"missing field {path + '.' + name if path else name!r}", 1002
+                    f"missing field {path + '.' + name if path else name!r}",
+                    CloseCode.PROTOCOL_ERROR,
                 )
             kwargs[name] = check(obj[name], f"{path}.{name}" if path else name)
         return cls(**kwargs)
@@ -394,15 +395,20 @@ def _check_numbers(numbers: list[Any]) -> None:
         if type(value) is int:
             if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
                 raise RemoteProtocolError(
-                    "payload is not valid JSON: integer out of the safe range ±(2**53-1)", 1007
+                    "payload is not valid JSON: integer out of the safe range ±(2**53-1)",
+                    CloseCode.INVALID_PAYLOAD,
                 )
         elif type(value) is float and not math.isfinite(value):
-            raise RemoteProtocolError("payload is not valid JSON: number out of range", 1007)
+            raise RemoteProtocolError(
+                "payload is not valid JSON: number out of range", CloseCode.INVALID_PAYLOAD
+            )
 
 
 def _check_strings(strings: list[str]) -> None:
     if any(map(_SURROGATE.search, strings)):
-        raise RemoteProtocolError("string holds a lone surrogate (no UTF-8 form)", 1007)
+        raise RemoteProtocolError(
+            "string holds a lone surrogate (no UTF-8 form)", CloseCode.INVALID_PAYLOAD
+        )
 
 
 def _check_tree(body: bytes, text: str, root: dict[str, Any]) -> int:
@@ -421,7 +427,9 @@ def _check_tree(body: bytes, text: str, root: dict[str, Any]) -> int:
     seen = members = 0
     while level:
         if depth > MAX_DEPTH:
-            raise RemoteProtocolError(f"payload nests deeper than {MAX_DEPTH} levels", 1007)
+            raise RemoteProtocolError(
+                f"payload nests deeper than {MAX_DEPTH} levels", CloseCode.INVALID_PAYLOAD
+            )
         seen += len(level)
         dicts = _only(level, _DICTS)
         members += sum(map(len, dicts))
@@ -449,7 +457,9 @@ def _check_unique_keys(text: str, members: int) -> None:
     if text.count(":") == members:
         return
     if _STRING.sub("", text).count(":") != members:
-        raise RemoteProtocolError("payload is not valid JSON: duplicate key in object", 1007)
+        raise RemoteProtocolError(
+            "payload is not valid JSON: duplicate key in object", CloseCode.INVALID_PAYLOAD
+        )
 
 
 def _parse(text: str, body: bytes = b"") -> Any:
@@ -465,16 +475,19 @@ def _parse_stdlib(text: str) -> Any:
     try:
         return decoder.decode(text)
     except RecursionError:
-        raise RemoteProtocolError("payload nests too deeply", 1007) from None
+        raise RemoteProtocolError("payload nests too deeply", CloseCode.INVALID_PAYLOAD) from None
     except json.JSONDecodeError as exc:
         raise RemoteProtocolError(
-            f"payload is not valid JSON (at character {exc.pos})", 1007
+            f"payload is not valid JSON (at character {exc.pos})", CloseCode.INVALID_PAYLOAD
         ) from None
     except _Refused as exc:
-        raise RemoteProtocolError(f"payload is not valid JSON: {exc}", 1007) from None
+        raise RemoteProtocolError(
+            f"payload is not valid JSON: {exc}", CloseCode.INVALID_PAYLOAD
+        ) from None
     except ValueError:  # int() over the interpreter's digit cap: its text is not for the peer
         raise RemoteProtocolError(
-            "payload is not valid JSON: integer out of the safe range ±(2**53-1)", 1007
+            "payload is not valid JSON: integer out of the safe range ±(2**53-1)",
+            CloseCode.INVALID_PAYLOAD,
         ) from None
 
 
@@ -493,25 +506,29 @@ def decode(body: bytes) -> Message:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise RemoteProtocolError("payload is not valid UTF-8", 1007) from None
+        raise RemoteProtocolError("payload is not valid UTF-8", CloseCode.INVALID_PAYLOAD) from None
     if text.startswith("\ufeff"):
-        raise RemoteProtocolError("payload starts with a byte order mark", 1007)
+        raise RemoteProtocolError(
+            "payload starts with a byte order mark", CloseCode.INVALID_PAYLOAD
+        )
     obj = _parse(text, body)
     if type(obj) is not dict:
-        raise RemoteProtocolError(f"payload is a JSON {type(obj).__name__}, not an object", 1007)
+        raise RemoteProtocolError(
+            f"payload is a JSON {type(obj).__name__}, not an object", CloseCode.INVALID_PAYLOAD
+        )
     members = _check_tree(body, text, obj)
     _check_unique_keys(text, members)
     kind = obj.get("type")
     if type(kind) is not str:
-        raise RemoteProtocolError("message has no string 'type'", 1002)
+        raise RemoteProtocolError("message has no string 'type'", CloseCode.PROTOCOL_ERROR)
     check = _DECODERS.get(kind)
     if check is None:
-        raise RemoteProtocolError(f"unknown message type {kind[:40]!r}", 1002)
+        raise RemoteProtocolError(f"unknown message type {kind[:40]!r}", CloseCode.PROTOCOL_ERROR)
     if kind == "sync":
         return _decode_sync(obj) or check(obj, "")
     message: Message = check(obj, "")
     if isinstance(message, Rpc) and message.id < 0:
-        raise RemoteProtocolError("rpc id must not be negative", 1002)
+        raise RemoteProtocolError("rpc id must not be negative", CloseCode.PROTOCOL_ERROR)
     return message
 
 
@@ -604,9 +621,13 @@ def _check_compact(entries: list[list[Any]]) -> None:
     """§12.4: ``[uid, index, value, ...]``: odd length, an integer uid. Indexes are checked
     against the field table by the client world, which holds the tables."""
     if not all(n & 1 for n in set(map(len, entries))):
-        raise RemoteProtocolError("compact update entry of even length (§12.4)", 1002)
+        raise RemoteProtocolError(
+            "compact update entry of even length (§12.4)", CloseCode.PROTOCOL_ERROR
+        )
     if not _all(_INT_TYPES, map(_first_item, entries)):
-        raise RemoteProtocolError("compact update entry without an integer uid (§12.4)", 1002)
+        raise RemoteProtocolError(
+            "compact update entry without an integer uid (§12.4)", CloseCode.PROTOCOL_ERROR
+        )
 
 
 _first_item = itemgetter(0)
@@ -615,7 +636,7 @@ _first_item = itemgetter(0)
 def _check_schema(schema: Any) -> None:
     """§12.3: ``{type name: {"at": int, "add": [name, ...]}}``."""
     if type(schema) is not dict:
-        raise RemoteProtocolError("sync schema is not an object (§12.3)", 1002)
+        raise RemoteProtocolError("sync schema is not an object (§12.3)", CloseCode.PROTOCOL_ERROR)
     for spec in schema.values():
         if (
             type(spec) is not dict
@@ -624,7 +645,9 @@ def _check_schema(schema: Any) -> None:
             or type(spec.get("add")) is not list
             or not _all(_STR_TYPES, spec["add"])
         ):
-            raise RemoteProtocolError("malformed sync schema entry (§12.3)", 1002)
+            raise RemoteProtocolError(
+                "malformed sync schema entry (§12.3)", CloseCode.PROTOCOL_ERROR
+            )
 
 
 class WireSync(Sync):

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reverb.auth import Accept, Authenticator, Reject
-from reverb.errors import InvalidState, LocalProtocolError, RemoteProtocolError
+from reverb.errors import CloseCode, InvalidState, LocalProtocolError, RemoteProtocolError, RpcCode
 from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frame
 
@@ -53,24 +53,6 @@ MAX_BYTES_PER_SECOND = 1048576.0
 FEATURES = ("compact",)
 MAX_FEATURES = 16  # §4.11: a hello names a handful of features; more is not a client's doing
 MAX_FEATURE_NAME = 32
-
-
-class CloseCode(enum.IntEnum):
-    """Close codes (§10.2)."""
-
-    NORMAL = 1000
-    GOING_AWAY = 1001
-    PROTOCOL_ERROR = 1002
-    UNSUPPORTED_VERSION = 1003
-    ABNORMAL = 1006
-    INVALID_PAYLOAD = 1007
-    POLICY = 1008
-    TOO_LARGE = 1009
-    INTERNAL_ERROR = 1011
-    SLOW_CONSUMER = 1013
-    TLS_FAILURE = 1015
-    UNAUTHORIZED = 3000
-    CONTRACT_MISMATCH = 3001
 
 
 class Role(enum.Enum):
@@ -393,21 +375,24 @@ class Session:
         legal = RECEIVABLE[(self.role, self._state)]
         if m.MESSAGE_TYPES[message.TYPE] not in legal:
             raise RemoteProtocolError(
-                f"{message.TYPE} is not allowed in state {self._state.value}", 1002
+                f"{message.TYPE} is not allowed in state {self._state.value}",
+                CloseCode.PROTOCOL_ERROR,
             )
         if self.role is Role.SERVER and not self._messages.take(now):
             self.limit_hit("message_rate", CloseCode.POLICY, "message rate limit exceeded", now)
             return
         if isinstance(message, m.Rpc):
             if message.id in self._in_flight:
-                raise RemoteProtocolError(f"rpc id {message.id} already in flight", 1002)
+                raise RemoteProtocolError(
+                    f"rpc id {message.id} already in flight", CloseCode.PROTOCOL_ERROR
+                )
             if not self._calls.take(now):
                 logger.warning(
                     "%s: call rate limit exceeded: call %d refused", self.name, message.id
                 )
                 self.stats["limit.call_rate"] += 1
                 reply = m.RpcErrorReply(
-                    id=message.id, code="rate_limited", message="too many calls"
+                    id=message.id, code=RpcCode.RATE_LIMITED, message="too many calls"
                 )
                 self._send(reply, now)
                 return
@@ -453,7 +438,9 @@ class Session:
             return
         if not isinstance(hello.max_frame, m.Absent):
             if hello.max_frame < MIN_MAX_FRAME:
-                raise RemoteProtocolError(f"max_frame below the minimum of {MIN_MAX_FRAME}", 1002)
+                raise RemoteProtocolError(
+                    f"max_frame below the minimum of {MIN_MAX_FRAME}", CloseCode.PROTOCOL_ERROR
+                )
             self.peer_max_frame = hello.max_frame
         asked = _features(hello.features, "hello")
         granted = [f for f in self.offered if f in asked]

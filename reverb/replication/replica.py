@@ -15,7 +15,7 @@ from itertools import chain, repeat
 from operator import attrgetter, getitem, itemgetter, le
 from typing import Any
 
-from reverb.errors import RemoteProtocolError
+from reverb.errors import CloseCode, RemoteProtocolError
 from reverb.proto import messages as m
 from reverb.replication.types import META_ATTRIBUTES, TypeRegistry
 
@@ -71,11 +71,15 @@ class ClientWorld:
     def apply(self, sync: m.Sync) -> list[Change] | None:
         """Take one part; on the final part apply the tick and return what changed."""
         if self._parts and (self._parts[0].tick != sync.tick or self._parts[0].full != sync.full):
-            raise RemoteProtocolError("sync parts of different ticks interleaved", 1002)
+            raise RemoteProtocolError(
+                "sync parts of different ticks interleaved", CloseCode.PROTOCOL_ERROR
+            )
         if self.tick is None and not sync.full:
-            raise RemoteProtocolError("first sync is not a full snapshot", 1002)
+            raise RemoteProtocolError("first sync is not a full snapshot", CloseCode.PROTOCOL_ERROR)
         if self.tick is not None and sync.tick <= self.tick:
-            raise RemoteProtocolError(f"sync tick {sync.tick} after tick {self.tick}", 1002)
+            raise RemoteProtocolError(
+                f"sync tick {sync.tick} after tick {self.tick}", CloseCode.PROTOCOL_ERROR
+            )
         if not sync.final:
             self._parts.append(sync)
             return None
@@ -110,7 +114,9 @@ class ClientWorld:
         objects = self.objects
         if schemas:
             if not self.compact:
-                raise RemoteProtocolError("sync schema without the compact feature (§12)", 1002)
+                raise RemoteProtocolError(
+                    "sync schema without the compact feature (§12)", CloseCode.PROTOCOL_ERROR
+                )
             self._tables = self._extend_tables(schemas)
         spawned = self._check_spawns(full, spawn) if spawn else {}
         # Build every new replica before touching the table: a failing constructor
@@ -124,7 +130,9 @@ class ClientWorld:
                 seen: set[int] = set()
                 for uid in despawn:
                     if uid in seen or uid not in lookup:
-                        raise RemoteProtocolError(f"despawn of unknown uid {uid}", 1002)
+                        raise RemoteProtocolError(
+                            f"despawn of unknown uid {uid}", CloseCode.PROTOCOL_ERROR
+                        )
                     seen.add(uid)
         changes: list[Change] = []
         if full:
@@ -157,11 +165,13 @@ class ClientWorld:
         for entry in spawn:
             uid = entry["uid"]
             if uid in spawned or (not full and uid in objects):
-                raise RemoteProtocolError(f"spawn of uid {uid}, which exists", 1002)
+                raise RemoteProtocolError(
+                    f"spawn of uid {uid}, which exists", CloseCode.PROTOCOL_ERROR
+                )
             info = self.types.by_name(entry["type"])
             if info is None:
                 raise RemoteProtocolError(
-                    f"spawn of unregistered type {entry['type'][:60]!r}", 1002
+                    f"spawn of unregistered type {entry['type'][:60]!r}", CloseCode.PROTOCOL_ERROR
                 )
             spawned[uid] = info.cls
             self._check_names(info.cls, entry["fields"])
@@ -191,23 +201,26 @@ class ClientWorld:
                 info = self.types.by_name(type_name)
                 if info is None:
                     raise RemoteProtocolError(
-                        f"schema for unregistered type {type_name[:60]!r}", 1002
+                        f"schema for unregistered type {type_name[:60]!r}", CloseCode.PROTOCOL_ERROR
                     )
                 table = list(tables.get(info.cls, ()))
                 if spec["at"] != len(table):
                     raise RemoteProtocolError(
                         f"schema for {type_name[:60]!r} starts at {spec['at']}, "
                         f"the table holds {len(table)} names (§12.3)",
-                        1002,
+                        CloseCode.PROTOCOL_ERROR,
                     )
                 for name in spec["add"]:
                     _check_field_name(info.cls, name)
                     if name in table:
-                        raise RemoteProtocolError(f"schema repeats {name[:60]!r} (§12.3)", 1002)
+                        raise RemoteProtocolError(
+                            f"schema repeats {name[:60]!r} (§12.3)", CloseCode.PROTOCOL_ERROR
+                        )
                     table.append(name)
                 if len(table) > m.MAX_SCHEMA_FIELDS:
                     raise RemoteProtocolError(
-                        f"schema for {type_name[:60]!r} exceeds {m.MAX_SCHEMA_FIELDS} names", 1002
+                        f"schema for {type_name[:60]!r} exceeds {m.MAX_SCHEMA_FIELDS} names",
+                        CloseCode.PROTOCOL_ERROR,
                     )
                 tables[info.cls] = table
         return tables
@@ -286,7 +299,7 @@ class ClientWorld:
                 raise RemoteProtocolError(
                     f"compact update entry: index {str(index)[:20]} is not an increasing "
                     f"index of {cls.__name__}'s field table of {len(table)} (§12.4)",
-                    1002,
+                    CloseCode.PROTOCOL_ERROR,
                 )
             previous = index
         return tuple(table[i] for i in indexes)
@@ -298,14 +311,15 @@ class ClientWorld:
             if type(entry) is list:
                 if not self.compact:
                     raise RemoteProtocolError(
-                        "compact update entry without the compact feature (§12)", 1002
+                        "compact update entry without the compact feature (§12)",
+                        CloseCode.PROTOCOL_ERROR,
                     )
                 uid, owner = entry[0], m.ABSENT
             else:
                 uid, owner = entry["uid"], entry.get("owner", m.ABSENT)
             obj = lookup.get(uid)
             if obj is None:
-                raise RemoteProtocolError(f"update of unknown uid {uid}", 1002)
+                raise RemoteProtocolError(f"update of unknown uid {uid}", CloseCode.PROTOCOL_ERROR)
             cls = type(obj)
             if type(entry) is list:
                 pairs = list(zip(self._resolve(cls, tuple(entry[1::2])), entry[2::2], strict=True))
@@ -334,7 +348,8 @@ class ClientWorld:
         except Exception as exc:
             logger.exception("building a %s replica from %r failed", entry["type"], entry["args"])
             raise RemoteProtocolError(
-                f"cannot build {entry['type']} uid={uid} from its arguments", 1002
+                f"cannot build {entry['type']} uid={uid} from its arguments",
+                CloseCode.PROTOCOL_ERROR,
             ) from exc
         for name, value in entry["fields"].items():
             setattr(obj, name, value)
@@ -379,4 +394,6 @@ def _check_field_name(cls: type, name: str) -> None:
         or not name.isidentifier()
         or callable(getattr(cls, name, None))
     ):
-        raise RemoteProtocolError(f"field name {name[:60]!r} is not allowed", 1002)
+        raise RemoteProtocolError(
+            f"field name {name[:60]!r} is not allowed", CloseCode.PROTOCOL_ERROR
+        )

@@ -10,7 +10,7 @@ import contextvars
 import logging
 from typing import Any
 
-from reverb.errors import EncodeError, RpcError
+from reverb.errors import EncodeError, RpcCode, RpcError
 from reverb.proto import messages as m
 from reverb.replication.types import TypeRegistry
 
@@ -27,34 +27,36 @@ current_caller: contextvars.ContextVar[int | None] = contextvars.ContextVar(
 def dispatch(objects: dict[int, Any], types: TypeRegistry, member: int, rpc: m.Rpc) -> m.Message:
     """Run an ``rpc`` for ``member`` after the checks of §8.2; return the reply."""
 
-    def error(code: str, message: str) -> m.RpcErrorReply:
+    def error(code: RpcCode, message: str) -> m.RpcErrorReply:
         return m.RpcErrorReply(id=rpc.id, code=code, message=message)
 
     obj = objects.get(rpc.uid)
     if obj is None:
-        return error("unknown_object", f"no object with uid {rpc.uid}")
+        return error(RpcCode.UNKNOWN_OBJECT, f"no object with uid {rpc.uid}")
     info = types.of(obj)
     exposure = info.exposed.get(rpc.method)
     if exposure is None:
-        return error("not_exposed", f"{info.name} exposes no method {rpc.method[:60]!r}")
+        return error(RpcCode.NOT_EXPOSED, f"{info.name} exposes no method {rpc.method[:60]!r}")
     if not exposure.anyone and obj.belonging_membership != member:
-        return error("not_owner", f"{info.name}.{rpc.method} may only be called by its owner")
+        return error(RpcCode.NOT_OWNER, f"{info.name}.{rpc.method} may only be called by its owner")
     try:
         info.signatures[rpc.method].bind(obj, *rpc.args)
     except TypeError as exc:
-        return error("bad_arguments", f"{info.name}.{rpc.method}: {exc}")
+        return error(RpcCode.BAD_ARGUMENTS, f"{info.name}.{rpc.method}: {exc}")
     token = current_caller.set(member)
     try:
         value = getattr(obj, rpc.method)(*rpc.args)
     except RpcError as exc:
-        return error("rejected", exc.message)
+        return error(RpcCode.REJECTED, exc.message)
     except Exception:
         logger.exception("rpc %s.%s from client #%d raised", info.name, rpc.method, member)
-        return error("handler_error", f"{info.name}.{rpc.method} failed on the server")
+        return error(RpcCode.HANDLER_ERROR, f"{info.name}.{rpc.method} failed on the server")
     finally:
         current_caller.reset(token)
     try:
         return m.RpcResult(id=rpc.id, value=m.to_wire(value, "return value"))
     except EncodeError as exc:
         logger.error("rpc %s.%s: %s", info.name, rpc.method, exc)
-        return error("bad_return", f"{info.name}.{rpc.method} returned a value JSON cannot hold")
+        return error(
+            RpcCode.BAD_RETURN, f"{info.name}.{rpc.method} returned a value JSON cannot hold"
+        )

@@ -6,7 +6,7 @@ import inspect
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from reverb.errors import LocalProtocolError, RemoteProtocolError
+from reverb.errors import CloseCode, LocalProtocolError, RemoteProtocolError
 
 __all__ = [
     "META_ATTRIBUTES",
@@ -184,7 +184,9 @@ def check_contract_form(theirs: Any) -> None:
     bool}``). Other keys are ignored (§3.5)."""
 
     def malformed(where: str, expected: str) -> NoReturn:
-        raise RemoteProtocolError(f"malformed contract: {where[:80]} must be {expected}", 1002)
+        raise RemoteProtocolError(
+            f"malformed contract: {where[:80]} must be {expected}", CloseCode.PROTOCOL_ERROR
+        )
 
     def names(value: Any, where: str, *, nullable: bool = False) -> None:
         if value is None and nullable:

@@ -24,8 +24,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from reverb.errors import CloseCode, RpcCode
 from reverb.proto import messages as m
-from reverb.proto.session import CloseCode
 from reverb.rooms._types import (
     Accept,
     Joined,
@@ -315,7 +315,7 @@ class Matchmaker:
         room_id = self.presence.seat_of(member)
         room = self.rooms.get(room_id) if room_id is not None else None
         if room is None:
-            return m.RpcErrorReply(id=rpc.id, code="unknown_object", message="no such object")
+            return m.RpcErrorReply(id=rpc.id, code=RpcCode.UNKNOWN_OBJECT, message="no such object")
         return room.call(member, rpc)
 
     def room_of(self, member: int) -> Room | None:

@@ -32,8 +32,8 @@ from collections.abc import Callable
 from typing import Any, ClassVar, TypeVar
 
 from reverb.context import DEFAULT_TICK_RATE, ReverbContext, ReverbSide
+from reverb.errors import CloseCode, RpcCode
 from reverb.proto import messages as m
-from reverb.proto.session import CloseCode
 from reverb.rooms._types import Accept, Reject, RoomClient
 from reverb.rooms.registry import RoomListing
 
@@ -165,7 +165,7 @@ class Room:
         A caller that is not a client of this room is answered ``unknown_object``: it can
         neither reach nor probe another room's objects."""
         if member not in self.clients:
-            return m.RpcErrorReply(id=rpc.id, code="unknown_object", message="no such object")
+            return m.RpcErrorReply(id=rpc.id, code=RpcCode.UNKNOWN_OBJECT, message="no such object")
         return self.context.world.call(member, rpc)
 
     def _admit(self, client: RoomClient) -> None:

@@ -28,9 +28,10 @@ from typing import Any
 
 from reverb._memory import Trimmer
 from reverb._sendq import BIG_FRAME, WINDOW, FrameSizer, SendQueue, over_budget
+from reverb.errors import CloseCode
 from reverb.proto import messages as m
-from reverb.proto.session import CloseCode, SessionEvent, State
 from reverb.proto.session import Session as _Session
+from reverb.proto.session import SessionEvent, State
 
 __all__ = ["Conn", "IOLoop", "Tls"]
 

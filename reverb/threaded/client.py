@@ -14,8 +14,8 @@ from concurrent.futures import Future
 from typing import Any
 
 from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint
-from reverb.errors import HandshakeFailed
-from reverb.proto.session import CloseCode, SessionEvent, State
+from reverb.errors import CloseCode, HandshakeFailed
+from reverb.proto.session import SessionEvent, State
 from reverb.threaded._loop import Conn, IOLoop, Tls
 from reverb.transport import ClientEvent
 
@@ -69,7 +69,11 @@ class Client(ClientEndpoint, IOLoop):
         if member is None:
             closed = self.hub.closed
             self._shutdown()
-            code, reason = (closed.code, closed.reason) if closed else (1006, "no welcome in time")
+            code, reason = (
+                (closed.code, closed.reason)
+                if closed
+                else (CloseCode.ABNORMAL, "no welcome in time")
+            )
             raise HandshakeFailed(code, reason)
         logger.info("connected to %s:%d as client #%d", self.ip, self.port, member)
         self.context.client_connected(member)

@@ -8,9 +8,9 @@ import socket
 import time
 
 from reverb.endpoints import ServerEndpoint
-from reverb.errors import InvalidState
+from reverb.errors import CloseCode, InvalidState
 from reverb.proto import messages as m
-from reverb.proto.session import CloseCode, SessionEvent
+from reverb.proto.session import SessionEvent
 from reverb.threaded._loop import Conn, IOLoop, Tls
 from reverb.transport import ServerEvent
 
