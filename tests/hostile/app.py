@@ -1,10 +1,12 @@
 """The server under attack in the hostile suite, run as a real process:
 ``python -m tests.hostile.app '<json Server options>'``.
 
-Two keys of the options are the app's own: ``"layer": "aio"`` serves with ``AsyncServer``
-instead of the threaded ``Server``, and ``"fault": "on_event"`` makes the server's event
+Three keys of the options are the app's own: ``"layer": "aio"`` serves with ``AsyncServer``
+instead of the threaded ``Server``, ``"fault": "on_event"`` makes the server's event
 handling raise a plain ``RuntimeError`` for an ``rpc`` whose method is ``"fault"`` (fault
-injection at the connection boundary, decision 1 of issue 8).
+injection at the connection boundary, decision 1 of issue 8), and ``"close_linger": s``
+sets how long both layers keep flushing a dropped peer's close frame (1 s by default), for
+tests that read only after the test process has heard of the drop.
 
 It prints ``READY <port>``, gives every client an ``Avatar`` it owns, and answers JSON commands
 on stdin with JSON lines on stdout: ``spawn``, ``despawn``, ``set``, ``churn`` (rewrite big
@@ -223,6 +225,13 @@ def setup(options: dict[str, Any]) -> tuple[ReverbContext, dict[str, Any], str, 
     options = dict(options)
     layer = options.pop("layer", "threaded")
     fault = options.pop("fault", None) == "on_event"
+    if "close_linger" in options:
+        import reverb.aio._base
+        import reverb.threaded._loop
+
+        reverb.aio._base.CLOSE_LINGER = reverb.threaded._loop.CLOSE_LINGER = float(
+            options.pop("close_linger")
+        )
     ctx = ReverbContext(ReverbSide.SERVER)
     for cls in TYPES:
         ctx.register(cls)

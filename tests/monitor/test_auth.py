@@ -119,9 +119,11 @@ def test_live_streams_are_capped(local: Local) -> None:
             resp = conn.getresponse()
             assert resp.status == 200
             assert resp.fp.readline().startswith(b"event: update")
-            conns.append(conn)
+            # The response owns the socket now (the stream ends with the connection):
+            # keep it, or collecting it closes the stream and the server counts one fewer.
+            conns.append(resp)
         assert local.get("/api/events?topic=rpc")[0] == 503
         assert local.monitor.observer.watchers == MAX_STREAMS
     finally:
-        for conn in conns:
-            conn.close()
+        for resp in conns:
+            resp.close()
