@@ -12,6 +12,7 @@ import re
 import socket
 import struct
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeGuard
@@ -433,6 +434,9 @@ class Conn:
         self.auto_pong = True
         self.next_id = 0
         self.on_sync: Callable[[Msg], None] | None = None
+        self.asked: list[Any] = []  # hello.features
+        self.inflate = False  # "deflate" granted (§15)
+        self.compressed_frames = 0
 
     # ----------------------------------------------------------------- sending
 
@@ -505,9 +509,30 @@ class Conn:
         return payload
 
     def recv_msg(self, deadline: float) -> Msg:
-        msg = parse_strict(self.recv_frame(deadline))
+        payload = self.recv_frame(deadline)
+        if payload[:1] == b"\x00":
+            payload = self._inflated(payload)
+        msg = parse_strict(payload)
         self.types_seen.append(msg["type"])
         return msg
+
+    def _inflated(self, payload: bytes) -> bytes:
+        """§15.2/15.3: a compressed frame, only where "deflate" was granted, bounded."""
+        if not self.inflate:
+            raise ServerViolation("compressed frame on a connection without deflate (§15.1)")
+        inflater = zlib.decompressobj()
+        try:
+            out = inflater.decompress(payload[1:], self.max_frame + 1)
+        except zlib.error as exc:
+            raise ServerViolation(f"compressed frame is not a zlib stream (§15.2): {exc}") from None
+        if len(out) > self.max_frame:
+            raise ServerViolation(
+                f"compressed frame inflates beyond our max_frame {self.max_frame} (§15.2)"
+            )
+        if not inflater.eof or inflater.unused_data:
+            raise ServerViolation("compressed frame is not exactly one zlib stream (§15.2)")
+        self.compressed_frames += 1
+        return out
 
     def pump(self, msg: Msg) -> None:
         """Book-keep one received message (syncs, answers, pings)."""
@@ -586,6 +611,7 @@ class Conn:
         if self.max_frame != DEFAULT_MAX_FRAME:
             msg["max_frame"] = self.max_frame
         msg.update(extra)
+        self.asked = extra.get("features", []) if isinstance(extra.get("features"), list) else []
         self.send(msg)
         return self.recv_msg(time.monotonic() + self.timeout)
 
@@ -604,6 +630,10 @@ class Conn:
             raise ServerViolation(f"welcome.max_frame is not a positive int (§5.2): {brief(msg)}")
         self.welcome = msg
         self.member = member
+        granted = msg.get("features", [])
+        self.inflate = (
+            "deflate" in self.asked and isinstance(granted, list) and "deflate" in granted
+        )
         return msg
 
     def handshake(self, **extra: Any) -> Msg:

@@ -22,6 +22,8 @@ from reverb.hub import (
 from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
 from reverb.proto.session import (
+    DEFLATE,
+    FEATURES,
     FRAME_TIMEOUT,
     HANDSHAKE_TIMEOUT,
     IDLE_TIMEOUT,
@@ -164,6 +166,10 @@ class ClientEndpoint:
     before ``disconnected``) unless ``keep_replicas=True``, which keeps them until the next
     ``connect()``. A closed client may ``connect()`` again: it gets a new membership id and
     a fresh snapshot. ``connect()`` makes a context with no side a client's.
+
+    ``compression=True`` asks the server for compressed syncs (feature ``"deflate"``,
+    protocol §15): a half to a quarter of the bytes of a large sync, for some CPU on both ends.
+    Worth it on slow or metered links; on a LAN it only costs.
     """
 
     def __init__(
@@ -181,9 +187,11 @@ class ClientEndpoint:
         server_hostname: str | None = None,
         send_contract: bool = True,
         keep_replicas: bool = False,
+        compression: bool = False,
         context: ReverbContext | None = None,
     ) -> None:
         self.ip = ip
+        self.compression = compression
         self.keep_replicas = keep_replicas
         self.port = port
         self.connect_timeout = connect_timeout
@@ -239,5 +247,6 @@ class ClientEndpoint:
             time.monotonic() if now is None else now,
             credentials=m.ABSENT if self.credentials is None else self.credentials,
             contract=contract(self.context.types) if self.send_contract else m.ABSENT,
+            features=(*FEATURES, DEFLATE) if self.compression else FEATURES,
             **self._session_options,
         )

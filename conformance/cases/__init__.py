@@ -5,6 +5,7 @@ from conformance.cases import (  # noqa: F401
     closing,
     compact,
     concurrency,
+    deflate,
     encoding,
     framing,
     handshake,

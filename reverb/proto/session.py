@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import zlib
 from collections import Counter
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -51,6 +52,9 @@ BURST_SECONDS = 2.0  # a bucket holds this many seconds' worth: bursts pass, flo
 MAX_BYTES_PER_SECOND = 1048576.0
 # §4.11: what a Reverb client asks for and a Reverb server grants by default.
 FEATURES = ("compact",)
+# §15: asked for only when a client opts in (it costs CPU on both ends to save bandwidth)
+DEFLATE = "deflate"
+GRANTABLE = (*FEATURES, DEFLATE)  # what a Reverb server grants when asked
 MAX_FEATURES = 16  # §4.11: a hello names a handful of features; more is not a client's doing
 MAX_FEATURE_NAME = 32
 
@@ -130,7 +134,7 @@ class Session:
         check_contract: Callable[[Any], str | None] | None = None,
         credentials: Any = m.ABSENT,
         contract: dict[str, Any] | m.Absent = m.ABSENT,
-        features: Collection[str] = FEATURES,
+        features: Collection[str] | None = None,
         peer: str = "",
         stats: Counter[str] | None = None,
         name: str = "",
@@ -165,8 +169,11 @@ class Session:
         self.identity: Any = None
         # §4.11: a client's are those it asks for, a server's those it may grant; once OPEN,
         # the features granted on this connection.
+        if features is None:
+            features = GRANTABLE if role is Role.SERVER else FEATURES
         self.offered = tuple(features)
         self.features: frozenset[str] = frozenset()
+        self._inflate = False  # §15: this client was granted "deflate"
         self.peer = peer
         self.stats: Counter[str] = stats if stats is not None else Counter()
         self._authenticate = authenticate
@@ -233,6 +240,8 @@ class Session:
             self._decoder.add(data)
             while (body := self._decoder.next_frame()) is not None:
                 completed = True
+                if self._inflate and body[:1] == b"\x00":
+                    body = self._inflated(body)
                 self._receive(m.decode(body), now)
                 if self.closed:
                     return
@@ -414,6 +423,7 @@ class Session:
             # §4.11: a feature the client did not ask for is not granted
             granted = _features(message.features, "welcome")
             self.features = frozenset(self.offered).intersection(granted)
+            self._inflate = DEFLATE in self.features
             self.name = f"client #{message.member}"
             self._set_state(State.OPEN)
             self._events.append(
@@ -482,6 +492,27 @@ class Session:
                 features=self.features,
             )
         )
+
+    def _inflated(self, body: bytes) -> bytes:
+        """§15.2: a compressed frame's message, never larger than this client's max_frame."""
+        inflater = zlib.decompressobj()
+        try:
+            out = inflater.decompress(memoryview(body)[1:], self.max_frame_size + 1)
+        except zlib.error as exc:
+            raise RemoteProtocolError(
+                f"compressed frame is not a zlib stream: {exc}", CloseCode.INVALID_PAYLOAD
+            ) from None
+        if len(out) > self.max_frame_size:
+            raise RemoteProtocolError(
+                f"compressed frame inflates beyond max_frame ({self.max_frame_size})",
+                CloseCode.TOO_LARGE,
+            )
+        if not inflater.eof or inflater.unused_data:
+            raise RemoteProtocolError(
+                "compressed frame is not exactly one whole zlib stream", CloseCode.INVALID_PAYLOAD
+            )
+        self.stats["inflated_frames"] += 1
+        return out
 
     def _run_authenticate(self, hello: m.Hello) -> Accept | Reject:
         assert self._authenticate is not None

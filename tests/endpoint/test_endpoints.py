@@ -366,6 +366,11 @@ def cprobe_server_hostname(c: ClientEndpoint, v: str) -> None:
     assert c.tls_hostname is None  # only with an ssl_context
 
 
+def cprobe_compression(c: ClientEndpoint, v: bool) -> None:
+    session, _, _ = client_session(c)
+    assert "deflate" in hello(session).features
+
+
 def cprobe_context(c: ClientEndpoint, v: ReverbContext) -> None:
     assert c.context is v
     c.new_session()
@@ -385,6 +390,7 @@ CLIENT_OPTIONS: dict[str, tuple[Any, Callable[[Any, Any], None]]] = {
     "server_hostname": ("game.example", cprobe_server_hostname),
     "send_contract": (False, cprobe_send_contract),
     "keep_replicas": (True, cprobe_attr("keep_replicas")),
+    "compression": (True, cprobe_compression),
     "context": (None, cprobe_context),
 }
 

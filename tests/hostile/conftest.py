@@ -58,11 +58,11 @@ def client_table(ctx: ReverbContext) -> dict[str, Any]:
 class Good:
     """A well-behaved threaded client in this process, with its own context."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, **options: Any) -> None:
         self.ctx = ReverbContext(ReverbSide.CLIENT)
         for cls in TYPES:
             self.ctx.register(cls)
-        self.client = Client(port=port, context=self.ctx)
+        self.client = Client(port=port, context=self.ctx, **options)
         self.client.connect()
         self.member = self.client.member
         self.avatar = self.wait_for(
