@@ -22,7 +22,7 @@ from reverb.errors import (
     RpcError,
 )
 from reverb.proto import messages as m
-from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
+from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE, encode_frame
 from reverb.proto.session import (
     DEFLATE,
     FRAME_TIMEOUT,
@@ -207,6 +207,7 @@ class ServerHub:
         that limit, with 1009 (§7.5, §10.2); the others get their sync as usual.
         """
         encoded: dict[tuple[int, bool], list[bytes] | EncodeError] = {}
+        framed: dict[tuple[int, bool], list[bytes]] = {}  # the same, with headers: shared
         touched = []
         # a reply ends its call: the id may be used again (§8.5)
         answers = message.id if isinstance(message, (m.RpcResult, m.RpcErrorReply)) else None
@@ -232,8 +233,11 @@ class ServerHub:
                 self.stats["sync_too_large"] += 1
                 session.close(CloseCode.TOO_LARGE, reason, now)
             else:
-                for body in bodies:
-                    session.send_encoded(message.TYPE, body, now, answers=answers)
+                frames = framed.get(key)
+                if frames is None:
+                    frames = framed[key] = [encode_frame(body) for body in bodies]
+                for whole in frames:
+                    session.send_framed(message.TYPE, whole, now, answers=answers)
                 if self.observer is not None:  # monitor hook: frames sent
                     self.observer.sent(member, message, bodies, now)
             touched.append(session)

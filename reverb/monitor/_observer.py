@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+import zlib
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -91,11 +92,17 @@ class Frame:
         return len(self.body) + 4  # §2: the 4-byte length header
 
     def describe(self, limit: int = 65536) -> dict[str, Any]:
-        text = self.body[:limit].decode("utf-8", "replace")
-        decoded: Any = None
-        if len(self.body) <= limit:
+        body = self.body
+        if body[:1] == b"\x00":  # compressed for a "deflate" client (§15): show the message
             try:
-                decoded = json.loads(self.body)  # data, never code
+                body = zlib.decompressobj().decompress(body[1:], limit + 1)
+            except zlib.error:
+                body = b"(compressed frame)"
+        text = body[:limit].decode("utf-8", "replace")
+        decoded: Any = None
+        if len(body) <= limit:
+            try:
+                decoded = json.loads(body)  # data, never code
             except ValueError:
                 decoded = None
         summary = ""
@@ -117,7 +124,7 @@ class Frame:
             "size": self.size,
             "summary": summary,
             "body": decoded if decoded is not None else text,
-            "truncated": len(self.body) > limit,
+            "truncated": len(body) > limit,
         }
 
 

@@ -339,6 +339,24 @@ class Session:
             self._in_flight.discard(answers)
         self._queue(body, now)
 
+    def send_framed(
+        self, kind: str, frame: bytes, now: float, *, answers: int | None = None
+    ) -> None:
+        """``send_encoded`` for a body already framed (§2.1, header included): a broadcast
+        frames once, and every peer's output holds the same bytes object."""
+        if self._state is not State.OPEN:
+            raise InvalidState(f"cannot send {kind} in state {self._state.value}")
+        if len(frame) - 4 > self.peer_max_frame:
+            raise LocalProtocolError(
+                f"{kind} of {len(frame) - 4} bytes exceeds the peer's limit of "
+                f"{self.peer_max_frame}"
+            )
+        if answers is not None:
+            self._in_flight.discard(answers)
+        self._out.append(frame)
+        self.bytes_sent += len(frame)
+        self._last_sent = now
+
     @property
     def calls_in_flight(self) -> frozenset[int]:
         """Ids of the calls received on this (server) session and not answered yet (§8.5)."""

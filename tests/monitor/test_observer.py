@@ -155,3 +155,17 @@ def test_snapshot_without_the_engines_records_reads_the_objects() -> None:
     assert crates[0].uid not in slow and slow[crates[2].uid]["x"] == 4.0
     assert snap.held == {7: frozenset(slow)}
     assert fast[crates[2].uid]["x"] == 0.0  # the engine's record: as of the last tick
+
+
+def test_a_compressed_frame_is_shown_as_the_message_it_holds() -> None:
+    import json
+    import zlib
+
+    from reverb.monitor._observer import Frame
+
+    message = {"type": "sync", "tick": 5, "full": True, "final": True, "spawn": [], "update": []}
+    message["despawn"] = list(range(300))
+    body = b"\x00" + zlib.compress(json.dumps(message).encode())
+    shown = Frame(1, 2, 0.0, "sync", 5, body).describe()
+    assert shown["body"] == message and shown["summary"] == "full spawn 0 update 0 despawn 300"
+    assert shown["size"] == len(body) + 4  # what went on the wire
