@@ -421,7 +421,10 @@ def _check_tree(body: bytes, text: str, root: dict[str, Any]) -> int:
     """
     numbers = _has_big_number(body)
     strings = _SURROGATE_ESCAPE.search(text) is not None
-    containers = text.count("[") + text.count("{")  # at least as many as the value holds
+    braces = text.count("{")
+    containers = text.count("[") + braces  # at least as many as the value holds
+    if braces == 1 and not numbers and not strings and containers <= MAX_DEPTH:
+        return len(root)  # the root is the only object; nothing is deep, big or a surrogate
     level: list[Any] = [root]
     depth = 1
     seen = members = 0
@@ -858,8 +861,34 @@ def as_dict(message: Message) -> dict[str, Any]:
     return data
 
 
+_RPC_SHAPES: dict[type, Callable[[Any], dict[str, Any]]] = {
+    Rpc: lambda msg: {
+        "type": "rpc",
+        "id": msg.id,
+        "uid": msg.uid,
+        "method": msg.method,
+        "args": msg.args,
+    },
+    RpcResult: lambda msg: {"type": "rpc_result", "id": msg.id, "value": msg.value},
+    RpcErrorReply: lambda msg: {
+        "type": "rpc_error",
+        "id": msg.id,
+        "code": msg.code,
+        "message": msg.message,
+    },
+}
+
+
 def encode(message: Message) -> bytes:
     """Encode a message as a frame body (UTF-8 JSON, §3). Values must already be wire-safe."""
+    kind = type(message)
+    if kind is RpcResult or kind is RpcErrorReply or kind is Rpc:
+        # the RPC path's messages, built directly (the same object ``as_dict`` builds, in
+        # the same order; their values were checked by ``to_wire``)
+        try:
+            return dumps(_RPC_SHAPES[kind](message)).encode("utf-8")
+        except ValueError as exc:  # pragma: no cover - to_wire refuses what would get here
+            raise EncodeError(f"{message.TYPE}: {exc}") from None
     if isinstance(message, Sync):
         return _frame_of(message).body()
     try:

@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import contextvars
+import inspect
 import logging
+import math
 from typing import Any
 
 from reverb.errors import EncodeError, RpcCode, RpcError
@@ -22,6 +24,36 @@ logger = logging.getLogger("reverb")
 current_caller: contextvars.ContextVar[int | None] = contextvars.ContextVar(
     "reverb_caller", default=None
 )
+
+
+# (id of a TypeInfo, method) -> (that TypeInfo, the arity): hashing a Signature costs more
+# than binding it, so the cache is keyed by what is cheap to hash and checked by identity.
+_ARITY: dict[tuple[int, str], tuple[Any, tuple[int, float] | None]] = {}
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+def _arity(info: Any, method: str, signature: inspect.Signature) -> tuple[int, float] | None:
+    """How many positional arguments (self included) bind to ``signature``: (fewest, most),
+    or None when binding needs the general check (a required keyword-only parameter)."""
+    key = (id(info), method)
+    cached = _ARITY.get(key)
+    if cached is not None and cached[0] is info:
+        return cached[1]
+    low, high = 0, 0.0
+    result: tuple[int, float] | None = None
+    for param in signature.parameters.values():
+        if param.kind in _POSITIONAL:
+            high += 1
+            low += param.default is inspect.Parameter.empty
+        elif param.kind is inspect.Parameter.VAR_POSITIONAL:
+            high = math.inf
+        elif param.kind is inspect.Parameter.KEYWORD_ONLY and param.default is param.empty:
+            break  # no positional call binds: the general check refuses it, with its words
+    else:
+        result = (low, high)
+    if len(_ARITY) < 4096:  # one per exposed method: bounded by the program, not by peers
+        _ARITY[key] = (info, result)
+    return result
 
 
 def dispatch(objects: dict[int, Any], types: TypeRegistry, member: int, rpc: m.Rpc) -> m.Message:
@@ -39,10 +71,13 @@ def dispatch(objects: dict[int, Any], types: TypeRegistry, member: int, rpc: m.R
         return error(RpcCode.NOT_EXPOSED, f"{info.name} exposes no method {rpc.method[:60]!r}")
     if not exposure.anyone and obj.belonging_membership != member:
         return error(RpcCode.NOT_OWNER, f"{info.name}.{rpc.method} may only be called by its owner")
-    try:
-        info.signatures[rpc.method].bind(obj, *rpc.args)
-    except TypeError as exc:
-        return error(RpcCode.BAD_ARGUMENTS, f"{info.name}.{rpc.method}: {exc}")
+    signature = info.signatures[rpc.method]
+    arity = _arity(info, rpc.method, signature)
+    if arity is None or not arity[0] <= len(rpc.args) + 1 <= arity[1]:
+        try:  # the general check, and the words of its refusal
+            signature.bind(obj, *rpc.args)
+        except TypeError as exc:
+            return error(RpcCode.BAD_ARGUMENTS, f"{info.name}.{rpc.method}: {exc}")
     token = current_caller.set(member)
     try:
         value = getattr(obj, rpc.method)(*rpc.args)

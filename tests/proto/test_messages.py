@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from reverb.errors import EncodeError, RemoteProtocolError
+from reverb.errors import EncodeError, RemoteProtocolError, RpcCode
 from reverb.proto import messages as m
 
 MAX = m.MAX_SAFE_INT
@@ -647,3 +647,19 @@ def test_despawn_too_big_names_its_uid() -> None:
     sync = m.Sync(tick=1, full=False, final=True, despawn=tuple(range(1, 30)))
     with pytest.raises(EncodeError, match=r"uid=1 "):
         m.encode_sync(sync, 90)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        m.Rpc(id=3, uid=9, method="move", args=[1, -2.5, "é", None, [True, {"k": []}]]),
+        m.Rpc(id=0, uid=1, method="m", args=[]),
+        m.RpcResult(id=7, value={"a": [1, 2.0, "漢字"], "b": None}),
+        m.RpcResult(id=8, value=None),
+        m.RpcErrorReply(id=9, code=RpcCode.NOT_OWNER, message="only its owner"),
+    ],
+)
+def test_the_rpc_path_encodes_exactly_as_the_general_encoder(message: m.Message) -> None:
+    general = m._encoder.encode(m.as_dict(message)).encode("utf-8")
+    assert m.encode(message) == general
+    assert m.decode(general) == message

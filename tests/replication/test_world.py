@@ -807,3 +807,55 @@ def test_a_peer_lacking_a_withheld_object_gets_a_spawn_when_it_recovers() -> Non
     assert [u.fields for u in one.update] == [{"x": 5}] and one.spawn == ()
     assert [s.fields["x"] for s in two.spawn] == [5] and two.update == ()
     assert world.tick(4.0) == []  # both hold it now: nothing more to send
+
+
+class Shapes(ReverbObject):
+    """Exposed methods of every parameter shape the RPC path's arity check must get right."""
+
+    def __init__(self, uid=None, add_on_init=False, belonging_membership=None):
+        super().__init__(
+            uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+        )
+
+    @expose
+    def defaults(self, a, b=2, c=3):
+        return [a, b, c]
+
+    @expose
+    def star(self, a, *rest):
+        return [a, *rest]
+
+    @expose
+    def keyword_only(self, a, *, must):
+        return a  # pragma: no cover - no positional call binds
+
+
+@pytest.mark.parametrize(
+    ("method", "args", "value"),
+    [
+        ("defaults", (1,), [1, 2, 3]),
+        ("defaults", (1, 5), [1, 5, 3]),
+        ("defaults", (1, 5, 6), [1, 5, 6]),
+        ("defaults", (), None),
+        ("defaults", (1, 2, 3, 4), None),
+        ("star", (1,), [1]),
+        ("star", tuple(range(40)), list(range(40))),
+        ("star", (), None),
+        ("keyword_only", (1,), None),
+        ("keyword_only", (1, 2), None),
+    ],
+)
+def test_arguments_bind_exactly_as_a_python_call_would(
+    method: str, args: tuple[int, ...], value: Any
+) -> None:
+    types = TypeRegistry()
+    types.register(Shapes)
+    world = ServerWorld(types)
+    obj = Shapes(uid=None, belonging_membership=1)
+    world.add(obj, ())
+    for _ in range(2):  # the second call takes the cached arity
+        reply = call(world, 1, obj.uid, method, *args)
+        if value is None:
+            assert_refused(reply, "bad_arguments", f"Shapes.{method}")
+        else:
+            assert reply == m.RpcResult(id=11, value=value)
