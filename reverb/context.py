@@ -208,11 +208,7 @@ class ReverbContext:
         for event in conn.poll():
             if isinstance(event, PeerMessage):
                 if isinstance(event.message, m.Rpc):
-                    if self.observer is not None:  # monitor hook: times and logs the call
-                        reply = self.observer.call(self.world, event.member, event.message)
-                    else:
-                        reply = self.world.call(event.member, event.message)
-                    conn.send((event.member,), reply)
+                    self.answer(event.member, event.message)
             elif isinstance(event, PeerOpened):
                 self.world.peer_joined(event.member, event.features)
                 self.server_events.fire("client_connected", event.member, event.identity)
@@ -221,6 +217,19 @@ class ReverbContext:
                 self.server_events.fire(
                     "client_disconnected", event.member, event.code, event.reason
                 )
+
+    def answer(self, member: int, rpc: m.Rpc) -> None:
+        """Run one call for ``member`` and send the reply (§8). ``serve`` calls it for each
+        call received; a server's I/O layer calls it directly for a call that arrives while
+        the game thread waits inside ``server_sync()`` with nothing else queued, so the reply
+        leaves without a hand-off (never while game code runs: the game thread is parked)."""
+        if self.observer is not None:  # monitor hook: times and logs the call
+            reply = self.observer.call(self.world, member, rpc)
+        else:
+            reply = self.world.call(member, rpc)
+        conn: ServerTransport | None = self.connection
+        if conn is not None:
+            conn.send((member,), reply)
 
     def tick(self, now: float) -> None:
         """Send every peer what changed since its last sync (no waiting, no pacing).

@@ -12,7 +12,7 @@ from reverb.endpoints import ServerEndpoint
 from reverb.errors import CloseCode, InvalidState
 from reverb.proto import messages as m
 from reverb.proto.session import Session, SessionEvent
-from reverb.transport import ServerEvent
+from reverb.transport import PeerMessage, ServerEvent
 
 __all__ = ["AsyncServer"]
 
@@ -24,6 +24,10 @@ class AsyncServer(ServerEndpoint, AioLoop):
     ``start_server``, ``stop_server`` and ``server_sync`` are coroutines."""
 
     _server: asyncio.Server | None = None
+    # A call that arrives while the game task waits in server_sync() with nothing queued is
+    # answered in the protocol callback, no loop iteration later. False: every call runs
+    # when the game task resumes (guide §7).
+    inline_calls = True
 
     async def start_server(self) -> None:
         if self._server is not None:
@@ -111,7 +115,18 @@ class AsyncServer(ServerEndpoint, AioLoop):
     def on_event(self, proto: SessionProtocol, event: SessionEvent) -> None:
         assert proto.session is not None
         out = self.hub.on_event(proto.session, event, time.monotonic())
-        if out is not None:
+        if out is None:
+            pass
+        elif (
+            self._waiters  # the game task is suspended in server_sync(): nothing queued
+            and self.inline_calls
+            and isinstance(out, PeerMessage)
+            and isinstance(out.message, m.Rpc)
+            and self.context.connection is self
+        ):
+            self.hub.pending.pop(out.member, None)
+            self.context.answer(out.member, out.message)  # now, not a loop iteration later
+        else:
             self.emit(out)
         if proto.session.closed:
             self.by_member.pop(proto.session.member, None)

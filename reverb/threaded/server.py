@@ -12,7 +12,7 @@ from reverb.errors import CloseCode, InvalidState
 from reverb.proto import messages as m
 from reverb.proto.session import SessionEvent
 from reverb.threaded._loop import Conn, IOLoop, Tls
-from reverb.transport import ServerEvent
+from reverb.transport import PeerMessage, ServerEvent
 
 __all__ = ["Server"]
 
@@ -25,6 +25,11 @@ class Server(ServerEndpoint, IOLoop):
 
     _listener: socket.socket | None = None
     decode_unlocked = True  # a big frame's decode never holds up the game thread
+    # A call that arrives while the game thread waits in server_sync() with nothing queued
+    # runs on the I/O thread, the game thread held parked meanwhile: no hand-off, the reply
+    # leaves at once. False: every call runs on the game thread (guide §7).
+    inline_calls = True
+    _parked_until = 0.0  # while the game thread waits in server_sync(): until when
 
     def traffic(self) -> tuple[int, int]:
         """Bytes (sent, received) since ``start_server()``, live connections included."""
@@ -151,11 +156,37 @@ class Server(ServerEndpoint, IOLoop):
         self.by_member.pop(conn.session.member, None)
         self.hub.members.pop(conn.session.member, None)
 
+    def wait(self, timeout: float) -> None:
+        """The game thread waits inside ``server_sync()``: parked, so that a call arriving
+        meanwhile may be answered on the I/O thread (``on_event``). The game thread cannot
+        leave ``wait`` while the I/O thread holds the inbox lock, so game code and a call
+        never run at once."""
+        with self._inbox_cond:
+            if not self._inbox:
+                self._parked_until = time.monotonic() + timeout
+                try:
+                    self._inbox_cond.wait(timeout)
+                finally:
+                    self._parked_until = 0.0
+
     def on_event(self, conn: Conn, event: SessionEvent) -> None:
         with self._inbox_cond:  # the pending-call counts are shared with poll()
-            out = self.hub.on_event(conn.session, event, time.monotonic())
+            now = time.monotonic()
+            out = self.hub.on_event(conn.session, event, now)
             if out is not None:
-                self._inbox.append(out)
-                self._inbox_cond.notify_all()
+                if (
+                    now < self._parked_until  # parked, and its tick not due: never starved
+                    and not self._inbox
+                    and self.inline_calls
+                    and isinstance(out, PeerMessage)
+                    and isinstance(out.message, m.Rpc)
+                    and self.context.connection is self
+                ):
+                    # nothing queued before it, the game thread parked: answer it here
+                    self.hub.pending.pop(out.member, None)
+                    self.context.answer(out.member, out.message)
+                else:
+                    self._inbox.append(out)
+                    self._inbox_cond.notify_all()
         if conn.session.closed:
             self.by_member.pop(conn.session.member, None)
