@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ssl
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from reverb import _current
@@ -22,6 +23,7 @@ from reverb.hub import (
 from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
 from reverb.proto.session import (
+    FEATURES,
     FRAME_TIMEOUT,
     HANDSHAKE_TIMEOUT,
     IDLE_TIMEOUT,
@@ -72,7 +74,9 @@ class ServerEndpoint:
     ``127.0.0.1``: pass ``host="0.0.0.0"`` to accept players from other machines.
     ``authenticate`` checks credentials at the handshake (``reverb.auth``); ``ssl_context``
     (server side) serves TLS; ``check_contract`` refuses clients whose registered types or
-    exposed methods differ. Limits and their defaults: docs/guide.md §10, protocol §11.
+    exposed methods differ. ``features`` are the optional features it may grant (§4.11;
+    default all it implements: ``"compact"``, ``"messages"``). Limits and their defaults:
+    docs/guide.md §10, protocol §11.
     """
 
     def __init__(
@@ -99,6 +103,7 @@ class ServerEndpoint:
         authenticate: Authenticator | None = None,
         ssl_context: ssl.SSLContext | None = None,
         check_contract: bool = True,
+        features: Collection[str] = FEATURES,
         context: ReverbContext | None = None,
     ) -> None:
         self.host = host
@@ -122,6 +127,7 @@ class ServerEndpoint:
                 max_handshake_frame=max_handshake_frame,
                 max_bytes_per_second=max_bytes_per_second,
                 authenticate=authenticate,
+                features=features,
             ),
             self.context.types if check_contract else None,
         )
@@ -140,6 +146,20 @@ class ServerEndpoint:
         if self._port is None:
             raise InvalidState("the server is not started")
         return self._port
+
+    # -- messages (§14): the context's, from the game thread ----------------------------------
+
+    def send_message(self, member: int, name: str, data: Any = None) -> bool:
+        """``ReverbContext.send_message`` on this server's context: to one client."""
+        return self.context.send_message(member, name, data)
+
+    def broadcast(self, name: str, data: Any = None, exclude: Any = ()) -> int:
+        """``ReverbContext.broadcast``: to every client that asked for ``"messages"``."""
+        return self.context.broadcast(name, data, exclude)
+
+    def send_to_observers(self, obj: Any, name: str, data: Any = None) -> int:
+        """``ReverbContext.send_to_observers``: to every client holding ``obj``."""
+        return self.context.send_to_observers(obj, name, data)
 
     def attach(self) -> None:
         """Become the context's connection if it has none (so assigning
@@ -163,7 +183,9 @@ class ClientEndpoint:
     When the connection ends, the replicas are despawned (``object_despawned`` for each,
     before ``disconnected``) unless ``keep_replicas=True``, which keeps them until the next
     ``connect()``. A closed client may ``connect()`` again: it gets a new membership id and
-    a fresh snapshot. ``connect()`` makes a context with no side a client's.
+    a fresh snapshot. ``connect()`` makes a context with no side a client's. ``features``
+    are those it asks for (§4.11; default ``"compact"`` and ``"messages"``; ``()`` speaks
+    plain protocol 1).
     """
 
     def __init__(
@@ -181,6 +203,7 @@ class ClientEndpoint:
         server_hostname: str | None = None,
         send_contract: bool = True,
         keep_replicas: bool = False,
+        features: Collection[str] = FEATURES,
         context: ReverbContext | None = None,
     ) -> None:
         self.ip = ip
@@ -199,6 +222,7 @@ class ClientEndpoint:
             "ping_interval": ping_interval,
             "idle_timeout": idle_timeout,
             "handshake_timeout": connect_timeout,
+            "features": tuple(features),  # asked for in hello (§4.11): "compact", "messages"
         }
         super().__init__(max_send_buffer=CLIENT_SEND_BUFFER)  # type: ignore[call-arg]
 
@@ -211,6 +235,11 @@ class ClientEndpoint:
     def identity(self) -> Any:
         """Who the server's authenticate hook says this client is (None without one)."""
         return self.hub.identity
+
+    @property
+    def features(self) -> frozenset[str]:
+        """The features the server granted this connection (§4.11), e.g. ``"messages"``."""
+        return self.hub.features
 
     def before_connect(self, connected: bool) -> None:
         """Checks shared by both layers' ``connect()`` (decision 9)."""
