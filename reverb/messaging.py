@@ -25,6 +25,7 @@ from typing import Any, TypeVar
 
 from reverb.errors import MessageCode, RpcError
 from reverb.proto import messages as m
+from reverb.replication.rpc import current_caller
 
 __all__ = ["MessageRegistry"]
 
@@ -78,6 +79,7 @@ class MessageRegistry:
         if handler is None:
             logger.info("client #%d sent message %r: no handler", sender, message.name)
             return _error(message.name, MessageCode.UNKNOWN_MESSAGE, "no handler for this name")
+        token = current_caller.set(sender)  # rpc_caller() answers inside the handler too
         try:
             handler(sender, data)
         except RpcError as exc:
@@ -85,6 +87,8 @@ class MessageRegistry:
         except Exception:
             logger.exception("message handler for %r from client #%d raised", message.name, sender)
             return _error(message.name, MessageCode.HANDLER_ERROR, "the handler failed")
+        finally:
+            current_caller.reset(token)
         return None
 
     def handle_client(self, message: m.AppMessage) -> None:

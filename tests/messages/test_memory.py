@@ -408,3 +408,31 @@ def test_client_only_and_server_only_calls_say_so() -> None:
     a, _ = game.join()
     with pytest.raises(InvalidState, match="sent by the server"):
         a.broadcast("news")
+
+
+def test_rpc_caller_answers_inside_a_message_handler() -> None:
+    from reverb import rpc_caller
+
+    game = Game()
+    seen: list[Any] = []
+    game.server.server_messages.on("who")(lambda sender, data: seen.append((sender, rpc_caller())))
+    a, ca = game.join()
+    game.net.step(TICK)
+    a.send_message("who")
+    game.net.step(TICK)
+    assert seen == [(ca.member, ca.member)]
+    assert rpc_caller() is None
+
+
+def test_the_server_endpoint_sends_through_its_context() -> None:
+    game = Game()
+    a, ca = game.join()
+    with game.server.activate():
+        ship = Ship(0)
+    game.net.step(TICK)
+    server = game.net.server
+    assert server.send_message(ca.member, "hi", 1) is True
+    assert server.broadcast("news", 2) == 1
+    assert server.send_to_observers(ship, "near", 3) == 1
+    game.net.step(TICK)
+    assert game.msgs(a) == [("msg", "hi", 1), ("msg", "news", 2), ("msg", "near", 3)]
