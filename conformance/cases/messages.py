@@ -78,8 +78,8 @@ def not_asked(ctx: Ctx) -> Outcome | str:
             raise ServerViolation("welcome grants messages without hello.features (§4.11)")
         other = _messaging(ctx)
         control = other.control_uid()
-        count = other.call_ok(control, "tell_all", ["news", 1])
-        _next_message(other, "message", "news", "the broadcast")
+        count = other.call_ok(control, "tell_all", ["news-14.1.2", 1])
+        _next_message(other, "message", "news-14.1.2", "the broadcast")
         uids = spawn_boxes(other, 1, False)  # a sync after the broadcast, on both
         try:
             plain.wait(lambda: uids[0] in plain.table.objects, None, "the spawn")
@@ -150,9 +150,9 @@ def to_all(ctx: Ctx) -> Outcome | str:
     def run() -> str:
         conns = [_messaging(ctx) for _ in range(3)]
         control = conns[0].control_uid()
-        count = conns[0].call_ok(control, "tell_all", ["news", {"n": 3}])
+        count = conns[0].call_ok(control, "tell_all", ["news-14.3.2", {"n": 3}])
         for conn in conns:
-            got = _next_message(conn, "message", "news", "the broadcast")
+            got = _next_message(conn, "message", "news-14.3.2", "the broadcast")
             if not same_json(got.get("data"), {"n": 3}):
                 raise CaseFailure(f"broadcast data differs: {got!r}")
         return f"3 connections received it (the server counted {count})"
@@ -261,10 +261,17 @@ def order_with_rpc(ctx: Ctx) -> Outcome | str:
     def run() -> str:
         conn = _messaging(ctx)
         control = conn.control_uid()
-        order: list[str] = []
-        conn.on_message = lambda msg: order.append(f"echo {msg['data']['data']}")
+        ids: list[int] = []
+        # for each echo: its data, and how many of our calls were answered when it arrived
+        order: list[tuple[Any, int]] = []
+
+        def record(msg: Msg) -> None:
+            if msg["type"] == "message" and msg["name"] == "echo":
+                answered = sum(1 for call_id in ids if call_id in conn.results)
+                order.append((msg["data"]["data"], answered))
+
+        conn.on_message = record
         try:
-            ids = []
             for i in range(3):
                 conn.send({"type": "message", "name": "echo", "data": i})
                 ids.append(conn.request(control, "echo", [i]))
@@ -273,10 +280,12 @@ def order_with_rpc(ctx: Ctx) -> Outcome | str:
             conn.wait(lambda: len(order) >= 3, None, "three echoes")
         finally:
             conn.on_message = None
-        arrival = [t for t in conn.types_seen if t in ("message", "rpc_result", "rpc_error")][-6:]
-        expected = ["message", "rpc_result"] * 3
-        if arrival != expected or order != [f"echo {i}" for i in range(3)]:
-            raise CaseFailure(f"expected {expected} with echoes 0,1,2; got {arrival}, {order}")
+        expected = [(i, i) for i in range(3)]  # echo i after answer i-1, before answer i
+        if order != expected:
+            raise CaseFailure(
+                "expected each echo i after call i-1's answer and before call i's: "
+                f"(echo, answers before it) {expected}, got {order} (§14.5)"
+            )
         return "message, call, message, call... answered in that order"
 
     return _guard(run)
