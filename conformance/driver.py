@@ -35,6 +35,12 @@ RPC_ERROR_CODES = frozenset(
         "rate_limited",
     }
 )
+# §14.4: the codes of message_error
+MESSAGE_ERROR_CODES = frozenset(
+    {"unknown_message", "rejected", "handler_error", "overloaded", "rate_limited"}
+)
+MESSAGES = "messages"  # §14.1: the feature name
+MAX_MESSAGE_NAME = 64  # §14.2
 CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013, 1015, 3000, 3001})
 LEAK_MARKERS = ("Traceback", 'File "', '.py"', ".py:", ".py,", "site-packages")
 # A source file named anywhere in the text, its end included ("... in /srv/game/host.py").
@@ -437,6 +443,8 @@ class Conn:
         self.asked: list[Any] = []  # hello.features
         self.inflate = False  # "deflate" granted (§15)
         self.compressed_frames = 0
+        self.app_messages: list[Msg] = []  # §14: message and message_error, in arrival order
+        self.on_message: Callable[[Msg], None] | None = None
 
     # ----------------------------------------------------------------- sending
 
@@ -578,10 +586,43 @@ class Conn:
         elif kind == "close":
             self.close_msg = msg
             raise CaseFailure(f"server closed the session unexpectedly: {brief(msg)}")
+        elif kind in ("message", "message_error"):
+            self._app_message(msg)
         elif kind == "welcome":
             raise ServerViolation("second welcome (§6.2)")
         else:
             raise ServerViolation(f"unknown message type {kind!r} from server (§3.3)")
+
+    @property
+    def granted(self) -> frozenset[str]:
+        """The features the server granted (those asked for and listed in welcome.features)."""
+        features = self.welcome.get("features", []) if self.welcome is not None else []
+        return frozenset(f for f in features if isinstance(f, str))
+
+    def _app_message(self, msg: Msg) -> None:
+        """§14: only with the feature granted; name 1..64 chars; message_error's code known."""
+        kind = msg["type"]
+        if MESSAGES not in self.granted:
+            raise ServerViolation(
+                f"{kind} on a connection without 'messages' (§14.1): {brief(msg)}"
+            )
+        name = msg.get("name")
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_MESSAGE_NAME:
+            raise ServerViolation(f"{kind} name is not a string of 1..64 (§14.2): {brief(msg)}")
+        if kind == "message_error":
+            code, reason = msg.get("code"), msg.get("reason")
+            if not isinstance(code, str) or not isinstance(reason, str):
+                raise ServerViolation(f"message_error without string code/reason: {brief(msg)}")
+            if code not in MESSAGE_ERROR_CODES:
+                raise ServerViolation(f"message_error with undocumented code {code!r} (§14.4)")
+            marker = leaks_internals(reason) or python_error_text(reason)
+            if marker is not None and code != "rejected":
+                raise ServerViolation(
+                    f"message_error reason leaks internals ({marker!r}, §8.4): {reason[:200]!r}"
+                )
+        self.app_messages.append(msg)
+        if self.on_message is not None:
+            self.on_message(msg)
 
     def wait(self, predicate: Callable[[], bool], timeout: float | None, what: str) -> None:
         """Pump messages until ``predicate()`` holds."""

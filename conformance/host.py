@@ -28,6 +28,7 @@ from reverb import (
     Server,
     expose,
     rpc_caller,
+    server_messages,
 )
 
 EXECUTIONS: Counter[str] = Counter()
@@ -35,6 +36,8 @@ EXECUTIONS: Counter[str] = Counter()
 RESPAWN: list[float | None] = [None]
 # Control.churn(): Box uid -> until when (monotonic) the game loop adds 1 to its value each tick.
 CHURN: dict[int, float] = {}
+# Control.ordered(): (member, name, data) messages sent once the next tick's sync has gone.
+AFTER_TICK: list[tuple[int, str, Any]] = []
 
 
 def _nested(depth: int) -> Any:
@@ -251,9 +254,59 @@ class Control(ReverbObject):
         EXECUTIONS["hidden"] += 1
         return "hidden ran"
 
+    # -- messages (§14) --------------------------------------------------------------------
+
+    @expose(anyone=True)
+    def tell(self, name: str, data: Any) -> bool:
+        """Send the caller the message ``name`` now (before this call's answer)."""
+        EXECUTIONS["tell"] += 1
+        return ReverbManager.send_message(rpc_caller(), name, data)
+
+    @expose(anyone=True)
+    def tell_all(self, name: str, data: Any) -> int:
+        EXECUTIONS["tell_all"] += 1
+        return ReverbManager.broadcast(name, data)
+
+    @expose(anyone=True)
+    def tell_around(self, target: int, name: str, data: Any) -> int:
+        EXECUTIONS["tell_around"] += 1
+        return ReverbManager.send_to_observers(target, name, data)
+
+    @expose(anyone=True)
+    def ordered(self, target: int, value: Any) -> None:
+        """Set that Box's value, send the caller ``before`` now and ``after`` once the sync
+        carrying the value has gone (§14.5)."""
+        EXECUTIONS["ordered"] += 1
+        box = ReverbManager.REVERB_OBJECTS.get(target)
+        if not isinstance(box, Box):
+            raise RpcError(f"no Box with uid {target}")
+        box.value = value
+        caller = rpc_caller()
+        assert caller is not None
+        ReverbManager.send_message(caller, "before", value)
+        AFTER_TICK.append((caller, "after", value))
+
+
+@server_messages.on("echo")
+def echo_message(sender: int, data: Any) -> None:
+    """§14.4: answers the sender with ``echo`` ``{"from": sender, "data": data}``."""
+    EXECUTIONS["message:echo"] += 1
+    ReverbManager.send_message(sender, "echo", {"from": sender, "data": data})
+
+
+@server_messages.on("crash")
+def crash_message(sender: int, data: Any) -> None:
+    EXECUTIONS["message:crash"] += 1
+    raise RuntimeError(f"unexpected failure in {__file__}")
+
 
 def game_step(now: float) -> None:
-    """The game loop's part of ``Control.vanish`` and ``Control.churn``."""
+    """The game loop's part of ``Control.vanish``, ``Control.churn`` and ``Control.ordered``
+    (it runs right after each ``server_sync()``)."""
+    pending = AFTER_TICK[:]
+    AFTER_TICK.clear()
+    for member, name, data in pending:
+        ReverbManager.send_message(member, name, data)
     due = RESPAWN[0]
     if due is not None and now >= due:
         RESPAWN[0] = None

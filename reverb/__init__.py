@@ -23,6 +23,8 @@ from reverb.threaded import Client, Server
 
 server_event_registry = ReverbManager.context.server_events
 client_event_registry = ReverbManager.context.client_events
+server_messages = ReverbManager.context.server_messages  # §14: @server_messages.on("chat")
+client_messages = ReverbManager.context.client_messages
 
 __version__ = "0.1.0"
 
@@ -44,7 +46,9 @@ __all__ = [
     "Server",
     "__version__",
     "client_event_registry",
+    "client_messages",
     "expose",
     "rpc_caller",
     "server_event_registry",
+    "server_messages",
 ]

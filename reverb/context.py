@@ -21,8 +21,10 @@ from typing import Any, TypeVar
 from reverb import _current
 from reverb.errors import InvalidState, RemoteProtocolError, RpcCode, RpcError
 from reverb.events import CLIENT_EVENTS, SERVER_EVENTS, EventRegistry
+from reverb.hub import app_message
+from reverb.messaging import MessageRegistry
 from reverb.proto import messages as m
-from reverb.proto.session import Closed, Received
+from reverb.proto.session import MESSAGES, Closed, Received
 from reverb.replication.types import TypeRegistry
 from reverb.replication.world import ClientWorld, Despawned, ServerWorld, Spawned
 from reverb.transport import (
@@ -62,6 +64,9 @@ class ReverbContext:
         self.types = TypeRegistry()
         self.server_events = EventRegistry(SERVER_EVENTS, "server")
         self.client_events = EventRegistry(CLIENT_EVENTS, "client")
+        self.server_messages = MessageRegistry("server")  # §14: handlers of clients' messages
+        self.client_messages = MessageRegistry("client")  # ... and of the server's
+        self._messaging: set[int] = set()  # members granted "messages" (§14.1), as joined
         self.world = ServerWorld(self.types)
         self.replicas = ClientWorld(self.types, bind=self._bind)
         # a ServerTransport or ClientTransport (reverb.transport); typed Any until the I/O
@@ -209,10 +214,17 @@ class ReverbContext:
             if isinstance(event, PeerMessage):
                 if isinstance(event.message, m.Rpc):
                     self.answer(event.member, event.message)
+                elif isinstance(event.message, m.AppMessage):  # §14.4, in arrival order
+                    error = self.server_messages.handle_server(event.member, event.message)
+                    if error is not None:
+                        conn.send((event.member,), error)
             elif isinstance(event, PeerOpened):
+                if MESSAGES in event.features:
+                    self._messaging.add(event.member)
                 self.world.peer_joined(event.member, event.features)
                 self.server_events.fire("client_connected", event.member, event.identity)
             elif isinstance(event, PeerClosed):
+                self._messaging.discard(event.member)
                 self.world.peer_left(event.member)
                 self.server_events.fire(
                     "client_disconnected", event.member, event.code, event.reason
@@ -230,6 +242,61 @@ class ReverbContext:
         conn: ServerTransport | None = self.connection
         if conn is not None:
             conn.send((member,), reply)
+
+    # -- messages (§14) -----------------------------------------------------------------------
+
+    def send_message(self, *args: Any, **kwargs: Any) -> bool:
+        """Send a named message with a JSON payload (docs/protocol.md §14).
+
+        On a server: ``send_message(member, name, data=None)`` to one client; on a client:
+        ``send_message(name, data=None)`` to the server. Ordered with the syncs of the same
+        connection: sent before ``server_sync()`` it precedes that tick's sync, sent after it
+        follows (§14.5). Returns whether it was queued: a server does not send it to a member
+        that is not connected or did not ask for ``"messages"`` (§14.1). Raises ``ValueError``
+        for a bad name, ``EncodeError`` for data JSON cannot carry (§3.4); a client raises
+        ``InvalidState`` when not connected or when the server did not grant ``"messages"``.
+        """
+        client_call = self.side is None and bool(args) and isinstance(args[0], str)
+        if self.side is ReverbSide.CLIENT or client_call:
+            name, data = _client_args(*args, **kwargs)
+            conn: ClientTransport | None = self.connection
+            if conn is None:
+                raise InvalidState(
+                    f"cannot send message {name!r}: not connected (call connect() first)"
+                )
+            conn.send_message(name, data)
+            return True
+        member, name, data = _server_args(*args, **kwargs)
+        return bool(self._send_app(name, data, (member,)))
+
+    def broadcast(self, name: str, data: Any = None, exclude: Any = ()) -> int:
+        """Server: send a message to every connected client that asked for ``"messages"``,
+        but those in ``exclude`` (membership ids). Returns how many it was queued for."""
+        excluded = {exclude} if isinstance(exclude, int) else set(exclude)
+        return self._send_app(name, data, tuple(sorted(self._messaging - excluded)))
+
+    def send_to_observers(self, obj: Any, name: str, data: Any = None) -> int:
+        """Server: send a message to every client that holds ``obj`` (a ``ReverbObject`` or
+        a uid) as of the last tick — it was spawned on them and not despawned since (§14.6).
+        An object added since the last ``server_sync()`` has no observers yet."""
+        uid = obj if isinstance(obj, int) else obj.uid
+        if uid is None:
+            raise InvalidState("the object is not in the world (it has no uid)")
+        members = self.world.observers(uid) & self._messaging
+        return self._send_app(name, data, tuple(sorted(members)))
+
+    def _send_app(self, name: str, data: Any, members: tuple[int, ...]) -> int:
+        if self.side is not ReverbSide.SERVER:
+            raise InvalidState(
+                "messages to clients are sent by the server (side is "
+                f"{self.side}); a client sends with send_message(name, data)"
+            )
+        message = app_message(name, data)
+        targets = tuple(member for member in members if member in self._messaging)
+        conn: ServerTransport | None = self.connection
+        if conn is not None and targets:
+            conn.send(targets, message)
+        return len(targets) if conn is not None else 0
 
     def tick(self, now: float) -> None:
         """Send every peer what changed since its last sync (no waiting, no pacing).
@@ -296,6 +363,13 @@ class ReverbContext:
             self.client_events.fire("synced", message.tick)
         elif isinstance(message, m.RpcErrorReply):
             self.client_events.fire("rpc_error", RpcError(message.message, message.code))
+        elif isinstance(message, m.AppMessage):  # §14.5: in the order the server sent them
+            self.client_messages.handle_client(message)
+        elif isinstance(message, m.MessageError):  # §14.4
+            logger.warning(
+                "the server refused message %r (%s): %s", message.name, message.code, message.reason
+            )
+            self.client_events.fire("message_error", message.name, message.code, message.reason)
 
     def client_connected(self, member: int) -> None:
         """Called by a client connection once its handshake completed."""
@@ -311,6 +385,19 @@ class ReverbContext:
                 "this context is a server's (REVERB_SIDE is ReverbSide.SERVER): a client in "
                 "the same process needs its own context, e.g. Client(..., context=ReverbContext())"
             )
+
+
+def _client_args(name: str, data: Any = None) -> tuple[str, Any]:
+    return name, data
+
+
+def _server_args(member: int, name: str, data: Any = None) -> tuple[int, str, Any]:
+    if type(member) is not int:
+        raise TypeError(
+            f"on a server, send_message(member, name, data=None) takes a membership id "
+            f"first, not {member!r}"
+        )
+    return member, name, data
 
 
 def _refuse_async(conn: Any, call: str, instead: str) -> None:

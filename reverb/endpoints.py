@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ssl
 import time
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from reverb import _current
@@ -25,6 +26,7 @@ from reverb.proto.session import (
     DEFLATE,
     FEATURES,
     FRAME_TIMEOUT,
+    GRANTABLE,
     HANDSHAKE_TIMEOUT,
     IDLE_TIMEOUT,
     MAX_BYTES_PER_SECOND,
@@ -74,7 +76,9 @@ class ServerEndpoint:
     ``127.0.0.1``: pass ``host="0.0.0.0"`` to accept players from other machines.
     ``authenticate`` checks credentials at the handshake (``reverb.auth``); ``ssl_context``
     (server side) serves TLS; ``check_contract`` refuses clients whose registered types or
-    exposed methods differ. Limits and their defaults: docs/guide.md §10, protocol §11.
+    exposed methods differ. ``features`` are the optional features it may grant (§4.11;
+    default all it implements: ``"compact"``, ``"messages"``). Limits and their defaults:
+    docs/guide.md §10, protocol §11.
     """
 
     def __init__(
@@ -101,6 +105,7 @@ class ServerEndpoint:
         authenticate: Authenticator | None = None,
         ssl_context: ssl.SSLContext | None = None,
         check_contract: bool = True,
+        features: Collection[str] = GRANTABLE,
         context: ReverbContext | None = None,
     ) -> None:
         self.host = host
@@ -124,6 +129,7 @@ class ServerEndpoint:
                 max_handshake_frame=max_handshake_frame,
                 max_bytes_per_second=max_bytes_per_second,
                 authenticate=authenticate,
+                features=features,
             ),
             self.context.types if check_contract else None,
         )
@@ -142,6 +148,20 @@ class ServerEndpoint:
         if self._port is None:
             raise InvalidState("the server is not started")
         return self._port
+
+    # -- messages (§14): the context's, from the game thread ----------------------------------
+
+    def send_message(self, member: int, name: str, data: Any = None) -> bool:
+        """``ReverbContext.send_message`` on this server's context: to one client."""
+        return self.context.send_message(member, name, data)
+
+    def broadcast(self, name: str, data: Any = None, exclude: Any = ()) -> int:
+        """``ReverbContext.broadcast``: to every client that asked for ``"messages"``."""
+        return self.context.broadcast(name, data, exclude)
+
+    def send_to_observers(self, obj: Any, name: str, data: Any = None) -> int:
+        """``ReverbContext.send_to_observers``: to every client holding ``obj``."""
+        return self.context.send_to_observers(obj, name, data)
 
     def attach(self) -> None:
         """Become the context's connection if it has none (so assigning
@@ -165,11 +185,13 @@ class ClientEndpoint:
     When the connection ends, the replicas are despawned (``object_despawned`` for each,
     before ``disconnected``) unless ``keep_replicas=True``, which keeps them until the next
     ``connect()``. A closed client may ``connect()`` again: it gets a new membership id and
-    a fresh snapshot. ``connect()`` makes a context with no side a client's.
+    a fresh snapshot. ``connect()`` makes a context with no side a client's. ``features``
+    are those it asks for (§4.11; default ``"compact"`` and ``"messages"``; ``()`` speaks
+    plain protocol 1).
 
-    ``compression=True`` asks the server for compressed syncs (feature ``"deflate"``,
-    protocol §15): a half to a quarter of the bytes of a large sync, for some CPU on both ends.
-    Worth it on slow or metered links; on a LAN it only costs.
+    ``compression=True`` also asks for compressed syncs (feature ``"deflate"``, protocol
+    §15): a half to a quarter of the bytes of a large sync, for some CPU on both ends. Worth
+    it on slow or metered links; on a LAN it only costs.
     """
 
     def __init__(
@@ -187,6 +209,7 @@ class ClientEndpoint:
         server_hostname: str | None = None,
         send_contract: bool = True,
         keep_replicas: bool = False,
+        features: Collection[str] = FEATURES,
         compression: bool = False,
         context: ReverbContext | None = None,
     ) -> None:
@@ -201,12 +224,17 @@ class ClientEndpoint:
         self.send_contract = send_contract
         self.context = context if context is not None else _current.current_context()
         self.hub = ClientHub()
+        asked = tuple(features)
+        if compression and DEFLATE not in asked:
+            asked += (DEFLATE,)
         self._session_options: dict[str, Any] = {
             "max_frame_size": max_frame_size,
             "frame_timeout": frame_timeout,
             "ping_interval": ping_interval,
             "idle_timeout": idle_timeout,
             "handshake_timeout": connect_timeout,
+            # asked for in hello (§4.11): "compact", "messages"; "deflate" with compression
+            "features": asked,
         }
         super().__init__(max_send_buffer=CLIENT_SEND_BUFFER)  # type: ignore[call-arg]
 
@@ -219,6 +247,11 @@ class ClientEndpoint:
     def identity(self) -> Any:
         """Who the server's authenticate hook says this client is (None without one)."""
         return self.hub.identity
+
+    @property
+    def features(self) -> frozenset[str]:
+        """The features the server granted this connection (§4.11), e.g. ``"messages"``."""
+        return self.hub.features
 
     def before_connect(self, connected: bool) -> None:
         """Checks shared by both layers' ``connect()`` (decision 9)."""
@@ -247,6 +280,5 @@ class ClientEndpoint:
             time.monotonic() if now is None else now,
             credentials=m.ABSENT if self.credentials is None else self.credentials,
             contract=contract(self.context.types) if self.send_contract else m.ABSENT,
-            features=(*FEATURES, DEFLATE) if self.compression else FEATURES,
             **self._session_options,
         )

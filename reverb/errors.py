@@ -15,8 +15,9 @@
 Raising ``RpcError("message")`` inside an exposed method refuses the call: the caller receives
 an ``RpcError`` with code ``"rejected"`` and that message (docs/protocol.md §8.3).
 
-The protocol's codes are defined here once: ``CloseCode`` (the ``close`` codes of §10.2) and
-``RpcCode`` (the ``rpc_error`` codes of §8.3).
+The protocol's codes are defined here once: ``CloseCode`` (the ``close`` codes of §10.2),
+``RpcCode`` (the ``rpc_error`` codes of §8.3) and ``MessageCode`` (the ``message_error`` codes
+of §14.4, which reuse the RPC codes' names where they mean the same).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = [
     "HandshakeFailed",
     "InvalidState",
     "LocalProtocolError",
+    "MessageCode",
     "RemoteProtocolError",
     "ReverbError",
     "RpcCode",
@@ -69,6 +71,19 @@ class RpcCode(str, enum.Enum):
     BAD_RETURN = "bad_return"
     OVERLOADED = "overloaded"
     RATE_LIMITED = "rate_limited"
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+
+class MessageCode(str, enum.Enum):
+    """Error codes of ``message_error`` (§14.4); like ``RpcCode``, each member is its string."""
+
+    UNKNOWN_MESSAGE = "unknown_message"
+    REJECTED = RpcCode.REJECTED.value
+    HANDLER_ERROR = RpcCode.HANDLER_ERROR.value
+    OVERLOADED = RpcCode.OVERLOADED.value
+    RATE_LIMITED = RpcCode.RATE_LIMITED.value
 
     def __str__(self) -> str:
         return str.__str__(self)

@@ -22,6 +22,8 @@ Client events (run on the thread that calls ``client_sync()`` / ``get_all_ro_by_
 ``object_spawned``                ``(obj)``: a replica was created
 ``object_despawned``              ``(obj)``: a replica was removed
 ``rpc_error``                     ``(error)``: an ``RpcError`` answered one of this client's calls
+``message_error``                 ``(name, code, reason)``: the server could not handle one of
+                                  this client's messages (docs/protocol.md §14.4)
 ================================  ==========================================
 
 A handler may take fewer parameters than its event offers: it receives the leading ones.
@@ -46,7 +48,15 @@ logger = logging.getLogger("reverb")
 
 SERVER_EVENTS = frozenset({"client_connected", "client_disconnected", "sync_error"})
 CLIENT_EVENTS = frozenset(
-    {"connected", "disconnected", "synced", "object_spawned", "object_despawned", "rpc_error"}
+    {
+        "connected",
+        "disconnected",
+        "synced",
+        "object_spawned",
+        "object_despawned",
+        "rpc_error",
+        "message_error",
+    }
 )
 _ALIASES = {"server_sync": "synced"}  # the seed's name for the client's sync event
 

@@ -8,7 +8,7 @@ import logging
 import re
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from typing import Any
 
@@ -17,7 +17,9 @@ from reverb.errors import (
     CloseCode,
     ConnectionClosed,
     EncodeError,
+    InvalidState,
     LocalProtocolError,
+    MessageCode,
     RpcCode,
     RpcError,
 )
@@ -26,12 +28,15 @@ from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE, encode_frame
 from reverb.proto.session import (
     DEFLATE,
     FRAME_TIMEOUT,
+    GRANTABLE,
     HANDSHAKE_TIMEOUT,
     IDLE_TIMEOUT,
     MAX_BYTES_PER_SECOND,
     MAX_CALLS_PER_SECOND,
     MAX_HANDSHAKE_FRAME,
     MAX_MESSAGES_PER_SECOND,
+    MESSAGES,
+    NEEDS_FEATURE,
     PING_INTERVAL,
     Closed,
     Opened,
@@ -51,6 +56,7 @@ __all__ = [
     "ClientHub",
     "ServerHub",
     "ServerOptions",
+    "app_message",
 ]
 
 logger = logging.getLogger("reverb")
@@ -87,6 +93,7 @@ class ServerOptions:
         max_handshake_frame: int = MAX_HANDSHAKE_FRAME,
         max_bytes_per_second: float = MAX_BYTES_PER_SECOND,
         authenticate: Authenticator | None = None,
+        features: Collection[str] = GRANTABLE,
     ) -> None:
         if tick_rate <= 0:
             raise ValueError("tick_rate must be positive")
@@ -106,6 +113,7 @@ class ServerOptions:
             "max_handshake_frame": max_handshake_frame,
             "max_bytes_per_second": max_bytes_per_second,
             "authenticate": authenticate,
+            "features": tuple(features),  # what it may grant (§4.11)
         }
 
 
@@ -172,14 +180,23 @@ class ServerHub:
         member = session.member
         if isinstance(event, Received):
             call = event.message
-            if not isinstance(call, m.Rpc):  # pragma: no cover - the legality table forbids it
+            if not isinstance(call, (m.Rpc, m.AppMessage)):  # pragma: no cover - §6.2 forbids it
                 return None
             pending = self.pending.get(member, 0)
             if pending >= self.options.max_pending_calls:
+                # §14.3: a client's messages wait for the game loop with its calls, in one queue
                 logger.warning("%s has %d calls pending: refused", session.name, pending)
                 self.stats["limit.pending_calls"] += 1
-                reply = m.RpcErrorReply(
-                    id=call.id, code=RpcCode.OVERLOADED, message="too many calls pending"
+                reply: m.Message = (
+                    m.RpcErrorReply(
+                        id=call.id, code=RpcCode.OVERLOADED, message="too many calls pending"
+                    )
+                    if isinstance(call, m.Rpc)
+                    else m.MessageError(
+                        name=call.name,
+                        code=MessageCode.OVERLOADED,
+                        reason="too many calls and messages pending",
+                    )
                 )
                 session.send(reply, now)
                 return None
@@ -211,10 +228,13 @@ class ServerHub:
         touched = []
         # a reply ends its call: the id may be used again (§8.5)
         answers = message.id if isinstance(message, (m.RpcResult, m.RpcErrorReply)) else None
+        feature = NEEDS_FEATURE.get(type(message))
         for member in members:
             session = self.members.get(member)
             if session is None or session.state is not State.OPEN:
                 continue
+            if feature is not None and feature not in session.features:
+                continue  # §4.11: nothing of a feature reaches a connection that lacks it
             key = (session.peer_max_frame, DEFLATE in session.features)
             if key not in encoded:
                 plain = encoded.get((key[0], False)) if key[1] else None
@@ -225,6 +245,12 @@ class ServerHub:
                 except EncodeError as exc:
                     encoded[key] = exc
             bodies = encoded[key]
+            if isinstance(bodies, EncodeError) and isinstance(message, m.AppMessage):
+                # §14.2: not sent to this client (logged, counted); it stays connected.
+                # 65536 bytes fit every client (§5.1: no max_frame is smaller)
+                logger.error("%s: %s: not sent", session.name, bodies)
+                self.stats["limit.message_too_large"] += 1
+                continue
             if isinstance(bodies, EncodeError):
                 reason = f"{_entry_name(bodies)} does not fit the client's max_frame"
                 logger.error(
@@ -269,6 +295,11 @@ def _encode(message: m.Message, limit: int) -> list[bytes]:
     if isinstance(message, m.Sync):
         return m.encode_sync(message, limit)
     body = m.encode(message)
+    if len(body) > limit and isinstance(message, m.AppMessage):
+        raise EncodeError(
+            f"message {message.name!r} of {len(body)} bytes exceeds the client's max_frame "
+            f"of {limit}"
+        )
     if len(body) > limit and isinstance(message, m.RpcResult):
         logger.error("rpc result of %d bytes exceeds the client's frame limit", len(body))
         error = m.RpcErrorReply(
@@ -287,13 +318,32 @@ class ClientHub:
         self.member: int | None = None
         self.identity: Any = None
         self.tick_rate = 0.0
+        self.features: frozenset[str] = frozenset()  # granted in the handshake (§4.11)
         self.closed: Closed | None = None
         self._calls: dict[int, Future[Any]] = {}
         self._next_call = 0
 
     def reset(self) -> None:
         self.member = None
+        self.features = frozenset()
         self.closed = None
+
+    def send_message(self, session: Session | None, name: str, data: Any, now: float) -> None:
+        """Queue a ``message`` (§14.2) on ``session``. Raises ``InvalidState`` when not
+        connected or when the server did not grant ``"messages"``, ``ValueError`` for a bad
+        name, ``EncodeError`` for data JSON cannot carry (§3.4) and ``LocalProtocolError``
+        when it does not fit the server's ``max_frame``: nothing is sent then."""
+        message = app_message(name, data)
+        if session is None or session.state is not State.OPEN:
+            closed = self.closed
+            why = f"closed ({closed.code}) {closed.reason}" if closed else "not connected"
+            raise InvalidState(f"cannot send message {name!r}: the connection is {why}")
+        if MESSAGES not in session.features:
+            raise InvalidState(
+                f"cannot send message {name!r}: the server did not grant the 'messages' "
+                "feature (an older server, or one that disabled it; docs/protocol.md §14.1)"
+            )
+        session.send(message, now)
 
     def call(
         self,
@@ -340,6 +390,7 @@ class ClientHub:
             return event
         if isinstance(event, Opened):
             self.member = event.member
+            self.features = event.features
             self.identity = event.identity
             self.tick_rate = event.tick_rate
             return None
@@ -350,6 +401,17 @@ class ClientHub:
             later(functools.partial(_settle, pending, None, closed))
         logger.info("disconnected (%d) %s", event.code, event.reason)
         return event if self.member is not None else None
+
+
+def app_message(name: str, data: Any) -> m.AppMessage:
+    """A ``message`` to send (§14.2): ``ValueError`` for a bad name, ``EncodeError`` for
+    data JSON cannot carry (§3.4)."""
+    if type(name) is not str or not 0 < len(name) <= m.MAX_MESSAGE_NAME:
+        raise ValueError(
+            f"a message name is a string of 1 to {m.MAX_MESSAGE_NAME} characters, not {name!r}"
+        )
+    m.to_wire(name, "message name")  # a lone surrogate has no UTF-8 form
+    return m.AppMessage(name=name, data=m.to_wire(data, f"message {name!r} data"))
 
 
 def _settle(future: Future[Any], value: Any, error: BaseException | None) -> None:

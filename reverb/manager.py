@@ -81,5 +81,19 @@ class ReverbManager(metaclass=_ManagerMeta):
         _default.remove(uid)
 
     @staticmethod
+    def send_message(*args: Any, **kwargs: Any) -> bool:
+        """``ReverbContext.send_message``: ``(member, name, data=None)`` on a server,
+        ``(name, data=None)`` on a client (docs/protocol.md §14)."""
+        return _default.send_message(*args, **kwargs)
+
+    @staticmethod
+    def broadcast(name: str, data: Any = None, exclude: Any = ()) -> int:
+        return _default.broadcast(name, data, exclude)
+
+    @staticmethod
+    def send_to_observers(obj: Any, name: str, data: Any = None) -> int:
+        return _default.send_to_observers(obj, name, data)
+
+    @staticmethod
     def compute_server(obj: Any, func: Callable[..., Any] | str, *args: Any) -> Future[Any]:
         return obj.compute_server(func, *args)  # type: ignore[no-any-return]

@@ -165,6 +165,11 @@ class MemoryClient(ClientEndpoint, _NoIO):
             self.network.pump(self.link)
         return future
 
+    def send_message(self, name: str, data: Any = None) -> None:
+        self.hub.send_message(self.session, name, data, self.network.clock())
+        if self.link is not None:
+            self.network.pump(self.link)
+
     def abort(self, code: int, reason: str) -> None:
         session = self.session
         if session is not None and self.link is not None:

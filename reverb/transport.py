@@ -89,6 +89,11 @@ class ClientTransport(Protocol):
     def call(self, uid: int, method: str, args: list[Any]) -> Future[Any]:
         """Send an ``rpc``; the future resolves with its result or ``RpcError`` (§8)."""
 
+    def send_message(self, name: str, data: Any = None) -> None:
+        """Send a ``message`` (§14.2); raises ``InvalidState`` when not connected or when the
+        server did not grant ``"messages"``, ``ValueError``/``EncodeError`` for a bad name
+        or data."""
+
     def abort(self, code: int, reason: str) -> None:
         """Close the connection with ``code`` (the client found the server's data invalid)."""
 

@@ -23,6 +23,7 @@ def test_event_names() -> None:
         "object_spawned",
         "object_despawned",
         "rpc_error",
+        "message_error",
     }
 
 

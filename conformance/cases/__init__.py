@@ -10,6 +10,7 @@ from conformance.cases import (  # noqa: F401
     framing,
     handshake,
     limits,
+    messages,
     ownership,
     rpc,
     sync,

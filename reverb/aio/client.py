@@ -146,6 +146,15 @@ class AsyncClient(ClientEndpoint, AioLoop):
             self.pump(proto)  # written to the transport now, in this loop iteration
         return future
 
+    def send_message(self, name: str, data: Any = None) -> None:
+        """Send a named message to the server (§14); raises as
+        ``ReverbContext.send_message``."""
+        proto = self._proto
+        session = proto.session if proto else None
+        self.hub.send_message(session, name, data, time.monotonic())
+        if proto is not None:
+            self.pump(proto)
+
     def abort(self, code: int, reason: str) -> None:
         proto = self._proto
         if proto is not None and proto.session is not None:

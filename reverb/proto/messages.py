@@ -27,14 +27,17 @@ from reverb.errors import CloseCode, EncodeError, RemoteProtocolError
 __all__ = [
     "ABSENT",
     "MAX_DEPTH",
+    "MAX_MESSAGE_NAME",
     "MAX_SAFE_INT",
     "PROTOCOL_VERSION",
     "Absent",
+    "AppMessage",
     "Close",
     "Entries",
     "FrameTooLarge",
     "Hello",
     "Message",
+    "MessageError",
     "Ping",
     "Pong",
     "Rpc",
@@ -62,6 +65,7 @@ MAX_SAFE_INT = (
     2**53 - 1
 )  # §3.4: every implementation (JavaScript included) represents these exactly
 MAX_DEPTH = 32  # §3.4: deep enough for game state, shallow enough that no decoder recurses far
+MAX_MESSAGE_NAME = 64  # §14.2: a message name is a short identifier, never a payload
 
 
 class Absent(enum.Enum):
@@ -192,9 +196,40 @@ class Close(Message):
     reason: str
 
 
+@dataclass(frozen=True)
+class AppMessage(Message):
+    """A named application message, either way, with the feature ``"messages"`` (§14.2)."""
+
+    TYPE: ClassVar[str] = "message"
+    name: str
+    data: Any | Absent = ABSENT  # any JSON value; absent means null (§14.2)
+
+
+@dataclass(frozen=True)
+class MessageError(Message):
+    """The server could not handle a client's ``message`` (§14.4); the session stays open."""
+
+    TYPE: ClassVar[str] = "message_error"
+    name: str
+    code: str
+    reason: str
+
+
 MESSAGE_TYPES: dict[str, type[Message]] = {
     cls.TYPE: cls
-    for cls in (Hello, Welcome, Sync, Rpc, RpcResult, RpcErrorReply, Ping, Pong, Close)
+    for cls in (
+        Hello,
+        Welcome,
+        Sync,
+        Rpc,
+        RpcResult,
+        RpcErrorReply,
+        Ping,
+        Pong,
+        Close,
+        AppMessage,
+        MessageError,
+    )
 }
 
 # -- schema: derived once from the dataclass declarations ------------------------------------
@@ -532,6 +567,13 @@ def decode(body: bytes) -> Message:
     message: Message = check(obj, "")
     if isinstance(message, Rpc) and message.id < 0:
         raise RemoteProtocolError("rpc id must not be negative", CloseCode.PROTOCOL_ERROR)
+    if (
+        isinstance(message, (AppMessage, MessageError))
+        and not 0 < len(message.name) <= MAX_MESSAGE_NAME
+    ):
+        raise RemoteProtocolError(  # §14.2
+            f"{kind} name must hold 1 to {MAX_MESSAGE_NAME} characters", CloseCode.PROTOCOL_ERROR
+        )
     return message
 
 

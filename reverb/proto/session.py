@@ -16,7 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from reverb.auth import Accept, Authenticator, Reject
-from reverb.errors import CloseCode, InvalidState, LocalProtocolError, RemoteProtocolError, RpcCode
+from reverb.errors import (
+    CloseCode,
+    InvalidState,
+    LocalProtocolError,
+    MessageCode,
+    RemoteProtocolError,
+    RpcCode,
+)
 from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frame
 
@@ -51,7 +58,8 @@ BURST_SECONDS = 2.0  # a bucket holds this many seconds' worth: bursts pass, flo
 # can spend of the server's (~0.05-0.15 s to decode a MiB).
 MAX_BYTES_PER_SECOND = 1048576.0
 # §4.11: what a Reverb client asks for and a Reverb server grants by default.
-FEATURES = ("compact",)
+MESSAGES = "messages"  # §14: named application messages, both ways
+FEATURES = ("compact", MESSAGES)
 # §15: asked for only when a client opts in (it costs CPU on both ends to save bandwidth)
 DEFLATE = "deflate"
 GRANTABLE = (*FEATURES, DEFLATE)  # what a Reverb server grants when asked
@@ -73,12 +81,15 @@ class State(enum.Enum):
 # §6.2: the messages each role may receive in each state. A missing entry is a protocol error.
 RECEIVABLE: dict[tuple[Role, State], frozenset[type[m.Message]]] = {
     (Role.SERVER, State.HANDSHAKE): frozenset({m.Hello, m.Close}),
-    (Role.SERVER, State.OPEN): frozenset({m.Rpc, m.Ping, m.Pong, m.Close}),
+    (Role.SERVER, State.OPEN): frozenset({m.Rpc, m.Ping, m.Pong, m.Close, m.AppMessage}),
     (Role.CLIENT, State.HANDSHAKE): frozenset({m.Welcome, m.Close}),
     (Role.CLIENT, State.OPEN): frozenset(
         {m.Sync, m.RpcResult, m.RpcErrorReply, m.Ping, m.Pong, m.Close}
+        | {m.AppMessage, m.MessageError}
     ),
 }
+# §14.1: legal in OPEN only on a connection where this feature was granted.
+NEEDS_FEATURE: dict[type[m.Message], str] = {m.AppMessage: MESSAGES, m.MessageError: MESSAGES}
 _PEER = {Role.SERVER: Role.CLIENT, Role.CLIENT: Role.SERVER}
 
 
@@ -319,6 +330,12 @@ class Session:
             raise InvalidState(f"cannot send {message.TYPE} in state {self._state.value}")
         if type(message) not in RECEIVABLE[(_PEER[self.role], self._state)]:
             raise LocalProtocolError(f"a {self.role.value} may not send {message.TYPE} (§6.2)")
+        feature = NEEDS_FEATURE.get(type(message))
+        if feature is not None and feature not in self.features:
+            raise InvalidState(
+                f"cannot send {message.TYPE}: the feature {feature!r} was not granted on this "
+                "connection (§4.11, §14.1)"
+            )
         answers = message.id if isinstance(message, (m.RpcResult, m.RpcErrorReply)) else None
         self.send_encoded(message.TYPE, m.encode(message), now, answers=answers)
 
@@ -405,9 +422,26 @@ class Session:
                 f"{message.TYPE} is not allowed in state {self._state.value}",
                 CloseCode.PROTOCOL_ERROR,
             )
+        feature = NEEDS_FEATURE.get(type(message))
+        if feature is not None and feature not in self.features:
+            raise RemoteProtocolError(
+                f"{message.TYPE} without the {feature!r} feature (§14.1)",
+                CloseCode.PROTOCOL_ERROR,
+            )
         if self.role is Role.SERVER and not self._messages.take(now):
             self.limit_hit("message_rate", CloseCode.POLICY, "message rate limit exceeded", now)
             return
+        if isinstance(message, m.AppMessage) and self.role is Role.SERVER:
+            if not self._calls.take(now):  # §14.3: messages share the calls' budget (§11)
+                logger.warning(
+                    "%s: call rate limit exceeded: message %r refused", self.name, message.name
+                )
+                self.stats["limit.call_rate"] += 1
+                refusal = m.MessageError(
+                    name=message.name, code=MessageCode.RATE_LIMITED, reason="too many messages"
+                )
+                self._send(refusal, now)
+                return
         if isinstance(message, m.Rpc):
             if message.id in self._in_flight:
                 raise RemoteProtocolError(

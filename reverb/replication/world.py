@@ -183,6 +183,11 @@ class ServerWorld:
     def peers(self) -> frozenset[int]:
         return frozenset(self._joining.union(*(v.members for v in self._views)))
 
+    def observers(self, uid: int) -> frozenset[int]:
+        """The peers that hold ``uid`` as of the last tick: it was in a sync they were sent
+        and not despawned since (§14.6). A joiner awaiting its first sync holds nothing."""
+        return frozenset().union(*(v.members for v in self._views if uid in v.held))
+
     # -- rpc ---------------------------------------------------------------------------------
 
     def call(self, member: int, rpc: m.Rpc) -> m.Message:

@@ -114,6 +114,21 @@ class Client(ClientEndpoint, IOLoop):
         self.wake()
         return future
 
+    def send_message(self, name: str, data: Any = None) -> None:
+        """Send a named message to the server (§14); written from this thread when nothing
+        waits before it, like ``call``. Raises as ``ReverbContext.send_message``."""
+        conn = self._conn
+        if conn is None:
+            self.hub.send_message(None, name, data, time.monotonic())
+            return
+        with self.lock, conn.lock:
+            now = time.monotonic()
+            self.hub.send_message(conn.session, name, data, now)
+            if self.write_now(conn, now):
+                return
+            self.mark_dirty(conn)
+        self.wake()
+
     def abort(self, code: int, reason: str) -> None:
         conn = self._conn
         if conn is None:

@@ -203,6 +203,11 @@ def probe_check_contract(s: ServerEndpoint, v: bool) -> None:
     assert s.hub.types is None
 
 
+def probe_features(s: ServerEndpoint, v: tuple[str, ...]) -> None:
+    session = opened(s, features=["compact", "messages"])
+    assert session.features == frozenset(v)  # by default both would be granted
+
+
 def probe_context(s: ServerEndpoint, v: ReverbContext) -> None:
     assert s.context is v
 
@@ -230,6 +235,7 @@ SERVER_OPTIONS: dict[str, tuple[Any, Callable[[Any, Any], None]]] = {
     "authenticate": (lambda credentials, peer: Reject("nope"), probe_authenticate),
     "ssl_context": (_TLS, probe_ssl_context),
     "check_contract": (False, probe_check_contract),
+    "features": (("compact",), probe_features),
     "context": (None, probe_context),  # a fresh context, filled in below
 }
 
@@ -349,6 +355,11 @@ def cprobe_send_contract(c: ClientEndpoint, v: bool) -> None:
     assert isinstance(hello(session).contract, m.Absent)
 
 
+def cprobe_features(c: ClientEndpoint, v: tuple[str, ...]) -> None:
+    session, _, _ = client_session(c)
+    assert hello(session).features == (list(v) if v else m.ABSENT)
+
+
 def cprobe_attr(name: str) -> Callable[[ClientEndpoint, Any], None]:
     def probe(c: ClientEndpoint, v: Any) -> None:
         assert getattr(c, name) == v
@@ -391,6 +402,7 @@ CLIENT_OPTIONS: dict[str, tuple[Any, Callable[[Any, Any], None]]] = {
     "send_contract": (False, cprobe_send_contract),
     "keep_replicas": (True, cprobe_attr("keep_replicas")),
     "compression": (True, cprobe_compression),
+    "features": ((), cprobe_features),
     "context": (None, cprobe_context),
 }
 

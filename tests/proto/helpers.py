@@ -19,6 +19,8 @@ SAMPLES: dict[type[m.Message], m.Message] = {
     m.Ping: m.Ping(nonce=5),
     m.Pong: m.Pong(nonce=5),
     m.Close: m.Close(code=4000, reason="game over"),
+    m.AppMessage: m.AppMessage(name="chat", data={"text": "gg"}),
+    m.MessageError: m.MessageError(name="chat", code="unknown_message", reason="no handler"),
 }
 
 

@@ -13,7 +13,7 @@ import pytest
 from reverb.hub import COMPRESS_MIN, ServerHub, ServerOptions
 from reverb.proto import messages as m
 from reverb.proto.framing import encode_frame
-from reverb.proto.session import Role, Session, State
+from reverb.proto.session import FEATURES, GRANTABLE, Role, Session, State
 from tests.proto.helpers import SessionPair, assert_closed_with, decode_stream, frame, sent
 
 BIG = {"type": "rpc_result", "id": 1, "value": "x" * 5000}
@@ -42,8 +42,9 @@ def test_a_server_grants_deflate_only_to_a_client_that_asks() -> None:
     asked = SessionPair(client_options={"features": ("compact", "deflate")})
     assert asked.server.features == asked.client.features == frozenset({"compact", "deflate"})
     default = SessionPair()
-    assert default.server.features == frozenset({"compact"})
-    assert m.Hello(version=1, max_frame=1 << 20, features=["compact"]) in default.to_server
+    assert default.server.features == frozenset(FEATURES)
+    assert "deflate" not in FEATURES and "deflate" in GRANTABLE
+    assert m.Hello(version=1, max_frame=1 << 20, features=list(FEATURES)) in default.to_server
 
 
 def test_a_granted_client_inflates_a_compressed_frame_into_its_message() -> None:

@@ -47,6 +47,9 @@ EXAMPLES: list[m.Message] = [
     m.Ping(nonce=1),
     m.Pong(nonce=MAX),
     m.Close(code=1000, reason=""),
+    m.AppMessage(name="chat", data={"text": "gg"}),
+    m.AppMessage(name="go"),
+    m.MessageError(name="chat", code="unknown_message", reason="no handler for this name"),
 ]
 
 

@@ -12,6 +12,8 @@ from reverb.errors import InvalidState, LocalProtocolError
 from reverb.proto import messages as m
 from reverb.proto.framing import encode_frame
 from reverb.proto.session import (
+    FEATURES,
+    NEEDS_FEATURE,
     RECEIVABLE,
     CloseCode,
     Closed,
@@ -38,7 +40,7 @@ from tests.proto.helpers import (
 def test_client_sends_hello_at_construction() -> None:
     session = client(max_frame_size=70000)
     assert session.state is State.HANDSHAKE
-    assert sent(session) == [m.Hello(version=1, max_frame=70000, features=["compact"])]
+    assert sent(session) == [m.Hello(version=1, max_frame=70000, features=list(FEATURES))]
 
 
 def test_server_sends_nothing_before_hello() -> None:
@@ -49,11 +51,11 @@ def test_server_sends_nothing_before_hello() -> None:
 
 def test_handshake_opens_both_sides_with_the_member_id() -> None:
     pair = SessionPair(member=42, server_options={"tick_rate": 20.0, "max_frame_size": 70000})
-    assert pair.to_server == [m.Hello(version=1, max_frame=1 << 20, features=["compact"])]
+    assert pair.to_server == [m.Hello(version=1, max_frame=1 << 20, features=list(FEATURES))]
     assert pair.to_client == [
-        m.Welcome(version=1, member=42, tick_rate=20.0, max_frame=70000, features=["compact"])
+        m.Welcome(version=1, member=42, tick_rate=20.0, max_frame=70000, features=list(FEATURES))
     ]
-    compact = frozenset({"compact"})
+    compact = frozenset(FEATURES)
     assert pair.server_events == [Opened(member=42, tick_rate=20.0, features=compact)]
     assert pair.client_events == [Opened(member=42, tick_rate=20.0, features=compact)]
     assert pair.client.state is State.OPEN and pair.server.state is State.OPEN
@@ -108,7 +110,7 @@ def test_client_cannot_send_rpc_before_welcome() -> None:
     session = client()
     with pytest.raises(InvalidState):
         session.send(SAMPLES[m.Rpc], 0)
-    assert sent(session) == [m.Hello(version=1, max_frame=1 << 20, features=["compact"])]
+    assert sent(session) == [m.Hello(version=1, max_frame=1 << 20, features=list(FEATURES))]
 
 
 def test_send_in_handshake_raises_invalid_state() -> None:
@@ -185,9 +187,18 @@ def test_table_lists_exactly_the_spec() -> None:
     names = {key: {cls.TYPE for cls in legal} for key, legal in RECEIVABLE.items()}
     assert names == {
         (Role.SERVER, State.HANDSHAKE): {"hello", "close"},
-        (Role.SERVER, State.OPEN): {"rpc", "ping", "pong", "close"},
+        (Role.SERVER, State.OPEN): {"rpc", "ping", "pong", "close", "message"},
         (Role.CLIENT, State.HANDSHAKE): {"welcome", "close"},
-        (Role.CLIENT, State.OPEN): {"sync", "rpc_result", "rpc_error", "ping", "pong", "close"},
+        (Role.CLIENT, State.OPEN): {
+            "sync",
+            "rpc_result",
+            "rpc_error",
+            "ping",
+            "pong",
+            "close",
+            "message",
+            "message_error",
+        },
     }
 
 
@@ -203,6 +214,9 @@ def test_legality(role: Role, state: State, kind: type[m.Message]) -> None:
     session.receive_data(frame(message), 1.0)
     if kind not in RECEIVABLE[(role, state)]:
         assert_closed_with(session, 1002, kind.TYPE, state.value)
+        return
+    if kind in NEEDS_FEATURE:  # these sessions asked for no feature (§14.1)
+        assert_closed_with(session, 1002, "without the 'messages' feature")
         return
     events = session.events()
     out = sent(session)
