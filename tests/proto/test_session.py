@@ -38,7 +38,7 @@ from tests.proto.helpers import (
 def test_client_sends_hello_at_construction() -> None:
     session = client(max_frame_size=70000)
     assert session.state is State.HANDSHAKE
-    assert sent(session) == [m.Hello(version=1, max_frame=70000, features=["compact"])]
+    assert sent(session) == [m.Hello(version=1, max_frame=70000, features=["compact", "time"])]
 
 
 def test_server_sends_nothing_before_hello() -> None:
@@ -49,11 +49,18 @@ def test_server_sends_nothing_before_hello() -> None:
 
 def test_handshake_opens_both_sides_with_the_member_id() -> None:
     pair = SessionPair(member=42, server_options={"tick_rate": 20.0, "max_frame_size": 70000})
-    assert pair.to_server == [m.Hello(version=1, max_frame=1 << 20, features=["compact"])]
+    assert pair.to_server == [m.Hello(version=1, max_frame=1 << 20, features=["compact", "time"])]
     assert pair.to_client == [
-        m.Welcome(version=1, member=42, tick_rate=20.0, max_frame=70000, features=["compact"])
+        m.Welcome(
+            version=1,
+            member=42,
+            tick_rate=20.0,
+            max_frame=70000,
+            features=["compact", "time"],
+            time=0.0,
+        )
     ]
-    compact = frozenset({"compact"})
+    compact = frozenset({"compact", "time"})
     assert pair.server_events == [Opened(member=42, tick_rate=20.0, features=compact)]
     assert pair.client_events == [Opened(member=42, tick_rate=20.0, features=compact)]
     assert pair.client.state is State.OPEN and pair.server.state is State.OPEN
@@ -108,7 +115,7 @@ def test_client_cannot_send_rpc_before_welcome() -> None:
     session = client()
     with pytest.raises(InvalidState):
         session.send(SAMPLES[m.Rpc], 0)
-    assert sent(session) == [m.Hello(version=1, max_frame=1 << 20, features=["compact"])]
+    assert sent(session) == [m.Hello(version=1, max_frame=1 << 20, features=["compact", "time"])]
 
 
 def test_send_in_handshake_raises_invalid_state() -> None:
@@ -228,7 +235,7 @@ def test_ping_is_answered_with_the_same_nonce() -> None:
     pair = SessionPair()
     pair.client.send(m.Ping(nonce=123), pair.now)
     pair.pump()
-    assert pair.to_client[-1] == m.Pong(nonce=123)
+    assert pair.to_client[-1] == m.Pong(nonce=123, time=pair.now)  # §13.4: a "time" client
     pair.server.send(m.Ping(nonce=9), pair.now)
     pair.pump()
     assert pair.to_server[-1] == m.Pong(nonce=9)
@@ -271,7 +278,8 @@ def test_a_client_that_only_answers_pings_is_never_dropped() -> None:
     # (as §9 allows) sends nothing but pongs. 60 s of a 30 Hz server, stepped.
     pair = SessionPair(
         server_options={"ping_interval": 5.0, "idle_timeout": 15.0},
-        client_options={"ping_interval": 1e9, "idle_timeout": 1e9},  # never pings by itself
+        # never pings by itself (no "time" feature: no clock pings, §13.6)
+        client_options={"ping_interval": 1e9, "idle_timeout": 1e9, "features": ("compact",)},
     )
     for tick in range(1, 1801):
         pair.server.send(m.Sync(tick=tick, full=tick == 1, final=True), pair.now)
@@ -561,7 +569,7 @@ def test_bytes_counters() -> None:
     assert (pair.server.bytes_sent, pair.client.bytes_received) == (welcome, welcome)
     pair.client.send(m.Ping(nonce=1), 0)
     pair.pump()
-    ping, pong = len(frame(m.Ping(nonce=1))), len(frame(m.Pong(nonce=1)))
+    ping, pong = len(frame(m.Ping(nonce=1))), len(frame(m.Pong(nonce=1, time=0.0)))
     assert pair.client.bytes_sent == hello + ping
     assert pair.server.bytes_received == hello + ping
     assert pair.server.bytes_sent == welcome + pong
