@@ -17,6 +17,7 @@ from reverb.errors import (
     ReverbError,
     RpcError,
 )
+from reverb.interpolation import DEGREES, RADIANS, Field, on_change
 from reverb.manager import ReverbManager
 from reverb.objects import ReverbObject, expose, rpc_caller
 from reverb.threaded import Client, Server
@@ -27,9 +28,12 @@ client_event_registry = ReverbManager.context.client_events
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEGREES",
+    "RADIANS",
     "Client",
     "ConnectionClosed",
     "EncodeError",
+    "Field",
     "FrameTooLarge",
     "HandshakeFailed",
     "InvalidState",
@@ -45,6 +49,7 @@ __all__ = [
     "__version__",
     "client_event_registry",
     "expose",
+    "on_change",
     "rpc_caller",
     "server_event_registry",
 ]

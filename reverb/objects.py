@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -143,6 +143,29 @@ class ReverbObject:
         """True on the client whose membership id is this object's ``belonging_membership``."""
         ctx = self._reverb_ctx
         return ctx is not None and ctx.owns(self)
+
+    def teleport(self) -> None:
+        """Server: mark the next update as a teleport, so interpolating clients snap to it
+        instead of sliding there (protocol §13.5)."""
+        ctx = self._reverb_ctx
+        if ctx is None:
+            raise LocalProtocolError("this object is not in a server's world")
+        ctx.teleport(self)
+
+    def interpolated(self, name: str, now: float | None = None) -> Any:
+        """Client: field ``name`` (declared in ``__reverb_interpolate__``) as rendered at the
+        client's render time for local ``now``; ``self.<name>`` stays the exact newest value."""
+        ctx = self._reverb_ctx
+        if ctx is None:
+            raise LocalProtocolError("this object is not a replica of a connected client")
+        return ctx.interpolated(self, name, now)
+
+    @property
+    def rendered(self) -> Mapping[str, Any]:
+        """Client: the values the last ``ctx.interpolate()`` rendered for this replica (a
+        read-only mapping, empty before the first call)."""
+        ctx = self._reverb_ctx
+        return ctx.rendered(self) if ctx is not None else {}
 
     def compute_server(self, func: Callable[..., Any] | str, *args: Any) -> Future[Any]:
         """Run ``func(*args)`` on the server's copy of this object; returns a ``Future``.
