@@ -12,5 +12,6 @@ from conformance.cases import (  # noqa: F401
     ownership,
     rpc,
     sync,
+    timefeature,
     uids,
 )
