@@ -426,9 +426,10 @@ class Session:
             self._send(m.Pong(nonce=message.nonce, time=stamp), now)
         elif isinstance(message, m.Pong):
             # its arrival already counted as traffic in receive_data; a client takes a sample
-            if self.timekeeper is not None:
-                told = self._server_time(message.time, "pong")
-                self.timekeeper.pong(message.nonce, told, now)
+            if self.role is Role.CLIENT:
+                told = self._server_time(message.time, "pong")  # §13.4
+                if self.timekeeper is not None:
+                    self.timekeeper.pong(message.nonce, told, now)
         elif isinstance(message, m.Hello):
             self._receive_hello(message, now)
         elif isinstance(message, m.Welcome):

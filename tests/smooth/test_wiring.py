@@ -347,3 +347,43 @@ def test_a_snap_that_is_not_a_boolean_is_1002() -> None:
     ).encode()
     with pytest.raises(Exception, match="snap"):
         m.decode(body)
+
+
+def _closed_1002(session: Session) -> bool:
+    closes = [b for b in frames(session.data_to_send()) if b["type"] == "close"]
+    return session.closed and bool(closes) and closes[0]["code"] == 1002
+
+
+def test_a_welcome_granting_time_without_time_is_1002() -> None:
+    client = Session(Role.CLIENT, 0.0, features=("time",))
+    client.data_to_send()
+    welcome = m.Welcome(version=1, member=1, tick_rate=30.0, max_frame=65536, features=["time"])
+    client.receive_data(encode_frame(m.encode(welcome)), 0.0)
+    assert _closed_1002(client)
+
+
+def test_a_pong_without_time_on_a_time_connection_is_1002() -> None:
+    world = ServerWorld(TypeRegistry())
+    client, _ = peer(world, 1, ("time",))
+    client.receive_data(encode_frame(m.encode(m.Pong(nonce=1))), 1.0)
+    assert _closed_1002(client)
+
+
+def test_clock_pings_are_matched_by_nonce_and_feed_the_estimate() -> None:
+    from reverb.timesync import Timekeeper
+
+    keeper = Timekeeper()
+    client = Session(Role.CLIENT, 0.0, features=("time",), timekeeper=keeper)
+    server = Session(Role.SERVER, 0.0, member=1)
+    server.receive_data(client.data_to_send(), 0.0)
+    client.receive_data(server.data_to_send(), 0.0)
+    now = 0.0
+    for _ in range(40):  # server clock = client clock + 100; 20 ms each way
+        now += 0.05
+        client.check_timeouts(now)
+        up = client.data_to_send()
+        if up:
+            server.receive_data(up, now + 100.02)
+            client.receive_data(server.data_to_send(), now + 0.04)
+    assert keeper.ready and keeper.rtt == pytest.approx(0.04, abs=1e-6)
+    assert keeper.server_time(now + 1) == pytest.approx(now + 101, abs=0.002)
