@@ -351,13 +351,13 @@ class ReverbContext:
 
     def _observes(self, cls: type) -> bool:
         """Whether changes of ``cls``'s replicas are recorded: it interpolates or has hooks."""
+        if self.hooks.listening:  # a ctx.on_change listener hears every class
+            return True
         found = self._observed.get(cls)
         if found is None:
             info = self.types.info(cls)
-            found = self.hooks.listening or bool(info is not None and info.interpolate)
-            found = found or self.hooks.has_methods(cls)
-            if not self.hooks.listening:
-                self._observed[cls] = found
+            found = bool(info is not None and info.interpolate) or self.hooks.has_methods(cls)
+            self._observed[cls] = found
         return found
 
     def _interpolate_tick(

@@ -387,3 +387,32 @@ def test_clock_pings_are_matched_by_nonce_and_feed_the_estimate() -> None:
             client.receive_data(server.data_to_send(), now + 0.04)
     assert keeper.ready and keeper.rtt == pytest.approx(0.04, abs=1e-6)
     assert keeper.server_time(now + 1) == pytest.approx(now + 101, abs=0.002)
+
+
+def test_a_listener_added_after_syncs_began_hears_every_class() -> None:
+    class Plain(ReverbObject):
+        def __init__(
+            self,
+            *,
+            uid: int | None = None,
+            add_on_init: bool = True,
+            belonging_membership: int | None = None,
+        ) -> None:
+            self.hp = 1
+            super().__init__(
+                uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+            )
+
+    world = World()
+    world.server.register(Plain)
+    world.ctx.register(Plain)
+    with world.server.activate():
+        plain = Plain()
+    world.net.run(0.2, TICK)
+    plain.hp = 2
+    world.net.run(0.1, TICK)  # observed nothing: no hook, no listener
+    heard: list[Any] = []
+    world.ctx.on_change("hp", lambda obj, old, new: heard.append((type(obj).__name__, old, new)))
+    plain.hp = 3
+    world.net.run(0.1, TICK)
+    assert heard == [("Plain", 2, 3)]
