@@ -416,3 +416,25 @@ def test_a_listener_added_after_syncs_began_hears_every_class() -> None:
     plain.hp = 3
     world.net.run(0.1, TICK)
     assert heard == [("Plain", 2, 3)]
+
+
+def _old_peer_bytes(with_time_peer: bool) -> bytes:
+    types = TypeRegistry()
+    types.register(Walker)
+    world = ServerWorld(types)
+    walker = Walker(1.5, add_on_init=False)
+    world.add(walker, (1.5,))
+    _, old = peer(world, 1, ())
+    sessions = {1: old}
+    if with_time_peer:
+        _, sessions[2] = peer(world, 2, ("compact", "time"))
+    run_ticks(world, sessions)
+    walker.x = 2.5
+    world.teleport(walker.uid)
+    run_ticks(world, sessions, start=2.0)
+    return WELCOMES[1] + old.data_to_send()
+
+
+def test_a_time_peer_changes_no_byte_a_protocol_1_peer_receives() -> None:
+    assert _old_peer_bytes(with_time_peer=True) == _old_peer_bytes(with_time_peer=False)
+    assert b'"time"' not in _old_peer_bytes(with_time_peer=True)
