@@ -27,6 +27,7 @@ GROUPS: dict[int, str] = {
     9: "Concurrency and limits",
     10: "Limits (low-limit profile)",
     11: "Features and the compact encoding",
+    12: "The time feature",
     13: "Messages",
 }
 

@@ -17,6 +17,7 @@ from reverb.errors import (
     ReverbError,
     RpcError,
 )
+from reverb.interpolation import DEGREES, RADIANS, Field, on_change
 from reverb.manager import ReverbManager
 from reverb.objects import ReverbObject, expose, rpc_caller
 from reverb.threaded import Client, Server
@@ -29,9 +30,12 @@ client_messages = ReverbManager.context.client_messages
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEGREES",
+    "RADIANS",
     "Client",
     "ConnectionClosed",
     "EncodeError",
+    "Field",
     "FrameTooLarge",
     "HandshakeFailed",
     "InvalidState",
@@ -48,6 +52,7 @@ __all__ = [
     "client_event_registry",
     "client_messages",
     "expose",
+    "on_change",
     "rpc_caller",
     "server_event_registry",
     "server_messages",

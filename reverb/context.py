@@ -14,7 +14,8 @@ import enum
 import inspect
 import logging
 import time
-from collections.abc import Iterator
+import types
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -22,6 +23,7 @@ from reverb import _current
 from reverb.errors import InvalidState, RemoteProtocolError, RpcCode, RpcError
 from reverb.events import CLIENT_EVENTS, SERVER_EVENTS, EventRegistry
 from reverb.hub import app_message
+from reverb.interpolation import Hooks, InterpolationManager, RenderTimeline
 from reverb.messaging import MessageRegistry
 from reverb.proto import messages as m
 from reverb.proto.session import MESSAGES, Closed, Received
@@ -59,7 +61,14 @@ class ReverbSide(enum.Enum):
 class ReverbContext:
     """A server's world or a client's replica table, with its types, events and connection."""
 
-    def __init__(self, side: ReverbSide | None = None) -> None:
+    def __init__(
+        self,
+        side: ReverbSide | None = None,
+        *,
+        interpolation_snap_speed: float | None = None,
+        interpolation_max_extrapolation: float | None = None,
+        interpolation_max_ticks: float = 10.0,
+    ) -> None:
         self.side = side
         self.types = TypeRegistry()
         self.server_events = EventRegistry(SERVER_EVENTS, "server")
@@ -74,6 +83,18 @@ class ReverbContext:
         self.connection: Any = None
         self._next_tick = 0.0
         self.observer: Any = None  # reverb.monitor's Observer, when a monitor is running
+        # Smooth movement (guide, "Smooth movement"; protocol §13): change hooks fired after
+        # each tick, and snapshot buffers of the replicas whose type declares
+        # ``__reverb_interpolate__``, keyed by uid (made at each connection's welcome).
+        self.hooks = Hooks()
+        self.interpolation: InterpolationManager[int] | None = None
+        self._interpolation_options = (
+            interpolation_snap_speed,
+            interpolation_max_extrapolation,
+            interpolation_max_ticks,
+        )
+        self._observed: dict[type, bool] = {}
+        self._rendered: dict[int, Mapping[str, object]] = {}
 
     @property
     def strict_sync(self) -> bool:
@@ -135,6 +156,13 @@ class ReverbContext:
         obj = self.world.remove(uid)
         obj._reverb_ctx = None
         obj.on_destroy_from_server()
+
+    def teleport(self, obj: Any) -> None:
+        """Mark ``obj``'s next update as a teleport: interpolating clients snap to it instead
+        of sliding (protocol §13.5). Server only."""
+        if self.side is not ReverbSide.SERVER:
+            raise InvalidState("only the server teleports objects")
+        self.world.teleport(obj.uid)
 
     def _bind(self, obj: Any) -> None:
         obj._reverb_ctx = self
@@ -329,7 +357,7 @@ class ReverbContext:
         events = conn.poll()
         for event in events:
             if isinstance(event, Received):
-                self._client_message(conn, event.message)
+                self._client_message(conn, event.message, event.at)
             elif isinstance(event, Closed):
                 if not getattr(conn, "keep_replicas", False):
                     self._despawn_all()
@@ -337,13 +365,18 @@ class ReverbContext:
         return len(events)
 
     def _despawn_all(self) -> None:
+        self._rendered = {}
+        if self.interpolation is not None:
+            for uid in list(self.replicas.objects):
+                self.interpolation.untrack(uid)
         for change in self.replicas.reset():
             change.obj.on_destroy_from_client()
             change.obj._reverb_ctx = None
             self.client_events.fire("object_despawned", change.obj)
 
-    def _client_message(self, conn: ClientTransport, message: m.Message) -> None:
+    def _client_message(self, conn: ClientTransport, message: m.Message, at: float) -> None:
         if isinstance(message, m.Sync):
+            self.replicas.observe = self._observes if self._observing() else None
             try:
                 changes = self.replicas.apply(message)
             except RemoteProtocolError as exc:
@@ -352,6 +385,7 @@ class ReverbContext:
                 return
             if changes is None:
                 return
+            self._interpolate_tick(conn, message, at, changes)
             for change in changes:
                 if isinstance(change, Spawned):
                     change.obj.on_init_from_client()
@@ -360,6 +394,10 @@ class ReverbContext:
                     change.obj.on_destroy_from_client()
                     change.obj._reverb_ctx = None
                     self.client_events.fire("object_despawned", change.obj)
+            for obj, name, old, new in self.replicas.changes:
+                self.hooks.record(obj, name, old, new)
+            self.replicas.changes = []
+            self.hooks.fire()  # after the tick and its spawn/despawn events, before synced
             self.client_events.fire("synced", message.tick)
         elif isinstance(message, m.RpcErrorReply):
             self.client_events.fire("rpc_error", RpcError(message.message, message.code))
@@ -374,7 +412,110 @@ class ReverbContext:
     def client_connected(self, member: int) -> None:
         """Called by a client connection once its handshake completed."""
         self._despawn_all()  # replicas kept from a previous connection (keep_replicas=True)
+        rate = getattr(self.connection, "tick_rate", 0.0) or DEFAULT_TICK_RATE
+        snap_speed, max_extrapolation, max_ticks = self._interpolation_options
+        self.interpolation = InterpolationManager(
+            tick_interval=1.0 / rate,
+            max_extrapolation=max_extrapolation,
+            snap_speed=snap_speed,
+            timeline=RenderTimeline(tick_interval=1.0 / rate, max_ticks=max_ticks),
+        )
         self.client_events.fire("connected", member)
+
+    # -- smooth movement (client) -------------------------------------------------------------
+
+    def on_change(self, field: str, callback: Callable[[Any, Any, Any], object]) -> None:
+        """Call ``callback(obj, old, new)`` after each tick in which ``field`` of a replica
+        changed (on the game thread, inside ``client_sync()``)."""
+        self.hooks.on(field, callback)
+
+    def _observing(self) -> bool:
+        return self.hooks.listening or any(map(self._observes, self.types.classes()))
+
+    def _observes(self, cls: type) -> bool:
+        """Whether changes of ``cls``'s replicas are recorded: it interpolates or has hooks."""
+        if self.hooks.listening:  # a ctx.on_change listener hears every class
+            return True
+        found = self._observed.get(cls)
+        if found is None:
+            info = self.types.info(cls)
+            found = bool(info is not None and info.interpolate) or self.hooks.has_methods(cls)
+            self._observed[cls] = found
+        return found
+
+    def _interpolate_tick(
+        self, conn: ClientTransport, sync: m.Sync, at: float, changes: list[Any]
+    ) -> None:
+        """Push this tick's states of interpolated replicas into their buffers (§13)."""
+        manager = self.interpolation
+        if manager is None:
+            return
+        if isinstance(sync.time, m.Absent):  # no "time": the tick's nominal time (§13.1)
+            rate = getattr(conn, "tick_rate", 0.0) or DEFAULT_TICK_RATE
+            stamp = sync.tick / rate
+        else:
+            stamp = sync.time
+        for change in changes:
+            obj = change.obj
+            info = self.types.info(type(obj))
+            if info is None or not info.interpolate:
+                continue
+            if isinstance(change, Spawned):
+                manager.track(obj.uid, info.interpolate)
+                values = {name: getattr(obj, name, None) for name in _names(info.interpolate)}
+                manager.push(obj.uid, stamp, values)
+            else:
+                manager.untrack(obj.uid)
+                self._rendered.pop(obj.uid, None)
+        moved: dict[int, dict[str, object]] = {}
+        for obj, name, _, new in self.replicas.changes:
+            if obj.uid in manager:
+                moved.setdefault(obj.uid, {})[name] = new
+        snapped = self.replicas.snapped
+        for uid, values in moved.items():
+            manager.push(uid, stamp, values, teleport=uid in snapped)
+        manager.observe_sync(stamp, at)
+
+    def render_time(self, now: float | None = None) -> float:
+        """The server time interpolated replicas are shown at, for local time ``now``."""
+        now = time.monotonic() if now is None else now
+        manager = self.interpolation
+        return now if manager is None else manager.render_time(now)
+
+    def interpolate(self, now: float | None = None) -> dict[Any, dict[str, object]]:
+        """Sample every interpolated replica once for this frame (call after ``client_sync``);
+        each result is also kept as ``obj.rendered``. Keys are the replicas."""
+        manager = self.interpolation
+        if manager is None:
+            return {}
+        now = time.monotonic() if now is None else now
+        sampled = manager.interpolate(now)
+        objects = self.replicas.objects
+        out = {objects[uid]: values for uid, values in sampled.items() if uid in objects}
+        self._rendered = {uid: types.MappingProxyType(v) for uid, v in sampled.items()}
+        return out
+
+    def interpolated(self, obj: Any, name: str, now: float | None = None) -> object:
+        """``name`` of the replica ``obj`` at ``render_time(now)`` (its exact value stays
+        ``getattr(obj, name)``)."""
+        if self.side is ReverbSide.SERVER:
+            raise InvalidState("interpolation is for replicas, on a client")
+        info = self.types.info(type(obj))
+        declared = _names(info.interpolate) if info is not None else ()
+        if name not in declared:
+            raise ValueError(
+                f"{type(obj).__qualname__} does not interpolate {name!r}; "
+                f"__reverb_interpolate__ declares {list(declared)}"
+            )
+        manager = self.interpolation
+        if manager is None or obj.uid not in manager:
+            return getattr(obj, name)
+        now = time.monotonic() if now is None else now
+        return manager.sample(obj.uid, manager.render_time(now)).get(name, getattr(obj, name))
+
+    def rendered(self, obj: Any) -> Mapping[str, object]:
+        """What the last ``interpolate()`` rendered for ``obj`` (empty before it)."""
+        return self._rendered.get(obj.uid, _EMPTY)
 
     def claim_client_side(self) -> None:
         """Called by ``connect()``: a context with no side becomes a client's (decision 9)."""
@@ -398,6 +539,13 @@ def _server_args(member: int, name: str, data: Any = None) -> tuple[int, str, An
             f"first, not {member!r}"
         )
     return member, name, data
+
+
+_EMPTY: Mapping[str, object] = types.MappingProxyType({})
+
+
+def _names(declared: tuple[Any, ...]) -> tuple[str, ...]:
+    return tuple(item if isinstance(item, str) else item.name for item in declared)
 
 
 def _refuse_async(conn: Any, call: str, instead: str) -> None:

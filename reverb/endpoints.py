@@ -34,10 +34,12 @@ from reverb.proto.session import (
     MAX_HANDSHAKE_FRAME,
     MAX_MESSAGES_PER_SECOND,
     PING_INTERVAL,
+    TIME,
     Role,
     Session,
 )
 from reverb.replication.types import contract
+from reverb.timesync import TIME_PING_INTERVAL, Timekeeper
 
 if TYPE_CHECKING:
     from reverb.context import ReverbContext
@@ -211,6 +213,8 @@ class ClientEndpoint:
         keep_replicas: bool = False,
         features: Collection[str] = FEATURES,
         compression: bool = False,
+        time_sync: bool = True,
+        time_ping_interval: float = TIME_PING_INTERVAL,
         context: ReverbContext | None = None,
     ) -> None:
         self.ip = ip
@@ -224,17 +228,20 @@ class ClientEndpoint:
         self.send_contract = send_contract
         self.context = context if context is not None else _current.current_context()
         self.hub = ClientHub()
-        asked = tuple(features)
+        # §4.11: "compact", "time", "messages" by default; "time" (server clock, a sync every
+        # tick, §13) unless time_sync=False; "deflate" with compression (§15)
+        asked = tuple(f for f in features if time_sync or f != TIME)
         if compression and DEFLATE not in asked:
             asked += (DEFLATE,)
+        self._time_ping_interval = time_ping_interval
+        self.timekeeper = Timekeeper(ping_interval=time_ping_interval)
         self._session_options: dict[str, Any] = {
+            "features": asked,
             "max_frame_size": max_frame_size,
             "frame_timeout": frame_timeout,
             "ping_interval": ping_interval,
             "idle_timeout": idle_timeout,
             "handshake_timeout": connect_timeout,
-            # asked for in hello (§4.11): "compact", "messages"; "deflate" with compression
-            "features": asked,
         }
         super().__init__(max_send_buffer=CLIENT_SEND_BUFFER)  # type: ignore[call-arg]
 
@@ -252,6 +259,47 @@ class ClientEndpoint:
     def features(self) -> frozenset[str]:
         """The features the server granted this connection (§4.11), e.g. ``"messages"``."""
         return self.hub.features
+
+    # -- time and smooth movement (guide, "Smooth movement"; protocol §13) --------------------
+
+    @property
+    def tick_rate(self) -> float:
+        """The server's tick rate in Hz, from ``welcome`` (0.0 before it)."""
+        return self.hub.tick_rate
+
+    @property
+    def rtt(self) -> float:
+        """Smoothed round-trip time in seconds (0.0 before the first pong)."""
+        return self.timekeeper.rtt
+
+    @property
+    def rtt_jitter(self) -> float:
+        """Mean deviation of the round-trip time, seconds."""
+        return self.timekeeper.rtt_jitter
+
+    @property
+    def clock_ready(self) -> bool:
+        """True once the server clock estimate rests on 3 pongs (needs "time", §13)."""
+        return self.timekeeper.ready
+
+    def server_time(self, now: float | None = None) -> float:
+        """The server's clock (§13.1) at local monotonic time ``now``; never decreasing.
+        Before any sample, or without "time" granted: ``now``."""
+        return self.timekeeper.server_time(time.monotonic() if now is None else now)
+
+    def server_tick(self, now: float | None = None) -> float | None:
+        """The fractional server tick at ``now``, or None before a timed sync."""
+        return self.timekeeper.server_tick(time.monotonic() if now is None else now)
+
+    def render_time(self, now: float | None = None) -> float:
+        """The server time interpolated replicas are shown at, for local time ``now``."""
+        return self.context.render_time(now)
+
+    @property
+    def interpolation_delay(self) -> float:
+        """How far behind the newest expected sync replicas are rendered, seconds."""
+        manager = self.context.interpolation
+        return 0.0 if manager is None else manager.timeline.delay
 
     def before_connect(self, connected: bool) -> None:
         """Checks shared by both layers' ``connect()`` (decision 9)."""
@@ -275,9 +323,11 @@ class ClientEndpoint:
         self.hub.reset()
         if self.context.connection is None:
             self.context.connection = self
+        self.timekeeper = Timekeeper(ping_interval=self._time_ping_interval)
         return Session(
             Role.CLIENT,
             time.monotonic() if now is None else now,
+            timekeeper=self.timekeeper,
             credentials=m.ABSENT if self.credentials is None else self.credentials,
             contract=contract(self.context.types) if self.send_contract else m.ABSENT,
             **self._session_options,

@@ -497,6 +497,21 @@ class Hooks:
         self._listeners: dict[str, list[Callback]] = {}
         self._methods: dict[tuple[type, str], tuple[str, ...]] = {}
 
+    @property
+    def listening(self) -> bool:
+        """Whether any listener was added with :meth:`on`."""
+        return bool(self._listeners)
+
+    def has_methods(self, cls: type) -> bool:
+        """Whether ``cls`` has a method marked ``@on_change`` or named ``on_<field>_changed``."""
+        for klass in cls.__mro__:
+            for attr, value in vars(klass).items():
+                if getattr(value, _HOOK_ATTR, None) or (
+                    attr.startswith("on_") and attr.endswith("_changed") and callable(value)
+                ):
+                    return True
+        return False
+
     def on(self, field_name: str, callback: Callback) -> Callback:
         """Call ``callback(obj, old, new)`` whenever ``field_name`` changes on any object."""
         self._listeners.setdefault(field_name, []).append(callback)

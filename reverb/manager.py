@@ -77,6 +77,12 @@ class ReverbManager(metaclass=_ManagerMeta):
         return _default.get_all_ro_by_type(cls)
 
     @staticmethod
+    def interpolate(now: float | None = None) -> dict[Any, dict[str, object]]:
+        """Client: sample every interpolated replica for this frame (guide, "Smooth
+        movement"); see ``ReverbContext.interpolate``."""
+        return _default.interpolate(now)
+
+    @staticmethod
     def remove_reverb_object(uid: int) -> None:
         _default.remove(uid)
 

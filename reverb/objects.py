@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from reverb import _current
@@ -40,6 +41,21 @@ def expose(func: F | None = None, /, *, anyone: bool = False) -> F | Callable[[F
         return f
 
     return mark(func) if func is not None else mark
+
+
+class _Rendered:
+    """``obj.rendered``, client side: the values the last ``ctx.interpolate()`` rendered for
+    this replica (a read-only mapping, empty before the first call). A non-data descriptor, so
+    that a game's own attribute of that name still works as before."""
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self
+        ctx = obj._reverb_ctx
+        return ctx.rendered(obj) if ctx is not None else _NOTHING
+
+
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
 
 
 def rpc_caller() -> int | None:
@@ -143,6 +159,24 @@ class ReverbObject:
         """True on the client whose membership id is this object's ``belonging_membership``."""
         ctx = self._reverb_ctx
         return ctx is not None and ctx.owns(self)
+
+    def teleport(self) -> None:
+        """Server: mark the next update as a teleport, so interpolating clients snap to it
+        instead of sliding there (protocol §13.5)."""
+        ctx = self._reverb_ctx
+        if ctx is None:
+            raise LocalProtocolError("this object is not in a server's world")
+        ctx.teleport(self)
+
+    def interpolated(self, name: str, now: float | None = None) -> Any:
+        """Client: field ``name`` (declared in ``__reverb_interpolate__``) as rendered at the
+        client's render time for local ``now``; ``self.<name>`` stays the exact newest value."""
+        ctx = self._reverb_ctx
+        if ctx is None:
+            raise LocalProtocolError("this object is not a replica of a connected client")
+        return ctx.interpolated(self, name, now)
+
+    rendered = _Rendered()
 
     def compute_server(self, func: Callable[..., Any] | str, *args: Any) -> Future[Any]:
         """Run ``func(*args)`` on the server's copy of this object; returns a ``Future``.

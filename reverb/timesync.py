@@ -29,10 +29,11 @@ the estimate catches up). The design is in docs/design/smooth.md.
 from __future__ import annotations
 
 import math
+import threading
 from collections import deque
 from dataclasses import dataclass
 
-__all__ = ["ServerClock"]
+__all__ = ["ServerClock", "Timekeeper"]
 
 # Pong samples kept for the min-RTT filter: 16 pings at one per second cover 16 s, long enough
 # to hold a few unqueued samples, short enough that clock drift (< 1e-4) stays below 2 ms.
@@ -280,3 +281,120 @@ class ServerClock:
             if span > 0 and last.tick > first.tick:
                 return (last.tick - first.tick) / span
         return None
+
+
+# Clock pings (docs/protocol.md §13.6): a burst right after welcome fills the filter window
+# quickly, then one a second keeps it fresh; at most 8 unanswered (older ones are forgotten).
+TIME_PING_INTERVAL = 1.0
+TIME_PING_BURST = 8
+TIME_PING_SPACING = 0.1
+MAX_OUTSTANDING_PINGS = 8
+
+
+class Timekeeper:
+    """One client connection's clock state: a :class:`ServerClock` fed by its session, and the
+    schedule of its clock pings (§13.6). Thread-safe: the I/O side feeds samples while the game
+    thread reads the estimate. Time is always an argument.
+
+    Without the feature ``"time"`` granted (an old server) no clock pings are sent; the pongs of
+    heartbeat pings (§9.2) still measure the RTT (RFC 6298); the server time stays ``now`` and
+    ``ready`` False.
+    """
+
+    def __init__(
+        self,
+        *,
+        ping_interval: float = TIME_PING_INTERVAL,
+        burst: int = TIME_PING_BURST,
+        burst_spacing: float = TIME_PING_SPACING,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._interval = ping_interval
+        self._burst = burst
+        self._spacing = burst_spacing
+        self.clock = ServerClock()
+        self.granted = False
+        self.tick_rate = 0.0
+        self._outstanding: dict[int, float] = {}  # nonce -> local time the ping left
+        self._left = 0  # pings of the burst still to send
+        self._due: float | None = None  # the next clock ping, None before welcome
+        self._srtt: float | None = None  # without "time": the RTT alone
+        self._rttvar = 0.0
+
+    def opened(
+        self, now: float, tick_rate: float, granted: bool, welcome_time: float | None
+    ) -> None:
+        """``welcome`` arrived at ``now``; ``welcome_time`` is its ``time`` (§13.2)."""
+        with self._lock:
+            self.clock = ServerClock(tick_rate=tick_rate if tick_rate > 0 else None)
+            self.granted = granted
+            self.tick_rate = tick_rate
+            self._outstanding = {}
+            self._left = self._burst
+            self._due = now
+            if granted and welcome_time is not None:
+                # a one-way sample (§13.2): it bounds the offset from below
+                self.clock.add_sync(0, welcome_time, now)
+
+    def ping_due(self) -> float | None:
+        """When the next clock ping is due (local time), or None (before welcome, or without
+        "time" granted: an old server's pongs carry no time, §13.6)."""
+        return self._due if self.granted else None
+
+    def ping_sent(self, nonce: int, now: float, *, scheduled: bool) -> None:
+        """A ``ping`` with ``nonce`` left at ``now`` (a clock ping when ``scheduled``, else a
+        heartbeat, §9.2, whose pong is a sample too)."""
+        with self._lock:
+            self._outstanding[nonce] = now
+            while len(self._outstanding) > MAX_OUTSTANDING_PINGS:
+                del self._outstanding[next(iter(self._outstanding))]
+            if scheduled and self._due is not None:
+                if self._left > 0:
+                    self._left -= 1
+                step = self._spacing if self._left > 0 else self._interval
+                self._due = max(self._due + step, now)
+
+    def pong(self, nonce: int, server_time: float | None, now: float) -> None:
+        """A ``pong`` with ``nonce`` (and ``time``, §13.4) arrived at ``now``."""
+        with self._lock:
+            sent = self._outstanding.pop(nonce, None)
+            if sent is None or now < sent:
+                return  # not ours, forgotten, or answered twice: not a sample
+            if server_time is not None:
+                self.clock.add_pong(sent, server_time, now)
+                return
+            rtt = now - sent
+            if self._srtt is None:
+                self._srtt = rtt
+            else:
+                self._rttvar += (abs(rtt - self._srtt) - self._rttvar) / 4
+                self._srtt += (rtt - self._srtt) / 8
+
+    def sync(self, tick: int, server_time: float, now: float) -> None:
+        """The final part of tick ``tick``'s sync, stamped ``server_time``, arrived at ``now``."""
+        with self._lock:
+            self.clock.add_sync(tick, server_time, now)
+
+    def server_time(self, now: float) -> float:
+        with self._lock:
+            return self.clock.server_time(now)
+
+    def server_tick(self, now: float) -> float | None:
+        with self._lock:
+            return self.clock.server_tick(now)
+
+    @property
+    def ready(self) -> bool:
+        return self.clock.ready
+
+    @property
+    def rtt(self) -> float:
+        if self._srtt is not None:
+            return self._srtt
+        return self.clock.rtt
+
+    @property
+    def rtt_jitter(self) -> float:
+        if self._srtt is not None:
+            return self._rttvar
+        return self.clock.rtt_jitter

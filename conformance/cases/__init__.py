@@ -14,5 +14,6 @@ from conformance.cases import (  # noqa: F401
     ownership,
     rpc,
     sync,
+    timefeature,
     uids,
 )

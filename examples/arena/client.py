@@ -35,7 +35,7 @@ from game import (
     player_name,
     unit,
 )
-from smooth import Predictor, RemoteSmoother
+from smooth import Predictor
 
 from reverb import (
     Client,
@@ -50,11 +50,6 @@ GRID = (34, 37, 46)
 TEXT = (220, 222, 228)
 DIM = (140, 144, 156)
 PICKUP = (255, 214, 92)
-
-
-def replicas(cls) -> list:
-    """The replicas of ``cls`` as they are now (does not apply pending syncs)."""
-    return [o for o in ReverbManager.context.objects.values() if isinstance(o, cls)]
 
 
 class Calls:
@@ -181,15 +176,12 @@ def run(
     ReverbManager.REVERB_SIDE = ReverbSide.CLIENT
     clt = Client(ip="127.0.0.1", port=port)
     calls = Calls()
-    smoother = RemoteSmoother(TICK_RATE)
     smoothness = Smoothness()
     state: dict = {"me": None, "predictor": None}
 
     @client_event_registry.on_event("synced")
     def on_synced(tick):
         now = time.monotonic()
-        avatars = replicas(Avatar)  # not get_all_ro_by_type: that would apply the next sync
-        smoother.synced(tick, [a for a in avatars if not a.is_owner()], now)
         me = state["me"]
         if me is not None and state["predictor"] is not None:
             # The server steps its world after each tick, so a sync carries the positions it
@@ -202,10 +194,6 @@ def run(
         if isinstance(obj, Avatar) and obj.is_owner():
             state["me"] = obj
             state["predictor"] = Predictor(obj.x, obj.y, obj.life)
-
-    @client_event_registry.on_event("object_despawned")
-    def on_despawned(obj):
-        smoother.forget(obj.uid)
 
     clt.connect()
     member = clt.member
@@ -242,7 +230,12 @@ def run(
             feed = next(iter(ReverbManager.get_all_ro_by_type(Feed)), None)
             avatars = ReverbManager.get_all_ro_by_type(Avatar)
             pickups = [(p.x, p.y) for p in ReverbManager.get_all_ro_by_type(Pickup)]
-            rendered = smoother.positions(now)
+            ReverbManager.interpolate(now)  # remote avatars, at clt.render_time(now)
+            rendered = {
+                a.uid: (float(a.rendered["x"]), float(a.rendered["y"]))
+                for a in avatars
+                if "x" in a.rendered and "y" in a.rendered
+            }
             others = {a.uid: rendered.get(a.uid, (a.x, a.y)) for a in avatars if a is not me}
             smoothness.frame(avatars, me, rendered)
             shoot = None
@@ -303,7 +296,7 @@ def run(
         "expected_refusals": calls.expected,
         "mean_rtt_ms": round(1000 * sum(calls.rtts) / len(calls.rtts), 2) if calls.rtts else None,
         "prediction_error_px": state["predictor"].mean_error() if state["predictor"] else 0.0,
-        "interpolation_delay_ms": round(1000 * smoother.manager.timeline.delay, 1),
+        "interpolation_delay_ms": round(1000 * clt.interpolation_delay, 1),
         "still_frames_pct": smoothness.report(),
         "final_score": me.score if me is not None else None,
         "screenshots": saved,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from reverb import ReverbManager, ReverbObject, RpcError, expose
+from reverb import Field, ReverbManager, ReverbObject, RpcError, expose
 
 WIDTH, HEIGHT = 640, 480  # the arena, in pixels; also the window's size
 TICK_RATE = 30.0  # server ticks per second
@@ -62,6 +62,9 @@ class Avatar(ReverbObject):
     """One player. Moved by the server from its owner's input state (``steer``)."""
 
     __reverb_fields__ = ("name", "x", "y", "score", "pickups", "tags", "tagged", "life")
+    # Clients draw remote avatars interpolated (guide §15); a jump faster than 4x the top speed
+    # is drawn as a jump. A respawn is also marked with teleport().
+    __reverb_interpolate__ = (Field("x", snap_speed=4 * SPEED), Field("y", snap_speed=4 * SPEED))
 
     def __init__(
         self, name="?", x=0.0, y=0.0, uid=None, add_on_init=True, belonging_membership=None
@@ -270,6 +273,7 @@ class Rules:
         target.tagged += 1
         target.x, target.y = self.free_spot()
         target.life += 1
+        target.teleport()  # clients snap to the respawn point (protocol §13.5)
         target.protected_until = self.now + SPAWN_GRACE
         self.log(f"{shooter.name} tagged {target.name} (+{TAG_POINTS})")
         return target.belonging_membership

@@ -1,11 +1,5 @@
-"""Smoothing for the arena's client: interpolation of remote players and owner prediction.
-
-``RemoteSmoother`` is a thin adapter that feeds ``reverb.interpolation`` from the replicas,
-because the library does not wire interpolation into the client yet. It is kept small and
-isolated so that it can be replaced by the built-in interpolation (docs/design/smooth.md)
-once that lands. Today's wire has no server time in a sync, so a sync's server time is taken
-as ``tick / tick_rate`` (ticks follow a fixed schedule) and its arrival is stamped with the
-client's ``time.monotonic()`` when the game thread applies it.
+"""Owner prediction for the arena's client. Remote players are interpolated by the library
+(``Avatar.__reverb_interpolate__``, ``ReverbManager.interpolate()``; guide §15).
 
 ``Predictor`` is the owner's prediction: the local input moves your own avatar at once, and
 each authoritative position the server sends is compared with where the prediction had the
@@ -20,47 +14,6 @@ import math
 from collections import deque
 
 from game import SPEED, clamp_to_arena
-
-from reverb.interpolation import InterpolationManager
-
-
-class RemoteSmoother:
-    """Interpolated positions of replicas, keyed by UID (fields ``x`` and ``y``)."""
-
-    FIELDS = ("x", "y")
-
-    def __init__(self, tick_rate: float) -> None:
-        self.tick_rate = tick_rate
-        # A jump faster than 4x the top speed is a respawn: snap, do not slide across the map.
-        self.manager: InterpolationManager[int] = InterpolationManager(
-            tick_interval=1.0 / tick_rate, snap_speed=4 * SPEED
-        )
-        self._life: dict[int, object] = {}
-
-    def synced(self, tick: int, objects, arrival: float) -> None:
-        """Call from the client's ``synced(tick)`` event with the replicas to smooth."""
-        server_time = tick / self.tick_rate
-        self.manager.observe_sync(server_time, arrival)
-        for obj in objects:
-            if obj.uid not in self.manager:
-                self.manager.track(obj.uid, self.FIELDS)
-            life = getattr(obj, "life", None)
-            teleport = obj.uid in self._life and self._life[obj.uid] != life
-            self._life[obj.uid] = life
-            self.manager.push(obj.uid, server_time, {"x": obj.x, "y": obj.y}, teleport=teleport)
-
-    def forget(self, uid: int) -> None:
-        self.manager.untrack(uid)
-        self._life.pop(uid, None)
-
-    def positions(self, now: float) -> dict[int, tuple[float, float]]:
-        """Every tracked replica's rendered position at local time ``now`` (once per frame)."""
-        out = {}
-        for uid, fields in self.manager.interpolate(now).items():
-            x, y = fields.get("x"), fields.get("y")
-            if isinstance(x, (int, float)) and isinstance(y, (int, float)):
-                out[uid] = (float(x), float(y))
-        return out
 
 
 class Predictor:

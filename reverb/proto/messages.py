@@ -95,6 +95,7 @@ class UpdateEntry:
     uid: int
     fields: dict[str, Any]
     owner: int | Absent | None = ABSENT
+    snap: bool | Absent = ABSENT  # §13.5: teleported, only on "time" connections
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,7 @@ class Welcome(Message):
     max_frame: int
     identity: Any | Absent = ABSENT  # who the authenticate hook says the client is (§4.8)
     features: list[Any] | Absent = ABSENT  # the features the server grants (§4.11)
+    time: float | Absent = ABSENT  # the server time, with the feature "time" (§13.2)
 
 
 @dataclass(frozen=True)
@@ -136,6 +138,7 @@ class Sync(Message):
     despawn: tuple[int, ...] = ()
     # §12.3: additions to the field tables of the compact encoding, by type name
     schema: dict[str, Any] | Absent = ABSENT
+    time: float | Absent = ABSENT  # §13.3: the server time of the tick, with "time"
 
     def wire(self) -> WireLists:
         """The entries as JSON values: spawn objects, update objects (or compact arrays,
@@ -144,7 +147,7 @@ class Sync(Message):
             {"uid": e.uid, "type": e.type, "owner": e.owner, "args": e.args, "fields": e.fields}
             for e in self.spawn
         ]
-        update = [update_entry(e.uid, e.fields, e.owner) for e in self.update]
+        update = [update_entry(e.uid, e.fields, e.owner, e.snap) for e in self.update]
         schema = None if isinstance(self.schema, Absent) else self.schema
         return spawn, update, list(self.despawn), schema
 
@@ -187,6 +190,7 @@ class Ping(Message):
 class Pong(Message):
     TYPE: ClassVar[str] = "pong"
     nonce: int
+    time: float | Absent = ABSENT  # §13.4: the server time, to a "time" client
 
 
 @dataclass(frozen=True)
@@ -589,6 +593,7 @@ _DICT_TYPES = frozenset({dict}).__contains__
 _INT_TYPES = frozenset({int}).__contains__
 _STR_TYPES = frozenset({str}).__contains__
 _OWNER_TYPES = frozenset({int, type(None)}).__contains__
+_BOOL_TYPES = frozenset({bool}).__contains__
 _ENTRY_TYPES = frozenset({dict, list})
 _get = dict.get
 _has = dict.__contains__
@@ -611,8 +616,10 @@ def _decode_sync(obj: dict[str, Any]) -> WireSync | None:
     spawn = obj.get("spawn")
     update = obj.get("update")
     despawn = obj.get("despawn")
+    time = obj.get("time")
     if (
-        type(tick) is not int
+        (time is not None and type(time) not in (int, float))
+        or type(tick) is not int
         or type(full) is not bool
         or type(final) is not bool
         or type(spawn) is not list
@@ -637,7 +644,7 @@ def _decode_sync(obj: dict[str, Any]) -> WireSync | None:
     schema = obj.get("schema")
     if schema is not None:
         _check_schema(schema)
-    return WireSync(tick, full, final, spawn, update, despawn, schema)
+    return WireSync(tick, full, final, spawn, update, despawn, schema, time)
 
 
 def _spawn_ok(spawn: list[Any]) -> bool:
@@ -657,6 +664,10 @@ def _update_ok(update: list[dict[str, Any]]) -> bool:
         _all(_INT_TYPES, _members(update, "uid")) and _all(_DICT_TYPES, _members(update, "fields"))
     ):
         return False
+    if any(map(_has, update, repeat("snap"))) and not _all(
+        _BOOL_TYPES, [e["snap"] for e in update if "snap" in e]
+    ):
+        return False  # §13.5: the generic schema names the fault
     if any(map(_has, update, repeat("owner"))):
         return _all(_OWNER_TYPES, [e["owner"] for e in update if "owner" in e])
     return True
@@ -712,12 +723,14 @@ class WireSync(Sync):
         update: list[Any],
         despawn: list[int],
         schema: dict[str, Any] | None = None,
+        time: float | None = None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "tick", tick)
         set_(self, "full", full)
         set_(self, "final", final)
         set_(self, "schema", ABSENT if schema is None else schema)
+        set_(self, "time", ABSENT if time is None else float(time))
         set_(self, "_lists", (spawn, update, despawn, schema))
 
     def wire(self) -> WireLists:
@@ -757,7 +770,7 @@ def _spawn_entry(e: dict[str, Any]) -> SpawnEntry:
 def _update_entry(e: Any) -> UpdateEntry:
     if type(e) is list:
         raise ValueError("a compact update entry (§12.4) needs the field table: use wire()")
-    return UpdateEntry(e["uid"], e["fields"], e.get("owner", ABSENT))
+    return UpdateEntry(e["uid"], e["fields"], e.get("owner", ABSENT), e.get("snap", ABSENT))
 
 
 def _key(sync: Sync) -> tuple[Any, ...]:
@@ -771,6 +784,7 @@ def _key(sync: Sync) -> tuple[Any, ...]:
         [e if type(e) is list else _update_entry(e) for e in update],
         despawn,
         schema,
+        sync.time,
     )
 
 
@@ -970,11 +984,22 @@ def spawn_fragment(uid: int, type_name: str, owner: int | None, args: bytes, fie
     )
 
 
-def update_entry(uid: int, fields: dict[str, Any], owner: int | Absent | None = ABSENT) -> Any:
-    """An update entry (§7.2) as the JSON object to encode; ``fields`` must be wire-safe."""
-    if owner is ABSENT:
-        return {"uid": uid, "fields": fields}
-    return {"uid": uid, "fields": fields, "owner": owner}
+def update_entry(
+    uid: int,
+    fields: dict[str, Any],
+    owner: int | Absent | None = ABSENT,
+    snap: bool | Absent = ABSENT,
+) -> Any:
+    """An update entry (§7.2) as the JSON object to encode; ``fields`` must be wire-safe.
+    ``snap`` (§13.5) is sent only when true."""
+    entry = (
+        {"uid": uid, "fields": fields}
+        if owner is ABSENT
+        else {"uid": uid, "fields": fields, "owner": owner}
+    )
+    if snap is True:
+        entry["snap"] = True
+    return entry
 
 
 class Entries:
@@ -1047,6 +1072,7 @@ class SyncFrame(Sync):
         despawn: list[int] | None = None,
         final: bool = True,
         schema: bytes | None = None,
+        time: float | None = None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "tick", tick)
@@ -1054,6 +1080,7 @@ class SyncFrame(Sync):
         set_(self, "final", final)
         set_(self, "schema", ABSENT)
         set_(self, "schema_bytes", schema)  # §12.3, encoded; sent in the first part only
+        set_(self, "time", ABSENT if time is None else time)  # §13.3: on every part
         despawn = despawn or []
         gone = Entries(despawn, fragments=[b"%d" % u for u in despawn])
         set_(self, "lists", (spawn or Entries(), update or Entries(), gone))
@@ -1065,6 +1092,8 @@ class SyncFrame(Sync):
             _FINAL[self.full],
             _FINAL[final],
         )
+        if self.time is not ABSENT:
+            head += b',"time":' + dumpb(self.time)
         return head if schema is None else head + b',"schema":' + schema
 
     def _assemble(
@@ -1138,7 +1167,7 @@ class SyncFrame(Sync):
             )
             decoded = (
                 tuple(SpawnEntry(**entry) for entry in spawn),
-                tuple(UpdateEntry(**entry) for entry in update),
+                tuple(_update_entry(entry) for entry in update),
                 tuple(despawn),
             )
             object.__setattr__(self, "_decoded", decoded)
@@ -1166,6 +1195,7 @@ class SyncFrame(Sync):
             spawn=spawn,
             update=update,
             despawn=despawn,
+            time=self.time,
         )
 
     def wire(self) -> WireLists:
@@ -1204,12 +1234,17 @@ def _frame_of(sync: Sync) -> SyncFrame:
             values=[
                 e
                 if type(e) is list
-                else update_entry(e["uid"], e["fields"], e.get("owner", ABSENT))
+                else update_entry(
+                    e["uid"], e["fields"], e.get("owner", ABSENT), e.get("snap", ABSENT)
+                )
                 for e in update_list
             ],
         )
         schema = None if schema_value is None else dumpb(schema_value)
-        frame = SyncFrame(sync.tick, sync.full, spawn, update, list(despawn), sync.final, schema)
+        time = None if isinstance(sync.time, Absent) else sync.time
+        frame = SyncFrame(
+            sync.tick, sync.full, spawn, update, list(despawn), sync.final, schema, time
+        )
         frame.body()  # encodes now, so that a bad value is reported here
     except (TypeError, ValueError) as exc:  # NaN or a non-JSON value slipped past to_wire
         raise EncodeError(f"sync: {exc}") from None

@@ -12,7 +12,7 @@ import logging
 import zlib
 from collections import Counter
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reverb.auth import Accept, Authenticator, Reject
@@ -26,6 +26,7 @@ from reverb.errors import (
 )
 from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frame
+from reverb.timesync import Timekeeper
 
 __all__ = [
     "CloseCode",
@@ -59,7 +60,8 @@ BURST_SECONDS = 2.0  # a bucket holds this many seconds' worth: bursts pass, flo
 MAX_BYTES_PER_SECOND = 1048576.0
 # §4.11: what a Reverb client asks for and a Reverb server grants by default.
 MESSAGES = "messages"  # §14: named application messages, both ways
-FEATURES = ("compact", MESSAGES)
+TIME = "time"  # §13: server time on welcome, syncs and pongs; a sync every tick
+FEATURES = ("compact", TIME, MESSAGES)
 # §15: asked for only when a client opts in (it costs CPU on both ends to save bandwidth)
 DEFLATE = "deflate"
 GRANTABLE = (*FEATURES, DEFLATE)  # what a Reverb server grants when asked
@@ -105,9 +107,11 @@ class Opened:
 
 @dataclass(frozen=True)
 class Received:
-    """An application message arrived (rpc on a server; sync and rpc replies on a client)."""
+    """An application message arrived (rpc on a server; sync and rpc replies on a client).
+    ``at`` is the local time it arrived (the ``now`` of ``receive_data``)."""
 
     message: m.Message
+    at: float = field(default=0.0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -146,6 +150,7 @@ class Session:
         credentials: Any = m.ABSENT,
         contract: dict[str, Any] | m.Absent = m.ABSENT,
         features: Collection[str] | None = None,
+        timekeeper: Timekeeper | None = None,
         peer: str = "",
         stats: Counter[str] | None = None,
         name: str = "",
@@ -185,6 +190,9 @@ class Session:
         self.offered = tuple(features)
         self.features: frozenset[str] = frozenset()
         self._inflate = False  # §15: this client was granted "deflate"
+        # §13: a client's server-clock estimate and clock pings (None: no clock pings)
+        self.timekeeper = timekeeper if role is Role.CLIENT else None
+        self._sync_time: tuple[int, float] | None = None  # §13.3: the last sync's tick, time
         self.peer = peer
         self.stats: Counter[str] = stats if stats is not None else Counter()
         self._authenticate = authenticate
@@ -301,9 +309,19 @@ class Session:
         elif self._state is State.OPEN and now - self._last_received >= self._idle_timeout:
             self.limit_hit("idle_timeout", CloseCode.POLICY, "idle timeout", now)
         elif self._state is State.OPEN and now >= self._next_ping():
-            self._nonce += 1
             self._last_ping = now
-            self._send(m.Ping(nonce=self._nonce), now)
+            self._ping(now, scheduled=False)
+        clock = self.timekeeper
+        if clock is not None and self._state is State.OPEN:
+            due = clock.ping_due()
+            if due is not None and now >= due:
+                self._ping(now, scheduled=True)  # §13.6: a clock ping
+
+    def _ping(self, now: float, *, scheduled: bool) -> None:
+        self._nonce += 1
+        self._send(m.Ping(nonce=self._nonce), now)
+        if self.timekeeper is not None:
+            self.timekeeper.ping_sent(self._nonce, now, scheduled=scheduled)
 
     def _next_ping(self) -> float:
         # §9.2: after P without receiving (at most one ping per P), or as a keep-alive after P
@@ -318,6 +336,8 @@ class Session:
         if self._state is State.HANDSHAKE:
             return self._handshake_deadline
         times = [self._last_received + self._idle_timeout, self._next_ping()]
+        if self.timekeeper is not None and (due := self.timekeeper.ping_due()) is not None:
+            times.append(due)
         if self._frame_started is not None:
             times.append(self._frame_started + self._frame_timeout)
         return min(times)
@@ -462,9 +482,15 @@ class Session:
             logger.info("%s: peer closed (%d) %s", self.name, message.code, message.reason)
             self._finish(message.code, message.reason, by_peer=True)
         elif isinstance(message, m.Ping):
-            self._send(m.Pong(nonce=message.nonce), now)
+            # §13.4: a server stamps its pongs to a "time" client with its clock, at once
+            stamp = now if self.role is Role.SERVER and TIME in self.features else m.ABSENT
+            self._send(m.Pong(nonce=message.nonce, time=stamp), now)
         elif isinstance(message, m.Pong):
-            pass  # its arrival already counted as traffic in receive_data
+            # its arrival already counted as traffic in receive_data; a client takes a sample
+            if self.role is Role.CLIENT:
+                told = self._server_time(message.time, "pong")  # §13.4
+                if self.timekeeper is not None:
+                    self.timekeeper.pong(message.nonce, told, now)
         elif isinstance(message, m.Hello):
             self._receive_hello(message, now)
         elif isinstance(message, m.Welcome):
@@ -476,6 +502,9 @@ class Session:
             granted = _features(message.features, "welcome")
             self.features = frozenset(self.offered).intersection(granted)
             self._inflate = DEFLATE in self.features
+            told = self._server_time(message.time, "welcome")
+            if self.timekeeper is not None:
+                self.timekeeper.opened(now, self.tick_rate, TIME in self.features, told)
             self.name = f"client #{message.member}"
             self._set_state(State.OPEN)
             self._events.append(
@@ -487,7 +516,38 @@ class Session:
                 )
             )
         else:
-            self._events.append(Received(message))
+            if isinstance(message, m.Sync) and TIME in self.features:
+                self._check_sync_time(message, now)
+            self._events.append(Received(message, now))
+
+    def _server_time(self, value: float | m.Absent, where: str) -> float | None:
+        """§13: with "time" granted, the server time a message must carry (else 1002)."""
+        if TIME not in self.features:
+            return None
+        if isinstance(value, m.Absent) or value < 0:
+            raise RemoteProtocolError(
+                f"{where}.time must be a number >= 0 with the feature 'time' (§13)",
+                CloseCode.PROTOCOL_ERROR,
+            )
+        return value
+
+    def _check_sync_time(self, sync: m.Sync, now: float) -> None:
+        """§13.3: every part carries ``time``, equal within a tick, increasing with it."""
+        stamp = self._server_time(sync.time, "sync")
+        assert stamp is not None
+        last = self._sync_time
+        if last is not None and (
+            (sync.tick == last[0] and stamp != last[1])
+            or (sync.tick > last[0] and stamp <= last[1])
+        ):
+            raise RemoteProtocolError(
+                f"sync.time {stamp} of tick {sync.tick} does not follow {last[1]} of tick "
+                f"{last[0]} (§13.3)",
+                CloseCode.PROTOCOL_ERROR,
+            )
+        self._sync_time = (sync.tick, stamp)
+        if sync.final and self.timekeeper is not None:
+            self.timekeeper.sync(sync.tick, stamp, now)
 
     def _receive_hello(self, hello: m.Hello, now: float) -> None:
         if hello.version != m.PROTOCOL_VERSION:
@@ -533,6 +593,7 @@ class Session:
                 max_frame=self.max_frame_size,
                 identity=identity,
                 features=granted if granted else m.ABSENT,
+                time=now if TIME in granted else m.ABSENT,  # §13.2
             ),
             now,
         )

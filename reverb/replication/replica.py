@@ -57,6 +57,12 @@ class ClientWorld:
         self._tables: dict[type, list[str]] = {}  # §12.3: field table per type
         self._fast: dict[type, set[str]] = {}  # names a class takes straight into __dict__
         self._shapes: dict[tuple[type, tuple[Any, ...]], tuple[str, ...]] = {}
+        # Change hooks and interpolation (§13): which classes' field changes to record; after
+        # each applied tick, ``changes`` holds (obj, field, old, new) in apply order and
+        # ``snapped`` the uids whose update said "snap": true (§13.5). None: record nothing.
+        self.observe: Callable[[type], bool] | None = None
+        self.changes: list[tuple[Any, str, Any, Any]] = []
+        self.snapped: set[int] = set()
 
     def reset(self) -> list[Change]:
         """Forget every replica (a new connection starts from a new snapshot)."""
@@ -112,6 +118,9 @@ class ClientWorld:
     ) -> list[Change]:
         """Check the whole tick, build its new replicas, then change the table (§7.6)."""
         objects = self.objects
+        observe = self.observe
+        self.changes = []
+        self.snapped = set()
         if schemas:
             if not self.compact:
                 raise RemoteProtocolError(
@@ -145,17 +154,49 @@ class ClientWorld:
             if obj is None:  # a full snapshot re-lists what we hold: update in place
                 existing = objects[uid]
                 existing.belonging_membership = entry["owner"]
+                record = observe is not None and observe(type(existing))
                 for name, value in entry["fields"].items():
+                    old = getattr(existing, name, None) if record else None
                     setattr(existing, name, value)
+                    if record:
+                        self.changes.append((existing, name, old, value))
                 continue
             self._bind(obj)
             objects[uid] = obj
             changes.append(Spawned(obj))
         if apply_updates is not None:
+            watched = self._before(update, objects, observe) if observe is not None else None
             apply_updates()
+            if watched:
+                self.changes += [
+                    (obj, name, old, getattr(obj, name, None))
+                    for obj, names, olds in watched
+                    for name, old in zip(names, olds, strict=True)
+                ]
         for uid in despawn:
             changes.append(Despawned(objects.pop(uid)))
         return changes
+
+    def _before(
+        self, update: list[Any], objects: dict[int, Any], observe: Callable[[type], bool]
+    ) -> list[tuple[Any, tuple[str, ...], list[Any]]]:
+        """The old values of the fields this tick's (checked) updates change on the replicas
+        of observed classes (a replica spawned in this tick fires no change, §13)."""
+        watched = []
+        for entry in update:
+            compact = type(entry) is list
+            uid = entry[0] if compact else entry["uid"]
+            obj = objects.get(uid)
+            if obj is None:
+                continue
+            if not compact and entry.get("snap") is True:
+                self.snapped.add(uid)
+            cls = type(obj)
+            if not observe(cls):
+                continue
+            names = self._resolve(cls, tuple(entry[1::2])) if compact else tuple(entry["fields"])
+            watched.append((obj, names, [getattr(obj, name, None) for name in names]))
+        return watched
 
     # -- checks ------------------------------------------------------------------------------
 

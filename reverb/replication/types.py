@@ -40,6 +40,9 @@ class TypeInfo:
     # Fields compared by value at every tick when they hold a list, tuple or dict, so that
     # in-place mutation replicates; None (the default) means every field of the type.
     mutable: frozenset[str] | None = None
+    # Fields a client interpolates (``__reverb_interpolate__``: names or ``Field``s); empty
+    # when the type declares none. The server ignores it.
+    interpolate: tuple[Any, ...] = ()
 
     def field_names(self, obj: Any) -> list[str]:
         if self.fields is not None:
@@ -92,14 +95,17 @@ class TypeRegistry:
                 signatures[attr] = inspect.signature(getattr(cls, attr))
         fields = getattr(cls, "__reverb_fields__", None)
         mutable = getattr(cls, "__reverb_mutable__", None)
+        exclude = frozenset(getattr(cls, "__reverb_exclude__", ()))
+        interpolate = _check_interpolate(cls, fields, exclude)
         info = TypeInfo(
             name=name,
             cls=cls,
             fields=tuple(fields) if fields is not None else None,
-            exclude=frozenset(getattr(cls, "__reverb_exclude__", ())),
+            exclude=exclude,
             exposed=exposed,
             signatures=signatures,
             mutable=frozenset(mutable) if mutable is not None else None,
+            interpolate=interpolate,
         )
         self._by_name[name] = info
         self._by_cls[cls] = info
@@ -119,6 +125,45 @@ class TypeRegistry:
 
     def __contains__(self, cls: object) -> bool:
         return cls in self._by_cls
+
+    def info(self, cls: type) -> TypeInfo | None:
+        """The registration of ``cls``, or None."""
+        return self._by_cls.get(cls)
+
+    def classes(self) -> list[type]:
+        return list(self._by_cls)
+
+
+def _check_interpolate(cls: type, fields: Any, exclude: frozenset[str]) -> tuple[Any, ...]:
+    """``__reverb_interpolate__``: replicated field names or ``Field``s (guide, "Smooth
+    movement"); a name that is not a replicated attribute is a ``TypeError`` naming it."""
+    declared = getattr(cls, "__reverb_interpolate__", ())
+    if isinstance(declared, str) or not isinstance(declared, (tuple, list)):
+        raise TypeError(f"{cls.__qualname__}.__reverb_interpolate__ must be a tuple of fields")
+    out = []
+    for item in declared:
+        name = item if isinstance(item, str) else getattr(item, "name", None)
+        if not isinstance(name, str):
+            raise TypeError(
+                f"{cls.__qualname__}.__reverb_interpolate__: {item!r} is not a field name "
+                "or a reverb.Field"
+            )
+        replicated = (
+            name in fields
+            if fields is not None
+            else name.isidentifier()
+            and not name.startswith("_")
+            and name not in META_ATTRIBUTES
+            and name not in exclude
+            and not callable(getattr(cls, name, None))
+        )
+        if not replicated:
+            raise TypeError(
+                f"{cls.__qualname__}.__reverb_interpolate__ names {name!r}, "
+                "which is not a replicated attribute"
+            )
+        out.append(item)
+    return tuple(out)
 
 
 REQUIRED_SIGNATURE = (

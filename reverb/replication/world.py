@@ -19,6 +19,7 @@ withheld from every peer until it can be (``sync_errors``); it never stops the o
 from __future__ import annotations
 
 import logging
+import math
 import re
 from collections.abc import Collection
 from typing import Any
@@ -50,6 +51,7 @@ ARGS_DEPTH = 4
 FIELD_DEPTH = 5
 OWNER = "belonging_membership"
 COMPACT = "compact"  # the feature name of the compact encoding (§12.1)
+TIME = "time"  # the feature name of server time and a sync every tick (§13)
 _MAX_PLANS = 4096  # (type, field names) pairs whose index plan is remembered
 Outgoing = list[tuple[tuple[int, ...], m.Message]]
 
@@ -81,11 +83,12 @@ class View:
     a ``tick`` behind the world's: that needs the tick each baseline field last changed at
     (not kept yet), so that its update holds every field changed since ``view.tick``."""
 
-    __slots__ = ("_order", "compact", "held", "members", "tick")
+    __slots__ = ("_order", "compact", "held", "members", "tick", "time")
 
-    def __init__(self, members: set[int], compact: bool = False) -> None:
+    def __init__(self, members: set[int], compact: bool = False, time: bool = False) -> None:
         self.members = members
         self.compact = compact  # these peers take update entries in the compact form (§12)
+        self.time = time  # these peers take sync.time, snap and a sync every tick (§13)
         self.held: set[int] = set()  # the uids these peers hold
         self.tick = 0  # the last tick they were synced at (0: never, a full snapshot is due)
         self._order: tuple[int, ...] | None = None
@@ -120,6 +123,9 @@ class ServerWorld:
         self._views: list[View] = []
         self._joining: set[int] = set()  # peers that get a full snapshot next tick
         self._compact: set[int] = set()  # peers granted the compact encoding (§12)
+        self._timed: set[int] = set()  # peers granted the feature "time" (§13)
+        self._snap: set[int] = set()  # uids teleported: their next update says so (§13.5)
+        self._last_time: float | None = None  # §13.3: the server time of the last tick
         # §12.2: the field table of each type, name -> index, only ever appended to; and the
         # names appended during this tick (sent to every compact view), by type name.
         self._tables: dict[str, dict[str, int]] = {}
@@ -152,10 +158,17 @@ class ServerWorld:
         record = self._records.pop(uid)
         self._pending.pop(uid, None)
         self._watched.pop(uid, None)
+        self._snap.discard(uid)
         _set(obj, "_reverb_changed", None)
         if record.fields is not None:
             self._removed.append(uid)
         return obj
+
+    def teleport(self, uid: int) -> None:
+        """Mark the object's next update entry ``"snap": true`` for "time" peers (§13.5)."""
+        if uid not in self._records:
+            raise InvalidState(f"no object with uid {uid}")
+        self._snap.add(uid)
 
     def withheld(self) -> list[tuple[Any, EncodeError]]:
         """Objects withheld from every peer because their state cannot be encoded."""
@@ -168,10 +181,13 @@ class ServerWorld:
         self._joining.add(member)
         if COMPACT in features:
             self._compact.add(member)
+        if TIME in features:
+            self._timed.add(member)
 
     def peer_left(self, member: int) -> None:
         self._joining.discard(member)
         self._compact.discard(member)
+        self._timed.discard(member)
         for view in self._views:
             if member in view.members:
                 view.drop(member)
@@ -209,25 +225,39 @@ class ServerWorld:
             self._collect(tick, spawned, updated)
         removed, self._removed = self._removed, []
         out: Outgoing = []
+        stamp = self._stamp(now)
         if spawned or updated or removed:
             spawned.sort(key=_uid_of)
             updated.sort(key=_first)
             shared = _Shared()
             if updated and any(view.compact for view in self._views):
                 self._encode_compact(updated, shared)
+            if self._snap:
+                shared.snapped = self._snap.intersection([uid for uid, _ in updated])
+                self._snap -= shared.snapped
+                self._snap.difference_update([r.uid for r in spawned])  # §13.5: no marker
             for view in self._views:
-                frame = self._delta(view, tick, spawned, updated, removed, shared)
+                frame = self._delta(view, tick, spawned, updated, removed, shared, stamp)
                 if frame is not None:
                     out.append((view.order, frame))
+        elif self._timed:  # §13.7: "time" peers get a sync every tick, empty or not
+            timed = sorted(m for view in self._views if view.time for m in view.members)
+            if timed:
+                out.append((tuple(timed), m.SyncFrame(tick, False, time=stamp)))
         for view in self._views:
             view.tick = tick
         if self._joining:
-            compact = self._joining & self._compact
-            for members, is_compact in ((self._joining - compact, False), (compact, True)):
-                if members:
-                    view = View(members, is_compact)
-                    out.append((view.order, self._full(view, tick)))
-                    self._views.append(view)
+            for is_compact in (False, True):
+                for is_timed in (False, True):
+                    members = {
+                        p
+                        for p in self._joining
+                        if (p in self._compact) is is_compact and (p in self._timed) is is_timed
+                    }
+                    if members:
+                        view = View(members, is_compact, is_timed)
+                        out.append((view.order, self._full(view, tick, stamp)))
+                        self._views.append(view)
             self._joining = set()
         if len(self._views) > 1:
             self._merge_views()
@@ -509,6 +539,7 @@ class ServerWorld:
         updated: list[tuple[int, Any]],
         removed: list[int],
         shared: _Shared,
+        stamp: float,
     ) -> m.SyncFrame | None:
         held = view.held
         if updated is not shared.source:  # the entries of this tick, for views holding them all
@@ -516,10 +547,17 @@ class ServerWorld:
             shared.uids = [uid for uid, _ in updated]
             shared.entries = m.Entries(shared.uids, values=[entry for _, entry in updated])
         schema = shared.schema if view.compact else None
+        snaps = view.time and bool(shared.snapped)  # §13.5: only "time" peers see snap
         if held.issuperset(shared.uids):
-            update = shared.compact_entries if view.compact else shared.entries
+            if snaps:
+                update = shared.snap_entries(updated, view.compact)
+            else:
+                update = shared.compact_entries if view.compact else shared.entries
         else:
-            values = shared.compact if view.compact else [entry for _, entry in updated]
+            if snaps:
+                values = shared.snap_values(updated, view.compact)
+            else:
+                values = shared.compact if view.compact else [entry for _, entry in updated]
             mine = [(uid, v) for (uid, _), v in zip(updated, values, strict=True) if uid in held]
             update = m.Entries([uid for uid, _ in mine], values=[v for _, v in mine])
         spawn = m.Entries()
@@ -530,11 +568,21 @@ class ServerWorld:
         held.update(spawn.uids)
         despawn = [uid for uid in removed if uid in held]
         held.difference_update(despawn)
+        time = stamp if view.time else None
         if not (spawn or update or despawn or schema):
-            return None
-        return m.SyncFrame(tick, False, spawn, update, despawn, schema=schema)
+            return m.SyncFrame(tick, False, time=time) if view.time else None  # §13.7
+        return m.SyncFrame(tick, False, spawn, update, despawn, schema=schema, time=time)
 
-    def _full(self, view: View, tick: int) -> m.SyncFrame:
+    def _stamp(self, now: float) -> float:
+        """§13.3: the tick's server time (the clock's ``now``), strictly increasing."""
+        stamp = float(now)
+        last = self._last_time
+        if last is not None and not stamp > last:
+            stamp = math.nextafter(last, math.inf)
+        self._last_time = stamp
+        return stamp
+
+    def _full(self, view: View, tick: int, stamp: float | None = None) -> m.SyncFrame:
         """§7.3: every object the peers may hold, for peers that hold nothing yet."""
         records = [r for r in self._records.values() if r.fields is not None and r.error is None]
         view.held = {r.uid for r in records}
@@ -545,7 +593,8 @@ class ServerWorld:
         schema = None
         if view.compact and self._tables:
             schema = _schema_bytes({name: (0, list(t)) for name, t in self._tables.items() if t})
-        return m.SyncFrame(tick, True, spawn, schema=schema)
+        time = stamp if view.time else None
+        return m.SyncFrame(tick, True, spawn, schema=schema, time=time)
 
     def _merge_views(self) -> None:
         """Views holding the same objects become one, so they share their frames again."""
@@ -555,6 +604,7 @@ class ServerWorld:
                 if (
                     into.tick == view.tick
                     and into.compact == view.compact
+                    and into.time == view.time
                     and into.held == view.held
                 ):
                     into.members |= view.members
@@ -575,6 +625,30 @@ class _Shared:
         self.compact: list[Any] = []  # §12.4, in the order of the plain entries
         self.compact_entries = m.Entries()
         self.schema: bytes | None = None  # §12.3: the tables' additions of this tick
+        self.snapped: set[int] = set()  # §13.5: uids whose update says "snap": true
+        self._snap: dict[bool, tuple[list[Any], m.Entries]] = {}
+
+    def snap_values(self, updated: list[tuple[int, Any]], compact: bool) -> list[Any]:
+        """The update entries for "time" peers: teleported objects' in the object form with
+        ``"snap": true`` (also on compact connections, §13.5)."""
+        return self._snapping(updated, compact)[0]
+
+    def snap_entries(self, updated: list[tuple[int, Any]], compact: bool) -> m.Entries:
+        return self._snapping(updated, compact)[1]
+
+    def _snapping(
+        self, updated: list[tuple[int, Any]], compact: bool
+    ) -> tuple[list[Any], m.Entries]:
+        done = self._snap.get(compact)
+        if done is None:
+            base = self.compact if compact else [entry for _, entry in updated]
+            snapped = self.snapped
+            values = [
+                {**entry, "snap": True} if uid in snapped else value
+                for (uid, entry), value in zip(updated, base, strict=True)
+            ]
+            done = self._snap[compact] = (values, m.Entries(self.uids, values=values))
+        return done
 
 
 def _schema_bytes(tables: dict[str, tuple[int, list[str]]]) -> bytes:

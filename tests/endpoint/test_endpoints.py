@@ -388,6 +388,28 @@ def cprobe_context(c: ClientEndpoint, v: ReverbContext) -> None:
     assert v.connection is c
 
 
+def cprobe_time_sync(c: ClientEndpoint, v: bool) -> None:
+    session, _, _ = client_session(c)
+    asked = hello(session).features
+    assert "time" not in asked and "compact" in asked  # no "time" (protocol §13.1)
+
+
+def cprobe_time_ping_interval(c: ClientEndpoint, v: float) -> None:
+    session, _, now = client_session(c)
+    sent(session)
+    welcome = m.Welcome(
+        version=1, member=7, tick_rate=20.0, max_frame=65536, features=["time"], time=5.0
+    )
+    session.receive_data(frame(welcome), now)
+    pings = []
+    for step in range(1, 200):  # §13.6: a burst of 8 clock pings 0.1 s apart, then every v
+        session.check_timeouts(now + step * 0.05)
+        pings += [now + step * 0.05 for msg in sent(session) if isinstance(msg, m.Ping)]
+    assert len(pings) >= 10
+    assert pings[8] - pings[7] == pytest.approx(v, abs=0.06)
+    assert pings[7] - pings[0] == pytest.approx(0.7, abs=0.06)
+
+
 CLIENT_OPTIONS: dict[str, tuple[Any, Callable[[Any, Any], None]]] = {
     "ip": ("10.1.2.3", cprobe_attr("ip")),
     "port": (4321, cprobe_attr("port")),
@@ -403,6 +425,8 @@ CLIENT_OPTIONS: dict[str, tuple[Any, Callable[[Any, Any], None]]] = {
     "keep_replicas": (True, cprobe_attr("keep_replicas")),
     "compression": (True, cprobe_compression),
     "features": ((), cprobe_features),
+    "time_sync": (False, cprobe_time_sync),
+    "time_ping_interval": (3.0, cprobe_time_ping_interval),
     "context": (None, cprobe_context),
 }
 

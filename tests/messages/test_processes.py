@@ -167,7 +167,7 @@ def test_a_client_without_the_feature(game: Game) -> None:
     old, mo = game.client(features=["compact"])
     assert game.features == ["compact"]
     new, _ = game.client()
-    assert game.features == ["compact", "messages"]
+    assert "messages" in game.features
     assert game.server.ask("send", "sent", member=mo, name="hi")["count"] == 0
     assert game.server.ask("broadcast", "sent", name="news", data=1)["count"] == 1
     assert new.messages("news", 1)[0]["data"] == 1

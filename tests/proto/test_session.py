@@ -53,7 +53,14 @@ def test_handshake_opens_both_sides_with_the_member_id() -> None:
     pair = SessionPair(member=42, server_options={"tick_rate": 20.0, "max_frame_size": 70000})
     assert pair.to_server == [m.Hello(version=1, max_frame=1 << 20, features=list(FEATURES))]
     assert pair.to_client == [
-        m.Welcome(version=1, member=42, tick_rate=20.0, max_frame=70000, features=list(FEATURES))
+        m.Welcome(
+            version=1,
+            member=42,
+            tick_rate=20.0,
+            max_frame=70000,
+            features=list(FEATURES),
+            time=0.0,
+        )
     ]
     compact = frozenset(FEATURES)
     assert pair.server_events == [Opened(member=42, tick_rate=20.0, features=compact)]
@@ -242,7 +249,7 @@ def test_ping_is_answered_with_the_same_nonce() -> None:
     pair = SessionPair()
     pair.client.send(m.Ping(nonce=123), pair.now)
     pair.pump()
-    assert pair.to_client[-1] == m.Pong(nonce=123)
+    assert pair.to_client[-1] == m.Pong(nonce=123, time=pair.now)  # §13.4: a "time" client
     pair.server.send(m.Ping(nonce=9), pair.now)
     pair.pump()
     assert pair.to_server[-1] == m.Pong(nonce=9)
@@ -285,7 +292,8 @@ def test_a_client_that_only_answers_pings_is_never_dropped() -> None:
     # (as §9 allows) sends nothing but pongs. 60 s of a 30 Hz server, stepped.
     pair = SessionPair(
         server_options={"ping_interval": 5.0, "idle_timeout": 15.0},
-        client_options={"ping_interval": 1e9, "idle_timeout": 1e9},  # never pings by itself
+        # never pings by itself (no "time" feature: no clock pings, §13.6)
+        client_options={"ping_interval": 1e9, "idle_timeout": 1e9, "features": ("compact",)},
     )
     for tick in range(1, 1801):
         pair.server.send(m.Sync(tick=tick, full=tick == 1, final=True), pair.now)
@@ -575,7 +583,7 @@ def test_bytes_counters() -> None:
     assert (pair.server.bytes_sent, pair.client.bytes_received) == (welcome, welcome)
     pair.client.send(m.Ping(nonce=1), 0)
     pair.pump()
-    ping, pong = len(frame(m.Ping(nonce=1))), len(frame(m.Pong(nonce=1)))
+    ping, pong = len(frame(m.Ping(nonce=1))), len(frame(m.Pong(nonce=1, time=0.0)))
     assert pair.client.bytes_sent == hello + ping
     assert pair.server.bytes_received == hello + ping
     assert pair.server.bytes_sent == welcome + pong
