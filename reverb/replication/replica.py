@@ -6,13 +6,14 @@ then applies spawns, updates and despawns, so a tick applies entirely or not at 
 
 from __future__ import annotations
 
+import functools
 import inspect
 import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain, repeat
-from operator import attrgetter, getitem, itemgetter, le
+from operator import attrgetter, getitem, itemgetter, le, setitem
 from typing import Any
 
 from reverb.errors import CloseCode, RemoteProtocolError
@@ -262,11 +263,18 @@ class ClientWorld:
         except KeyError:
             return None
         shapes = self._shapes
+        lengths = set(map(len, update))
+        if len(lengths) == 1 and (length := lengths.pop()) >= 3:
+            applier = self._fast_uniform(update, objs, length)
+            if applier is not None:
+                return applier
         index_lists = list(map(tuple, map(getitem, update, repeat(_INDEXES))))
+        values = list(map(getitem, update, repeat(_VALUES)))
         # ints only: 0.0 and True equal 0 and 1, and would find a cached shape
         if not _INTS.issuperset(map(type, chain.from_iterable(index_lists))):
             return None
-        keys = list(zip(map(type, objs), index_lists, strict=True))
+        classes = list(map(type, objs))
+        keys = list(zip(classes, index_lists, strict=True))
         names: list[Any] = list(map(shapes.get, keys))
         if None in names:
             for i, key in enumerate(keys):
@@ -282,11 +290,50 @@ class ClientWorld:
                     if len(shapes) >= _MAX_SHAPES:
                         shapes.clear()
                     names[i] = shapes[key] = resolved
-        values = list(map(getitem, update, repeat(_VALUES)))
         dicts = list(map(_dict_of, objs))
 
         def apply() -> None:
             deque(map(dict.update, dicts, map(zip, names, values)), 0)
+
+        return apply
+
+    def _fast_uniform(
+        self, update: list[list[Any]], objs: list[Any], length: int
+    ) -> Callable[[], None] | None:
+        """The common compact tick: every entry has the same indexes and every object the
+        same class. Checked and applied column by column (one C loop per field); None when
+        the tick is not of that kind (the caller then checks entry by entry)."""
+        takers = _takers(length)
+        index_columns = [list(map(take, update)) for take in takers[0::2]]
+        # ints only: 0.0 and True equal 0 and 1 (and would pass the count below)
+        if set(map(type, chain.from_iterable(index_columns))) != _INTS:
+            return None
+        indexes = tuple(column[0] for column in index_columns)
+        if any(
+            column.count(first) != len(column)
+            for column, first in zip(index_columns, indexes, strict=True)
+        ):
+            return None
+        classes = set(map(type, objs))
+        if len(classes) != 1:
+            return None
+        cls = classes.pop()
+        shapes = self._shapes
+        key = (cls, indexes)
+        names = shapes.get(key)
+        if names is None:
+            names = self._resolve(cls, indexes)
+            if not self._check_names(cls, names):
+                return None
+            if len(shapes) >= _MAX_SHAPES:
+                shapes.clear()
+            shapes[key] = names
+        columns = [list(map(take, update)) for take in takers[1::2]]
+        dicts = list(map(_dict_of, objs))
+
+        def apply() -> None:
+            for name, column in zip(names, columns, strict=True):
+                deque(map(setitem, dicts, repeat(name), column), 0)
 
         return apply
 
@@ -367,6 +414,12 @@ _get_fields = itemgetter("fields")
 _first = itemgetter(0)
 _dict_of = attrgetter("__dict__")
 _has = dict.__contains__
+
+
+@functools.lru_cache(maxsize=64)
+def _takers(length: int) -> tuple[Callable[[list[Any]], Any], ...]:
+    """For compact entries of ``length`` (odd): what takes each item after the uid, in C."""
+    return tuple(itemgetter(i) for i in range(1, length))
 
 
 def _direct(cls: type) -> bool:

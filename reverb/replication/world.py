@@ -128,7 +128,7 @@ class ServerWorld:
         # names appended during this tick (sent to every compact view), by type name.
         self._tables: dict[str, dict[str, int]] = {}
         self._added: dict[str, list[str]] = {}
-        self._plans: dict[tuple[str, tuple[str, ...]], tuple[int | str, ...] | None] = {}
+        self._plans: dict[tuple[str, tuple[str, ...]], tuple[Any, ...] | None] = {}
 
     # -- objects -----------------------------------------------------------------------------
 
@@ -502,7 +502,7 @@ class ServerWorld:
                 continue
             fields = entry["fields"]
             key = (records[uid].info.name, tuple(fields))
-            plan = plans.get(key, _MISSING)
+            plan: Any = plans.get(key, _MISSING)
             if plan is _MISSING:
                 plan = self._plan(key)
             if plan is None:
@@ -530,7 +530,7 @@ class ServerWorld:
                 }
             )
 
-    def _plan(self, key: tuple[str, tuple[str, ...]]) -> tuple[int | str, ...] | None:
+    def _plan(self, key: tuple[str, tuple[str, ...]]) -> tuple[Any, ...] | None:
         """The field indexes of an update of these names, with the names, in index order,
         flat: ``(index, name, index, name, ...)``; None when the table is full."""
         type_name, names = key
