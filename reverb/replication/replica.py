@@ -6,7 +6,6 @@ then applies spawns, updates and despawns, so a tick applies entirely or not at 
 
 from __future__ import annotations
 
-import functools
 import inspect
 import logging
 from collections import deque
@@ -258,16 +257,15 @@ class ClientWorld:
     def _fast_compact(self, update: list[Any], lookup: dict[int, Any]) -> Callable[[], None] | None:
         if not self.compact:
             return None
+        if len(set(map(len, update))) == 1:
+            applier = self._fast_uniform(update, lookup)
+            if applier is not None:
+                return applier
         try:
             objs = list(map(lookup.__getitem__, map(_first, update)))
         except KeyError:
             return None
         shapes = self._shapes
-        lengths = set(map(len, update))
-        if len(lengths) == 1 and (length := lengths.pop()) >= 3:
-            applier = self._fast_uniform(update, objs, length)
-            if applier is not None:
-                return applier
         index_lists = list(map(tuple, map(getitem, update, repeat(_INDEXES))))
         values = list(map(getitem, update, repeat(_VALUES)))
         # ints only: 0.0 and True equal 0 and 1, and would find a cached shape
@@ -298,13 +296,19 @@ class ClientWorld:
         return apply
 
     def _fast_uniform(
-        self, update: list[list[Any]], objs: list[Any], length: int
+        self, update: list[list[Any]], lookup: dict[int, Any]
     ) -> Callable[[], None] | None:
         """The common compact tick: every entry has the same indexes and every object the
         same class. Checked and applied column by column (one C loop per field); None when
         the tick is not of that kind (the caller then checks entry by entry)."""
-        takers = _takers(length)
-        index_columns = [list(map(take, update)) for take in takers[0::2]]
+        columns = list(zip(*update, strict=True))  # uids, then indexes and values in turn
+        if len(columns) < 3:
+            return None
+        try:
+            objs = list(map(lookup.__getitem__, columns[0]))
+        except KeyError:
+            return None
+        index_columns = columns[1::2]
         # ints only: 0.0 and True equal 0 and 1 (and would pass the count below)
         if set(map(type, chain.from_iterable(index_columns))) != _INTS:
             return None
@@ -328,11 +332,11 @@ class ClientWorld:
             if len(shapes) >= _MAX_SHAPES:
                 shapes.clear()
             shapes[key] = names
-        columns = [list(map(take, update)) for take in takers[1::2]]
+        values = columns[2::2]
         dicts = list(map(_dict_of, objs))
 
         def apply() -> None:
-            for name, column in zip(names, columns, strict=True):
+            for name, column in zip(names, values, strict=True):
                 deque(map(setitem, dicts, repeat(name), column), 0)
 
         return apply
@@ -414,12 +418,6 @@ _get_fields = itemgetter("fields")
 _first = itemgetter(0)
 _dict_of = attrgetter("__dict__")
 _has = dict.__contains__
-
-
-@functools.lru_cache(maxsize=64)
-def _takers(length: int) -> tuple[Callable[[list[Any]], Any], ...]:
-    """For compact entries of ``length`` (odd): what takes each item after the uid, in C."""
-    return tuple(itemgetter(i) for i in range(1, length))
 
 
 def _direct(cls: type) -> bool:
