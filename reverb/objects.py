@@ -65,7 +65,7 @@ def rpc_caller() -> int | None:
 
 def _track(obj: Any, name: str) -> None:
     changed = obj._reverb_changed
-    if changed is not None and name[:1] != "_":
+    if changed is not None and not "_" <= name < "`":  # public: not starting with "_"
         if not changed:
             obj._reverb_dirty.append(obj)
         changed.add(name)
@@ -126,7 +126,8 @@ class ReverbObject:
     def __setattr__(self, name: str, value: Any) -> None:
         _set(self, name, value)
         changed = self._reverb_changed
-        if changed is not None and name[:1] != "_":
+        # a public name: not "_" <= name < "`" (the names starting with "_"), without a slice
+        if changed is not None and not "_" <= name < "`":
             if not changed:
                 self._reverb_dirty.append(self)
             changed.add(name)

@@ -560,3 +560,45 @@ def test_a_sync_error_handler_may_despawn_the_object(game: Game) -> None:
     ship.x = float("nan")
     game.until(lambda: ship.uid not in game.cctx.objects)
     assert ("object_despawned", replica) in game.client_log
+
+
+# -- issue 9: what a tick costs the threaded I/O layer ----------------------------------------
+
+
+def test_a_sync_to_an_idle_connection_is_written_without_waking_the_io_thread(
+    game: Game,
+) -> None:
+    game.start()
+    ship, replica = game.spawn(1)
+    wakes: list[float] = []
+    wake = game.server.wake
+
+    def counted() -> None:
+        wakes.append(time.monotonic())
+        wake()
+
+    game.server.wake = counted  # type: ignore[method-assign]
+    ship.x = 2
+    game.sctx.tick(time.monotonic())  # the game thread writes the sync to the socket itself
+    assert wakes == []
+    game.until(lambda: replica.x == 2, tick=False)
+
+
+def test_an_idle_io_loop_sleeps_until_the_next_deadline(game: Game) -> None:
+    # Nothing in flight, the next deadline (a ping) seconds away: the I/O thread does not
+    # wake every CHECK_INTERVAL (50 ms) meanwhile. A window of time is what is measured here.
+    game.start()
+    game.spawn(1)
+    selector = game.server._sel
+    select = selector.select
+    calls: list[float] = []
+
+    def counted(timeout: float | None = None) -> Any:
+        calls.append(time.monotonic())
+        return select(timeout)
+
+    selector.select = counted  # type: ignore[method-assign]
+    time.sleep(0.2)  # the last activity's 50 ms check passes; then the loop is quiet
+    calls.clear()
+    time.sleep(0.6)
+    assert len(calls) <= 2, calls  # at 50 ms: about 12

@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import chain, repeat
-from operator import attrgetter, getitem, itemgetter, le
+from operator import attrgetter, getitem, itemgetter, le, setitem
 from typing import Any
 
 from reverb.errors import CloseCode, RemoteProtocolError
@@ -298,16 +298,22 @@ class ClientWorld:
     def _fast_compact(self, update: list[Any], lookup: dict[int, Any]) -> Callable[[], None] | None:
         if not self.compact:
             return None
+        if len(set(map(len, update))) == 1:
+            applier = self._fast_uniform(update, lookup)
+            if applier is not None:
+                return applier
         try:
             objs = list(map(lookup.__getitem__, map(_first, update)))
         except KeyError:
             return None
         shapes = self._shapes
         index_lists = list(map(tuple, map(getitem, update, repeat(_INDEXES))))
+        values = list(map(getitem, update, repeat(_VALUES)))
         # ints only: 0.0 and True equal 0 and 1, and would find a cached shape
         if not _INTS.issuperset(map(type, chain.from_iterable(index_lists))):
             return None
-        keys = list(zip(map(type, objs), index_lists, strict=True))
+        classes = list(map(type, objs))
+        keys = list(zip(classes, index_lists, strict=True))
         names: list[Any] = list(map(shapes.get, keys))
         if None in names:
             for i, key in enumerate(keys):
@@ -323,11 +329,56 @@ class ClientWorld:
                     if len(shapes) >= _MAX_SHAPES:
                         shapes.clear()
                     names[i] = shapes[key] = resolved
-        values = list(map(getitem, update, repeat(_VALUES)))
         dicts = list(map(_dict_of, objs))
 
         def apply() -> None:
             deque(map(dict.update, dicts, map(zip, names, values)), 0)
+
+        return apply
+
+    def _fast_uniform(
+        self, update: list[list[Any]], lookup: dict[int, Any]
+    ) -> Callable[[], None] | None:
+        """The common compact tick: every entry has the same indexes and every object the
+        same class. Checked and applied column by column (one C loop per field); None when
+        the tick is not of that kind (the caller then checks entry by entry)."""
+        columns = list(zip(*update, strict=True))  # uids, then indexes and values in turn
+        if len(columns) < 3:
+            return None
+        try:
+            objs = list(map(lookup.__getitem__, columns[0]))
+        except KeyError:
+            return None
+        index_columns = columns[1::2]
+        # ints only: 0.0 and True equal 0 and 1 (and would pass the count below)
+        if set(map(type, chain.from_iterable(index_columns))) != _INTS:
+            return None
+        indexes = tuple(column[0] for column in index_columns)
+        if any(
+            column.count(first) != len(column)
+            for column, first in zip(index_columns, indexes, strict=True)
+        ):
+            return None
+        classes = set(map(type, objs))
+        if len(classes) != 1:
+            return None
+        cls = classes.pop()
+        shapes = self._shapes
+        key = (cls, indexes)
+        names = shapes.get(key)
+        if names is None:
+            names = self._resolve(cls, indexes)
+            if not self._check_names(cls, names):
+                return None
+            if len(shapes) >= _MAX_SHAPES:
+                shapes.clear()
+            shapes[key] = names
+        values = columns[2::2]
+        dicts = list(map(_dict_of, objs))
+
+        def apply() -> None:
+            for name, column in zip(names, values, strict=True):
+                deque(map(setitem, dicts, repeat(name), column), 0)
 
         return apply
 

@@ -21,14 +21,16 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Iterator
+from itertools import chain
+from operator import attrgetter, itemgetter
 from typing import Any
 
 from reverb.errors import EncodeError, InvalidState
 from reverb.proto import messages as m
 from reverb.replication.replica import Change, ClientWorld, Despawned, Spawned
 from reverb.replication.rpc import current_caller, dispatch
-from reverb.replication.types import TypeInfo, TypeRegistry
+from reverb.replication.types import META_ATTRIBUTES, TypeInfo, TypeRegistry
 
 __all__ = [
     "Change",
@@ -43,6 +45,7 @@ __all__ = [
 logger = logging.getLogger("reverb")
 
 _MISSING = object()
+_WITHHELD = object()
 _set = object.__setattr__
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX = m.MAX_SAFE_INT
@@ -50,6 +53,7 @@ _MAX = m.MAX_SAFE_INT
 ARGS_DEPTH = 4
 FIELD_DEPTH = 5
 OWNER = "belonging_membership"
+_META = META_ATTRIBUTES  # never fields: "uid", and the owner (sent as "owner", §7.2)
 COMPACT = "compact"  # the feature name of the compact encoding (§12.1)
 TIME = "time"  # the feature name of server time and a sync every tick (§13)
 _MAX_PLANS = 4096  # (type, field names) pairs whose index plan is remembered
@@ -130,7 +134,7 @@ class ServerWorld:
         # names appended during this tick (sent to every compact view), by type name.
         self._tables: dict[str, dict[str, int]] = {}
         self._added: dict[str, list[str]] = {}
-        self._plans: dict[tuple[str, tuple[str, ...]], list[tuple[int, str]] | None] = {}
+        self._plans: dict[tuple[str, tuple[str, ...]], tuple[Any, ...] | None] = {}
 
     # -- objects -----------------------------------------------------------------------------
 
@@ -273,21 +277,7 @@ class ServerWorld:
             self._compare_all(record, spawned, updated)
         dirty = self._dirty
         if dirty:
-            records = self._records
-            for obj in dirty:
-                names = obj._reverb_changed
-                if not names:  # removed (None), or already compared whole
-                    continue
-                _set(obj, "_reverb_changed", set())
-                record = records[obj.uid]
-                record.seen = tick
-                watched = self._watched.get(record.uid)
-                if watched is not None:
-                    names |= watched[1]
-                if "*" in names:
-                    self._compare_all(record, spawned, updated)
-                else:
-                    self._compare(record, names, spawned, updated)
+            self._compare(self._dirty_names(dirty, tick, spawned, updated), spawned, updated)
             dirty.clear()
         for record, names in list(self._watched.values()):
             if record.seen == tick:
@@ -298,7 +288,30 @@ class ServerWorld:
             moved = {n for n in names if not _equal(getattr(obj, n, _MISSING), base.get(n))}
             if moved:
                 record.seen = tick
-                self._compare(record, moved, spawned, updated)
+                self._compare(((record, moved),), spawned, updated)
+
+    def _dirty_names(
+        self, dirty: list[Any], tick: int, spawned: list[_Record], updated: list[tuple[int, Any]]
+    ) -> Iterator[tuple[_Record, set[str]]]:
+        """The records of the objects on the dirty list, each with the names to compare
+        (its watched containers included); one marked whole is compared whole on the way."""
+        records = self._records
+        watched = self._watched
+        for obj in dirty:
+            names = obj._reverb_changed
+            if not names:  # removed (None), or already compared whole
+                continue
+            obj.__dict__["_reverb_changed"] = set()  # _set's effect (a plain attribute), cheaper
+            record = records[obj.uid]
+            record.seen = tick
+            if watched:
+                held = watched.get(record.uid)
+                if held is not None:
+                    names |= held[1]
+            if "*" in names:
+                self._compare_all(record, spawned, updated)
+            else:
+                yield record, names
 
     def _check_strictly(self) -> None:
         """Strict mode: raise the first ``EncodeError`` among what may have changed, before
@@ -324,80 +337,108 @@ class ServerWorld:
 
     def _compare(
         self,
-        record: _Record,
-        names: set[str],
+        batch: Iterable[tuple[_Record, set[str]]],
         spawned: list[_Record],
         updated: list[tuple[int, Any]],
     ) -> None:
-        """The fast path: compare the named attributes of a synced, encodable object."""
-        obj = record.obj
-        info = record.info
-        declared = info.fields
-        base = record.fields
-        assert base is not None
-        odict = obj.__dict__
-        changed: dict[str, Any] = {}
-        owner: Any = _MISSING
-        containers = False
-        for name in names:
-            if name == OWNER:
-                owner = obj.belonging_membership
-                if owner is not None and (type(owner) is not int or not -_MAX <= owner <= _MAX):
-                    self._withhold(record, _bad_owner(record, owner), OWNER, owner)
-                    return
-                if owner == record.owner and type(owner) is type(record.owner):
-                    owner = _MISSING
-                continue
-            if declared is None:
-                if name not in odict or name in info.exclude or name == "uid":
-                    if name in base:  # the attribute was deleted: clients keep their value
-                        del base[name]
-                        record.fragment = None
-                        containers = True
+        """The fast path: compare the named attributes of synced, encodable objects.
+
+        Per attribute, the common case costs a dict read, an identity test against the
+        baseline and, for a new value, a type test (§3.4 range checks for numbers only);
+        containers, strings and everything else go through ``_to_wire``."""
+        patched = _same is not _SAME
+        append = updated.append
+        for record, names in batch:
+            obj = record.obj
+            info = record.info
+            declared = info.fields
+            base = record.fields
+            assert base is not None
+            odict = obj.__dict__
+            exclude = info.exclude
+            changed: dict[str, Any] = {}
+            owner: Any = _MISSING
+            containers = False
+            for name in names:
+                if declared is None:
+                    value = odict.get(name, _MISSING)
+                    if value is _MISSING or name in _META or name in exclude:
+                        if name == OWNER:
+                            owner = self._owner_change(record)
+                            if owner is _WITHHELD:
+                                break
+                        elif name in base:  # the attribute was deleted: clients keep theirs
+                            del base[name]
+                            record.fragment = None
+                            containers = True
+                        continue
+                elif name == OWNER:
+                    owner = self._owner_change(record)
+                    if owner is _WITHHELD:
+                        break
                     continue
-                value = odict[name]
-            elif name in declared:
-                value = getattr(obj, name, _MISSING)
-                if value is _MISSING:
-                    self._withhold(record, _unset(record, name), name, value)
-                    return
-            else:
-                continue
-            kind = type(value)
-            if kind is float:
-                if value - value != 0.0:  # nan or infinity
-                    self._withhold(record, _encode_error(record, name, value), name, value)
-                    return
-            elif kind is int:
-                if not -_MAX <= value <= _MAX:
-                    self._withhold(record, _encode_error(record, name, value), name, value)
-                    return
-            elif kind is not bool and value is not None:
-                try:
-                    value = _to_wire(value, record, name)
-                except EncodeError as exc:
-                    self._withhold(record, exc, name, value)
-                    return
+                elif name in declared:
+                    value = getattr(obj, name, _MISSING)
+                    if value is _MISSING:
+                        self._withhold(record, _unset(record, name), name, value)
+                        break
+                else:
+                    continue
+                old = base.get(name, _MISSING)
+                if value is old:  # the very object clients hold: a scalar, unchanged
+                    continue
                 kind = type(value)
-            old = base.get(name, _MISSING)
-            if kind is list or kind is dict or _same is not _SAME:
-                if _same(old, value):
+                if kind is float:
+                    if value - value != 0.0:  # nan or infinity
+                        self._withhold(record, _encode_error(record, name, value), name, value)
+                        break
+                elif kind is int:
+                    if not -_MAX <= value <= _MAX:
+                        self._withhold(record, _encode_error(record, name, value), name, value)
+                        break
+                elif kind is not bool and value is not None:
+                    try:
+                        value = _to_wire(value, record, name)
+                    except EncodeError as exc:
+                        self._withhold(record, exc, name, value)
+                        break
+                    kind = type(value)
+                    if kind is list or kind is dict:
+                        if not _same(old, value):
+                            changed[name] = value
+                            containers = True
+                        continue
+                if patched:
+                    if _same(old, value):
+                        continue
+                elif kind is type(old) and old == value:  # _same for scalars, without a call
                     continue
-            elif kind is type(old) and old == value:  # _same for scalars, without a call
-                continue
-            changed[name] = value
-            if kind is list or kind is dict or type(old) is list or type(old) is dict:
-                containers = True
-        if changed or owner is not _MISSING:
-            base.update(changed)
-            record.fragment = None
-            if owner is _MISSING:
-                updated.append((record.uid, {"uid": record.uid, "fields": changed}))
-            else:
-                record.owner = owner
-                updated.append((record.uid, m.update_entry(record.uid, changed, owner)))
-        if containers:
-            self._watch(record)
+                changed[name] = value
+                if type(old) is list or type(old) is dict:
+                    containers = True
+            else:  # every name compared: nothing withheld
+                if changed or owner is not _MISSING:
+                    base.update(changed)
+                    record.fragment = None
+                    uid = record.uid
+                    if owner is _MISSING:
+                        append((uid, {"uid": uid, "fields": changed}))
+                    else:
+                        record.owner = owner
+                        append((uid, m.update_entry(uid, changed, owner)))
+                if containers:
+                    self._watch(record)
+
+    def _owner_change(self, record: _Record) -> Any:
+        """The new owner of a synced object, ``_MISSING`` when unchanged, or ``_WITHHELD``
+        (after withholding the object) when it is not a membership id."""
+        owner = record.obj.belonging_membership
+        if owner is not None and (type(owner) is not int or not -_MAX <= owner <= _MAX):
+            self._withhold(record, _bad_owner(record, owner), OWNER, owner)
+            return _WITHHELD
+        if owner == record.owner and type(owner) is type(record.owner):
+            return _MISSING
+        return owner
 
     def _compare_all(
         self, record: _Record, spawned: list[_Record], updated: list[tuple[int, Any]]
@@ -482,10 +523,38 @@ class ServerWorld:
     # -- the compact encoding (§12) -----------------------------------------------------------
 
     def _encode_compact(self, updated: list[tuple[int, Any]], shared: _Shared) -> None:
-        """This tick's update entries in the compact form, and the table's additions."""
+        """This tick's update entries in the compact form (§12.4), and the table's additions:
+        ``[uid, index, value, ...]``; the plain form when the owner changes or the type's
+        table is full."""
         self._added = {}
         records = self._records
-        compact = [self._compact_entry(records[uid].info.name, entry) for uid, entry in updated]
+        plans = self._plans
+        compact: list[Any] = []
+        append = compact.append
+        for uid, entry in updated:
+            if "owner" in entry:
+                append(entry)
+                continue
+            fields = entry["fields"]
+            key = (records[uid].info.name, tuple(fields))
+            plan: Any = plans.get(key, _MISSING)
+            if plan is _MISSING:
+                plan = self._plan(key)
+            if plan is None:
+                append(entry)
+                continue
+            # the plan is (index, name, index, name, ...)
+            if len(plan) == 6:
+                i0, n0, i1, n1, i2, n2 = plan
+                append([uid, i0, fields[n0], i1, fields[n1], i2, fields[n2]])
+            elif len(plan) == 2:
+                append([uid, plan[0], fields[plan[1]]])
+            else:
+                row = [uid]
+                for i in range(0, len(plan), 2):
+                    row.append(plan[i])
+                    row.append(fields[plan[i + 1]])
+                append(row)
         shared.compact = compact
         shared.compact_entries = m.Entries([uid for uid, _ in updated], values=compact)
         if self._added:
@@ -496,25 +565,9 @@ class ServerWorld:
                 }
             )
 
-    def _compact_entry(self, type_name: str, entry: dict[str, Any]) -> Any:
-        """``[uid, index, value, ...]`` (§12.4); the plain form when the owner changes or
-        the type's table is full."""
-        if "owner" in entry:
-            return entry
-        fields = entry["fields"]
-        key = (type_name, tuple(fields))
-        plan: Any = self._plans.get(key, _MISSING)
-        if plan is _MISSING:
-            plan = self._plan(key)
-        if plan is None:
-            return entry
-        out = [entry["uid"]]
-        for index, name in plan:
-            out.append(index)
-            out.append(fields[name])
-        return out
-
-    def _plan(self, key: tuple[str, tuple[str, ...]]) -> list[tuple[int, str]] | None:
+    def _plan(self, key: tuple[str, tuple[str, ...]]) -> tuple[Any, ...] | None:
+        """The field indexes of an update of these names, with the names, in index order,
+        flat: ``(index, name, index, name, ...)``; None when the table is full."""
         type_name, names = key
         table = self._tables.setdefault(type_name, {})
         for name in names:
@@ -525,7 +578,7 @@ class ServerWorld:
                 table[name] = len(table)
                 self._added.setdefault(type_name, []).append(name)
         else:
-            plan = sorted((table[name], name) for name in names)
+            plan = tuple(chain.from_iterable(sorted((table[name], name) for name in names)))
         if len(self._plans) >= _MAX_PLANS:
             self._plans.clear()
         self._plans[key] = plan
@@ -655,12 +708,8 @@ def _schema_bytes(tables: dict[str, tuple[int, list[str]]]) -> bytes:
     return m.dumpb({name: {"at": at, "add": add} for name, (at, add) in tables.items()})
 
 
-def _uid_of(record: _Record) -> int:
-    return record.uid
-
-
-def _first(item: tuple[int, Any]) -> int:
-    return item[0]
+_uid_of = attrgetter("uid")  # sort keys, in C
+_first = itemgetter(0)
 
 
 def _to_wire(value: Any, record: _Record, name: str) -> Any:

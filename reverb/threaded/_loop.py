@@ -39,6 +39,11 @@ logger = logging.getLogger("reverb")
 
 READ_SIZE = 65536
 CHECK_INTERVAL = 0.05  # s between timeout checks: the precision of every deadline
+# A loop with nothing in flight (every connection open or in its handshake, nothing unsent,
+# no frame half-read, no close pending) sleeps until the earliest session deadline, at most
+# this long, instead of waking every CHECK_INTERVAL: an idle server costs next to nothing.
+# Any socket or wake-up event brings the CHECK_INTERVAL back for the next check.
+QUIET_CHECK_MAX = 1.0
 CLOSE_LINGER = 1.0  # s to flush a close frame to a peer before dropping it anyway
 
 
@@ -340,8 +345,11 @@ class IOLoop:
     def _run(self) -> None:
         try:
             while self._running:
-                ready = self._sel.select(CHECK_INTERVAL)
+                timeout = self._next_check - time.monotonic()
+                ready = self._sel.select(min(max(timeout, 0.0), QUIET_CHECK_MAX))
                 now = time.monotonic()
+                if ready and now + CHECK_INTERVAL < self._next_check:
+                    self._next_check = now + CHECK_INTERVAL  # activity: not quiet any more
                 if self._worked:
                     self._take_back(now)
                 for key, mask in ready:
@@ -452,9 +460,13 @@ class IOLoop:
 
     def _housekeeping(self, now: float) -> None:
         if now >= self._next_check:
-            self._next_check = now + CHECK_INTERVAL
+            quiet_until = now + QUIET_CHECK_MAX
             for conn in list(self.conns.values()):
                 self._guarded(conn, now, self._check, conn, now)
+                quiet_until = min(quiet_until, _quiet_until(conn, now))
+            if self._budget_check or self._trimmer.freed or self._worked:
+                quiet_until = now
+            self._next_check = max(quiet_until, now + CHECK_INTERVAL)
         dirty, self._dirty = self._dirty, set()
         for conn in dirty:
             if conn.sock in self.conns:
@@ -688,3 +700,24 @@ class IOLoop:
         except (KeyError, ValueError):  # pragma: no cover
             pass
         conn.sock.close()
+
+
+def _quiet_until(conn: Conn, now: float) -> float:
+    """Until when ``conn`` needs no timeout check: its session's next deadline when nothing
+    of it is in flight (after ``_check``); else ``now`` (check again soon)."""
+    session = conn.session
+    if (
+        conn.busy
+        or conn.close_by is not None
+        or conn.out
+        or conn.queue
+        or conn.deferred
+        or conn.eof
+        or session.state not in _QUIET_STATES
+    ):
+        return now
+    deadline = session.next_deadline()
+    return now if deadline is None else deadline
+
+
+_QUIET_STATES = frozenset({State.OPEN, State.HANDSHAKE})

@@ -91,9 +91,10 @@ class Server(ServerEndpoint, IOLoop):
         """Queue ``message`` for those members. A connection whose session is busy (the I/O
         thread decoding what it sent) gets it in order once that is done, without waiting.
 
-        An RPC reply is written to the socket right here, on the game thread, when the
-        connection has nothing else waiting (``write_now``): no hand-off to the I/O thread."""
-        direct_write = isinstance(message, (m.RpcResult, m.RpcErrorReply))
+        An RPC reply or a sync is written to the socket right here, on the game thread, when
+        the connection has nothing else waiting (``write_now``): no hand-off to the I/O
+        thread, which is woken only for what the socket did not take."""
+        direct_write = isinstance(message, (m.RpcResult, m.RpcErrorReply, m.Sync))
         wake = False
         with self.lock:
             ready: list[Conn] = []

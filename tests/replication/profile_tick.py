@@ -4,6 +4,7 @@ then framed for each peer). Not a test: a measuring tool for issue 9.
 
     python -m tests.replication.profile_tick --objects 1000 --peers 8 --churn 0.1
     python -m tests.replication.profile_tick --churn 1.0 --profile 25
+    python -m tests.replication.profile_tick --compact --churn 1.0  # what Reverb clients get
 
 Runs against whatever ``reverb`` is first on ``sys.path`` (run it from the checkout to measure).
 """
@@ -43,7 +44,7 @@ class Thing(ReverbObject):
         )
 
 
-def build(objects: int, peers: int) -> tuple[ServerWorld, list[Thing]]:
+def build(objects: int, peers: int, compact: bool = False) -> tuple[ServerWorld, list[Thing]]:
     types = TypeRegistry()
     types.register(Thing)
     world = ServerWorld(types)
@@ -53,7 +54,7 @@ def build(objects: int, peers: int) -> tuple[ServerWorld, list[Thing]]:
         world.add(thing, thing._reverb_args)
         things.append(thing)
     for member in range(1, peers + 1):
-        world.peer_joined(member)
+        world.peer_joined(member, ("compact",) if compact else ())
     world.tick(0.0)
     return world, things
 
@@ -95,9 +96,12 @@ def main() -> None:
     parser.add_argument("--churn", type=float, default=1.0)
     parser.add_argument("--ticks", type=int, default=60)
     parser.add_argument("--profile", type=int, default=0, help="print the top N entries")
+    parser.add_argument(
+        "--compact", action="store_true", help='peers granted "compact" (§12), as Reverb clients'
+    )
     opts = parser.parse_args()
     rng = random.Random(1)
-    world, things = build(opts.objects, opts.peers)
+    world, things = build(opts.objects, opts.peers, opts.compact)
     for _ in range(5):  # warm up
         step(world, things, opts.churn, rng, opts.peers)
     rows = [step(world, things, opts.churn, rng, opts.peers) for _ in range(opts.ticks)]
@@ -107,7 +111,8 @@ def main() -> None:
         return f"{statistics.median(values) * 1e3:.3f}"
 
     print(
-        f"objects={opts.objects} peers={opts.peers} churn={opts.churn:.0%}: "
+        f"objects={opts.objects} peers={opts.peers} churn={opts.churn:.0%} "
+        f"{'compact' if opts.compact else 'plain'}: "
         f"median {ms(total)} ms/tick (min {min(total) * 1e3:.3f}) = "
         f"mutate {ms([r[1] for r in rows])} + tick {ms([r[2] for r in rows])} + "
         f"send {ms([r[3] for r in rows])}; "

@@ -227,6 +227,40 @@ def test_a_malformed_compact_entry_is_1002_and_changes_nothing(entry: list[Any])
     assert replicas.objects[1].x == 0.0 and replicas.tick == 1
 
 
+def started_with(count: int) -> ClientWorld:
+    replicas = client()
+    spawn = [
+        {"uid": uid, "type": "Thing", "owner": None, "args": [], "fields": {"x": 0.0}}
+        for uid in range(1, count + 1)
+    ]
+    replicas.apply(m.decode(sync(1, full=True, spawn=spawn)))
+    return replicas
+
+
+def test_a_tick_of_same_shaped_compact_entries_applies_each_value_to_its_object() -> None:
+    # The common tick (every entry with the same indexes) is applied column by column.
+    replicas = started_with(4)
+    rows = [[uid, 0, uid * 1.5, 1, -uid] for uid in (3, 1, 4, 2)]
+    replicas.apply(m.decode(sync(2, schema=SCHEMA, update=rows)))
+    assert [(o.x, o.y) for o in replicas.objects.values()] == [(i * 1.5, -i) for i in range(1, 5)]
+
+
+@pytest.mark.parametrize(
+    "last",
+    [[4, 0, 9.0, True, 9.0], [4, 0, 9.0, 1.0, 9.0], [4, 0, 9.0, 2, 9.0], [4, 1, 9.0, 0, 9.0]],
+    ids=["bool-index", "float-index", "index-beyond", "decreasing"],
+)
+def test_a_bad_index_in_one_of_same_shaped_entries_is_1002_and_changes_nothing(
+    last: list[Any],
+) -> None:
+    replicas = started_with(4)
+    rows = [[uid, 0, 9.0, 1, 9.0] for uid in (1, 2, 3)] + [last]
+    with pytest.raises(RemoteProtocolError) as info:
+        replicas.apply(m.decode(sync(2, schema=SCHEMA, update=rows)))
+    assert info.value.code == 1002
+    assert all(o.x == 0.0 for o in replicas.objects.values()) and replicas.tick == 1
+
+
 def test_a_compact_entry_for_an_unknown_uid_is_1002() -> None:
     replicas = started()
     with pytest.raises(RemoteProtocolError, match="unknown uid 5"):
