@@ -36,6 +36,7 @@ EXECUTIONS: Counter[str] = Counter()
 RESPAWN: list[float | None] = [None]
 # Control.churn(): Box uid -> until when (monotonic) the game loop adds 1 to its value each tick.
 CHURN: dict[int, float] = {}
+HOLD: list[float] = [0.0]  # seconds the game loop sleeps after its next server_sync()
 # Control.ordered(): (member, name, data) messages sent once the next tick's sync has gone.
 AFTER_TICK: list[tuple[int, str, Any]] = []
 
@@ -212,9 +213,12 @@ class Control(ReverbObject):
 
     @expose(anyone=True)
     def sleep(self, seconds: float) -> None:
-        """Hold the game loop (at most 1 s), so that calls pile up (§11 pending calls)."""
+        """Hold the game loop (at most 1 s) right after the next ``server_sync()``, so that
+        calls pile up behind it (§11 pending calls). The call itself returns at once: Reverb
+        may run a call outside the game loop while that loop waits (guide §7), and sleeping
+        there would hold the I/O instead of the game loop."""
         EXECUTIONS["sleep"] += 1
-        time.sleep(min(max(float(seconds), 0.0), 1.0))
+        HOLD[0] = min(max(float(seconds), 0.0), 1.0)
 
     @expose(anyone=True)
     def despawn(self, target: int) -> bool:
@@ -303,6 +307,9 @@ def crash_message(sender: int, data: Any) -> None:
 def game_step(now: float) -> None:
     """The game loop's part of ``Control.vanish``, ``Control.churn`` and ``Control.ordered``
     (it runs right after each ``server_sync()``)."""
+    hold, HOLD[0] = HOLD[0], 0.0
+    if hold:
+        time.sleep(hold)  # Control.sleep: the game loop is busy, calls pile up (§11)
     pending = AFTER_TICK[:]
     AFTER_TICK.clear()
     for member, name, data in pending:
