@@ -139,6 +139,8 @@ class Sync(Message):
     # §12.3: additions to the field tables of the compact encoding, by type name
     schema: dict[str, Any] | Absent = ABSENT
     time: float | Absent = ABSENT  # §13.3: the server time of the tick, with "time"
+    # §16.3: the despawned uids that left the client's view (still exist), with "interest"
+    left: tuple[int, ...] | Absent = ABSENT
 
     def wire(self) -> WireLists:
         """The entries as JSON values: spawn objects, update objects (or compact arrays,
@@ -644,7 +646,22 @@ def _decode_sync(obj: dict[str, Any]) -> WireSync | None:
     schema = obj.get("schema")
     if schema is not None:
         _check_schema(schema)
-    return WireSync(tick, full, final, spawn, update, despawn, schema, time)
+    left = obj.get("left")
+    if left is not None:
+        _check_left(left, despawn)
+    return WireSync(tick, full, final, spawn, update, despawn, schema, time, left)
+
+
+def _check_left(left: Any, despawn: list[int]) -> None:
+    """§16.3: ``left`` is an array of integers, each in the same message's ``despawn``."""
+    if type(left) is not list or not _all(_INT_TYPES, left):
+        raise RemoteProtocolError(
+            "sync left is not an array of integers (§16.3)", CloseCode.PROTOCOL_ERROR
+        )
+    if not set(left) <= set(despawn):
+        raise RemoteProtocolError(
+            "sync left names a uid not in its despawn (§16.3)", CloseCode.PROTOCOL_ERROR
+        )
 
 
 def _spawn_ok(spawn: list[Any]) -> bool:
@@ -724,6 +741,7 @@ class WireSync(Sync):
         despawn: list[int],
         schema: dict[str, Any] | None = None,
         time: float | None = None,
+        left: list[int] | None = None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "tick", tick)
@@ -731,6 +749,7 @@ class WireSync(Sync):
         set_(self, "final", final)
         set_(self, "schema", ABSENT if schema is None else schema)
         set_(self, "time", ABSENT if time is None else float(time))
+        set_(self, "left", ABSENT if left is None else tuple(left))
         set_(self, "_lists", (spawn, update, despawn, schema))
 
     def wire(self) -> WireLists:
@@ -1073,12 +1092,14 @@ class SyncFrame(Sync):
         final: bool = True,
         schema: bytes | None = None,
         time: float | None = None,
+        left: list[int] | None = None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "tick", tick)
         set_(self, "full", full)
         set_(self, "final", final)
         set_(self, "schema", ABSENT)
+        set_(self, "left", ABSENT if left is None else tuple(left))  # §16.3
         set_(self, "schema_bytes", schema)  # §12.3, encoded; sent in the first part only
         set_(self, "time", ABSENT if time is None else time)  # §13.3: on every part
         despawn = despawn or []
@@ -1086,7 +1107,7 @@ class SyncFrame(Sync):
         set_(self, "lists", (spawn or Entries(), update or Entries(), gone))
         set_(self, "_decoded", None)
 
-    def _head(self, final: bool, schema: bytes | None) -> bytes:
+    def _head(self, final: bool, schema: bytes | None, left: Any = ABSENT) -> bytes:
         head = b'{"type":"sync","tick":%d,"full":%s,"final":%s' % (
             self.tick,
             _FINAL[self.full],
@@ -1094,16 +1115,22 @@ class SyncFrame(Sync):
         )
         if self.time is not ABSENT:
             head += b',"time":' + dumpb(self.time)
+        if left is not ABSENT and left:  # §16.3: absent means empty
+            head += b',"left":' + dumpb(list(left))
         return head if schema is None else head + b',"schema":' + schema
 
     def _assemble(
-        self, joined: tuple[bytes, bytes, bytes], final: bool, schema: bytes | None = None
+        self,
+        joined: tuple[bytes, bytes, bytes],
+        final: bool,
+        schema: bytes | None = None,
+        left: Any = ABSENT,
     ) -> bytes:
         spawn, update, despawn = joined
         opening = _LISTS
         return b"".join(
             (
-                self._head(final, schema),
+                self._head(final, schema, left),
                 opening[0],
                 spawn,
                 opening[1],
@@ -1118,7 +1145,10 @@ class SyncFrame(Sync):
         """The whole sync as one frame body."""
         spawn, update, despawn = self.lists
         return self._assemble(
-            (spawn.joined(), update.joined(), despawn.joined()), self.final, self.schema_bytes
+            (spawn.joined(), update.joined(), despawn.joined()),
+            self.final,
+            self.schema_bytes,
+            self.left,
         )
 
     def parts(self, limit: int) -> list[bytes]:
@@ -1127,7 +1157,7 @@ class SyncFrame(Sync):
         if len(body) <= limit:
             return [body]
         # As many entries per part as fit, in order: spawns, then updates, then despawns.
-        overhead = len(self._assemble((b"", b"", b""), False)) + 16
+        overhead = len(self._assemble((b"", b"", b""), False, None, self.left)) + 16
         parts: list[tuple[list[bytes], list[bytes], list[bytes]]] = []
         current: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
         schema = self.schema_bytes
@@ -1148,11 +1178,14 @@ class SyncFrame(Sync):
                 used += cost
         parts.append(current)
         last = len(parts) - 1
+        left = self.left
         return [
             self._assemble(
                 (b",".join(part[0]), b",".join(part[1]), b",".join(part[2])),
                 self.final and i == last,
                 schema if i == 0 else None,
+                # §16.3: each part's left lists only that part's despawns
+                left if left is ABSENT else [u for u in left if b"%d" % u in part[2]],
             )
             for i, part in enumerate(parts)
         ]
@@ -1196,6 +1229,7 @@ class SyncFrame(Sync):
             update=update,
             despawn=despawn,
             time=self.time,
+            left=self.left,
         )
 
     def wire(self) -> WireLists:
@@ -1242,8 +1276,9 @@ def _frame_of(sync: Sync) -> SyncFrame:
         )
         schema = None if schema_value is None else dumpb(schema_value)
         time = None if isinstance(sync.time, Absent) else sync.time
+        left = None if isinstance(sync.left, Absent) else list(sync.left)
         frame = SyncFrame(
-            sync.tick, sync.full, spawn, update, list(despawn), sync.final, schema, time
+            sync.tick, sync.full, spawn, update, list(despawn), sync.final, schema, time, left
         )
         frame.body()  # encodes now, so that a bad value is reported here
     except (TypeError, ValueError) as exc:  # NaN or a non-JSON value slipped past to_wire
