@@ -271,6 +271,14 @@ class ServerWorld:
         for member in self.peers:
             groups = old.groups(member) if old is not None else ()
             interest.add_client(member, groups=groups)
+        # What each peer holds is its visible set so far: the first update re-decides every
+        # pair from there, so what it stops seeing leaves (§16.4).
+        for view in self._views:
+            held = {uid for uid in view.held if uid in self.objects}
+            for member in view.members:
+                interest._visible[member] = set(held)
+                for uid in held:
+                    interest._holders.setdefault(uid, set()).add(member)
         for member, (focus, radius) in self._foci.items():
             if focus is not None and focus not in self.objects:
                 focus = None
