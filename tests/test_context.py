@@ -469,7 +469,8 @@ def test_keep_replicas_keeps_them_until_the_next_connect() -> None:
         assert game.cctx.objects == {ship.uid: replica}
         assert ("object_despawned", replica, "destroyed") not in game.client_log
         game.client.connect()
-        assert ("object_despawned", replica, "destroyed") in game.client_log  # replaced by a fresh snapshot
+        # replaced by a fresh snapshot
+        assert ("object_despawned", replica, "destroyed") in game.client_log
         game.until(lambda: ship.uid in game.cctx.objects)
     finally:
         game.stop()
