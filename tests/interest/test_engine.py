@@ -374,3 +374,66 @@ def test_left_is_sent_only_to_interest_peers() -> None:
     assert b'"left"' not in by_member[plain.member]
     assert game.logs[0][-1][2] == "destroyed"  # protocol 1: the only safe assumption
     assert game.logs[1][-1][2] == "left_view"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_play_every_client_holds_exactly_what_it_sees(seed: int) -> None:
+    """Random moves, teams, owners, overrides, spawns and destructions under
+    ``(Grid(20) & Team()) | OwnerOnly()``: after every tick each client holds exactly its
+    visible set, with the server's current values (owner-only fields for the owner only)."""
+    import random
+
+    rng = random.Random(seed)
+    game = Game(0)
+    for i in range(4):
+        game.join(features=FEATURES if i % 2 else ())
+    game.net.step(TICK)
+    members = [ctx.connection.member for ctx in game.contexts]
+    game.server.set_interest((Grid(20.0) & Team()) | OwnerOnly())
+    teams = ["red", "blue", None]
+    units: list[Unit] = []
+    for member in members:
+        focus = game.unit(rng.uniform(0, 60), rng.uniform(0, 60), belonging_membership=member)
+        units.append(focus)
+        game.server.set_focus(member, focus)
+        game.server.set_groups(member, [rng.choice(teams[:2])])
+    for _ in range(60):
+        for _ in range(rng.randint(0, 6)):
+            op = rng.random()
+            live = [u for u in units if u.uid is not None and u._reverb_ctx is not None]
+            if op < 0.25 or not live:
+                units.append(
+                    game.unit(rng.uniform(0, 60), rng.uniform(0, 60), team=rng.choice(teams))
+                )
+            elif op < 0.55:
+                u = rng.choice(live)
+                u.x = min(60.0, max(0.0, u.x + rng.uniform(-15, 15)))
+                u.hp = rng.randint(0, 100)
+            elif op < 0.65:
+                rng.choice(live).team = rng.choice(teams)
+            elif op < 0.72:
+                rng.choice(live).belonging_membership = rng.choice([*members, None])
+            elif op < 0.8:
+                rng.choice(live).gold = rng.randint(0, 100)
+            elif op < 0.86:
+                u, member = rng.choice(live), rng.choice(members)
+                rng.choice([u.hide_from, u.show_to])(member)
+            elif op < 0.9:
+                game.server.interest.reset(rng.choice(live).uid, rng.choice(members))
+            elif op < 0.94:
+                game.server.set_groups(rng.choice(members), [rng.choice(teams[:2])])
+            else:
+                victim = rng.choice(live)
+                if victim not in units[: len(members)]:  # keep the foci
+                    victim.destroy()
+        game.step()
+        interest = game.server.interest
+        objects = game.server.world.objects
+        for ctx, member in zip(game.contexts, members, strict=True):
+            assert set(ctx.objects) == set(interest.visible(member))
+            for uid, replica in ctx.objects.items():
+                obj = objects[uid]
+                assert (replica.x, replica.hp, replica.team) == (obj.x, obj.hp, obj.team)
+                assert replica.belonging_membership == obj.belonging_membership
+                if obj.belonging_membership == member:
+                    assert replica.gold == obj.gold
