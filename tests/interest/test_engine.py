@@ -437,3 +437,16 @@ def test_random_play_every_client_holds_exactly_what_it_sees(seed: int) -> None:
                 assert replica.belonging_membership == obj.belonging_membership
                 if obj.belonging_membership == member:
                     assert replica.gold == obj.gold
+
+
+def test_a_call_right_after_a_spawn_is_decided_by_the_policy_now() -> None:
+    """An object added since the last tick is not yet in anyone's visible set: a call on it
+    gets the answer the next tick will give (conformance 8.2.x call right after spawn)."""
+    game = Game(2)
+    a, b = game.member(0), game.member(1)
+    game.server.set_interest(OwnerOnly())
+    world = game.server.world
+    u = game.unit(1, 1, belonging_membership=a)
+    assert world.call(a, m.Rpc(id=1, uid=u.uid, method="poke", args=[])) == m.RpcResult(1, 1)
+    refused = world.call(b, m.Rpc(id=1, uid=u.uid, method="poke", args=[]))
+    assert isinstance(refused, m.RpcErrorReply) and refused.code == "unknown_object"
