@@ -304,10 +304,18 @@ class ServerWorld:
         self.interest.set_focus(member, uid, radius=radius)
 
     def show_to(self, uid: int, member: int) -> None:
+        self._check_pair(uid, member)
         self.interest.show_to(uid, member)
 
     def hide_from(self, uid: int, member: int) -> None:
+        self._check_pair(uid, member)
         self.interest.hide_from(uid, member)
+
+    def _check_pair(self, uid: int, member: int) -> None:
+        if uid not in self.objects:
+            raise InvalidState(f"no object with uid {uid}")
+        if member not in self.peers:
+            raise InvalidState(f"no connected client with membership id {member}")
 
     def can_see(self, member: int, uid: int) -> bool:
         """Whether ``member`` sees ``uid`` as of the last tick (always, without interest)."""

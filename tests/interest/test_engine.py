@@ -450,3 +450,14 @@ def test_a_call_right_after_a_spawn_is_decided_by_the_policy_now() -> None:
     assert world.call(a, m.Rpc(id=1, uid=u.uid, method="poke", args=[])) == m.RpcResult(1, 1)
     refused = world.call(b, m.Rpc(id=1, uid=u.uid, method="poke", args=[]))
     assert isinstance(refused, m.RpcErrorReply) and refused.code == "unknown_object"
+
+
+def test_overrides_for_unknown_clients_or_objects_raise_invalid_state() -> None:
+    from reverb import InvalidState
+
+    game = Game(1)
+    u = game.rock(1, 1)
+    with pytest.raises(InvalidState, match="no connected client"):
+        u.hide_from(12345)
+    with pytest.raises(InvalidState, match="no object"):
+        game.server.world.show_to(999, game.member(0))
