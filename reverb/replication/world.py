@@ -78,10 +78,12 @@ class _Record:
 class View:
     """Peers that hold the same objects as of the same tick: they receive the same frames.
 
-    Today every synced peer shares one view, and a joiner has its own until its full snapshot
-    makes it equal. Per-peer visibility (issue 11) gives a peer its own view whose ``held``
-    set follows its interest: ``_delta`` already sends it spawns for what it lacks, updates
-    for what it holds (re-encoding only that subset) and despawns. Per-peer rates give a view
+    Without interest management every synced peer shares one view, and a joiner has its own
+    until its full snapshot makes it equal. With it (§16), a peer whose visible set changes
+    (or that owns an object with owner-only fields) parts from its view; ``_delta`` sends it
+    spawns for what entered, updates for what it holds (re-encoding only that subset) and
+    despawns for what left or was destroyed; views whose peers see the same objects merge
+    again. All peers of a view see the same objects. Per-peer rates give a view
     a ``tick`` behind the world's: that needs the tick each baseline field last changed at
     (not kept yet), so that its update holds every field changed since ``view.tick``."""
 
@@ -399,91 +401,6 @@ class ServerWorld:
         if len(self._views) > 1:
             self._merge_views()
         return out
-
-    def _tick_filtered(
-        self,
-        tick: int,
-        spawned: list[_Record],
-        updated: list[tuple[int, Any]],
-        removed: list[int],
-        stamp: float,
-        out: Outgoing,
-    ) -> None:
-        """A tick with interest management (§16): each view gets what its peers see."""
-        interest = self._interest
-        assert interest is not None
-        spawned.sort(key=_uid_of)
-        updated.sort(key=_first)
-        records = self._records
-        # What the policy reads changed: re-decide those objects (§16.2).
-        reads = interest.policy.reads
-        grid_fields = frozenset(name for grid in interest._grids for name in grid.fields)
-        moved: list[int] = []
-        private = self._private
-        for record in spawned:
-            if record.info.owner_only and record.owner is not None:
-                private[record.uid] = record.owner
-        for uid, entry in updated:
-            names = entry["fields"].keys()
-            if "owner" in entry:
-                record = records[uid]
-                if record.info.owner_only:
-                    if record.owner is None:
-                        private.pop(uid, None)
-                    else:
-                        private[uid] = record.owner
-                if OWNER in reads:
-                    interest.refresh(uid)
-            if reads and not reads.isdisjoint(names):
-                if not grid_fields.isdisjoint(names):
-                    moved.append(uid)
-                if not (reads - grid_fields).isdisjoint(names):
-                    interest.refresh(uid)
-        deltas = interest.update(moved)
-        owners = set(private.values())
-        # Peers whose visible set changed, and owners of objects with owner-only fields, part
-        # from the peers they shared a view with (§16.2).
-        views: list[View] = []
-        for view in self._views:
-            if len(view.members) == 1:
-                views.append(view)
-                continue
-            views.extend(self._split(view, lambda p: _part_key(p, deltas, owners)))
-        self._views = views
-        shared = _Shared()
-        if updated and any(view.compact for view in views):
-            self._encode_compact(updated, shared)
-        if self._snap:
-            shared.snapped = self._snap.intersection([uid for uid, _ in updated])
-            self._snap -= shared.snapped
-            self._snap.difference_update([r.uid for r in spawned])  # §13.5: no marker
-        shared.private = {uid for uid, _ in updated if records[uid].info.owner_only}
-        if shared.private:
-            shared.plain = {uid: entry for uid, entry in updated if uid in shared.private}
-        for view in views:
-            member = view.order[0]
-            visible = interest._visible.get(member, set())
-            delta = deltas.get(member)
-            entering = [r for r in spawned if r.uid in visible]
-            left: list[int] = []
-            if delta is not None:
-                if delta.entered:
-                    known = {r.uid for r in entering}
-                    for uid in delta.entered:
-                        found = records.get(uid)
-                        if (
-                            found is not None
-                            and uid not in known
-                            and found.fields is not None
-                            and found.error is None
-                        ):
-                            entering.append(found)
-                    entering.sort(key=_uid_of)
-                if delta.left:
-                    left = sorted(uid for uid in delta.left if uid in view.held)
-            frame = self._delta(view, tick, entering, updated, removed, shared, stamp, left)
-            if frame is not None:
-                out.append((view.order, frame))
 
     def _collect(self, tick: int, spawned: list[_Record], updated: list[tuple[int, Any]]) -> None:
         """Compare what may have changed with the baselines; encode each change once."""
@@ -915,6 +832,91 @@ class ServerWorld:
             else:
                 merged.append(view)
         self._views = merged
+
+    def _tick_filtered(
+        self,
+        tick: int,
+        spawned: list[_Record],
+        updated: list[tuple[int, Any]],
+        removed: list[int],
+        stamp: float,
+        out: Outgoing,
+    ) -> None:
+        """A tick with interest management (§16): each view gets what its peers see."""
+        interest = self._interest
+        assert interest is not None
+        spawned.sort(key=_uid_of)
+        updated.sort(key=_first)
+        records = self._records
+        # What the policy reads changed: re-decide those objects (§16.2).
+        reads = interest.policy.reads
+        grid_fields = frozenset(name for grid in interest._grids for name in grid.fields)
+        moved: list[int] = []
+        private = self._private
+        for record in spawned:
+            if record.info.owner_only and record.owner is not None:
+                private[record.uid] = record.owner
+        for uid, entry in updated:
+            names = entry["fields"].keys()
+            if "owner" in entry:
+                record = records[uid]
+                if record.info.owner_only:
+                    if record.owner is None:
+                        private.pop(uid, None)
+                    else:
+                        private[uid] = record.owner
+                if OWNER in reads:
+                    interest.refresh(uid)
+            if reads and not reads.isdisjoint(names):
+                if not grid_fields.isdisjoint(names):
+                    moved.append(uid)
+                if not (reads - grid_fields).isdisjoint(names):
+                    interest.refresh(uid)
+        deltas = interest.update(moved)
+        owners = set(private.values())
+        # Peers whose visible set changed, and owners of objects with owner-only fields, part
+        # from the peers they shared a view with (§16.2).
+        views: list[View] = []
+        for view in self._views:
+            if len(view.members) == 1:
+                views.append(view)
+                continue
+            views.extend(self._split(view, lambda p: _part_key(p, deltas, owners)))
+        self._views = views
+        shared = _Shared()
+        if updated and any(view.compact for view in views):
+            self._encode_compact(updated, shared)
+        if self._snap:
+            shared.snapped = self._snap.intersection([uid for uid, _ in updated])
+            self._snap -= shared.snapped
+            self._snap.difference_update([r.uid for r in spawned])  # §13.5: no marker
+        shared.private = {uid for uid, _ in updated if records[uid].info.owner_only}
+        if shared.private:
+            shared.plain = {uid: entry for uid, entry in updated if uid in shared.private}
+        for view in views:
+            member = view.order[0]
+            visible = interest._visible.get(member, set())
+            delta = deltas.get(member)
+            entering = [r for r in spawned if r.uid in visible]
+            left: list[int] = []
+            if delta is not None:
+                if delta.entered:
+                    known = {r.uid for r in entering}
+                    for uid in delta.entered:
+                        found = records.get(uid)
+                        if (
+                            found is not None
+                            and uid not in known
+                            and found.fields is not None
+                            and found.error is None
+                        ):
+                            entering.append(found)
+                    entering.sort(key=_uid_of)
+                if delta.left:
+                    left = sorted(uid for uid in delta.left if uid in view.held)
+            frame = self._delta(view, tick, entering, updated, removed, shared, stamp, left)
+            if frame is not None:
+                out.append((view.order, frame))
 
 
 class _Shared:
