@@ -1157,7 +1157,11 @@ class SyncFrame(Sync):
         if len(body) <= limit:
             return [body]
         # As many entries per part as fit, in order: spawns, then updates, then despawns.
-        overhead = len(self._assemble((b"", b"", b""), False, None, self.left)) + 16
+        overhead = len(self._assemble((b"", b"", b""), False)) + 16
+        left = self.left
+        gone = set() if left is ABSENT else {b"%d" % u for u in left}  # §16.3
+        if gone:
+            overhead += 10  # ,"left":[]
         parts: list[tuple[list[bytes], list[bytes], list[bytes]]] = []
         current: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
         schema = self.schema_bytes
@@ -1169,6 +1173,8 @@ class SyncFrame(Sync):
         for kind, entries in enumerate(self.lists):
             for i, fragment in enumerate(entries.fragments()):
                 cost = len(fragment) + 1
+                if kind == 2 and fragment in gone:
+                    cost += cost  # listed in left as well
                 if overhead + cost > limit:
                     raise FrameTooLarge(entries.uids[i], cost, limit)
                 if used + cost > limit and any(current):
@@ -1178,14 +1184,13 @@ class SyncFrame(Sync):
                 used += cost
         parts.append(current)
         last = len(parts) - 1
-        left = self.left
         return [
             self._assemble(
                 (b",".join(part[0]), b",".join(part[1]), b",".join(part[2])),
                 self.final and i == last,
                 schema if i == 0 else None,
                 # §16.3: each part's left lists only that part's despawns
-                left if left is ABSENT else [u for u in left if b"%d" % u in part[2]],
+                left if left is ABSENT else [int(f) for f in part[2] if f in gone],
             )
             for i, part in enumerate(parts)
         ]
