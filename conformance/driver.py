@@ -227,6 +227,11 @@ class Table:
         self.field_tables: dict[str, list[str]] = {}
         self.compact_entries = 0
         self.schemas = 0
+        # §16: set when "interest" was granted; every uid any sync named, and the uids that
+        # arrived in sync.left
+        self.interest = False
+        self.named: set[int] = set()
+        self.left: list[int] = []
 
     def feed(self, msg: Msg) -> bool:
         """Take one ``sync`` message; return True when a whole sync was applied."""
@@ -273,6 +278,15 @@ class Table:
                 self._schema(part["schema"])
         updates = [entry for part in parts for entry in part["update"]]
         despawns = [entry for part in parts for entry in part["despawn"]]
+        for part in parts:
+            if "left" in part:
+                self._left(part)
+        self.named.update(e.get("uid") for e in spawns if isinstance(e, dict))
+        self.named.update(
+            e[0] if isinstance(e, list) and e else e.get("uid") if isinstance(e, dict) else None
+            for e in updates
+        )
+        self.named.update(u for u in despawns if is_int(u))
         if self.applied == 0 and not full:
             raise ServerViolation("first sync after welcome is not full (§7.3)")
         if full:
@@ -313,6 +327,18 @@ class Table:
             if uid not in self.objects:
                 raise ServerViolation(f"despawn of uid {uid} not held (§7.6)")
             del self.objects[uid]
+
+    def _left(self, part: Msg) -> None:
+        """§16.3: an array of integers, each in the same message's despawn; only with the
+        feature "interest"."""
+        left = part["left"]
+        if not self.interest:
+            raise ServerViolation("sync.left on a connection without interest (§16.3)")
+        if not isinstance(left, list) or not all(is_int(u) for u in left):
+            raise ServerViolation(f"sync.left is not an array of integers (§16.3): {left!r}")
+        if not set(left) <= set(part["despawn"]):
+            raise ServerViolation(f"sync.left names a uid not in its despawn (§16.3): {left!r}")
+        self.left.extend(left)
 
     def _schema(self, schema: Any) -> None:
         """§12.3: append the announced names to the field tables."""
@@ -674,6 +700,9 @@ class Conn:
         granted = msg.get("features", [])
         self.inflate = (
             "deflate" in self.asked and isinstance(granted, list) and "deflate" in granted
+        )
+        self.table.interest = (
+            "interest" in self.asked and isinstance(granted, list) and "interest" in granted
         )
         return msg
 

@@ -229,6 +229,31 @@ class Control(ReverbObject):
         obj.destroy()
         return True
 
+    # -- interest (§16) -----------------------------------------------------------------------
+
+    @expose(anyone=True)
+    def spawn_hidden(self, n: int, member: int) -> list[int]:
+        """Spawn ``n`` Boxes (value 0, owner null) that client ``member`` never sees."""
+        EXECUTIONS["spawn_hidden"] += 1
+        boxes = [Box(0) for _ in range(int(n))]
+        for box in boxes:
+            box.hide_from(int(member))
+        return [box.uid for box in boxes if box.uid is not None]
+
+    @expose(anyone=True)
+    def hide_from(self, target: int, member: int) -> None:
+        """Client ``member`` stops seeing that Box or Rec (despawned there at the next tick)."""
+        EXECUTIONS["hide_from"] += 1
+        _target(target).hide_from(int(member))
+
+    @expose(anyone=True)
+    def show_to(self, target: int, member: int) -> None:
+        """Undo ``hide_from``: client ``member`` sees that Box or Rec again."""
+        EXECUTIONS["show_to"] += 1
+        obj = _target(target)
+        obj._reverb_ctx.interest.reset(obj.uid, int(member))
+        obj.show_to(int(member))
+
     @expose(anyone=True)
     def echo(self, *args: Any) -> list[Any]:
         EXECUTIONS["echo"] += 1

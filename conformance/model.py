@@ -29,6 +29,7 @@ GROUPS: dict[int, str] = {
     11: "Features and the compact encoding",
     12: "The time feature",
     13: "Messages",
+    14: "Interest (per-client visibility)",
 }
 
 

@@ -76,6 +76,9 @@ class Link:
     stalled: asyncio.Event = field(default_factory=asyncio.Event)
 
 
+SHUTDOWN_ROUNDS = 10  # of cancelling what is left when the proxy stops
+
+
 class FaultProxy:
     """Runs an asyncio loop in a daemon thread; ``start()`` returns once it listens."""
 
@@ -141,11 +144,18 @@ class FaultProxy:
         for link in self.links:
             for w in link.writers:
                 w.transport.abort()
-        while self._tasks:
+        for _ in range(SHUTDOWN_ROUNDS):  # links accepted meanwhile may spawn more tasks
+            if not self._tasks:
+                break
             tasks = list(self._tasks)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # Done, whether or not their done callbacks ran yet: awaiting a gather of tasks
+            # that are all done does not yield to the loop, so waiting for the callbacks to
+            # empty the set could spin this thread forever.
+            self._tasks.difference_update(tasks)
+            await asyncio.sleep(0)
 
     def _shutdown(self) -> None:
         self._stopping.set()

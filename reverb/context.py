@@ -15,7 +15,7 @@ import inspect
 import logging
 import time
 import types
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
@@ -27,6 +27,7 @@ from reverb.interpolation import Hooks, InterpolationManager, RenderTimeline
 from reverb.messaging import MessageRegistry
 from reverb.proto import messages as m
 from reverb.proto.session import MESSAGES, Closed, Received
+from reverb.replication.interest import Interest, Policy
 from reverb.replication.types import TypeRegistry
 from reverb.replication.world import ClientWorld, Despawned, ServerWorld, Spawned
 from reverb.transport import (
@@ -163,6 +164,46 @@ class ReverbContext:
         if self.side is not ReverbSide.SERVER:
             raise InvalidState("only the server teleports objects")
         self.world.teleport(obj.uid)
+
+    # -- interest management (server; guide "Who sees what", protocol §16) ------------------
+
+    def _server_world(self, what: str) -> ServerWorld:
+        if self.side is not ReverbSide.SERVER:
+            raise InvalidState(f"only the server {what}")
+        return self.world
+
+    def set_interest(self, policy: Policy) -> None:
+        """Decide which objects each client sees with ``policy`` (``Grid(60) | OwnerOnly()``,
+        ``Team()``, ...); the default is ``Everyone()``. Overrides, groups and foci set so
+        far are kept. Takes effect at the next tick."""
+        self._server_world("sets the interest policy").set_interest(policy)
+
+    @property
+    def interest(self) -> Interest:
+        """The server's visibility state (``visible(member)``, ``refresh(uid)``, ``reset``)."""
+        return self._server_world("has interest management").interest
+
+    def show_to(self, obj: Any, member: int) -> None:
+        """``member`` sees ``obj`` whatever the policy says (unless hidden from it)."""
+        self._server_world("shows objects").show_to(obj.uid, member)
+
+    def hide_from(self, obj: Any, member: int) -> None:
+        """``member`` never sees ``obj``: beats ``show_to`` and every policy."""
+        self._server_world("hides objects").hide_from(obj.uid, member)
+
+    def set_focus(self, member: int, obj: Any, radius: float | None = None) -> None:
+        """The object ``member``'s ``Grid`` range is centred on (None: no focus), and
+        optionally its own radius."""
+        uid = None if obj is None else obj.uid
+        self._server_world("sets foci").set_focus(member, uid, radius)
+
+    def set_groups(self, member: int, groups: Iterable[Any]) -> None:
+        """The groups ``member`` belongs to, for ``Team`` policies."""
+        self._server_world("sets groups").interest.set_groups(member, groups)
+
+    def refresh_interest(self, obj: Any) -> None:
+        """Re-decide who sees ``obj`` at the next tick (a ``Hook``'s inputs changed)."""
+        self._server_world("refreshes interest").interest.refresh(obj.uid)
 
     def _bind(self, obj: Any) -> None:
         obj._reverb_ctx = self
@@ -372,7 +413,7 @@ class ReverbContext:
         for change in self.replicas.reset():
             change.obj.on_destroy_from_client()
             change.obj._reverb_ctx = None
-            self.client_events.fire("object_despawned", change.obj)
+            self.client_events.fire("object_despawned", change.obj, "destroyed")
 
     def _client_message(self, conn: ClientTransport, message: m.Message, at: float) -> None:
         if isinstance(message, m.Sync):
@@ -389,11 +430,12 @@ class ReverbContext:
             for change in changes:
                 if isinstance(change, Spawned):
                     change.obj.on_init_from_client()
-                    self.client_events.fire("object_spawned", change.obj)
+                    self.client_events.fire("object_spawned", change.obj, change.reentered)
                 elif isinstance(change, Despawned):
-                    change.obj.on_destroy_from_client()
+                    if change.reason == "destroyed":  # §16.3: not for an object out of view
+                        change.obj.on_destroy_from_client()
                     change.obj._reverb_ctx = None
-                    self.client_events.fire("object_despawned", change.obj)
+                    self.client_events.fire("object_despawned", change.obj, change.reason)
             for obj, name, old, new in self.replicas.changes:
                 self.hooks.record(obj, name, old, new)
             self.replicas.changes = []

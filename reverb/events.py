@@ -19,8 +19,10 @@ Client events (run on the thread that calls ``client_sync()`` / ``get_all_ro_by_
 ``connected``                     ``(membership_id)``
 ``disconnected``                  ``(code, reason)`` (close codes: docs/protocol.md §10)
 ``synced``                        ``(tick)``: a whole sync was applied (alias ``server_sync``)
-``object_spawned``                ``(obj)``: a replica was created
-``object_despawned``              ``(obj)``: a replica was removed
+``object_spawned``                ``(obj, reentered)``: a replica was created; ``reentered``:
+                                  it had left the client's view before (§16.4)
+``object_despawned``              ``(obj, reason)``: a replica was removed; ``reason`` is
+                                  ``"destroyed"`` or ``"left_view"`` (§16.3)
 ``rpc_error``                     ``(error)``: an ``RpcError`` answered one of this client's calls
 ``message_error``                 ``(name, code, reason)``: the server could not handle one of
                                   this client's messages (docs/protocol.md §14.4)

@@ -83,6 +83,19 @@ class ReverbManager(metaclass=_ManagerMeta):
         return _default.interpolate(now)
 
     @staticmethod
+    def set_interest(policy: Any) -> None:
+        """Server: which objects each client sees (guide, "Who sees what")."""
+        _default.set_interest(policy)
+
+    @staticmethod
+    def set_focus(member: int, obj: Any, radius: float | None = None) -> None:
+        _default.set_focus(member, obj, radius)
+
+    @staticmethod
+    def set_groups(member: int, groups: Any) -> None:
+        _default.set_groups(member, groups)
+
+    @staticmethod
     def remove_reverb_object(uid: int) -> None:
         _default.remove(uid)
 

@@ -169,6 +169,22 @@ class ReverbObject:
             raise LocalProtocolError("this object is not in a server's world")
         ctx.teleport(self)
 
+    def show_to(self, member: int) -> None:
+        """Server: client ``member`` sees this object whatever the interest policy says
+        (unless hidden from it). Guide, "Who sees what"."""
+        self._server_ctx().show_to(self, member)
+
+    def hide_from(self, member: int) -> None:
+        """Server: client ``member`` never sees this object (beats ``show_to`` and every
+        policy); it is despawned there at the next tick if it held it."""
+        self._server_ctx().hide_from(self, member)
+
+    def _server_ctx(self) -> Any:
+        ctx = self._reverb_ctx
+        if ctx is None or self.uid is None:
+            raise LocalProtocolError(f"{type(self).__name__} uid={self.uid} is not in a world")
+        return ctx
+
     def interpolated(self, name: str, now: float | None = None) -> Any:
         """Client: field ``name`` (declared in ``__reverb_interpolate__``) as rendered at the
         client's render time for local ``now``; ``self.<name>`` stays the exact newest value."""

@@ -181,7 +181,7 @@ def test_spawn_replicates_with_the_same_uid(game: Game) -> None:
     assert replica is not ship and type(replica) is Ship
     assert (replica.uid, replica.x) == (ship.uid, 5)
     assert ship._hooks == ["init_server"] and replica._hooks == ["init_client"]
-    assert ("object_spawned", replica) in game.client_log
+    assert ("object_spawned", replica, False) in game.client_log
     assert "synced" in game.names(game.client_log)
 
 
@@ -204,7 +204,7 @@ def test_despawn_replicates(game: Game) -> None:
     assert uid not in game.sctx.objects
     game.until(lambda: uid not in game.cctx.objects)
     assert replica._hooks == ["init_client", "destroy_client"]
-    assert ("object_despawned", replica) in game.client_log
+    assert ("object_despawned", replica, "destroyed") in game.client_log
 
 
 def test_is_owner_only_on_the_owners_client(game: Game) -> None:
@@ -449,8 +449,8 @@ def test_a_client_closed_by_the_server_connects_again(game: Game) -> None:
     game.until(lambda: "disconnected" in game.names(game.client_log), tick=False)
     assert not game.client.connected
     assert game.cctx.objects == {}  # stale replicas despawned, with their event
-    assert ("object_despawned", replica) in game.client_log
-    despawn_at = game.client_log.index(("object_despawned", replica))
+    assert ("object_despawned", replica, "destroyed") in game.client_log
+    despawn_at = game.client_log.index(("object_despawned", replica, "destroyed"))
     assert game.names(game.client_log)[despawn_at + 1] == "disconnected"
     game.client.connect()
     assert game.client.member is not None and game.client.member != member
@@ -469,9 +469,10 @@ def test_keep_replicas_keeps_them_until_the_next_connect() -> None:
         ship, replica = game.spawn(4)
         game.client.disconnect()
         assert game.cctx.objects == {ship.uid: replica}
-        assert ("object_despawned", replica) not in game.client_log
+        assert ("object_despawned", replica, "destroyed") not in game.client_log
         game.client.connect()
-        assert ("object_despawned", replica) in game.client_log  # replaced by a fresh snapshot
+        # replaced by a fresh snapshot
+        assert ("object_despawned", replica, "destroyed") in game.client_log
         game.until(lambda: ship.uid in game.cctx.objects)
     finally:
         game.stop()
@@ -561,7 +562,7 @@ def test_a_sync_error_handler_may_despawn_the_object(game: Game) -> None:
     ship, replica = game.spawn(1)
     ship.x = float("nan")
     game.until(lambda: ship.uid not in game.cctx.objects)
-    assert ("object_despawned", replica) in game.client_log
+    assert ("object_despawned", replica, "destroyed") in game.client_log
 
 
 # -- issue 9: what a tick costs the threaded I/O layer ----------------------------------------

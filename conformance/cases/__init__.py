@@ -9,6 +9,7 @@ from conformance.cases import (  # noqa: F401
     encoding,
     framing,
     handshake,
+    interest,
     limits,
     messages,
     ownership,

@@ -139,6 +139,8 @@ class Sync(Message):
     # §12.3: additions to the field tables of the compact encoding, by type name
     schema: dict[str, Any] | Absent = ABSENT
     time: float | Absent = ABSENT  # §13.3: the server time of the tick, with "time"
+    # §16.3: the despawned uids that left the client's view (still exist), with "interest"
+    left: tuple[int, ...] | Absent = ABSENT
 
     def wire(self) -> WireLists:
         """The entries as JSON values: spawn objects, update objects (or compact arrays,
@@ -652,7 +654,22 @@ def _decode_sync(obj: dict[str, Any]) -> WireSync | None:
     schema = obj.get("schema")
     if schema is not None:
         _check_schema(schema)
-    return WireSync(tick, full, final, spawn, update, despawn, schema, time)
+    left = obj.get("left")
+    if left is not None:
+        _check_left(left, despawn)
+    return WireSync(tick, full, final, spawn, update, despawn, schema, time, left)
+
+
+def _check_left(left: Any, despawn: list[int]) -> None:
+    """§16.3: ``left`` is an array of integers, each in the same message's ``despawn``."""
+    if type(left) is not list or not _all(_INT_TYPES, left):
+        raise RemoteProtocolError(
+            "sync left is not an array of integers (§16.3)", CloseCode.PROTOCOL_ERROR
+        )
+    if not set(left) <= set(despawn):
+        raise RemoteProtocolError(
+            "sync left names a uid not in its despawn (§16.3)", CloseCode.PROTOCOL_ERROR
+        )
 
 
 def _spawn_ok(spawn: list[Any]) -> bool:
@@ -732,6 +749,7 @@ class WireSync(Sync):
         despawn: list[int],
         schema: dict[str, Any] | None = None,
         time: float | None = None,
+        left: list[int] | None = None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "tick", tick)
@@ -739,6 +757,7 @@ class WireSync(Sync):
         set_(self, "final", final)
         set_(self, "schema", ABSENT if schema is None else schema)
         set_(self, "time", ABSENT if time is None else float(time))
+        set_(self, "left", ABSENT if left is None else tuple(left))
         set_(self, "_lists", (spawn, update, despawn, schema))
 
     def wire(self) -> WireLists:
@@ -1081,12 +1100,14 @@ class SyncFrame(Sync):
         final: bool = True,
         schema: bytes | None = None,
         time: float | None = None,
+        left: list[int] | None = None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "tick", tick)
         set_(self, "full", full)
         set_(self, "final", final)
         set_(self, "schema", ABSENT)
+        set_(self, "left", ABSENT if left is None else tuple(left))  # §16.3
         set_(self, "schema_bytes", schema)  # §12.3, encoded; sent in the first part only
         set_(self, "time", ABSENT if time is None else time)  # §13.3: on every part
         despawn = despawn or []
@@ -1094,7 +1115,7 @@ class SyncFrame(Sync):
         set_(self, "lists", (spawn or Entries(), update or Entries(), gone))
         set_(self, "_decoded", None)
 
-    def _head(self, final: bool, schema: bytes | None) -> bytes:
+    def _head(self, final: bool, schema: bytes | None, left: Any = ABSENT) -> bytes:
         head = b'{"type":"sync","tick":%d,"full":%s,"final":%s' % (
             self.tick,
             _FINAL[self.full],
@@ -1102,16 +1123,22 @@ class SyncFrame(Sync):
         )
         if self.time is not ABSENT:
             head += b',"time":' + dumpb(self.time)
+        if left is not ABSENT and left:  # §16.3: absent means empty
+            head += b',"left":' + dumpb(list(left))
         return head if schema is None else head + b',"schema":' + schema
 
     def _assemble(
-        self, joined: tuple[bytes, bytes, bytes], final: bool, schema: bytes | None = None
+        self,
+        joined: tuple[bytes, bytes, bytes],
+        final: bool,
+        schema: bytes | None = None,
+        left: Any = ABSENT,
     ) -> bytes:
         spawn, update, despawn = joined
         opening = _LISTS
         return b"".join(
             (
-                self._head(final, schema),
+                self._head(final, schema, left),
                 opening[0],
                 spawn,
                 opening[1],
@@ -1126,7 +1153,10 @@ class SyncFrame(Sync):
         """The whole sync as one frame body."""
         spawn, update, despawn = self.lists
         return self._assemble(
-            (spawn.joined(), update.joined(), despawn.joined()), self.final, self.schema_bytes
+            (spawn.joined(), update.joined(), despawn.joined()),
+            self.final,
+            self.schema_bytes,
+            self.left,
         )
 
     def parts(self, limit: int) -> list[bytes]:
@@ -1136,6 +1166,10 @@ class SyncFrame(Sync):
             return [body]
         # As many entries per part as fit, in order: spawns, then updates, then despawns.
         overhead = len(self._assemble((b"", b"", b""), False)) + 16
+        left = self.left
+        gone = set() if left is ABSENT else {b"%d" % u for u in left}  # §16.3
+        if gone:
+            overhead += 10  # ,"left":[]
         parts: list[tuple[list[bytes], list[bytes], list[bytes]]] = []
         current: tuple[list[bytes], list[bytes], list[bytes]] = ([], [], [])
         schema = self.schema_bytes
@@ -1147,6 +1181,8 @@ class SyncFrame(Sync):
         for kind, entries in enumerate(self.lists):
             for i, fragment in enumerate(entries.fragments()):
                 cost = len(fragment) + 1
+                if kind == 2 and fragment in gone:
+                    cost += cost  # listed in left as well
                 if overhead + cost > limit:
                     raise FrameTooLarge(entries.uids[i], cost, limit)
                 if used + cost > limit and any(current):
@@ -1161,6 +1197,8 @@ class SyncFrame(Sync):
                 (b",".join(part[0]), b",".join(part[1]), b",".join(part[2])),
                 self.final and i == last,
                 schema if i == 0 else None,
+                # §16.3: each part's left lists only that part's despawns
+                left if left is ABSENT else [int(f) for f in part[2] if f in gone],
             )
             for i, part in enumerate(parts)
         ]
@@ -1204,6 +1242,7 @@ class SyncFrame(Sync):
             update=update,
             despawn=despawn,
             time=self.time,
+            left=self.left,
         )
 
     def wire(self) -> WireLists:
@@ -1250,8 +1289,9 @@ def _frame_of(sync: Sync) -> SyncFrame:
         )
         schema = None if schema_value is None else dumpb(schema_value)
         time = None if isinstance(sync.time, Absent) else sync.time
+        left = None if isinstance(sync.left, Absent) else list(sync.left)
         frame = SyncFrame(
-            sync.tick, sync.full, spawn, update, list(despawn), sync.final, schema, time
+            sync.tick, sync.full, spawn, update, list(despawn), sync.final, schema, time, left
         )
         frame.body()  # encodes now, so that a bad value is reported here
     except (TypeError, ValueError) as exc:  # NaN or a non-JSON value slipped past to_wire

@@ -61,7 +61,8 @@ MAX_BYTES_PER_SECOND = 1048576.0
 # §4.11: what a Reverb client asks for and a Reverb server grants by default.
 MESSAGES = "messages"  # §14: named application messages, both ways
 TIME = "time"  # §13: server time on welcome, syncs and pongs; a sync every tick
-FEATURES = ("compact", TIME, MESSAGES)
+INTEREST = "interest"  # §16: despawn reasons (sync.left)
+FEATURES = ("compact", TIME, MESSAGES, INTEREST)
 # §15: asked for only when a client opts in (it costs CPU on both ends to save bandwidth)
 DEFLATE = "deflate"
 GRANTABLE = (*FEATURES, DEFLATE)  # what a Reverb server grants when asked

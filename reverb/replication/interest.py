@@ -402,6 +402,13 @@ class Interest:
         held = self._visible.get(client)
         return held is not None and uid in held
 
+    def may_see(self, client: int, uid: int) -> bool:
+        """``can_see``, except for an object added since the last update: the answer it will
+        get then, decided now (so that a call right after a spawn is not refused)."""
+        if uid in self._placed and uid in self.objects and client in self._visible:
+            return self.decide(client, uid)
+        return self.can_see(client, uid)
+
     def holders(self, uid: int) -> frozenset[int]:
         return frozenset(self._holders.get(uid, ()))
 
@@ -509,4 +516,4 @@ def rpc_target(
     obj = objects.get(uid)
     if obj is None or interest is None:
         return obj
-    return obj if interest.can_see(member, uid) else None
+    return obj if interest.may_see(member, uid) else None

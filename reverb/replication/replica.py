@@ -27,11 +27,13 @@ logger = logging.getLogger("reverb")
 @dataclass(frozen=True)
 class Spawned:
     obj: Any
+    reentered: bool = False  # §16.4: its uid was last despawned as "left_view"
 
 
 @dataclass(frozen=True)
 class Despawned:
     obj: Any
+    reason: str = "destroyed"  # or "left_view" (§16.3, only with the feature "interest")
 
 
 Change = Spawned | Despawned
@@ -63,6 +65,7 @@ class ClientWorld:
         self.observe: Callable[[type], bool] | None = None
         self.changes: list[tuple[Any, str, Any, Any]] = []
         self.snapped: set[int] = set()
+        self._left: set[int] = set()  # §16.4: uids despawned as "left_view" and not back
 
     def reset(self) -> list[Change]:
         """Forget every replica (a new connection starts from a new snapshot)."""
@@ -72,6 +75,7 @@ class ClientWorld:
         self._parts = []
         self._tables = {}
         self._shapes = {}
+        self._left = set()
         return gone
 
     def apply(self, sync: m.Sync) -> list[Change] | None:
@@ -97,11 +101,15 @@ class ClientWorld:
             update = [e for wire in lists for e in wire[1]]
             despawn = [u for wire in lists for u in wire[2]]
             schemas = [wire[3] for wire in lists if wire[3] is not None]
+            left = [u for p in parts if not isinstance(p.left, m.Absent) for u in p.left]
         else:
             spawn, update, despawn, schema = sync.wire()
             schemas = [] if schema is None else [schema]
+            left = [] if isinstance(sync.left, m.Absent) else list(sync.left)
         try:
             changes = self._apply(sync.full, spawn, update, despawn, schemas)
+            if left or self._left:
+                changes = self._reasons(changes, set(left))
         except RemoteProtocolError:
             self._shapes = {}  # may hold shapes checked against a refused table
             raise
@@ -176,6 +184,22 @@ class ClientWorld:
         for uid in despawn:
             changes.append(Despawned(objects.pop(uid)))
         return changes
+
+    def _reasons(self, changes: list[Change], left: set[int]) -> list[Change]:
+        """§16.3/§16.4: despawns listed in ``sync.left`` left the view; a spawn of a uid that
+        left is a re-entry."""
+        out: list[Change] = []
+        for change in changes:
+            uid = change.obj.uid
+            if isinstance(change, Despawned):
+                if uid in left:
+                    self._left.add(uid)
+                    change = Despawned(change.obj, "left_view")
+            elif uid in self._left:
+                self._left.discard(uid)
+                change = Spawned(change.obj, True)
+            out.append(change)
+        return out
 
     def _before(
         self, update: list[Any], objects: dict[int, Any], observe: Callable[[type], bool]

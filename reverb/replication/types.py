@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from reverb.errors import CloseCode, LocalProtocolError, RemoteProtocolError
+from reverb.replication.audience import field_split
 
 __all__ = [
     "META_ATTRIBUTES",
@@ -43,6 +44,9 @@ class TypeInfo:
     # Fields a client interpolates (``__reverb_interpolate__``: names or ``Field``s); empty
     # when the type declares none. The server ignores it.
     interpolate: tuple[Any, ...] = ()
+    # Fields only the owning client receives (``__reverb_owner_fields__``, issue 11); the
+    # server-only ones (``__reverb_server_fields__``) are folded into ``exclude``.
+    owner_only: frozenset[str] = frozenset()
 
     def field_names(self, obj: Any) -> list[str]:
         if self.fields is not None:
@@ -95,7 +99,10 @@ class TypeRegistry:
                 signatures[attr] = inspect.signature(getattr(cls, attr))
         fields = getattr(cls, "__reverb_fields__", None)
         mutable = getattr(cls, "__reverb_mutable__", None)
-        exclude = frozenset(getattr(cls, "__reverb_exclude__", ()))
+        split = field_split(cls, ())
+        exclude = frozenset(getattr(cls, "__reverb_exclude__", ())) | split.server_only
+        if fields is not None:
+            fields = [f for f in fields if f not in split.server_only]
         interpolate = _check_interpolate(cls, fields, exclude)
         info = TypeInfo(
             name=name,
@@ -106,6 +113,7 @@ class TypeRegistry:
             signatures=signatures,
             mutable=frozenset(mutable) if mutable is not None else None,
             interpolate=interpolate,
+            owner_only=split.owner_only - exclude,
         )
         self._by_name[name] = info
         self._by_cls[cls] = info

@@ -28,6 +28,7 @@ from typing import Any
 
 from reverb.errors import EncodeError, InvalidState
 from reverb.proto import messages as m
+from reverb.replication.interest import Delta, Everyone, Interest, Policy, rpc_target
 from reverb.replication.replica import Change, ClientWorld, Despawned, Spawned
 from reverb.replication.rpc import current_caller, dispatch
 from reverb.replication.types import META_ATTRIBUTES, TypeInfo, TypeRegistry
@@ -56,6 +57,7 @@ OWNER = "belonging_membership"
 _META = META_ATTRIBUTES  # never fields: "uid", and the owner (sent as "owner", §7.2)
 COMPACT = "compact"  # the feature name of the compact encoding (§12.1)
 TIME = "time"  # the feature name of server time and a sync every tick (§13)
+INTEREST = "interest"  # the feature name of despawn reasons, sync.left (§16)
 _MAX_PLANS = 4096  # (type, field names) pairs whose index plan is remembered
 Outgoing = list[tuple[tuple[int, ...], m.Message]]
 
@@ -80,19 +82,24 @@ class _Record:
 class View:
     """Peers that hold the same objects as of the same tick: they receive the same frames.
 
-    Today every synced peer shares one view, and a joiner has its own until its full snapshot
-    makes it equal. Per-peer visibility (issue 11) gives a peer its own view whose ``held``
-    set follows its interest: ``_delta`` already sends it spawns for what it lacks, updates
-    for what it holds (re-encoding only that subset) and despawns. Per-peer rates give a view
+    Without interest management every synced peer shares one view, and a joiner has its own
+    until its full snapshot makes it equal. With it (§16), a peer whose visible set changes
+    (or that owns an object with owner-only fields) parts from its view; ``_delta`` sends it
+    spawns for what entered, updates for what it holds (re-encoding only that subset) and
+    despawns for what left or was destroyed; views whose peers see the same objects merge
+    again. All peers of a view see the same objects. Per-peer rates give a view
     a ``tick`` behind the world's: that needs the tick each baseline field last changed at
     (not kept yet), so that its update holds every field changed since ``view.tick``."""
 
-    __slots__ = ("_order", "compact", "held", "members", "tick", "time")
+    __slots__ = ("_order", "compact", "held", "members", "reasons", "tick", "time")
 
-    def __init__(self, members: set[int], compact: bool = False, time: bool = False) -> None:
+    def __init__(
+        self, members: set[int], compact: bool = False, time: bool = False, reasons: bool = False
+    ) -> None:
         self.members = members
         self.compact = compact  # these peers take update entries in the compact form (§12)
         self.time = time  # these peers take sync.time, snap and a sync every tick (§13)
+        self.reasons = reasons  # these peers take sync.left (the feature "interest", §16)
         self.held: set[int] = set()  # the uids these peers hold
         self.tick = 0  # the last tick they were synced at (0: never, a full snapshot is due)
         self._order: tuple[int, ...] | None = None
@@ -135,6 +142,13 @@ class ServerWorld:
         self._tables: dict[str, dict[str, int]] = {}
         self._added: dict[str, list[str]] = {}
         self._plans: dict[tuple[str, tuple[str, ...]], tuple[Any, ...] | None] = {}
+        # Interest management (issue 11, §16): None until a policy, an override or a type
+        # with owner-only fields asks for it -- until then every peer sees every object.
+        self._interest: Interest | None = None
+        self._reasons: set[int] = set()  # peers granted the feature "interest" (§16)
+        self._private: dict[int, int] = {}  # uid -> owner, objects with owner-only fields
+        self._foci: dict[int, tuple[int | None, float | None]] = {}  # member -> focus, radius
+        self._others: dict[int, tuple[bytes, bytes]] = {}  # uid -> (fragment, others' spawn)
 
     # -- objects -----------------------------------------------------------------------------
 
@@ -153,6 +167,10 @@ class ServerWorld:
         self._pending[uid] = record
         _set(obj, "_reverb_dirty", self._dirty)
         _set(obj, "_reverb_changed", set())
+        if self._interest is not None:
+            self._interest.add_object(uid, obj)
+        elif info.owner_only:  # owner-only fields need per-peer views
+            self._activate(Interest(Everyone()))
         return uid
 
     def remove(self, uid: int) -> Any:
@@ -163,6 +181,10 @@ class ServerWorld:
         self._pending.pop(uid, None)
         self._watched.pop(uid, None)
         self._snap.discard(uid)
+        self._private.pop(uid, None)
+        self._others.pop(uid, None)
+        if self._interest is not None:
+            self._interest.remove_object(uid)
         _set(obj, "_reverb_changed", None)
         if record.fields is not None:
             self._removed.append(uid)
@@ -187,11 +209,19 @@ class ServerWorld:
             self._compact.add(member)
         if TIME in features:
             self._timed.add(member)
+        if INTEREST in features:
+            self._reasons.add(member)
+        if self._interest is not None:
+            self._interest.add_client(member)
 
     def peer_left(self, member: int) -> None:
         self._joining.discard(member)
         self._compact.discard(member)
         self._timed.discard(member)
+        self._reasons.discard(member)
+        self._foci.pop(member, None)
+        if self._interest is not None:
+            self._interest.remove_client(member)
         for view in self._views:
             if member in view.members:
                 view.drop(member)
@@ -211,8 +241,109 @@ class ServerWorld:
     # -- rpc ---------------------------------------------------------------------------------
 
     def call(self, member: int, rpc: m.Rpc) -> m.Message:
-        """Run an ``rpc`` for ``member`` after the checks of §8.2; return the reply."""
+        """Run an ``rpc`` for ``member`` after the checks of §8.2; return the reply.
+
+        An object the caller cannot see is answered exactly as a missing one (§8.2, §16.5):
+        the dispatch gets no object at all, so the reply cannot differ."""
+        if rpc_target(self.objects, self._interest, member, rpc.uid) is None:
+            return dispatch({}, self.types, member, rpc)
         return dispatch(self.objects, self.types, member, rpc)
+
+    # -- interest management (issue 11, §16) ----------------------------------------------------
+
+    @property
+    def interest(self) -> Interest:
+        """The per-peer visibility state; asking for it turns interest management on
+        (with ``Everyone()`` until ``set_interest``)."""
+        if self._interest is None:
+            self._activate(Interest(Everyone()))
+        assert self._interest is not None
+        return self._interest
+
+    @property
+    def filtering(self) -> bool:
+        """Whether peers may see different objects (interest management is on)."""
+        return self._interest is not None
+
+    def set_interest(self, policy: Policy) -> None:
+        """Decide visibility with ``policy`` from the next tick on. Overrides (``show_to``,
+        ``hide_from``), groups and foci set so far are kept."""
+        self._activate(Interest(policy))
+
+    def _activate(self, interest: Interest) -> None:
+        old = self._interest
+        for uid, obj in self.objects.items():
+            interest.add_object(uid, obj)
+        for member in self.peers:
+            groups = old.groups(member) if old is not None else ()
+            interest.add_client(member, groups=groups)
+        # What each peer holds is its visible set so far: the first update re-decides every
+        # pair from there, so what it stops seeing leaves (§16.4).
+        for view in self._views:
+            held = {uid for uid in view.held if uid in self.objects}
+            for member in view.members:
+                interest._visible[member] = set(held)
+                for uid in held:
+                    interest._holders.setdefault(uid, set()).add(member)
+        for member, (focus, radius) in self._foci.items():
+            if focus is not None and focus not in self.objects:
+                focus = None
+            interest.set_focus(member, focus, radius=radius)
+        if old is not None:
+            for uid in self.objects:
+                for member in old._hidden.get(uid, ()):
+                    interest.hide_from(uid, member)
+                for member in old._shown.get(uid, ()):
+                    interest.show_to(uid, member)
+        self._interest = interest
+        if old is None:  # views mixing peers with and without sync.left part ways
+            views = []
+            for view in self._views:
+                for part in self._split(view, self._reasons.__contains__):
+                    part.reasons = next(iter(part.members)) in self._reasons
+                    views.append(part)
+            self._views = views
+
+    def set_focus(self, member: int, uid: int | None, radius: float | None = None) -> None:
+        """The object ``member``'s grid range is centred on (``Grid`` policies)."""
+        self._foci[member] = (uid, radius)
+        self.interest.set_focus(member, uid, radius=radius)
+
+    def show_to(self, uid: int, member: int) -> None:
+        self._check_pair(uid, member)
+        self.interest.show_to(uid, member)
+
+    def hide_from(self, uid: int, member: int) -> None:
+        self._check_pair(uid, member)
+        self.interest.hide_from(uid, member)
+
+    def _check_pair(self, uid: int, member: int) -> None:
+        if uid not in self.objects:
+            raise InvalidState(f"no object with uid {uid}")
+        if member not in self.peers:
+            raise InvalidState(f"no connected client with membership id {member}")
+
+    def can_see(self, member: int, uid: int) -> bool:
+        """Whether ``member`` sees ``uid`` as of the last tick (always, without interest)."""
+        if self._interest is None:
+            return uid in self.objects
+        return self._interest.can_see(member, uid)
+
+    @staticmethod
+    def _split(view: View, key: Any) -> list[View]:
+        """``view``'s members grouped by ``key(member)``: one view per group, same state."""
+        groups: dict[Any, set[int]] = {}
+        for member in view.members:
+            groups.setdefault(key(member), set()).add(member)
+        if len(groups) == 1:
+            return [view]
+        out = []
+        for members in groups.values():
+            part = View(members, view.compact, view.time, view.reasons)
+            part.held = set(view.held)
+            part.tick = view.tick
+            out.append(part)
+        return out
 
     # -- sync --------------------------------------------------------------------------------
 
@@ -230,7 +361,9 @@ class ServerWorld:
         removed, self._removed = self._removed, []
         out: Outgoing = []
         stamp = self._stamp(now)
-        if spawned or updated or removed:
+        if self._interest is not None:
+            self._tick_filtered(tick, spawned, updated, removed, stamp, out)
+        elif spawned or updated or removed:
             spawned.sort(key=_uid_of)
             updated.sort(key=_first)
             shared = _Shared()
@@ -250,6 +383,12 @@ class ServerWorld:
                 out.append((tuple(timed), m.SyncFrame(tick, False, time=stamp)))
         for view in self._views:
             view.tick = tick
+        if self._joining and self._interest is not None:
+            for p in sorted(self._joining):  # each its own view, merged below when equal
+                view = View({p}, p in self._compact, p in self._timed, p in self._reasons)
+                out.append((view.order, self._full(view, tick, stamp)))
+                self._views.append(view)
+            self._joining = set()
         if self._joining:
             for is_compact in (False, True):
                 for is_timed in (False, True):
@@ -565,6 +704,24 @@ class ServerWorld:
                 }
             )
 
+    def _compact_entry(self, type_name: str, entry: dict[str, Any]) -> Any:
+        """One update entry in the compact form (§12.4), off the hot path (an owner-filtered
+        entry, §16); the plain form when the owner changes or the type's table is full."""
+        if "owner" in entry:
+            return entry
+        fields = entry["fields"]
+        key = (type_name, tuple(fields))
+        plan: Any = self._plans.get(key, _MISSING)
+        if plan is _MISSING:
+            plan = self._plan(key)
+        if plan is None:
+            return entry
+        row = [entry["uid"]]
+        for i in range(0, len(plan), 2):
+            row.append(plan[i])
+            row.append(fields[plan[i + 1]])
+        return row
+
     def _plan(self, key: tuple[str, tuple[str, ...]]) -> tuple[Any, ...] | None:
         """The field indexes of an update of these names, with the names, in index order,
         flat: ``(index, name, index, name, ...)``; None when the table is full."""
@@ -593,15 +750,18 @@ class ServerWorld:
         removed: list[int],
         shared: _Shared,
         stamp: float,
+        left: list[int] | None = None,
     ) -> m.SyncFrame | None:
         held = view.held
+        if left:  # §16.4: what left the view gets no update in the tick it leaves
+            held.difference_update(left)
         if updated is not shared.source:  # the entries of this tick, for views holding them all
             shared.source = updated
             shared.uids = [uid for uid, _ in updated]
             shared.entries = m.Entries(shared.uids, values=[entry for _, entry in updated])
         schema = shared.schema if view.compact else None
         snaps = view.time and bool(shared.snapped)  # §13.5: only "time" peers see snap
-        if held.issuperset(shared.uids):
+        if held.issuperset(shared.uids) and not shared.private:
             if snaps:
                 update = shared.snap_entries(updated, view.compact)
             else:
@@ -612,19 +772,76 @@ class ServerWorld:
             else:
                 values = shared.compact if view.compact else [entry for _, entry in updated]
             mine = [(uid, v) for (uid, _), v in zip(updated, values, strict=True) if uid in held]
+            if shared.private:
+                mine = self._audience(view, mine, shared, snaps)
             update = m.Entries([uid for uid, _ in mine], values=[v for _, v in mine])
         spawn = m.Entries()
         for record in spawned:
             if record.uid not in held:
                 spawn.uids.append(record.uid)
-                spawn.fragments().append(self._spawn_fragment(record))
+                spawn.fragments().append(self._fragment_for(view, record))
         held.update(spawn.uids)
         despawn = [uid for uid in removed if uid in held]
         held.difference_update(despawn)
+        if left:
+            despawn += left
         time = stamp if view.time else None
         if not (spawn or update or despawn or schema):
             return m.SyncFrame(tick, False, time=time) if view.time else None  # §13.7
-        return m.SyncFrame(tick, False, spawn, update, despawn, schema=schema, time=time)
+        reasons = left if view.reasons and left else None  # §16.3
+        return m.SyncFrame(
+            tick, False, spawn, update, despawn, schema=schema, time=time, left=reasons
+        )
+
+    def _fragment_for(self, view: View, record: _Record) -> bytes:
+        """The spawn entry for ``view``'s peers: without owner-only fields unless they own it."""
+        owner_only = record.info.owner_only
+        if not owner_only or record.owner in view.members:
+            return self._spawn_fragment(record)
+        full = self._spawn_fragment(record)
+        cached = self._others.get(record.uid)
+        if cached is not None and cached[0] is full:
+            return cached[1]
+        assert record.fields is not None
+        fields = {k: v for k, v in record.fields.items() if k not in owner_only}
+        others = m.spawn_fragment(record.uid, record.info.name, record.owner, record.args, fields)
+        self._others[record.uid] = (full, others)
+        return others
+
+    def _audience(
+        self, view: View, mine: list[tuple[int, Any]], shared: _Shared, snaps: bool
+    ) -> list[tuple[int, Any]]:
+        """Update entries of objects with owner-only fields, per audience (§16.2): the owner
+        gets them (every one of them when it just became the owner), the others never."""
+        out = []
+        records = self._records
+        for uid, value in mine:
+            if uid not in shared.private:
+                out.append((uid, value))
+                continue
+            record = records[uid]
+            entry = shared.plain[uid]
+            snap = snaps and uid in shared.snapped
+            owner_only = record.info.owner_only
+            if record.owner in view.members:
+                if "owner" in entry and record.fields is not None:  # a new owner: all of them
+                    fields = dict(entry["fields"])
+                    fields.update((k, v) for k, v in record.fields.items() if k in owner_only)
+                    value = m.update_entry(uid, fields, entry["owner"], True if snap else m.ABSENT)
+                out.append((uid, value))
+                continue
+            fields = {k: v for k, v in entry["fields"].items() if k not in owner_only}
+            if not fields and "owner" not in entry:
+                continue
+            plain = m.update_entry(uid, fields, entry.get("owner", m.ABSENT))
+            if snap:
+                plain["snap"] = True
+                out.append((uid, plain))
+            elif view.compact:
+                out.append((uid, self._compact_entry(record.info.name, plain)))
+            else:
+                out.append((uid, plain))
+        return out
 
     def _stamp(self, now: float) -> float:
         """§13.3: the tick's server time (the clock's ``now``), strictly increasing."""
@@ -638,10 +855,13 @@ class ServerWorld:
     def _full(self, view: View, tick: int, stamp: float | None = None) -> m.SyncFrame:
         """§7.3: every object the peers may hold, for peers that hold nothing yet."""
         records = [r for r in self._records.values() if r.fields is not None and r.error is None]
+        if self._interest is not None:  # §7.3, §16.2: what the peers may see
+            visible = self._interest._visible.get(view.order[0], set())
+            records = [r for r in records if r.uid in visible]
         view.held = {r.uid for r in records}
         view.tick = tick
         spawn = m.Entries(
-            [r.uid for r in records], fragments=[self._spawn_fragment(r) for r in records]
+            [r.uid for r in records], fragments=[self._fragment_for(view, r) for r in records]
         )
         schema = None
         if view.compact and self._tables:
@@ -650,15 +870,32 @@ class ServerWorld:
         return m.SyncFrame(tick, True, spawn, schema=schema, time=time)
 
     def _merge_views(self) -> None:
-        """Views holding the same objects become one, so they share their frames again."""
+        """Views holding the same objects become one, so they share their frames again.
+
+        With interest management (§16) they must also see the same objects, and no peer
+        owning an object with owner-only fields shares its view."""
         merged: list[View] = []
+        interest = self._interest
+        owners = set(self._private.values()) if interest is not None else set()
+        visible = interest._visible if interest is not None else {}
         for view in self._views:
+            if owners and not owners.isdisjoint(view.members):
+                merged.append(view)
+                continue
             for into in merged:
                 if (
                     into.tick == view.tick
                     and into.compact == view.compact
                     and into.time == view.time
+                    and into.reasons == view.reasons
                     and into.held == view.held
+                    and (
+                        interest is None
+                        or (
+                            owners.isdisjoint(into.members)
+                            and visible.get(into.order[0]) == visible.get(view.order[0])
+                        )
+                    )
                 ):
                     into.members |= view.members
                     into._order = None
@@ -666,6 +903,91 @@ class ServerWorld:
             else:
                 merged.append(view)
         self._views = merged
+
+    def _tick_filtered(
+        self,
+        tick: int,
+        spawned: list[_Record],
+        updated: list[tuple[int, Any]],
+        removed: list[int],
+        stamp: float,
+        out: Outgoing,
+    ) -> None:
+        """A tick with interest management (§16): each view gets what its peers see."""
+        interest = self._interest
+        assert interest is not None
+        spawned.sort(key=_uid_of)
+        updated.sort(key=_first)
+        records = self._records
+        # What the policy reads changed: re-decide those objects (§16.2).
+        reads = interest.policy.reads
+        grid_fields = frozenset(name for grid in interest._grids for name in grid.fields)
+        moved: list[int] = []
+        private = self._private
+        for record in spawned:
+            if record.info.owner_only and record.owner is not None:
+                private[record.uid] = record.owner
+        for uid, entry in updated:
+            names = entry["fields"].keys()
+            if "owner" in entry:
+                record = records[uid]
+                if record.info.owner_only:
+                    if record.owner is None:
+                        private.pop(uid, None)
+                    else:
+                        private[uid] = record.owner
+                if OWNER in reads:
+                    interest.refresh(uid)
+            if reads and not reads.isdisjoint(names):
+                if not grid_fields.isdisjoint(names):
+                    moved.append(uid)
+                if not (reads - grid_fields).isdisjoint(names):
+                    interest.refresh(uid)
+        deltas = interest.update(moved)
+        owners = set(private.values())
+        # Peers whose visible set changed, and owners of objects with owner-only fields, part
+        # from the peers they shared a view with (§16.2).
+        views: list[View] = []
+        for view in self._views:
+            if len(view.members) == 1:
+                views.append(view)
+                continue
+            views.extend(self._split(view, lambda p: _part_key(p, deltas, owners)))
+        self._views = views
+        shared = _Shared()
+        if updated and any(view.compact for view in views):
+            self._encode_compact(updated, shared)
+        if self._snap:
+            shared.snapped = self._snap.intersection([uid for uid, _ in updated])
+            self._snap -= shared.snapped
+            self._snap.difference_update([r.uid for r in spawned])  # §13.5: no marker
+        shared.private = {uid for uid, _ in updated if records[uid].info.owner_only}
+        if shared.private:
+            shared.plain = {uid: entry for uid, entry in updated if uid in shared.private}
+        for view in views:
+            member = view.order[0]
+            visible = interest._visible.get(member, set())
+            delta = deltas.get(member)
+            entering = [r for r in spawned if r.uid in visible]
+            left: list[int] = []
+            if delta is not None:
+                if delta.entered:
+                    known = {r.uid for r in entering}
+                    for uid in delta.entered:
+                        found = records.get(uid)
+                        if (
+                            found is not None
+                            and uid not in known
+                            and found.fields is not None
+                            and found.error is None
+                        ):
+                            entering.append(found)
+                    entering.sort(key=_uid_of)
+                if delta.left:
+                    left = sorted(uid for uid in delta.left if uid in view.held)
+            frame = self._delta(view, tick, entering, updated, removed, shared, stamp, left)
+            if frame is not None:
+                out.append((view.order, frame))
 
 
 class _Shared:
@@ -679,6 +1001,8 @@ class _Shared:
         self.compact_entries = m.Entries()
         self.schema: bytes | None = None  # §12.3: the tables' additions of this tick
         self.snapped: set[int] = set()  # §13.5: uids whose update says "snap": true
+        self.private: set[int] = set()  # §16.2: updated uids of types with owner-only fields
+        self.plain: dict[int, Any] = {}  # their plain update entries
         self._snap: dict[bool, tuple[list[Any], m.Entries]] = {}
 
     def snap_values(self, updated: list[tuple[int, Any]], compact: bool) -> list[Any]:
@@ -702,6 +1026,16 @@ class _Shared:
             ]
             done = self._snap[compact] = (values, m.Entries(self.uids, values=values))
         return done
+
+
+def _part_key(member: int, deltas: dict[int, Delta], owners: set[int]) -> Any:
+    """Which peers of a view may keep sharing it this tick (§16.2)."""
+    if member in owners:
+        return member
+    delta = deltas.get(member)
+    if delta is None or not (delta.entered or delta.left):
+        return None
+    return (delta.entered, delta.left)
 
 
 def _schema_bytes(tables: dict[str, tuple[int, list[str]]]) -> bytes:

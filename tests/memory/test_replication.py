@@ -167,7 +167,7 @@ def test_a_disconnect_is_seen_by_the_server_and_others_keep_syncing() -> None:
     member = leaving.member
     leaving.disconnect()
     assert game.logs[1][-2:] == [
-        ("object_despawned", game.logs[1][1][1]),
+        ("object_despawned", game.logs[1][1][1], "destroyed"),
         ("disconnected", CloseCode.NORMAL, "client disconnect"),
     ]
     ship.x = 7
