@@ -429,6 +429,13 @@ class Session:
     def _send(self, message: m.Message, now: float) -> None:
         self._queue(m.encode(message), now)
 
+    def _refuse_over_rate(self, what: str, refusal: m.Message, now: float) -> None:
+        """§11: the calls' bucket is empty: log, count and answer ``refusal``; the connection
+        stays open."""
+        logger.warning("%s: call rate limit exceeded: %s refused", self.name, what)
+        self.stats["limit.call_rate"] += 1
+        self._send(refusal, now)
+
     def _fail(self, code: int, reason: str, now: float) -> None:
         self.close(code, reason[:200], now)
 
@@ -453,15 +460,17 @@ class Session:
             self.limit_hit("message_rate", CloseCode.POLICY, "message rate limit exceeded", now)
             return
         if isinstance(message, m.AppMessage) and self.role is Role.SERVER:
-            if not self._calls.take(now):  # §14.3: messages share the calls' budget (§11)
-                logger.warning(
-                    "%s: call rate limit exceeded: message %r refused", self.name, message.name
+            # §14.3: messages share the calls' budget (§11)
+            if not self._calls.take(now):
+                self._refuse_over_rate(
+                    f"message {message.name!r}",
+                    m.MessageError(
+                        name=message.name,
+                        code=MessageCode.RATE_LIMITED,
+                        reason="too many messages",
+                    ),
+                    now,
                 )
-                self.stats["limit.call_rate"] += 1
-                refusal = m.MessageError(
-                    name=message.name, code=MessageCode.RATE_LIMITED, reason="too many messages"
-                )
-                self._send(refusal, now)
                 return
         if isinstance(message, m.Rpc):
             if message.id in self._in_flight:
@@ -469,14 +478,13 @@ class Session:
                     f"rpc id {message.id} already in flight", CloseCode.PROTOCOL_ERROR
                 )
             if not self._calls.take(now):
-                logger.warning(
-                    "%s: call rate limit exceeded: call %d refused", self.name, message.id
+                self._refuse_over_rate(
+                    f"call {message.id}",
+                    m.RpcErrorReply(
+                        id=message.id, code=RpcCode.RATE_LIMITED, message="too many calls"
+                    ),
+                    now,
                 )
-                self.stats["limit.call_rate"] += 1
-                reply = m.RpcErrorReply(
-                    id=message.id, code=RpcCode.RATE_LIMITED, message="too many calls"
-                )
-                self._send(reply, now)
                 return
             self._in_flight.add(message.id)
         if isinstance(message, m.Close):
