@@ -339,6 +339,22 @@ def test_nesting_beyond_32_levels_is_invalid_payload() -> None:
     assert_refused(body({"type": "rpc_result", "id": 0, "value": deep_object}), 1007)
 
 
+def test_many_shallow_arrays_are_accepted_and_brackets_in_strings_do_not_hide_depth() -> None:
+    # More arrays than levels (a sync of many compact rows): the depth is read from the
+    # brackets outside strings, never from their count.
+    rows = [[i, 0, 0.5, 1, "]]}}"] for i in range(200)]
+    message = m.decode(body({"type": "rpc_result", "id": 0, "value": rows}))
+    assert isinstance(message, m.RpcResult) and message.value == rows
+    deep = nested(30, [])  # 33 levels in all, inside the value's list
+    for decoy in ("]]]]]]", "[[[[", '\\"]]', "\u005d"):
+        value = [decoy, deep, [[1]] * 40]
+        assert_refused(body({"type": "rpc_result", "id": 0, "value": value}), 1007, "32")
+    fine = nested(29, [])  # 32 levels in all, beside many arrays and bracket-laden strings
+    value = ["]]]]", fine, [[1]] * 40, '\\"[[']
+    message = m.decode(body({"type": "rpc_result", "id": 0, "value": value}))
+    assert isinstance(message, m.RpcResult) and message.value == value
+
+
 def test_nesting_deep_enough_to_exhaust_recursion_is_invalid_payload() -> None:
     depth = 100_000
     assert_refused(b"[" * depth + b"]" * depth, 1007)
