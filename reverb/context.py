@@ -298,10 +298,8 @@ class ReverbContext:
                 self.server_events.fire("client_connected", event.member, event.identity)
             elif isinstance(event, PeerClosed):
                 self._messaging.discard(event.member)
-                if event.member in self._dropped:
-                    self._dropped.discard(event.member)
-                else:
-                    self.world.peer_left(event.member)
+                self._dropped.discard(event.member)
+                self.world.peer_left(event.member)
                 self._owned_objects(event.member, event.owned)
                 self.server_events.fire(
                     "client_disconnected", event.member, event.code, event.reason
@@ -309,13 +307,16 @@ class ReverbContext:
             elif isinstance(event, PeerDropped):  # §18.5: held; not synced meanwhile
                 self._messaging.discard(event.member)
                 self._dropped.add(event.member)
-                self.world.peer_left(event.member)
+                self.world.peer_paused(event.member)
                 self.server_events.fire("client_dropped", event.member, event.code, event.reason)
             elif isinstance(event, PeerResumed):  # §18.4: a full snapshot at the next tick
-                self._dropped.discard(event.member)
                 if MESSAGES in event.features:
                     self._messaging.add(event.member)
-                self.world.peer_joined(event.member, event.features)
+                if event.member in self._dropped:
+                    self._dropped.discard(event.member)
+                    self.world.peer_resumed(event.member)
+                else:  # pragma: no cover - a resume is always preceded by its drop
+                    self.world.peer_joined(event.member, event.features)
                 self.server_events.fire("client_resumed", event.member)
 
     def _owned_objects(self, member: int, policy: str) -> None:
