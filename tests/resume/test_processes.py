@@ -296,3 +296,35 @@ def test_an_async_client_resumes_with_the_same_member_and_replicas() -> None:
     finally:
         proxy.stop()
         stop_host(proc)
+
+
+def test_the_resume_scenario_reports_its_figures(tmp_path: Path) -> None:
+    """``python -m harness resume`` at a small size: every target met, JSON written."""
+    out = tmp_path / "resume.json"
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "harness",
+            "resume",
+            "--calls",
+            "300",
+            "--burst",
+            "5",
+            "--deadline",
+            "40",
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=55,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    data = __import__("json").loads(out.read_text())
+    once = data["exactly_once"]
+    assert once["executed_twice"] == once["acknowledged_not_run"] == once["never_answered"] == 0
+    assert data["burst"]["synced_after_resume"] == 5
