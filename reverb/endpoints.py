@@ -207,6 +207,12 @@ class ClientEndpoint:
     are those it asks for (§4.11; default ``"compact"`` and ``"messages"``; ``()`` speaks
     plain protocol 1).
 
+    ``reconnect=True`` (or a ``reconnect.ReconnectPolicy``) asks for ``"resume"`` (protocol
+    §18): after a drop the client reconnects by itself with backoff and jitter and resumes its
+    membership (same member id, ownership and replica objects; calls exactly once), firing
+    ``connection_lost``, ``reconnecting``, ``reconnected`` or ``resume_failed``. Off by
+    default: a drop is then a disconnect, as before.
+
     ``compression=True`` also asks for compressed syncs (feature ``"deflate"``, protocol
     §15): a half to a quarter of the bytes of a large sync, for some CPU on both ends. Worth
     it on slow or metered links; on a LAN it only costs.
