@@ -265,3 +265,45 @@ def cut(ctx: Ctx) -> Outcome | str:
         return "cut call answered after the resume; each call ran once"
 
     return _guard(run)
+
+
+@case("18.5.1", G, "after a resume the first sync is a full snapshot (or a delta from since_tick)")
+def first_sync(ctx: Ctx) -> Outcome | str:
+    def run() -> str:
+        conn = _join(ctx)
+        member, token = conn.member, _token(conn)
+        assert member is not None
+        uids = conn.control("spawn", 2, True)
+        conn.wait(lambda: all(u in conn.table.objects for u in uids), None, "the spawned Boxes")
+        since = conn.table.applied  # informational; a full snapshot is always allowed
+        _drop(conn)
+        again, msg = _resume(ctx, member, token, since_tick=None)
+        if msg.get("type") != "welcome":
+            raise CaseFailure(f"resume refused: {msg}")
+        again.accept_welcome(msg)
+        deadline = time.monotonic() + ctx.timeout
+        first: Msg | None = None
+        while first is None:
+            msg = again.recv_msg(deadline)
+            if msg.get("type") == "sync":
+                first = msg
+            again.pump(msg)
+        if first.get("full") is not True:
+            raise ServerViolation(
+                f"with since_tick null the first sync after a resume must be full (§18.5): "
+                f"{str(first)[:160]}"
+            )
+        again.wait(lambda: again.table.applied > 0, None, "the full snapshot")
+        missing = [u for u in uids if u not in again.table.objects]
+        if missing:
+            raise CaseFailure(f"owned Boxes {missing} missing from the snapshot after the resume")
+        owners = {again.table.objects[u].owner for u in uids}
+        if owners != {member}:
+            raise CaseFailure(f"owned Boxes lost their owner after the resume: {owners}")
+        control = again.control_uid()
+        for uid in uids:
+            again.call_ok(control, "despawn", [uid])
+        again.goodbye()
+        return f"full snapshot with the {len(uids)} owned Boxes (applied {since} syncs before)"
+
+    return _guard(run)
