@@ -315,3 +315,34 @@ def test_owned_objects_policy(policy: str, left: int, owner: Any) -> None:
     assert len(ctx.world.objects) == left
     if left:
         assert thing.belonging_membership == owner
+
+
+def test_a_server_that_does_not_grant_resume_refuses_a_resume_as_expired() -> None:
+    h = hub(features=("compact",))
+    _, out, _ = resume(h, 1, "t" * 43)
+    assert out[-1] == m.Close(code=CloseCode.RESUME_EXPIRED, reason="resume refused: expired")
+
+
+def test_a_reconnecting_client_of_a_server_without_resume_just_disconnects() -> None:
+    rc = ClientHub(ReconnectPolicy())
+    rc.on_events(Opened(member=4, tick_rate=30.0), lambda f: f(), None, 0.0)  # no token
+    out = rc.on_events(Closed(1006, "reset", by_peer=True), lambda f: f(), None, 0.0)
+    assert out == [
+        ConnectionLost(1006, "reset"),
+        ResumeFailed("not resumable"),
+        Closed(1006, "reset", by_peer=True),
+    ]
+    assert not rc.resuming
+
+
+def test_on_drop_is_told_the_member_and_its_identity() -> None:
+    seen: list[Any] = []
+
+    def on_drop(info: Any) -> float | None:
+        seen.append((info.member, info.identity))
+        return None
+
+    h = hub(on_drop=on_drop, authenticate=lambda credentials, peer: Accept(credentials))
+    session, _ = join(h, auth="alice")
+    assert isinstance(drop(h, session), PeerDropped)
+    assert seen == [(session.member, "alice")]
