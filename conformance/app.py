@@ -37,6 +37,7 @@ APP_CONTRACT: dict[str, Any] = {
                 "spawn_hidden": _m("n", "member"),
                 "set_field": _m("target", "name", "value"),
                 "set_owner": _m("target", "member"),
+                "resume_grace": _m("seconds"),
                 "set_special": _m("target", "kind"),
                 "set_value": _m("target", "value"),
                 "sleep": _m("seconds"),

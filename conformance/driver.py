@@ -41,7 +41,9 @@ MESSAGE_ERROR_CODES = frozenset(
 )
 MESSAGES = "messages"  # §14.1: the feature name
 MAX_MESSAGE_NAME = 64  # §14.2
-CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013, 1015, 3000, 3001})
+CLOSE_CODES = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013, 1015, 3000, 3001, 3002, 3003}
+)
 LEAK_MARKERS = ("Traceback", 'File "', '.py"', ".py:", ".py,", "site-packages")
 # A source file named anywhere in the text, its end included ("... in /srv/game/host.py").
 _SOURCE_PATH = re.compile(r"\.pyc?\b|[/\\][\w.-]+[/\\][\w.-]+\.\w+\s*$")

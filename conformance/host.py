@@ -271,6 +271,16 @@ class Control(ReverbObject):
         raise RuntimeError(f"unexpected failure in {__file__}")
 
     @expose(anyone=True)
+    def resume_grace(self, seconds: float) -> float:
+        """Set the grace of memberships dropped from now on (§18.5), at most 20 s; returns
+        the previous one. Host-specific: another server answers ``not_exposed``."""
+        EXECUTIONS["resume_grace"] += 1
+        keeper = ReverbManager.REVERB_CONNECTION.hub.keeper
+        previous = float(keeper.grace)
+        keeper.grace = min(max(float(seconds), 0.0), 20.0)
+        return previous
+
+    @expose(anyone=True)
     def executions(self, name: str) -> int:
         return EXECUTIONS[name]
 

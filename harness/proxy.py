@@ -10,7 +10,11 @@ connected to the upstream and gets the :class:`Toxics` that ``policy(index)`` re
 - ``chop`` (bytes): chunks are written in pieces of 1..chop bytes, each flushed on its own;
 - ``stall_after`` (s): from then on nothing is forwarded and nothing read, but both sockets stay
   open — a half-open peer; :attr:`Link.stalled_at` records when (``time.monotonic()``);
-- ``reset_after`` (s): both sockets are closed with RST (SO_LINGER 0).
+- ``reset_after`` (s): both sockets are closed with RST (SO_LINGER 0);
+- ``reset_after_bytes`` ((lo, hi) bytes): reset once a uniformly random ``lo..hi`` bytes
+  went through, both directions counted (it may cut a frame anywhere).
+
+``reset_all()`` / ``reset(index)`` reset open links on demand, from any thread.
 
 Every socket the proxy opens binds and connects to 127.0.0.1 only.
 """
@@ -44,6 +48,7 @@ class Toxics:
     chop: int = 0  # largest piece in bytes; 0 = whole chunks
     stall_after: float | None = None
     reset_after: float | None = None
+    reset_after_bytes: tuple[int, int] | None = None
 
     def describe(self) -> str:
         parts = []
@@ -57,6 +62,9 @@ class Toxics:
             parts.append(f"stall after {self.stall_after:.1f} s")
         if self.reset_after is not None:
             parts.append(f"reset after {self.reset_after:.1f} s")
+        if self.reset_after_bytes is not None:
+            lo, hi = self.reset_after_bytes
+            parts.append(f"reset after {lo}-{hi} bytes")
         return ", ".join(parts) or "clean"
 
 
@@ -72,6 +80,7 @@ class Link:
     closed_at: float | None = None
     bytes_up: int = 0
     bytes_down: int = 0
+    budget: int | None = None  # bytes until a reset_after_bytes reset
     writers: list[asyncio.StreamWriter] = field(default_factory=list)
     stalled: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -160,6 +169,24 @@ class FaultProxy:
     def _shutdown(self) -> None:
         self._stopping.set()
 
+    def reset(self, index: int) -> None:
+        """Reset link ``index`` now (RST both ways); from any thread."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            link = self.links[index]
+            loop.call_soon_threadsafe(self._abort, link)
+
+    def reset_all(self) -> int:
+        """Reset every open link now; returns how many; from any thread."""
+        open_links = [
+            link for link in self.links if link.reset_at is None and link.closed_at is None
+        ]
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            for link in open_links:
+                loop.call_soon_threadsafe(self._abort, link)
+        return len(open_links)
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -180,6 +207,8 @@ class FaultProxy:
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         link.writers = [c_writer, u_writer]
+        if link.toxics.reset_after_bytes is not None:
+            link.budget = self._rng.randint(*link.toxics.reset_after_bytes)
         logger.info("proxy link %d: %s", index, link.toxics.describe())
         self._spawn(self._pipe(link, c_reader, u_writer, up=True))
         self._spawn(self._pipe(link, u_reader, c_writer, up=False))
@@ -196,6 +225,11 @@ class FaultProxy:
 
     async def _reset(self, link: Link, after: float) -> None:
         await asyncio.sleep(after)
+        self._abort(link)
+
+    def _abort(self, link: Link) -> None:
+        if link.reset_at is not None:
+            return
         link.reset_at = time.monotonic()
         for w in link.writers:
             sock = w.get_extra_info("socket")
@@ -254,6 +288,15 @@ class FaultProxy:
                 for piece in pieces:
                     if link.stalled.is_set():
                         await link_forever()
+                    if link.reset_at is not None:
+                        return
+                    if link.budget is not None:
+                        if link.budget <= len(piece):  # cut here: the rest never arrives
+                            writer.write(piece[: link.budget])
+                            link.budget = 0
+                            self._abort(link)
+                            return
+                        link.budget -= len(piece)
                     writer.write(piece)
                     await writer.drain()
                     if up:

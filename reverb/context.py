@@ -27,14 +27,17 @@ from reverb.interpolation import Hooks, InterpolationManager, RenderTimeline
 from reverb.messaging import MessageRegistry
 from reverb.proto import messages as m
 from reverb.proto.session import MESSAGES, Closed, Received
+from reverb.reconnect import ConnectionLost, Reconnected, Reconnecting, ResumeFailed
 from reverb.replication.interest import Interest, Policy
 from reverb.replication.types import TypeRegistry
 from reverb.replication.world import ClientWorld, Despawned, ServerWorld, Spawned
 from reverb.transport import (
     ClientTransport,
     PeerClosed,
+    PeerDropped,
     PeerMessage,
     PeerOpened,
+    PeerResumed,
     ServerTransport,
 )
 
@@ -77,6 +80,7 @@ class ReverbContext:
         self.server_messages = MessageRegistry("server")  # §14: handlers of clients' messages
         self.client_messages = MessageRegistry("client")  # ... and of the server's
         self._messaging: set[int] = set()  # members granted "messages" (§14.1), as joined
+        self._dropped: set[int] = set()  # §18: members held for a resume (not synced)
         self.world = ServerWorld(self.types)
         self.replicas = ClientWorld(self.types, bind=self._bind)
         # a ServerTransport or ClientTransport (reverb.transport); typed Any until the I/O
@@ -294,10 +298,43 @@ class ReverbContext:
                 self.server_events.fire("client_connected", event.member, event.identity)
             elif isinstance(event, PeerClosed):
                 self._messaging.discard(event.member)
+                self._dropped.discard(event.member)
                 self.world.peer_left(event.member)
+                self._owned_objects(event.member, event.owned)
                 self.server_events.fire(
                     "client_disconnected", event.member, event.code, event.reason
                 )
+            elif isinstance(event, PeerDropped):  # §18.5: held; not synced meanwhile
+                self._messaging.discard(event.member)
+                self._dropped.add(event.member)
+                self.world.peer_paused(event.member)
+                self.server_events.fire("client_dropped", event.member, event.code, event.reason)
+            elif isinstance(event, PeerResumed):  # §18.4: a full snapshot at the next tick
+                if MESSAGES in event.features:
+                    self._messaging.add(event.member)
+                if event.member in self._dropped:
+                    self._dropped.discard(event.member)
+                    self.world.peer_resumed(event.member)
+                else:  # pragma: no cover - a resume is always preceded by its drop
+                    self.world.peer_joined(event.member, event.features)
+                self.server_events.fire("client_resumed", event.member)
+
+    def _owned_objects(self, member: int, policy: str) -> None:
+        """§18.5: what a membership's end does to the objects it owned: ``"keep"`` (as
+        before resume existed: they stay, owned by the gone member), ``"release"`` (owner
+        None) or ``"destroy"`` (despawned)."""
+        if policy == "keep":
+            return
+        owned = [
+            uid
+            for uid, obj in self.world.objects.items()
+            if getattr(obj, "belonging_membership", None) == member
+        ]
+        for uid in owned:
+            if policy == "destroy":
+                self.remove(uid)
+            else:
+                self.world.objects[uid].belonging_membership = None
 
     def answer(self, member: int, rpc: m.Rpc) -> None:
         """Run one call for ``member`` and send the reply (§8). ``serve`` calls it for each
@@ -403,6 +440,15 @@ class ReverbContext:
                 if not getattr(conn, "keep_replicas", False):
                     self._despawn_all()
                 self.client_events.fire("disconnected", event.code, event.reason)
+            elif isinstance(event, ConnectionLost):  # §18: reconnecting follows
+                self.client_events.fire("connection_lost", event.code, event.reason)
+            elif isinstance(event, Reconnecting):
+                self.client_events.fire("reconnecting", event.attempt)
+            elif isinstance(event, Reconnected):
+                self.replicas.resumed()  # the same replicas; a reconciling snapshot follows
+                self.client_events.fire("reconnected", event.member)
+            elif isinstance(event, ResumeFailed):
+                self.client_events.fire("resume_failed", event.reason)
         return len(events)
 
     def _despawn_all(self) -> None:

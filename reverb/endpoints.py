@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any
 
 from reverb import _current
@@ -34,11 +34,14 @@ from reverb.proto.session import (
     MAX_HANDSHAKE_FRAME,
     MAX_MESSAGES_PER_SECOND,
     PING_INTERVAL,
+    RESUME,
     TIME,
     Role,
     Session,
 )
+from reverb.reconnect import ReconnectPolicy
 from reverb.replication.types import contract
+from reverb.resume import DEFAULT_GRACE, MemberInfo, OwnedPolicy
 from reverb.timesync import TIME_PING_INTERVAL, Timekeeper
 
 if TYPE_CHECKING:
@@ -81,6 +84,13 @@ class ServerEndpoint:
     exposed methods differ. ``features`` are the optional features it may grant (§4.11;
     default all it implements: ``"compact"``, ``"messages"``). Limits and their defaults:
     docs/guide.md §10, protocol §11.
+
+    Resume (protocol §18, guide "Reconnection and resume"): a "resume" client whose
+    connection drops keeps its membership ``resume_grace`` seconds (default 20); ``on_drop(info)``
+    may choose per client (``info.member``, ``info.identity``; return seconds, ``0`` for no
+    grace, or None for the default; it runs on the I/O side: keep it quick).
+    ``owned_objects`` is what a membership's end does to the objects it owned: ``"keep"``
+    (default, as before), ``"release"`` (owner None) or ``"destroy"``.
     """
 
     def __init__(
@@ -108,6 +118,9 @@ class ServerEndpoint:
         ssl_context: ssl.SSLContext | None = None,
         check_contract: bool = True,
         features: Collection[str] = GRANTABLE,
+        resume_grace: float = DEFAULT_GRACE,
+        on_drop: Callable[[MemberInfo], float | None] | None = None,
+        owned_objects: OwnedPolicy | str = OwnedPolicy.KEEP,
         context: ReverbContext | None = None,
     ) -> None:
         self.host = host
@@ -132,6 +145,9 @@ class ServerEndpoint:
                 max_bytes_per_second=max_bytes_per_second,
                 authenticate=authenticate,
                 features=features,
+                resume_grace=resume_grace,
+                on_drop=on_drop,
+                owned_objects=owned_objects,
             ),
             self.context.types if check_contract else None,
         )
@@ -191,6 +207,12 @@ class ClientEndpoint:
     are those it asks for (§4.11; default ``"compact"`` and ``"messages"``; ``()`` speaks
     plain protocol 1).
 
+    ``reconnect=True`` (or a ``reconnect.ReconnectPolicy``) asks for ``"resume"`` (protocol
+    §18): after a drop the client reconnects by itself with backoff and jitter and resumes its
+    membership (same member id, ownership and replica objects; calls exactly once), firing
+    ``connection_lost``, ``reconnecting``, ``reconnected`` or ``resume_failed``. Off by
+    default: a drop is then a disconnect, as before.
+
     ``compression=True`` also asks for compressed syncs (feature ``"deflate"``, protocol
     §15): a half to a quarter of the bytes of a large sync, for some CPU on both ends. Worth
     it on slow or metered links; on a LAN it only costs.
@@ -215,6 +237,7 @@ class ClientEndpoint:
         compression: bool = False,
         time_sync: bool = True,
         time_ping_interval: float = TIME_PING_INTERVAL,
+        reconnect: bool | ReconnectPolicy = False,
         context: ReverbContext | None = None,
     ) -> None:
         self.ip = ip
@@ -227,12 +250,17 @@ class ClientEndpoint:
         self.server_hostname = server_hostname
         self.send_contract = send_contract
         self.context = context if context is not None else _current.current_context()
-        self.hub = ClientHub()
+        # §18: reconnect by itself and resume the membership (asks for "resume")
+        policy = ReconnectPolicy() if reconnect is True else reconnect or None
+        self.reconnect_policy = policy if policy is not None and policy.enabled else None
+        self.hub = ClientHub(self.reconnect_policy)
         # §4.11: "compact", "time", "messages" by default; "time" (server clock, a sync every
         # tick, §13) unless time_sync=False; "deflate" with compression (§15)
         asked = tuple(f for f in features if time_sync or f != TIME)
         if compression and DEFLATE not in asked:
             asked += (DEFLATE,)
+        if self.reconnect_policy is not None and RESUME not in asked:
+            asked += (RESUME,)
         self._time_ping_interval = time_ping_interval
         self.timekeeper = Timekeeper(ping_interval=time_ping_interval)
         self._session_options: dict[str, Any] = {
@@ -317,10 +345,17 @@ class ClientEndpoint:
     def tls_hostname(self) -> str | None:
         return (self.server_hostname or self.ip) if self.ssl_context is not None else None
 
-    def new_session(self, now: float | None = None) -> Session:
+    @property
+    def resuming(self) -> bool:
+        """True while the client reconnects after a drop (``reconnect``, §18)."""
+        return self.hub.resuming
+
+    def new_session(self, now: float | None = None, *, resume: bool = False) -> Session:
         """A client session whose ``hello`` carries the credentials and the contract; ``now``
-        defaults to the monotonic clock (``reverb.memory`` passes its stepped one)."""
-        self.hub.reset()
+        defaults to the monotonic clock (``reverb.memory`` passes its stepped one).
+        ``resume``: the hello of a reconnection attempt (§18.3), the membership kept."""
+        if not resume:
+            self.hub.reset()
         if self.context.connection is None:
             self.context.connection = self
         self.timekeeper = Timekeeper(ping_interval=self._time_ping_interval)
@@ -330,5 +365,6 @@ class ClientEndpoint:
             timekeeper=self.timekeeper,
             credentials=m.ABSENT if self.credentials is None else self.credentials,
             contract=contract(self.context.types) if self.send_contract else m.ABSENT,
+            resume=self.hub.resume_hello() if resume else None,
             **self._session_options,
         )

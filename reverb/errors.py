@@ -56,6 +56,8 @@ class CloseCode(enum.IntEnum):
     TLS_FAILURE = 1015
     UNAUTHORIZED = 3000
     CONTRACT_MISMATCH = 3001
+    RESUME_BAD_TOKEN = 3002  # §18.4: the membership is held but the token is not its own
+    RESUME_EXPIRED = 3003  # §18.4: the membership is not held (grace over, unknown, live)
 
 
 class RpcCode(str, enum.Enum):
@@ -71,6 +73,7 @@ class RpcCode(str, enum.Enum):
     BAD_RETURN = "bad_return"
     OVERLOADED = "overloaded"
     RATE_LIMITED = "rate_limited"
+    NOT_RUN = "not_run"  # §18.6: the call did not run and will not; sending it again is safe
 
     def __str__(self) -> str:
         return str.__str__(self)

@@ -6,6 +6,11 @@ Server events (run inside ``server_sync()`` on the game thread):
 ``client_connected``              ``(client_id, identity)``: a client completed the handshake
                                   (``identity``: from the authenticate hook, else None)
 ``client_disconnected``           ``(client_id, code, reason)``: it left, was dropped or timed out
+                                  (a "resume" client: when its grace ends, reason
+                                  ``"resume grace expired"``)
+``client_dropped``                ``(client_id, code, reason)``: a "resume" client's connection
+                                  dropped; its membership is held for the grace (§18)
+``client_resumed``                ``(client_id)``: it came back within the grace (§18)
 ``sync_error``                    ``(obj, error)``: a field of ``obj`` cannot be encoded
                                   (``error``: the ``EncodeError``); the object is withheld
                                   from clients until it can be. Fired once per entry into
@@ -26,6 +31,12 @@ Client events (run on the thread that calls ``client_sync()`` / ``get_all_ro_by_
 ``rpc_error``                     ``(error)``: an ``RpcError`` answered one of this client's calls
 ``message_error``                 ``(name, code, reason)``: the server could not handle one of
                                   this client's messages (docs/protocol.md §14.4)
+``connection_lost``               ``(code, reason)``: with ``reconnect``, the link dropped;
+                                  reconnecting follows (guide "Reconnection and resume")
+``reconnecting``                  ``(attempt)``: attempt ``n`` (1-based) starts
+``reconnected``                   ``(membership_id)``: resumed as the same member, replicas kept
+``resume_failed``                 ``(reason)``: given up (``"expired"``, ``"bad token"``,
+                                  ``"attempts exhausted"``, ...); ``disconnected`` follows
 ================================  ==========================================
 
 A handler may take fewer parameters than its event offers: it receives the leading ones.
@@ -48,7 +59,9 @@ __all__ = ["CLIENT_EVENTS", "SERVER_EVENTS", "EventRegistry"]
 
 logger = logging.getLogger("reverb")
 
-SERVER_EVENTS = frozenset({"client_connected", "client_disconnected", "sync_error"})
+SERVER_EVENTS = frozenset(
+    {"client_connected", "client_disconnected", "sync_error", "client_dropped", "client_resumed"}
+)
 CLIENT_EVENTS = frozenset(
     {
         "connected",
@@ -58,6 +71,10 @@ CLIENT_EVENTS = frozenset(
         "object_despawned",
         "rpc_error",
         "message_error",
+        "connection_lost",
+        "reconnecting",
+        "reconnected",
+        "resume_failed",
     }
 )
 _ALIASES = {"server_sync": "synced"}  # the seed's name for the client's sync event

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import threading
 import zlib
 from collections import Counter
 from collections.abc import Callable, Collection
@@ -38,7 +39,10 @@ from reverb.proto.session import (
     MESSAGES,
     NEEDS_FEATURE,
     PING_INTERVAL,
+    RESUME,
     Closed,
+    HelloAccept,
+    HelloRefuse,
     Opened,
     Received,
     Role,
@@ -46,8 +50,35 @@ from reverb.proto.session import (
     SessionEvent,
     State,
 )
+from reverb.reconnect import (
+    ReconnectEvent,
+    Reconnector,
+    ReconnectPolicy,
+    ReconnectState,
+)
 from reverb.replication.types import TypeRegistry, contract, contract_mismatch
-from reverb.transport import ClientEvent, PeerClosed, PeerMessage, PeerOpened, ServerEvent
+from reverb.resume import (
+    DEFAULT_GRACE,
+    Expired,
+    MemberInfo,
+    MembershipKeeper,
+    NotRun,
+    OwnedPolicy,
+    Refusal,
+    Refused,
+    Replay,
+    Wait,
+    resumable,
+)
+from reverb.transport import (
+    ClientEvent,
+    PeerClosed,
+    PeerDropped,
+    PeerMessage,
+    PeerOpened,
+    PeerResumed,
+    ServerEvent,
+)
 
 __all__ = [
     "MAX_CONNECTIONS",
@@ -94,10 +125,20 @@ class ServerOptions:
         max_bytes_per_second: float = MAX_BYTES_PER_SECOND,
         authenticate: Authenticator | None = None,
         features: Collection[str] = GRANTABLE,
+        resume_grace: float = DEFAULT_GRACE,
+        on_drop: Callable[[MemberInfo], float | None] | None = None,
+        owned_objects: OwnedPolicy | str = OwnedPolicy.KEEP,
     ) -> None:
         if tick_rate <= 0:
             raise ValueError("tick_rate must be positive")
+        if resume_grace < 0:
+            raise ValueError("resume_grace must be >= 0")
         self.tick_rate = tick_rate
+        # §18: how long a dropped membership is held, the per-client hook, and what happens
+        # to a member's objects when its membership ends (a disconnect or an expired grace)
+        self.resume_grace = resume_grace
+        self.on_drop = on_drop
+        self.owned_objects = OwnedPolicy(owned_objects)
         self.max_pending_calls = max_pending_calls
         self.max_connections = max_connections
         self.max_connections_per_ip = max_connections_per_ip
@@ -131,6 +172,14 @@ class ServerHub:
         # accepted, refused, bytes_sent, bytes_received, and one "limit.*" key per limit hit
         self.stats: Counter[str] = Counter()
         self.observer: Any = None  # reverb.monitor's Observer, when a monitor is running
+        # §18: memberships of "resume" clients, held across a drop, and their call ledgers.
+        # Its lock: a resume hello is checked where the connection is decoded, replies are
+        # recorded where the game sends them (two threads in the threaded layer).
+        self.keeper = MembershipKeeper(
+            grace=options.resume_grace, policy=options.owned_objects, on_drop=options.on_drop
+        )
+        self.resume_lock = threading.RLock()
+        self._confirming: dict[int, tuple[int, int, float]] = {}  # member: nonce, mark, at
 
     def traffic(self) -> tuple[int, int]:
         """Bytes (sent, received) since the server started, open connections included."""
@@ -141,8 +190,10 @@ class ServerHub:
         )
 
     def admit(self, ip: str) -> bool:
-        """Whether a new connection from ``ip`` fits the connection limits (§11)."""
-        if self.connections >= self.options.max_connections:
+        """Whether a new connection from ``ip`` fits the connection limits (§11). A
+        membership held for a resume (§18.5) keeps its seat."""
+        held = len(self.keeper.held()) if self.keeper.stats["dropped"] else 0
+        if self.connections + held >= self.options.max_connections:
             reason = "connections"
         elif self._per_ip[ip] >= self.options.max_connections_per_ip:
             reason = "connections_per_ip"
@@ -166,10 +217,119 @@ class ServerHub:
             peer=ip,
             stats=self.stats,
             check_contract=self._check_contract if self.types is not None else None,
+            on_hello=self._on_hello,
+            on_pong=self._on_pong,
             **self.options.session,
         )
         session.name = f"client #{member} ({ip}:{port})"
         return session
+
+    # -- §18: resume ------------------------------------------------------------------------
+
+    def _on_hello(
+        self, session: Session, resume: dict[str, Any] | None, now: float
+    ) -> HelloAccept | HelloRefuse:
+        """A "resume" client's hello: a fresh membership gets a token (§18.2); a resume is
+        checked against the held membership (§18.4)."""
+        with self.resume_lock:
+            if resume is None:
+                return HelloAccept(self.keeper.join(session.member, session.identity).reveal())
+            verdict = self.keeper.resume(
+                resume["member"],
+                resume["token"],
+                identity=session.identity,
+                address=session.peer,
+                since_tick=resume["since_tick"],
+                waiting=resume["waiting"],
+                now=now,
+            )
+        if isinstance(verdict, Refused):
+            self.stats["resume.refused"] += 1
+            if verdict.reason is Refusal.RATE_LIMITED:
+                self.stats["limit.resume_failures"] += 1
+                return HelloRefuse(CloseCode.POLICY, REFUSALS[verdict.reason])
+            code = (
+                CloseCode.RESUME_BAD_TOKEN
+                if verdict.reason is Refusal.BAD_TOKEN
+                else CloseCode.RESUME_EXPIRED
+            )
+            return HelloRefuse(code, REFUSALS[verdict.reason])
+        self.stats["resume.resumed"] += 1
+        session.name = f"client #{verdict.member} ({session.peer}, resumed)"
+        return HelloAccept(verdict.token.reveal(), verdict.member)
+
+    def confirm_ping(self, session: Session, now: float) -> None:
+        """§18.6: a ``ping`` whose ``pong`` confirms every answer written before it."""
+        if session.state is not State.OPEN:
+            return
+        with self.resume_lock:
+            if session.member in self.keeper:
+                mark = self.keeper.ledger(session.member).mark()
+                self._confirming[session.member] = (session.ping(now), mark, now)
+
+    def _on_pong(self, session: Session, nonce: int) -> None:
+        """§18.6: the client has every answer written on this connection before the ping."""
+        with self.resume_lock:
+            pending = self._confirming.get(session.member)
+            if pending is not None and pending[0] == nonce:
+                self._confirming[session.member] = (-1, 0, pending[2])
+                if session.member in self.keeper:
+                    self.keeper.ledger(session.member).confirm_through(pending[1])
+
+    def remember(self, members: tuple[int, ...], message: m.Message, now: float) -> None:
+        """Record the answer of a call in the member's ledger (§18.6), before it is sent:
+        a member that dropped meanwhile gets it after its resume. Called by both I/O layers
+        with every ``rpc_result``/``rpc_error`` they are asked to send."""
+        if not isinstance(message, (m.RpcResult, m.RpcErrorReply)):
+            return
+        with self.resume_lock:
+            for member in members:
+                if member not in self.keeper:
+                    continue
+                ledger = self.keeper.ledger(member)
+                if message.id not in ledger.running:
+                    continue
+                session = self.members.get(member)
+                limit = session.peer_max_frame if session is not None else DEFAULT_MAX_FRAME_SIZE
+                ledger.finish(
+                    message.id,
+                    _encode(message, limit)[0],
+                    sent=session is not None and session.state is State.OPEN,
+                )
+
+    def housekeeping(self, now: float) -> tuple[list[ServerEvent], list[Session]]:
+        """§18: expire held memberships whose grace is over (their ``PeerClosed``), and the
+        sessions of "resume" clients whose remembered answers await confirmation: the I/O
+        layer calls ``confirm_ping`` on each (holding what guards that session) and pumps it.
+        Both I/O layers call this from their timers, a few times a second."""
+        events: list[ServerEvent] = []
+        touched: list[Session] = []
+        with self.resume_lock:
+            for expired in self.keeper.tick(now):
+                if isinstance(expired, Expired):
+                    self._confirming.pop(expired.member, None)
+                    self.stats["resume.expired"] += 1
+                    events.append(
+                        PeerClosed(
+                            expired.member,
+                            CloseCode.ABNORMAL,
+                            "resume grace expired",
+                            expired.policy.value,
+                        )
+                    )
+            for member, session in self.members.items():
+                if member not in self.keeper or session.state is not State.OPEN:
+                    continue
+                pending = self._confirming.get(member)
+                if pending is not None:
+                    nonce, _, at = pending
+                    if nonce >= 0 and now - at < CONFIRM_TIMEOUT:
+                        continue  # its pong is still to come
+                    if now - at < CONFIRM_INTERVAL:
+                        continue
+                if self.keeper.ledger(member).unconfirmed():
+                    touched.append(session)
+        return events, touched
 
     def _check_contract(self, theirs: Any) -> str | None:
         assert self.types is not None
@@ -182,6 +342,9 @@ class ServerHub:
             call = event.message
             if not isinstance(call, (m.Rpc, m.AppMessage)):  # pragma: no cover - §6.2 forbids it
                 return None
+            if isinstance(call, m.Rpc) and RESUME in session.features and member in self.keeper:
+                if not self._ledger_admits(session, call, now):
+                    return None
             pending = self.pending.get(member, 0)
             if pending >= self.options.max_pending_calls:
                 # §14.3: a client's messages wait for the game loop with its calls, in one queue
@@ -198,12 +361,16 @@ class ServerHub:
                         reason="too many calls and messages pending",
                     )
                 )
+                self.remember((member,), reply, now)
                 session.send(reply, now)
                 return None
             self.pending[member] = pending + 1
             return PeerMessage(member, call)
         if isinstance(event, Opened):
             self.members[member] = session
+            if event.resumed:  # §18.4: the same membership, on a new connection
+                logger.info("%s resumed", session.name)
+                return PeerResumed(member, event.identity, event.features)
             logger.info("%s connected", session.name)
             return PeerOpened(member, event.identity, event.features)
         self.connections -= 1
@@ -212,10 +379,50 @@ class ServerHub:
             del self._per_ip[session.peer]
         self.stats["bytes_sent"] += session.bytes_sent
         self.stats["bytes_received"] += session.bytes_received
-        if self.members.pop(member, None) is None:
+        if self.members.get(member) is not session:
             return None  # never completed the handshake: the game never heard of it
+        del self.members[member]
+        with self.resume_lock:
+            self._confirming.pop(member, None)
+            if member in self.keeper:
+                if not event.clean and resumable(event.code, event.reason):
+                    dropped = self.keeper.drop(member, now)
+                    if not any(isinstance(e, Expired) for e in dropped):
+                        logger.info(
+                            "%s dropped (%d) %s: held for a resume",
+                            session.name,
+                            event.code,
+                            event.reason,
+                        )
+                        self.stats["resume.dropped"] += 1
+                        return PeerDropped(member, event.code, event.reason)
+                else:
+                    self.keeper.leave(member)  # §18.1: a consented close ends it at once
         logger.info("%s disconnected (%d) %s", session.name, event.code, event.reason)
-        return PeerClosed(member, event.code, event.reason)
+        return PeerClosed(member, event.code, event.reason, self.options.owned_objects.value)
+
+    def _ledger_admits(self, session: Session, call: m.Rpc, now: float) -> bool:
+        """§18.6: whether a "resume" member's call runs now; else it was answered here (a
+        remembered answer, or ``not_run``) or its answer is on its way."""
+        with self.resume_lock:
+            decision = self.keeper.ledger(session.member).receive(call.id)
+        if isinstance(decision, Replay):
+            self.stats["resume.replayed"] += 1
+            session.send_encoded("rpc_result", decision.reply, now, answers=call.id)
+            return False
+        if isinstance(decision, Wait):
+            session.forget_call(call.id)
+            return False
+        if isinstance(decision, NotRun):
+            self.stats["resume.not_run"] += 1
+            session.send(
+                m.RpcErrorReply(
+                    id=call.id, code=RpcCode.NOT_RUN, message="too many unconfirmed answers"
+                ),
+                now,
+            )
+            return False
+        return True
 
     def send(self, members: tuple[int, ...], message: m.Message, now: float) -> list[Session]:
         """Queue ``message`` on those sessions, encoded once per frame limit; return them.
@@ -270,6 +477,17 @@ class ServerHub:
         return touched
 
 
+# §18.4: the close reason of each refusal
+REFUSALS = {
+    Refusal.BAD_TOKEN: "resume refused: bad token",
+    Refusal.EXPIRED: "resume refused: expired",
+    Refusal.RATE_LIMITED: "too many failed resume attempts",
+}
+# §18.6: how often a server asks a "resume" client to confirm the answers it was written
+CONFIRM_INTERVAL = 0.5
+CONFIRM_TIMEOUT = 5.0  # a pong that never came: ask again
+
+
 def _entry_name(error: EncodeError) -> str:
     """``object uid=N`` from ``encode_sync``'s error, which names the entry that does not fit."""
     found = re.search(r"object uid=\d+", str(error))
@@ -312,9 +530,14 @@ def _encode(message: m.Message, limit: int) -> list[bytes]:
 
 
 class ClientHub:
-    """A client's calls in flight and what it learnt in the handshake."""
+    """A client's calls in flight and what it learnt in the handshake.
 
-    def __init__(self) -> None:
+    With a ``ReconnectPolicy`` (§18) it also keeps a ``Reconnector``: across a drop the
+    membership id, the token, the calls in flight (re-sent after the resume with their ids)
+    and the calls made meanwhile (queued) survive; the I/O layer reconnects when
+    ``resuming`` and reports each attempt's outcome through ``on_events``."""
+
+    def __init__(self, reconnect: ReconnectPolicy | None = None) -> None:
         self.member: int | None = None
         self.identity: Any = None
         self.tick_rate = 0.0
@@ -322,11 +545,25 @@ class ClientHub:
         self.closed: Closed | None = None
         self._calls: dict[int, Future[Any]] = {}
         self._next_call = 0
+        self.reconnector = (
+            Reconnector(reconnect) if reconnect is not None and reconnect.enabled else None
+        )
+
+    @property
+    def resuming(self) -> bool:
+        """A drop is being recovered: waiting to reconnect, or an attempt under way."""
+        rc = self.reconnector
+        return rc is not None and rc.state in (ReconnectState.WAITING, ReconnectState.CONNECTING)
 
     def reset(self) -> None:
         self.member = None
         self.features = frozenset()
         self.closed = None
+
+    def resume_hello(self) -> dict[str, Any]:
+        """The ``hello.resume`` of the attempt under way (§18.3)."""
+        assert self.reconnector is not None
+        return self.reconnector.resume_hello()
 
     def send_message(self, session: Session | None, name: str, data: Any, now: float) -> None:
         """Queue a ``message`` (§14.2) on ``session``. Raises ``InvalidState`` when not
@@ -337,6 +574,8 @@ class ClientHub:
         if session is None or session.state is not State.OPEN:
             closed = self.closed
             why = f"closed ({closed.code}) {closed.reason}" if closed else "not connected"
+            if self.resuming:
+                why = "reconnecting (messages are at most once across a drop, §18.7)"
             raise InvalidState(f"cannot send message {name!r}: the connection is {why}")
         if MESSAGES not in session.features:
             raise InvalidState(
@@ -355,16 +594,31 @@ class ClientHub:
         future: Future[Any] | None = None,
     ) -> Future[Any]:
         """Queue an ``rpc`` on ``session``; return the future its reply resolves (``future``
-        when given, so an I/O layer's own kind of future is resolved without a relay)."""
+        when given, so an I/O layer's own kind of future is resolved without a relay).
+        While reconnecting (§18) the call is queued and sent after the resume."""
         if future is None:
             future = Future()
-        if session is None or session.state is not State.OPEN:
+        rc = self.reconnector
+        is_open = session is not None and session.state is State.OPEN
+        if rc is not None and (self.resuming or (is_open and rc.state is ReconnectState.CONNECTED)):
+            book = rc.calls
+            outgoing = book.new(uid, method, tuple(args))
+            self._calls[outgoing.id] = future
+            if is_open and not self.resuming:
+                assert session is not None
+                book.sent(outgoing)
+                session.send(m.Rpc(id=outgoing.id, uid=uid, method=method, args=args), now)
+            else:
+                book.queue(outgoing)  # §18.6: it has not left; sent after the resume
+            return future
+        if session is None or not is_open:
             closed = self.closed
             code, reason = (
                 (closed.code, closed.reason) if closed else (CloseCode.ABNORMAL, "not connected")
             )
             future.set_exception(ConnectionClosed(code, reason))
             return future
+        assert session is not None
         call_id = self._next_call
         self._next_call += 1
         self._calls[call_id] = future
@@ -375,32 +629,156 @@ class ClientHub:
         self, event: SessionEvent, later: Callable[[Callable[[], None]], None]
     ) -> ClientEvent | None:
         """Resolve futures (through ``later``); return the event for the game loop, if any."""
+        out = self.on_events(event, later, None, 0.0)
+        return out[-1] if out else None
+
+    def on_events(
+        self,
+        event: SessionEvent,
+        later: Callable[[Callable[[], None]], None],
+        session: Session | None,
+        now: float,
+    ) -> list[ClientEvent]:
+        """``on_event`` for layers that reconnect (§18): ``session`` is the one the event
+        came from (calls are re-sent on it after a resume); several events may result."""
+        rc = self.reconnector
         if isinstance(event, Received):
             message = event.message
+            if isinstance(message, m.Sync) and message.final and rc is not None:
+                rc.applied(message.tick)
             if not isinstance(message, (m.RpcResult, m.RpcErrorReply)):
-                return event
+                return [event]
             future = self._calls.pop(message.id, None)
+            if rc is not None:
+                rc.calls.answered(message.id)
             if future is None:
                 logger.warning("reply to unknown call id %d ignored", message.id)
-                return None
+                return []
             if isinstance(message, m.RpcResult):
                 later(functools.partial(_settle, future, message.value, None))
-                return None
+                return []
             later(functools.partial(_settle, future, None, RpcError(message.message, message.code)))
-            return event
+            return [event]
         if isinstance(event, Opened):
-            self.member = event.member
             self.features = event.features
             self.identity = event.identity
             self.tick_rate = event.tick_rate
-            return None
+            if rc is not None and rc.state is ReconnectState.CONNECTING:
+                if event.resumed and event.member == rc.member and event.resume_token:
+                    self.member = event.member
+                    out: list[ClientEvent] = list(
+                        rc.resumed(event.member, event.resume_token, full=True)
+                    )
+                    if session is not None:  # §18.6: in flight first, then the queued
+                        for call in rc.calls.to_send_after_resume():
+                            rc.calls.sent(call)
+                            session.send(
+                                m.Rpc(
+                                    id=call.id,
+                                    uid=call.uid,
+                                    method=call.method,
+                                    args=list(call.args),
+                                ),
+                                now,
+                            )
+                    return out
+                # a server that answered a resume hello with a fresh welcome broke §18.4
+                logger.error("the server did not resume the membership: starting afresh")
+                self._abandon(later, ConnectionClosed(CloseCode.ABNORMAL, "not resumed"))
+                out = list(rc.refused("not resumed"))
+                self.member = event.member
+                rc.welcomed(event.member, event.resume_token)
+                return out
+            self.member = event.member
+            if rc is not None:
+                rc.welcomed(event.member, event.resume_token)
+            return []
+        return self._closed(event, later, now)
+
+    def _closed(
+        self, event: Closed, later: Callable[[Callable[[], None]], None], now: float
+    ) -> list[ClientEvent]:
+        rc = self.reconnector
+        out: list[ReconnectEvent] = []
+        if rc is not None and rc.state is ReconnectState.CONNECTED:
+            out = rc.lost(
+                now,
+                event.code,
+                event.reason,
+                consented=not resumable(event.code, event.reason),
+            )
+            if _state(rc) is ReconnectState.WAITING:
+                logger.info("connection lost (%d) %s: reconnecting", event.code, event.reason)
+                return list(out)
+        elif rc is not None and rc.state is ReconnectState.CONNECTING:
+            if event.code in _REFUSED and event.reason in REFUSALS.values():
+                out = rc.refused(event.reason.removeprefix("resume refused: "))
+            else:
+                out = rc.attempt_failed(now)
+                if _state(rc) is ReconnectState.WAITING:
+                    return []
         self.closed = event
-        calls, self._calls = self._calls, {}
         closed = ConnectionClosed(event.code, event.reason)
-        for pending in calls.values():
-            later(functools.partial(_settle, pending, None, closed))
+        self._abandon(later, closed)
         logger.info("disconnected (%d) %s", event.code, event.reason)
-        return event if self.member is not None else None
+        if self.member is None:
+            return list(out)
+        return [*out, event]
+
+    def attempt_failed(self, now: float, reason: str) -> list[ClientEvent]:
+        """A reconnection attempt did not reach the server (refused, timed out)."""
+        rc = self.reconnector
+        if rc is None or rc.state is not ReconnectState.CONNECTING:
+            return []
+        out = rc.attempt_failed(now)
+        if _state(rc) is ReconnectState.WAITING:
+            return []
+        event = Closed(CloseCode.ABNORMAL, reason, by_peer=False)
+        self.closed = event
+        self._abandon(None, ConnectionClosed(CloseCode.ABNORMAL, reason))
+        return [*out, event]
+
+    def give_up(self, code: int, reason: str) -> list[ClientEvent]:
+        """The game closed the client while it was reconnecting: the end (``disconnected``)."""
+        rc = self.reconnector
+        if rc is None or not self.resuming:
+            return []
+        rc.close()
+        event = Closed(code, reason, by_peer=False)
+        self.closed = event
+        self._abandon(None, ConnectionClosed(code, reason))
+        return [event]
+
+    def _abandon(
+        self, later: Callable[[Callable[[], None]], None] | None, closed: ConnectionClosed
+    ) -> None:
+        """Fail every pending call: in flight with ``closed`` (outcome unknown), queued
+        ones (never sent) with ``not_run`` (§18.6)."""
+        calls, self._calls = self._calls, {}
+        never: set[int] = set()
+        if self.reconnector is not None:
+            _, queued = self.reconnector.calls.abandon()
+            never = {c.id for c in queued}
+        for call_id, pending in calls.items():
+            error: BaseException = (
+                RpcError("the call did not run: the resume failed", RpcCode.NOT_RUN)
+                if call_id in never
+                else closed
+            )
+            settle = functools.partial(_settle, pending, None, error)
+            if later is None:
+                settle()
+            else:
+                later(settle)
+
+
+def _state(rc: Reconnector) -> ReconnectState:
+    """The state now (read through a call: mypy narrows ``rc.state`` across the calls that
+    change it)."""
+    return rc.state
+
+
+_REFUSED = (CloseCode.RESUME_BAD_TOKEN, CloseCode.RESUME_EXPIRED, CloseCode.POLICY)
 
 
 def app_message(name: str, data: Any) -> m.AppMessage:

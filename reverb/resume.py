@@ -47,6 +47,7 @@ __all__ = [
     "Resumed",
     "Run",
     "Wait",
+    "resumable",
     "token_matches",
 ]
 
@@ -263,6 +264,11 @@ class CallLedger:
             if remembered is not None:
                 self._bytes -= len(remembered)
 
+    def unconfirmed(self) -> bool:
+        """Whether answers were written on this connection that the client has not
+        confirmed yet (the I/O layer then sends a ``ping``, R-6.7)."""
+        return bool(self._sent)
+
     def disconnected(self) -> None:
         """The connection ended: what was written on it may not have arrived."""
         self._sent.clear()
@@ -272,6 +278,14 @@ class CallLedger:
         answer reached it, so forget those."""
         keep = set(waiting)
         self.confirm([i for i in self._answers if i not in keep])
+
+
+def resumable(code: int, reason: str) -> bool:
+    """Whether a connection that ended with ``code``/``reason`` (not a ``close`` the peer
+    chose to send, except the server's slow-consumer and idle closes) may be resumed
+    (R-2.1, protocol §18.1): a reset or EOF (1006), a TLS failure (1015), a stalled reader
+    (1013), a dead link (1008 "idle timeout")."""
+    return code in (1006, 1013, 1015) or (code == 1008 and reason == "idle timeout")
 
 
 # --- the keeper ---------------------------------------------------------------------------------
@@ -386,6 +400,9 @@ class MembershipKeeper:
 
     def __contains__(self, member: object) -> bool:
         return member in self._members
+
+    def __len__(self) -> int:
+        return len(self._members)
 
     def held(self) -> list[int]:
         """Members currently dropped and waiting to be resumed."""

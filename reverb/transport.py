@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from reverb.proto import messages as m
 from reverb.proto.session import Closed, Received
+from reverb.reconnect import ReconnectEvent
 
 if TYPE_CHECKING:
     from reverb.aio import AsyncClient, AsyncServer
@@ -21,8 +22,10 @@ __all__ = [
     "ClientEvent",
     "ClientTransport",
     "PeerClosed",
+    "PeerDropped",
     "PeerMessage",
     "PeerOpened",
+    "PeerResumed",
     "ServerEvent",
     "ServerTransport",
 ]
@@ -46,10 +49,30 @@ class PeerClosed:
     member: int
     code: int
     reason: str
+    # §18.5: what becomes of the member's objects ("keep", "release", "destroy")
+    owned: str = "keep"
 
 
-ServerEvent = PeerOpened | PeerMessage | PeerClosed
-ClientEvent = Received | Closed
+@dataclass(frozen=True)
+class PeerDropped:
+    """A "resume" member's connection dropped: the membership is held (§18.5)."""
+
+    member: int
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class PeerResumed:
+    """A held membership resumed on a new connection (§18.4)."""
+
+    member: int
+    identity: Any = None
+    features: frozenset[str] = frozenset()
+
+
+ServerEvent = PeerOpened | PeerMessage | PeerClosed | PeerDropped | PeerResumed
+ClientEvent = Received | Closed | ReconnectEvent
 
 
 class ServerTransport(Protocol):

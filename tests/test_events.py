@@ -15,7 +15,13 @@ def client_registry() -> EventRegistry:
 
 
 def test_event_names() -> None:
-    assert SERVER_EVENTS == {"client_connected", "client_disconnected", "sync_error"}
+    assert SERVER_EVENTS == {
+        "client_connected",
+        "client_disconnected",
+        "sync_error",
+        "client_dropped",  # §18: resume
+        "client_resumed",
+    }
     assert CLIENT_EVENTS == {
         "connected",
         "disconnected",
@@ -24,6 +30,10 @@ def test_event_names() -> None:
         "object_despawned",
         "rpc_error",
         "message_error",
+        "connection_lost",  # §18: resume
+        "reconnecting",
+        "reconnected",
+        "resume_failed",
     }
 
 

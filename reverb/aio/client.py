@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import time
 from collections.abc import Generator
 from concurrent.futures import Future
@@ -12,7 +13,8 @@ from typing import Any
 from reverb.aio._base import AioLoop, SessionProtocol
 from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint
 from reverb.errors import CloseCode, HandshakeFailed, InvalidState
-from reverb.proto.session import Session, SessionEvent
+from reverb.proto.session import Closed, Opened, Session, SessionEvent
+from reverb.reconnect import ReconnectState
 from reverb.transport import ClientEvent
 
 __all__ = ["AsyncClient", "CallFuture"]
@@ -76,9 +78,11 @@ class AsyncClient(ClientEndpoint, AioLoop):
     _proto: SessionProtocol | None = None
     _loop: asyncio.AbstractEventLoop | None = None  # the loop of the last connect()
     _handshake_done: asyncio.Event | None = None  # a fresh one at each connect()
+    _reconnect_task: asyncio.Task[None] | None = None  # §18: reconnecting after a drop
 
     async def connect(self) -> None:
         """``Client.connect`` for the event loop (side, reconnecting: the same rules)."""
+        await self._stop_reconnecting()
         old = self._proto
         self.before_connect(old is not None and not (old.session is None or old.session.closed))
         if old is not None:
@@ -120,6 +124,10 @@ class AsyncClient(ClientEndpoint, AioLoop):
     async def disconnect(self) -> None:
         if self._proto is None:
             return
+        await self._stop_reconnecting()
+        rc = self.hub.reconnector
+        if rc is not None and rc.state is ReconnectState.CONNECTED:
+            rc.close()  # a consented end: no reconnection
         self.abort(CloseCode.NORMAL, "client disconnect")
         await self._shutdown()
         self.context.client_sync()
@@ -128,6 +136,69 @@ class AsyncClient(ClientEndpoint, AioLoop):
         await self.wait_closed(2.0)
         await self.stop_timer()
         self._proto = None
+
+    # -- reconnection (§18) ------------------------------------------------------------------
+
+    async def _stop_reconnecting(self) -> None:
+        task = self._reconnect_task
+        if task is None:
+            return
+        self._reconnect_task = None
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        proto = self._proto
+        if proto is not None and proto.session is not None and not proto.session.closed:
+            self.abort(CloseCode.NORMAL, "client disconnect")
+        for event in self.hub.give_up(CloseCode.NORMAL, "client disconnect"):
+            self.emit(event)
+
+    async def _reconnect(self) -> None:
+        """Back off, then try, until resumed or given up; the game task never waits for it
+        (calls made meanwhile are queued)."""
+        try:
+            while True:
+                rc = self.hub.reconnector
+                if rc is None or rc.state is not ReconnectState.WAITING:
+                    return
+                now = time.monotonic()
+                events = rc.poll(now)
+                if not events:
+                    await asyncio.sleep(max(rc.next_try - now, 0.001))
+                    continue
+                for event in events:
+                    self.emit(event)
+                await self._attempt()
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # pragma: no cover - a bug; logged so it is never silent
+            logging.getLogger("reverb").exception("reconnecting failed")
+
+    async def _attempt(self) -> None:
+        done = self._handshake_done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        try:
+            _, proto = await asyncio.wait_for(
+                loop.create_connection(
+                    lambda: SessionProtocol(self),
+                    self.ip,
+                    self.port,
+                    ssl=self.ssl_context,
+                    server_hostname=self.tls_hostname,
+                ),
+                self.connect_timeout,
+            )
+        except (OSError, asyncio.TimeoutError) as exc:
+            for event in self.hub.attempt_failed(time.monotonic(), f"cannot connect: {exc}"):
+                self.emit(event)
+            return
+        self._proto = proto
+        try:  # the session's own handshake deadline ends a silent attempt
+            await asyncio.wait_for(done.wait(), self.connect_timeout + 1.0)
+        except asyncio.TimeoutError:
+            pass
 
     async def client_sync(self, timeout: float = 0.0) -> int:
         """``ReverbContext.client_sync`` for the event loop."""
@@ -167,17 +238,20 @@ class AsyncClient(ClientEndpoint, AioLoop):
     # -- protocol callbacks ------------------------------------------------------------------
 
     def open_session(self, proto: SessionProtocol, transport: asyncio.Transport) -> Session:
-        return self.new_session()
+        return self.new_session(resume=self.hub.resuming)
 
     def on_event(self, proto: SessionProtocol, event: SessionEvent) -> None:
-        out = self.hub.on_event(event, lambda resolve: resolve())
-        if out is not None:
+        session = proto.session
+        outs = self.hub.on_events(event, lambda resolve: resolve(), session, time.monotonic())
+        for out in outs:
             self.emit(out)
-            session = proto.session
-            if len(self._inbox) > MAX_UNREAD and session is not None and not session.closed:
-                session.limit_hit("unread", CloseCode.POLICY, UNREAD_REASON, time.monotonic())
-        done = self.hub.member is not None or (proto.session is not None and proto.session.closed)
-        if done and self._handshake_done is not None:
+        if outs and len(self._inbox) > MAX_UNREAD and session is not None and not session.closed:
+            session.limit_hit("unread", CloseCode.POLICY, UNREAD_REASON, time.monotonic())
+        if isinstance(event, Closed) and self.hub.resuming:
+            task = self._reconnect_task
+            if task is None or task.done():  # §18: after a drop
+                self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
+        if isinstance(event, (Opened, Closed)) and self._handshake_done is not None:
             self._handshake_done.set()
 
 

@@ -11,12 +11,14 @@ from reverb.aio._base import AioLoop, SessionProtocol
 from reverb.endpoints import ServerEndpoint
 from reverb.errors import CloseCode, InvalidState
 from reverb.proto import messages as m
-from reverb.proto.session import Session, SessionEvent
+from reverb.proto.session import Opened, Session, SessionEvent
 from reverb.transport import PeerMessage, ServerEvent
 
 __all__ = ["AsyncServer"]
 
 logger = logging.getLogger("reverb")
+
+RESUME_CHECK = 0.25  # s between expiry checks of held memberships (§18.5)
 
 
 class AsyncServer(ServerEndpoint, AioLoop):
@@ -24,6 +26,7 @@ class AsyncServer(ServerEndpoint, AioLoop):
     ``start_server``, ``stop_server`` and ``server_sync`` are coroutines."""
 
     _server: asyncio.Server | None = None
+    _resume_timer: asyncio.TimerHandle | None = None
     # A call that arrives while the game task waits in server_sync() with nothing queued is
     # answered in the protocol callback, no loop iteration later. False: every call runs
     # when the game task resumes (guide §7).
@@ -48,12 +51,16 @@ class AsyncServer(ServerEndpoint, AioLoop):
         self.offload = concurrent.futures.ThreadPoolExecutor(1, f"reverb-decode:{self._port}")
         self.attach()
         self.start_timer()
+        self._resume_timer = loop.call_later(RESUME_CHECK, self._resume_tick)
         logger.info("async server listening on %s:%d", self.host, self._port)
 
     async def stop_server(self, timeout: float = 2.0) -> None:
         if self._server is None:
             return
         self._server.close()
+        if self._resume_timer is not None:
+            self._resume_timer.cancel()
+            self._resume_timer = None
         now = time.monotonic()
         for proto in list(self.protocols):
             if proto.session is not None and not proto.busy:
@@ -66,6 +73,22 @@ class AsyncServer(ServerEndpoint, AioLoop):
             self.offload = None
         self._server = None
         self.detach()
+
+    def _resume_tick(self) -> None:
+        """§18: expire held memberships; ask "resume" clients to confirm answers."""
+        self._resume_timer = asyncio.get_running_loop().call_later(RESUME_CHECK, self._resume_tick)
+        if not len(self.hub.keeper):
+            return
+        now = time.monotonic()
+        events, due = self.hub.housekeeping(now)
+        for event in events:
+            self.emit(event)
+        for session in due:
+            proto = self.by_member.get(session.member)
+            if proto is None or proto.busy:
+                continue
+            self.hub.confirm_ping(session, now)
+            self.guarded(proto, self.pump, proto)
 
     async def server_sync(self) -> None:
         """``ReverbContext.server_sync`` for the event loop: awaits instead of blocking.
@@ -82,6 +105,8 @@ class AsyncServer(ServerEndpoint, AioLoop):
     def send(self, members: tuple[int, ...], message: m.Message) -> None:
         """Queue ``message`` for those members; one whose session a worker thread is
         decoding into gets it, in order, once that is done."""
+        if isinstance(message, (m.RpcResult, m.RpcErrorReply)) and len(self.hub.keeper):
+            self.hub.remember(members, message, time.monotonic())  # §18.6, dropped or not
         ready = []
         for member in members:
             proto = self.by_member.get(member)
@@ -114,6 +139,9 @@ class AsyncServer(ServerEndpoint, AioLoop):
 
     def on_event(self, proto: SessionProtocol, event: SessionEvent) -> None:
         assert proto.session is not None
+        if isinstance(event, Opened) and event.resumed:  # §18.4: keyed by the resumed id
+            self.by_member.pop(event.replaced, None)
+            self.by_member[event.member] = proto
         out = self.hub.on_event(proto.session, event, time.monotonic())
         if out is None:
             pass

@@ -113,6 +113,7 @@ class Hello(Message):
     auth: Any | Absent = ABSENT  # credentials for the server's authenticate hook (§4.8)
     contract: Any | Absent = ABSENT  # the client's types and RPCs (§4.9; form checked in §4.9.1)
     features: list[Any] | Absent = ABSENT  # optional features the client asks for (§4.11)
+    resume: Any | Absent = ABSENT  # §18.3: the membership to resume (form checked there)
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,8 @@ class Welcome(Message):
     identity: Any | Absent = ABSENT  # who the authenticate hook says the client is (§4.8)
     features: list[Any] | Absent = ABSENT  # the features the server grants (§4.11)
     time: float | Absent = ABSENT  # the server time, with the feature "time" (§13.2)
+    resume_token: str | Absent = ABSENT  # §18.2: with the feature "resume"
+    resumed: bool | Absent = ABSENT  # §18.4: true when this welcome resumes a membership
 
 
 @dataclass(frozen=True)

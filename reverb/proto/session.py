@@ -31,6 +31,8 @@ from reverb.timesync import Timekeeper
 __all__ = [
     "CloseCode",
     "Closed",
+    "HelloAccept",
+    "HelloRefuse",
     "Opened",
     "Received",
     "Role",
@@ -65,7 +67,11 @@ INTEREST = "interest"  # §16: despawn reasons (sync.left)
 FEATURES = ("compact", TIME, MESSAGES, INTEREST)
 # §15: asked for only when a client opts in (it costs CPU on both ends to save bandwidth)
 DEFLATE = "deflate"
-GRANTABLE = (*FEATURES, DEFLATE)  # what a Reverb server grants when asked
+# §18: session resume, asked for by a client that reconnects by itself (Client(reconnect=...))
+RESUME = "resume"
+GRANTABLE = (*FEATURES, DEFLATE, RESUME)  # what a Reverb server grants when asked
+MAX_RESUME_TOKEN = 64  # §18.3: a token is 43 characters; more is not a Reverb token
+MAX_RESUME_WAITING = 1024  # §18.3: the ids of the calls in flight, at most max_pending_calls
 MAX_FEATURES = 16  # §4.11: a hello names a handful of features; more is not a client's doing
 MAX_FEATURE_NAME = 32
 
@@ -104,6 +110,27 @@ class Opened:
     tick_rate: float
     identity: Any = None
     features: frozenset[str] = frozenset()  # granted in the handshake (§4.11)
+    # §18: this welcome resumed ``member``; ``replaced`` is the id the connection had before
+    resumed: bool = False
+    replaced: int = 0
+    resume_token: str | None = field(default=None, repr=False)  # never logged (§18.2)
+
+
+@dataclass(frozen=True)
+class HelloAccept:
+    """A server's ``on_hello`` hook: welcome the client, with this resume token (§18.2);
+    ``member`` set: the hello resumed that membership (§18.4)."""
+
+    token: str | None = field(default=None, repr=False)
+    member: int | None = None
+
+
+@dataclass(frozen=True)
+class HelloRefuse:
+    """A server's ``on_hello`` hook: refuse the hello with this close (§18.4)."""
+
+    code: int
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -122,6 +149,8 @@ class Closed:
     code: int
     reason: str
     by_peer: bool
+    # the peer sent a ``close`` (a consented end, §18.1); False for EOF, a reset, a timeout
+    clean: bool = field(default=False, compare=False)
 
 
 SessionEvent = Opened | Received | Closed
@@ -152,6 +181,10 @@ class Session:
         contract: dict[str, Any] | m.Absent = m.ABSENT,
         features: Collection[str] | None = None,
         timekeeper: Timekeeper | None = None,
+        resume: dict[str, Any] | None = None,
+        on_hello: Callable[[Session, dict[str, Any] | None, float], HelloAccept | HelloRefuse]
+        | None = None,
+        on_pong: Callable[[Session, int], None] | None = None,
         peer: str = "",
         stats: Counter[str] | None = None,
         name: str = "",
@@ -198,6 +231,10 @@ class Session:
         self.stats: Counter[str] = stats if stats is not None else Counter()
         self._authenticate = authenticate
         self._check_contract = check_contract
+        self._on_hello = on_hello  # §18: the server's resume bookkeeping (reverb.hub)
+        self._on_pong = on_pong
+        self.resume_token: str | None = None  # §18.2: the last token the server gave (client)
+        self.resumed = False  # §18.4: this connection resumed a membership
         self._messages = _Bucket(max_messages_per_second, now)
         self._calls = _Bucket(max_calls_per_second, now)
         # §11.2: 2 s' worth, and never less than one largest frame with its header
@@ -213,6 +250,7 @@ class Session:
                 auth=credentials,
                 contract=contract,
                 features=list(self.offered) if self.offered else m.ABSENT,
+                resume=resume if resume is not None else m.ABSENT,
             )
             self._send(hello, now)
 
@@ -317,6 +355,16 @@ class Session:
             due = clock.ping_due()
             if due is not None and now >= due:
                 self._ping(now, scheduled=True)  # §13.6: a clock ping
+
+    def ping(self, now: float) -> int:
+        """Send a ``ping`` now (always legal, §9); returns its nonce (§18.6 uses its pong)."""
+        self._ping(now, scheduled=False)
+        return self._nonce
+
+    def forget_call(self, call_id: int) -> None:
+        """The call ``call_id`` needs no answer on this connection (§18.6: its answer was
+        already written here): it no longer counts as in flight (§8.5)."""
+        self._in_flight.discard(call_id)
 
     def _ping(self, now: float, *, scheduled: bool) -> None:
         self._nonce += 1
@@ -439,9 +487,9 @@ class Session:
     def _fail(self, code: int, reason: str, now: float) -> None:
         self.close(code, reason[:200], now)
 
-    def _finish(self, code: int, reason: str, *, by_peer: bool) -> None:
+    def _finish(self, code: int, reason: str, *, by_peer: bool, clean: bool = False) -> None:
         self._set_state(State.CLOSED)
-        self._events.append(Closed(code=code, reason=reason, by_peer=by_peer))
+        self._events.append(Closed(code=code, reason=reason, by_peer=by_peer, clean=clean))
 
     def _receive(self, message: m.Message, now: float) -> None:
         legal = RECEIVABLE[(self.role, self._state)]
@@ -489,7 +537,7 @@ class Session:
             self._in_flight.add(message.id)
         if isinstance(message, m.Close):
             logger.info("%s: peer closed (%d) %s", self.name, message.code, message.reason)
-            self._finish(message.code, message.reason, by_peer=True)
+            self._finish(message.code, message.reason, by_peer=True, clean=True)
         elif isinstance(message, m.Ping):
             # §13.4: a server stamps its pongs to a "time" client with its clock, at once
             stamp = now if self.role is Role.SERVER and TIME in self.features else m.ABSENT
@@ -500,6 +548,8 @@ class Session:
                 told = self._server_time(message.time, "pong")  # §13.4
                 if self.timekeeper is not None:
                     self.timekeeper.pong(message.nonce, told, now)
+            elif self._on_pong is not None:
+                self._on_pong(self, message.nonce)  # §18.6: answers written before it arrived
         elif isinstance(message, m.Hello):
             self._receive_hello(message, now)
         elif isinstance(message, m.Welcome):
@@ -515,6 +565,10 @@ class Session:
             if self.timekeeper is not None:
                 self.timekeeper.opened(now, self.tick_rate, TIME in self.features, told)
             self.name = f"client #{message.member}"
+            if RESUME in self.features:  # §18.2
+                token = message.resume_token
+                self.resume_token = None if isinstance(token, m.Absent) else token
+                self.resumed = message.resumed is True
             self._set_state(State.OPEN)
             self._events.append(
                 Opened(
@@ -522,6 +576,8 @@ class Session:
                     tick_rate=self.tick_rate,
                     identity=self.identity,
                     features=self.features,
+                    resumed=self.resumed,
+                    resume_token=self.resume_token,
                 )
             )
         else:
@@ -591,6 +647,28 @@ class Session:
                 self.close(CloseCode.UNAUTHORIZED, verdict.reason[:200], now)
                 return
             identity = self.identity = verdict.identity
+        resume = None if isinstance(hello.resume, m.Absent) else _resume_form(hello.resume)
+        if resume is not None and RESUME not in asked:
+            raise RemoteProtocolError(
+                "hello.resume without the 'resume' feature in hello.features (§18.3)",
+                CloseCode.PROTOCOL_ERROR,
+            )
+        if resume is not None and (RESUME not in granted or self._on_hello is None):
+            # §18.4: a server that does not grant "resume" holds nothing to resume
+            self.stats["resume.refused"] += 1
+            self.close(CloseCode.RESUME_EXPIRED, "resume refused: expired", now)
+            return
+        token: str | None = None
+        replaced = 0
+        if self._on_hello is not None and RESUME in granted:
+            answer = self._on_hello(self, resume, now)
+            if isinstance(answer, HelloRefuse):
+                self.close(answer.code, answer.reason, now)
+                return
+            token = answer.token
+            if answer.member is not None:  # §18.4: this connection continues that membership
+                replaced, self.member = self.member, answer.member
+                self.resumed = True
         self.features = frozenset(granted)
         self._set_state(State.OPEN)
         self._decoder.max_frame_size = self.max_frame_size  # §2.7: the handshake cap ends here
@@ -603,6 +681,8 @@ class Session:
                 identity=identity,
                 features=granted if granted else m.ABSENT,
                 time=now if TIME in granted else m.ABSENT,  # §13.2
+                resume_token=token if token is not None else m.ABSENT,  # §18.2
+                resumed=True if self.resumed else m.ABSENT,  # §18.4
             ),
             now,
         )
@@ -612,6 +692,8 @@ class Session:
                 tick_rate=self.tick_rate,
                 identity=self.identity,
                 features=self.features,
+                resumed=self.resumed,
+                replaced=replaced,
             )
         )
 
@@ -667,6 +749,33 @@ def _features(value: list[Any] | m.Absent, where: str) -> list[str]:
             CloseCode.PROTOCOL_ERROR,
         )
     return value
+
+
+def _resume_form(value: Any) -> dict[str, Any]:
+    """§18.3: ``hello.resume`` as a dict with a member id, a token, a tick or null and the
+    ids of the calls in flight; anything else is 1002 "malformed resume"."""
+    ok = isinstance(value, dict)
+    if ok:
+        member, token = value.get("member"), value.get("token")
+        since, waiting = value.get("since_tick"), value.get("waiting", [])
+        ok = (
+            type(member) is int
+            and 0 < member <= m.MAX_SAFE_INT
+            and type(token) is str
+            and 0 < len(token) <= MAX_RESUME_TOKEN
+            and (since is None or (type(since) is int and 0 <= since <= m.MAX_SAFE_INT))
+            and type(waiting) is list
+            and len(waiting) <= MAX_RESUME_WAITING
+            and all(type(i) is int and 0 <= i <= m.MAX_SAFE_INT for i in waiting)
+        )
+    if not ok:
+        raise RemoteProtocolError("malformed resume (§18.3)", CloseCode.PROTOCOL_ERROR)
+    return {
+        "member": value["member"],
+        "token": value["token"],
+        "since_tick": value.get("since_tick"),
+        "waiting": list(value.get("waiting", [])),
+    }
 
 
 class _Bucket:

@@ -78,6 +78,14 @@ class ClientWorld:
         self._left = set()
         return gone
 
+    def resumed(self) -> None:
+        """A resumed connection (§18.4): keep the replicas (the same Python objects), forget
+        what belonged to the old connection -- a half-received tick, the compact field tables
+        (the next sync is a full snapshot that lists them again and reconciles)."""
+        self._parts = []
+        self._tables = {}
+        self._shapes = {}
+
     def apply(self, sync: m.Sync) -> list[Change] | None:
         """Take one part; on the final part apply the tick and return what changed."""
         if self._parts and (self._parts[0].tick != sync.tick or self._parts[0].full != sync.full):

@@ -229,6 +229,23 @@ class ServerWorld:
                     self._views.remove(view)
                 return
 
+    def peer_paused(self, member: int) -> None:
+        """§18.5: a "resume" peer dropped and is held: it leaves its view (nothing is sent
+        to it) but keeps its features and its interest state (groups, focus, overrides,
+        what it may see), so that a resume finds it as it was."""
+        self._joining.discard(member)
+        for view in self._views:
+            if member in view.members:
+                view.drop(member)
+                if not view.members:
+                    self._views.remove(view)
+                return
+
+    def peer_resumed(self, member: int) -> None:
+        """§18.4: a held peer resumed: a full snapshot at the next tick (which its client
+        reconciles with the replicas it kept)."""
+        self._joining.add(member)
+
     @property
     def peers(self) -> frozenset[int]:
         return frozenset(self._joining.union(*(v.members for v in self._views)))

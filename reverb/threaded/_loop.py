@@ -458,8 +458,12 @@ class IOLoop:
         except OSError:
             pass
 
+    def on_housekeeping(self, now: float) -> None:
+        """Called on the I/O thread, ``lock`` held, at each timeout check (resume, §18)."""
+
     def _housekeeping(self, now: float) -> None:
         if now >= self._next_check:
+            self.on_housekeeping(now)
             quiet_until = now + QUIET_CHECK_MAX
             for conn in list(self.conns.values()):
                 self._guarded(conn, now, self._check, conn, now)

@@ -15,7 +15,8 @@ from typing import Any
 
 from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint
 from reverb.errors import CloseCode, HandshakeFailed
-from reverb.proto.session import SessionEvent, State
+from reverb.proto.session import Closed, Opened, SessionEvent, State
+from reverb.reconnect import ReconnectState
 from reverb.threaded._loop import Conn, IOLoop, Tls
 from reverb.transport import ClientEvent
 
@@ -30,6 +31,9 @@ class Client(ClientEndpoint, IOLoop):
     _conn: Conn | None = None
     stop_when_idle = True  # the I/O thread ends once its one connection is gone
     _handshake_done: threading.Event | None = None  # a fresh one at each connect()
+    # §18: the thread that reconnects after a drop (``reconnect``), and how to stop it
+    _reconnect_thread: threading.Thread | None = None
+    _reconnect_stop: threading.Event | None = None
 
     @property
     def connected(self) -> bool:
@@ -44,6 +48,7 @@ class Client(ClientEndpoint, IOLoop):
         a context with no side a client's. A client whose connection was closed (by either
         side) may connect again: it gets a new membership id and a fresh snapshot.
         """
+        self._stop_reconnecting()
         old = self._conn
         self.before_connect(old is not None and not old.session.closed)
         if old is not None:
@@ -79,12 +84,96 @@ class Client(ClientEndpoint, IOLoop):
         self.context.client_connected(member)
 
     def disconnect(self) -> None:
-        """Send ``close`` 1000, stop the I/O thread and fire ``disconnected``."""
+        """Send ``close`` 1000, stop the I/O thread and fire ``disconnected``. While
+        reconnecting (§18): stop trying; pending calls fail, ``disconnected`` fires."""
         if self._conn is None:
             return
+        self._stop_reconnecting()
+        rc = self.hub.reconnector
+        if rc is not None and rc.state is ReconnectState.CONNECTED:
+            with self.lock:
+                rc.close()  # a consented end: no reconnection
         self.abort(CloseCode.NORMAL, "client disconnect")
         self._shutdown()
         self.context.client_sync()
+
+    # -- reconnection (§18) ------------------------------------------------------------------
+
+    def _stop_reconnecting(self) -> None:
+        """End the reconnection under way, if any: the attempt's connection is closed, the
+        reconnect thread joined, and the client is closed (``disconnected`` is queued)."""
+        thread, stop = self._reconnect_thread, self._reconnect_stop
+        if thread is None or stop is None:
+            return
+        stop.set()
+        conn = self._conn
+        if conn is not None and not conn.session.closed:
+            self.abort(CloseCode.NORMAL, "client disconnect")
+        thread.join(self.connect_timeout + 2.0)
+        self._reconnect_thread = None
+        with self.lock:
+            events = self.hub.give_up(CloseCode.NORMAL, "client disconnect")
+        for event in events:
+            self.emit(event)
+
+    def _start_reconnecting(self) -> None:
+        if self._reconnect_thread is not None and self._reconnect_thread.is_alive():
+            return
+        stop = self._reconnect_stop = threading.Event()
+        self._reconnect_thread = threading.Thread(
+            target=self._reconnect, args=(stop,), name=f"{self.name}-reconnect", daemon=True
+        )
+        self._reconnect_thread.start()
+
+    def _reconnect(self, stop: threading.Event) -> None:
+        """The reconnect thread: backs off, then tries, until resumed or given up. The game
+        thread never waits for it (calls made meanwhile are queued)."""
+        try:
+            while not stop.is_set():
+                with self.lock:
+                    rc = self.hub.reconnector
+                    if rc is None or rc.state is not ReconnectState.WAITING:
+                        return
+                    now = time.monotonic()
+                    events = rc.poll(now)
+                    delay = rc.next_try - now
+                if not events:
+                    stop.wait(max(delay, 0.001))
+                    continue
+                for event in events:
+                    self.emit(event)
+                self._attempt(stop)
+        except Exception:  # pragma: no cover - a bug; logged so it is never silent
+            logger.exception("%s: reconnecting failed", self.name)
+
+    def _attempt(self, stop: threading.Event) -> None:
+        """One attempt: TCP, then the resume hello; its outcome reaches the hub as the
+        session's events (``Opened`` resumed, or ``Closed``)."""
+        try:
+            sock = socket.create_connection((self.ip, self.port), timeout=self.connect_timeout)
+        except OSError as exc:
+            with self.lock:
+                events = self.hub.attempt_failed(time.monotonic(), f"cannot connect: {exc}")
+            for event in events:
+                self.emit(event)
+            return
+        if stop.is_set():
+            sock.close()
+            return
+        self.stop_thread()  # the I/O thread of the dropped connection (it ends once idle)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        tls = None
+        if self.ssl_context is not None:
+            tls = Tls(self.ssl_context, server_side=False, server_hostname=self.tls_hostname)
+        done = self._handshake_done = threading.Event()
+        with self.lock:
+            self._conn = Conn(sock, self.new_session(resume=True), tls)
+        self.open_selector()
+        with self.lock:
+            self.register(self._conn)
+        self.start_thread()
+        done.wait(self.connect_timeout + 1.0)  # the session's own handshake deadline ends it
 
     def _shutdown(self) -> None:
         conn = self._conn
@@ -147,11 +236,12 @@ class Client(ClientEndpoint, IOLoop):
         raise AssertionError("a client has no listener")
 
     def on_event(self, conn: Conn, event: SessionEvent) -> None:
-        out = self.hub.on_event(event, self.later)
-        if out is not None:
+        outs = self.hub.on_events(event, self.later, conn.session, time.monotonic())
+        for out in outs:
             self.emit(out)
-            if len(self._inbox) > MAX_UNREAD and not conn.session.closed:
-                conn.session.limit_hit("unread", CloseCode.POLICY, UNREAD_REASON, time.monotonic())
-        done = self.hub.member is not None or conn.session.closed
-        if done and self._handshake_done is not None:
+        if outs and len(self._inbox) > MAX_UNREAD and not conn.session.closed:
+            conn.session.limit_hit("unread", CloseCode.POLICY, UNREAD_REASON, time.monotonic())
+        if isinstance(event, Closed) and self.hub.resuming:
+            self._start_reconnecting()  # §18: after a drop, or after a failed attempt
+        if isinstance(event, (Opened, Closed)) and self._handshake_done is not None:
             self._handshake_done.set()

@@ -10,7 +10,7 @@ import time
 from reverb.endpoints import ServerEndpoint
 from reverb.errors import CloseCode, InvalidState
 from reverb.proto import messages as m
-from reverb.proto.session import SessionEvent
+from reverb.proto.session import Opened, SessionEvent
 from reverb.threaded._loop import Conn, IOLoop, Tls
 from reverb.transport import PeerMessage, ServerEvent
 
@@ -95,6 +95,8 @@ class Server(ServerEndpoint, IOLoop):
         the connection has nothing else waiting (``write_now``): no hand-off to the I/O
         thread, which is woken only for what the socket did not take."""
         direct_write = isinstance(message, (m.RpcResult, m.RpcErrorReply, m.Sync))
+        if direct_write and not isinstance(message, m.Sync) and len(self.hub.keeper):
+            self.hub.remember(members, message, time.monotonic())  # §18.6, dropped or not
         wake = False
         with self.lock:
             ready: list[Conn] = []
@@ -153,6 +155,21 @@ class Server(ServerEndpoint, IOLoop):
             self.by_member[conn.session.member] = conn
             self.register(conn)
 
+    def on_housekeeping(self, now: float) -> None:
+        """§18: expire held memberships; ask "resume" clients to confirm answers."""
+        if not len(self.hub.keeper):
+            return
+        events, due = self.hub.housekeeping(now)
+        for event in events:
+            self.emit(event)
+        for session in due:
+            conn = self.by_member.get(session.member)
+            if conn is None or conn.busy:
+                continue
+            with conn.lock:
+                self.hub.confirm_ping(session, now)
+            self.mark_dirty(conn)
+
     def on_forgotten(self, conn: Conn) -> None:
         self.by_member.pop(conn.session.member, None)
         self.hub.members.pop(conn.session.member, None)
@@ -171,6 +188,9 @@ class Server(ServerEndpoint, IOLoop):
                     self._parked_until = 0.0
 
     def on_event(self, conn: Conn, event: SessionEvent) -> None:
+        if isinstance(event, Opened) and event.resumed:  # §18.4: keyed by the resumed id
+            self.by_member.pop(event.replaced, None)
+            self.by_member[event.member] = conn
         with self._inbox_cond:  # the pending-call counts are shared with poll()
             now = time.monotonic()
             out = self.hub.on_event(conn.session, event, now)

@@ -25,6 +25,7 @@ from reverb.memory import Clock, MemoryClient, MemoryNetwork, MemoryServer
 from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
 from reverb.proto.session import CloseCode, Session, State
+from reverb.transport import PeerClosed, PeerDropped
 from tests.proto.helpers import SAMPLES, frame, frames, sent
 
 SERVERS = [Server, AsyncServer]
@@ -208,6 +209,35 @@ def probe_features(s: ServerEndpoint, v: tuple[str, ...]) -> None:
     assert session.features == frozenset(v)  # by default both would be granted
 
 
+def _dropped(s: ServerEndpoint) -> tuple[int, Any]:
+    """A "resume" member whose connection dropped (no close): its member id and the event
+    the hub reported."""
+    session = opened(s, features=["resume"])
+    member = session.member
+    session.receive_eof()
+    events = [s.hub.on_event(session, e, 0.0) for e in session.events()]
+    return member, events[-1]
+
+
+def probe_resume_grace(s: ServerEndpoint, v: float) -> None:
+    member, event = _dropped(s)
+    assert isinstance(event, PeerDropped)
+    assert s.hub.housekeeping(v - 0.1)[0] == []
+    assert [e.member for e in s.hub.housekeeping(v)[0]] == [member]  # 20 s by default
+
+
+def probe_on_drop(s: ServerEndpoint, v: Any) -> None:
+    _, event = _dropped(s)
+    assert isinstance(event, PeerClosed)  # the hook says 0: not held
+
+
+def probe_owned_objects(s: ServerEndpoint, v: str) -> None:
+    session = opened(s)
+    session.close(1000, "bye", 0.0)
+    events = [s.hub.on_event(session, e, 0.0) for e in session.events()]
+    assert isinstance(events[-1], PeerClosed) and events[-1].owned == v
+
+
 def probe_context(s: ServerEndpoint, v: ReverbContext) -> None:
     assert s.context is v
 
@@ -236,6 +266,9 @@ SERVER_OPTIONS: dict[str, tuple[Any, Callable[[Any, Any], None]]] = {
     "ssl_context": (_TLS, probe_ssl_context),
     "check_contract": (False, probe_check_contract),
     "features": (("compact",), probe_features),
+    "resume_grace": (3.0, probe_resume_grace),
+    "on_drop": (lambda info: 0, probe_on_drop),
+    "owned_objects": ("destroy", probe_owned_objects),
     "context": (None, probe_context),  # a fresh context, filled in below
 }
 
@@ -382,6 +415,12 @@ def cprobe_compression(c: ClientEndpoint, v: bool) -> None:
     assert "deflate" in hello(session).features
 
 
+def cprobe_reconnect(c: ClientEndpoint, v: bool) -> None:
+    session, _, _ = client_session(c)
+    assert "resume" in hello(session).features
+    assert c.hub.reconnector is not None
+
+
 def cprobe_context(c: ClientEndpoint, v: ReverbContext) -> None:
     assert c.context is v
     c.new_session()
@@ -427,6 +466,7 @@ CLIENT_OPTIONS: dict[str, tuple[Any, Callable[[Any, Any], None]]] = {
     "features": ((), cprobe_features),
     "time_sync": (False, cprobe_time_sync),
     "time_ping_interval": (3.0, cprobe_time_ping_interval),
+    "reconnect": (True, cprobe_reconnect),
     "context": (None, cprobe_context),
 }
 
