@@ -80,7 +80,8 @@ class ServerEndpoint:
     (server side) serves TLS; ``check_contract`` refuses clients whose registered types or
     exposed methods differ. ``features`` are the optional features it may grant (§4.11;
     default all it implements: ``"compact"``, ``"messages"``). Limits and their defaults:
-    docs/guide.md §10, protocol §11.
+    docs/guide.md §10, protocol §11. ``client_budget`` (bytes per second, default None:
+    unlimited) bounds what each client's syncs may use (guide §17, protocol §16.8).
     """
 
     def __init__(
@@ -109,6 +110,7 @@ class ServerEndpoint:
         check_contract: bool = True,
         features: Collection[str] = GRANTABLE,
         context: ReverbContext | None = None,
+        client_budget: float | None = None,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -135,6 +137,11 @@ class ServerEndpoint:
             ),
             self.context.types if check_contract else None,
         )
+        world = self.context.world
+        if not world.scheduling:
+            world.tick_rate = tick_rate
+        if client_budget is not None:  # bytes per second per client (protocol §16.8)
+            world.set_budget(None, client_budget)
         self.stats = self.hub.stats
         self.by_member: dict[int, Any] = {}  # membership id -> the I/O layer's connection
         self._port: int | None = None
@@ -164,6 +171,12 @@ class ServerEndpoint:
     def send_to_observers(self, obj: Any, name: str, data: Any = None) -> int:
         """``ReverbContext.send_to_observers``: to every client holding ``obj``."""
         return self.context.send_to_observers(obj, name, data)
+
+    def set_budget(
+        self, member: int | None, bytes_per_second: float | None, burst: float | None = None
+    ) -> None:
+        """``ReverbContext.set_budget``: the bytes per second a client's syncs may use."""
+        self.context.set_budget(member, bytes_per_second, burst)
 
     def attach(self) -> None:
         """Become the context's connection if it has none (so assigning

@@ -47,9 +47,6 @@ __all__ = [
 
 DEFAULT_PRIORITY = 1.0
 SPAWN = "*"  # the mark of an object to send whole (it enters the client's view)
-# Float tolerance when comparing elapsed time with 1/rate: ticks are k / tick_rate seconds
-# apart, and 3 * (1/30) may fall a hair short of 1/10.
-_EPSILON = 1e-6
 
 
 def priority_of(obj: Any) -> float:
@@ -103,7 +100,11 @@ class ClientQueue:
             raise ValueError("tick_rate must be positive")
         self.tick = 1.0 / tick_rate
         self.pending: dict[int, Pending] = {}
-        self.last_sent: dict[int, float] = {}  # kept only for objects with a rate
+        # Objects with a rate: the slot of their last send (its nominal time, so that a rate
+        # that does not divide the tick rate keeps its average: 12 Hz under 30 Hz sends 2 of 5
+        # ticks). A send is due half a tick before the next slot: a server's ticks jitter.
+        self.last_sent: dict[int, float] = {}
+        self._slack = self.tick / 2
         self.budget = budget
         self.tokens = budget.capacity()
         self._filled_at = now
@@ -148,7 +149,7 @@ class ClientQueue:
             rate = entry.rate
             if rate is not None and SPAWN not in entry.names:
                 last = last_sent.get(uid)
-                if last is not None and now - last < 1.0 / rate - _EPSILON:
+                if last is not None and now - last < 1.0 / rate - self._slack:
                     continue
             out[uid] = frozenset(entry.names)
         return out
@@ -176,10 +177,19 @@ class ClientQueue:
         pending = self.pending
         for uid in chosen:
             entry = pending.pop(uid)
-            if entry.rate is not None:
-                self.last_sent[uid] = now
+            rate = entry.rate
+            if rate is not None:
+                last = self.last_sent.get(uid)
+                self.last_sent[uid] = now if last is None else max(last + 1.0 / rate, now)
             self.sent_bytes += sizes[uid]
         return chosen
+
+    def charge(self, now: float, size: int) -> None:
+        """Bytes sent outside ``pick`` (spawns, a full sync: never deferred, §16.8) count
+        against the budget too: the bucket may go into debt, repaid before the next update."""
+        self._refill(now)
+        self.tokens -= size
+        self.sent_bytes += size
 
     def _refill(self, now: float) -> None:
         rate = self.budget.bytes_per_second
