@@ -120,9 +120,7 @@ def test_without_rates_or_budgets_nothing_is_scheduled() -> None:
     assert len(game.server.world._views) == 1
 
 
-def test_a_10_hz_object_under_30_hz_ticks_updates_every_third_tick_with_its_latest_value() -> (
-    None
-):
+def test_a_10_hz_object_updates_every_third_30_hz_tick_with_its_latest_value() -> None:
     game = Game(1)
     slow = game.make(Slow, 0, 0)
     fast = game.make(Dot, 0, 0)
