@@ -208,7 +208,7 @@ class ReverbContext:
         with a ``burst`` allowance (default: one second's worth); ``member=None`` sets the
         default of every client not given its own. Under the budget, the changes with the
         highest accumulated priority go first (``__reverb_priority__``), the others later,
-        coalesced (protocol §16.8)."""
+        coalesced (protocol §16.6)."""
         self._server_world("sets budgets").set_budget(member, bytes_per_second, burst)
 
     def refresh_interest(self, obj: Any) -> None:

@@ -81,7 +81,7 @@ class ServerEndpoint:
     exposed methods differ. ``features`` are the optional features it may grant (§4.11;
     default all it implements: ``"compact"``, ``"messages"``). Limits and their defaults:
     docs/guide.md §10, protocol §11. ``client_budget`` (bytes per second, default None:
-    unlimited) bounds what each client's syncs may use (guide §17, protocol §16.8).
+    unlimited) bounds what each client's syncs may use (guide §17, protocol §16.6).
     """
 
     def __init__(
@@ -140,7 +140,7 @@ class ServerEndpoint:
         world = self.context.world
         if not world.scheduling:
             world.tick_rate = tick_rate
-        if client_budget is not None:  # bytes per second per client (protocol §16.8)
+        if client_budget is not None:  # bytes per second per client (protocol §16.6)
             world.set_budget(None, client_budget)
         self.stats = self.hub.stats
         self.by_member: dict[int, Any] = {}  # membership id -> the I/O layer's connection

@@ -185,7 +185,7 @@ class ClientQueue:
         return chosen
 
     def charge(self, now: float, size: int) -> None:
-        """Bytes sent outside ``pick`` (spawns, a full sync: never deferred, §16.8) count
+        """Bytes sent outside ``pick`` (spawns, a full sync: never deferred, §16.6) count
         against the budget too: the bucket may go into debt, repaid before the next update."""
         self._refill(now)
         self.tokens -= size

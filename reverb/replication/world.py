@@ -153,7 +153,7 @@ class ServerWorld:
         self._private: dict[int, int] = {}  # uid -> owner, objects with owner-only fields
         self._foci: dict[int, tuple[int | None, float | None]] = {}  # member -> focus, radius
         self._others: dict[int, tuple[bytes, bytes]] = {}  # uid -> (fragment, others' spawn)
-        # Rates, priorities and budgets (§16.8): None until an object has a rate or a budget
+        # Rates, priorities and budgets (§16.6): None until an object has a rate or a budget
         # is set -- until then every change goes out in the tick it is made.
         self.tick_rate = 30.0  # the server's (the context keeps it up to date)
         self._scheduler: Scheduler | None = None
@@ -182,7 +182,7 @@ class ServerWorld:
         elif info.owner_only:  # owner-only fields need per-peer views
             self._activate(Interest(Everyone()))
         if self._scheduler is None and rate_of(obj) is not None:
-            self.schedule()  # an update rate needs per-peer queues (§16.8)
+            self.schedule()  # an update rate needs per-peer queues (§16.6)
         return uid
 
     def remove(self, uid: int) -> Any:
@@ -340,7 +340,7 @@ class ServerWorld:
         if member not in self.peers:
             raise InvalidState(f"no connected client with membership id {member}")
 
-    # -- rates, priorities and budgets (issue 11, §16.8) -------------------------------------
+    # -- rates, priorities and budgets (issue 11, §16.6) -------------------------------------
 
     @property
     def scheduling(self) -> bool:
@@ -479,7 +479,7 @@ class ServerWorld:
                 frame = self._full(view, tick, stamp)
                 out.append((view.order, frame))
                 self._views.append(view)
-                if scheduler is not None:  # the snapshot counts against the budget (§16.8)
+                if scheduler is not None:  # the snapshot counts against the budget (§16.6)
                     queue = scheduler.queues.get(p) or scheduler.add_client(p, stamp)
                     queue.charge(stamp, len(frame.lists[0].joined()))
             self._joining = set()
@@ -975,7 +975,7 @@ class ServerWorld:
 
         With interest management (§16) they must also see the same objects, and no peer
         owning an object with owner-only fields shares its view; with per-peer queues
-        (§16.8) no view is shared. Views are bucketed by what must be equal, so merging
+        (§16.6) no view is shared. Views are bucketed by what must be equal, so merging
         costs one pass over the views, not a comparison of every pair."""
         if self._scheduler is not None:
             return
@@ -1050,7 +1050,7 @@ class ServerWorld:
         for view in self._views:
             if len(view.members) == 1:
                 views.append(view)
-            elif scheduler is not None:  # one queue per peer, one view per peer (§16.8)
+            elif scheduler is not None:  # one queue per peer, one view per peer (§16.6)
                 views.extend(self._split(view, lambda p: p))
             else:
                 views.extend(self._split(view, lambda p: _part_key(p, deltas, owners)))
@@ -1110,7 +1110,7 @@ class ServerWorld:
         left: list[int],
         cache: dict[Any, bytes | None],
     ) -> m.SyncFrame | None:
-        """One peer's sync through its queue (§16.8): despawns and spawns now, the changes of
+        """One peer's sync through its queue (§16.6): despawns and spawns now, the changes of
         what it holds marked and coalesced, then the due entries that fit its budget, highest
         accumulated priority first; each entry whole (every dirty field) or not at all."""
         assert self._scheduler is not None
@@ -1189,7 +1189,7 @@ class ServerWorld:
         self, view: View, member: int, uid: int, names: frozenset[str], cache: dict[Any, Any]
     ) -> bytes | None:
         """The update entry of ``uid`` with the *current* baseline values of ``names`` (a
-        coalesced update carries the latest values, §16.8), for ``member``'s audience;
+        coalesced update carries the latest values, §16.6), for ``member``'s audience;
         encoded once per tick for every peer waiting for the same fields. None when it
         would carry nothing this peer may see."""
         record = self._records.get(uid)

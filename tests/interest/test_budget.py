@@ -1,5 +1,5 @@
 """Rates, priorities, dormancy and a per-client byte budget through the engine (issue 11,
-protocol §16.8): the in-memory transport, a stepped clock, exact ticks. What each client is
+protocol §16.6): the in-memory transport, a stepped clock, exact ticks. What each client is
 sent is read off the server's ``send`` (the frames as built), what it holds off its replicas.
 """
 
@@ -222,7 +222,7 @@ def test_a_low_priority_object_still_updates_under_saturation() -> None:
                     vip_gaps.append(tick - last_vip[uid])
                 last_vip[uid] = tick
     # 21 objects change every tick, ~3 fit: each priority-10 one goes every ~7 ticks, and the
-    # priority-1 one once its wait has grown ten times as long (§16.8's bound: p_max / p
+    # priority-1 one once its wait has grown ten times as long (§16.6's bound: p_max / p
     # times the wait of the top, 10 x (20 / 3 + 1 + 1) ~ 87 ticks, plus rounding): within
     # 120 ticks, every time.
     assert 0 < worst_low <= 120
