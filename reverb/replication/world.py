@@ -1179,11 +1179,17 @@ class ServerWorld:
         schema = shared.schema if view.compact else None
         time = now if view.time else None
         if not (spawn or update or despawn or schema):
-            return m.SyncFrame(tick, False, time=time) if view.time else None  # §13.7
+            # §13.7: "time" peers get a sync every tick; not counted (the feature's floor)
+            return m.SyncFrame(tick, False, time=time) if view.time else None
         reasons = left if view.reasons and left else None  # §16.3
-        return m.SyncFrame(
+        frame = m.SyncFrame(
             tick, False, spawn, update, despawn, schema=schema, time=time, left=reasons
         )
+        # the rest of the sync's bytes (its envelope, despawns, the 4-byte frame header)
+        # count too: the budget is of bytes on the wire, before any compression (§15)
+        entries = len(update.joined()) + (len(spawn.joined()) if spawn else 0)
+        queue.charge(now, len(frame.body()) + 4 - entries)
+        return frame
 
     def _entry_for(
         self, view: View, member: int, uid: int, names: frozenset[str], cache: dict[Any, Any]
