@@ -6,7 +6,10 @@ The engine keeps one ``ClientQueue`` per client. At each tick, for each client:
    of the changed fields; ``SPAWN`` for an object entering its view). Marks coalesce: an
    object not sent keeps the union of its dirty fields for the next send;
 2. ``due(now)`` lists the pending objects whose own rate allows a send now
-   (``__reverb_rate__``, Hz; none: every tick);
+   (``__reverb_rate__``, Hz; none: every tick). A rated object's sends keep to nominal slots
+   ``1 / rate`` apart, due from half a tick before the slot (a server's ticks jitter), so a
+   rate that divides the tick rate sends every k-th tick and one that does not keeps its
+   average;
 3. the engine encodes each due object's entry (the union of its dirty fields, for this
    client's audience) and passes the sizes to ``pick(now, sizes)``, which returns the uids to
    send this tick, highest accumulated priority first, within the client's byte budget.
@@ -22,6 +25,9 @@ first that does not (so that smaller, less urgent entries cannot keep overtaking
 tokens accumulate for it). An entry larger than the whole bucket is sent when the bucket is
 full, leaving it in debt. Bound: an object waiting behind others is sent within the time its
 accumulated priority needs to top the queue plus ``size / bytes_per_second``.
+
+Bytes sent outside ``pick`` (spawns, a full sync, a sync's envelope: never deferred) are
+``charge``d to the bucket, which may go into debt.
 
 One object's fields are never split across ticks: an entry goes whole or not at all.
 Dormant objects (not marked) cost nothing: the queue holds only pending objects.

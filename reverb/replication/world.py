@@ -91,9 +91,9 @@ class View:
     (or that owns an object with owner-only fields) parts from its view; ``_delta`` sends it
     spawns for what entered, updates for what it holds (re-encoding only that subset) and
     despawns for what left or was destroyed; views whose peers see the same objects merge
-    again. All peers of a view see the same objects. Per-peer rates give a view
-    a ``tick`` behind the world's: that needs the tick each baseline field last changed at
-    (not kept yet), so that its update holds every field changed since ``view.tick``."""
+    again. All peers of a view see the same objects. With rates or budgets (§16.6) each peer
+    has its own view and a queue of the field names changed since it was last sent each
+    object: its update entries carry the current baseline values of those names."""
 
     __slots__ = ("_order", "compact", "held", "members", "reasons", "tick", "time")
 
