@@ -864,10 +864,20 @@ class ServerWorld:
             if snaps:
                 values = shared.snap_values(updated, view.compact)
             else:
-                values = shared.compact if view.compact else [entry for _, entry in updated]
+                values = shared.compact if view.compact else shared.plain_values(updated)
             if len(held) * 8 < len(updated):  # a small view of a busy world (§16)
                 index = shared.index(updated)
                 picks = sorted(i for uid in held if (i := index.get(uid)) is not None)
+                if not shared.private:  # each entry encoded once, for every view holding it
+                    cache = shared.fragments_of(values)
+                    fragments = []
+                    for i in picks:
+                        fragment = cache[i]
+                        if fragment is None:
+                            fragment = cache[i] = m.dumpb(values[i])
+                        fragments.append(fragment)
+                    uids = [updated[i][0] for i in picks]
+                    update = m.Entries(uids, fragments=fragments)
                 mine = [(updated[i][0], values[i]) for i in picks]
             else:
                 mine = [
@@ -875,7 +885,9 @@ class ServerWorld:
                 ]
             if shared.private:
                 mine = self._audience(view, mine, shared, snaps)
-            update = m.Entries([uid for uid, _ in mine], values=[v for _, v in mine])
+                update = m.Entries([uid for uid, _ in mine], values=[v for _, v in mine])
+            elif len(held) * 8 >= len(updated):
+                update = m.Entries([uid for uid, _ in mine], values=[v for _, v in mine])
         spawn = m.Entries()
         for record in spawned:
             if record.uid not in held:
@@ -1241,6 +1253,23 @@ class _Shared:
         self.plain: dict[int, Any] = {}  # their plain update entries
         self._snap: dict[bool, tuple[list[Any], m.Entries]] = {}
         self._index: dict[int, int] | None = None
+        self._plain: list[Any] | None = None
+        self._fragments: dict[int, tuple[list[Any], list[bytes | None]]] = {}
+
+    def plain_values(self, updated: list[tuple[int, Any]]) -> list[Any]:
+        """The plain entries of ``updated`` (made once per tick)."""
+        plain = self._plain
+        if plain is None:
+            plain = self._plain = [entry for _, entry in updated]
+        return plain
+
+    def fragments_of(self, values: list[Any]) -> list[bytes | None]:
+        """The encoded entries of ``values``, filled in as views need them (§16: a small
+        view takes a few entries of a busy tick; each is encoded once for all views)."""
+        found = self._fragments.get(id(values))
+        if found is None or found[0] is not values:
+            found = self._fragments[id(values)] = (values, [None] * len(values))
+        return found[1]
 
     def index(self, updated: list[tuple[int, Any]]) -> dict[int, int]:
         """uid -> its position in ``updated`` (made once per tick, when a view needs it)."""
