@@ -126,7 +126,7 @@ def run_server(opts: Json) -> None:
         client_budget=opts.get("budget"),
     )
     if opts["mode"] != "none":
-        ctx.set_interest(Grid(radius))
+        ctx.set_interest(Grid(radius, stagger=opts["stagger"]))
     dots: list[Any] = []
     speeds: list[tuple[float, float]] = []
     vips = opts.get("vip", 0.0)
@@ -485,6 +485,9 @@ def main(argv: list[str]) -> int:
     p.add_argument("--budget", type=float, default=8192.0)
     p.add_argument("--vip", type=float, default=0.05, help="budget: share of priority-10 objects")
     p.add_argument("--per-process", type=int, default=100)
+    p.add_argument(
+        "--stagger", type=int, default=1, help="Grid(stagger=): clients recomputed in turns"
+    )
     p.add_argument("--runs", default="interest,none,budget")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path, default=ROOT / "out" / "interest")
