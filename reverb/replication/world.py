@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from itertools import chain
 from operator import attrgetter, itemgetter
 from typing import Any
@@ -1173,19 +1173,22 @@ class ServerWorld:
             queue.charge(now, spent)
         update = m.Entries()
         if queue.pending:
-            fragments: dict[int, bytes] = {}
-            sizes: dict[int, int] = {}
-            for uid, dirty in queue.due(now).items():
-                encoded = self._entry_for(view, member, uid, dirty, cache)
-                if encoded is None:  # nothing this peer may see changed
-                    queue.pending.pop(uid, None)
-                    continue
-                fragments[uid] = encoded
-                sizes[uid] = len(encoded) + 1
-            if sizes:
+            due = queue.due(now)
+            if due:
+                # encoded as ``pick`` asks, best first: what waits for a later tick is not
+                # encoded now (it may change again by then)
+                sizes = _Sizes(due, lambda uid: self._entry_for(view, member, uid, due[uid], cache))
                 chosen = sorted(queue.pick(now, sizes))
-                if chosen:
-                    update = m.Entries(chosen, fragments=[fragments[uid] for uid in chosen])
+                # an entry with nothing this peer may see went as 0 bytes: nothing to send
+                uids: list[int] = []
+                encoded: list[bytes] = []
+                for uid in chosen:
+                    found = sizes.fragments[uid]
+                    if found is not None:
+                        uids.append(uid)
+                        encoded.append(found)
+                if uids:
+                    update = m.Entries(uids, fragments=encoded)
         if left:
             despawn += left
         schema = shared.schema if view.compact else None
@@ -1236,6 +1239,27 @@ class ServerWorld:
             result = m.dumpb(value)
         cache[key] = result
         return result
+
+
+class _Sizes(Mapping[int, int]):
+    """The encoded sizes of the due entries of one peer, each encoded when first asked."""
+
+    def __init__(self, due: dict[int, frozenset[str]], encode: Any) -> None:
+        self.due = due
+        self.encode = encode
+        self.fragments: dict[int, bytes | None] = {}
+
+    def __getitem__(self, uid: int) -> int:
+        fragment = self.fragments.get(uid, _MISSING)
+        if fragment is _MISSING:
+            fragment = self.fragments[uid] = self.encode(uid)
+        return 0 if fragment is None else len(fragment) + 1  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.due)
+
+    def __len__(self) -> int:
+        return len(self.due)
 
 
 class _Shared:
