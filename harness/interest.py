@@ -122,7 +122,7 @@ def run_server(opts: Json) -> None:
         max_connections_per_ip=100_000,
         max_total_send_buffer=None,
         max_send_buffer_per_ip=None,
-        idle_timeout=60.0,
+        idle_timeout=600.0,
         client_budget=opts.get("budget"),
     )
     if opts["mode"] != "none":
@@ -240,7 +240,7 @@ def run_verifier(opts: Json) -> None:
             bucket["gap"].append(new - old)
 
     ctx.on_change("t", changed)
-    clt = Client(ip="127.0.0.1", port=opts["port"], context=ctx, idle_timeout=60.0)
+    clt = Client(ip="127.0.0.1", port=opts["port"], context=ctx, idle_timeout=600.0)
     clt.connect()
     commands = reader()
     emit(event="ready", member=clt.member)
