@@ -375,8 +375,8 @@ class ServerWorld:
         budget = Budget(bytes_per_second, burst)
         if member is not None and member not in self.peers:
             raise InvalidState(f"no connected client with membership id {member}")
-        if member is None and self._scheduler is None and bytes_per_second is None:
-            return  # unlimited is what there is already
+        if self._scheduler is None and bytes_per_second is None:
+            return  # unlimited is what every peer has already
         scheduler = self.schedule()
         now = self._last_time or 0.0
         if member is None:
