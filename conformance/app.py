@@ -43,6 +43,7 @@ APP_CONTRACT: dict[str, Any] = {
                 "sleep": _m("seconds"),
                 "spawn": _m("n", "owned"),
                 "spawn_rec": _m("owned"),
+                "spawn_safe": _m("owned"),
                 "tell": _m("name", "data"),
                 "tell_all": _m("name", "data"),
                 "tell_around": _m("target", "name", "data"),
@@ -56,6 +57,11 @@ APP_CONTRACT: dict[str, Any] = {
             "methods": {
                 "mine": _m(anyone=False),
             },
+        },
+        "Safe": {
+            "init": [],
+            "fields": None,
+            "methods": {},
         },
     }
 }

@@ -121,10 +121,32 @@ class Rec(ReverbObject):
         return True
 
 
+@ReverbManager.reverb_object_attribute
+class Safe(ReverbObject):
+    """Two replicated fields, ``value`` and the owner-only ``secret`` (§16.2), both 0."""
+
+    __reverb_owner_fields__ = ("secret",)
+
+    def __init__(
+        self,
+        uid: int | None = None,
+        add_on_init: bool = True,
+        belonging_membership: int | None = None,
+    ) -> None:
+        self.value: Any = 0
+        self.secret: Any = 0
+        super().__init__(
+            uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+        )
+
+
+_FIELDS = {Box: ("value",), Rec: ("a", "b", "c"), Safe: ("value", "secret")}
+
+
 def _target(uid: Any) -> Any:
     obj = ReverbManager.REVERB_OBJECTS.get(uid)
-    if not isinstance(obj, Box | Rec):
-        raise RpcError(f"no Box or Rec with uid {uid}")
+    if not isinstance(obj, Box | Rec | Safe):
+        raise RpcError(f"no Box, Rec or Safe with uid {uid}")
     return obj
 
 
@@ -155,6 +177,12 @@ class Control(ReverbObject):
         return Rec(belonging_membership=rpc_caller() if owned else None).uid
 
     @expose(anyone=True)
+    def spawn_safe(self, owned: bool) -> int | None:
+        """One ``Safe`` (owned by the caller if ``owned``): its ``secret`` is owner-only."""
+        EXECUTIONS["spawn_safe"] += 1
+        return Safe(belonging_membership=rpc_caller() if owned else None).uid
+
+    @expose(anyone=True)
     def set_value(self, target: int, value: Any) -> None:
         EXECUTIONS["set_value"] += 1
         box = ReverbManager.REVERB_OBJECTS.get(target)
@@ -166,7 +194,7 @@ class Control(ReverbObject):
     def set_field(self, target: int, name: str, value: Any) -> None:
         EXECUTIONS["set_field"] += 1
         obj = _target(target)
-        if name not in (("value",) if isinstance(obj, Box) else ("a", "b", "c")):
+        if name not in _FIELDS[type(obj)]:
             raise RpcError(f"no field {name!r}")
         setattr(obj, name, value)
 

@@ -92,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         from harness.resume import main as resume_main
 
         return resume_main(argv[1:])
+    if argv[:1] == ["interest"]:  # interest management, rates, budgets: harness/interest.py
+        from harness.interest import main as interest_main
+
+        return interest_main(argv[1:])
     if argv[:1] == ["smooth"]:  # interpolation through the fault proxy: harness/smooth.py
         from harness.smooth import main as smooth_main
 

@@ -205,6 +205,16 @@ class ReverbContext:
         """The groups ``member`` belongs to, for ``Team`` policies."""
         self._server_world("sets groups").interest.set_groups(member, groups)
 
+    def set_budget(
+        self, member: int | None, bytes_per_second: float | None, burst: float | None = None
+    ) -> None:
+        """The bytes per second ``member``'s syncs may use (None: unlimited, the default),
+        with a ``burst`` allowance (default: one second's worth); ``member=None`` sets the
+        default of every client not given its own. Under the budget, the changes with the
+        highest accumulated priority go first (``__reverb_priority__``), the others later,
+        coalesced (protocol §16.6)."""
+        self._server_world("sets budgets").set_budget(member, bytes_per_second, burst)
+
     def refresh_interest(self, obj: Any) -> None:
         """Re-decide who sees ``obj`` at the next tick (a ``Hook``'s inputs changed)."""
         self._server_world("refreshes interest").interest.refresh(obj.uid)

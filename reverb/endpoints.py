@@ -83,7 +83,8 @@ class ServerEndpoint:
     (server side) serves TLS; ``check_contract`` refuses clients whose registered types or
     exposed methods differ. ``features`` are the optional features it may grant (§4.11;
     default all it implements: ``"compact"``, ``"messages"``). Limits and their defaults:
-    docs/guide.md §10, protocol §11.
+    docs/guide.md §10, protocol §11. ``client_budget`` (bytes per second, default None:
+    unlimited) bounds what each client's syncs may use (guide §17, protocol §16.6).
 
     Resume (protocol §18, guide "Reconnection and resume"): a "resume" client whose
     connection drops keeps its membership ``resume_grace`` seconds (default 20); ``on_drop(info)``
@@ -122,6 +123,7 @@ class ServerEndpoint:
         on_drop: Callable[[MemberInfo], float | None] | None = None,
         owned_objects: OwnedPolicy | str = OwnedPolicy.KEEP,
         context: ReverbContext | None = None,
+        client_budget: float | None = None,
     ) -> None:
         self.host = host
         self.requested_port = port
@@ -151,6 +153,11 @@ class ServerEndpoint:
             ),
             self.context.types if check_contract else None,
         )
+        world = self.context.world
+        if not world.scheduling:
+            world.tick_rate = tick_rate
+        if client_budget is not None:  # bytes per second per client (protocol §16.6)
+            world.set_budget(None, client_budget)
         self.stats = self.hub.stats
         self.by_member: dict[int, Any] = {}  # membership id -> the I/O layer's connection
         self._port: int | None = None
@@ -180,6 +187,12 @@ class ServerEndpoint:
     def send_to_observers(self, obj: Any, name: str, data: Any = None) -> int:
         """``ReverbContext.send_to_observers``: to every client holding ``obj``."""
         return self.context.send_to_observers(obj, name, data)
+
+    def set_budget(
+        self, member: int | None, bytes_per_second: float | None, burst: float | None = None
+    ) -> None:
+        """``ReverbContext.set_budget``: the bytes per second a client's syncs may use."""
+        self.context.set_budget(member, bytes_per_second, burst)
 
     def attach(self) -> None:
         """Become the context's connection if it has none (so assigning

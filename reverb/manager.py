@@ -96,6 +96,10 @@ class ReverbManager(metaclass=_ManagerMeta):
         _default.set_groups(member, groups)
 
     @staticmethod
+    def set_budget(member: int | None, bytes_per_second: float | None, burst: Any = None) -> None:
+        _default.set_budget(member, bytes_per_second, burst)
+
+    @staticmethod
     def remove_reverb_object(uid: int) -> None:
         _default.remove(uid)
 

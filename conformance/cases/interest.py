@@ -135,3 +135,63 @@ def left_list(ctx: Ctx) -> str:
         raise CaseFailure(f"destroyed uid {kill} was listed in left (§16.3)")
     despawn_all(b, [hide])
     return f"left {a.table.left}; destroyed {kill} not in it; B (no feature) never saw left"
+
+
+def _safe(owner: Conn) -> int:
+    uid = owner.control("spawn_safe", True)
+    if not isinstance(uid, int):
+        raise CaseFailure(f"spawn_safe returned {uid!r}")
+    return uid
+
+
+@case("16.2.1", G, "owner-only fields reach only the owner, in spawns and in updates")
+def owner_fields(ctx: Ctx) -> str:
+    a, b = ctx.open(), ctx.open()
+    uid = _safe(a)
+    for conn in (a, b):
+        conn.wait(lambda c=conn: uid in c.table.objects, None, f"spawn of {uid}")  # type: ignore[misc]
+    if "secret" not in a.table.objects[uid].fields:
+        raise CaseFailure("the owner's spawn lacks its owner-only field secret (§16.2)")
+    if "secret" in b.table.objects[uid].fields:
+        raise CaseFailure("another client's spawn carried the owner-only field secret (§16.2)")
+    a.control("set_field", uid, "secret", 5)
+    a.control("set_field", uid, "value", 1)
+    for conn in (a, b):
+        conn.wait(
+            lambda c=conn: c.table.objects[uid].fields.get("value") == 1,  # type: ignore[misc]
+            None,
+            "value 1",
+        )
+    if a.table.objects[uid].fields.get("secret") != 5:
+        raise CaseFailure(f"the owner holds secret={a.table.objects[uid].fields.get('secret')!r}")
+    if "secret" in b.table.objects[uid].fields:
+        raise CaseFailure("an update to another client carried the owner-only field (§16.2)")
+    # a new owner receives every owner-only field at its current value (§16.2)
+    a.control("set_owner", uid, b.member)
+    b.wait(lambda: b.table.objects[uid].owner == b.member, None, "the owner change")
+    got = b.table.objects[uid].fields.get("secret")
+    despawn_all(a, [uid])
+    if got != 5:
+        raise CaseFailure(f"the new owner got secret={got!r} with the owner change, not 5")
+    return "secret only at the owner (spawn and update); the new owner got it with the change"
+
+
+@case("16.4.1", G, "an object hidden, changed and shown again arrives whole, as a fresh spawn")
+def reenters_whole(ctx: Ctx) -> str:
+    a, b = ctx.open(), ctx.open()
+    (uid,) = spawn_boxes(b, 1, False)
+    for conn in (a, b):
+        conn.wait(lambda c=conn: uid in c.table.objects, None, f"spawn of {uid}")  # type: ignore[misc]
+    before = a.table.objects[uid]
+    _control(b, "hide_from", uid, a.member)
+    a.wait(lambda: uid not in a.table.objects, None, f"despawn of {uid}")
+    _settle(a, b, uid, 77)  # changed while hidden (the driver refuses an update to A, §7.6)
+    _control(b, "show_to", uid, a.member)
+    a.wait(lambda: uid in a.table.objects, None, f"the spawn of {uid} again")
+    again = a.table.objects[uid]
+    despawn_all(b, [uid])
+    if again is before:
+        raise CaseFailure("the object came back without a spawn entry (§16.1)")
+    if again.fields.get("value") != 77:
+        raise CaseFailure(f"the spawn carried value {again.fields.get('value')!r}, not 77 (§16.4)")
+    return "despawned, changed while hidden, spawned again with the current value 77"

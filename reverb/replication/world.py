@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from itertools import chain
 from operator import attrgetter, itemgetter
 from typing import Any
@@ -31,6 +31,7 @@ from reverb.proto import messages as m
 from reverb.replication.interest import Delta, Everyone, Interest, Policy, rpc_target
 from reverb.replication.replica import Change, ClientWorld, Despawned, Spawned
 from reverb.replication.rpc import current_caller, dispatch
+from reverb.replication.schedule import Budget, ClientQueue, Scheduler, priority_of, rate_of
 from reverb.replication.types import META_ATTRIBUTES, TypeInfo, TypeRegistry
 
 __all__ = [
@@ -59,6 +60,9 @@ COMPACT = "compact"  # the feature name of the compact encoding (§12.1)
 TIME = "time"  # the feature name of server time and a sync every tick (§13)
 INTEREST = "interest"  # the feature name of despawn reasons, sync.left (§16)
 _MAX_PLANS = 4096  # (type, field names) pairs whose index plan is remembered
+# Marks a client's queue holds besides field names (never identifiers, so never fields):
+_OWNER_MARK = "!owner"  # the owner changed: the update carries "owner"
+_SNAP_MARK = "!snap"  # the object teleported: the update carries "snap": true (§13.5)
 Outgoing = list[tuple[tuple[int, ...], m.Message]]
 
 
@@ -87,9 +91,9 @@ class View:
     (or that owns an object with owner-only fields) parts from its view; ``_delta`` sends it
     spawns for what entered, updates for what it holds (re-encoding only that subset) and
     despawns for what left or was destroyed; views whose peers see the same objects merge
-    again. All peers of a view see the same objects. Per-peer rates give a view
-    a ``tick`` behind the world's: that needs the tick each baseline field last changed at
-    (not kept yet), so that its update holds every field changed since ``view.tick``."""
+    again. All peers of a view see the same objects. With rates or budgets (§16.6) each peer
+    has its own view and a queue of the field names changed since it was last sent each
+    object: its update entries carry the current baseline values of those names."""
 
     __slots__ = ("_order", "compact", "held", "members", "reasons", "tick", "time")
 
@@ -149,6 +153,12 @@ class ServerWorld:
         self._private: dict[int, int] = {}  # uid -> owner, objects with owner-only fields
         self._foci: dict[int, tuple[int | None, float | None]] = {}  # member -> focus, radius
         self._others: dict[int, tuple[bytes, bytes]] = {}  # uid -> (fragment, others' spawn)
+        # Rates, priorities and budgets (§16.6): None until an object has a rate or a budget
+        # is set -- until then every change goes out in the tick it is made.
+        self.tick_rate = 30.0  # the server's (the context keeps it up to date)
+        self._scheduler: Scheduler | None = None
+        self._own_budget: set[int] = set()  # peers given their own budget (set_budget)
+        self._weights: dict[int, tuple[float, float | None]] = {}  # this tick's, per uid
 
     # -- objects -----------------------------------------------------------------------------
 
@@ -171,6 +181,8 @@ class ServerWorld:
             self._interest.add_object(uid, obj)
         elif info.owner_only:  # owner-only fields need per-peer views
             self._activate(Interest(Everyone()))
+        if self._scheduler is None and rate_of(obj) is not None:
+            self.schedule()  # an update rate needs per-peer queues (§16.6)
         return uid
 
     def remove(self, uid: int) -> Any:
@@ -213,6 +225,8 @@ class ServerWorld:
             self._reasons.add(member)
         if self._interest is not None:
             self._interest.add_client(member)
+        if self._scheduler is not None:
+            self._scheduler.add_client(member, self._last_time or 0.0)
 
     def peer_left(self, member: int) -> None:
         self._joining.discard(member)
@@ -222,6 +236,9 @@ class ServerWorld:
         self._foci.pop(member, None)
         if self._interest is not None:
             self._interest.remove_client(member)
+        if self._scheduler is not None:
+            self._scheduler.remove_client(member)
+            self._own_budget.discard(member)
         for view in self._views:
             if member in view.members:
                 view.drop(member)
@@ -340,6 +357,78 @@ class ServerWorld:
         if member not in self.peers:
             raise InvalidState(f"no connected client with membership id {member}")
 
+    # -- rates, priorities and budgets (issue 11, §16.6) -------------------------------------
+
+    @property
+    def scheduling(self) -> bool:
+        """Whether changes go through per-peer queues (an object has a rate, or a budget is
+        set): each peer then has its own view."""
+        return self._scheduler is not None
+
+    def schedule(self) -> Scheduler:
+        """Turn per-peer queues on (and interest management, which gives each peer its own
+        view); done by the first rated object or ``set_budget``. Never turned off."""
+        scheduler = self._scheduler
+        if scheduler is None:
+            scheduler = self._scheduler = Scheduler(self.tick_rate)
+            now = self._last_time or 0.0
+            for member in self.peers:
+                scheduler.add_client(member, now)
+            if self._interest is None:
+                self._activate(Interest(Everyone()))
+        return scheduler
+
+    def set_budget(
+        self, member: int | None, bytes_per_second: float | None, burst: float | None = None
+    ) -> None:
+        """The bytes per second ``member``'s syncs may use (None: unlimited), with a
+        ``burst`` allowance (default one second's worth). ``member=None`` sets the default
+        of every peer not given its own."""
+        for value, what in ((bytes_per_second, "bytes_per_second"), (burst, "burst")):
+            if value is not None and not (
+                type(value) in (int, float) and value > 0 and math.isfinite(value)
+            ):
+                raise ValueError(f"{what} must be a positive number or None, not {value!r}")
+        budget = Budget(bytes_per_second, burst)
+        if member is not None and member not in self.peers:
+            raise InvalidState(f"no connected client with membership id {member}")
+        if self._scheduler is None and bytes_per_second is None:
+            return  # unlimited is what every peer has already
+        scheduler = self.schedule()
+        now = self._last_time or 0.0
+        if member is None:
+            scheduler.budget = budget
+            for peer, queue in scheduler.queues.items():
+                if peer not in self._own_budget:
+                    queue.set_budget(budget, now)
+            return
+        self._own_budget.add(member)
+        own = scheduler.queues.get(member) or scheduler.add_client(member, now)
+        own.set_budget(budget, now)
+
+    def budget(self, member: int) -> Budget:
+        """``member``'s budget (unlimited when no budget was ever set)."""
+        if self._scheduler is None or member not in self._scheduler.queues:
+            return Budget()
+        return self._scheduler.queues[member].budget
+
+    def queue(self, member: int) -> ClientQueue | None:
+        """``member``'s queue of pending changes (None when nothing is scheduled)."""
+        return None if self._scheduler is None else self._scheduler.queues.get(member)
+
+    def _weight(self, uid: int) -> tuple[float, float | None]:
+        """The object's priority and rate, read once per tick (an instance may change them)."""
+        found = self._weights.get(uid)
+        if found is None:
+            obj = self.objects[uid]
+            try:
+                found = (priority_of(obj), rate_of(obj))
+            except ValueError as exc:
+                logger.error("%s uid=%d: %s; using the defaults", type(obj).__qualname__, uid, exc)
+                found = (1.0, None)
+            self._weights[uid] = found
+        return found
+
     def can_see(self, member: int, uid: int) -> bool:
         """Whether ``member`` sees ``uid`` as of the last tick (always, without interest)."""
         if self._interest is None:
@@ -401,10 +490,15 @@ class ServerWorld:
         for view in self._views:
             view.tick = tick
         if self._joining and self._interest is not None:
+            scheduler = self._scheduler
             for p in sorted(self._joining):  # each its own view, merged below when equal
                 view = View({p}, p in self._compact, p in self._timed, p in self._reasons)
-                out.append((view.order, self._full(view, tick, stamp)))
+                frame = self._full(view, tick, stamp)
+                out.append((view.order, frame))
                 self._views.append(view)
+                if scheduler is not None:  # the snapshot counts against the budget (§16.6)
+                    queue = scheduler.queues.get(p) or scheduler.add_client(p, stamp)
+                    queue.charge(stamp, len(frame.lists[0].joined()))
             self._joining = set()
         if self._joining:
             for is_compact in (False, True):
@@ -787,11 +881,30 @@ class ServerWorld:
             if snaps:
                 values = shared.snap_values(updated, view.compact)
             else:
-                values = shared.compact if view.compact else [entry for _, entry in updated]
-            mine = [(uid, v) for (uid, _), v in zip(updated, values, strict=True) if uid in held]
+                values = shared.compact if view.compact else shared.plain_values(updated)
+            if len(held) * 8 < len(updated):  # a small view of a busy world (§16)
+                index = shared.index(updated)
+                picks = sorted(i for uid in held if (i := index.get(uid)) is not None)
+                if not shared.private:  # each entry encoded once, for every view holding it
+                    cache = shared.fragments_of(values)
+                    fragments = []
+                    for i in picks:
+                        fragment = cache[i]
+                        if fragment is None:
+                            fragment = cache[i] = m.dumpb(values[i])
+                        fragments.append(fragment)
+                    uids = [updated[i][0] for i in picks]
+                    update = m.Entries(uids, fragments=fragments)
+                mine = [(updated[i][0], values[i]) for i in picks]
+            else:
+                mine = [
+                    (uid, v) for (uid, _), v in zip(updated, values, strict=True) if uid in held
+                ]
             if shared.private:
                 mine = self._audience(view, mine, shared, snaps)
-            update = m.Entries([uid for uid, _ in mine], values=[v for _, v in mine])
+                update = m.Entries([uid for uid, _ in mine], values=[v for _, v in mine])
+            elif len(held) * 8 >= len(updated):
+                update = m.Entries([uid for uid, _ in mine], values=[v for _, v in mine])
         spawn = m.Entries()
         for record in spawned:
             if record.uid not in held:
@@ -890,35 +1003,32 @@ class ServerWorld:
         """Views holding the same objects become one, so they share their frames again.
 
         With interest management (§16) they must also see the same objects, and no peer
-        owning an object with owner-only fields shares its view."""
+        owning an object with owner-only fields shares its view; with per-peer queues
+        (§16.6) no view is shared. Views are bucketed by what must be equal, so merging
+        costs one pass over the views, not a comparison of every pair."""
+        if self._scheduler is not None:
+            return
         merged: list[View] = []
         interest = self._interest
         owners = set(self._private.values()) if interest is not None else set()
         visible = interest._visible if interest is not None else {}
+        buckets: dict[Any, View] = {}
         for view in self._views:
             if owners and not owners.isdisjoint(view.members):
                 merged.append(view)
                 continue
-            for into in merged:
-                if (
-                    into.tick == view.tick
-                    and into.compact == view.compact
-                    and into.time == view.time
-                    and into.reasons == view.reasons
-                    and into.held == view.held
-                    and (
-                        interest is None
-                        or (
-                            owners.isdisjoint(into.members)
-                            and visible.get(into.order[0]) == visible.get(view.order[0])
-                        )
-                    )
-                ):
-                    into.members |= view.members
-                    into._order = None
-                    break
-            else:
+            held = frozenset(view.held)
+            key: Any = (view.tick, view.compact, view.time, view.reasons, held)
+            if interest is not None:
+                sees = visible.get(view.order[0])
+                key += (held if sees == view.held else frozenset(sees or ()),)
+            into = buckets.get(key)
+            if into is None:
+                buckets[key] = view
                 merged.append(view)
+            else:
+                into.members |= view.members
+                into._order = None
         self._views = merged
 
     def _tick_filtered(
@@ -964,12 +1074,15 @@ class ServerWorld:
         owners = set(private.values())
         # Peers whose visible set changed, and owners of objects with owner-only fields, part
         # from the peers they shared a view with (§16.2).
+        scheduler = self._scheduler
         views: list[View] = []
         for view in self._views:
             if len(view.members) == 1:
                 views.append(view)
-                continue
-            views.extend(self._split(view, lambda p: _part_key(p, deltas, owners)))
+            elif scheduler is not None:  # one queue per peer, one view per peer (§16.6)
+                views.extend(self._split(view, lambda p: p))
+            else:
+                views.extend(self._split(view, lambda p: _part_key(p, deltas, owners)))
         self._views = views
         shared = _Shared()
         if updated and any(view.compact for view in views):
@@ -981,6 +1094,9 @@ class ServerWorld:
         shared.private = {uid for uid, _ in updated if records[uid].info.owner_only}
         if shared.private:
             shared.plain = {uid: entry for uid, entry in updated if uid in shared.private}
+        cache: dict[Any, bytes | None] = {}  # update entries, shared by peers within the tick
+        if scheduler is not None:
+            self._weights = {}
         for view in views:
             member = view.order[0]
             visible = interest._visible.get(member, set())
@@ -1002,9 +1118,165 @@ class ServerWorld:
                     entering.sort(key=_uid_of)
                 if delta.left:
                     left = sorted(uid for uid in delta.left if uid in view.held)
-            frame = self._delta(view, tick, entering, updated, removed, shared, stamp, left)
+            if scheduler is not None:
+                frame = self._scheduled(
+                    view, tick, entering, updated, removed, shared, stamp, left, cache
+                )
+            else:
+                frame = self._delta(view, tick, entering, updated, removed, shared, stamp, left)
             if frame is not None:
                 out.append((view.order, frame))
+
+    def _scheduled(
+        self,
+        view: View,
+        tick: int,
+        entering: list[_Record],
+        updated: list[tuple[int, Any]],
+        removed: list[int],
+        shared: _Shared,
+        now: float,
+        left: list[int],
+        cache: dict[Any, bytes | None],
+    ) -> m.SyncFrame | None:
+        """One peer's sync through its queue (§16.6): despawns and spawns now, the changes of
+        what it holds marked and coalesced, then the due entries that fit its budget, highest
+        accumulated priority first; each entry whole (every dirty field) or not at all."""
+        assert self._scheduler is not None
+        member = view.order[0]
+        queues = self._scheduler.queues
+        queue = queues.get(member) or self._scheduler.add_client(member, now)
+        held = view.held
+        forget = queue.forget
+        if left:  # §16.4: what left gets no update, and nothing of it waits any more
+            held.difference_update(left)
+            for uid in left:
+                forget(uid)
+        despawn = [uid for uid in removed if uid in held]
+        if despawn:
+            held.difference_update(despawn)
+            for uid in despawn:
+                forget(uid)
+        if updated and held:
+            index = shared.index(updated)
+            if len(held) * 4 < len(updated):
+                mine = [i for uid in held if (i := index.get(uid)) is not None]
+            else:
+                mine = [index[uid] for uid, _ in updated if uid in held]
+            snapped = shared.snapped if view.time else ()
+            mark = queue.mark
+            weight = self._weight
+            for i in mine:
+                uid, entry = updated[i]
+                names = set(entry["fields"])
+                if "owner" in entry:
+                    names.add(_OWNER_MARK)
+                if snapped and uid in snapped:
+                    names.add(_SNAP_MARK)
+                priority, rate = weight(uid)
+                mark(uid, names, now, priority=priority, rate=rate)
+        spawn = m.Entries()
+        spent = 0
+        for record in entering:
+            uid = record.uid
+            if uid not in held:  # never deferred: it carries the current state whole
+                fragment = self._fragment_for(view, record)
+                spawn.uids.append(uid)
+                spawn.fragments().append(fragment)
+                spent += len(fragment) + 1
+                forget(uid)
+        held.update(spawn.uids)
+        if spent:
+            queue.charge(now, spent)
+        update = m.Entries()
+        if queue.pending:
+            due = queue.due(now)
+            if due:
+                # encoded as ``pick`` asks, best first: what waits for a later tick is not
+                # encoded now (it may change again by then)
+                sizes = _Sizes(due, lambda uid: self._entry_for(view, member, uid, due[uid], cache))
+                chosen = sorted(queue.pick(now, sizes))
+                # an entry with nothing this peer may see went as 0 bytes: nothing to send
+                uids: list[int] = []
+                encoded: list[bytes] = []
+                for uid in chosen:
+                    found = sizes.fragments[uid]
+                    if found is not None:
+                        uids.append(uid)
+                        encoded.append(found)
+                if uids:
+                    update = m.Entries(uids, fragments=encoded)
+        if left:
+            despawn += left
+        schema = shared.schema if view.compact else None
+        time = now if view.time else None
+        if not (spawn or update or despawn or schema):
+            # §13.7: "time" peers get a sync every tick; not counted (the feature's floor)
+            return m.SyncFrame(tick, False, time=time) if view.time else None
+        reasons = left if view.reasons and left else None  # §16.3
+        frame = m.SyncFrame(
+            tick, False, spawn, update, despawn, schema=schema, time=time, left=reasons
+        )
+        # the rest of the sync's bytes (its envelope, despawns, the 4-byte frame header)
+        # count too: the budget is of bytes on the wire, before any compression (§15)
+        entries = len(update.joined()) + (len(spawn.joined()) if spawn else 0)
+        queue.charge(now, len(frame.body()) + 4 - entries)
+        return frame
+
+    def _entry_for(
+        self, view: View, member: int, uid: int, names: frozenset[str], cache: dict[Any, Any]
+    ) -> bytes | None:
+        """The update entry of ``uid`` with the *current* baseline values of ``names`` (a
+        coalesced update carries the latest values, §16.6), for ``member``'s audience;
+        encoded once per tick for every peer waiting for the same fields. None when it
+        would carry nothing this peer may see."""
+        record = self._records.get(uid)
+        if record is None or record.fields is None:
+            return None
+        owner_only = record.info.owner_only
+        sees_all = not owner_only or record.owner == member
+        key = (uid, names, sees_all, view.compact)
+        found = cache.get(key, _MISSING)
+        if found is not _MISSING:
+            return found  # type: ignore[no-any-return]
+        base = record.fields
+        fields = {
+            n: base[n] for n in sorted(names) if n in base and (sees_all or n not in owner_only)
+        }
+        if sees_all and owner_only and _OWNER_MARK in names:  # a new owner: all of them
+            fields.update((k, v) for k, v in base.items() if k in owner_only)
+        owner = record.owner if _OWNER_MARK in names else m.ABSENT
+        result: bytes | None = None
+        if fields or owner is not m.ABSENT:
+            snap = _SNAP_MARK in names
+            plain = m.update_entry(uid, fields, owner, True if snap else m.ABSENT)
+            value = (
+                plain if snap or not view.compact else self._compact_entry(record.info.name, plain)
+            )
+            result = m.dumpb(value)
+        cache[key] = result
+        return result
+
+
+class _Sizes(Mapping[int, int]):
+    """The encoded sizes of the due entries of one peer, each encoded when first asked."""
+
+    def __init__(self, due: dict[int, frozenset[str]], encode: Any) -> None:
+        self.due = due
+        self.encode = encode
+        self.fragments: dict[int, bytes | None] = {}
+
+    def __getitem__(self, uid: int) -> int:
+        fragment = self.fragments.get(uid, _MISSING)
+        if fragment is _MISSING:
+            fragment = self.fragments[uid] = self.encode(uid)
+        return 0 if fragment is None else len(fragment) + 1  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.due)
+
+    def __len__(self) -> int:
+        return len(self.due)
 
 
 class _Shared:
@@ -1021,6 +1293,31 @@ class _Shared:
         self.private: set[int] = set()  # §16.2: updated uids of types with owner-only fields
         self.plain: dict[int, Any] = {}  # their plain update entries
         self._snap: dict[bool, tuple[list[Any], m.Entries]] = {}
+        self._index: dict[int, int] | None = None
+        self._plain: list[Any] | None = None
+        self._fragments: dict[int, tuple[list[Any], list[bytes | None]]] = {}
+
+    def plain_values(self, updated: list[tuple[int, Any]]) -> list[Any]:
+        """The plain entries of ``updated`` (made once per tick)."""
+        plain = self._plain
+        if plain is None:
+            plain = self._plain = [entry for _, entry in updated]
+        return plain
+
+    def fragments_of(self, values: list[Any]) -> list[bytes | None]:
+        """The encoded entries of ``values``, filled in as views need them (§16: a small
+        view takes a few entries of a busy tick; each is encoded once for all views)."""
+        found = self._fragments.get(id(values))
+        if found is None or found[0] is not values:
+            found = self._fragments[id(values)] = (values, [None] * len(values))
+        return found[1]
+
+    def index(self, updated: list[tuple[int, Any]]) -> dict[int, int]:
+        """uid -> its position in ``updated`` (made once per tick, when a view needs it)."""
+        index = self._index
+        if index is None:
+            index = self._index = {uid: i for i, (uid, _) in enumerate(updated)}
+        return index
 
     def snap_values(self, updated: list[tuple[int, Any]], compact: bool) -> list[Any]:
         """The update entries for "time" peers: teleported objects' in the object form with

@@ -242,6 +242,12 @@ def probe_context(s: ServerEndpoint, v: ReverbContext) -> None:
     assert s.context is v
 
 
+def probe_client_budget(s: ServerEndpoint, v: float) -> None:
+    world = s.context.world
+    world.peer_joined(7)  # a client that joins gets the server's default budget (§16.6)
+    assert world.budget(7).bytes_per_second == v
+
+
 _TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 SERVER_OPTIONS: dict[str, tuple[Any, Callable[[Any, Any], None]]] = {
     "host": ("0.0.0.0", probe_host),
@@ -270,6 +276,7 @@ SERVER_OPTIONS: dict[str, tuple[Any, Callable[[Any, Any], None]]] = {
     "on_drop": (lambda info: 0, probe_on_drop),
     "owned_objects": ("destroy", probe_owned_objects),
     "context": (None, probe_context),  # a fresh context, filled in below
+    "client_budget": (5000.0, probe_client_budget),
 }
 
 

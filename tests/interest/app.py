@@ -87,6 +87,27 @@ class ServerGame:
         elif op == "hide":
             self.units[cmd["uid"]].hide_from(cmd["member"])
             emit(event="done")
+        elif op == "budget":  # protocol §16.6: bytes per second for one client (None: any)
+            ReverbManager.set_budget(cmd["member"], cmd["bytes_per_second"])
+            emit(event="done")
+        elif op == "churn":  # every unit's hp changes at each of the next N ticks
+            self.churn = cmd["ticks"]
+            emit(event="done")
+        elif op == "sent":  # entry bytes each client's queue was sent (§16.6)
+            queue = ReverbManager.context.world.queue(cmd["member"])
+            emit(event="sent", bytes=None if queue is None else queue.sent_bytes)
+
+    churn = 0
+    tick = 0
+
+    def after_tick(self) -> None:
+        if self.churn > 0:
+            self.churn -= 1
+            self.tick += 1
+            for unit in self.units.values():
+                unit.hp = self.tick
+            if self.churn == 0:
+                emit(event="churned", hp=self.tick)
 
 
 def run_threaded_server() -> None:
@@ -99,6 +120,7 @@ def run_threaded_server() -> None:
     try:
         while True:
             ReverbManager.server_sync()
+            game.after_tick()
             while not commands.empty():
                 cmd = commands.get()
                 if cmd is None:
@@ -120,6 +142,7 @@ async def run_aio_server() -> None:
     try:
         while True:
             await serv.server_sync()
+            game.after_tick()
             while not commands.empty():
                 cmd = commands.get()
                 if cmd is None:

@@ -5,6 +5,7 @@ caller cannot see is answered exactly like a call on a missing uid."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -88,3 +89,26 @@ def test_two_clients_see_different_things(peers: tuple[Peer, Peer, int, Peer, in
     }
     entered = b.expect("object_spawned")
     assert (entered["uid"], entered["team"], entered["gold"]) == (red, "blue", 0)  # not its own
+
+
+def test_two_clients_with_different_budgets(peers: tuple[Peer, Peer, int, Peer, int]) -> None:
+    """§16.6 between real processes: a client under a byte budget is sent fewer bytes than
+    one without, and still ends holding every unit at its latest value (coalesced)."""
+    server, a, ma, b, mb = peers
+    server.ask("budget", "done", member=mb, bytes_per_second=5000)
+    units = [server.ask("spawn", "spawned")["uid"] for _ in range(60)]
+    for client in (a, b):
+        for _ in units:
+            client.expect("object_spawned")
+    server.ask("churn", "done", ticks=150)  # 5 s of every unit changing every tick
+    final = server.expect("churned", timeout=30)["hp"]
+    sent_a = server.ask("sent", "sent", member=ma)["bytes"]
+    sent_b = server.ask("sent", "sent", member=mb)["bytes"]
+    assert sent_a is not None and sent_b is not None
+    # b: at most its burst (1 s) + the spawns + 5000 B/s over the ~5-8 s of churn (the
+    # server's ticks may lag on a loaded box: the wall-clock time is what refills it)
+    assert sent_b < sent_a / 2
+    for client in (a, b):  # polled, with a deadline: b catches up as its budget refills
+        deadline = time.monotonic() + 20
+        while not all(v[1] == final for v in client.state().values()):
+            assert time.monotonic() < deadline, "the budgeted client never caught up"
