@@ -94,6 +94,7 @@ class ServerOptions:
         max_bytes_per_second: float = MAX_BYTES_PER_SECOND,
         authenticate: Authenticator | None = None,
         features: Collection[str] = GRANTABLE,
+        rtt_interval: float | None = None,
     ) -> None:
         if tick_rate <= 0:
             raise ValueError("tick_rate must be positive")
@@ -114,6 +115,7 @@ class ServerOptions:
             "max_bytes_per_second": max_bytes_per_second,
             "authenticate": authenticate,
             "features": tuple(features),  # what it may grant (§4.11)
+            "rtt_interval": rtt_interval,  # §9.1: a ping this often times the round trip
         }
 
 
@@ -187,6 +189,7 @@ class ServerHub:
                 # §14.3: a client's messages wait for the game loop with its calls, in one queue
                 logger.warning("%s has %d calls pending: refused", session.name, pending)
                 self.stats["limit.pending_calls"] += 1
+                session.note_incident("limit", f"pending_calls: {call.TYPE} refused", now)
                 reply: m.Message = (
                     m.RpcErrorReply(
                         id=call.id, code=RpcCode.OVERLOADED, message="too many calls pending"
@@ -214,6 +217,8 @@ class ServerHub:
         self.stats["bytes_received"] += session.bytes_received
         if self.members.pop(member, None) is None:
             return None  # never completed the handshake: the game never heard of it
+        if self.observer is not None:  # monitor hook: keeps its last counters and incidents
+            self.observer.left(session)
         logger.info("%s disconnected (%d) %s", session.name, event.code, event.reason)
         return PeerClosed(member, event.code, event.reason)
 
@@ -228,6 +233,7 @@ class ServerHub:
         touched = []
         # a reply ends its call: the id may be used again (§8.5)
         answers = message.id if isinstance(message, (m.RpcResult, m.RpcErrorReply)) else None
+        code = message.code if isinstance(message, m.RpcErrorReply) else None
         feature = NEEDS_FEATURE.get(type(message))
         for member in members:
             session = self.members.get(member)
@@ -250,6 +256,7 @@ class ServerHub:
                 # 65536 bytes fit every client (§5.1: no max_frame is smaller)
                 logger.error("%s: %s: not sent", session.name, bodies)
                 self.stats["limit.message_too_large"] += 1
+                session.note_incident("limit", f"message_too_large: {bodies}"[:200], now)
                 continue
             if isinstance(bodies, EncodeError):
                 reason = f"{_entry_name(bodies)} does not fit the client's max_frame"
@@ -257,13 +264,14 @@ class ServerHub:
                     "%s: closing (%d): %s: %s", session.name, CloseCode.TOO_LARGE, reason, bodies
                 )
                 self.stats["sync_too_large"] += 1
+                session.note_incident("limit", f"sync_too_large: {reason}", now)
                 session.close(CloseCode.TOO_LARGE, reason, now)
             else:
                 frames = framed.get(key)
                 if frames is None:
                     frames = framed[key] = [encode_frame(body) for body in bodies]
                 for whole in frames:
-                    session.send_framed(message.TYPE, whole, now, answers=answers)
+                    session.send_framed(message.TYPE, whole, now, answers=answers, code=code)
                 if self.observer is not None:  # monitor hook: frames sent
                     self.observer.sent(member, message, bodies, now)
             touched.append(session)

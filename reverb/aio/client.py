@@ -13,6 +13,7 @@ from reverb.aio._base import AioLoop, SessionProtocol
 from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint
 from reverb.errors import CloseCode, HandshakeFailed, InvalidState
 from reverb.proto.session import Session, SessionEvent
+from reverb.stats import ConnectionStats
 from reverb.transport import ClientEvent
 
 __all__ = ["AsyncClient", "CallFuture"]
@@ -76,6 +77,12 @@ class AsyncClient(ClientEndpoint, AioLoop):
     _proto: SessionProtocol | None = None
     _loop: asyncio.AbstractEventLoop | None = None  # the loop of the last connect()
     _handshake_done: asyncio.Event | None = None  # a fresh one at each connect()
+
+    @property
+    def stats(self) -> ConnectionStats:
+        """``Client.stats``: this connection's counters (read on the event loop's thread)."""
+        proto = self._proto
+        return self.connection_stats(proto.backlog() if proto is not None else 0)
 
     async def connect(self) -> None:
         """``Client.connect`` for the event loop (side, reconnecting: the same rules)."""
