@@ -13,11 +13,12 @@ import json
 import threading
 import time
 import zlib
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from reverb.proto import messages as m
+from reverb.stats import ConnectionStats, connection_stats
 
 __all__ = [
     "RPC_BUCKETS",
@@ -173,8 +174,10 @@ class Observer:
     """Installed by ``Monitor``; called by the server at its hook points.
 
     Hook points (each one line in the server, ``if ... observer is not None``):
-    ``sent`` (``ServerHub.send``, under the server's lock), ``call`` (``ReverbContext.serve``,
-    game thread) and ``tick`` (``ReverbContext.server_step``, game thread).
+    ``sent`` (``ServerHub.send``, under the server's lock), ``left`` (``ServerHub.on_event``,
+    a client's connection closed: I/O thread or event loop), ``call``
+    (``ReverbContext.serve``, game thread) and ``tick`` (``ReverbContext.server_step``, game
+    thread).
     """
 
     def __init__(
@@ -207,8 +210,23 @@ class Observer:
         self._watchers = 0
         self._wanted_until = 0.0
         self._members: frozenset[int] = frozenset()
+        # the final counters and incidents of the last DEPARTED_KEPT clients to leave
+        self._departed: OrderedDict[int, ConnectionStats] = OrderedDict()
 
     # -- hook points -------------------------------------------------------------------------
+
+    def left(self, session: Any) -> None:
+        """A client's connection closed (``ServerHub.on_event``): keep its last figures and
+        incidents (the close among them) for its page, a post-mortem."""
+        stats = connection_stats(session)
+        with self._lock:
+            self._departed[session.member] = stats
+            while len(self._departed) > DEPARTED_KEPT:
+                self._departed.popitem(last=False)
+
+    def departed(self, member: int) -> ConnectionStats | None:
+        with self._lock:
+            return self._departed.get(member)
 
     def sent(self, member: int, message: m.Message, bodies: list[bytes], now: float) -> None:
         """``ServerHub.send`` queued ``bodies`` (the frames of ``message``) for ``member``."""
