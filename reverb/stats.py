@@ -32,7 +32,7 @@ class ConnectionStats:
     side: str  # "server" or "client": whose view of the connection this is
     state: str  # "HANDSHAKE", "OPEN" or "CLOSED"
     connected_since: float | None  # when the handshake completed (None: it has not)
-    connected_for: float  # seconds since then (until the close, for a closed one: 0.0)
+    connected_for: float  # seconds since then (a closed one: until its close)
     bytes_sent: int  # every frame, headers included (§2)
     bytes_received: int
     frames_sent: int
@@ -122,7 +122,7 @@ def connection_stats(
         side=session.role.value,
         state=session.state.value,
         connected_since=None if opened is None else opened + offset,
-        connected_for=mono - opened if opened is not None and not session.closed else 0.0,
+        connected_for=0.0 if opened is None else max(0.0, (session.closed_at or mono) - opened),
         bytes_sent=session.bytes_sent,
         bytes_received=session.bytes_received,
         frames_sent=session.frames_sent,

@@ -213,6 +213,7 @@ class Session:
         self.rpc_errors: Counter[str] = Counter()
         self.incidents: deque[Incident] = deque(maxlen=MAX_INCIDENTS)
         self.opened_at: float | None = None  # when the handshake completed
+        self.closed_at: float | None = None  # when it ended (its last activity, see _finish)
         # §9.1: the round trip of this side's own pings, timed by their nonce. With
         # ``rtt_interval`` set, a ping also goes out every that many seconds to time it (a
         # Reverb server does so while a monitor runs); otherwise only heartbeats are timed.
@@ -544,6 +545,7 @@ class Session:
     def _finish(self, code: int, reason: str, *, by_peer: bool) -> None:
         # the time of its last activity: an abort or an EOF comes without a clock reading
         at = max(self._last_received, self._last_sent, self._last_probe)
+        self.closed_at = at
         who = "by the peer" if by_peer else "by this side"
         self.note_incident("closed", f"{who}: {reason}" if reason else who, at, code)
         self._set_state(State.CLOSED)

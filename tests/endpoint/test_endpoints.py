@@ -208,6 +208,13 @@ def probe_features(s: ServerEndpoint, v: tuple[str, ...]) -> None:
     assert session.features == frozenset(v)  # by default both would be granted
 
 
+def probe_rtt_interval(s: ServerEndpoint, v: float) -> None:
+    session = opened(s)
+    session.data_to_send()
+    session.check_timeouts(v)  # well before the heartbeat's ping_interval
+    assert b'"ping"' in session.data_to_send()  # §9.1: a ping to time the round trip
+
+
 def probe_context(s: ServerEndpoint, v: ReverbContext) -> None:
     assert s.context is v
 
@@ -236,6 +243,7 @@ SERVER_OPTIONS: dict[str, tuple[Any, Callable[[Any, Any], None]]] = {
     "ssl_context": (_TLS, probe_ssl_context),
     "check_contract": (False, probe_check_contract),
     "features": (("compact",), probe_features),
+    "rtt_interval": (1.0, probe_rtt_interval),
     "context": (None, probe_context),  # a fresh context, filled in below
 }
 

@@ -169,3 +169,21 @@ def test_a_compressed_frame_is_shown_as_the_message_it_holds() -> None:
     shown = Frame(1, 2, 0.0, "sync", 5, body).describe()
     assert shown["body"] == message and shown["summary"] == "full spawn 0 update 0 despawn 300"
     assert shown["size"] == len(body) + 4  # what went on the wire
+
+
+def test_departed_clients_final_figures_kept_for_a_few() -> None:
+    """``left`` keeps a departed client's last counters and incidents, for a bounded few."""
+    from reverb.proto.session import Role, Session
+
+    obs = Observer()
+    for member in range(1, DEPARTED_KEPT + 6):
+        session = Session(Role.SERVER, 0.0, member=member)
+        session.abort(1006, "connection lost")
+        obs.left(session)
+    assert obs.departed(1) is None and obs.departed(5) is None
+    last = obs.departed(DEPARTED_KEPT + 5)
+    assert last is not None and last.member == DEPARTED_KEPT + 5
+    assert [(i.kind, i.code, i.detail) for i in last.incidents] == [
+        ("closed", 1006, "by this side: connection lost")
+    ]
+    assert len(obs._departed) == DEPARTED_KEPT

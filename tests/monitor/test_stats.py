@@ -192,6 +192,7 @@ def test_threaded_server_and_client_stats() -> None:
         client.disconnect()
         assert client.stats.state == "CLOSED" and client.stats.rpcs_sent == 2  # final figures
         assert client.stats.incidents[-1].kind == "closed"
+        assert client.stats.connected_for > 0 and not client.stats.connected
         deadline = time.monotonic() + 5
         while server.client_stats(member) is not None:  # gone: None again
             assert time.monotonic() < deadline
