@@ -76,9 +76,10 @@ class Histogram:
         return out
 
 
-@dataclass
+@dataclass(slots=True)
 class Frame:
-    """One application frame sent to one client (its body is shared, never copied)."""
+    """One application frame sent to one client (its body is shared, never copied; an
+    evicted frame lets go of it at once, whatever still lists the frame)."""
 
     seq: int
     member: int
@@ -87,10 +88,10 @@ class Frame:
     tick: int | None
     body: bytes
     evicted: bool = False
+    size: int = 0  # on the wire: the body and its 4-byte length header (§2)
 
-    @property
-    def size(self) -> int:
-        return len(self.body) + 4  # §2: the 4-byte length header
+    def __post_init__(self) -> None:
+        self.size = len(self.body) + 4
 
     def describe(self, limit: int = 65536) -> dict[str, Any]:
         body = self.body
@@ -265,6 +266,7 @@ class Observer:
 
     def _evict(self, frame: Frame, client: _Client) -> None:
         frame.evicted = True
+        frame.body = b""  # the global order may list it a while longer: not its bytes
         client.bytes_held -= frame.size
         self._bytes_held -= frame.size
 

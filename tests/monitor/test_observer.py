@@ -41,6 +41,17 @@ def test_all_clients_capped_together() -> None:
     assert obs.frames(1)[-1].tick == 100
 
 
+def test_evicted_frames_let_go_of_their_bytes() -> None:
+    """The bound is on memory really held: frames pushed out of a client's ring and still
+    listed in the global order (until it is compacted) keep no body."""
+    obs = Observer(frames_per_client=4, bytes_per_client=10_000, bytes_total=1 << 30)
+    for tick in range(1, 501):
+        obs.sent(1, sync(tick), [b"b" * 996], 0.0)
+    assert obs.held_bytes() == 4 * 1000
+    assert sum(len(f.body) for f in obs._order) == 4 * 996  # not 500 bodies
+    assert [f.size for f in obs.frames(1)] == [1000] * 4
+
+
 def test_one_frame_larger_than_the_cap_is_not_held() -> None:
     obs = Observer(bytes_per_client=100)
     obs.sent(1, sync(1), [b"w" * 500], 0.0)
