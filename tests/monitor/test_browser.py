@@ -158,8 +158,9 @@ def test_pages_live_updates_frames_and_disconnect(game: Game, browser: Any) -> N
         lambda d: d.find_elements(By.CSS_SELECTOR, '#client-rpc-errors tr[data-code="rejected"]'),
         "its rejected calls counted",
     )
-    assert "too fast" in browser.find_element(By.ID, "client-failed").text
-    assert browser.find_element(By.ID, "client-rtt").text.endswith(" ms")
+    # (re-rendered live: read through ``wait``, which retries a stale element)
+    wait(browser, lambda d: "too fast" in d.find_element(By.ID, "client-failed").text, "why")
+    wait(browser, lambda d: d.find_element(By.ID, "client-rtt").text.endswith(" ms"), "its RTT")
     shot(browser, "client")
     # Filter to the replies of its calls.
     browser.find_element(By.ID, "frame-filter").send_keys("rpc_result")
