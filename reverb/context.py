@@ -31,6 +31,7 @@ from reverb.reconnect import ConnectionLost, Reconnected, Reconnecting, ResumeFa
 from reverb.replication.interest import Interest, Policy
 from reverb.replication.types import TypeRegistry
 from reverb.replication.world import ClientWorld, Despawned, ServerWorld, Spawned
+from reverb.stats import ConnectionStats
 from reverb.transport import (
     ClientTransport,
     PeerClosed,
@@ -400,6 +401,19 @@ class ReverbContext:
             raise InvalidState("the object is not in the world (it has no uid)")
         members = self.world.observers(uid) & self._messaging
         return self._send_app(name, data, tuple(sorted(members)))
+
+    def client_stats(self, member: int) -> ConnectionStats | None:
+        """Server: client ``member``'s connection counters (``reverb.stats.ConnectionStats``),
+        or None when no such client is connected; ``Server.client_stats``. A client reads
+        its own as ``clt.stats``."""
+        stats = getattr(self.connection, "client_stats", None)
+        if stats is None:
+            raise InvalidState(
+                "client_stats() asks a server about one of its clients (this context has "
+                f"no server connection; side is {self.side}); a client reads clt.stats"
+            )
+        result: ConnectionStats | None = stats(member)
+        return result
 
     def _send_app(self, name: str, data: Any, members: tuple[int, ...]) -> int:
         if self.side is not ReverbSide.SERVER:

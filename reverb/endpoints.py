@@ -42,6 +42,7 @@ from reverb.proto.session import (
 from reverb.reconnect import ReconnectPolicy
 from reverb.replication.types import contract
 from reverb.resume import DEFAULT_GRACE, MemberInfo, OwnedPolicy
+from reverb.stats import ConnectionStats, connection_stats
 from reverb.timesync import TIME_PING_INTERVAL, Timekeeper
 
 if TYPE_CHECKING:
@@ -122,6 +123,7 @@ class ServerEndpoint:
         resume_grace: float = DEFAULT_GRACE,
         on_drop: Callable[[MemberInfo], float | None] | None = None,
         owned_objects: OwnedPolicy | str = OwnedPolicy.KEEP,
+        rtt_interval: float | None = None,
         context: ReverbContext | None = None,
         client_budget: float | None = None,
     ) -> None:
@@ -150,6 +152,7 @@ class ServerEndpoint:
                 resume_grace=resume_grace,
                 on_drop=on_drop,
                 owned_objects=owned_objects,
+                rtt_interval=rtt_interval,
             ),
             self.context.types if check_contract else None,
         )
@@ -173,6 +176,35 @@ class ServerEndpoint:
         if self._port is None:
             raise InvalidState("the server is not started")
         return self._port
+
+    # -- per-connection statistics (docs/monitor.md) --------------------------------------------
+
+    def client_stats(self, member: int) -> ConnectionStats | None:
+        """The counters of client ``member``'s connection (``reverb.stats.ConnectionStats``):
+        bytes and frames each way, calls and their results by code, messages, round-trip
+        time, send buffer, connected since, its last incidents.
+
+        None when no client ``member`` is connected (it left, never was, or has not completed
+        its handshake): clients come and go on their own, so a missing one is an answer, not
+        an error. ``Server``: from any thread; ``AsyncServer``: on its event loop.
+
+        The round-trip time comes from this server's own pings (§9.1): heartbeats only go to
+        a quiet client, so pass ``rtt_interval`` (seconds; a monitor sets 2 s while it runs)
+        to ping every client that often and always have a figure.
+        """
+        session = self.hub.members.get(member)
+        if session is None:
+            return None
+        conn = self.by_member.get(member)
+        backlog = getattr(conn, "backlog", None)
+        clock = getattr(self, "clock", None)
+        return connection_stats(
+            session,
+            send_buffer=backlog() if callable(backlog) else 0,
+            send_buffer_limit=getattr(self, "max_send_buffer", None) or 0,
+            pending_calls=self.hub.pending.get(member, 0),
+            now=clock() if callable(clock) else None,
+        )
 
     # -- messages (§14): the context's, from the game thread ----------------------------------
 
@@ -276,6 +308,8 @@ class ClientEndpoint:
             asked += (RESUME,)
         self._time_ping_interval = time_ping_interval
         self.timekeeper = Timekeeper(ping_interval=time_ping_interval)
+        self._stats_session: Session | None = None  # the last connection's, for ``stats``
+        self._applied_before = 0  # ticks the replica table had applied before it
         self._session_options: dict[str, Any] = {
             "features": asked,
             "max_frame_size": max_frame_size,
@@ -317,6 +351,19 @@ class ClientEndpoint:
     def rtt_jitter(self) -> float:
         """Mean deviation of the round-trip time, seconds."""
         return self.timekeeper.rtt_jitter
+
+    def connection_stats(self, send_buffer: int = 0, now: float | None = None) -> ConnectionStats:
+        """``stats`` with the I/O layer's send buffer (each layer reads it its own way)."""
+        session = self._stats_session
+        if session is None:  # never connected: nothing counted
+            return ConnectionStats.unconnected(CLIENT_SEND_BUFFER)
+        return connection_stats(
+            session,
+            send_buffer=send_buffer,
+            send_buffer_limit=CLIENT_SEND_BUFFER,
+            syncs_applied=self.context.replicas.applied - self._applied_before,
+            now=now,
+        )
 
     @property
     def clock_ready(self) -> bool:
@@ -372,7 +419,7 @@ class ClientEndpoint:
         if self.context.connection is None:
             self.context.connection = self
         self.timekeeper = Timekeeper(ping_interval=self._time_ping_interval)
-        return Session(
+        session = Session(
             Role.CLIENT,
             time.monotonic() if now is None else now,
             timekeeper=self.timekeeper,
@@ -381,3 +428,6 @@ class ClientEndpoint:
             resume=self.hub.resume_hello() if resume else None,
             **self._session_options,
         )
+        self._stats_session = session
+        self._applied_before = self.context.replicas.applied
+        return session

@@ -128,6 +128,7 @@ class ServerOptions:
         resume_grace: float = DEFAULT_GRACE,
         on_drop: Callable[[MemberInfo], float | None] | None = None,
         owned_objects: OwnedPolicy | str = OwnedPolicy.KEEP,
+        rtt_interval: float | None = None,
     ) -> None:
         if tick_rate <= 0:
             raise ValueError("tick_rate must be positive")
@@ -155,6 +156,7 @@ class ServerOptions:
             "max_bytes_per_second": max_bytes_per_second,
             "authenticate": authenticate,
             "features": tuple(features),  # what it may grant (§4.11)
+            "rtt_interval": rtt_interval,  # §9.1: a ping this often times the round trip
         }
 
 
@@ -350,6 +352,7 @@ class ServerHub:
                 # §14.3: a client's messages wait for the game loop with its calls, in one queue
                 logger.warning("%s has %d calls pending: refused", session.name, pending)
                 self.stats["limit.pending_calls"] += 1
+                session.note_incident("limit", f"pending_calls: {call.TYPE} refused", now)
                 reply: m.Message = (
                     m.RpcErrorReply(
                         id=call.id, code=RpcCode.OVERLOADED, message="too many calls pending"
@@ -381,6 +384,8 @@ class ServerHub:
         self.stats["bytes_received"] += session.bytes_received
         if self.members.get(member) is not session:
             return None  # never completed the handshake: the game never heard of it
+        if self.observer is not None:  # monitor hook: keeps its last counters and incidents
+            self.observer.left(session)
         del self.members[member]
         with self.resume_lock:
             self._confirming.pop(member, None)
@@ -435,6 +440,7 @@ class ServerHub:
         touched = []
         # a reply ends its call: the id may be used again (§8.5)
         answers = message.id if isinstance(message, (m.RpcResult, m.RpcErrorReply)) else None
+        code = message.code if isinstance(message, m.RpcErrorReply) else None
         feature = NEEDS_FEATURE.get(type(message))
         for member in members:
             session = self.members.get(member)
@@ -457,6 +463,7 @@ class ServerHub:
                 # 65536 bytes fit every client (§5.1: no max_frame is smaller)
                 logger.error("%s: %s: not sent", session.name, bodies)
                 self.stats["limit.message_too_large"] += 1
+                session.note_incident("limit", f"message_too_large: {bodies}"[:200], now)
                 continue
             if isinstance(bodies, EncodeError):
                 reason = f"{_entry_name(bodies)} does not fit the client's max_frame"
@@ -464,13 +471,14 @@ class ServerHub:
                     "%s: closing (%d): %s: %s", session.name, CloseCode.TOO_LARGE, reason, bodies
                 )
                 self.stats["sync_too_large"] += 1
+                session.note_incident("limit", f"sync_too_large: {reason}", now)
                 session.close(CloseCode.TOO_LARGE, reason, now)
             else:
                 frames = framed.get(key)
                 if frames is None:
                     frames = framed[key] = [encode_frame(body) for body in bodies]
                 for whole in frames:
-                    session.send_framed(message.TYPE, whole, now, answers=answers)
+                    session.send_framed(message.TYPE, whole, now, answers=answers, code=code)
                 if self.observer is not None:  # monitor hook: frames sent
                     self.observer.sent(member, message, bodies, now)
             touched.append(session)

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 from reverb import _current
 from reverb.context import ReverbContext, ReverbSide
+from reverb.stats import ConnectionStats
 
 __all__ = ["ReverbManager"]
 
@@ -108,6 +109,11 @@ class ReverbManager(metaclass=_ManagerMeta):
         """``ReverbContext.send_message``: ``(member, name, data=None)`` on a server,
         ``(name, data=None)`` on a client (docs/protocol.md §14)."""
         return _default.send_message(*args, **kwargs)
+
+    @staticmethod
+    def client_stats(member: int) -> ConnectionStats | None:
+        """``ReverbContext.client_stats``: a ``ConnectionStats``, or None when not connected."""
+        return _default.client_stats(member)
 
     @staticmethod
     def broadcast(name: str, data: Any = None, exclude: Any = ()) -> int:

@@ -15,6 +15,7 @@ from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint
 from reverb.errors import CloseCode, HandshakeFailed, InvalidState
 from reverb.proto.session import Closed, Opened, Session, SessionEvent
 from reverb.reconnect import ReconnectState
+from reverb.stats import ConnectionStats
 from reverb.transport import ClientEvent
 
 __all__ = ["AsyncClient", "CallFuture"]
@@ -79,6 +80,12 @@ class AsyncClient(ClientEndpoint, AioLoop):
     _loop: asyncio.AbstractEventLoop | None = None  # the loop of the last connect()
     _handshake_done: asyncio.Event | None = None  # a fresh one at each connect()
     _reconnect_task: asyncio.Task[None] | None = None  # §18: reconnecting after a drop
+
+    @property
+    def stats(self) -> ConnectionStats:
+        """``Client.stats``: this connection's counters (read on the event loop's thread)."""
+        proto = self._proto
+        return self.connection_stats(proto.backlog() if proto is not None else 0)
 
     async def connect(self) -> None:
         """``Client.connect`` for the event loop (side, reconnecting: the same rules)."""

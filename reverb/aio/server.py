@@ -27,6 +27,7 @@ class AsyncServer(ServerEndpoint, AioLoop):
 
     _server: asyncio.Server | None = None
     _resume_timer: asyncio.TimerHandle | None = None
+    loop: asyncio.AbstractEventLoop | None = None  # the loop it serves on, once started
     # A call that arrives while the game task waits in server_sync() with nothing queued is
     # answered in the protocol callback, no loop iteration later. False: every call runs
     # when the game task resumes (guide §7).
@@ -35,7 +36,7 @@ class AsyncServer(ServerEndpoint, AioLoop):
     async def start_server(self) -> None:
         if self._server is not None:
             raise InvalidState("the server is already started")
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
         self._server = await loop.create_server(
             lambda: SessionProtocol(self),
             self.host,

@@ -37,7 +37,8 @@ ERRORS = (
 
 @dataclass
 class Family:
-    """One metric: ``kind`` is gauge, counter (``name`` without ``_total``) or histogram."""
+    """One metric: ``kind`` is gauge, counter (``name`` without ``_total``), histogram or
+    summary (``summaries``: labels, count, sum; no quantiles)."""
 
     name: str
     kind: str
@@ -45,6 +46,7 @@ class Family:
     labels: tuple[str, ...] = ()
     samples: list[tuple[tuple[str, ...], float]] = field(default_factory=list)
     histograms: list[tuple[tuple[str, ...], Histogram]] = field(default_factory=list)
+    summaries: list[tuple[tuple[str, ...], int, float]] = field(default_factory=list)
 
 
 def families(view: ServerView, observer: Observer) -> list[Family]:
@@ -108,12 +110,44 @@ def families(view: ServerView, observer: Observer) -> list[Family]:
     buffer = add(
         "reverb_client_send_buffer_bytes", "gauge", "Bytes queued unsent, per client.", ("client",)
     )
+    # Every per-client series is labelled ``client``; a ``room`` label joins it once rooms
+    # exist (docs/monitor.md), so that sum by (room) works without renaming anything.
+    rtt = add(
+        "reverb_client_rtt_seconds",
+        "summary",
+        "Round-trip times of the server's pings to a client (§9.1), per client.",
+        ("client",),
+    )
+    srtt = add(
+        "reverb_client_rtt_smoothed_seconds",
+        "gauge",
+        "Smoothed round-trip time (RFC 6298), per client with a sample.",
+        ("client",),
+    )
+    rpc_errors = add(
+        "reverb_client_rpc_errors",
+        "counter",
+        "Calls answered with rpc_error, per client and code (§8.3).",
+        ("client", "code"),
+    )
+    received = add(
+        "reverb_client_bytes_received",
+        "counter",
+        "Bytes received from a client.",
+        ("client",),
+    )
     for client in state["clients"]:
         label = (str(client["member"]),)
         seen = counters.get(client["member"], {})
         per_frames.samples.append((label, seen.get("frames_sent", 0)))
         per_bytes.samples.append((label, seen.get("sync_bytes_sent", 0)))
         buffer.samples.append((label, client["send_buffer"]))
+        rtt.summaries.append((label, client["rtt_samples"], client["rtt_sum"]))
+        if client["rtt"] is not None:
+            srtt.samples.append((label, client["rtt"]))
+        for code, n in sorted(client["rpcs_failed"].items()):
+            rpc_errors.samples.append(((label[0], code), n))
+        received.samples.append((label, client["bytes_received"]))
     add(
         "reverb_send_buffer_limit_bytes", "gauge", "A client is dropped past this many."
     ).samples = [((), state["max_send_buffer"])]
@@ -183,11 +217,16 @@ class _Collector:
             CounterMetricFamily,
             GaugeMetricFamily,
             HistogramMetricFamily,
+            SummaryMetricFamily,
         )
 
         for fam in families(self._view, self._observer):
             metric: Any
-            if fam.kind == "histogram":
+            if fam.kind == "summary":
+                metric = SummaryMetricFamily(fam.name, fam.help, labels=fam.labels)
+                for labels, count, total in fam.summaries:
+                    metric.add_metric(list(labels), float(count), total)
+            elif fam.kind == "histogram":
                 metric = HistogramMetricFamily(fam.name, fam.help, labels=fam.labels)
                 for labels, hist in fam.histograms:
                     buckets = [(_num(b), float(n)) for b, n in hist.cumulative()]
@@ -219,6 +258,12 @@ def write_text(fams: list[Family]) -> str:
                 lines.append(_sample(f"{fam.name}_bucket", [*pairs, ("le", "+Inf")], hist.count))
                 lines.append(_sample(f"{fam.name}_count", pairs, hist.count))
                 lines.append(_sample(f"{fam.name}_sum", pairs, hist.total))
+            continue
+        if fam.kind == "summary":
+            for labels, count, total in fam.summaries:
+                pairs = list(zip(fam.labels, labels, strict=True))
+                lines.append(_sample(f"{fam.name}_count", pairs, count))
+                lines.append(_sample(f"{fam.name}_sum", pairs, total))
             continue
         suffix = "_total" if fam.kind == "counter" else ""
         for labels, value in fam.samples:

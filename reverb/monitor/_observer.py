@@ -13,11 +13,12 @@ import json
 import threading
 import time
 import zlib
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from reverb.proto import messages as m
+from reverb.stats import ConnectionStats, connection_stats
 
 __all__ = [
     "RPC_BUCKETS",
@@ -75,9 +76,10 @@ class Histogram:
         return out
 
 
-@dataclass
+@dataclass(slots=True)
 class Frame:
-    """One application frame sent to one client (its body is shared, never copied)."""
+    """One application frame sent to one client (its body is shared, never copied; an
+    evicted frame lets go of it at once, whatever still lists the frame)."""
 
     seq: int
     member: int
@@ -86,10 +88,10 @@ class Frame:
     tick: int | None
     body: bytes
     evicted: bool = False
+    size: int = 0  # on the wire: the body and its 4-byte length header (§2)
 
-    @property
-    def size(self) -> int:
-        return len(self.body) + 4  # §2: the 4-byte length header
+    def __post_init__(self) -> None:
+        self.size = len(self.body) + 4
 
     def describe(self, limit: int = 65536) -> dict[str, Any]:
         body = self.body
@@ -173,8 +175,10 @@ class Observer:
     """Installed by ``Monitor``; called by the server at its hook points.
 
     Hook points (each one line in the server, ``if ... observer is not None``):
-    ``sent`` (``ServerHub.send``, under the server's lock), ``call`` (``ReverbContext.serve``,
-    game thread) and ``tick`` (``ReverbContext.server_step``, game thread).
+    ``sent`` (``ServerHub.send``, under the server's lock), ``left`` (``ServerHub.on_event``,
+    a client's connection closed: I/O thread or event loop), ``call``
+    (``ReverbContext.serve``, game thread) and ``tick`` (``ReverbContext.server_step``, game
+    thread).
     """
 
     def __init__(
@@ -207,8 +211,23 @@ class Observer:
         self._watchers = 0
         self._wanted_until = 0.0
         self._members: frozenset[int] = frozenset()
+        # the final counters and incidents of the last DEPARTED_KEPT clients to leave
+        self._departed: OrderedDict[int, ConnectionStats] = OrderedDict()
 
     # -- hook points -------------------------------------------------------------------------
+
+    def left(self, session: Any) -> None:
+        """A client's connection closed (``ServerHub.on_event``): keep its last figures and
+        incidents (the close among them) for its page, a post-mortem."""
+        stats = connection_stats(session)
+        with self._lock:
+            self._departed[session.member] = stats
+            while len(self._departed) > DEPARTED_KEPT:
+                self._departed.popitem(last=False)
+
+    def departed(self, member: int) -> ConnectionStats | None:
+        with self._lock:
+            return self._departed.get(member)
 
     def sent(self, member: int, message: m.Message, bodies: list[bytes], now: float) -> None:
         """``ServerHub.send`` queued ``bodies`` (the frames of ``message``) for ``member``."""
@@ -247,6 +266,7 @@ class Observer:
 
     def _evict(self, frame: Frame, client: _Client) -> None:
         frame.evicted = True
+        frame.body = b""  # the global order may list it a while longer: not its bytes
         client.bytes_held -= frame.size
         self._bytes_held -= frame.size
 

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from reverb.errors import InvalidState
 from reverb.monitor._metrics import exposition
 from reverb.monitor._observer import Observer, describe_object
-from reverb.monitor._state import ServerView
+from reverb.monitor._state import ServerView, stats_json
 
 __all__ = ["Monitor"]
 
@@ -38,6 +38,9 @@ MAX_STREAMS = 16  # live streams at once: a few people watching, not a thread pe
 SSE_MAX_SECONDS = 3600.0  # a stream ends after this; the browser's EventSource reconnects
 MAX_BODY = 4096  # bytes: an action's JSON body is a reason string
 FRAMES_SHOWN = 100
+# §9.1: while a monitor runs, a server that does not time its clients' round trips pings
+# each one this often (one small frame each way; quiet clients get heartbeats anyway)
+RTT_INTERVAL = 2.0
 STATIC = {
     "/": ("index.html", "text/html; charset=utf-8"),
     "/app.js": ("app.js", "text/javascript; charset=utf-8"),
@@ -51,6 +54,9 @@ class Monitor:
     ``Monitor(server).start()`` installs the observer (the server's hook points start
     recording), binds ``host:port`` (loopback, a free port by default) and serves from a
     background thread; ``url`` carries the token. ``stop()`` undoes all of it.
+
+    ``rtt_interval``: a server started without its own ``rtt_interval`` pings every client
+    this often while the monitor runs, to show round-trip times (§9.1); None leaves it alone.
     """
 
     def __init__(
@@ -61,8 +67,11 @@ class Monitor:
         token: str | None = None,
         *,
         observer: Observer | None = None,
+        rtt_interval: float | None = RTT_INTERVAL,
     ) -> None:
         self.server = server
+        self.rtt_interval = rtt_interval
+        self._probing = False  # the monitor turned the server's RTT pings on
         self.host = host
         self.requested_port = port
         self.token = token if token is not None else secrets.token_urlsafe(24)
@@ -103,6 +112,7 @@ class Monitor:
         self._stopping.clear()
         self.server.hub.observer = self.observer
         self.server.context.observer = self.observer
+        self._probe(self.rtt_interval)
         self._thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="reverb-monitor"
         )
@@ -120,12 +130,34 @@ class Monitor:
             self.server.hub.observer = None
         if self.server.context.observer is self.observer:
             self.server.context.observer = None
+        if self._probing:
+            self._probe(None)
         httpd.shutdown()
         httpd.server_close()
         if self._thread is not None:
             self._thread.join(5.0)
         self._httpd = None
         self._thread = None
+
+    def _probe(self, interval: float | None) -> None:
+        """Turn the server's RTT pings on (``interval``) or back off (None): for the
+        sessions to come and those open now (an attribute each reads at its next check)."""
+        options = self.server.hub.options.session
+        if interval is not None and options.get("rtt_interval") is not None:
+            return  # the server times round trips itself
+        if interval is None and not self._probing:
+            return
+        self._probing = interval is not None
+        options["rtt_interval"] = interval
+
+        def apply() -> None:
+            for session in self.server.hub.members.values():
+                session.rtt_interval = interval
+
+        try:
+            self.view.on_server(apply)
+        except TimeoutError:  # the loop is blocked: new sessions get it, these may not
+            logger.warning("monitor: could not reach the server's loop to set rtt_interval")
 
     def __enter__(self) -> Monitor:
         return self.start()
@@ -163,7 +195,7 @@ class Monitor:
         snap = self.observer.fresh_snapshot(timeout=0.5)
         for client in data["clients"]:
             seen = counters.get(client["member"], {})
-            client["frames_sent"] = seen.get("frames_sent", 0)
+            client["app_frames_sent"] = seen.get("frames_sent", 0)  # while the monitor runs
             client["sync_bytes_sent"] = seen.get("sync_bytes_sent", 0)
             held = snap.held.get(client["member"]) if snap is not None else None
             client["view_size"] = len(held) if held is not None else 0
@@ -187,7 +219,12 @@ class Monitor:
             frames.append(frame.describe())
             if len(frames) >= FRAMES_SHOWN:
                 break
-        connected = member in self.view.members()
+        stats = self.view.client_stats(member)
+        connected = stats is not None
+        if stats is None:  # gone: its last figures, if it left recently
+            final = self.observer.departed(member)
+            stats = stats_json(final) if final is not None else None
+        rpcs = self.observer.rpc_log(member)
         return {
             "member": member,
             "connected": connected,
@@ -195,7 +232,9 @@ class Monitor:
             "view": view,
             "frames": frames,
             "counters": self.observer.client_counters().get(member, {}),
-            "rpcs": self.observer.rpc_log(member)[-100:],
+            "stats": stats,
+            "rpcs": rpcs[-100:],
+            "failed_rpcs": [r for r in rpcs if r["code"] != "ok"][-50:],
         }
 
 
@@ -281,6 +320,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._error(HTTPStatus.NOT_FOUND, "no such page")
         except ValueError:
             self._error(HTTPStatus.BAD_REQUEST, "bad request")
+        except TimeoutError:
+            self._error(HTTPStatus.SERVICE_UNAVAILABLE, "the server's loop is not answering")
         except (BrokenPipeError, ConnectionResetError):
             pass
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import logging
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +33,7 @@ __all__ = [
     "Closed",
     "HelloAccept",
     "HelloRefuse",
+    "Incident",
     "Opened",
     "Received",
     "Role",
@@ -74,6 +75,11 @@ MAX_RESUME_TOKEN = 64  # §18.3: a token is 43 characters; more is not a Reverb 
 MAX_RESUME_WAITING = 1024  # §18.3: the ids of the calls in flight, at most max_pending_calls
 MAX_FEATURES = 16  # §4.11: a hello names a handful of features; more is not a client's doing
 MAX_FEATURE_NAME = 32
+# Per-connection diagnostics (docs/monitor.md): the last incidents (limits hit, protocol
+# errors, the close) and the pings whose pongs are awaited, both bounded.
+MAX_INCIDENTS = 32
+MAX_PINGS_TIMED = 8
+RTT_GAIN, RTT_VAR_GAIN = 1 / 8, 1 / 4  # RFC 6298's smoothing
 
 
 class Role(enum.Enum):
@@ -156,6 +162,19 @@ class Closed:
 SessionEvent = Opened | Received | Closed
 
 
+@dataclass(frozen=True)
+class Incident:
+    """Something that went wrong on one connection, kept for diagnostics (a bounded ring,
+    ``Session.incidents``). ``kind``: ``limit`` (§11), ``protocol_error`` (§10.2),
+    ``internal_error`` or ``closed`` (the close, either side's, with its code and reason).
+    ``at`` is the session's clock (monotonic in the I/O layers)."""
+
+    at: float
+    kind: str
+    detail: str
+    code: int | None = None
+
+
 class Session:
     """A server's or a client's view of one connection."""
 
@@ -188,6 +207,7 @@ class Session:
         peer: str = "",
         stats: Counter[str] | None = None,
         name: str = "",
+        rtt_interval: float | None = None,
     ) -> None:
         self.role = role
         self.member = member
@@ -216,6 +236,29 @@ class Session:
         self._in_flight: set[int] = set()  # §8.5: ids of calls received and not yet answered
         self.bytes_sent = 0
         self.bytes_received = 0
+        # Per-connection counters (docs/monitor.md, ``ConnectionStats``): frames by message
+        # type each way, and the codes of the rpc_error replies (sent by a server, received
+        # by a client). Counted here so that both I/O layers and both sides agree.
+        self.frames_sent = 0
+        self.frames_received = 0
+        self.sent_by_kind: Counter[str] = Counter()
+        self.received_by_kind: Counter[str] = Counter()
+        self.rpc_errors: Counter[str] = Counter()
+        self.incidents: deque[Incident] = deque(maxlen=MAX_INCIDENTS)
+        self.opened_at: float | None = None  # when the handshake completed
+        self.closed_at: float | None = None  # when it ended (its last activity, see _finish)
+        # §9.1: the round trip of this side's own pings, timed by their nonce. With
+        # ``rtt_interval`` set, a ping also goes out every that many seconds to time it (a
+        # Reverb server does so while a monitor runs); otherwise only heartbeats are timed.
+        self.rtt_interval = rtt_interval
+        self.rtt: float | None = None  # smoothed (RFC 6298), seconds
+        self.rtt_jitter = 0.0
+        self.rtt_min: float | None = None
+        self.rtt_last: float | None = None
+        self.rtt_samples = 0
+        self.rtt_total = 0.0
+        self._pings_out: dict[int, float] = {}
+        self._last_probe = now
         self.identity: Any = None
         # §4.11: a client's are those it asks for, a server's those it may grant; once OPEN,
         # the features granted on this connection.
@@ -298,6 +341,7 @@ class Session:
             self._decoder.add(data)
             while (body := self._decoder.next_frame()) is not None:
                 completed = True
+                self.frames_received += 1
                 if self._inflate and body[:1] == b"\x00":
                     body = self._inflated(body)
                 self._receive(m.decode(body), now)
@@ -305,6 +349,7 @@ class Session:
                     return
         except RemoteProtocolError as exc:
             logger.warning("%s: protocol violation (%d): %s", self.name, exc.code, exc)
+            self.note_incident("protocol_error", str(exc)[:200], now, exc.code)
             if (
                 exc.code == CloseCode.TOO_LARGE
                 and self._decoder.max_frame_size < self.max_frame_size
@@ -319,6 +364,7 @@ class Session:
         except Exception:  # a bug of ours (or of a hook): this connection only pays for it
             logger.exception("%s: internal error while handling its input", self.name)
             self.stats["internal_error"] += 1
+            self.note_incident("internal_error", "internal error while handling its input", now)
             self.close(CloseCode.INTERNAL_ERROR, "internal error", now)
             return
         if not self._decoder.in_frame:
@@ -350,6 +396,12 @@ class Session:
         elif self._state is State.OPEN and now >= self._next_ping():
             self._last_ping = now
             self._ping(now, scheduled=False)
+        elif (
+            self._state is State.OPEN
+            and self.rtt_interval is not None
+            and now >= self._last_probe + self.rtt_interval
+        ):
+            self._ping(now, scheduled=False)  # §9.1: a ping to time the round trip
         clock = self.timekeeper
         if clock is not None and self._state is State.OPEN:
             due = clock.ping_due()
@@ -369,6 +421,10 @@ class Session:
     def _ping(self, now: float, *, scheduled: bool) -> None:
         self._nonce += 1
         self._send(m.Ping(nonce=self._nonce), now)
+        self._last_probe = now
+        self._pings_out[self._nonce] = now
+        if len(self._pings_out) > MAX_PINGS_TIMED:  # unanswered ones: forget the oldest
+            del self._pings_out[next(iter(self._pings_out))]
         if self.timekeeper is not None:
             self.timekeeper.ping_sent(self._nonce, now, scheduled=scheduled)
 
@@ -387,6 +443,8 @@ class Session:
         times = [self._last_received + self._idle_timeout, self._next_ping()]
         if self.timekeeper is not None and (due := self.timekeeper.ping_due()) is not None:
             times.append(due)
+        if self.rtt_interval is not None:
+            times.append(self._last_probe + self.rtt_interval)
         if self._frame_started is not None:
             times.append(self._frame_started + self._frame_timeout)
         return min(times)
@@ -406,15 +464,23 @@ class Session:
                 "connection (§4.11, §14.1)"
             )
         answers = message.id if isinstance(message, (m.RpcResult, m.RpcErrorReply)) else None
-        self.send_encoded(message.TYPE, m.encode(message), now, answers=answers)
+        code = message.code if isinstance(message, m.RpcErrorReply) else None
+        self.send_encoded(message.TYPE, m.encode(message), now, answers=answers, code=code)
 
     def send_encoded(
-        self, kind: str, body: bytes, now: float, *, answers: int | None = None
+        self,
+        kind: str,
+        body: bytes,
+        now: float,
+        *,
+        answers: int | None = None,
+        code: str | None = None,
     ) -> None:
         """Queue an already-encoded message body (a broadcast encodes once for every peer).
 
         ``answers`` is the id of the call an ``rpc_result``/``rpc_error`` answers: that id is
-        free for the client to use again (§8.5)."""
+        free for the client to use again (§8.5); ``code``, an ``rpc_error``'s, is counted in
+        ``rpc_errors``."""
         if self._state is not State.OPEN:
             raise InvalidState(f"cannot send {kind} in state {self._state.value}")
         if len(body) > self.peer_max_frame:
@@ -423,10 +489,19 @@ class Session:
             )
         if answers is not None:
             self._in_flight.discard(answers)
+        if code is not None:
+            self.rpc_errors[code] += 1
+        self.sent_by_kind[kind] += 1
         self._queue(body, now)
 
     def send_framed(
-        self, kind: str, frame: bytes, now: float, *, answers: int | None = None
+        self,
+        kind: str,
+        frame: bytes,
+        now: float,
+        *,
+        answers: int | None = None,
+        code: str | None = None,
     ) -> None:
         """``send_encoded`` for a body already framed (§2.1, header included): a broadcast
         frames once, and every peer's output holds the same bytes object."""
@@ -439,6 +514,10 @@ class Session:
             )
         if answers is not None:
             self._in_flight.discard(answers)
+        if code is not None:
+            self.rpc_errors[code] += 1
+        self.sent_by_kind[kind] += 1
+        self.frames_sent += 1
         self._out.append(frame)
         self.bytes_sent += len(frame)
         self._last_sent = now
@@ -459,7 +538,26 @@ class Session:
         """Close because a limit was hit: logged with the peer and counted in ``stats`` (§11)."""
         logger.warning("%s: %s: closing (%d)", self.name, reason, code)
         self.stats[f"limit.{limit}"] += 1
+        self.note_incident("limit", f"{limit}: {reason}", now, code)
         self.close(code, reason, now)
+
+    def note_incident(self, kind: str, detail: str, now: float, code: int | None = None) -> None:
+        """Keep ``Incident(now, kind, detail, code)`` in ``incidents`` (the last
+        ``MAX_INCIDENTS``); the hub notes the limits it enforces for this connection."""
+        self.incidents.append(Incident(now, kind, detail, code))
+
+    def rtt_sample(self, rtt: float) -> None:
+        """Add one round-trip time (seconds) to the smoothed estimate (RFC 6298 gains)."""
+        self.rtt_samples += 1
+        self.rtt_total += rtt
+        self.rtt_last = rtt
+        if self.rtt_min is None or rtt < self.rtt_min:
+            self.rtt_min = rtt
+        if self.rtt is None:
+            self.rtt, self.rtt_jitter = rtt, rtt / 2
+        else:
+            self.rtt_jitter += RTT_VAR_GAIN * (abs(rtt - self.rtt) - self.rtt_jitter)
+            self.rtt += RTT_GAIN * (rtt - self.rtt)
 
     def abort(self, code: int, reason: str) -> None:
         """End the session without sending anything (the transport is unusable or dropped)."""
@@ -470,11 +568,15 @@ class Session:
 
     def _queue(self, body: bytes, now: float) -> None:
         frame = encode_frame(body)
+        self.frames_sent += 1
         self._out.append(frame)
         self.bytes_sent += len(frame)
         self._last_sent = now
 
     def _send(self, message: m.Message, now: float) -> None:
+        self.sent_by_kind[message.TYPE] += 1
+        if isinstance(message, m.RpcErrorReply):
+            self.rpc_errors[message.code] += 1
         self._queue(m.encode(message), now)
 
     def _refuse_over_rate(self, what: str, refusal: m.Message, now: float) -> None:
@@ -482,12 +584,18 @@ class Session:
         stays open."""
         logger.warning("%s: call rate limit exceeded: %s refused", self.name, what)
         self.stats["limit.call_rate"] += 1
+        self.note_incident("limit", f"call_rate: {what} refused", now)
         self._send(refusal, now)
 
     def _fail(self, code: int, reason: str, now: float) -> None:
         self.close(code, reason[:200], now)
 
     def _finish(self, code: int, reason: str, *, by_peer: bool, clean: bool = False) -> None:
+        # the time of its last activity: an abort or an EOF comes without a clock reading
+        at = max(self._last_received, self._last_sent, self._last_probe)
+        self.closed_at = at
+        who = "by the peer" if by_peer else "by this side"
+        self.note_incident("closed", f"{who}: {reason}" if reason else who, at, code)
         self._set_state(State.CLOSED)
         self._events.append(Closed(code=code, reason=reason, by_peer=by_peer, clean=clean))
 
@@ -498,6 +606,7 @@ class Session:
                 f"{message.TYPE} is not allowed in state {self._state.value}",
                 CloseCode.PROTOCOL_ERROR,
             )
+        self.received_by_kind[message.TYPE] += 1
         feature = NEEDS_FEATURE.get(type(message))
         if feature is not None and feature not in self.features:
             raise RemoteProtocolError(
@@ -544,6 +653,9 @@ class Session:
             self._send(m.Pong(nonce=message.nonce, time=stamp), now)
         elif isinstance(message, m.Pong):
             # its arrival already counted as traffic in receive_data; a client takes a sample
+            sent = self._pings_out.pop(message.nonce, None)
+            if sent is not None:
+                self.rtt_sample(now - sent)
             if self.role is Role.CLIENT:
                 told = self._server_time(message.time, "pong")  # §13.4
                 if self.timekeeper is not None:
@@ -570,6 +682,7 @@ class Session:
                 self.resume_token = None if isinstance(token, m.Absent) else token
                 self.resumed = message.resumed is True
             self._set_state(State.OPEN)
+            self.opened_at = now
             self._events.append(
                 Opened(
                     member=message.member,
@@ -583,6 +696,8 @@ class Session:
         else:
             if isinstance(message, m.Sync) and TIME in self.features:
                 self._check_sync_time(message, now)
+            elif isinstance(message, m.RpcErrorReply):
+                self.rpc_errors[message.code] += 1
             self._events.append(Received(message, now))
 
     def _server_time(self, value: float | m.Absent, where: str) -> float | None:
@@ -671,6 +786,7 @@ class Session:
                 self.resumed = True
         self.features = frozenset(granted)
         self._set_state(State.OPEN)
+        self.opened_at = now
         self._decoder.max_frame_size = self.max_frame_size  # §2.7: the handshake cap ends here
         self._send(
             m.Welcome(

@@ -52,6 +52,7 @@ class ClientWorld:
         self.types = types
         self.objects: dict[int, Any] = {}
         self.tick: int | None = None
+        self.applied = 0  # ticks applied since the table was made (ConnectionStats)
         # Whether compact update entries (§12) are accepted: a Reverb client asks for them.
         self.compact = True
         self._bind = bind
@@ -122,6 +123,7 @@ class ClientWorld:
             self._shapes = {}  # may hold shapes checked against a refused table
             raise
         self.tick = sync.tick
+        self.applied += 1
         return changes
 
     def _apply(

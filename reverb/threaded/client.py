@@ -17,6 +17,7 @@ from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint
 from reverb.errors import CloseCode, HandshakeFailed
 from reverb.proto.session import Closed, Opened, SessionEvent, State
 from reverb.reconnect import ReconnectState
+from reverb.stats import ConnectionStats
 from reverb.threaded._loop import Conn, IOLoop, Tls
 from reverb.transport import ClientEvent
 
@@ -39,6 +40,16 @@ class Client(ClientEndpoint, IOLoop):
     def connected(self) -> bool:
         conn = self._conn
         return conn is not None and conn.session.state is State.OPEN
+
+    @property
+    def stats(self) -> ConnectionStats:
+        """This connection's counters (``reverb.stats.ConnectionStats``; any thread): bytes
+        and frames each way, calls and their results by code, syncs applied, messages,
+        round-trip time, send buffer, connected since, its last incidents. After a close,
+        the closed connection's final figures until the next ``connect()``."""
+        with self.lock:
+            conn = self._conn
+            return self.connection_stats(conn.backlog() if conn is not None else 0)
 
     def connect(self) -> None:
         """Connect and complete the handshake; raises ``HandshakeFailed`` if refused or slow.

@@ -11,6 +11,7 @@ from reverb.endpoints import ServerEndpoint
 from reverb.errors import CloseCode, InvalidState
 from reverb.proto import messages as m
 from reverb.proto.session import Opened, SessionEvent
+from reverb.stats import ConnectionStats
 from reverb.threaded._loop import Conn, IOLoop, Tls
 from reverb.transport import PeerMessage, ServerEvent
 
@@ -35,6 +36,11 @@ class Server(ServerEndpoint, IOLoop):
         """Bytes (sent, received) since ``start_server()``, live connections included."""
         with self.lock:
             return self.hub.traffic()
+
+    def client_stats(self, member: int) -> ConnectionStats | None:
+        """``ServerEndpoint.client_stats``, read under the server's lock (any thread)."""
+        with self.lock:
+            return super().client_stats(member)
 
     @property
     def members(self) -> list[int]:

@@ -238,6 +238,13 @@ def probe_owned_objects(s: ServerEndpoint, v: str) -> None:
     assert isinstance(events[-1], PeerClosed) and events[-1].owned == v
 
 
+def probe_rtt_interval(s: ServerEndpoint, v: float) -> None:
+    session = opened(s)
+    session.data_to_send()
+    session.check_timeouts(v)  # well before the heartbeat's ping_interval
+    assert b'"ping"' in session.data_to_send()  # §9.1: a ping to time the round trip
+
+
 def probe_context(s: ServerEndpoint, v: ReverbContext) -> None:
     assert s.context is v
 
@@ -275,6 +282,7 @@ SERVER_OPTIONS: dict[str, tuple[Any, Callable[[Any, Any], None]]] = {
     "resume_grace": (3.0, probe_resume_grace),
     "on_drop": (lambda info: 0, probe_on_drop),
     "owned_objects": ("destroy", probe_owned_objects),
+    "rtt_interval": (1.0, probe_rtt_interval),
     "context": (None, probe_context),  # a fresh context, filled in below
     "client_budget": (5000.0, probe_client_budget),
 }

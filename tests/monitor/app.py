@@ -1,13 +1,15 @@
 """A small game with the monitor on, run as real processes for the monitor's tests.
 
-``app.py server [OBJECTS]`` prints ``READY <port> <monitor url>`` and ticks until stdin closes;
-its Crates drift every tick, so pages have live values. ``app.py client PORT`` prints
+``app.py server [OBJECTS] [aio]`` prints ``READY <port> <monitor url>`` and ticks until stdin
+closes; its Crates drift every tick, so pages have live values (``aio``: an ``AsyncServer``, the
+monitor on its own thread beside the event loop). ``app.py client PORT`` prints
 ``CONNECTED <member>``, moves its Player by RPC a few times a second (and now and then
 tries a call it may not make), and runs until disconnected or stdin closes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import sys
 import threading
@@ -66,11 +68,8 @@ def stdin_closed() -> threading.Event:
     return done
 
 
-def run_server(objects: int) -> None:
+def run_server(objects: int, aio: bool = False) -> None:
     ReverbManager.REVERB_SIDE = ReverbSide.SERVER
-    serv = Server(port=0, tick_rate=20)
-    serv.start_server()
-    monitor = Monitor(serv).start()
     crates = [Crate(i) for i in range(objects)]
     players: dict[int, Player] = {}
 
@@ -84,18 +83,42 @@ def run_server(objects: int) -> None:
         if player is not None:
             player.destroy()
 
-    print(f"READY {serv.port} {monitor.url}", flush=True)
+    def drift(t: float) -> None:
+        for crate in crates:
+            crate.x = round(math.sin(t + crate.n) * 10, 2)
+
     done = stdin_closed()
     started = time.monotonic()
+    if aio:
+        asyncio.run(serve_async(done, started, drift))
+        return
+    serv = Server(port=0, tick_rate=20)
+    serv.start_server()
+    monitor = Monitor(serv).start()
+    print(f"READY {serv.port} {monitor.url}", flush=True)
     try:
         while not done.is_set():
             ReverbManager.server_sync()
-            t = time.monotonic() - started
-            for crate in crates:
-                crate.x = round(math.sin(t + crate.n) * 10, 2)
+            drift(time.monotonic() - started)
     finally:
         monitor.stop()
         serv.stop_server()
+
+
+async def serve_async(done: threading.Event, started: float, drift) -> None:
+    from reverb.aio import AsyncServer
+
+    serv = AsyncServer(port=0, tick_rate=20)
+    await serv.start_server()
+    monitor = Monitor(serv).start()
+    print(f"READY {serv.port} {monitor.url}", flush=True)
+    try:
+        while not done.is_set():
+            await serv.server_sync()
+            drift(time.monotonic() - started)
+    finally:
+        monitor.stop()
+        await serv.stop_server()
 
 
 def run_client(port: int) -> None:
@@ -129,6 +152,6 @@ def run_client(port: int) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "server":
-        run_server(int(sys.argv[2]) if len(sys.argv) > 2 else 20)
+        run_server(int(sys.argv[2]) if len(sys.argv) > 2 else 20, "aio" in sys.argv[3:])
     else:
         run_client(int(sys.argv[2]))

@@ -44,9 +44,11 @@ class Proc:
 class Game:
     """One server (``app.py server``) with its monitor, and its clients."""
 
-    def __init__(self, objects: int = 20) -> None:
+    def __init__(self, objects: int = 20, layer: str = "threaded") -> None:
         self.procs: list[Proc] = []
-        self.server = self._add(Proc("server", str(objects)))
+        self.layer = layer
+        extra = ("aio",) if layer == "asyncio" else ()
+        self.server = self._add(Proc("server", str(objects), *extra))
         _, port, url = self.server.expect("READY ").split()
         self.port = int(port)
         self.url = url
@@ -97,6 +99,16 @@ class Game:
 @pytest.fixture
 def game() -> Iterator[Game]:
     g = Game()
+    try:
+        yield g
+    finally:
+        g.close()
+
+
+@pytest.fixture(params=["threaded", "asyncio"])
+def any_game(request: pytest.FixtureRequest) -> Iterator[Game]:
+    """The game on each I/O layer: ``Server`` and ``AsyncServer``."""
+    g = Game(layer=request.param)
     try:
         yield g
     finally:

@@ -1,9 +1,11 @@
 """Measures the server's CPU per tick with no monitor, with the monitor and nobody watching,
 and with one live watcher (not a test: a measurement, docs/monitor.md "Overhead").
 
-``python -m tests.monitor.overhead [--objects 500] [--clients 8] [--seconds 10]`` runs a real
-server process per mode (every object changes every tick, 30 Hz) and real client processes;
-each mode's server reports process CPU seconds and game-thread CPU seconds per tick.
+``python -m tests.monitor.overhead [--objects 500] [--clients 8] [--seconds 10] [--rounds 5]``
+runs a real server process per mode (every object changes every tick, 30 Hz) and real client
+processes; each mode's server reports process CPU seconds and game-thread CPU seconds per
+tick. Rounds interleave the modes (off, idle, watched, off, ...) so that a change of load on
+the machine hits every mode alike; the last lines are each mode's median and range.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import http.client
 import json
 import math
 import resource
+import statistics
 import subprocess
 import sys
 import threading
@@ -69,6 +72,7 @@ def run_server(mode: str, objects: int, seconds: float, warmup: float) -> None:
                 "process_cpu_ms_per_tick": 1000 * (ru.ru_utime + ru.ru_stime - cpu0) / ticks,
                 "game_thread_cpu_ms_per_tick": 1000 * (game_cpu - game0) / ticks,
                 "watchers": monitor.observer.watchers if monitor else 0,
+                "max_rss_mib": round(ru.ru_maxrss / 1024, 1),
             }
         ),
         flush=True,
@@ -146,9 +150,27 @@ def main() -> None:
     if args.serve:
         run_server(args.serve, args.objects, args.seconds, warmup=2.0)
         return
+    results: dict[str, list[dict[str, float]]] = {mode: [] for mode in MODES}
     for _ in range(args.rounds):
         for mode in MODES:
-            print(json.dumps(measure(mode, args.objects, args.clients, args.seconds, args.topic)))
+            result = measure(mode, args.objects, args.clients, args.seconds, args.topic)
+            results[mode].append(result)
+            print(json.dumps(result), flush=True)
+    for mode in MODES:
+        summary: dict[str, object] = {"mode": mode, "rounds": len(results[mode])}
+        for key in (
+            "process_cpu_ms_per_tick",
+            "game_thread_cpu_ms_per_tick",
+            "tick_rate",
+            "max_rss_mib",
+        ):
+            values = [r[key] for r in results[mode]]
+            summary[key] = {
+                "median": round(statistics.median(values), 3),
+                "min": round(min(values), 3),
+                "max": round(max(values), 3),
+            }
+        print(json.dumps(summary), flush=True)
 
 
 if __name__ == "__main__":

@@ -79,7 +79,9 @@ def test_actions_need_token_origin_csrf_and_json(local: Local) -> None:
     assert _post(local, 1, good, body) == 404  # all checks passed; no client #1 connected
 
 
-def test_disconnect_action_closes_the_client(game: Game) -> None:
+def test_disconnect_action_closes_the_client(any_game: Game) -> None:
+    """On both I/O layers: an ``AsyncServer``'s client is closed through its event loop."""
+    game = any_game
     proc, member = game.client()
     _other, other_member = game.client()
     _, _, index = game.request("GET", "/")
@@ -99,6 +101,31 @@ def test_disconnect_action_closes_the_client(game: Game) -> None:
         what="client gone from the overview",
     )
     assert members == [other_member]
+    # its page keeps its last figures and why it went
+    page = game.get_json(f"/api/client/{member}")
+    assert page["connected"] is False
+    closes = [i for i in page["stats"]["incidents"] if i["kind"] == "closed"]
+    assert closes[-1]["code"] == 1000
+    assert closes[-1]["detail"] == "by this side: disconnected by operator: cheating"
+    assert _post(game, member, headers, body) == 404  # gone: nothing to disconnect
+
+
+def test_no_action_without_post_csrf_and_token(game: Game) -> None:
+    """A link (GET), a token in the address, or a form post cannot disconnect anyone."""
+    _proc, member = game.client()
+    path = f"/api/client/{member}/disconnect"
+    assert game.request("GET", path)[0] == 400  # actions are POST only: no such page
+    _, _, index = game.request("GET", "/")
+    csrf = index.split(b'name="csrf" content="')[1].split(b'"')[0].decode()
+    good = {"Origin": game.base, "X-Reverb-CSRF": csrf, "Content-Type": "application/json"}
+    body = json.dumps({"reason": "x"}).encode()
+    status = game.request("POST", f"{path}?token={game.token}", body=body, headers=good, auth=False)
+    assert status[0] == 401  # the token in the address is only exchanged on GET
+    form = {**good, "Content-Type": "application/x-www-form-urlencoded"}
+    assert _post(game, member, form, b"reason=x") == 415
+    assert _post(game, member, {**good, "Origin": "null"}, body) == 403
+    assert game.request("POST", f"/api/client/{member}/explode", body=body, headers=good)[0] == 404
+    assert member in [c["member"] for c in game.get_json("/api/overview")["clients"]]
 
 
 def test_live_streams_are_capped(local: Local) -> None:

@@ -73,6 +73,7 @@ def wait(driver: Any, condition: Any, what: str, timeout: float = WAIT) -> Any:
 
 def shot(driver: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
+    driver.execute_script("window.scrollTo(0, 0)")  # the page from its top
     driver.save_screenshot(str(SHOTS / f"{name}.png"))
 
 
@@ -107,6 +108,9 @@ def test_pages_live_updates_frames_and_disconnect(game: Game, browser: Any) -> N
     )
     assert "token=" not in browser.current_url
     assert wait(browser, lambda d: d.find_element(By.ID, "object-count").text == "22", "count")
+    # its round-trip time, from the pings the server sends while the monitor runs (§9.1)
+    rtt = f'#clients tr[data-member="{member}"] td.rtt'
+    wait(browser, lambda d: (t := cell_text(d, rtt)) and t.endswith(" ms"), "an RTT shown")
     shot(browser, "overview")
 
     # World: the Crates' fields change while we look (pushed by Server-Sent Events).
@@ -148,6 +152,15 @@ def test_pages_live_updates_frames_and_disconnect(game: Game, browser: Any) -> N
     )
     assert '"type": "sync"' in body
     wait(browser, lambda d: f"p{member}" in d.find_element(By.ID, "view").text, "its Player")
+    # the errors it caused: its refused calls by code (move(9) is "too fast": rejected)
+    wait(
+        browser,
+        lambda d: d.find_elements(By.CSS_SELECTOR, '#client-rpc-errors tr[data-code="rejected"]'),
+        "its rejected calls counted",
+    )
+    # (re-rendered live: read through ``wait``, which retries a stale element)
+    wait(browser, lambda d: "too fast" in d.find_element(By.ID, "client-failed").text, "why")
+    wait(browser, lambda d: d.find_element(By.ID, "client-rtt").text.endswith(" ms"), "its RTT")
     shot(browser, "client")
     # Filter to the replies of its calls.
     browser.find_element(By.ID, "frame-filter").send_keys("rpc_result")
@@ -161,7 +174,9 @@ def test_pages_live_updates_frames_and_disconnect(game: Game, browser: Any) -> N
 
     # Disconnect it from the page; it goes, from the page and for real.
     browser.find_element(By.ID, "reason").send_keys("test kick")
-    browser.find_element(By.ID, "disconnect").click()
+    button = browser.find_element(By.ID, "disconnect")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", button)
+    button.click()  # centred: the sticky header never covers it
     wait(browser, lambda d: d.find_element(By.ID, "action-result").text == "disconnected", "ok")
     assert proc.expect("DISCONNECTED ") == "DISCONNECTED 1000 disconnected by operator: test kick"
     wait(
@@ -169,6 +184,16 @@ def test_pages_live_updates_frames_and_disconnect(game: Game, browser: Any) -> N
         lambda d: d.find_element(By.ID, "client-state").text == "disconnected",
         "the page shows it disconnected",
     )
+    # why it went stays on its page: the close, with the operator's reason
+    wait(
+        browser,
+        lambda d: (
+            "disconnected by operator: test kick"
+            in d.find_element(By.CSS_SELECTOR, '#client-incidents tr[data-kind="closed"]').text
+        ),
+        "the close among its incidents",
+    )
+    shot(browser, "client-after-disconnect")
     browser.get(game.base + "/#/")
     wait(
         browser,

@@ -65,6 +65,33 @@ def test_metrics_series_over_http(game: Game) -> None:
     assert "reverb_limit_hits" in fams
 
 
+def test_per_client_rtt_and_rpc_errors(any_game: Game) -> None:
+    """The monitor pings every client (§9.1) while it runs: a per-client RTT summary and a
+    smoothed gauge, and calls refused by code, per client; on both I/O layers."""
+    game = any_game
+    _, member = game.client()
+    label = str(member)
+
+    def measured() -> dict[str, Any] | None:
+        fams = scrape(game)
+        try:
+            count = value(fams, "reverb_client_rtt_seconds_count", client=label)
+            value(fams, "reverb_client_rpc_errors_total", client=label, code="rejected")
+        except KeyError:
+            return None
+        return fams if count >= 2 else None
+
+    fams = until(measured, timeout=20, what="two RTT samples and a refused call")
+    assert fams["reverb_client_rtt_seconds"].type == "summary"
+    total = value(fams, "reverb_client_rtt_seconds_sum", client=label)
+    smoothed = value(fams, "reverb_client_rtt_smoothed_seconds", client=label)
+    assert 0 < total < 2.0 and 0 < smoothed < 1.0  # loopback: well under a second
+    assert value(fams, "reverb_client_bytes_received_total", client=label) > 0
+    row = game.get_json("/api/overview")["clients"][0]
+    assert row["member"] == member and row["rtt"] is not None and row["rtt_samples"] >= 2
+    assert row["rpcs_failed"]["rejected"] >= 1
+
+
 def test_handshake_frame_limit_hit_by_name(game: Game) -> None:
     """A peer announcing a frame over the pre-handshake cap (§2.7) shows under its limit."""
     with socket.create_connection(("127.0.0.1", game.port), timeout=5) as sock:
@@ -113,6 +140,7 @@ def test_fallback_writer_is_valid_exposition() -> None:
         Family("x_up", "gauge", 'a "gauge"\nwith a newline', samples=[((), 1)]),
         Family("x_calls", "counter", "c", ("method", "code"), [(('A.b"\\', "ok"), 3)]),
         Family("x_tick_seconds", "histogram", "h", histograms=[((), hist)]),
+        Family("x_rtt_seconds", "summary", "s", ("client",), summaries=[(("3",), 4, 0.5)]),
     ]
     parsed = {f.name: f for f in parser.text_string_to_metric_families(write_text(fams))}
     assert parsed["x_up"].samples[0].value == 1
@@ -126,3 +154,10 @@ def test_fallback_writer_is_valid_exposition() -> None:
     assert buckets["+Inf"] == 4
     assert buckets["0.005"] == 2
     assert [s.value for s in tick.samples if s.name.endswith("_count")] == [4]
+    rtt = parsed["x_rtt_seconds"]
+    assert rtt.type == "summary"
+    assert {s.name: s.value for s in rtt.samples} == {
+        "x_rtt_seconds_count": 4,
+        "x_rtt_seconds_sum": 0.5,
+    }
+    assert all(s.labels == {"client": "3"} for s in rtt.samples)

@@ -41,6 +41,17 @@ def test_all_clients_capped_together() -> None:
     assert obs.frames(1)[-1].tick == 100
 
 
+def test_evicted_frames_let_go_of_their_bytes() -> None:
+    """The bound is on memory really held: frames pushed out of a client's ring and still
+    listed in the global order (until it is compacted) keep no body."""
+    obs = Observer(frames_per_client=4, bytes_per_client=10_000, bytes_total=1 << 30)
+    for tick in range(1, 501):
+        obs.sent(1, sync(tick), [b"b" * 996], 0.0)
+    assert obs.held_bytes() == 4 * 1000
+    assert sum(len(f.body) for f in obs._order) == 4 * 996  # not 500 bodies
+    assert [f.size for f in obs.frames(1)] == [1000] * 4
+
+
 def test_one_frame_larger_than_the_cap_is_not_held() -> None:
     obs = Observer(bytes_per_client=100)
     obs.sent(1, sync(1), [b"w" * 500], 0.0)
@@ -169,3 +180,21 @@ def test_a_compressed_frame_is_shown_as_the_message_it_holds() -> None:
     shown = Frame(1, 2, 0.0, "sync", 5, body).describe()
     assert shown["body"] == message and shown["summary"] == "full spawn 0 update 0 despawn 300"
     assert shown["size"] == len(body) + 4  # what went on the wire
+
+
+def test_departed_clients_final_figures_kept_for_a_few() -> None:
+    """``left`` keeps a departed client's last counters and incidents, for a bounded few."""
+    from reverb.proto.session import Role, Session
+
+    obs = Observer()
+    for member in range(1, DEPARTED_KEPT + 6):
+        session = Session(Role.SERVER, 0.0, member=member)
+        session.abort(1006, "connection lost")
+        obs.left(session)
+    assert obs.departed(1) is None and obs.departed(5) is None
+    last = obs.departed(DEPARTED_KEPT + 5)
+    assert last is not None and last.member == DEPARTED_KEPT + 5
+    assert [(i.kind, i.code, i.detail) for i in last.incidents] == [
+        ("closed", 1006, "by this side: connection lost")
+    ]
+    assert len(obs._departed) == DEPARTED_KEPT

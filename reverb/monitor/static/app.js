@@ -32,7 +32,20 @@ function bytes(n) {
 
 function time(t) {
   const d = new Date(t * 1000);
-  return d.toLocaleTimeString() + "." + String(d.getMilliseconds()).padStart(3, "0");
+  return d.toLocaleTimeString([], { hour12: false }) + "." +
+    String(d.getMilliseconds()).padStart(3, "0");
+}
+
+function ms(seconds) {
+  return seconds === null || seconds === undefined ? "–" : (seconds * 1000).toFixed(1) + " ms";
+}
+
+function since(t) {
+  if (t === null || t === undefined) return "–";
+  const s = Math.max(0, Date.now() / 1000 - t);
+  if (s < 120) return s.toFixed(0) + " s";
+  if (s < 7200) return (s / 60).toFixed(0) + " min";
+  return (s / 3600).toFixed(1) + " h";
 }
 
 function value(v) {
@@ -74,9 +87,14 @@ function renderOverview(data) {
     el("td", {}, el("a", { href: "#/client/" + c.member }, "#" + c.member)),
     el("td", {}, c.address),
     el("td", {}, c.identity === null ? "" : value(c.identity)),
+    el("td", { class: "num rtt", title: c.rtt_samples + " samples, min " + ms(c.rtt_min) +
+      ", jitter " + ms(c.rtt_jitter) }, ms(c.rtt)),
+    el("td", { class: "num" }, since(c.connected_since)),
     el("td", { class: "num" }, bytes(c.bytes_sent)),
     el("td", { class: "num" }, bytes(c.bytes_received)),
     el("td", { class: "num" }, c.frames_sent),
+    el("td", { class: "num" + (c.rpcs_failed_total ? " bad" : "") },
+      c.rpcs_received + (c.rpcs_failed_total ? " / " + c.rpcs_failed_total + " failed" : "")),
     el("td", {}, el("meter", { min: 0, max: s.max_send_buffer || 1, value: c.send_buffer }),
        " " + bytes(c.send_buffer)),
     el("td", { class: "num" }, c.view_size),
@@ -93,8 +111,9 @@ function renderOverview(data) {
       card("received", bytes(s.bytes_received)),
       card("accepted / refused", (s.stats.accepted || 0) + " / " + (s.stats.refused || 0))),
     el("h2", {}, "Clients"),
-    table("clients", [{ t: "member" }, { t: "address" }, { t: "identity" },
-      { t: "sent", num: 1 }, { t: "received", num: 1 }, { t: "frames out", num: 1 },
+    table("clients", [{ t: "member" }, { t: "address" }, { t: "identity" }, { t: "RTT", num: 1 },
+      { t: "connected", num: 1 }, { t: "sent", num: 1 }, { t: "received", num: 1 },
+      { t: "frames out", num: 1 }, { t: "calls", num: 1 },
       { t: "send buffer" }, { t: "view size", num: 1 }, { t: "calls queued", num: 1 }], rows),
     data.clients.length ? null : el("p", { class: "dim" }, "No client connected."),
     el("h2", {}, "Objects by type"),
@@ -190,6 +209,8 @@ function renderClient(member, data) {
       el("div", { id: "client-controls" },
         el("div", { class: "toolbar" }, reason, button, result),
         el("div", { class: "toolbar" }, q, kind)),
+      el("h2", {}, "Errors it caused"),
+      el("div", { id: "errors-wrap", class: "errors" }),
       el("h2", {}, "Last frames sent to it (newest first)"),
       el("div", { id: "frames-wrap" }),
       el("h2", {}, "Its calls"),
@@ -203,9 +224,32 @@ function renderClient(member, data) {
   state.textContent = data.connected ? "connected" : "disconnected";
   state.className = data.connected ? "" : "bad";
   const c = data.counters || {};
-  document.getElementById("client-cards").replaceChildren(
-    card("frames sent", c.frames_sent || 0), card("app bytes sent", bytes(c.sync_bytes_sent || 0)),
-    card("frames held here", c.frames_held || 0), card("view size", data.view.length));
+  const st = data.stats;
+  document.getElementById("client-cards").replaceChildren(...(st ? [
+    card("RTT", ms(st.rtt), "client-rtt"),
+    card("connected for", st.connected ? since(st.connected_since)
+      : st.connected_for.toFixed(1) + " s"),
+    card("sent / received", bytes(st.bytes_sent) + " / " + bytes(st.bytes_received)),
+    card("frames out / in", st.frames_sent + " / " + st.frames_received),
+    card("calls ok / failed", st.rpcs_answered + " / " + st.rpcs_failed_total),
+    card("messages in / out", st.messages_received + " / " + st.messages_sent),
+    card("send buffer", (100 * st.send_buffer_fill).toFixed(1) + " %"),
+  ] : []), card("frames held here", c.frames_held || 0), card("view size", data.view.length));
+  const codes = Object.entries(st ? st.rpcs_failed : {});
+  const incidents = st ? st.incidents.slice().reverse() : [];
+  document.getElementById("errors-wrap").replaceChildren(...[
+    codes.length ? table("client-rpc-errors", [{ t: "rpc error code" }, { t: "calls", num: 1 }],
+      codes.map(([k, n]) => el("tr", { "data-code": k }, el("td", { class: "bad" }, k),
+        el("td", { class: "num" }, n)))) : el("p", { class: "dim" }, "No call failed."),
+    incidents.length ? table("client-incidents", [{ t: "time" }, { t: "what" }, { t: "code" },
+      { t: "detail" }], incidents.map((i) => el("tr", { "data-kind": i.kind },
+        el("td", {}, time(i.time)), el("td", { class: i.kind === "closed" ? "" : "bad" }, i.kind),
+        el("td", { class: "num" }, i.code === null ? "" : i.code), el("td", {}, i.detail))))
+      : el("p", { class: "dim" }, "No limit hit, protocol error or close."),
+    data.failed_rpcs.length ? table("client-failed", [{ t: "time" }, { t: "object" },
+      { t: "method (its last failed calls)" }, { t: "result" }, { t: "ms", num: 1 }],
+      data.failed_rpcs.slice(-8).reverse().map(rpcCells)) : null,
+  ].filter((node) => node !== null));
   document.getElementById("frames-wrap").replaceChildren(
     table("frames", [{ t: "time" }, { t: "kind" }, { t: "tick", num: 1 }, { t: "size", num: 1 },
       { t: "content" }], frameRows(data.frames)));
