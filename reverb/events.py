@@ -26,6 +26,11 @@ Client events (run on the thread that calls ``client_sync()`` / ``get_all_ro_by_
 ``rpc_error``                     ``(error)``: an ``RpcError`` answered one of this client's calls
 ``message_error``                 ``(name, code, reason)``: the server could not handle one of
                                   this client's messages (docs/protocol.md §14.4)
+``room_joined``                   ``(room_id, name)``: this client is now in that room (§17)
+``room_left``                     ``(room_id, consented, reason)``: it left it (asked, switched
+                                  or the room was disposed); its replicas were despawned
+``room_event``                    ``(event, listing)``: a watched lobby changed: ``"added"``,
+                                  ``"changed"`` or ``"removed"`` (§17.6)
 ================================  ==========================================
 
 A handler may take fewer parameters than its event offers: it receives the leading ones.
@@ -58,6 +63,9 @@ CLIENT_EVENTS = frozenset(
         "object_despawned",
         "rpc_error",
         "message_error",
+        "room_joined",
+        "room_left",
+        "room_event",
     }
 )
 _ALIASES = {"server_sync": "synced"}  # the seed's name for the client's sync event

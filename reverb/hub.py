@@ -38,6 +38,7 @@ from reverb.proto.session import (
     MESSAGES,
     NEEDS_FEATURE,
     PING_INTERVAL,
+    ROOMS,
     Closed,
     Opened,
     Received,
@@ -180,6 +181,8 @@ class ServerHub:
         member = session.member
         if isinstance(event, Received):
             call = event.message
+            if isinstance(call, m.ROOM_REQUESTS):  # §17: to the game loop's room service
+                return PeerMessage(member, call)
             if not isinstance(call, (m.Rpc, m.AppMessage)):  # pragma: no cover - §6.2 forbids it
                 return None
             pending = self.pending.get(member, 0)
@@ -223,24 +226,32 @@ class ServerHub:
         A sync entry too large for one client's ``max_frame`` closes only the clients with
         that limit, with 1009 (§7.5, §10.2); the others get their sync as usual.
         """
-        encoded: dict[tuple[int, bool], list[bytes] | EncodeError] = {}
-        framed: dict[tuple[int, bool], list[bytes]] = {}  # the same, with headers: shared
+        encoded: dict[tuple[int, bool, bool], list[bytes] | EncodeError] = {}
+        framed: dict[tuple[int, bool, bool], list[bytes]] = {}  # the same, with headers: shared
         touched = []
         # a reply ends its call: the id may be used again (§8.5)
         answers = message.id if isinstance(message, (m.RpcResult, m.RpcErrorReply)) else None
         feature = NEEDS_FEATURE.get(type(message))
+        # §17.4: the default room's syncs and replies carry "room" to "rooms" connections only
+        scoped = type(message) in ROOM_SCOPED and message.room is m.ABSENT  # type: ignore[attr-defined]
+        answered = getattr(message, "req", None) if type(message) in ROOM_ANSWERS else None
         for member in members:
             session = self.members.get(member)
             if session is None or session.state is not State.OPEN:
                 continue
             if feature is not None and feature not in session.features:
                 continue  # §4.11: nothing of a feature reaches a connection that lacks it
-            key = (session.peer_max_frame, DEFLATE in session.features)
+            if isinstance(answered, int):
+                session.room_answered(answered)
+            stamp = scoped and ROOMS in session.features
+            key = (session.peer_max_frame, DEFLATE in session.features, stamp)
             if key not in encoded:
-                plain = encoded.get((key[0], False)) if key[1] else None
+                plain = encoded.get((key[0], False, stamp)) if key[1] else None
                 try:
                     if plain is None:
-                        plain = _encode(message, key[0])
+                        plain = _encode(
+                            m.in_room(message, DEFAULT_ROOM) if stamp else message, key[0]
+                        )
                     encoded[key] = _deflated(plain) if key[1] else plain
                 except EncodeError as exc:
                     encoded[key] = exc
@@ -268,6 +279,12 @@ class ServerHub:
                     self.observer.sent(member, message, bodies, now)
             touched.append(session)
         return touched
+
+
+# §17.4: the messages that belong to a room; §17.5: the answers that end a room request
+ROOM_SCOPED = frozenset({m.Sync, m.SyncFrame, m.WireSync, m.RpcResult, m.RpcErrorReply})
+ROOM_ANSWERS = frozenset({m.RoomJoined, m.RoomRefused, m.RoomLeft})
+DEFAULT_ROOM = "default"  # §17.1: the room id of the server's own world
 
 
 def _entry_name(error: EncodeError) -> str:
@@ -322,11 +339,54 @@ class ClientHub:
         self.closed: Closed | None = None
         self._calls: dict[int, Future[Any]] = {}
         self._next_call = 0
+        # §17: the room this connection is in, as received (rpc calls name it), and the room
+        # requests waiting for their answer, by req (their own id space)
+        self.room: str | None = None
+        self._room_reqs: dict[int, Future[Any]] = {}
+        self._next_req = 0
 
     def reset(self) -> None:
         self.member = None
         self.features = frozenset()
         self.closed = None
+        self.room = None
+
+    def room_request(
+        self,
+        session: Session | None,
+        build: Callable[[int], m.Message],
+        now: float,
+        future: Future[Any] | None = None,
+    ) -> Future[Any]:
+        """Queue a room request (§17.5) built for a fresh ``req``; the future resolves with
+        the answering message (``room_joined``, ``room_refused``, ``room_left`` or
+        ``room_list_result``), or None at once for a ``room_unwatch``."""
+        if future is None:
+            future = Future()
+        if session is None or session.state is not State.OPEN:
+            closed = self.closed
+            code, reason = (
+                (closed.code, closed.reason) if closed else (CloseCode.ABNORMAL, "not connected")
+            )
+            future.set_exception(ConnectionClosed(code, reason))
+            return future
+        if ROOMS not in session.features:
+            future.set_exception(
+                InvalidState(
+                    "rooms need the 'rooms' feature: connect with Client(..., rooms=True) to a "
+                    "server that grants it (docs/protocol.md §17.2)"
+                )
+            )
+            return future
+        req = self._next_req
+        self._next_req += 1
+        message = build(req)
+        if isinstance(message, m.RoomUnwatch):
+            future.set_result(None)
+        else:
+            self._room_reqs[req] = future
+        session.send(message, now)
+        return future
 
     def send_message(self, session: Session | None, name: str, data: Any, now: float) -> None:
         """Queue a ``message`` (§14.2) on ``session``. Raises ``InvalidState`` when not
@@ -368,7 +428,8 @@ class ClientHub:
         call_id = self._next_call
         self._next_call += 1
         self._calls[call_id] = future
-        session.send(m.Rpc(id=call_id, uid=uid, method=method, args=args), now)
+        room = (self.room or "") if ROOMS in session.features else m.ABSENT  # §17.4
+        session.send(m.Rpc(id=call_id, uid=uid, method=method, args=args, room=room), now)
         return future
 
     def on_event(
@@ -377,6 +438,8 @@ class ClientHub:
         """Resolve futures (through ``later``); return the event for the game loop, if any."""
         if isinstance(event, Received):
             message = event.message
+            if isinstance(message, m.ROOM_REPLIES):
+                return self._room_reply(event, message, later)
             if not isinstance(message, (m.RpcResult, m.RpcErrorReply)):
                 return event
             future = self._calls.pop(message.id, None)
@@ -397,10 +460,29 @@ class ClientHub:
         self.closed = event
         calls, self._calls = self._calls, {}
         closed = ConnectionClosed(event.code, event.reason)
-        for pending in calls.values():
+        for pending in [*calls.values(), *self._room_reqs.values()]:
             later(functools.partial(_settle, pending, None, closed))
+        self._room_reqs = {}
         logger.info("disconnected (%d) %s", event.code, event.reason)
         return event if self.member is not None else None
+
+    def _room_reply(
+        self, event: Received, message: m.Message, later: Callable[[Callable[[], None]], None]
+    ) -> ClientEvent | None:
+        """§17: track the room, resolve the request it answers; joins, leaves and lobby
+        events go on to the game loop (the context despawns, fires events, updates lobbies)."""
+        if isinstance(message, m.RoomJoined):
+            self.room = message.room
+        elif isinstance(message, m.RoomLeft) and message.room == self.room:
+            self.room = None
+        req = getattr(message, "req", None)
+        if type(req) is int and not isinstance(message, m.RoomEvent):
+            future = self._room_reqs.pop(req, None)
+            if future is not None:
+                later(functools.partial(_settle, future, message, None))
+        if isinstance(message, (m.RoomJoined, m.RoomLeft, m.RoomEvent)):
+            return event
+        return None
 
 
 def app_message(name: str, data: Any) -> m.AppMessage:

@@ -24,6 +24,9 @@ def test_event_names() -> None:
         "object_despawned",
         "rpc_error",
         "message_error",
+        "room_joined",  # §17
+        "room_left",
+        "room_event",
     }
 
 

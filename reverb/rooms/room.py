@@ -76,6 +76,7 @@ class Room:
         self.reserved = 0  # maintained by the matchmaker
         self._created = created
         self._changed: Callable[[Room], None] | None = None  # the matchmaker's listener
+        self._disposer: Callable[[], object] | None = None  # the matchmaker's dispose
 
     # -- hooks (override) ----------------------------------------------------------------------
 
@@ -107,6 +108,12 @@ class Room:
 
     def unlock(self) -> None:
         self._set_locked(False)
+
+    def dispose(self) -> None:
+        """End this room now (e.g. the match is over): every client gets ``room_left`` with
+        reason ``"room disposed"`` (``on_leave(consented=False)``), then ``on_dispose``."""
+        if self._disposer is not None and not self.disposed:
+            self._disposer()
 
     def set_metadata(self, **values: Any) -> None:
         """Merge ``values`` into the listing's metadata (JSON values; the lobby sends them)."""
@@ -170,7 +177,7 @@ class Room:
 
     def _admit(self, client: RoomClient) -> None:
         self.clients[client.member] = client
-        self.context.world.peer_joined(client.member)
+        self.context.world.peer_joined(client.member, client.features)
         self.context.server_events.fire("client_connected", client.member, client.identity)
         _guard(self, "on_join", self.on_join, client)
 
