@@ -87,6 +87,7 @@ class ReverbContext:
         # Rooms (protocol §17): on a server, the endpoint's RoomService while it is this
         # context's connection; on a client, the room it sits in and the lobbies it watches
         self.rooms: Any = None
+        self.room_types: dict[str, type] = {}  # name -> Room subclass (define_room)
         self.room: str | None = None
         self.lobbies: dict[str | None, Any] = {}
         # Smooth movement (guide, "Smooth movement"; protocol §13): change hooks fired after
@@ -118,6 +119,20 @@ class ReverbContext:
         """Register a ``ReverbObject`` subclass under ``name`` (default: its class name)."""
         self.types.register(cls, name)
         return cls
+
+    def define_room(self, name: str, room_cls: type[T]) -> type[T]:
+        """Define a room type (a ``reverb.rooms.Room`` subclass) that clients connected with
+        ``rooms=True`` create and join by ``name`` (guide "Rooms and a lobby", §17). The
+        server's own world stays the default room, so a server that defines none is
+        unchanged."""
+        from reverb.rooms.room import Room  # rooms build on contexts: imported when used
+
+        if name in self.room_types or name == "default":
+            raise ValueError(f"room type {name!r} is already defined")
+        if not (isinstance(room_cls, type) and issubclass(room_cls, Room)):
+            raise TypeError(f"{room_cls!r} is not a reverb.rooms.Room subclass")
+        self.room_types[name] = room_cls
+        return room_cls
 
     @contextlib.contextmanager
     def activate(self) -> Iterator[ReverbContext]:

@@ -13,6 +13,7 @@ from conformance.cases import (  # noqa: F401
     limits,
     messages,
     ownership,
+    rooms,
     rpc,
     sync,
     timefeature,

@@ -71,6 +71,8 @@ class RoomService:
     def __init__(self, context: ReverbContext, clock: Callable[[], float]) -> None:
         self.context = context
         self.matchmaker = Matchmaker(clock)
+        # the room types are the context's (ReverbContext.define_room, ReverbManager's)
+        self.matchmaker.definitions = context.room_types
         self.default = self.matchmaker.host(
             DefaultRoom(DEFAULT_ROOM, "default", context=context), now=clock(), tick=False
         )
@@ -78,9 +80,7 @@ class RoomService:
 
     def define(self, name: str, room_cls: type[Room]) -> type[Room]:
         """Define a room type clients can create and join by ``name`` (guide "Rooms")."""
-        if name == DEFAULT_ROOM:
-            raise ValueError(f"{DEFAULT_ROOM!r} is the server's own room type")
-        return self.matchmaker.define(name, room_cls)
+        return self.context.define_room(name, room_cls)
 
     # -- from the context ----------------------------------------------------------------------
 
