@@ -144,6 +144,7 @@ class ServerEndpoint:
         from reverb.rooms.service import RoomService
 
         self.rooms = RoomService(self.context, time.monotonic)
+        self.hub.room_contract = self.rooms.contract
         self._port: int | None = None
         super().__init__(  # type: ignore[call-arg]
             max_send_buffer=max_send_buffer,

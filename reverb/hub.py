@@ -132,6 +132,8 @@ class ServerHub:
         # accepted, refused, bytes_sent, bytes_received, and one "limit.*" key per limit hit
         self.stats: Counter[str] = Counter()
         self.observer: Any = None  # reverb.monitor's Observer, when a monitor is running
+        # §17.2: the contract of the room types' objects, merged into the server's (§4.9)
+        self.room_contract: Callable[[], dict[str, Any]] | None = None
 
     def traffic(self) -> tuple[int, int]:
         """Bytes (sent, received) since the server started, open connections included."""
@@ -174,7 +176,10 @@ class ServerHub:
 
     def _check_contract(self, theirs: Any) -> str | None:
         assert self.types is not None
-        return contract_mismatch(contract(self.types), theirs)
+        mine = contract(self.types)
+        if self.room_contract is not None:
+            mine["types"] = {**self.room_contract()["types"], **mine["types"]}
+        return contract_mismatch(mine, theirs)
 
     def on_event(self, session: Session, event: SessionEvent, now: float) -> ServerEvent | None:
         """Turn a session's event into one for the game loop (None: nothing to report)."""

@@ -294,6 +294,7 @@ class Matchmaker:
         seat = self.reserve_seat(client, request, now=now, switching=True)
         if isinstance(seat, Refused):
             return seat
+        created = self._just_created == seat.room_id
         room = self.rooms[seat.room_id]
         if room.room_id == current:  # pragma: no cover - member in room.clients caught above
             self._release(seat)
@@ -308,7 +309,8 @@ class Matchmaker:
             self._release(seat)
             self._flush()
             return Refused(Refusal.ALREADY_IN_ROOM, "already in a room")
-        return self._admit(room, client, seat, verdict)
+        joined = self._admit(room, client, seat, verdict)
+        return Joined(joined.room_id, joined.name, joined.member, created=created)
 
     def dispose(self, room_id: str) -> bool:
         """Dispose a room now (for ``auto_dispose = False`` rooms, or to end a match)."""

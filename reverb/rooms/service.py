@@ -19,10 +19,11 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from reverb.errors import RpcCode
+from reverb.errors import LocalProtocolError, RpcCode
 from reverb.hub import DEFAULT_ROOM
 from reverb.proto import messages as m
 from reverb.proto.session import ROOMS
+from reverb.replication.types import TypeRegistry, contract
 from reverb.rooms._types import Joined, Refusal, Refused, RoomClient
 from reverb.rooms.matchmaker import JoinRequest, Matchmaker
 from reverb.rooms.registry import LobbyEvent, RoomListing, RoomRemoved
@@ -81,6 +82,19 @@ class RoomService:
     def define(self, name: str, room_cls: type[Room]) -> type[Room]:
         """Define a room type clients can create and join by ``name`` (guide "Rooms")."""
         return self.context.define_room(name, room_cls)
+
+    def contract(self) -> dict[str, Any]:
+        """The contract (§4.9) of every room type's objects: a client's ``hello.contract``
+        describes the default room's types and these (§17.2)."""
+        registry = TypeRegistry()
+        for room_cls in self.matchmaker.definitions.values():
+            for cls in room_cls.object_types:
+                if registry.info(cls) is None:
+                    try:
+                        registry.register(cls)
+                    except LocalProtocolError:  # two rooms with objects of one name: the first
+                        continue
+        return contract(registry)
 
     # -- from the context ----------------------------------------------------------------------
 
