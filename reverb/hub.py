@@ -177,8 +177,12 @@ class ServerHub:
     def _check_contract(self, theirs: Any) -> str | None:
         assert self.types is not None
         mine = contract(self.types)
-        if self.room_contract is not None:
-            mine["types"] = {**self.room_contract()["types"], **mine["types"]}
+        named = theirs.get("types") if isinstance(theirs, dict) else None
+        if self.room_contract is not None and isinstance(named, dict):
+            # §17.2: room types' objects the client describes must agree; the others are
+            # not required (a protocol-1 client knows only the default room's types)
+            extra = self.room_contract()["types"]
+            mine["types"] = {**{k: v for k, v in extra.items() if k in named}, **mine["types"]}
         return contract_mismatch(mine, theirs)
 
     def on_event(self, session: Session, event: SessionEvent, now: float) -> ServerEvent | None:

@@ -204,6 +204,7 @@ class Session:
         # §13: a client's server-clock estimate and clock pings (None: no clock pings)
         self.timekeeper = timekeeper if role is Role.CLIENT else None
         self._sync_time: tuple[int, float] | None = None  # §13.3: the last sync's tick, time
+        self._sync_room: str | m.Absent = m.ABSENT  # §17.4: ticks are per room
         self.peer = peer
         self.stats: Counter[str] = stats if stats is not None else Counter()
         self._authenticate = authenticate
@@ -575,6 +576,8 @@ class Session:
         stamp = self._server_time(sync.time, "sync")
         assert stamp is not None
         last = self._sync_time
+        if sync.room != self._sync_room:  # §17.4: another room's ticks, a new sequence
+            self._sync_room, last = sync.room, None
         if last is not None and (
             (sync.tick == last[0] and stamp != last[1])
             or (sync.tick > last[0] and stamp <= last[1])
