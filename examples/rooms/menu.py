@@ -31,7 +31,7 @@ deadline = time.monotonic() + 20
 while time.monotonic() < deadline and len(room.get_all_ro_by_type(Ship)) < 2:
     ctx.client_sync(timeout=0.05)  # wait for the opponent
 ships = room.get_all_ro_by_type(Ship)
-mine = [s for s in ships if s.is_owner()][0]
+mine = next(s for s in ships if s.is_owner())
 
 ended = []
 ctx.client_events.on_event("room_left")(lambda room_id, consented, why: ended.append(why))
