@@ -115,6 +115,7 @@ def serve(options: dict[str, Any]) -> None:
                             "tick_mean": statistics.fmean(s.mean for s in stats) if stats else 0,
                             "tick_p99": max((s.p99 for s in stats), default=0.0),
                             "overruns": sum(s.overruns for s in stats),
+                            "restarts": sum(s.restarts for s in stats),
                         }
                     ),
                     flush=True,
@@ -341,6 +342,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 "median": round(statistics.median(rates), 2) if rates else 0.0,
             },
             "overruns": stats["overruns"],
+            "schedule_restarts": stats["restarts"],
+            "load_average_1min": round(os.getloadavg()[0], 2),
             "syncs_per_client_per_s": round(syncs / total / stats["wall"], 2),
             "empty_room_kib": round(empty_room_memory(), 2),
         }

@@ -304,7 +304,7 @@ class ReverbContext:
             return
         rooms = self.rooms
         for event in conn.poll():
-            if rooms is not None and rooms.handle(event, time.monotonic()):
+            if rooms is not None and rooms.handle(event):
                 continue  # a room matter of a "rooms" connection (§17)
             if isinstance(event, PeerMessage):
                 if isinstance(event.message, m.Rpc):

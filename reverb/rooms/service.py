@@ -71,6 +71,7 @@ class RoomService:
 
     def __init__(self, context: ReverbContext, clock: Callable[[], float]) -> None:
         self.context = context
+        self.clock = clock  # the I/O layer's (the memory network's stepped clock in tests)
         self.matchmaker = Matchmaker(clock)
         # the room types are the context's (ReverbContext.define_room, ReverbManager's)
         self.matchmaker.definitions = context.room_types
@@ -98,8 +99,10 @@ class RoomService:
 
     # -- from the context ----------------------------------------------------------------------
 
-    def handle(self, event: Any, now: float) -> bool:
+    def handle(self, event: Any, now: float | None = None) -> bool:
         """Take ``event`` if it is a room matter; False leaves it to the context as before."""
+        if now is None:
+            now = self.clock()
         if isinstance(event, PeerMessage):
             message = event.message
             if isinstance(message, m.ROOM_REQUESTS):

@@ -1,0 +1,139 @@
+"""Rooms on the in-memory transport (protocol §17): exact bytes and orders, no sockets. What a
+protocol-1 client receives is unchanged; a "rooms" client's syncs and replies carry its room;
+calls never cross rooms; refusals raise."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+
+from reverb import ReverbContext, ReverbObject, ReverbSide, RoomRefused, RpcError, expose
+from reverb.memory import MemoryNetwork
+from reverb.proto import messages as m
+from reverb.rooms import Room, RoomClient
+
+TICK = 1 / 30
+
+
+class Orb(ReverbObject):
+    def __init__(self, x: Any = 0, uid=None, add_on_init=True, belonging_membership=None):  # type: ignore[no-untyped-def]
+        self.x = x
+        super().__init__(
+            x, uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+        )
+
+    @expose(anyone=True)
+    def grow(self) -> int:
+        self.x += 1
+        return int(self.x)
+
+
+class Duel(Room):
+    object_types = (Orb,)
+    max_clients = 2
+
+    def on_join(self, client: RoomClient) -> None:
+        self.spawn(Orb, 10 * client.member, owner=client.member)
+
+
+def world() -> tuple[ReverbContext, MemoryNetwork]:
+    server = ReverbContext(ReverbSide.SERVER)
+    server.register(Orb)
+    server.define_room("duel", Duel)
+    net = MemoryNetwork(server)
+    with server.activate():
+        Orb(99)
+    return server, net
+
+
+def client(net: MemoryNetwork, **options: Any) -> tuple[ReverbContext, Any]:
+    ctx = ReverbContext()
+    ctx.register(Orb)
+    return ctx, net.connect(ctx, **options)
+
+
+def frames_to(net: MemoryNetwork, clt: Any) -> list[bytes]:
+    """Every frame body the server has queued for this client since the last call."""
+    session = net.server.hub.members[clt.member]
+    raw = session.data_to_send()
+    out = []
+    while raw:
+        n = int.from_bytes(raw[:4], "big")
+        out.append(raw[4 : 4 + n])
+        raw = raw[4 + n :]
+    return out
+
+
+def test_protocol1_bytes_are_unchanged_by_room_types() -> None:
+    """The same world with and without room types sends a plain client the same bytes."""
+    bodies = []
+    for define in (False, True):
+        server = ReverbContext(ReverbSide.SERVER)
+        server.register(Orb)
+        if define:
+            server.define_room("duel", Duel)
+        net = MemoryNetwork(server)
+        with server.activate():
+            Orb(5)
+        _, clt = client(net, features=())
+        net.step(TICK)
+        bodies.append([b.replace(b'"member":%d' % clt.member, b"") for b in frames_to(net, clt)])
+    assert bodies[0] == bodies[1]
+    assert all(b'"room"' not in body for body in bodies[1])
+
+
+def test_rooms_client_syncs_and_replies_carry_the_room() -> None:
+    _, net = world()
+    ctx, clt = client(net, rooms=True)
+    net.step(TICK)
+    assert ctx.objects == {}  # in no room: nothing syncs (§17.2)
+    handle = _join(net, clt.join_or_create("duel"))
+    net.run(0.2)
+    (orb,) = handle.get_all_ro_by_type(Orb)
+    assert orb.x == 10 * clt.member and orb.uid == 1  # the room's own uid space
+    future = orb.compute_server(orb.grow)
+    net.run(0.1)
+    assert future.result(0) == 10 * clt.member + 1
+    # the default room by id: the server's own world, stamped "default"
+    visitor, vclt = client(net, rooms=True)
+    _join(net, vclt.join_by_id("default"))
+    net.run(0.2)
+    assert [o.x for o in visitor.get_all_ro_by_type(Orb)] == [99]
+
+
+def _join(net: MemoryNetwork, pending: Any) -> Any:
+    net.step(TICK)  # the memory client's request resolves as the network delivers it
+    return pending.result(0)
+
+
+def test_a_call_naming_another_room_is_unknown_object_and_does_not_run() -> None:
+    _, net = world()
+    _, ca = client(net, rooms=True)
+    _, cb = client(net, rooms=True)
+    _join(net, ca.create("duel"))
+    _join(net, cb.create("duel"))
+    net.run(0.2)
+    room_b = net.server.rooms.matchmaker.room_of(cb.member)
+    before = [o.x for o in room_b.objects.values()]
+    # uid 1 exists in both rooms (per-room uids): a's call names b's room, sent raw
+    answer: Future[Any] = Future()
+    ca.hub._calls[50] = answer
+    ca.session.send(m.Rpc(id=50, uid=1, method="grow", args=[], room=room_b.room_id), 0.0)
+    net.run(0.1)
+    with pytest.raises(RpcError) as err:
+        answer.result(0)
+    assert err.value.code == "unknown_object"
+    assert [o.x for o in room_b.objects.values()] == before
+
+
+def test_refusal_raises_room_refused_with_code_and_reason() -> None:
+    _, net = world()
+    ctx, clt = client(net, rooms=True)
+    pending = clt.join_by_id("nope")
+    net.step(TICK)
+    with pytest.raises(RoomRefused) as err:
+        pending.result(0)
+    assert (err.value.code, err.value.reason) == ("unknown_room", "no room 'nope'")
+    assert ctx.room is None
