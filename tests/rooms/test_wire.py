@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from reverb import ReverbContext, ReverbObject, ReverbSide, RoomRefused, RpcError, expose
+from reverb import (
+    HandshakeFailed,
+    ReverbContext,
+    ReverbObject,
+    ReverbSide,
+    RoomRefused,
+    RpcError,
+    expose,
+)
 from reverb.memory import MemoryNetwork
 from reverb.proto import messages as m
 from reverb.rooms import Room, RoomClient
@@ -137,3 +145,46 @@ def test_refusal_raises_room_refused_with_code_and_reason() -> None:
         pending.result(0)
     assert (err.value.code, err.value.reason) == ("unknown_room", "no room 'nope'")
     assert ctx.room is None
+
+
+class Gem(ReverbObject):
+    """Only in a room type's world, never in the default room's."""
+
+    def __init__(self, shine=0, uid=None, add_on_init=True, belonging_membership=None):  # type: ignore[no-untyped-def]
+        self.shine = shine
+        super().__init__(
+            shine, uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+        )
+
+
+class Mine(Room):
+    object_types = (Gem,)
+
+
+def test_contract_covers_room_types_the_client_describes_only() -> None:
+    """§17.2: a room type's object type the client does not describe is no mismatch; one it
+    describes differently is (3001)."""
+    server = ReverbContext(ReverbSide.SERVER)
+    server.register(Orb)
+    server.define_room("mine", Mine)
+    net = MemoryNetwork(server)
+    plain = ReverbContext()
+    plain.register(Orb)
+    assert net.connect(plain).connected  # knows only the default room's types
+    same = ReverbContext()
+    same.register(Orb)
+    same.register(Gem)
+    assert net.connect(same, rooms=True).connected
+
+    class Other(ReverbObject):
+        def __init__(self, sparkle=0, uid=None, add_on_init=True, belonging_membership=None):  # type: ignore[no-untyped-def]
+            super().__init__(
+                sparkle, uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+            )
+
+    wrong = ReverbContext()
+    wrong.register(Orb)
+    wrong.register(Other, "Gem")
+    with pytest.raises(HandshakeFailed) as err:
+        net.connect(wrong, rooms=True)
+    assert err.value.code == 3001 and "Gem" in err.value.reason
