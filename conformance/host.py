@@ -394,6 +394,10 @@ class Arena(Room):
         label = options.get("label")
         if isinstance(label, str):
             self.set_metadata(label=label)
+        self.on_message("shout")(self._shout)
+
+    def _shout(self, sender: int, data: Any) -> None:
+        self.broadcast("shouted", {"from": sender, "data": data})
 
     def on_join(self, client: Any) -> None:
         self.spawn(Token, 0, owner=client.member)
@@ -408,6 +412,7 @@ class Sealed(Arena):
     """``"sealed"``: locked as soon as it is created (its creator is in, nobody else)."""
 
     def on_create(self, options: dict[str, Any]) -> None:
+        super().on_create(options)
         self.lock()
 
 

@@ -493,6 +493,8 @@ class ReverbContext:
         elif isinstance(message, m.ROOM_REPLIES):
             self._room_message(message)
         elif isinstance(message, m.AppMessage):  # §14.5: in the order the server sent them
+            if message.room is not m.ABSENT and message.room != self.room:
+                return  # §17.4: a late message of a room this client has left
             self.client_messages.handle_client(message)
         elif isinstance(message, m.MessageError):  # §14.4
             logger.warning(

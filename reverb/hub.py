@@ -291,7 +291,9 @@ class ServerHub:
 
 
 # §17.4: the messages that belong to a room; §17.5: the answers that end a room request
-ROOM_SCOPED = frozenset({m.Sync, m.SyncFrame, m.WireSync, m.RpcResult, m.RpcErrorReply})
+ROOM_SCOPED = frozenset(
+    {m.Sync, m.SyncFrame, m.WireSync, m.RpcResult, m.RpcErrorReply, m.AppMessage, m.MessageError}
+)
 ROOM_ANSWERS = frozenset({m.RoomJoined, m.RoomRefused, m.RoomLeft})
 DEFAULT_ROOM = "default"  # §17.1: the room id of the server's own world
 
@@ -403,6 +405,8 @@ class ClientHub:
         name, ``EncodeError`` for data JSON cannot carry (§3.4) and ``LocalProtocolError``
         when it does not fit the server's ``max_frame``: nothing is sent then."""
         message = app_message(name, data)
+        if session is not None and ROOMS in session.features:  # §17.4: for the room it is in
+            message = m.AppMessage(name=message.name, data=message.data, room=self.room or "")
         if session is None or session.state is not State.OPEN:
             closed = self.closed
             why = f"closed ({closed.code}) {closed.reason}" if closed else "not connected"

@@ -40,10 +40,10 @@ REFUSALS = frozenset(
 _REQS: dict[int, int] = {}
 
 
-def _rooms(ctx: Ctx) -> Conn:
+def _rooms(ctx: Ctx, *more: str) -> Conn:
     """A connection granted "rooms" (non-strict when the server does not implement it)."""
     conn = ctx.connect()
-    conn.handshake(features=[ROOMS])
+    conn.handshake(features=[ROOMS, *more])
     if not conn.rooms:
         raise NonStrict("the server does not implement the rooms feature (§17.2)")
     return conn
@@ -502,6 +502,59 @@ def rpc_without_room(ctx: Ctx) -> Outcome | str:
         conn, _ = _arena(ctx, "17.4.3")
         uid = next(iter(_tokens(conn)))
         conn.send({"type": "rpc", "id": 1, "uid": uid, "method": "hit", "args": []})
+        return f"{ctx.expect_close(conn, 1002, section='17.4')}; {ctx.check_alive()}"
+
+    return _guard(run)
+
+
+@case("17.4.4", G, "messages stay in their room and carry it; naming another room is refused")
+def messages_isolated(ctx: Ctx) -> Outcome | str:
+    def run() -> str:
+        a = _rooms(ctx, "messages")
+        if "messages" not in a.granted:
+            raise NonStrict("the server does not implement messages (§14.1)")
+        room = _joined(a, "create", name="arena", options={"mode": "17.4.4a"})["room"]
+        b = _rooms(ctx, "messages")
+        _joined(b, "join_by_id", room=room)
+        other = _rooms(ctx, "messages")
+        elsewhere = _joined(other, "create", name="arena", options={"mode": "17.4.4b"})["room"]
+        a.send({"type": "message", "name": "shout", "data": 1, "room": room})
+        for conn in (a, b):
+            conn.wait(
+                lambda c=conn: any(m["name"] == "shouted" for m in c.app_messages),
+                None,
+                "the room's broadcast",
+            )
+            got = next(m for m in conn.app_messages if m["name"] == "shouted")
+            if got.get("room") != room or got.get("data") != {"from": a.member, "data": 1}:
+                raise ServerViolation(f"the room's message arrived as {got!r} (§17.4)")
+        other.send({"type": "message", "name": "shout", "data": 2, "room": room})
+        other.wait(
+            lambda: any(m["type"] == "message_error" for m in other.app_messages),
+            None,
+            "the refusal of a message naming another room",
+        )
+        error = next(m for m in other.app_messages if m["type"] == "message_error")
+        if error["code"] != "unknown_message" or error.get("room") != room:
+            raise ServerViolation(f"a message naming another room answered {error!r}")
+        a.drain(0.3)
+        if any(m.get("data") == {"from": other.member, "data": 2} for m in a.app_messages):
+            raise ServerViolation("a message naming another room was handled there (§17.4)")
+        if any(m["name"] == "shouted" for m in other.app_messages):
+            raise ServerViolation(f"room {room}'s message reached room {elsewhere} (§17.4)")
+        return "broadcast reached the room only, with its id; the other room's was refused"
+
+    return _guard(run)
+
+
+@case("17.4.5", G, "a message without room on a rooms connection closes 1002")
+def message_without_room(ctx: Ctx) -> Outcome | str:
+    def run() -> str:
+        conn = _rooms(ctx, "messages")
+        if "messages" not in conn.granted:
+            raise NonStrict("the server does not implement messages (§14.1)")
+        _joined(conn, "create", name="arena", options={"mode": "17.4.5"})
+        conn.send({"type": "message", "name": "shout", "data": 1})
         return f"{ctx.expect_close(conn, 1002, section='17.4')}; {ctx.check_alive()}"
 
     return _guard(run)

@@ -214,6 +214,7 @@ class AppMessage(Message):
     TYPE: ClassVar[str] = "message"
     name: str
     data: Any | Absent = ABSENT  # any JSON value; absent means null (§14.2)
+    room: str | Absent = ABSENT  # §17.4: with "rooms"
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,7 @@ class MessageError(Message):
     name: str
     code: str
     reason: str
+    room: str | Absent = ABSENT  # §17.4: with "rooms"
 
 
 # -- rooms (§17), with the feature "rooms" -----------------------------------------------------

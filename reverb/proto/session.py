@@ -409,9 +409,10 @@ class Session:
     def _check_room_request(self, message: m.Message) -> None:
         """§17.4, §17.5 on a "rooms" connection: an ``rpc`` names its room; a ``room_join`` /
         ``room_leave`` whose ``req`` is still unanswered is a protocol error."""
-        if isinstance(message, m.Rpc) and message.room is m.ABSENT:
+        if isinstance(message, (m.Rpc, m.AppMessage)) and message.room is m.ABSENT:
             raise RemoteProtocolError(
-                "rpc without 'room' on a rooms connection (§17.4)", CloseCode.PROTOCOL_ERROR
+                f"{message.TYPE} without 'room' on a rooms connection (§17.4)",
+                CloseCode.PROTOCOL_ERROR,
             )
         if isinstance(message, (m.RoomJoin, m.RoomLeave)):
             if message.req in self._room_reqs:

@@ -19,8 +19,8 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from reverb.errors import LocalProtocolError, RpcCode
-from reverb.hub import DEFAULT_ROOM
+from reverb.errors import LocalProtocolError, MessageCode, RpcCode
+from reverb.hub import DEFAULT_ROOM, ROOM_SCOPED
 from reverb.proto import messages as m
 from reverb.proto.session import ROOMS
 from reverb.replication.types import TypeRegistry, contract
@@ -111,6 +111,9 @@ class RoomService:
             if isinstance(message, m.Rpc) and event.member in self._clients:
                 self.answer(event.member, message)
                 return True
+            if isinstance(message, m.AppMessage) and event.member in self._clients:
+                self._message(event.member, message)
+                return True
             return False
         if isinstance(event, PeerOpened):
             client = RoomClient(event.member, event.identity, event.features)
@@ -151,6 +154,21 @@ class RoomService:
             reply = room.call(member, rpc)
         self._send((member,), m.in_room(reply, named))
         return True
+
+    def _message(self, member: int, message: m.AppMessage) -> None:
+        """A "rooms" connection's message: handled by the room it names if it sits there
+        (§17.4); else ``message_error`` ``unknown_message``."""
+        room = self.matchmaker.room_of(member)
+        named = message.room if isinstance(message.room, str) else ""
+        error: m.Message | None
+        if room is None or room.room_id != named:
+            error = m.MessageError(
+                name=message.name, code=MessageCode.UNKNOWN_MESSAGE, reason="not in that room"
+            )
+        else:
+            error = room.context.server_messages.handle_server(member, message)
+        if error is not None:
+            self._send((member,), m.in_room(error, named))
 
     def step(self, now: float) -> float:
         """Tick the rooms that are due and send what they and the lobby produced; returns
@@ -244,6 +262,9 @@ class RoomService:
                 result = mm.request(client, request, now=now)
         if isinstance(result, Refused):
             return m.RoomRefused(req=join.req, code=result.code.value, reason=result.reason)
+        joined = mm.rooms.get(result.room_id)
+        if joined is not None and joined.context.connection is None:
+            joined.context.connection = _RoomLink(self, joined)  # the room's sends (§17.4)
         if before is not None and before.room_id != result.room_id:
             # §17.5: the old room's room_left comes first; nothing of it follows
             self._send(
@@ -253,3 +274,24 @@ class RoomService:
         return m.RoomJoined(
             req=join.req, room=result.room_id, name=result.name, created=result.created
         )
+
+
+class _RoomLink:
+    """A room's context's connection: what its game code sends (``room.send``,
+    ``room.broadcast``, ``send_message``) goes out through the server, stamped with the room."""
+
+    def __init__(self, service: RoomService, room: Room) -> None:
+        self._service = service
+        self._room = room
+
+    @property
+    def tick_rate(self) -> float:
+        return float(self._room.tick_rate)
+
+    def poll(self) -> list[Any]:
+        return []
+
+    def send(self, members: tuple[int, ...], message: m.Message) -> None:
+        if type(message) in ROOM_SCOPED:
+            message = m.in_room(message, self._room.room_id)
+        self._service._send(members, message)

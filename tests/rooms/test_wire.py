@@ -188,3 +188,40 @@ def test_contract_covers_room_types_the_client_describes_only() -> None:
     with pytest.raises(HandshakeFailed) as err:
         net.connect(wrong, rooms=True)
     assert err.value.code == 3001 and "Gem" in err.value.reason
+
+
+class Chat(Room):
+    """Echoes every "say" to the whole room, stamped by the server with the room id."""
+
+    def on_create(self, options: dict[str, Any]) -> None:
+        @self.on_message("say")
+        def say(sender: int, data: Any) -> None:
+            self.broadcast("said", {"by": sender, "text": data})
+
+
+def test_messages_stay_in_their_room() -> None:
+    server = ReverbContext(ReverbSide.SERVER)
+    server.define_room("chat", Chat)
+    net = MemoryNetwork(server)
+    heard: dict[str, list[Any]] = {}
+
+    def member(tag: str) -> Any:
+        ctx = ReverbContext()
+        ctx.client_messages.on("said")(lambda data: heard.setdefault(tag, []).append(data))
+        return net.connect(ctx, rooms=True)
+
+    a, b, c = member("a"), member("b"), member("c")
+    room = _join(net, a.create("chat")).room_id
+    _join(net, b.join_by_id(room))
+    _join(net, c.create("chat"))  # another chat room
+    a.send_message("say", "hello")
+    net.run(0.1)
+    assert heard["a"] == heard["b"] == [{"by": a.member, "text": "hello"}]
+    assert "c" not in heard  # never crosses rooms
+    # on the wire the message names its room; a message naming another room is refused
+    errors: list[Any] = []
+    c.context.client_events.on_event("message_error")(lambda *e: errors.append(e))
+    c.session.send(m.AppMessage(name="say", data="psst", room=room), net.clock())
+    net.run(0.1)
+    assert errors == [("say", "unknown_message", "not in that room")]
+    assert heard["a"] == [{"by": a.member, "text": "hello"}]
