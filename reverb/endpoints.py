@@ -396,6 +396,15 @@ class ClientEndpoint:
         build = join_request("join_by_id", room=room_id, options=options, switch=switch)
         return self._room_call(build, timeout, self._room_result)
 
+    def consume_seat(self, token: str, *, timeout: float = ROOM_TIMEOUT) -> Any:
+        """Take a seat a matchmaker reserved for this connection (``reserve_seat`` on the
+        server; §17.5 mode ``reservation``): a ``RoomHandle``, or ``reservation_expired``."""
+
+        def build(req: int) -> m.Message:
+            return m.RoomJoin(req=req, mode="reservation", token=token)
+
+        return self._room_call(build, timeout, self._room_result)
+
     def leave(self, *, timeout: float = ROOM_TIMEOUT) -> Any:
         """Leave the current room (its replicas are despawned); refused ``not_in_room``."""
         return self._room_call(m.RoomLeave, timeout, self._room_result)

@@ -20,7 +20,7 @@ from reverb import (
 )
 from reverb.memory import MemoryNetwork
 from reverb.proto import messages as m
-from reverb.rooms import Room, RoomClient
+from reverb.rooms import JoinRequest, Room, RoomClient
 
 TICK = 1 / 30
 
@@ -225,3 +225,21 @@ def test_messages_stay_in_their_room() -> None:
     net.run(0.1)
     assert errors == [("say", "unknown_message", "not in that room")]
     assert heard["a"] == [{"by": a.member, "text": "hello"}]
+
+
+def test_a_seat_reserved_by_the_server_is_consumed_once() -> None:
+    """Colyseus' two-step join (§17.5 mode ``reservation``): the server reserves, the client
+    claims the seat with the token; a second claim is ``reservation_expired``."""
+    _, net = world()
+    _, clt = client(net, rooms=True)
+    mm = net.server.rooms.matchmaker
+    seat = mm.reserve_seat(RoomClient(clt.member), JoinRequest.create("duel"), now=net.clock())
+    assert mm.rooms[seat.room_id].reserved == 1
+    handle = _join(net, clt.consume_seat(seat.token))
+    assert handle.room_id == seat.room_id and mm.rooms[seat.room_id].reserved == 0
+    net.run(0.2)
+    assert len(handle.get_all_ro_by_type(Orb)) == 1
+    _, other = client(net, rooms=True)
+    with pytest.raises(RoomRefused) as err:
+        _join(net, other.consume_seat(seat.token))
+    assert err.value.code == "reservation_expired"
