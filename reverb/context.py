@@ -89,6 +89,7 @@ class ReverbContext:
         self.rooms: Any = None
         self.room_types: dict[str, type] = {}  # name -> Room subclass (define_room)
         self.room: str | None = None
+        self.room_tick_rate: float | None = None  # the room's, from room_joined (§17.5)
         self.lobbies: dict[str | None, Any] = {}
         # Smooth movement (guide, "Smooth movement"; protocol §13): change hooks fired after
         # each tick, and snapshot buffers of the replicas whose type declares
@@ -448,6 +449,9 @@ class ReverbContext:
         if isinstance(message, m.RoomJoined):
             self._despawn_all()  # a new room: a new world, from its full sync (§17.4)
             self.room = message.room
+            if isinstance(message.tick_rate, (int, float)) and message.tick_rate > 0:
+                self.room_tick_rate = float(message.tick_rate)  # smooth at the room's rate
+                self._new_interpolation(self.room_tick_rate)
             self.client_events.fire("room_joined", message.room, message.name)
         elif isinstance(message, m.RoomLeft):
             if message.room == self.room:
@@ -507,7 +511,11 @@ class ReverbContext:
         self._despawn_all()  # replicas kept from a previous connection (keep_replicas=True)
         self.room = None  # §17.2: a "rooms" connection starts in no room
         self.lobbies = {}
-        rate = getattr(self.connection, "tick_rate", 0.0) or DEFAULT_TICK_RATE
+        self.room_tick_rate = None
+        self._new_interpolation(getattr(self.connection, "tick_rate", 0.0) or DEFAULT_TICK_RATE)
+        self.client_events.fire("connected", member)
+
+    def _new_interpolation(self, rate: float) -> None:
         snap_speed, max_extrapolation, max_ticks = self._interpolation_options
         self.interpolation = InterpolationManager(
             tick_interval=1.0 / rate,
@@ -515,7 +523,6 @@ class ReverbContext:
             snap_speed=snap_speed,
             timeline=RenderTimeline(tick_interval=1.0 / rate, max_ticks=max_ticks),
         )
-        self.client_events.fire("connected", member)
 
     # -- smooth movement (client) -------------------------------------------------------------
 
@@ -546,7 +553,7 @@ class ReverbContext:
         if manager is None:
             return
         if isinstance(sync.time, m.Absent):  # no "time": the tick's nominal time (§13.1)
-            rate = getattr(conn, "tick_rate", 0.0) or DEFAULT_TICK_RATE
+            rate = self.room_tick_rate or getattr(conn, "tick_rate", 0.0) or DEFAULT_TICK_RATE
             stamp = sync.tick / rate
         else:
             stamp = sync.time

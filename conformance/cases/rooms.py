@@ -84,6 +84,9 @@ def _check_answer(reply: Msg) -> None:
             raise ServerViolation(f"room_joined without string room/name (§17.5): {reply!r}")
         if not isinstance(reply.get("created"), bool):
             raise ServerViolation(f"room_joined without bool created (§17.5): {reply!r}")
+        rate = reply.get("tick_rate", 1.0)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or rate <= 0:
+            raise ServerViolation(f"room_joined.tick_rate is not a positive number: {reply!r}")
     elif kind == "room_list_result":
         rooms = reply.get("rooms")
         if not isinstance(rooms, list):

@@ -270,6 +270,7 @@ class RoomJoined(Message):
     room: str
     name: str
     created: bool
+    tick_rate: float | Absent = ABSENT  # the room's sync rate in Hz (informational)
 
 
 @dataclass(frozen=True)

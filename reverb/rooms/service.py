@@ -271,8 +271,15 @@ class RoomService:
                 (client.member,),
                 m.RoomLeft(room=before.room_id, consented=True, reason="switched room"),
             )
+        rate = joined.tick_rate if joined is not None else 0.0
+        if joined is self.default:  # the server's own world ticks at the server's rate
+            rate = getattr(self.context.connection, "tick_rate", rate)
         return m.RoomJoined(
-            req=join.req, room=result.room_id, name=result.name, created=result.created
+            req=join.req,
+            room=result.room_id,
+            name=result.name,
+            created=result.created,
+            tick_rate=float(rate) if rate else m.ABSENT,
         )
 
 

@@ -243,3 +243,21 @@ def test_a_seat_reserved_by_the_server_is_consumed_once() -> None:
     with pytest.raises(RoomRefused) as err:
         _join(net, other.consume_seat(seat.token))
     assert err.value.code == "reservation_expired"
+
+
+class Slow(Duel):
+    tick_rate = 10.0
+
+
+def test_room_joined_carries_the_rooms_tick_rate_for_smoothing() -> None:
+    server, net = world()
+    server.define_room("slow", Slow)
+    ctx, clt = client(net, rooms=True)
+    _join(net, clt.create("slow"))
+    net.step(TICK)
+    assert ctx.room_tick_rate == 10.0
+    assert ctx.interpolation is not None
+    assert ctx.interpolation._tick == pytest.approx(0.1)
+    _join(net, clt.join_by_id("default", switch=True))
+    net.step(TICK)
+    assert ctx.room_tick_rate == net.server.tick_rate  # the server's own world's rate
