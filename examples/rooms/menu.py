@@ -7,7 +7,7 @@ import time
 
 from battle import Ship
 
-from reverb import Client, ReverbContext, RoomRefused
+from reverb import Client, ReverbContext, RoomRefused, RpcError
 
 port, name = int(sys.argv[1]), sys.argv[2]
 ctx = ReverbContext()
@@ -36,7 +36,10 @@ mine = next(s for s in ships if s.is_owner())
 ended = []
 ctx.client_events.on_event("room_left")(lambda room_id, consented, why: ended.append(why))
 while time.monotonic() < deadline and not ended:
-    mine.compute_server(mine.fire).result(5)
+    try:
+        mine.compute_server(mine.fire).result(5)
+    except RpcError:  # unknown_object: the match ended (room disposed) while the shot flew
+        pass
     ctx.client_sync(timeout=0.05)
 
 print(
