@@ -40,6 +40,10 @@ MESSAGE_ERROR_CODES = frozenset(
     {"unknown_message", "rejected", "handler_error", "overloaded", "rate_limited"}
 )
 MESSAGES = "messages"  # §14.1: the feature name
+ROOMS = "rooms"  # §17.2: the feature name
+ROOM_MESSAGES = frozenset(
+    {"room_list_result", "room_joined", "room_refused", "room_left", "room_event"}
+)
 MAX_MESSAGE_NAME = 64  # §14.2
 CLOSE_CODES = frozenset(
     {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1013, 1015, 3000, 3001, 3002, 3003}
@@ -473,6 +477,12 @@ class Conn:
         self.compressed_frames = 0
         self.app_messages: list[Msg] = []  # §14: message and message_error, in arrival order
         self.on_message: Callable[[Msg], None] | None = None
+        # §17: with "rooms" granted, the room this connection is in (None: none), the room
+        # messages received in order, the room of every sync received (ignored ones too)
+        self.rooms = False
+        self.room: str | None = None
+        self.room_msgs: list[Msg] = []
+        self.sync_rooms: list[Any] = []
 
     # ----------------------------------------------------------------- sending
 
@@ -573,9 +583,18 @@ class Conn:
     def pump(self, msg: Msg) -> None:
         """Book-keep one received message (syncs, answers, pings)."""
         kind = msg["type"]
+        if kind in ("sync", "rpc_result", "rpc_error") and self.welcome is not None:
+            if self.rooms and not isinstance(msg.get("room"), str):
+                raise ServerViolation(f"{kind} without 'room' on a rooms connection (§17.4)")
+            if not self.rooms and "room" in msg:
+                raise ServerViolation(f"{kind} with 'room' on a connection without rooms (§17.4)")
         if kind == "sync":
             if self.welcome is None:
                 raise ServerViolation("sync before welcome (§6.2)")
+            if self.rooms:
+                self.sync_rooms.append(msg.get("room"))
+                if msg.get("room") != self.room:
+                    return  # §17.4: a late sync of a room left: ignored
             self.table.feed(msg)
             if self.on_sync is not None:
                 self.on_sync(msg)
@@ -616,6 +635,8 @@ class Conn:
             raise CaseFailure(f"server closed the session unexpectedly: {brief(msg)}")
         elif kind in ("message", "message_error"):
             self._app_message(msg)
+        elif kind in ROOM_MESSAGES:
+            self._room_message(msg)
         elif kind == "welcome":
             raise ServerViolation("second welcome (§6.2)")
         else:
@@ -626,6 +647,20 @@ class Conn:
         """The features the server granted (those asked for and listed in welcome.features)."""
         features = self.welcome.get("features", []) if self.welcome is not None else []
         return frozenset(f for f in features if isinstance(f, str))
+
+    def _room_message(self, msg: Msg) -> None:
+        """§17: only with "rooms" granted; a join or leave starts a new replica table."""
+        if not self.rooms:
+            raise ServerViolation(
+                f"{msg['type']} on a connection without 'rooms' (§17.2): {brief(msg)}"
+            )
+        kind = msg["type"]
+        if kind == "room_joined" or (kind == "room_left" and msg.get("room") == self.room):
+            fresh = Table()
+            fresh.compact, fresh.interest = self.table.compact, self.table.interest
+            self.table = fresh
+            self.room = msg.get("room") if kind == "room_joined" else None
+        self.room_msgs.append(msg)
 
     def _app_message(self, msg: Msg) -> None:
         """§14: only with the feature granted; name 1..64 chars; message_error's code known."""
@@ -706,6 +741,7 @@ class Conn:
         self.table.interest = (
             "interest" in self.asked and isinstance(granted, list) and "interest" in granted
         )
+        self.rooms = ROOMS in self.asked and isinstance(granted, list) and ROOMS in granted
         return msg
 
     def handshake(self, **extra: Any) -> Msg:

@@ -30,6 +30,7 @@ from reverb import (
     rpc_caller,
     server_messages,
 )
+from reverb.rooms import Accept, Reject, Room
 
 EXECUTIONS: Counter[str] = Counter()
 # Control.vanish(): when (monotonic) the game loop spawns a new Control, or None.
@@ -393,6 +394,79 @@ def game_step(now: float) -> None:
             box.value = 0
 
 
+# -- rooms (protocol §17; conformance group 15) ------------------------------------------------
+
+
+class Token(ReverbObject):
+    """The object of the conformance room types: one per client, owned by it. Registered in
+    each room's own world only (never in the default room's)."""
+
+    def __init__(
+        self,
+        hits: int = 0,
+        uid: int | None = None,
+        add_on_init: bool = True,
+        belonging_membership: int | None = None,
+    ) -> None:
+        self.hits = hits
+        super().__init__(
+            hits, uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+        )
+
+    @expose(anyone=True)
+    def hit(self) -> int:
+        EXECUTIONS["Token.hit"] += 1
+        self.hits += 1
+        return self.hits
+
+
+class Arena(Room):
+    """``"arena"``: 2 seats; join_or_create matches rooms on the option ``mode``; a Token
+    per client, despawned when it leaves."""
+
+    object_types = (Token,)
+    max_clients = 2
+    filter_by = ("mode",)
+
+    def on_create(self, options: dict[str, Any]) -> None:
+        label = options.get("label")
+        if isinstance(label, str):
+            self.set_metadata(label=label)
+        self.on_message("shout")(self._shout)
+
+    def _shout(self, sender: int, data: Any) -> None:
+        self.broadcast("shouted", {"from": sender, "data": data})
+
+    def on_join(self, client: Any) -> None:
+        self.spawn(Token, 0, owner=client.member)
+
+    def on_leave(self, client: Any, consented: bool) -> None:
+        for obj in list(self.objects.values()):
+            if obj.belonging_membership == client.member:
+                self.despawn(obj)
+
+
+class Sealed(Arena):
+    """``"sealed"``: locked as soon as it is created (its creator is in, nobody else)."""
+
+    def on_create(self, options: dict[str, Any]) -> None:
+        super().on_create(options)
+        self.lock()
+
+
+class Vip(Arena):
+    """``"vip"``: admits only clients whose options hold ``"key": "sesame"``."""
+
+    def on_auth(self, client: Any, options: dict[str, Any]) -> Accept | Reject:
+        return Accept() if options.get("key") == "sesame" else Reject("the key is wrong")
+
+
+def define_rooms() -> None:
+    ReverbManager.define_room("arena", Arena)
+    ReverbManager.define_room("sealed", Sealed)
+    ReverbManager.define_room("vip", Vip)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m conformance.host", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
@@ -491,6 +565,7 @@ async def run_aio(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     ReverbManager.REVERB_SIDE = ReverbSide.SERVER
+    define_rooms()
     if args.layer == "aio":
         return asyncio.run(run_aio(args))
     return run_threaded(args)

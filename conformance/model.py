@@ -30,6 +30,7 @@ GROUPS: dict[int, str] = {
     12: "The time feature",
     13: "Messages",
     14: "Interest (per-client visibility)",
+    15: "Rooms",
     16: "Resume (session resume, exactly-once calls)",
 }
 

@@ -96,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         from harness.interest import main as interest_main
 
         return interest_main(argv[1:])
+    if argv[:1] == ["rooms"]:  # many rooms, light clients, join burst: harness/rooms.py
+        from harness.rooms import main as rooms_main
+
+        return rooms_main(argv[1:])
     if argv[:1] == ["smooth"]:  # interpolation through the fault proxy: harness/smooth.py
         from harness.smooth import main as smooth_main
 

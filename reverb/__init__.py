@@ -15,6 +15,8 @@ from reverb.errors import (
     LocalProtocolError,
     RemoteProtocolError,
     ReverbError,
+    RoomRefused,
+    RoomTimeout,
     RpcError,
 )
 from reverb.interpolation import DEGREES, RADIANS, Field, on_change
@@ -46,6 +48,8 @@ __all__ = [
     "ReverbManager",
     "ReverbObject",
     "ReverbSide",
+    "RoomRefused",
+    "RoomTimeout",
     "RpcError",
     "Server",
     "__version__",

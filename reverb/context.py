@@ -89,6 +89,13 @@ class ReverbContext:
         self.connection: Any = None
         self._next_tick = 0.0
         self.observer: Any = None  # reverb.monitor's Observer, when a monitor is running
+        # Rooms (protocol §17): on a server, the endpoint's RoomService while it is this
+        # context's connection; on a client, the room it sits in and the lobbies it watches
+        self.rooms: Any = None
+        self.room_types: dict[str, type] = {}  # name -> Room subclass (define_room)
+        self.room: str | None = None
+        self.room_tick_rate: float | None = None  # the room's, from room_joined (§17.5)
+        self.lobbies: dict[str | None, Any] = {}
         # Smooth movement (guide, "Smooth movement"; protocol §13): change hooks fired after
         # each tick, and snapshot buffers of the replicas whose type declares
         # ``__reverb_interpolate__``, keyed by uid (made at each connection's welcome).
@@ -118,6 +125,20 @@ class ReverbContext:
         """Register a ``ReverbObject`` subclass under ``name`` (default: its class name)."""
         self.types.register(cls, name)
         return cls
+
+    def define_room(self, name: str, room_cls: type[T]) -> type[T]:
+        """Define a room type (a ``reverb.rooms.Room`` subclass) that clients connected with
+        ``rooms=True`` create and join by ``name`` (guide "Rooms and a lobby", §17). The
+        server's own world stays the default room, so a server that defines none is
+        unchanged."""
+        from reverb.rooms.room import Room  # rooms build on contexts: imported when used
+
+        if name in self.room_types or name == "default":
+            raise ValueError(f"room type {name!r} is already defined")
+        if not (isinstance(room_cls, type) and issubclass(room_cls, Room)):
+            raise TypeError(f"{room_cls!r} is not a reverb.rooms.Room subclass")
+        self.room_types[name] = room_cls
+        return room_cls
 
     @contextlib.contextmanager
     def activate(self) -> Iterator[ReverbContext]:
@@ -274,10 +295,13 @@ class ReverbContext:
         if self.side is ReverbSide.CLIENT:
             raise InvalidState("server_sync() runs on the server; clients call client_sync()")
         self.serve()
+        rooms = self.rooms
         conn: ServerTransport | None = self.connection
         period = 1.0 / (conn.tick_rate if conn is not None else DEFAULT_TICK_RATE)
         due = self._next_tick - TICK_SLACK * period
         if now < due:
+            if rooms is not None:  # §17: the other rooms tick on their own schedules
+                return max(min(due - now, float(rooms.step(now))), 1e-4)
             return due - now
         late = now - self._next_tick  # the first tick restarts the schedule too
         self._next_tick += period
@@ -294,7 +318,10 @@ class ReverbContext:
         conn: ServerTransport | None = self.connection
         if conn is None:
             return
+        rooms = self.rooms
         for event in conn.poll():
+            if rooms is not None and rooms.handle(event):
+                continue  # a room matter of a "rooms" connection (§17)
             if isinstance(event, PeerMessage):
                 if isinstance(event.message, m.Rpc):
                     self.answer(event.member, event.message)
@@ -352,6 +379,8 @@ class ReverbContext:
         call received; a server's I/O layer calls it directly for a call that arrives while
         the game thread waits inside ``server_sync()`` with nothing else queued, so the reply
         leaves without a hand-off (never while game code runs: the game thread is parked)."""
+        if self.rooms is not None and self.rooms.answer(member, rpc):
+            return  # a "rooms" connection's call runs in the room it names (§17.4)
         if self.observer is not None:  # monitor hook: times and logs the call
             reply = self.observer.call(self.world, member, rpc)
         else:
@@ -485,8 +514,30 @@ class ReverbContext:
             change.obj._reverb_ctx = None
             self.client_events.fire("object_despawned", change.obj, "destroyed")
 
+    def _room_message(self, message: m.Message) -> None:
+        """§17 on a client: the room it is in, its replicas, the lobbies it watches."""
+        if isinstance(message, m.RoomJoined):
+            self._despawn_all()  # a new room: a new world, from its full sync (§17.4)
+            self.room = message.room
+            if isinstance(message.tick_rate, (int, float)) and message.tick_rate > 0:
+                self.room_tick_rate = float(message.tick_rate)  # smooth at the room's rate
+                self._new_interpolation(self.room_tick_rate)
+            self.client_events.fire("room_joined", message.room, message.name)
+        elif isinstance(message, m.RoomLeft):
+            if message.room == self.room:
+                self.room = None
+                self._despawn_all()
+            reason = message.reason if isinstance(message.reason, str) else "left"
+            self.client_events.fire("room_left", message.room, message.consented, reason)
+        elif isinstance(message, m.RoomEvent):
+            for lobby in list(self.lobbies.values()):
+                lobby.apply(message)
+            self.client_events.fire("room_event", message.event, message.room)
+
     def _client_message(self, conn: ClientTransport, message: m.Message, at: float) -> None:
         if isinstance(message, m.Sync):
+            if message.room is not m.ABSENT and message.room != self.room:
+                return  # §17.4: a late sync of a room this client has left
             self.replicas.observe = self._observes if self._observing() else None
             try:
                 changes = self.replicas.apply(message)
@@ -513,7 +564,11 @@ class ReverbContext:
             self.client_events.fire("synced", message.tick)
         elif isinstance(message, m.RpcErrorReply):
             self.client_events.fire("rpc_error", RpcError(message.message, message.code))
+        elif isinstance(message, m.ROOM_REPLIES):
+            self._room_message(message)
         elif isinstance(message, m.AppMessage):  # §14.5: in the order the server sent them
+            if message.room is not m.ABSENT and message.room != self.room:
+                return  # §17.4: a late message of a room this client has left
             self.client_messages.handle_client(message)
         elif isinstance(message, m.MessageError):  # §14.4
             logger.warning(
@@ -524,7 +579,13 @@ class ReverbContext:
     def client_connected(self, member: int) -> None:
         """Called by a client connection once its handshake completed."""
         self._despawn_all()  # replicas kept from a previous connection (keep_replicas=True)
-        rate = getattr(self.connection, "tick_rate", 0.0) or DEFAULT_TICK_RATE
+        self.room = None  # §17.2: a "rooms" connection starts in no room
+        self.lobbies = {}
+        self.room_tick_rate = None
+        self._new_interpolation(getattr(self.connection, "tick_rate", 0.0) or DEFAULT_TICK_RATE)
+        self.client_events.fire("connected", member)
+
+    def _new_interpolation(self, rate: float) -> None:
         snap_speed, max_extrapolation, max_ticks = self._interpolation_options
         self.interpolation = InterpolationManager(
             tick_interval=1.0 / rate,
@@ -532,7 +593,6 @@ class ReverbContext:
             snap_speed=snap_speed,
             timeline=RenderTimeline(tick_interval=1.0 / rate, max_ticks=max_ticks),
         )
-        self.client_events.fire("connected", member)
 
     # -- smooth movement (client) -------------------------------------------------------------
 
@@ -563,7 +623,7 @@ class ReverbContext:
         if manager is None:
             return
         if isinstance(sync.time, m.Absent):  # no "time": the tick's nominal time (§13.1)
-            rate = getattr(conn, "tick_rate", 0.0) or DEFAULT_TICK_RATE
+            rate = self.room_tick_rate or getattr(conn, "tick_rate", 0.0) or DEFAULT_TICK_RATE
             stamp = sync.tick / rate
         else:
             stamp = sync.time

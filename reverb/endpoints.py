@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 from reverb import _current
@@ -35,6 +35,7 @@ from reverb.proto.session import (
     MAX_MESSAGES_PER_SECOND,
     PING_INTERVAL,
     RESUME,
+    ROOMS,
     TIME,
     Role,
     Session,
@@ -42,11 +43,13 @@ from reverb.proto.session import (
 from reverb.reconnect import ReconnectPolicy
 from reverb.replication.types import contract
 from reverb.resume import DEFAULT_GRACE, MemberInfo, OwnedPolicy
+from reverb.rooms.client import ROOM_TIMEOUT, Lobby, join_request, room_result
 from reverb.stats import ConnectionStats, connection_stats
 from reverb.timesync import TIME_PING_INTERVAL, Timekeeper
 
 if TYPE_CHECKING:
     from reverb.context import ReverbContext
+    from reverb.rooms.room import Room
 
 __all__ = [
     "CLIENT_SEND_BUFFER",
@@ -163,6 +166,11 @@ class ServerEndpoint:
             world.set_budget(None, client_budget)
         self.stats = self.hub.stats
         self.by_member: dict[int, Any] = {}  # membership id -> the I/O layer's connection
+        # §17: room types, live rooms and the lobby; the default room is this context's world
+        from reverb.rooms.service import RoomService
+
+        self.rooms = RoomService(self.context, time.monotonic)
+        self.hub.room_contract = self.rooms.contract
         self._port: int | None = None
         super().__init__(  # type: ignore[call-arg]
             max_send_buffer=max_send_buffer,
@@ -226,15 +234,32 @@ class ServerEndpoint:
         """``ReverbContext.set_budget``: the bytes per second a client's syncs may use."""
         self.context.set_budget(member, bytes_per_second, burst)
 
+    # -- rooms (§17; guide "Rooms and a lobby") -----------------------------------------------
+
+    def define_room(self, name: str, room_cls: type[Room]) -> type[Room]:
+        """Define a room type (a ``reverb.rooms.Room`` subclass) that clients asking for the
+        feature ``"rooms"`` create and join by ``name``."""
+        return self.rooms.define(name, room_cls)
+
+    @property
+    def matchmaker(self) -> Any:
+        """The ``reverb.rooms.Matchmaker``: live rooms (``rooms``), ``dispose(room_id)``,
+        tick statistics (``scheduler.stats()``)."""
+        return self.rooms.matchmaker
+
     def attach(self) -> None:
         """Become the context's connection if it has none (so assigning
         ``ReverbManager.REVERB_CONNECTION`` is optional)."""
         if self.context.connection is None:
             self.context.connection = self
+        if self.context.connection is self:
+            self.context.rooms = self.rooms
 
     def detach(self) -> None:
         if self.context.connection is self:
             self.context.connection = None
+        if self.context.rooms is self.rooms:
+            self.context.rooms = None
 
 
 class ClientEndpoint:
@@ -283,6 +308,7 @@ class ClientEndpoint:
         time_sync: bool = True,
         time_ping_interval: float = TIME_PING_INTERVAL,
         reconnect: bool | ReconnectPolicy = False,
+        rooms: bool = False,
         context: ReverbContext | None = None,
     ) -> None:
         self.ip = ip
@@ -298,6 +324,10 @@ class ClientEndpoint:
         # §18: reconnect by itself and resume the membership (asks for "resume")
         policy = ReconnectPolicy() if reconnect is True else reconnect or None
         self.reconnect_policy = policy if policy is not None and policy.enabled else None
+        if rooms and self.reconnect_policy is not None:
+            # a resumed membership does not get its room seat back yet (§18.5 keeps "its
+            # seat" only in the default room): refuse the pair rather than resume half of it
+            raise ValueError("rooms=True and reconnect cannot be combined yet")
         self.hub = ClientHub(self.reconnect_policy)
         # §4.11: "compact", "time", "messages" by default; "time" (server clock, a sync every
         # tick, §13) unless time_sync=False; "deflate" with compression (§15)
@@ -306,6 +336,8 @@ class ClientEndpoint:
             asked += (DEFLATE,)
         if self.reconnect_policy is not None and RESUME not in asked:
             asked += (RESUME,)
+        if rooms and ROOMS not in asked:  # §17.2: in no room until it joins one
+            asked += (ROOMS,)
         self._time_ping_interval = time_ping_interval
         self.timekeeper = Timekeeper(ping_interval=time_ping_interval)
         self._stats_session: Session | None = None  # the last connection's, for ``stats``
@@ -400,6 +432,111 @@ class ClientEndpoint:
         event, the despawns) now, so none of it reaches the game after the new welcome."""
         if self.context.connection is self:
             self.context.client_sync()
+
+    # -- rooms (§17; guide "Rooms and a lobby"): needs Client(..., rooms=True) ------------------
+    # Each request has a deadline (``timeout``, RoomTimeout after it); a refusal raises
+    # RoomRefused. The threaded Client blocks and returns the result; AsyncClient returns an
+    # awaitable (``handle = await client.join_or_create("battle")``).
+
+    def join_or_create(
+        self,
+        name: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        switch: bool = False,
+        timeout: float = ROOM_TIMEOUT,
+    ) -> Any:
+        """Join the fullest joinable room of type ``name`` (matching ``options`` on the
+        type's ``filter_by`` keys), or create one: a ``RoomHandle``."""
+        build = join_request("join_or_create", name=name, options=options, switch=switch)
+        return self._room_call(build, timeout, self._room_result)
+
+    def create(
+        self,
+        name: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        switch: bool = False,
+        timeout: float = ROOM_TIMEOUT,
+    ) -> Any:
+        """Create a room of type ``name`` and join it: a ``RoomHandle``."""
+        build = join_request("create", name=name, options=options, switch=switch)
+        return self._room_call(build, timeout, self._room_result)
+
+    def join(
+        self,
+        name: str,
+        filter: Mapping[str, Any] | None = None,
+        options: Mapping[str, Any] | None = None,
+        *,
+        switch: bool = False,
+        timeout: float = ROOM_TIMEOUT,
+    ) -> Any:
+        """Join an existing room of type ``name`` whose metadata matches ``filter``."""
+        build = join_request("join", name=name, options=options, filter=filter, switch=switch)
+        return self._room_call(build, timeout, self._room_result)
+
+    def join_by_id(
+        self,
+        room_id: str,
+        options: Mapping[str, Any] | None = None,
+        *,
+        switch: bool = False,
+        timeout: float = ROOM_TIMEOUT,
+    ) -> Any:
+        """Join the room ``room_id`` (``"default"``: the server's own world)."""
+        build = join_request("join_by_id", room=room_id, options=options, switch=switch)
+        return self._room_call(build, timeout, self._room_result)
+
+    def consume_seat(self, token: str, *, timeout: float = ROOM_TIMEOUT) -> Any:
+        """Take a seat a matchmaker reserved for this connection (``reserve_seat`` on the
+        server; §17.5 mode ``reservation``): a ``RoomHandle``, or ``reservation_expired``."""
+
+        def build(req: int) -> m.Message:
+            return m.RoomJoin(req=req, mode="reservation", token=token)
+
+        return self._room_call(build, timeout, self._room_result)
+
+    def leave(self, *, timeout: float = ROOM_TIMEOUT) -> Any:
+        """Leave the current room (its replicas are despawned); refused ``not_in_room``."""
+        return self._room_call(m.RoomLeave, timeout, self._room_result)
+
+    def list_rooms(self, name: str | None = None, *, timeout: float = ROOM_TIMEOUT) -> Any:
+        """The live rooms (of type ``name``) once: a list of ``RoomInfo``."""
+
+        def build(req: int) -> m.Message:
+            return m.RoomList(req=req, name=m.ABSENT if name is None else name)
+
+        return self._room_call(build, timeout, self._room_result)
+
+    def watch(self, name: str | None = None, *, timeout: float = ROOM_TIMEOUT) -> Any:
+        """Watch the room list (of type ``name``): a ``Lobby`` whose ``rooms`` follow the
+        server's live, updated in ``client_sync()`` (event ``room_event`` each change)."""
+
+        def build(req: int) -> m.Message:
+            return m.RoomWatch(req=req, name=m.ABSENT if name is None else name)
+
+        def finish(reply: m.Message) -> Lobby:
+            if not isinstance(reply, m.RoomListResult):  # pragma: no cover - §17.6
+                raise InvalidState(f"room_watch answered with {reply.TYPE}")
+            lobby = Lobby(name, reply.rooms)
+            self.context.lobbies = {name: lobby}  # one subscription per connection (§17.6)
+            return lobby
+
+        return self._room_call(build, timeout, finish)
+
+    def unwatch(self) -> Any:
+        """Stop watching the room list."""
+        self.context.lobbies = {}
+        return self._room_call(m.RoomUnwatch, ROOM_TIMEOUT, lambda reply: None)
+
+    def _room_result(self, reply: m.Message) -> Any:
+        return room_result(self, reply)
+
+    def _room_call(
+        self, build: Callable[[int], m.Message], timeout: float, finish: Callable[[Any], Any]
+    ) -> Any:  # pragma: no cover - each I/O layer implements it
+        raise NotImplementedError
 
     @property
     def tls_hostname(self) -> str | None:

@@ -35,6 +35,8 @@ __all__ = [
     "MessageCode",
     "RemoteProtocolError",
     "ReverbError",
+    "RoomRefused",
+    "RoomTimeout",
     "RpcCode",
     "RpcError",
 ]
@@ -142,3 +144,18 @@ class RpcError(ReverbError):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
+
+
+class RoomRefused(ReverbError):
+    """A room request was refused (protocol §17.7): ``code`` for programs (``"full"``,
+    ``"locked"``, ``"unknown_room"``, ``"already_in_room"``, ``"rejected"``, ...; the list is
+    ``reverb.rooms.Refusal``), ``reason`` for players."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class RoomTimeout(ReverbError, TimeoutError):
+    """A room request got no answer within its deadline (the connection is slow or gone)."""

@@ -37,6 +37,11 @@ Client events (run on the thread that calls ``client_sync()`` / ``get_all_ro_by_
 ``reconnected``                   ``(membership_id)``: resumed as the same member, replicas kept
 ``resume_failed``                 ``(reason)``: given up (``"expired"``, ``"bad token"``,
                                   ``"attempts exhausted"``, ...); ``disconnected`` follows
+``room_joined``                   ``(room_id, name)``: this client is now in that room (§17)
+``room_left``                     ``(room_id, consented, reason)``: it left it (asked, switched
+                                  or the room was disposed); its replicas were despawned
+``room_event``                    ``(event, listing)``: a watched lobby changed: ``"added"``,
+                                  ``"changed"`` or ``"removed"`` (§17.6)
 ================================  ==========================================
 
 A handler may take fewer parameters than its event offers: it receives the leading ones.
@@ -75,6 +80,9 @@ CLIENT_EVENTS = frozenset(
         "reconnecting",
         "reconnected",
         "resume_failed",
+        "room_joined",
+        "room_left",
+        "room_event",
     }
 )
 _ALIASES = {"server_sync": "synced"}  # the seed's name for the client's sync event

@@ -40,6 +40,7 @@ from reverb.proto.session import (
     NEEDS_FEATURE,
     PING_INTERVAL,
     RESUME,
+    ROOMS,
     Closed,
     HelloAccept,
     HelloRefuse,
@@ -182,6 +183,9 @@ class ServerHub:
         )
         self.resume_lock = threading.RLock()
         self._confirming: dict[int, tuple[int, int, float]] = {}  # member: nonce, mark, at
+
+        # §17.2: the contract of the room types' objects, merged into the server's (§4.9)
+        self.room_contract: Callable[[], dict[str, Any]] | None = None
 
     def traffic(self) -> tuple[int, int]:
         """Bytes (sent, received) since the server started, open connections included."""
@@ -335,13 +339,22 @@ class ServerHub:
 
     def _check_contract(self, theirs: Any) -> str | None:
         assert self.types is not None
-        return contract_mismatch(contract(self.types), theirs)
+        mine = contract(self.types)
+        named = theirs.get("types") if isinstance(theirs, dict) else None
+        if self.room_contract is not None and isinstance(named, dict):
+            # §17.2: room types' objects the client describes must agree; the others are
+            # not required (a protocol-1 client knows only the default room's types)
+            extra = self.room_contract()["types"]
+            mine["types"] = {**{k: v for k, v in extra.items() if k in named}, **mine["types"]}
+        return contract_mismatch(mine, theirs)
 
     def on_event(self, session: Session, event: SessionEvent, now: float) -> ServerEvent | None:
         """Turn a session's event into one for the game loop (None: nothing to report)."""
         member = session.member
         if isinstance(event, Received):
             call = event.message
+            if isinstance(call, m.ROOM_REQUESTS):  # §17: to the game loop's room service
+                return PeerMessage(member, call)
             if not isinstance(call, (m.Rpc, m.AppMessage)):  # pragma: no cover - §6.2 forbids it
                 return None
             if isinstance(call, m.Rpc) and RESUME in session.features and member in self.keeper:
@@ -435,25 +448,33 @@ class ServerHub:
         A sync entry too large for one client's ``max_frame`` closes only the clients with
         that limit, with 1009 (§7.5, §10.2); the others get their sync as usual.
         """
-        encoded: dict[tuple[int, bool], list[bytes] | EncodeError] = {}
-        framed: dict[tuple[int, bool], list[bytes]] = {}  # the same, with headers: shared
+        encoded: dict[tuple[int, bool, bool], list[bytes] | EncodeError] = {}
+        framed: dict[tuple[int, bool, bool], list[bytes]] = {}  # the same, with headers: shared
         touched = []
         # a reply ends its call: the id may be used again (§8.5)
         answers = message.id if isinstance(message, (m.RpcResult, m.RpcErrorReply)) else None
         code = message.code if isinstance(message, m.RpcErrorReply) else None
         feature = NEEDS_FEATURE.get(type(message))
+        # §17.4: the default room's syncs and replies carry "room" to "rooms" connections only
+        scoped = type(message) in ROOM_SCOPED and message.room is m.ABSENT  # type: ignore[attr-defined]
+        answered = getattr(message, "req", None) if type(message) in ROOM_ANSWERS else None
         for member in members:
             session = self.members.get(member)
             if session is None or session.state is not State.OPEN:
                 continue
             if feature is not None and feature not in session.features:
                 continue  # §4.11: nothing of a feature reaches a connection that lacks it
-            key = (session.peer_max_frame, DEFLATE in session.features)
+            if isinstance(answered, int):
+                session.room_answered(answered)
+            stamp = scoped and ROOMS in session.features
+            key = (session.peer_max_frame, DEFLATE in session.features, stamp)
             if key not in encoded:
-                plain = encoded.get((key[0], False)) if key[1] else None
+                plain = encoded.get((key[0], False, stamp)) if key[1] else None
                 try:
                     if plain is None:
-                        plain = _encode(message, key[0])
+                        plain = _encode(
+                            m.in_room(message, DEFAULT_ROOM) if stamp else message, key[0]
+                        )
                     encoded[key] = _deflated(plain) if key[1] else plain
                 except EncodeError as exc:
                     encoded[key] = exc
@@ -494,6 +515,13 @@ REFUSALS = {
 # §18.6: how often a server asks a "resume" client to confirm the answers it was written
 CONFIRM_INTERVAL = 0.5
 CONFIRM_TIMEOUT = 5.0  # a pong that never came: ask again
+
+# §17.4: the messages that belong to a room; §17.5: the answers that end a room request
+ROOM_SCOPED = frozenset(
+    {m.Sync, m.SyncFrame, m.WireSync, m.RpcResult, m.RpcErrorReply, m.AppMessage, m.MessageError}
+)
+ROOM_ANSWERS = frozenset({m.RoomJoined, m.RoomRefused, m.RoomLeft})
+DEFAULT_ROOM = "default"  # §17.1: the room id of the server's own world
 
 
 def _entry_name(error: EncodeError) -> str:
@@ -556,6 +584,11 @@ class ClientHub:
         self.reconnector = (
             Reconnector(reconnect) if reconnect is not None and reconnect.enabled else None
         )
+        # §17: the room this connection is in, as received (rpc calls name it), and the room
+        # requests waiting for their answer, by req (their own id space)
+        self.room: str | None = None
+        self._room_reqs: dict[int, Future[Any]] = {}
+        self._next_req = 0
 
     @property
     def resuming(self) -> bool:
@@ -567,6 +600,44 @@ class ClientHub:
         self.member = None
         self.features = frozenset()
         self.closed = None
+        self.room = None
+
+    def room_request(
+        self,
+        session: Session | None,
+        build: Callable[[int], m.Message],
+        now: float,
+        future: Future[Any] | None = None,
+    ) -> Future[Any]:
+        """Queue a room request (§17.5) built for a fresh ``req``; the future resolves with
+        the answering message (``room_joined``, ``room_refused``, ``room_left`` or
+        ``room_list_result``), or None at once for a ``room_unwatch``."""
+        if future is None:
+            future = Future()
+        if session is None or session.state is not State.OPEN:
+            closed = self.closed
+            code, reason = (
+                (closed.code, closed.reason) if closed else (CloseCode.ABNORMAL, "not connected")
+            )
+            future.set_exception(ConnectionClosed(code, reason))
+            return future
+        if ROOMS not in session.features:
+            future.set_exception(
+                InvalidState(
+                    "rooms need the 'rooms' feature: connect with Client(..., rooms=True) to a "
+                    "server that grants it (docs/protocol.md §17.2)"
+                )
+            )
+            return future
+        req = self._next_req
+        self._next_req += 1
+        message = build(req)
+        if isinstance(message, m.RoomUnwatch):
+            future.set_result(None)
+        else:
+            self._room_reqs[req] = future
+        session.send(message, now)
+        return future
 
     def resume_hello(self) -> dict[str, Any]:
         """The ``hello.resume`` of the attempt under way (§18.3)."""
@@ -579,6 +650,8 @@ class ClientHub:
         name, ``EncodeError`` for data JSON cannot carry (§3.4) and ``LocalProtocolError``
         when it does not fit the server's ``max_frame``: nothing is sent then."""
         message = app_message(name, data)
+        if session is not None and ROOMS in session.features:  # §17.4: for the room it is in
+            message = m.AppMessage(name=message.name, data=message.data, room=self.room or "")
         if session is None or session.state is not State.OPEN:
             closed = self.closed
             why = f"closed ({closed.code}) {closed.reason}" if closed else "not connected"
@@ -630,7 +703,8 @@ class ClientHub:
         call_id = self._next_call
         self._next_call += 1
         self._calls[call_id] = future
-        session.send(m.Rpc(id=call_id, uid=uid, method=method, args=args), now)
+        room = (self.room or "") if ROOMS in session.features else m.ABSENT  # §17.4
+        session.send(m.Rpc(id=call_id, uid=uid, method=method, args=args, room=room), now)
         return future
 
     def on_event(
@@ -652,6 +726,9 @@ class ClientHub:
         rc = self.reconnector
         if isinstance(event, Received):
             message = event.message
+            if isinstance(message, m.ROOM_REPLIES):
+                reply = self._room_reply(event, message, later)
+                return [reply] if reply is not None else []
             if isinstance(message, m.Sync) and message.final and rc is not None:
                 rc.applied(message.tick)
             if not isinstance(message, (m.RpcResult, m.RpcErrorReply)):
@@ -728,6 +805,9 @@ class ClientHub:
         self.closed = event
         closed = ConnectionClosed(event.code, event.reason)
         self._abandon(later, closed)
+        for pending in self._room_reqs.values():
+            later(functools.partial(_settle, pending, None, closed))
+        self._room_reqs = {}
         logger.info("disconnected (%d) %s", event.code, event.reason)
         if self.member is None:
             return list(out)
@@ -778,6 +858,24 @@ class ClientHub:
                 settle()
             else:
                 later(settle)
+
+    def _room_reply(
+        self, event: Received, message: m.Message, later: Callable[[Callable[[], None]], None]
+    ) -> ClientEvent | None:
+        """§17: track the room, resolve the request it answers; joins, leaves and lobby
+        events go on to the game loop (the context despawns, fires events, updates lobbies)."""
+        if isinstance(message, m.RoomJoined):
+            self.room = message.room
+        elif isinstance(message, m.RoomLeft) and message.room == self.room:
+            self.room = None
+        req = getattr(message, "req", None)
+        if type(req) is int and not isinstance(message, m.RoomEvent):
+            future = self._room_reqs.pop(req, None)
+            if future is not None:
+                later(functools.partial(_settle, future, message, None))
+        if isinstance(message, (m.RoomJoined, m.RoomLeft, m.RoomEvent)):
+            return event
+        return None
 
 
 def _state(rc: Reconnector) -> ReconnectState:

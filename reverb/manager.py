@@ -124,5 +124,10 @@ class ReverbManager(metaclass=_ManagerMeta):
         return _default.send_to_observers(obj, name, data)
 
     @staticmethod
+    def define_room(name: str, room_cls: type[T]) -> type[T]:
+        """``ReverbContext.define_room``: a room type clients join by ``name`` (§17)."""
+        return _default.define_room(name, room_cls)
+
+    @staticmethod
     def compute_server(obj: Any, func: Callable[..., Any] | str, *args: Any) -> Future[Any]:
         return obj.compute_server(func, *args)  # type: ignore[no-any-return]

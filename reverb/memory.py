@@ -20,6 +20,7 @@ ever lost or reordered within a connection.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +73,11 @@ class MemoryServer(ServerEndpoint, _NoIO):
         self.clock = clock
         self._port = 0
         self._inbox: list[ServerEvent] = []
+        # §17: rooms tick on the network's stepped clock
+        from reverb.rooms.service import RoomService
+
+        self.rooms = RoomService(self.context, clock)
+        self.hub.room_contract = self.rooms.contract
 
     # -- ServerTransport ---------------------------------------------------------------------
 
@@ -164,6 +170,25 @@ class MemoryClient(ClientEndpoint, _NoIO):
         if self.link is not None:
             self.network.pump(self.link)
         return future
+
+    def _room_call(
+        self, build: Callable[[int], m.Message], timeout: float, finish: Callable[[Any], Any]
+    ) -> Future[Any]:
+        """A room request (§17.5): nothing blocks on a stepped network, so the result is a
+        future that resolves (with a ``RoomHandle``, or ``RoomRefused``) as it is delivered."""
+        answer = self.hub.room_request(self.session, build, self.network.clock())
+        out: Future[Any] = Future()
+
+        def done(reply: Future[Any]) -> None:
+            try:
+                out.set_result(finish(reply.result()))
+            except BaseException as exc:  # the refusal or the closed connection, for the caller
+                out.set_exception(exc)
+
+        answer.add_done_callback(done)
+        if self.link is not None:
+            self.network.pump(self.link)
+        return out
 
     def send_message(self, name: str, data: Any = None) -> None:
         self.hub.send_message(self.session, name, data, self.network.clock())

@@ -34,6 +34,9 @@ def test_event_names() -> None:
         "reconnecting",
         "reconnected",
         "resume_failed",
+        "room_joined",  # §17
+        "room_left",
+        "room_event",
     }
 
 

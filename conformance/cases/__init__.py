@@ -14,6 +14,7 @@ from conformance.cases import (  # noqa: F401
     messages,
     ownership,
     resume,
+    rooms,
     rpc,
     sync,
     timefeature,

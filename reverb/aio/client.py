@@ -6,13 +6,14 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from typing import Any
 
 from reverb.aio._base import AioLoop, SessionProtocol
 from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint
-from reverb.errors import CloseCode, HandshakeFailed, InvalidState
+from reverb.errors import CloseCode, HandshakeFailed, InvalidState, RoomTimeout
+from reverb.proto import messages as m
 from reverb.proto.session import Closed, Opened, Session, SessionEvent
 from reverb.reconnect import ReconnectState
 from reverb.stats import ConnectionStats
@@ -224,6 +225,27 @@ class AsyncClient(ClientEndpoint, AioLoop):
             self.pump(proto)  # written to the transport now, in this loop iteration
         return future
 
+    def _room_call(
+        self, build: Callable[[int], m.Message], timeout: float, finish: Callable[[Any], Any]
+    ) -> Any:
+        """Send a room request (§17.5) now; the awaitable waits for its answer, at most
+        ``timeout``."""
+        proto = self._proto
+        future = CallFuture(self._loop if self._loop is not None else asyncio.get_event_loop())
+        session = proto.session if proto else None
+        self.hub.room_request(session, build, time.monotonic(), future)
+        if proto is not None:
+            self.pump(proto)
+
+        async def answer() -> Any:
+            try:
+                reply = await asyncio.wait_for(_awaited(future), timeout)
+            except asyncio.TimeoutError:
+                raise RoomTimeout(f"no answer to the room request within {timeout} s") from None
+            return finish(reply)
+
+        return answer()
+
     def send_message(self, name: str, data: Any = None) -> None:
         """Send a named message to the server (§14); raises as
         ``ReverbContext.send_message``."""
@@ -260,6 +282,10 @@ class AsyncClient(ClientEndpoint, AioLoop):
                 self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
         if isinstance(event, (Opened, Closed)) and self._handshake_done is not None:
             self._handshake_done.set()
+
+
+async def _awaited(future: CallFuture) -> Any:
+    return await future
 
 
 def _wake(waiter: asyncio.Future[None], call: Future[Any]) -> None:

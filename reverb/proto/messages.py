@@ -7,6 +7,7 @@ on the wire; fields whose value is ``ABSENT`` are left out when encoding.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import enum
 import importlib
@@ -144,6 +145,7 @@ class Sync(Message):
     time: float | Absent = ABSENT  # §13.3: the server time of the tick, with "time"
     # §16.3: the despawned uids that left the client's view (still exist), with "interest"
     left: tuple[int, ...] | Absent = ABSENT
+    room: str | Absent = ABSENT  # §17.4: the room it belongs to, with "rooms"
 
     def wire(self) -> WireLists:
         """The entries as JSON values: spawn objects, update objects (or compact arrays,
@@ -168,6 +170,7 @@ class Rpc(Message):
     uid: int
     method: str
     args: list[Any]
+    room: str | Absent = ABSENT  # §17.4: required with "rooms"
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,7 @@ class RpcResult(Message):
     TYPE: ClassVar[str] = "rpc_result"
     id: int
     value: Any
+    room: str | Absent = ABSENT  # §17.4: with "rooms"
 
 
 @dataclass(frozen=True)
@@ -183,6 +187,7 @@ class RpcErrorReply(Message):
     id: int
     code: str
     message: str
+    room: str | Absent = ABSENT  # §17.4: with "rooms"
 
 
 @dataclass(frozen=True)
@@ -212,6 +217,7 @@ class AppMessage(Message):
     TYPE: ClassVar[str] = "message"
     name: str
     data: Any | Absent = ABSENT  # any JSON value; absent means null (§14.2)
+    room: str | Absent = ABSENT  # §17.4: with "rooms"
 
 
 @dataclass(frozen=True)
@@ -222,6 +228,110 @@ class MessageError(Message):
     name: str
     code: str
     reason: str
+    room: str | Absent = ABSENT  # §17.4: with "rooms"
+
+
+# -- rooms (§17), with the feature "rooms" -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RoomList(Message):
+    """Ask for the listings of the live rooms (of type ``name``, §17.3)."""
+
+    TYPE: ClassVar[str] = "room_list"
+    req: int
+    name: str | Absent | None = ABSENT
+
+
+@dataclass(frozen=True)
+class RoomListResult(Message):
+    TYPE: ClassVar[str] = "room_list_result"
+    req: int
+    rooms: list[Any]
+    truncated: bool | Absent = ABSENT
+
+
+@dataclass(frozen=True)
+class RoomJoin(Message):
+    """``mode``: join_or_create, create, join, join_by_id (§17.5)."""
+
+    TYPE: ClassVar[str] = "room_join"
+    req: int
+    mode: str
+    name: str | Absent = ABSENT
+    options: dict[str, Any] | Absent = ABSENT
+    filter: dict[str, Any] | Absent = ABSENT
+    room: str | Absent = ABSENT
+    token: str | Absent = ABSENT
+    switch: bool | Absent = ABSENT
+
+
+@dataclass(frozen=True)
+class RoomJoined(Message):
+    TYPE: ClassVar[str] = "room_joined"
+    req: int
+    room: str
+    name: str
+    created: bool
+    tick_rate: float | Absent = ABSENT  # the room's sync rate in Hz (informational)
+
+
+@dataclass(frozen=True)
+class RoomRefused(Message):
+    TYPE: ClassVar[str] = "room_refused"
+    req: int
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RoomLeave(Message):
+    TYPE: ClassVar[str] = "room_leave"
+    req: int
+
+
+@dataclass(frozen=True)
+class RoomLeft(Message):
+    TYPE: ClassVar[str] = "room_left"
+    room: str
+    consented: bool
+    req: int | Absent = ABSENT
+    reason: str | Absent = ABSENT
+
+
+@dataclass(frozen=True)
+class RoomWatch(Message):
+    TYPE: ClassVar[str] = "room_watch"
+    req: int
+    name: str | Absent | None = ABSENT
+
+
+@dataclass(frozen=True)
+class RoomUnwatch(Message):
+    TYPE: ClassVar[str] = "room_unwatch"
+    req: int
+
+
+@dataclass(frozen=True)
+class RoomEvent(Message):
+    TYPE: ClassVar[str] = "room_event"
+    event: str
+    room: dict[str, Any]
+
+
+ROOM_REQUESTS = (RoomList, RoomJoin, RoomLeave, RoomWatch, RoomUnwatch)  # C->S
+ROOM_REPLIES = (RoomListResult, RoomJoined, RoomRefused, RoomLeft, RoomEvent)  # S->C
+ROOM_MODES = frozenset({"join_or_create", "create", "join", "join_by_id", "reservation"})
+
+
+def in_room(message: Message, room: str) -> Message:
+    """A copy of a room-scoped message (``sync``, ``rpc_result``, ``rpc_error``) carrying
+    ``room`` (§17.4); a ``SyncFrame`` keeps sharing its encoded entries."""
+    if isinstance(message, (SyncFrame, WireSync)):
+        stamped = copy.copy(message)
+        object.__setattr__(stamped, "room", room)
+        return stamped
+    return dataclasses.replace(message, room=room)  # type: ignore[call-arg]
 
 
 MESSAGE_TYPES: dict[str, type[Message]] = {
@@ -238,6 +348,8 @@ MESSAGE_TYPES: dict[str, type[Message]] = {
         Close,
         AppMessage,
         MessageError,
+        *ROOM_REQUESTS,
+        *ROOM_REPLIES,
     )
 }
 
@@ -604,6 +716,8 @@ def decode(body: bytes) -> Message:
     message: Message = check(obj, "")
     if isinstance(message, Rpc) and message.id < 0:
         raise RemoteProtocolError("rpc id must not be negative", CloseCode.PROTOCOL_ERROR)
+    if isinstance(message, RoomJoin):
+        _check_room_join(message)
     if (
         isinstance(message, (AppMessage, MessageError))
         and not 0 < len(message.name) <= MAX_MESSAGE_NAME
@@ -612,6 +726,21 @@ def decode(body: bytes) -> Message:
             f"{kind} name must hold 1 to {MAX_MESSAGE_NAME} characters", CloseCode.PROTOCOL_ERROR
         )
     return message
+
+
+def _check_room_join(join: RoomJoin) -> None:
+    """§17.5: an unknown ``mode``, or a mode without the field it needs, is malformed."""
+    needs = {"join_by_id": "room", "reservation": "token"}.get(join.mode)
+    if join.mode not in ROOM_MODES:
+        raise RemoteProtocolError(
+            f"room_join mode {join.mode[:40]!r} is unknown", CloseCode.PROTOCOL_ERROR
+        )
+    if join.mode in ("join_or_create", "create", "join") and join.name is ABSENT:
+        needs = "name"
+    if needs is not None and getattr(join, needs) is ABSENT:
+        raise RemoteProtocolError(
+            f"room_join mode {join.mode!r} needs {needs!r}", CloseCode.PROTOCOL_ERROR
+        )
 
 
 # -- sync: validated in bulk, entries kept as JSON values (the client's hot path) -------------
@@ -680,7 +809,10 @@ def _decode_sync(obj: dict[str, Any]) -> WireSync | None:
     left = obj.get("left")
     if left is not None:
         _check_left(left, despawn)
-    return WireSync(tick, full, final, spawn, update, despawn, schema, time, left)
+    room = obj.get("room")
+    if room is not None and type(room) is not str:
+        return None
+    return WireSync(tick, full, final, spawn, update, despawn, schema, time, left, room)
 
 
 def _check_left(left: Any, despawn: list[int]) -> None:
@@ -773,11 +905,13 @@ class WireSync(Sync):
         schema: dict[str, Any] | None = None,
         time: float | None = None,
         left: list[int] | None = None,
+        room: str | None = None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "tick", tick)
         set_(self, "full", full)
         set_(self, "final", final)
+        set_(self, "room", ABSENT if room is None else room)  # §17.4
         set_(self, "schema", ABSENT if schema is None else schema)
         set_(self, "time", ABSENT if time is None else float(time))
         set_(self, "left", ABSENT if left is None else tuple(left))
@@ -835,6 +969,7 @@ def _key(sync: Sync) -> tuple[Any, ...]:
         despawn,
         schema,
         sync.time,
+        sync.room,
     )
 
 
@@ -988,7 +1123,7 @@ _RPC_SHAPES: dict[type, Callable[[Any], dict[str, Any]]] = {
 def encode(message: Message) -> bytes:
     """Encode a message as a frame body (UTF-8 JSON, §3). Values must already be wire-safe."""
     kind = type(message)
-    if kind is RpcResult or kind is RpcErrorReply or kind is Rpc:
+    if (kind is RpcResult or kind is RpcErrorReply or kind is Rpc) and message.room is ABSENT:  # type: ignore[attr-defined]
         # the RPC path's messages, built directly (the same object ``as_dict`` builds, in
         # the same order; their values were checked by ``to_wire``)
         try:
@@ -1124,11 +1259,13 @@ class SyncFrame(Sync):
         schema: bytes | None = None,
         time: float | None = None,
         left: list[int] | None = None,
+        room: str | None = None,
     ) -> None:
         set_ = object.__setattr__
         set_(self, "tick", tick)
         set_(self, "full", full)
         set_(self, "final", final)
+        set_(self, "room", ABSENT if room is None else room)  # §17.4: right after "type"
         set_(self, "schema", ABSENT)
         set_(self, "left", ABSENT if left is None else tuple(left))  # §16.3
         set_(self, "schema_bytes", schema)  # §12.3, encoded; sent in the first part only
@@ -1144,6 +1281,8 @@ class SyncFrame(Sync):
             _FINAL[self.full],
             _FINAL[final],
         )
+        if self.room is not ABSENT:  # §17.4
+            head = b'{"type":"sync","room":' + dumpb(self.room) + head[14:]
         if self.time is not ABSENT:
             head += b',"time":' + dumpb(self.time)
         if left is not ABSENT and left:  # §16.3: absent means empty
@@ -1266,6 +1405,7 @@ class SyncFrame(Sync):
             despawn=despawn,
             time=self.time,
             left=self.left,
+            room=self.room,
         )
 
     def wire(self) -> WireLists:
@@ -1313,8 +1453,9 @@ def _frame_of(sync: Sync) -> SyncFrame:
         schema = None if schema_value is None else dumpb(schema_value)
         time = None if isinstance(sync.time, Absent) else sync.time
         left = None if isinstance(sync.left, Absent) else list(sync.left)
+        room = None if isinstance(sync.room, Absent) else sync.room
         frame = SyncFrame(
-            sync.tick, sync.full, spawn, update, list(despawn), sync.final, schema, time, left
+            sync.tick, sync.full, spawn, update, list(despawn), sync.final, schema, time, left, room
         )
         frame.body()  # encodes now, so that a bad value is reported here
     except (TypeError, ValueError) as exc:  # NaN or a non-JSON value slipped past to_wire

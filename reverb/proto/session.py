@@ -70,9 +70,12 @@ FEATURES = ("compact", TIME, MESSAGES, INTEREST)
 DEFLATE = "deflate"
 # §18: session resume, asked for by a client that reconnects by itself (Client(reconnect=...))
 RESUME = "resume"
-GRANTABLE = (*FEATURES, DEFLATE, RESUME)  # what a Reverb server grants when asked
 MAX_RESUME_TOKEN = 64  # §18.3: a token is 43 characters; more is not a Reverb token
 MAX_RESUME_WAITING = 1024  # §18.3: the ids of the calls in flight, at most max_pending_calls
+# §17: rooms and matchmaking; asked for only by a client that uses rooms (Client(rooms=True)):
+# without it a connection lands in the default room exactly as a protocol-1 client does
+ROOMS = "rooms"
+GRANTABLE = (*FEATURES, DEFLATE, ROOMS, RESUME)  # what a Reverb server grants when asked
 MAX_FEATURES = 16  # §4.11: a hello names a handful of features; more is not a client's doing
 MAX_FEATURE_NAME = 32
 # Per-connection diagnostics (docs/monitor.md): the last incidents (limits hit, protocol
@@ -96,15 +99,21 @@ class State(enum.Enum):
 # §6.2: the messages each role may receive in each state. A missing entry is a protocol error.
 RECEIVABLE: dict[tuple[Role, State], frozenset[type[m.Message]]] = {
     (Role.SERVER, State.HANDSHAKE): frozenset({m.Hello, m.Close}),
-    (Role.SERVER, State.OPEN): frozenset({m.Rpc, m.Ping, m.Pong, m.Close, m.AppMessage}),
+    (Role.SERVER, State.OPEN): frozenset(
+        {m.Rpc, m.Ping, m.Pong, m.Close, m.AppMessage, *m.ROOM_REQUESTS}
+    ),
     (Role.CLIENT, State.HANDSHAKE): frozenset({m.Welcome, m.Close}),
     (Role.CLIENT, State.OPEN): frozenset(
         {m.Sync, m.RpcResult, m.RpcErrorReply, m.Ping, m.Pong, m.Close}
-        | {m.AppMessage, m.MessageError}
+        | {m.AppMessage, m.MessageError, *m.ROOM_REPLIES}
     ),
 }
 # §14.1: legal in OPEN only on a connection where this feature was granted.
-NEEDS_FEATURE: dict[type[m.Message], str] = {m.AppMessage: MESSAGES, m.MessageError: MESSAGES}
+NEEDS_FEATURE: dict[type[m.Message], str] = {
+    m.AppMessage: MESSAGES,
+    m.MessageError: MESSAGES,
+    **{kind: ROOMS for kind in (*m.ROOM_REQUESTS, *m.ROOM_REPLIES)},  # §17.2
+}
 _PEER = {Role.SERVER: Role.CLIENT, Role.CLIENT: Role.SERVER}
 
 
@@ -234,6 +243,7 @@ class Session:
         self._last_sent = now
         self._nonce = 0
         self._in_flight: set[int] = set()  # §8.5: ids of calls received and not yet answered
+        self._room_reqs: set[int] = set()  # §17.5: room_join/room_leave reqs not yet answered
         self.bytes_sent = 0
         self.bytes_received = 0
         # Per-connection counters (docs/monitor.md, ``ConnectionStats``): frames by message
@@ -270,6 +280,7 @@ class Session:
         # §13: a client's server-clock estimate and clock pings (None: no clock pings)
         self.timekeeper = timekeeper if role is Role.CLIENT else None
         self._sync_time: tuple[int, float] | None = None  # §13.3: the last sync's tick, time
+        self._sync_room: str | m.Absent = m.ABSENT  # §17.4: ticks are per room
         self.peer = peer
         self.stats: Counter[str] = stats if stats is not None else Counter()
         self._authenticate = authenticate
@@ -522,6 +533,25 @@ class Session:
         self.bytes_sent += len(frame)
         self._last_sent = now
 
+    def _check_room_request(self, message: m.Message) -> None:
+        """§17.4, §17.5 on a "rooms" connection: an ``rpc`` names its room; a ``room_join`` /
+        ``room_leave`` whose ``req`` is still unanswered is a protocol error."""
+        if isinstance(message, (m.Rpc, m.AppMessage)) and message.room is m.ABSENT:
+            raise RemoteProtocolError(
+                f"{message.TYPE} without 'room' on a rooms connection (§17.4)",
+                CloseCode.PROTOCOL_ERROR,
+            )
+        if isinstance(message, (m.RoomJoin, m.RoomLeave)):
+            if message.req in self._room_reqs:
+                raise RemoteProtocolError(
+                    f"room request req {message.req} already in flight", CloseCode.PROTOCOL_ERROR
+                )
+            self._room_reqs.add(message.req)
+
+    def room_answered(self, req: int) -> None:
+        """A ``room_joined`` / ``room_refused`` / ``room_left`` answered ``req`` (§17.5)."""
+        self._room_reqs.discard(req)
+
     @property
     def calls_in_flight(self) -> frozenset[int]:
         """Ids of the calls received on this (server) session and not answered yet (§8.5)."""
@@ -629,6 +659,8 @@ class Session:
                     now,
                 )
                 return
+        if self.role is Role.SERVER and ROOMS in self.features:
+            self._check_room_request(message)
         if isinstance(message, m.Rpc):
             if message.id in self._in_flight:
                 raise RemoteProtocolError(
@@ -716,6 +748,8 @@ class Session:
         stamp = self._server_time(sync.time, "sync")
         assert stamp is not None
         last = self._sync_time
+        if sync.room != self._sync_room:  # §17.4: another room's ticks, a new sequence
+            self._sync_room, last = sync.room, None
         if last is not None and (
             (sync.tick == last[0] and stamp != last[1])
             or (sync.tick > last[0] and stamp <= last[1])

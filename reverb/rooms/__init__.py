@@ -1,7 +1,5 @@
-"""Rooms and matchmaking (issue 12), sans I/O: many game sessions in one server.
-
-Not wired into the session or the I/O layers yet; docs/design/rooms.md gives the wire design
-and the wiring steps. Layout:
+"""Rooms and matchmaking (issue 12; protocol §17; guide "Rooms and a lobby"): many game
+sessions in one server. Layout:
 
 - ``room``: ``Room``, the base class of room types, each room owning a ``ReverbContext``;
 - ``matchmaker``: ``Matchmaker`` (join_or_create / create / join / join_by_id, seat
@@ -9,7 +7,9 @@ and the wiring steps. Layout:
 - ``registry``: the ``RoomRegistry`` and ``Presence`` interfaces with in-process versions,
   ``RoomListing`` and the lobby events;
 - ``lobby``: ``LobbyFeed``, the live room list for subscribed connections;
-- ``scheduler``: ``TickScheduler``, independent tick rates on one loop, with per-room stats.
+- ``scheduler``: ``TickScheduler``, independent tick rates on one loop, with per-room stats;
+- ``service``: ``RoomService``, the matchmaker on the wire (``server.rooms``);
+- ``client``: ``RoomHandle``, ``Lobby``, ``RoomInfo``, what a client's room requests return.
 """
 
 from reverb.rooms._types import (
@@ -22,6 +22,7 @@ from reverb.rooms._types import (
     Reservation,
     RoomClient,
 )
+from reverb.rooms.client import Lobby, RoomHandle, RoomInfo
 from reverb.rooms.lobby import LobbyFeed
 from reverb.rooms.matchmaker import RESERVATION_TTL, JoinRequest, Matchmaker, RoomOutput
 from reverb.rooms.registry import (
@@ -44,6 +45,7 @@ __all__ = [
     "JoinRequest",
     "Joined",
     "Left",
+    "Lobby",
     "LobbyEvent",
     "LobbyFeed",
     "LocalPresence",
@@ -58,6 +60,8 @@ __all__ = [
     "RoomAdded",
     "RoomChanged",
     "RoomClient",
+    "RoomHandle",
+    "RoomInfo",
     "RoomListing",
     "RoomOutput",
     "RoomRegistry",

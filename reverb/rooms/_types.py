@@ -45,6 +45,8 @@ class RoomClient:
 
     member: int
     identity: Any = None
+    # the features granted to the connection (§4.11): its syncs use them (compact, time, ...)
+    features: frozenset[str] = field(default=frozenset(), compare=False)
 
 
 @dataclass(frozen=True)

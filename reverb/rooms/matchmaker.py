@@ -130,6 +130,9 @@ class Matchmaker:
         self._open: dict[str, dict[str, Room]] = {}
         self._out: list[RoomOutput] = []
         self._just_created = ""  # the room the last reserve_seat created, for Joined.created
+        # (member, room_id, reason) of clients removed without asking (a room disposed under
+        # them): the service tells them with room_left (protocol §17.5); drained by kicked()
+        self._kicked: list[tuple[int, str, str]] = []
 
     # -- definitions ---------------------------------------------------------------------------
 
@@ -140,6 +143,26 @@ class Matchmaker:
             raise TypeError(f"{room_cls!r} is not a Room subclass")
         self.definitions[name] = room_cls
         return room_cls
+
+    def host(self, room: Room, *, now: float, tick: bool = True) -> Room:
+        """Host a room built elsewhere (the server's default room, which adopts the server's
+        own context and is ticked by ``server_sync()``'s pacing: ``tick=False``)."""
+        if room.room_id in self.rooms:
+            raise ValueError(f"room {room.room_id!r} already exists")
+        if tick:
+            self.scheduler.add(room.room_id, room.tick_rate, lambda t: self._tick(room, t), now)
+        self.rooms[room.room_id] = room
+        room._changed = self._touch
+        room._disposer = lambda: self.dispose(room.room_id)
+        self._touch(room)
+        self._flush()
+        return room
+
+    def kicked(self) -> list[tuple[int, str, str]]:
+        """Clients removed from a room without asking since the last call, in order:
+        ``(member, room_id, reason)``."""
+        out, self._kicked = self._kicked, []
+        return out
 
     # -- one-step joins --------------------------------------------------------------------------
 
@@ -271,6 +294,7 @@ class Matchmaker:
         seat = self.reserve_seat(client, request, now=now, switching=True)
         if isinstance(seat, Refused):
             return seat
+        created = self._just_created == seat.room_id
         room = self.rooms[seat.room_id]
         if room.room_id == current:  # pragma: no cover - member in room.clients caught above
             self._release(seat)
@@ -285,7 +309,8 @@ class Matchmaker:
             self._release(seat)
             self._flush()
             return Refused(Refusal.ALREADY_IN_ROOM, "already in a room")
-        return self._admit(room, client, seat, verdict)
+        joined = self._admit(room, client, seat, verdict)
+        return Joined(joined.room_id, joined.name, joined.member, created=created)
 
     def dispose(self, room_id: str) -> bool:
         """Dispose a room now (for ``auto_dispose = False`` rooms, or to end a match)."""
@@ -388,6 +413,7 @@ class Matchmaker:
         self.scheduler.add(room_id, room.tick_rate, lambda t: self._tick(room, t), now)
         self.rooms[room_id] = room
         room._changed = self._touch
+        room._disposer = lambda: self.dispose(room_id)
         self._touch(room)
         self._just_created = room_id
         return room
@@ -449,6 +475,7 @@ class Matchmaker:
     def _dispose(self, room: Room) -> None:
         for member in room.clients:
             self.presence.release_seat(member, room.room_id)
+            self._kicked.append((member, room.room_id, "room disposed"))
         for seat in [s for s in self._reservations.values() if s.room_id == room.room_id]:
             self._drop_reservation(seat)
         room._dispose()

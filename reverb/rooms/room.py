@@ -34,6 +34,7 @@ from typing import Any, ClassVar, TypeVar
 from reverb.context import DEFAULT_TICK_RATE, ReverbContext, ReverbSide
 from reverb.errors import CloseCode, RpcCode
 from reverb.proto import messages as m
+from reverb.proto.session import MESSAGES
 from reverb.rooms._types import Accept, Reject, RoomClient
 from reverb.rooms.registry import RoomListing
 
@@ -76,6 +77,7 @@ class Room:
         self.reserved = 0  # maintained by the matchmaker
         self._created = created
         self._changed: Callable[[Room], None] | None = None  # the matchmaker's listener
+        self._disposer: Callable[[], object] | None = None  # the matchmaker's dispose
 
     # -- hooks (override) ----------------------------------------------------------------------
 
@@ -108,10 +110,29 @@ class Room:
     def unlock(self) -> None:
         self._set_locked(False)
 
+    def dispose(self) -> None:
+        """End this room now (e.g. the match is over): every client gets ``room_left`` with
+        reason ``"room disposed"`` (``on_leave(consented=False)``), then ``on_dispose``."""
+        if self._disposer is not None and not self.disposed:
+            self._disposer()
+
     def set_metadata(self, **values: Any) -> None:
         """Merge ``values`` into the listing's metadata (JSON values; the lobby sends them)."""
         self.metadata.update(values)
         self.changed()
+
+    def send(self, member: int, name: str, data: Any = None) -> bool:
+        """Send a named message (protocol §14) to one client of this room."""
+        return self.context.send_message(member, name, data)
+
+    def broadcast(self, name: str, data: Any = None, exclude: Any = ()) -> int:
+        """Send a named message to every client of this room (that asked for "messages")."""
+        return self.context.broadcast(name, data, exclude)
+
+    def on_message(self, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+        """Register ``handler(sender, data)`` for the clients' messages ``name`` in this room
+        (``@self.on_message("chat")`` in ``on_create``)."""
+        return self.context.server_messages.on(name)
 
     def spawn(self, cls: Callable[..., T], *args: Any, owner: int | None = None) -> T:
         """Build a replicated object in this room's world (``owner``: a membership id)."""
@@ -170,13 +191,16 @@ class Room:
 
     def _admit(self, client: RoomClient) -> None:
         self.clients[client.member] = client
-        self.context.world.peer_joined(client.member)
+        if MESSAGES in client.features:  # §14.1: its messages are this room's (§17.4)
+            self.context._messaging.add(client.member)
+        self.context.world.peer_joined(client.member, client.features)
         self.context.server_events.fire("client_connected", client.member, client.identity)
         _guard(self, "on_join", self.on_join, client)
 
     def _remove(self, member: int, consented: bool, code: CloseCode, reason: str) -> RoomClient:
         client = self.clients.pop(member)
         self.auth.pop(member, None)
+        self.context._messaging.discard(member)
         self.context.world.peer_left(member)
         self.context.server_events.fire("client_disconnected", member, int(code), reason)
         _guard(self, "on_leave", self.on_leave, client, consented)

@@ -6,15 +6,18 @@ in an inbox until the game thread calls ``client_sync()`` or ``get_all_ro_by_typ
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
 from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint
-from reverb.errors import CloseCode, HandshakeFailed
+from reverb.errors import CloseCode, HandshakeFailed, RoomTimeout
+from reverb.proto import messages as m
 from reverb.proto.session import Closed, Opened, SessionEvent, State
 from reverb.reconnect import ReconnectState
 from reverb.stats import ConnectionStats
@@ -213,6 +216,29 @@ class Client(ClientEndpoint, IOLoop):
             self.mark_dirty(conn)
         self.wake()
         return future
+
+    def _room_call(
+        self, build: Callable[[int], m.Message], timeout: float, finish: Callable[[Any], Any]
+    ) -> Any:
+        """Send a room request (§17.5) and block until its answer, at most ``timeout``."""
+        conn = self._conn
+        if conn is None:
+            future = self.hub.room_request(None, build, time.monotonic())
+        else:
+            with self.lock, conn.lock:
+                now = time.monotonic()
+                future = self.hub.room_request(conn.session, build, now)
+                written = self.write_now(conn, now)
+                if not written:
+                    self.mark_dirty(conn)
+            if not written:
+                self.wake()
+        try:
+            reply = future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise RoomTimeout(f"no answer to the room request within {timeout} s") from None
+        return finish(reply)
 
     def send_message(self, name: str, data: Any = None) -> None:
         """Send a named message to the server (§14); written from this thread when nothing

@@ -442,6 +442,11 @@ def cprobe_context(c: ClientEndpoint, v: ReverbContext) -> None:
     assert v.connection is c
 
 
+def cprobe_rooms(c: ClientEndpoint, v: bool) -> None:
+    session, _, _ = client_session(c)
+    assert "rooms" in hello(session).features  # protocol §17.2
+
+
 def cprobe_time_sync(c: ClientEndpoint, v: bool) -> None:
     session, _, _ = client_session(c)
     asked = hello(session).features
@@ -482,6 +487,7 @@ CLIENT_OPTIONS: dict[str, tuple[Any, Callable[[Any, Any], None]]] = {
     "time_sync": (False, cprobe_time_sync),
     "time_ping_interval": (3.0, cprobe_time_ping_interval),
     "reconnect": (True, cprobe_reconnect),
+    "rooms": (True, cprobe_rooms),
     "context": (None, cprobe_context),
 }
 

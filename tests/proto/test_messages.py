@@ -50,6 +50,25 @@ EXAMPLES: list[m.Message] = [
     m.AppMessage(name="chat", data={"text": "gg"}),
     m.AppMessage(name="go"),
     m.MessageError(name="chat", code="unknown_message", reason="no handler for this name"),
+    # §17: rooms
+    m.Sync(tick=3, full=True, final=True, room="q3Lx_a9Z"),
+    m.Rpc(id=1, uid=2, method="move", args=[1], room="q3Lx_a9Z"),
+    m.RpcResult(id=1, value=5, room="q3Lx_a9Z"),
+    m.RpcErrorReply(id=1, code="unknown_object", message="no such object", room="x"),
+    m.RoomList(req=1),
+    m.RoomList(req=1, name="battle"),
+    m.RoomListResult(req=1, rooms=[{"room": "a", "name": "battle", "clients": 1}]),
+    m.RoomListResult(req=1, rooms=[], truncated=True),
+    m.RoomJoin(req=2, mode="join_or_create", name="battle", options={"mode": "duel"}),
+    m.RoomJoin(req=2, mode="join_by_id", room="a", switch=True),
+    m.RoomJoined(req=2, room="a", name="battle", created=True),
+    m.RoomRefused(req=2, code="full", reason="the room is full"),
+    m.RoomLeave(req=3),
+    m.RoomLeft(room="a", consented=True, req=3),
+    m.RoomLeft(room="a", consented=False, reason="room disposed"),
+    m.RoomWatch(req=4, name="battle"),
+    m.RoomUnwatch(req=5),
+    m.RoomEvent(event="removed", room={"room": "a", "name": "battle"}),
 ]
 
 

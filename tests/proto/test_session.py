@@ -194,7 +194,8 @@ def test_table_lists_exactly_the_spec() -> None:
     names = {key: {cls.TYPE for cls in legal} for key, legal in RECEIVABLE.items()}
     assert names == {
         (Role.SERVER, State.HANDSHAKE): {"hello", "close"},
-        (Role.SERVER, State.OPEN): {"rpc", "ping", "pong", "close", "message"},
+        (Role.SERVER, State.OPEN): {"rpc", "ping", "pong", "close", "message"}
+        | {"room_list", "room_join", "room_leave", "room_watch", "room_unwatch"},  # §17
         (Role.CLIENT, State.HANDSHAKE): {"welcome", "close"},
         (Role.CLIENT, State.OPEN): {
             "sync",
@@ -205,7 +206,8 @@ def test_table_lists_exactly_the_spec() -> None:
             "close",
             "message",
             "message_error",
-        },
+        }
+        | {"room_list_result", "room_joined", "room_refused", "room_left", "room_event"},
     }
 
 

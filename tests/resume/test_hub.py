@@ -346,3 +346,13 @@ def test_on_drop_is_told_the_member_and_its_identity() -> None:
     session, _ = join(h, auth="alice")
     assert isinstance(drop(h, session), PeerDropped)
     assert seen == [(session.member, "alice")]
+
+
+def test_rooms_and_reconnect_are_refused_together() -> None:
+    # a resumed membership does not get its room seat back yet: the pair is refused up front
+    import pytest
+
+    from reverb import Client
+
+    with pytest.raises(ValueError, match="rooms=True and reconnect"):
+        Client(port=1, rooms=True, reconnect=True)

@@ -1,0 +1,390 @@
+"""Rooms figures (issue 12): many small rooms on one server, with light client processes.
+
+    python -m harness rooms [--rooms 200 --clients 4 --objects 20 --rate 30 --seconds 10
+                             --churn 0.1 --processes 4 --json FILE]
+
+One server process (threaded ``Server``) defines the room type ``"bench"`` (``max_clients`` =
+--clients, tick rate --rate, --objects ``Dot`` objects spawned at creation, a fraction --churn
+of them moved every tick). Light client processes (raw sockets, stdlib only, a few hundred
+connections each) ask for the feature ``"rooms"`` and send their ``join_or_create("bench")``
+all at once — the join burst, timed per connection from request to ``room_joined`` — which
+fills --rooms rooms of --clients each; then they read (and count) their rooms' syncs for
+--seconds while the server measures its CPU time and every room's ticks. Also measured in
+this process: memory per empty room (tracemalloc, 1000 rooms hosted by a matchmaker).
+
+Figures (JSON with --json): join latency p50/p99 (ms), server CPU (% of one core and µs per
+room tick), the tick rate each room held (min / median), syncs received per client per
+second, memory per empty room (KiB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import selectors
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+HEADER = struct.Struct(">I")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# -- the server process ------------------------------------------------------------------------
+
+
+def serve(options: dict[str, Any]) -> None:
+    from reverb import ReverbContext, ReverbObject, ReverbSide, Server
+    from reverb.rooms import Room
+
+    class Dot(ReverbObject):
+        def __init__(self, x=0.0, y=0.0, uid=None, add_on_init=True, belonging_membership=None):
+            self.x = x
+            self.y = y
+            super().__init__(
+                x, y, uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+            )
+
+    churn = float(options["churn"])
+    rng = random.Random(1)
+
+    class Bench(Room):
+        object_types = (Dot,)
+        tick_rate = float(options["rate"])
+        max_clients = int(options["clients"])
+
+        def on_create(self, opts: dict[str, Any]) -> None:
+            self.dots = [self.spawn(Dot, float(i), 0.0) for i in range(int(options["objects"]))]
+
+        def on_tick(self, now: float) -> None:
+            for dot in rng.sample(self.dots, int(len(self.dots) * churn)):
+                dot.x += 1.0
+
+    ctx = ReverbContext(ReverbSide.SERVER)
+    serv = Server(
+        port=0, context=ctx, max_connections=8192, max_connections_per_ip=8192, tick_rate=10.0
+    )
+    serv.define_room("bench", Bench)
+    serv.start_server()
+    print(f"READY {serv.port}", flush=True)
+    marks: dict[str, Any] = {}
+    lines: list[str] = []
+    import threading
+
+    def read() -> None:
+        for line in sys.stdin:
+            lines.append(line.strip())
+        lines.append("quit")
+
+    threading.Thread(target=read, daemon=True).start()
+    while True:
+        ctx.server_sync()
+        while lines:
+            cmd = lines.pop(0)
+            mm = serv.matchmaker
+            if cmd == "mark":
+                marks = {
+                    "cpu": time.process_time(),
+                    "wall": time.monotonic(),
+                    "ticks": {s.key: s.ticks for s in mm.scheduler.stats()},
+                }
+                print(json.dumps({"event": "marked", "rooms": len(mm.rooms) - 1}), flush=True)
+            elif cmd == "stats":
+                cpu = time.process_time() - marks["cpu"]
+                wall = time.monotonic() - marks["wall"]
+                stats = mm.scheduler.stats()
+                ticks = {s.key: s.ticks - marks["ticks"].get(s.key, 0) for s in stats}
+                print(
+                    json.dumps(
+                        {
+                            "event": "stats",
+                            "cpu": cpu,
+                            "wall": wall,
+                            "rooms": len(stats),
+                            "clients": sum(len(r.clients) for r in mm.rooms.values()),
+                            "rates": sorted(t / wall for t in ticks.values()),
+                            "room_ticks": sum(ticks.values()),
+                            "tick_mean": statistics.fmean(s.mean for s in stats) if stats else 0,
+                            "tick_p99": max((s.p99 for s in stats), default=0.0),
+                            "overruns": sum(s.overruns for s in stats),
+                            "restarts": sum(s.restarts for s in stats),
+                        }
+                    ),
+                    flush=True,
+                )
+            elif cmd == "quit":
+                serv.stop_server()
+                return
+
+
+# -- the light client process ------------------------------------------------------------------
+
+
+def frame(message: dict[str, Any]) -> bytes:
+    body = json.dumps(message, separators=(",", ":")).encode()
+    return HEADER.pack(len(body)) + body
+
+
+def clients(options: dict[str, Any]) -> None:
+    """``count`` connections: handshake each, then every join at once, then read syncs."""
+    port, count = int(options["port"]), int(options["count"])
+    socks = []
+    for _ in range(count):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(frame({"type": "hello", "version": 1, "features": ["rooms"]}))
+        socks.append(sock)
+    bufs = {s: bytearray() for s in socks}
+    for sock in socks:  # the welcomes
+        _read_frames(sock, bufs[sock], 1)
+    print("READY 0", flush=True)
+    sys.stdin.readline()  # "go": every process sends its burst together
+    sel = selectors.DefaultSelector()
+    sent: dict[socket.socket, float] = {}
+    joined: dict[socket.socket, float] = {}
+    syncs = 0
+    for sock in socks:
+        sock.setblocking(False)
+        sel.register(sock, selectors.EVENT_READ)
+    for sock in socks:
+        sent[sock] = time.perf_counter()
+        sock.sendall(
+            frame({"type": "room_join", "req": 1, "mode": "join_or_create", "name": "bench"})
+        )
+    end = None
+    measuring = False
+    while True:
+        if end is None and len(joined) == count:
+            print(
+                json.dumps({"event": "joined", "latencies": [joined[s] - sent[s] for s in socks]}),
+                flush=True,
+            )
+            cmd = sys.stdin.readline().strip()  # "measure SECONDS"
+            end = time.monotonic() + float(cmd.split()[1])
+            measuring = True
+            syncs = 0
+        if end is not None and time.monotonic() >= end:
+            break
+        for key, _ in sel.select(0.05):
+            sock = key.fileobj
+            assert isinstance(sock, socket.socket)
+            try:
+                data = sock.recv(1 << 18)
+            except BlockingIOError:
+                continue
+            if not data:
+                raise SystemExit("the server closed a connection")
+            buf = bufs[sock]
+            buf += data
+            while len(buf) >= 4:
+                (n,) = HEADER.unpack_from(buf)
+                if len(buf) < 4 + n:
+                    break
+                body = bytes(buf[4 : 4 + n])
+                del buf[: 4 + n]
+                if body.startswith(b'{"type":"sync"'):
+                    if measuring and b'"final":true' in body[:120]:
+                        syncs += 1
+                elif body.startswith(b'{"type":"room_joined"'):
+                    joined[sock] = time.perf_counter()
+                elif body.startswith(b'{"type":"ping"'):
+                    nonce = json.loads(body)["nonce"]
+                    sock.setblocking(True)
+                    sock.sendall(frame({"type": "pong", "nonce": nonce}))
+                    sock.setblocking(False)
+                elif body.startswith(b'{"type":"room_refused"') or body.startswith(
+                    b'{"type":"close"'
+                ):
+                    raise SystemExit(f"refused: {body[:200]!r}")
+    print(json.dumps({"event": "synced", "syncs": syncs}), flush=True)
+    sys.stdin.readline()
+    for sock in socks:
+        sock.close()
+
+
+def _read_frames(sock: socket.socket, buf: bytearray, n: int) -> None:
+    got = 0
+    while got < n:
+        while len(buf) < 4 or len(buf) < 4 + HEADER.unpack_from(buf)[0]:
+            data = sock.recv(65536)
+            if not data:
+                raise SystemExit("closed during the handshake")
+            buf += data
+        (size,) = HEADER.unpack_from(buf)
+        del buf[: 4 + size]
+        got += 1
+
+
+# -- memory per empty room (in this process) ----------------------------------------------------
+
+
+def empty_room_memory(n: int = 1000) -> float:
+    from reverb import ReverbContext, ReverbSide
+    from reverb.rooms import Matchmaker, Room
+
+    class Empty(Room):
+        auto_dispose = False
+
+    mm = Matchmaker(time.monotonic)
+    ReverbContext(ReverbSide.SERVER)  # warm the imports and caches
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for i in range(n):
+        mm.host(Empty(f"room{i}", "empty", created=i), now=time.monotonic())
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    return (after - before) / n / 1024
+
+
+# -- the driver --------------------------------------------------------------------------------
+
+
+def _proc(*args: str) -> subprocess.Popen[str]:
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness.rooms", *args],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+def _line(proc: subprocess.Popen[str], timeout: float = 60.0) -> str:
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    import select
+
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if ready:
+            line = proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"process {proc.args} ended")
+            return line
+    raise RuntimeError(f"no output from {proc.args} within {timeout} s")
+
+
+def _tell(proc: subprocess.Popen[str], text: str) -> None:
+    assert proc.stdin is not None
+    proc.stdin.write(text + "\n")
+    proc.stdin.flush()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    total = args.rooms * args.clients
+    options = {
+        "rate": args.rate,
+        "clients": args.clients,
+        "objects": args.objects,
+        "churn": args.churn,
+    }
+    server = _proc("serve", json.dumps(options))
+    procs: list[subprocess.Popen[str]] = []
+    try:
+        port = int(_line(server).split()[1])
+        per = -(-total // args.processes)
+        counts = [min(per, total - i * per) for i in range(args.processes) if total - i * per > 0]
+        procs = [_proc("clients", json.dumps({"port": port, "count": c})) for c in counts]
+        for proc in procs:
+            assert _line(proc).startswith("READY")
+        for proc in procs:
+            _tell(proc, "go")
+        latencies = []
+        for proc in procs:
+            latencies += json.loads(_line(proc, 120))["latencies"]
+        _tell(server, "mark")
+        marked = json.loads(_line(server))
+        for proc in procs:
+            _tell(proc, f"measure {args.seconds}")
+        syncs = sum(json.loads(_line(proc, args.seconds + 60))["syncs"] for proc in procs)
+        _tell(server, "stats")
+        stats = json.loads(_line(server))
+        latencies.sort()
+        rates = stats["rates"]
+        return {
+            "scenario": "rooms",
+            "note": "2-core VM shared with other jobs: reduced sizes, figures are indicative",
+            "rooms": marked["rooms"],
+            "clients_per_room": args.clients,
+            "objects_per_room": args.objects,
+            "rate_hz": args.rate,
+            "churn": args.churn,
+            "seconds": round(stats["wall"], 2),
+            "join_burst": total,
+            "join_latency_ms": {
+                "p50": round(1000 * latencies[len(latencies) // 2], 2),
+                "p99": round(
+                    1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))], 2
+                ),
+                "max": round(1000 * latencies[-1], 2),
+            },
+            "server_cpu_percent_of_core": round(100 * stats["cpu"] / stats["wall"], 1),
+            "server_cpu_us_per_room_tick": round(
+                1e6 * stats["cpu"] / max(1, stats["room_ticks"]), 1
+            ),
+            "room_tick_mean_us": round(1e6 * stats["tick_mean"], 1),
+            "room_tick_p99_us": round(1e6 * stats["tick_p99"], 1),
+            "rate_held_hz": {
+                "min": round(rates[0], 2) if rates else 0.0,
+                "median": round(statistics.median(rates), 2) if rates else 0.0,
+            },
+            "overruns": stats["overruns"],
+            "schedule_restarts": stats["restarts"],
+            "load_average_1min": round(os.getloadavg()[0], 2),
+            "syncs_per_client_per_s": round(syncs / total / stats["wall"], 2),
+            "empty_room_kib": round(empty_room_memory(), 2),
+        }
+    finally:
+        for proc in [*procs, server]:
+            try:
+                _tell(proc, "quit")
+            except (BrokenPipeError, OSError):
+                pass
+        for proc in [*procs, server]:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="python -m harness rooms", description=__doc__)
+    p.add_argument("--rooms", type=int, default=200)
+    p.add_argument("--clients", type=int, default=4, help="clients per room")
+    p.add_argument("--objects", type=int, default=20, help="objects per room")
+    p.add_argument("--rate", type=float, default=30.0)
+    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--churn", type=float, default=0.1, help="fraction of objects moved per tick")
+    p.add_argument("--processes", type=int, default=4, help="light client processes")
+    p.add_argument("--json", type=Path)
+    args = p.parse_args(argv)
+    result = run(args)
+    text = json.dumps(result, indent=2, sort_keys=True)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "serve":
+        serve(json.loads(sys.argv[2]))
+    elif sys.argv[1] == "clients":
+        clients(json.loads(sys.argv[2]))
+    else:
+        sys.exit(main(sys.argv[1:]))
