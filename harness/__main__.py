@@ -45,6 +45,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         metavar="MS",
         help="load/sweep: freshness p99 bound in ms (default max(100, 3 tick periods))",
     )
+    p.add_argument(
+        "--min-rate-ratio",
+        type=float,
+        metavar="X",
+        help="load/sweep: the share of the tick rate that must be held (default 0.95)",
+    )
     p.add_argument("--sweep", action="store_true", help="load: run the sweep instead")
     p.add_argument("--server-python", help="interpreter for the server process")
     p.add_argument("--client-python", help="interpreter for the client processes")
@@ -130,6 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         converge_timeout=args.converge_timeout,
         client_kind=args.client_kind,
         max_freshness_p99=args.max_freshness_p99,
+        min_rate_ratio=args.min_rate_ratio,
     )
     scenario = "sweep" if args.scenario == "load" and args.sweep else args.scenario
     started = time.monotonic()

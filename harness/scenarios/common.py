@@ -47,7 +47,8 @@ class Options:
     grid_objects: list[int] | None = None  # sweep: N values
     converge_timeout: float | None = None
     client_kind: str | None = None  # load/sweep: "light" (default) or "full" client processes
-    max_freshness_p99: float | None = None  # load/sweep: ms; default max(100, 3 ticks)
+    max_freshness_p99: float | None = None  # load/sweep: ms; default max(100, 3 tick periods)
+    min_rate_ratio: float | None = None  # load/sweep: share of R to hold; default 0.95
 
     def get(self, name: str, default: Any) -> Any:
         value = getattr(self, name)

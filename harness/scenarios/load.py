@@ -201,7 +201,8 @@ def judge(result: Result, opts: Options, rate: float) -> None:
     """The load verdict: every criterion with its measured value and threshold, in
     ``figures["criteria"]``; a failed one becomes a FAIL reason that names it."""
     f = result.figures
-    min_rate = round(MIN_RATE_RATIO * rate, 3)
+    ratio = opts.min_rate_ratio if opts.min_rate_ratio is not None else MIN_RATE_RATIO
+    min_rate = round(ratio * rate, 3)
     bound = freshness_bound_ms(opts, rate)
     fresh = f["freshness_ms"]
     calls = f["rpc_calls"]
@@ -211,7 +212,7 @@ def judge(result: Result, opts: Options, rate: float) -> None:
         {
             "name": "tick_rate",
             "value": achieved,
-            "threshold": f">= {min_rate} Hz ({MIN_RATE_RATIO} x {rate:g} Hz)",
+            "threshold": f">= {min_rate} Hz ({ratio} x {rate:g} Hz)",
             "ok": achieved is not None and achieved >= min_rate,
         },
         {

@@ -153,6 +153,16 @@ def test_judge_bound_defaults_to_three_ticks_at_low_rates() -> None:
     assert [r.split(" ")[0] for r in strict.reasons] == ["freshness_p99"]
 
 
+def test_judge_takes_the_share_of_the_rate_to_hold_from_the_options() -> None:
+    default = Result("load", figures=figures(achieved_rate_hz=27.0))
+    judge(default, Options(), 30.0)
+    assert [r.split(" ")[0] for r in default.reasons] == ["tick_rate"]  # 27 < 0.95 x 30
+    relaxed = Result("load", figures=figures(achieved_rate_hz=27.0))
+    judge(relaxed, Options(min_rate_ratio=0.5), 30.0)
+    assert relaxed.passed, relaxed.reasons
+    assert ">= 15.0 Hz (0.5 x 30 Hz)" in relaxed.figures["criteria"][0]["threshold"]
+
+
 def test_light_client_keeps_the_snapshot_that_arrives_with_the_welcome() -> None:
     """A light client once dropped every frame read together with the welcome, so under load
     (welcome and snapshot in one read) a client had no objects and could not call."""

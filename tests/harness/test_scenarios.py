@@ -119,6 +119,8 @@ def test_load_reports_every_figure(tmp_path: Path) -> None:
         "2",
         "--max-freshness-p99",  # the report's contents are under test, not this box's speed
         "200",
+        "--min-rate-ratio",  # (tox runs two interpreters' suites at once on two cores)
+        "0.5",
         "--report",
         str(report),
     )
@@ -147,6 +149,8 @@ def test_sweep_writes_one_table(tmp_path: Path) -> None:
         "--no-baseline",
         "--max-freshness-p99",  # the table's shape is under test, not this box's speed
         "200",
+        "--min-rate-ratio",
+        "0.5",
         "--report",
         str(tmp_path),
     )
