@@ -308,6 +308,54 @@ def empty_room_memory(n: int = 1000) -> float:
     return (after - before) / n / 1024
 
 
+# -- the slow room on the scheduler alone (in this process) ------------------------------------
+
+
+def scheduler_only(
+    rooms: int, rate: float, slow_rooms: int, slow_ms: float, cost_us: float, seconds: float
+) -> dict[str, Any]:
+    """``rooms`` rooms on a bare ``TickScheduler`` (no sockets, no I/O thread, no syncs), each
+    tick burning ``cost_us`` (the scenario's measured mean), the first ``slow_rooms`` burning
+    ``slow_ms`` more; phases spread over one period. What the scheduling alone does."""
+    from reverb.rooms import TickScheduler
+
+    sched = TickScheduler(time.monotonic)
+    stamps: dict[str, list[float]] = {}
+
+    def ticker(key: str, burn: float) -> Any:
+        def tick(now: float) -> None:
+            stamps.setdefault(key, []).append(now)
+            start = time.perf_counter()
+            while time.perf_counter() - start < burn:
+                pass
+
+        return tick
+
+    start = time.monotonic()
+    slow_ids = {f"r{i}" for i in range(min(slow_rooms, rooms))}
+    for i in range(rooms):
+        key = f"r{i}"
+        burn = cost_us / 1e6 + (slow_ms / 1000.0 if key in slow_ids else 0.0)
+        sched.add(key, rate, ticker(key, burn), start + i / rate / rooms)
+    mark = start + 1.0  # a second to settle, then the window
+    end = mark + seconds
+    marked = False
+    while (now := time.monotonic()) < end:
+        if not marked and now >= mark:
+            sched.reset_stats()
+            stamps.clear()
+            marked = True
+        wait = sched.run_due(now)
+        if wait > 0:
+            time.sleep(min(wait, end - now, 0.05))
+    wall = time.monotonic() - mark
+    stats = sched.stats()
+    return {
+        "slow": _group([x for x in stats if x.key in slow_ids], stamps, wall),
+        "others": _group([x for x in stats if x.key not in slow_ids], stamps, wall),
+    }
+
+
 # -- the driver --------------------------------------------------------------------------------
 
 
@@ -359,6 +407,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "with": slowed["ticks"],
             "with_server_cpu_percent_of_core": slowed["server_cpu_percent_of_core"],
             "with_load_average_1min": slowed["load_average_1min"],
+        }
+        # the same rooms on the scheduler alone: what the scheduling does, without the I/O
+        # thread, the GIL hand-offs, the syncs and the client processes
+        cost, window = result["room_tick_mean_us"], min(args.seconds, 5.0)
+        result["slow_room"]["scheduler_only"] = {
+            "tick_cost_us": cost,
+            "without": scheduler_only(args.rooms, args.rate, args.slow_rooms, 0, cost, window),
+            "with": scheduler_only(
+                args.rooms, args.rate, args.slow_rooms, args.slow_ms, cost, window
+            ),
         }
     result["empty_room_kib"] = round(empty_room_memory(), 2)
     return result
@@ -450,19 +508,20 @@ def summary(result: dict[str, Any]) -> str:
     lines = [
         f"{result['rooms']} rooms at {result['rate_hz']:g} Hz, {sr['slow_rooms']} of them "
         f"burning {sr['slow_ms']:g} ms per tick (load average {sr['with_load_average_1min']}):",
-        f"{'':25} {'rate min/med Hz':>16} {'interval p50/p99/max ms':>24} "
+        f"{'':26} {'rate min/med Hz':>16} {'interval p50/p99/max ms':>24} "
         f"{'late p50/p99/max ms':>22}",
     ]
-    for run_name in ("without", "with"):
-        for group in ("slow", "others"):
-            g = sr[run_name][group]
-            r, i, late = g["rate_held_hz"], g["tick_interval_ms"], g["tick_late_ms"]
-            label = f"{run_name} burn, {'slow' if group == 'slow' else 'other'} rooms"
-            lines.append(
-                f"{label:25} {r['min']:>7.1f}/{r['median']:<8.1f} "
-                f"{i['p50']:>8.1f}/{i['p99']:.1f}/{i['max']:<8.1f} "
-                f"{late['p50']:>8.1f}/{late['p99']:.1f}/{late['max']:.1f}"
-            )
+    for where, figures in (("server", sr), ("sched only", sr["scheduler_only"])):
+        for run_name in ("without", "with"):
+            for group in ("slow", "others"):
+                g = figures[run_name][group]
+                r, i, late = g["rate_held_hz"], g["tick_interval_ms"], g["tick_late_ms"]
+                label = f"{where}, {run_name}, {'slow' if group == 'slow' else 'other'}"
+                lines.append(
+                    f"{label:26} {r['min']:>7.1f}/{r['median']:<8.1f} "
+                    f"{i['p50']:>8.1f}/{i['p99']:.1f}/{i['max']:<8.1f} "
+                    f"{late['p50']:>8.1f}/{late['p99']:.1f}/{late['max']:.1f}"
+                )
     return "\n".join(lines)
 
 
