@@ -14,7 +14,10 @@ fairness test checks):
   restarts its schedule from the time its tick ended instead of ticking in a burst;
 - because each due room runs once per call and rooms run in due order, a room that is due is
   delayed by at most the ticks of the rooms due before it in that call — a slow room delays
-  the others by its own tick, never by its backlog.
+  the others by its own tick, never by its backlog of overruns. After a stall of the whole
+  loop every room behind (up to ``max_catch_up`` periods) catches up one tick per call, the
+  slow room too, so with a slow room the loop takes longer to be on time again (measured:
+  guide §18 "Ticks and performance", ``python -m harness rooms --slow-ms``).
 
 Durations are measured with ``clock`` (a callable passed in, ``time.monotonic`` in the I/O
 layer, a stepped fake in tests), and reported per room by ``stats()``: counts and worst cases
