@@ -1,7 +1,7 @@
 """Rooms figures (issue 12): many small rooms on one server, with light client processes.
 
     python -m harness rooms [--rooms 200 --clients 4 --objects 20 --rate 30 --seconds 10
-                             --churn 0.1 --processes 4 --json FILE]
+                             --churn 0.1 --processes 4 --slow-ms 0 --slow-rooms 1 --json FILE]
 
 One server process (threaded ``Server``) defines the room type ``"bench"`` (``max_clients`` =
 --clients, tick rate --rate, --objects ``Dot`` objects spawned at creation, a fraction --churn
@@ -15,6 +15,15 @@ this process: memory per empty room (tracemalloc, 1000 rooms hosted by a matchma
 Figures (JSON with --json): join latency p50/p99 (ms), server CPU (% of one core and µs per
 room tick), the tick rate each room held (min / median), syncs received per client per
 second, memory per empty room (KiB).
+
+A slow room (--slow-ms N, issue 12: "a slow room does not stall others beyond its own
+tick"): the first --slow-rooms rooms created burn N ms of CPU in every ``on_tick`` (a busy
+loop on ``time.perf_counter``, not a sleep). The scenario then runs twice, without and with
+the burn, and reports for the slow rooms and for the others apart (``ticks.slow`` /
+``ticks.others`` in each run): the rate held (min / median), the interval between a room's
+consecutive tick starts (p50 / p99 / max over all the group's ticks, stamped in ``on_tick``)
+and the lateness of a tick's start after its due time (the scheduler's per-room p50 / p99 over
+the last 256 ticks, their median across the group's rooms, and the worst ``late_max``).
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ import subprocess
 import sys
 import time
 import tracemalloc
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +65,12 @@ def serve(options: dict[str, Any]) -> None:
 
     churn = float(options["churn"])
     rng = random.Random(1)
+    slow_s = float(options.get("slow_ms", 0.0)) / 1000.0
+    slow_rooms = int(options.get("slow_rooms", 0))
+    slow_ids: set[str] = set()  # the first slow_rooms rooms created (burning or not)
+    stamps: dict[str, list[float]] = {}  # room id -> its tick starts since "mark"
+    stamping = [False]
+    burnt = [0.0, 0.0]  # the slow rooms' burns since "mark": thread CPU seconds, wall seconds
 
     class Bench(Room):
         object_types = (Dot,)
@@ -63,10 +79,22 @@ def serve(options: dict[str, Any]) -> None:
 
         def on_create(self, opts: dict[str, Any]) -> None:
             self.dots = [self.spawn(Dot, float(i), 0.0) for i in range(int(options["objects"]))]
+            self.slow = len(slow_ids) < slow_rooms
+            if self.slow:
+                slow_ids.add(self.room_id)
 
         def on_tick(self, now: float) -> None:
+            if stamping[0]:
+                stamps.setdefault(self.room_id, []).append(time.monotonic())
             for dot in rng.sample(self.dots, int(len(self.dots) * churn)):
                 dot.x += 1.0
+            if self.slow and slow_s > 0:  # a real slow game tick: CPU, not a sleep
+                cpu, start = time.thread_time(), time.perf_counter()
+                while (wall := time.perf_counter() - start) < slow_s:
+                    pass
+                if stamping[0]:
+                    burnt[0] += time.thread_time() - cpu
+                    burnt[1] += wall
 
     ctx = ReverbContext(ReverbSide.SERVER)
     serv = Server(
@@ -91,17 +119,21 @@ def serve(options: dict[str, Any]) -> None:
             cmd = lines.pop(0)
             mm = serv.matchmaker
             if cmd == "mark":
-                marks = {
-                    "cpu": time.process_time(),
-                    "wall": time.monotonic(),
-                    "ticks": {s.key: s.ticks for s in mm.scheduler.stats()},
-                }
+                mm.scheduler.reset_stats()
+                stamps.clear()
+                stamping[0] = True
+                burnt[:] = [0.0, 0.0]
+                marks = {"cpu": time.process_time(), "wall": time.monotonic()}
                 print(json.dumps({"event": "marked", "rooms": len(mm.rooms) - 1}), flush=True)
             elif cmd == "stats":
                 cpu = time.process_time() - marks["cpu"]
                 wall = time.monotonic() - marks["wall"]
                 stats = mm.scheduler.stats()
-                ticks = {s.key: s.ticks - marks["ticks"].get(s.key, 0) for s in stats}
+                ticks = {s.key: s.ticks for s in stats}
+                groups = {
+                    "slow": _group([s for s in stats if s.key in slow_ids], stamps, wall),
+                    "others": _group([s for s in stats if s.key not in slow_ids], stamps, wall),
+                }
                 print(
                     json.dumps(
                         {
@@ -116,6 +148,8 @@ def serve(options: dict[str, Any]) -> None:
                             "tick_p99": max((s.p99 for s in stats), default=0.0),
                             "overruns": sum(s.overruns for s in stats),
                             "restarts": sum(s.restarts for s in stats),
+                            "groups": groups,
+                            "burn_on_cpu": burnt[0] / burnt[1] if burnt[1] else None,
                         }
                     ),
                     flush=True,
@@ -123,6 +157,43 @@ def serve(options: dict[str, Any]) -> None:
             elif cmd == "quit":
                 serv.stop_server()
                 return
+
+
+def _ms(seconds: float) -> float:
+    return round(1000 * seconds, 2)
+
+
+def _pct(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
+
+
+def _group(stats: list[Any], stamps: dict[str, list[float]], wall: float) -> dict[str, Any]:
+    """One group of rooms' ticks since "mark" (``stats``: their scheduler ``TickStats``)."""
+    rates = sorted(s.ticks / wall for s in stats)
+    intervals = sorted(b - a for s in stats for a, b in pairwise(stamps.get(s.key, [])))
+    return {
+        "rooms": len(stats),
+        "rate_held_hz": {
+            "min": round(rates[0], 2) if rates else 0.0,
+            "median": round(statistics.median(rates), 2) if rates else 0.0,
+        },
+        "tick_interval_ms": {
+            "p50": _ms(_pct(intervals, 0.5)),
+            "p99": _ms(_pct(intervals, 0.99)),
+            "max": _ms(intervals[-1] if intervals else 0.0),
+        },
+        "tick_late_ms": {
+            "p50": _ms(statistics.median(s.late_p50 for s in stats) if stats else 0.0),
+            "p99": _ms(statistics.median(s.late_p99 for s in stats) if stats else 0.0),
+            "max": _ms(max((s.late_max for s in stats), default=0.0)),
+        },
+        "tick_duration_ms": {
+            "mean": _ms(statistics.fmean(s.mean for s in stats) if stats else 0.0),
+            "p99": _ms(statistics.median(s.p99 for s in stats) if stats else 0.0),
+            "max": _ms(max((s.max for s in stats), default=0.0)),
+        },
+        "overruns": sum(s.overruns for s in stats),
+    }
 
 
 # -- the light client process ------------------------------------------------------------------
@@ -244,6 +315,54 @@ def empty_room_memory(n: int = 1000) -> float:
     return (after - before) / n / 1024
 
 
+# -- the slow room on the scheduler alone (in this process) ------------------------------------
+
+
+def scheduler_only(
+    rooms: int, rate: float, slow_rooms: int, slow_ms: float, cost_us: float, seconds: float
+) -> dict[str, Any]:
+    """``rooms`` rooms on a bare ``TickScheduler`` (no sockets, no I/O thread, no syncs), each
+    tick burning ``cost_us`` (the scenario's measured mean), the first ``slow_rooms`` burning
+    ``slow_ms`` more; phases spread over one period. What the scheduling alone does."""
+    from reverb.rooms import TickScheduler
+
+    sched = TickScheduler(time.monotonic)
+    stamps: dict[str, list[float]] = {}
+
+    def ticker(key: str, burn: float) -> Any:
+        def tick(now: float) -> None:
+            stamps.setdefault(key, []).append(now)
+            start = time.perf_counter()
+            while time.perf_counter() - start < burn:
+                pass
+
+        return tick
+
+    start = time.monotonic()
+    slow_ids = {f"r{i}" for i in range(min(slow_rooms, rooms))}
+    for i in range(rooms):
+        key = f"r{i}"
+        burn = cost_us / 1e6 + (slow_ms / 1000.0 if key in slow_ids else 0.0)
+        sched.add(key, rate, ticker(key, burn), start + i / rate / rooms)
+    mark = start + 1.0  # a second to settle, then the window
+    end = mark + seconds
+    marked = False
+    while (now := time.monotonic()) < end:
+        if not marked and now >= mark:
+            sched.reset_stats()
+            stamps.clear()
+            marked = True
+        wait = sched.run_due(now)
+        if wait > 0:
+            time.sleep(min(wait, end - now, 0.05))
+    wall = time.monotonic() - mark
+    stats = sched.stats()
+    return {
+        "slow": _group([x for x in stats if x.key in slow_ids], stamps, wall),
+        "others": _group([x for x in stats if x.key not in slow_ids], stamps, wall),
+    }
+
+
 # -- the driver --------------------------------------------------------------------------------
 
 
@@ -284,12 +403,44 @@ def _tell(proc: subprocess.Popen[str], text: str) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """The scenario once; with --slow-ms, twice (without, then with the slow rooms)."""
+    result = run_once(args, 0.0)
+    if args.slow_ms > 0:
+        slowed = run_once(args, args.slow_ms)
+        result["slow_room"] = {
+            "slow_ms": args.slow_ms,
+            "slow_rooms": min(args.slow_rooms, result["rooms"]),
+            "without": result["ticks"],
+            "with": slowed["ticks"],
+            "with_server_cpu_percent_of_core": slowed["server_cpu_percent_of_core"],
+            "with_load_average_1min": slowed["load_average_1min"],
+            # the share of the burns' wall time the server's game thread was on a CPU: below
+            # 1, the slow tick was stretched by the OS (a busy box) or the I/O thread (GIL)
+            "burn_on_cpu": slowed["burn_on_cpu"],
+        }
+        # the same rooms on the scheduler alone: what the scheduling does, without the I/O
+        # thread, the GIL hand-offs, the syncs and the client processes
+        cost, window = result["room_tick_mean_us"], min(args.seconds, 5.0)
+        result["slow_room"]["scheduler_only"] = {
+            "tick_cost_us": cost,
+            "without": scheduler_only(args.rooms, args.rate, args.slow_rooms, 0, cost, window),
+            "with": scheduler_only(
+                args.rooms, args.rate, args.slow_rooms, args.slow_ms, cost, window
+            ),
+        }
+    result["empty_room_kib"] = round(empty_room_memory(), 2)
+    return result
+
+
+def run_once(args: argparse.Namespace, slow_ms: float) -> dict[str, Any]:
     total = args.rooms * args.clients
     options = {
         "rate": args.rate,
         "clients": args.clients,
         "objects": args.objects,
         "churn": args.churn,
+        "slow_ms": slow_ms,
+        "slow_rooms": args.slow_rooms if args.slow_ms > 0 else 0,
     }
     server = _proc("serve", json.dumps(options))
     procs: list[subprocess.Popen[str]] = []
@@ -345,7 +496,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "schedule_restarts": stats["restarts"],
             "load_average_1min": round(os.getloadavg()[0], 2),
             "syncs_per_client_per_s": round(syncs / total / stats["wall"], 2),
-            "empty_room_kib": round(empty_room_memory(), 2),
+            "ticks": stats["groups"],
+            "burn_on_cpu": stats["burn_on_cpu"],
         }
     finally:
         for proc in [*procs, server]:
@@ -361,6 +513,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 proc.wait()
 
 
+def summary(result: dict[str, Any]) -> str:
+    """The slow-room comparison as a few lines of text."""
+    sr = result["slow_room"]
+    lines = [
+        f"{result['rooms']} rooms at {result['rate_hz']:g} Hz, {sr['slow_rooms']} of them "
+        f"burning {sr['slow_ms']:g} ms per tick (load average {sr['with_load_average_1min']}, "
+        f"game thread on a CPU {100 * (sr['burn_on_cpu'] or 0):.0f} % of the burns):",
+        f"{'':26} {'rate min/med Hz':>16} {'interval p50/p99/max ms':>24} "
+        f"{'late p50/p99/max ms':>22}",
+    ]
+    for where, figures in (("server", sr), ("sched only", sr["scheduler_only"])):
+        for run_name in ("without", "with"):
+            for group in ("slow", "others"):
+                g = figures[run_name][group]
+                r, i, late = g["rate_held_hz"], g["tick_interval_ms"], g["tick_late_ms"]
+                label = f"{where}, {run_name}, {'slow' if group == 'slow' else 'other'}"
+                lines.append(
+                    f"{label:26} {r['min']:>7.1f}/{r['median']:<8.1f} "
+                    f"{i['p50']:>8.1f}/{i['p99']:.1f}/{i['max']:<8.1f} "
+                    f"{late['p50']:>8.1f}/{late['p99']:.1f}/{late['max']:.1f}"
+                )
+    for where, figures in (("server", sr), ("scheduler only", sr["scheduler_only"])):
+        d = figures["with"]["slow"]["tick_duration_ms"]
+        lines.append(
+            f"the slow rooms' own tick ({where}): mean {d['mean']:.1f}, p99 {d['p99']:.1f}, "
+            f"max {d['max']:.1f} ms"
+        )
+    return "\n".join(lines)
+
+
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="python -m harness rooms", description=__doc__)
     p.add_argument("--rooms", type=int, default=200)
@@ -370,11 +552,17 @@ def main(argv: list[str]) -> int:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--churn", type=float, default=0.1, help="fraction of objects moved per tick")
     p.add_argument("--processes", type=int, default=4, help="light client processes")
+    p.add_argument(
+        "--slow-ms", type=float, default=0.0, help="CPU burnt per tick by the slow rooms"
+    )
+    p.add_argument("--slow-rooms", type=int, default=1, help="rooms that burn --slow-ms")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     result = run(args)
     text = json.dumps(result, indent=2, sort_keys=True)
     print(text)
+    if "slow_room" in result:
+        print(summary(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(text + "\n")

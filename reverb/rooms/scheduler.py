@@ -14,10 +14,15 @@ fairness test checks):
   restarts its schedule from the time its tick ended instead of ticking in a burst;
 - because each due room runs once per call and rooms run in due order, a room that is due is
   delayed by at most the ticks of the rooms due before it in that call — a slow room delays
-  the others by its own tick, never by its backlog.
+  the others by its own tick, never by its backlog of overruns. After a stall of the whole
+  loop every room behind (up to ``max_catch_up`` periods) catches up one tick per call, the
+  slow room too, so with a slow room the loop takes longer to be on time again (measured:
+  guide §18 "Ticks and performance", ``python -m harness rooms --slow-ms``).
 
-Durations are measured with ``clock`` (a callable passed in, ``time.perf_counter`` in the I/O
-layer, a stepped fake in tests), and reported per room by ``stats()``.
+Durations are measured with ``clock`` (a callable passed in, ``time.monotonic`` in the I/O
+layer, a stepped fake in tests), and reported per room by ``stats()``: counts and worst cases
+since the room was added (or since ``reset_stats()``, which starts a measuring window), and
+percentiles of duration and lateness over each room's last 256 ticks.
 """
 
 from __future__ import annotations
@@ -46,6 +51,8 @@ class TickStats:
     overruns: int  # ticks that took longer than the room's period
     late_max: float  # worst delay between a tick's due time and its start
     restarts: int  # schedule restarts after falling max_catch_up periods behind
+    late_p50: float = 0.0  # delay between due time and start, over the recent ticks
+    late_p99: float = 0.0
 
 
 class _Entry:
@@ -54,6 +61,7 @@ class _Entry:
         "durations",
         "key",
         "late_max",
+        "lates",
         "overruns",
         "period",
         "rate",
@@ -77,6 +85,7 @@ class _Entry:
         self.late_max = 0.0
         self.restarts = 0
         self.durations: list[float] = []
+        self.lates: list[float] = []
 
 
 class TickScheduler:
@@ -126,10 +135,9 @@ class TickScheduler:
             if self._entries.get(entry.key) is not entry:
                 continue  # removed by an earlier tick in this call (a room disposed another)
             start = clock()
-            entry.late_max = max(entry.late_max, start - entry.due)
             entry.tick(start)
             end = clock()
-            self._record(entry, end - start)
+            self._record(entry, end - start, max(0.0, start - entry.due))
             if self._entries.get(entry.key) is not entry:
                 continue  # the room removed itself
             if end - start > entry.period:
@@ -148,34 +156,46 @@ class TickScheduler:
     def stats(self) -> list[TickStats]:
         out = []
         for e in self._entries.values():
-            recent = sorted(e.durations)
-            p99 = recent[min(len(recent) - 1, int(0.99 * len(recent)))] if recent else 0.0
+            lates = sorted(e.lates)
             out.append(
                 TickStats(
                     key=e.key,
                     rate=e.rate,
                     ticks=e.ticks,
                     mean=e.total / e.ticks if e.ticks else 0.0,
-                    p99=p99,
+                    p99=_pct(sorted(e.durations), 0.99),
                     max=e.worst,
                     overruns=e.overruns,
                     late_max=e.late_max,
                     restarts=e.restarts,
+                    late_p50=_pct(lates, 0.5),
+                    late_p99=_pct(lates, 0.99),
                 )
             )
         return out
 
-    def _record(self, entry: _Entry, duration: float) -> None:
+    def reset_stats(self) -> None:
+        """Start a measuring window: every room's counts, worst cases and recent ticks are
+        forgotten (the schedule is untouched)."""
+        for e in self._entries.values():
+            e.ticks = e.overruns = e.restarts = 0
+            e.total = e.worst = e.late_max = 0.0
+            e.durations = []
+            e.lates = []
+
+    def _record(self, entry: _Entry, duration: float, late: float) -> None:
         entry.ticks += 1
         entry.total += duration
         entry.worst = max(entry.worst, duration)
+        entry.late_max = max(entry.late_max, late)
         if duration > entry.period:
             entry.overruns += 1
-        ring = entry.durations
-        if len(ring) < _RING:
-            ring.append(duration)
+        if len(entry.durations) < _RING:
+            entry.durations.append(duration)
+            entry.lates.append(late)
         else:
-            ring[entry.ticks % _RING] = duration
+            entry.durations[entry.ticks % _RING] = duration
+            entry.lates[entry.ticks % _RING] = late
 
     def _push(self, entry: _Entry) -> None:
         self._seq += 1
@@ -185,3 +205,7 @@ class TickScheduler:
         heap = self._heap
         while heap and self._entries.get(heap[0][2].key) is not heap[0][2]:
             heapq.heappop(heap)
+
+
+def _pct(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0

@@ -138,3 +138,26 @@ def test_stats_percentile_over_recent_ticks() -> None:
     assert s.ticks == 300 and s.max == pytest.approx(0.020)
     assert s.p99 == pytest.approx(0.001) or s.p99 == pytest.approx(0.020)
     assert s.mean == pytest.approx((299 * 0.001 + 0.020) / 300)
+
+
+def test_lateness_percentiles_and_a_measuring_window() -> None:
+    clock = Clock(0.0)
+    sched = TickScheduler(clock)
+    slow_cost, fast_cost = 0.020, 0.001  # the slow room fits its 33 ms period
+    sched.add("slow", 30.0, working(clock, slow_cost), clock())
+    for n in range(5):
+        sched.add(f"fast{n}", 30.0, working(clock, fast_cost), clock())
+    run(clock, sched, 2.0)
+    sched.reset_stats()
+    assert all(s.ticks == 0 and s.late_max == 0.0 and s.late_p99 == 0.0 for s in sched.stats())
+    run(clock, sched, 5.0)
+    stats = by_key(sched.stats())
+    slow = stats["slow"]
+    assert 148 <= slow.ticks <= 151 and slow.overruns == 0  # 30 Hz held over the window
+    assert slow.late_p99 <= 5 * fast_cost + 1e-9  # due first: only the others before it
+    for n in range(5):
+        fast = stats[f"fast{n}"]
+        assert 148 <= fast.ticks <= 151
+        # due with the slow room, they wait for its tick, and for nothing more
+        assert slow_cost - 1e-9 <= fast.late_p50 <= fast.late_p99 <= fast.late_max
+        assert fast.late_max <= slow_cost + 5 * fast_cost + 1e-9
