@@ -83,8 +83,10 @@ function subscribe(topic, render) {
 function renderOverview(data) {
   const s = data.server;
   const limits = Object.entries(s.stats).filter(([k]) => k.startsWith("limit."));
+  const rooms = data.rooms; // null: the server has no room types (protocol §17)
   const rows = data.clients.map((c) => el("tr", { "data-member": c.member },
     el("td", {}, el("a", { href: "#/client/" + c.member }, "#" + c.member)),
+    rooms ? el("td", { class: "room" }, c.room === null || c.room === undefined ? "–" : c.room) : null,
     el("td", {}, c.address),
     el("td", {}, c.identity === null ? "" : value(c.identity)),
     el("td", { class: "num rtt", title: c.rtt_samples + " samples, min " + ms(c.rtt_min) +
@@ -111,11 +113,12 @@ function renderOverview(data) {
       card("received", bytes(s.bytes_received)),
       card("accepted / refused", (s.stats.accepted || 0) + " / " + (s.stats.refused || 0))),
     el("h2", {}, "Clients"),
-    table("clients", [{ t: "member" }, { t: "address" }, { t: "identity" }, { t: "RTT", num: 1 },
+    table("clients", [{ t: "member" }, ...(rooms ? [{ t: "room" }] : []), { t: "address" }, { t: "identity" }, { t: "RTT", num: 1 },
       { t: "connected", num: 1 }, { t: "sent", num: 1 }, { t: "received", num: 1 },
       { t: "frames out", num: 1 }, { t: "calls", num: 1 },
       { t: "send buffer" }, { t: "view size", num: 1 }, { t: "calls queued", num: 1 }], rows),
     data.clients.length ? null : el("p", { class: "dim" }, "No client connected."),
+    ...(rooms ? roomsSection(rooms) : []),
     el("h2", {}, "Objects by type"),
     table("types", [{ t: "type" }, { t: "count", num: 1 }],
       Object.entries(s.objects_by_type).map(([k, n]) =>
@@ -124,6 +127,32 @@ function renderOverview(data) {
     limitRows.length ? table("limits", [{ t: "limit" }, { t: "hits", num: 1 }], limitRows)
       : el("p", { class: "dim" }, "None."),
   ].filter((node) => node !== null));
+}
+
+function roomsSection(rooms) {
+  const rows = rooms.rooms.map((r) => el("tr", { "data-room": r.id },
+    el("td", {}, el("code", {}, r.id)),
+    el("td", {}, r.type),
+    el("td", { class: "num" + (r.max_clients !== null && r.clients >= r.max_clients ? " dim" : "") },
+      r.clients + " / " + (r.max_clients === null ? "∞" : r.max_clients) +
+      (r.reserved ? " (+" + r.reserved + " reserved)" : "")),
+    el("td", { class: r.locked ? "bad" : "dim" }, r.locked ? "locked" : "open"),
+    el("td", { class: "num" }, r.objects),
+    el("td", { class: "num", title: r.tick_rate === null ? "ticked with the server's world" :
+      "asks for " + r.tick_rate + " Hz; p99 " + ms(r.tick_p99) + ", max " + ms(r.tick_max) +
+      ", " + r.overruns + " overruns" },
+      r.tick_rate === null ? "server's" : (r.held_rate === null ? "…" : r.held_rate.toFixed(1)) +
+      " / " + r.tick_rate + " Hz"),
+    el("td", { class: "fields" }, Object.keys(r.metadata).length ? value(r.metadata) : ""),
+  ));
+  const types = Object.entries(rooms.by_type).map(([k, n]) => k + " " + n).join(" · ");
+  return [
+    el("h2", {}, "Rooms"),
+    el("p", { class: "dim", id: "room-summary" }, rooms.total + " rooms: " + types +
+      (rooms.truncated ? " (the " + rooms.rooms.length + " fullest shown)" : "")),
+    table("rooms", [{ t: "room" }, { t: "type" }, { t: "clients", num: 1 }, { t: "state" },
+      { t: "objects", num: 1 }, { t: "tick rate held", num: 1 }, { t: "metadata" }], rows),
+  ];
 }
 
 // -- world ----------------------------------------------------------------------------------
