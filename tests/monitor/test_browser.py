@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
+from tests.jsonproc import stop
 from tests.monitor.conftest import Game
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -214,3 +215,75 @@ def test_browser_without_token_sees_nothing(game: Game, browser: Any) -> None:
     browser.get(game.base + "/")
     assert "token required" in browser.page_source
     assert "Reverb monitor" not in browser.title
+
+
+def test_overview_lists_rooms_live(browser: Any) -> None:
+    """Rooms (§17): the overview's Rooms table lists each room with its clients, state,
+    objects, held tick rate and metadata, each client row names its room, and a disposed
+    room leaves the table while the page stays open."""
+    game = Game(rooms=True)
+    try:
+        _, a, duel = game.room_client("duel")
+        _, b, _ = game.room_client("duel")
+        squad_proc, c, squad = game.room_client("squad")
+        _, plain = game.client()
+        browser.get(game.url)
+        row = '#rooms tr[data-room="{}"]'
+        wait(
+            browser,
+            lambda d: (
+                d.find_elements(By.CSS_SELECTOR, row.format(duel))
+                and d.find_elements(By.CSS_SELECTOR, row.format(squad))
+                and d.find_elements(By.CSS_SELECTOR, row.format("default"))
+            ),
+            "the three rooms listed",
+        )
+
+        def cells(room: str) -> list[str]:
+            return list(
+                browser.execute_script(
+                    "const r = document.querySelector(arguments[0]);"
+                    "return r ? [...r.children].map((c) => c.textContent) : [];",
+                    row.format(room),
+                )
+            )
+
+        wait(browser, lambda d: cells(duel)[1:5] == ["arena", "2 / 4", "open", "3"], "duel row")
+        wait(browser, lambda d: cells(squad)[1:5] == ["arena", "1 / 4", "open", "2"], "squad row")
+        assert '"mode":"squad"' in cells(squad)[6]
+        # the tick rate it held, measured between two updates of the page (10 Hz asked)
+        held = wait(
+            browser, lambda d: (t := cells(duel)[5]) and not t.startswith("…") and t, "held rate"
+        )
+        assert held.endswith("/ 10 Hz") and 5.0 <= float(held.split()[0]) <= 12.0, held
+        for member, room in ((a, duel), (b, duel), (c, squad), (plain, "default")):
+            wait(
+                browser,
+                lambda d, m=member, r=room: (
+                    cell_text(d, f'#clients tr[data-member="{m}"] td.room') == r
+                ),
+                f"client {member} shown in room {room}",
+            )
+        wait(
+            browser,
+            lambda d: d.find_element(By.ID, "room-summary").text == "3 rooms: arena 2 · default 1",
+            "rooms counted by type",
+        )
+        shot(browser, "overview-rooms")
+
+        stop(squad_proc.proc)  # its last client gone, the squad arena is disposed
+        wait(
+            browser,
+            lambda d: (
+                not d.find_elements(By.CSS_SELECTOR, row.format(squad))
+                and d.find_elements(By.CSS_SELECTOR, row.format(duel))
+            ),
+            "the disposed room gone from the table",
+        )
+        wait(
+            browser,
+            lambda d: not d.find_elements(By.CSS_SELECTOR, f'#clients tr[data-member="{c}"]'),
+            "its client gone",
+        )
+    finally:
+        game.close()
