@@ -110,8 +110,8 @@ def families(view: ServerView, observer: Observer) -> list[Family]:
     buffer = add(
         "reverb_client_send_buffer_bytes", "gauge", "Bytes queued unsent, per client.", ("client",)
     )
-    # Every per-client series is labelled ``client``; a ``room`` label joins it once rooms
-    # exist (docs/monitor.md), so that sum by (room) works without renaming anything.
+    # Every per-client series is labelled ``client`` only (a client switching rooms keeps its
+    # counters); reverb_client_room maps clients to rooms for sum by (room) (docs/monitor.md).
     rtt = add(
         "reverb_client_rtt_seconds",
         "summary",
