@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from reverb.monitor import _state
-from reverb.monitor._metrics import families
+from reverb.monitor._metrics import families, write_text
 from reverb.rooms import Room, RoomClient
 from tests.monitor.conftest import Local
 
@@ -59,6 +59,15 @@ def test_room_series_capped_fullest_first(hall: Local, monkeypatch: pytest.Monke
     assert len(samples(fams, "reverb_client_room")) == 9
     shown = view.rooms()
     assert shown is not None and shown["truncated"] and shown["total"] == 7
+    # the fallback writer (no prometheus_client) writes them as the parser expects
+    parser = pytest.importorskip("prometheus_client.parser")
+    parsed = {f.name: f for f in parser.text_string_to_metric_families(write_text(fams))}
+    assert parsed["reverb_room_tick_duration_seconds"].type == "summary"
+    assert {s.labels["room"] for s in parsed["reverb_room_clients"].samples} == {
+        "default",
+        ids[2],
+        ids[4],
+    }
 
     mm.dispose(ids[2])
     fams = families(view, observer)
