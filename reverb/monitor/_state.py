@@ -104,11 +104,16 @@ class ServerView:
             return None
         mm = service.matchmaker
 
+        held: dict[int, int] = {}  # member of a room other than the default -> its view size
+
         def read() -> list[dict[str, Any]]:
+            held.clear()  # a read retried starts again
             ticks = {s.key: s for s in mm.scheduler.stats()}
             rows = []
             for room in list(mm.rooms.values()):
                 members = sorted(list(room.clients))
+                if room.context is not self.ctx:  # the default room's come from snapshots
+                    held.update(_view_sizes(room.context.world))
                 stats = ticks.get(room.room_id)
                 rows.append(
                     {
@@ -149,7 +154,36 @@ class ServerView:
             "rooms": shown,
             "truncated": len(rows) > MAX_ROOMS,
             "member_room": member_room,
+            "member_view": dict(held),
         }
+
+    def _matchmaker(self) -> Any:
+        service = getattr(self.server, "rooms", None)
+        if service is None or not getattr(service.matchmaker, "definitions", None):
+            return None
+        return service.matchmaker
+
+    def room_of(self, member: int) -> str | None:
+        """The id of the room ``member`` sits in (None: none, or no room types defined)."""
+        mm = self._matchmaker()
+        if mm is None:
+            return None
+
+        def read() -> str | None:
+            room = mm.room_of(member)
+            return None if room is None else str(room.room_id)
+
+        return self.on_game(read)
+
+    def room_ids(self) -> list[str] | None:
+        """The live rooms' ids for a selector: the default room first, then by id, at most
+        ``MAX_ROOMS`` (None: no room types defined)."""
+        mm = self._matchmaker()
+        if mm is None:
+            return None
+        ids = self.on_game(lambda: list(mm.rooms))
+        ids.sort(key=lambda rid: (rid != "default", rid))
+        return ids[:MAX_ROOMS]
 
     def _held_rate(self, room_id: str, ticks: int | None, now: float) -> float | None:
         """Ticks per second the room actually ran, over the last ``RATE_WINDOW`` or more
@@ -238,8 +272,11 @@ class ServerView:
         rooms = self.rooms()
         if rooms is not None:
             member_room = rooms.pop("member_room")
+            member_view = rooms.pop("member_view")
             for client in clients:
                 client["room"] = member_room.get(client["member"])
+                if client["member"] in member_view:
+                    client["view_size"] = member_view[client["member"]]
         return {
             "rooms": rooms,
             "time": time.time(),
@@ -345,6 +382,21 @@ def stats_json(stats: ConnectionStats) -> dict[str, Any]:
         for i in stats.incidents
     ]
     return row
+
+
+def _view_sizes(world: Any) -> dict[int, int]:
+    """How many objects each peer of a world holds, from the replication engine's views
+    (single C-level copies: ``list()`` of the views and of a view's members, ``len()`` of
+    what they hold); empty for an engine without them."""
+    views = getattr(world, "_views", None)
+    if not isinstance(views, list):
+        return {}
+    sizes: dict[int, int] = {}
+    for view in list(views):
+        size = len(view.held)
+        for member in list(view.members):
+            sizes[member] = size
+    return sizes
 
 
 def _metadata(meta: dict[str, Any]) -> dict[str, Any]:

@@ -62,11 +62,12 @@ function card(k, v, id) {
             el("div", { class: "k" }, k));
 }
 
-function subscribe(topic, render) {
+function subscribe(topic, render, room) {
   if (stream) stream.close();
   live.textContent = "connecting…";
   live.className = "live off";
-  stream = new EventSource("/api/events?topic=" + encodeURIComponent(topic));
+  stream = new EventSource("/api/events?topic=" + encodeURIComponent(topic) +
+    (room ? "&room=" + encodeURIComponent(room) : ""));
   stream.addEventListener("update", (ev) => {
     live.textContent = "live · " + new Date().toLocaleTimeString();
     live.className = "live on";
@@ -184,19 +185,40 @@ function objectRows(objects, mine) {
   return rows;
 }
 
+function roomOptions(select, data) {
+  // the rooms to choose from (protocol §17): the default room first, then by id
+  const ids = data.rooms || [];
+  const have = [...select.options].map((o) => o.value).join("\n");
+  if (have !== ids.join("\n")) {
+    select.replaceChildren(...ids.map((id) => el("option", { value: id },
+      id === "default" ? "default (the server's world)" : id)));
+  }
+  select.value = data.room;
+}
+
 function renderWorld(data) {
   window.lastWorld = data;
   if (!document.getElementById("world-filter")) {
     const input = el("input", { id: "world-filter", placeholder: "filter: type, uid or value" });
     input.addEventListener("input", () => renderWorld(window.lastWorld));
+    const select = el("select", { id: "world-room", title: "room" });
+    select.addEventListener("change", () => {
+      location.hash = select.value === "default" ? "#/world" : "#/world/" + encodeURIComponent(select.value);
+    });
     main.replaceChildren(
-      el("div", { class: "toolbar" }, el("span", { id: "world-tick" }), el("span", { id: "world-count", class: "dim" }), input),
+      el("div", { class: "toolbar" }, select, el("span", { id: "world-tick" }), el("span", { id: "world-count", class: "dim" }), input),
       el("div", { id: "world-table" }));
   }
+  const select = document.getElementById("world-room");
+  select.hidden = data.rooms === null || data.rooms === undefined;
+  if (!select.hidden) roomOptions(select, data);
   const f = document.getElementById("world-filter").value.toLowerCase();
   const objects = data.objects.filter((o) => !f || o.type.toLowerCase().includes(f) ||
     JSON.stringify(o.fields).toLowerCase().includes(f) || String(o.uid) === f);
-  document.getElementById("world-tick").textContent = "tick " + data.tick;
+  document.getElementById("world-tick").textContent = data.tick === null ?
+    (data.watched === false ? "too many rooms watched at once" :
+      data.room && data.room !== "default" ? "no such room (disposed?)" : "no snapshot yet")
+    : "tick " + data.tick;
   document.getElementById("world-count").textContent = objects.length + " of " +
     data.objects.length + " objects · seen by " + data.peers.length + " synced clients" +
     (data.truncated ? " · truncated" : "");
@@ -233,7 +255,8 @@ function renderClient(member, data) {
     q.addEventListener("input", () => { frameFilter.q = q.value; });
     kind.addEventListener("change", () => { frameFilter.kind = kind.value; });
     main.replaceChildren(
-      el("h2", {}, "Client #" + member + " ", el("span", { id: "client-state" })),
+      el("h2", {}, "Client #" + member + " ", el("span", { id: "client-state" }),
+        el("span", { id: "client-room", class: "dim" })),
       el("div", { id: "client-cards", class: "cards" }),
       el("div", { id: "client-controls" },
         el("div", { class: "toolbar" }, reason, button, result),
@@ -252,6 +275,9 @@ function renderClient(member, data) {
   const state = document.getElementById("client-state");
   state.textContent = data.connected ? "connected" : "disconnected";
   state.className = data.connected ? "" : "bad";
+  const room = document.getElementById("client-room");
+  room.replaceChildren(...(data.room ? [" in room ", el("a", { href: data.room === "default" ?
+    "#/world" : "#/world/" + encodeURIComponent(data.room) }, data.room)] : []));
   const c = data.counters || {};
   const st = data.stats;
   document.getElementById("client-cards").replaceChildren(...(st ? [
@@ -286,7 +312,8 @@ function renderClient(member, data) {
     table("client-rpcs", [{ t: "time" }, { t: "object" }, { t: "method" }, { t: "result" },
       { t: "ms", num: 1 }], data.rpcs.slice().reverse().map(rpcCells)));
   document.getElementById("view-title").textContent =
-    "What it holds (as of tick " + data.tick + ")";
+    "What it holds" + (data.room && data.room !== "default" ? " in room " + data.room : "") +
+    " (as of tick " + data.tick + ")";
   document.getElementById("view-wrap").replaceChildren(
     table("view", [{ t: "uid", num: 1 }, { t: "type" }, { t: "owner" }, { t: "fields" },
       { t: "seen by" }, { t: "" }],
@@ -344,8 +371,9 @@ function route() {
     const member = Number(client[1]);
     frameFilter = { q: "", kind: "" };
     subscribe("client:" + member, (d) => renderClient(member, d));
-  } else if (hash === "#/world") {
-    subscribe("world", renderWorld);
+  } else if (hash === "#/world" || hash.startsWith("#/world/")) {
+    const room = hash === "#/world" ? "" : decodeURIComponent(hash.slice("#/world/".length));
+    subscribe("world", renderWorld, room);
   } else if (hash === "#/rpc") {
     subscribe("rpc", renderRpc);
   } else {
