@@ -285,5 +285,68 @@ def test_overview_lists_rooms_live(browser: Any) -> None:
             lambda d: not d.find_elements(By.CSS_SELECTOR, f'#clients tr[data-member="{c}"]'),
             "its client gone",
         )
+        wait(
+            browser,
+            lambda d: cell_text(d, f'#clients tr[data-member="{a}"] td:nth-child(12)') == "3",
+            "a room client's view size read from its room",
+        )
+
+        # a room client's page: which room it sits in, and the room's objects it holds
+        browser.get(f"{game.base}/#/client/{a}")
+        wait(
+            browser,
+            lambda d: d.find_element(By.ID, "client-room").text == f"in room {duel}",
+            "the client page names its room",
+        )
+        wait(browser, lambda d: view_types(d, "#view") == ["Token"] * 3, "its view: the arena's")
+        mine = browser.find_elements(By.CSS_SELECTOR, "#view tbody tr td:nth-child(3)")
+        assert sorted(cell.text for cell in mine) == sorted(["server", f"#{a} (this)", f"#{b}"])
+        assert f"in room {duel}" in browser.find_element(By.ID, "view-title").text
+        SHOTS.mkdir(parents=True, exist_ok=True)  # its page scrolled to what it holds
+        browser.execute_script("document.getElementById('view-title').scrollIntoView()")
+        browser.save_screenshot(str(SHOTS / "client-room.png"))
+
+        # the world page: the default room first, then choose the duel arena
+        browser.find_element(By.ID, "nav-world").click()
+        wait(browser, lambda d: "Crate" in view_types(d, "#objects"), "the default room's world")
+        options = wait(
+            browser,
+            lambda d: room_options(d) if len(room_options(d)) == 2 else None,
+            "the rooms to choose from",
+        )
+        assert options == ["default", duel]
+        from selenium.webdriver.support.ui import Select
+
+        Select(browser.find_element(By.ID, "world-room")).select_by_value(duel)
+        wait(browser, lambda d: view_types(d, "#objects") == ["Token"] * 3, "the arena's objects")
+        assert browser.current_url.endswith(f"#/world/{duel}")
+        seen = browser.find_elements(By.CSS_SELECTOR, "#objects tbody tr td.seen-by")
+        assert {cell.text for cell in seen} == {" ".join(f"#{m}" for m in sorted([a, b]))}
+        wait(
+            browser,
+            lambda d: d.find_element(By.ID, "world-room").get_attribute("value") == duel,
+            "the selector shows the room chosen",
+        )
+        shot(browser, "world-room")
     finally:
         game.close()
+
+
+def view_types(driver: Any, table: str) -> list[str]:
+    """The type column of an objects table, read in one step (it is re-rendered live)."""
+    return sorted(
+        driver.execute_script(
+            "return [...document.querySelectorAll(arguments[0] + ' tbody tr')]"
+            ".map((r) => r.children[1].textContent)",
+            table,
+        )
+    )
+
+
+def room_options(driver: Any) -> list[str]:
+    return list(
+        driver.execute_script(
+            "const s = document.getElementById('world-room');"
+            "return s ? [...s.options].map((o) => o.value) : [];"
+        )
+    )
