@@ -10,7 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from reverb.monitor import _state
+from reverb import ReverbObject
+from reverb.monitor import _observer, _state
 from reverb.monitor._metrics import families, write_text
 from reverb.rooms import Room, RoomClient
 from tests.monitor.conftest import Local
@@ -117,3 +118,63 @@ def test_room_reads_race_the_game_thread(hall: Local) -> None:
         thread.join(10)
     assert not errors, errors
     assert reads > 10 and most > 10  # it read while many rooms came and went
+
+
+class Thing(ReverbObject):
+    def __init__(self, n=0, uid=None, add_on_init=True, belonging_membership=None):
+        self.n = n
+        super().__init__(
+            n, uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+        )
+
+
+class Den(Room):
+    object_types = (Thing,)
+
+    def on_create(self, options):
+        self.spawn(Thing, 7)
+
+
+def test_room_worlds_snapshotted_on_the_game_thread_and_bounded(
+    hall: Local, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page asking for a room's world gets a snapshot the game thread took after its tick
+    (never one taken on the monitor's thread), for at most MAX_ROOM_WATCHES rooms at once."""
+    monkeypatch.setattr(_observer, "MAX_ROOM_WATCHES", 2)
+    taken_on: set[int] = set()
+    original = _observer.take_snapshot
+
+    def spy(ctx, now):  # type: ignore[no-untyped-def]
+        taken_on.add(threading.get_ident())
+        return original(ctx, now)
+
+    monkeypatch.setattr(_observer, "take_snapshot", spy)
+    hall.server.define_room("den", Den)
+    mm = hall.server.matchmaker
+    now = time.monotonic()
+    ids = [mm.create(RoomClient(200 + i), "den", now=now).room_id for i in range(3)]
+    stop = threading.Event()
+    game_ident: list[int] = []
+
+    def game() -> None:
+        game_ident.append(threading.get_ident())
+        while not stop.is_set():
+            wait = hall.context.server_step(time.monotonic())
+            stop.wait(min(wait, 0.01))  # pacing between steps, as server_sync waits
+
+    thread = threading.Thread(target=game)
+    thread.start()
+    try:
+        for i, rid in enumerate(ids[:2]):
+            world = hall.monitor.world(rid)
+            assert world["room"] == rid and world["watched"]
+            assert [(o["type"], o["fields"]) for o in world["objects"]] == [("Thing", {"n": 7})]
+            assert world["peers"] == [200 + i] and world["tick"] is not None
+        third = hall.monitor.world(ids[2])
+        assert not third["watched"] and third["objects"] == [] and third["tick"] is None
+        assert hall.monitor.world(ids[0])["watched"]  # one already watched stays served
+        assert {ids[0], ids[1], ids[2]} <= set(third["rooms"]) and third["rooms"][0] == "default"
+    finally:
+        stop.set()
+        thread.join(10)
+    assert taken_on == set(game_ident)
