@@ -143,6 +143,7 @@ class RpcRecord:
     seconds: float
     args: str
     message: str
+    room: str | None = None  # the room it ran in (§17; None: the server's own world)
 
     def describe(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -178,8 +179,8 @@ class Observer:
     Hook points (each one line in the server, ``if ... observer is not None``):
     ``sent`` (``ServerHub.send``, under the server's lock), ``left`` (``ServerHub.on_event``,
     a client's connection closed: I/O thread or event loop), ``call``
-    (``ReverbContext.serve``, game thread) and ``tick`` (``ReverbContext.server_step``, game
-    thread).
+    (``ReverbContext.answer`` and ``RoomService.answer``, game thread) and ``tick``
+    (``ReverbContext.server_step``, game thread).
     """
 
     def __init__(
@@ -275,8 +276,9 @@ class Observer:
         client.bytes_held -= frame.size
         self._bytes_held -= frame.size
 
-    def call(self, world: Any, member: int, rpc: m.Rpc) -> m.Message:
-        """Run ``world.call`` for ``ReverbContext.serve``, timing it and logging the call."""
+    def call(self, world: Any, member: int, rpc: m.Rpc, room: str | None = None) -> m.Message:
+        """Run ``world.call`` for ``ReverbContext.answer`` (or ``RoomService.answer``: a call
+        run in ``room``, §17.4), timing it and logging the call."""
         started = time.perf_counter()
         reply: m.Message = world.call(member, rpc)
         seconds = time.perf_counter() - started
@@ -316,6 +318,7 @@ class Observer:
                     seconds=seconds,
                     args=_short(rpc.args),
                     message=message[:MAX_VALUE_CHARS],
+                    room=room,
                 )
             )
         return reply

@@ -9,7 +9,8 @@ tries a call it may not make), and runs until disconnected or stdin closes.
 ``rooms`` among the server's arguments defines the room type ``"arena"`` (protocol §17:
 matched on ``mode``, four seats, 10 Hz, a ``Token`` per client; disposed when its last client
 leaves). ``app.py room-client PORT MODE`` connects with ``rooms=True``, joins or creates an
-arena of that mode and prints ``JOINED <member> <room id>``.
+arena of that mode, prints ``JOINED <member> <room id>`` and nudges its ``Token`` by RPC a
+few times a second (a call run in its room, §17.4).
 """
 
 from __future__ import annotations
@@ -71,6 +72,11 @@ class Token(ReverbObject):
         super().__init__(
             x, uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
         )
+
+    @expose
+    def nudge(self, dx):
+        self.x += dx
+        return self.x
 
 
 class Arena(Room):
@@ -169,9 +175,14 @@ def run_room_client(port: int, mode: str) -> None:
     handle = clt.join_or_create("arena", {"mode": mode})
     print(f"JOINED {clt.member} {handle.room_id}", flush=True)
     done = stdin_closed()
+    step = 0
     try:
         while not done.is_set():
             ctx.client_sync(timeout=0.2)
+            step += 1
+            for token in handle.get_all_ro_by_type(Token):
+                if token.is_owner() and step % 3 == 0:
+                    token.compute_server(token.nudge, 1)  # a call run in its room (§17.4)
     finally:
         clt.disconnect()
 

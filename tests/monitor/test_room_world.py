@@ -39,6 +39,16 @@ def test_room_clients_views_and_room_worlds(rooms_game: Game) -> None:
     assert all("x" in o["fields"] for o in data["view"])
     assert game.get_json(f"/api/client/{plain}")["room"] == "default"
 
+    def nudged() -> list[dict[str, Any]] | None:
+        rpcs = game.get_json(f"/api/client/{a}")["rpcs"]
+        return [r for r in rpcs if r["method"] == "nudge"] or None
+
+    calls = until(nudged, what="a room client's calls logged")
+    assert {(r["type"], r["code"], r["room"]) for r in calls} == {("Token", "ok", duel)}
+    assert any(r["room"] == duel for r in game.get_json("/api/rpc")["rpcs"])
+    status, _, metrics = game.request("GET", "/metrics")
+    assert status == 200 and b'method="Token.nudge"' in metrics  # in the RPC series too
+
     def room_world() -> dict[str, Any] | None:
         data = game.get_json(f"/api/world?room={duel}")
         return data if len(data["objects"]) == 3 else None

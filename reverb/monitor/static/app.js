@@ -340,7 +340,7 @@ async function disconnect(member, reason, result) {
 function rpcCells(r) {
   return el("tr", { "data-seq": r.seq },
     el("td", {}, time(r.at)),
-    el("td", {}, r.type + " uid=" + r.uid),
+    el("td", {}, r.type + " uid=" + r.uid + (r.room ? " in " + r.room : "")),
     el("td", {}, r.method + "(" + r.args.replace(/^\[|\]$/g, "") + ")"),
     el("td", { class: r.code === "ok" ? "" : "bad" }, r.code + (r.message ? ": " + r.message : "")),
     el("td", { class: "num" }, (r.seconds * 1000).toFixed(3)));
