@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reverb.monitor._observer import Histogram, Observer
-from reverb.monitor._state import ServerView
+from reverb.monitor._state import MAX_ROOMS, ServerView
 
 __all__ = ["CONTENT_TYPE", "Family", "exposition", "families", "write_text"]
 
@@ -110,8 +110,8 @@ def families(view: ServerView, observer: Observer) -> list[Family]:
     buffer = add(
         "reverb_client_send_buffer_bytes", "gauge", "Bytes queued unsent, per client.", ("client",)
     )
-    # Every per-client series is labelled ``client``; a ``room`` label joins it once rooms
-    # exist (docs/monitor.md), so that sum by (room) works without renaming anything.
+    # Every per-client series is labelled ``client`` only (a client switching rooms keeps its
+    # counters); reverb_client_room maps clients to rooms for sum by (room) (docs/monitor.md).
     rtt = add(
         "reverb_client_rtt_seconds",
         "summary",
@@ -159,6 +159,9 @@ def families(view: ServerView, observer: Observer) -> list[Family]:
     ]
     objects = add("reverb_objects", "gauge", "Objects in the world, by type.", ("type",))
     objects.samples = sorted(((name,), n) for name, n in state["objects"].items())
+    rooms = state["rooms"]
+    if rooms is not None:
+        _rooms(add, rooms)
     calls = add(
         "reverb_rpc_calls", "counter", "Calls run, by method and result code.", ("method", "code")
     )
@@ -179,6 +182,58 @@ def families(view: ServerView, observer: Observer) -> list[Family]:
         ((), observer.watchers)
     ]
     return out
+
+
+def _rooms(add: Any, rooms: dict[str, Any]) -> None:
+    """Per-room series (§17), when the server has room types defined: every room counted by
+    type; at most ``MAX_ROOMS`` rooms, the fullest first, with series of their own (a
+    disposed room's series go with it: they are read from the live rooms at each scrape)."""
+    add("reverb_rooms", "gauge", "Live rooms, by type (all of them).", ("type",)).samples = [
+        ((name,), n) for name, n in rooms["by_type"].items()
+    ]
+    add(
+        "reverb_rooms_exported", "gauge", f"Rooms with series of their own (at most {MAX_ROOMS})."
+    ).samples = [((), len(rooms["rooms"]))]
+    per = ("room", "type")
+    clients = add("reverb_room_clients", "gauge", "Clients in a room.", per)
+    limit = add("reverb_room_max_clients", "gauge", "A room's seat limit (rooms with one).", per)
+    objects = add("reverb_room_objects", "gauge", "Objects in a room's world.", per)
+    locked = add("reverb_room_locked", "gauge", "1 while a room refuses joins.", per)
+    rate = add("reverb_room_tick_rate_hz", "gauge", "The tick rate a room asks for.", per)
+    ticks = add("reverb_room_ticks", "counter", "Ticks a room ran.", per)
+    duration = add(
+        "reverb_room_tick_duration_seconds",
+        "summary",
+        "Time a room's ticks took (on_tick, diff, encode), since the room was created.",
+        per,
+    )
+    p99 = add(
+        "reverb_room_tick_p99_seconds", "gauge", "99th percentile of a room's last 256 ticks.", per
+    )
+    overruns = add(
+        "reverb_room_tick_overruns", "counter", "Ticks that took longer than the period.", per
+    )
+    for row in rooms["rooms"]:
+        label = (row["id"], row["type"])
+        clients.samples.append((label, row["clients"]))
+        if row["max_clients"] is not None:
+            limit.samples.append((label, row["max_clients"]))
+        objects.samples.append((label, row["objects"]))
+        locked.samples.append((label, int(row["locked"])))
+        if row["ticks"] is None:
+            continue  # the default room: its ticks are the server's (reverb_ticks)
+        rate.samples.append((label, row["tick_rate"]))
+        ticks.samples.append((label, row["ticks"]))
+        duration.summaries.append((label, row["ticks"], row["tick_seconds_sum"]))
+        p99.samples.append((label, row["tick_p99"]))
+        overruns.samples.append((label, row["overruns"]))
+    room_of = add(
+        "reverb_client_room",
+        "gauge",
+        "1 for the room a client sits in (join on client to sum per-client series by room).",
+        ("client", "room"),
+    )
+    room_of.samples = [((str(k), v), 1) for k, v in sorted(rooms["member_room"].items())]
 
 
 def _copy(hist: Histogram) -> Histogram:

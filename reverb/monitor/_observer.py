@@ -45,6 +45,7 @@ DEPARTED_KEPT = 32  # rings of disconnected clients kept for a post-mortem
 SNAPSHOT_INTERVAL = 0.2  # s: at most this often, and only while someone is watching
 WATCH_LINGER = 3.0  # s a page request keeps snapshots coming after it was served
 MAX_SNAPSHOT_OBJECTS = 5000
+MAX_ROOM_WATCHES = 16  # rooms (§17) whose worlds are snapshotted at once: pages open on them
 MAX_VALUE_CHARS = 200  # a field shown on a page is cut to this many characters
 INVALID_METHOD = "(invalid)"  # label for calls naming no exposed method: bounds cardinality
 
@@ -142,6 +143,7 @@ class RpcRecord:
     seconds: float
     args: str
     message: str
+    room: str | None = None  # the room it ran in (§17; None: the server's own world)
 
     def describe(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -177,8 +179,8 @@ class Observer:
     Hook points (each one line in the server, ``if ... observer is not None``):
     ``sent`` (``ServerHub.send``, under the server's lock), ``left`` (``ServerHub.on_event``,
     a client's connection closed: I/O thread or event loop), ``call``
-    (``ReverbContext.serve``, game thread) and ``tick`` (``ReverbContext.server_step``, game
-    thread).
+    (``ReverbContext.answer`` and ``RoomService.answer``, game thread) and ``tick``
+    (``ReverbContext.server_step``, game thread).
     """
 
     def __init__(
@@ -211,6 +213,10 @@ class Observer:
         self._watchers = 0
         self._wanted_until = 0.0
         self._members: frozenset[int] = frozenset()
+        # rooms other than the default (§17): room id -> until when a page wants its world
+        # (monotonic), and its last snapshot (None: no such room when the game last looked)
+        self._room_wanted: dict[str, float] = {}
+        self.room_snapshots: dict[str, WorldSnapshot | None] = {}
         # the final counters and incidents of the last DEPARTED_KEPT clients to leave
         self._departed: OrderedDict[int, ConnectionStats] = OrderedDict()
 
@@ -270,8 +276,9 @@ class Observer:
         client.bytes_held -= frame.size
         self._bytes_held -= frame.size
 
-    def call(self, world: Any, member: int, rpc: m.Rpc) -> m.Message:
-        """Run ``world.call`` for ``ReverbContext.serve``, timing it and logging the call."""
+    def call(self, world: Any, member: int, rpc: m.Rpc, room: str | None = None) -> m.Message:
+        """Run ``world.call`` for ``ReverbContext.answer`` (or ``RoomService.answer``: a call
+        run in ``room``, §17.4), timing it and logging the call."""
         started = time.perf_counter()
         reply: m.Message = world.call(member, rpc)
         seconds = time.perf_counter() - started
@@ -311,6 +318,7 @@ class Observer:
                     seconds=seconds,
                     args=_short(rpc.args),
                     message=message[:MAX_VALUE_CHARS],
+                    room=room,
                 )
             )
         return reply
@@ -328,6 +336,7 @@ class Observer:
             wanted = self._watchers > 0 or now < self._wanted_until
             last = self.snapshot
             due = last is None or now - last.at >= SNAPSHOT_INTERVAL
+            rooms_due = self._rooms_due(now) if self._room_wanted else []
         if wanted and due:
             snap = take_snapshot(ctx, now)
             with self._lock:
@@ -335,6 +344,38 @@ class Observer:
                 self._members = snap.peers
                 self._prune()
                 self._fresh.notify_all()
+        if rooms_due:
+            self._snapshot_rooms(ctx, rooms_due, now)
+
+    def _rooms_due(self, now: float) -> list[str]:
+        """Under the lock: the watched rooms whose snapshot is due; forget the unwatched."""
+        for rid in [r for r, until in self._room_wanted.items() if until <= now]:
+            del self._room_wanted[rid]
+            self.room_snapshots.pop(rid, None)
+        due = []
+        for rid in self._room_wanted:
+            last = self.room_snapshots.get(rid)
+            if last is None or now - last.at >= SNAPSHOT_INTERVAL:
+                due.append(rid)
+        return due
+
+    def _snapshot_rooms(self, ctx: Any, due: list[str], now: float) -> None:
+        """Game thread, right after the server's tick: the watched rooms' worlds (§17), each
+        as it stands between two of its own ticks (rooms tick on this thread too)."""
+        service = getattr(ctx, "rooms", None)
+        rooms = service.matchmaker.rooms if service is not None else {}
+        taken: dict[str, WorldSnapshot | None] = {}
+        for rid in due:
+            room = rooms.get(rid)
+            if room is None or room.context is ctx:  # gone, or the default room
+                taken[rid] = None
+            else:
+                taken[rid] = take_snapshot(room.context, now)
+        with self._lock:
+            for rid, snap in taken.items():
+                if rid in self._room_wanted:
+                    self.room_snapshots[rid] = snap
+            self._fresh.notify_all()
 
     # -- readers (HTTP threads) --------------------------------------------------------------
 
@@ -368,6 +409,30 @@ class Observer:
                     return snap
                 if now >= deadline:
                     return snap
+                self._fresh.wait(deadline - now)
+
+    def fresh_room_snapshot(
+        self, room_id: str, timeout: float
+    ) -> tuple[bool, WorldSnapshot | None]:
+        """A room's (§17) world as the game thread last snapshotted it, at most
+        ``SNAPSHOT_INTERVAL`` old if the game ticks within ``timeout``: (watched, snapshot).
+        Asking keeps it snapshotted for ``WATCH_LINGER``; at most ``MAX_ROOM_WATCHES`` rooms
+        at once (watched False: too many). Snapshot None: no such room, or none yet."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            if room_id not in self._room_wanted and len(self._room_wanted) >= MAX_ROOM_WATCHES:
+                return False, None
+            while True:
+                now = time.monotonic()
+                self._room_wanted[room_id] = max(
+                    self._room_wanted.get(room_id, 0.0), now + WATCH_LINGER
+                )
+                taken = room_id in self.room_snapshots
+                snap = self.room_snapshots.get(room_id)
+                if taken and (snap is None or now - snap.at <= 2 * SNAPSHOT_INTERVAL):
+                    return True, snap
+                if now >= deadline:
+                    return True, snap
                 self._fresh.wait(deadline - now)
 
     def frames(self, member: int) -> list[Frame]:

@@ -38,6 +38,7 @@ MAX_STREAMS = 16  # live streams at once: a few people watching, not a thread pe
 SSE_MAX_SECONDS = 3600.0  # a stream ends after this; the browser's EventSource reconnects
 MAX_BODY = 4096  # bytes: an action's JSON body is a reason string
 FRAMES_SHOWN = 100
+MAX_ROOM_ID = 100  # characters of a room id a page may ask for
 # §9.1: while a monitor runs, a server that does not time its clients' round trips pings
 # each one this often (one small frame each way; quiet clients get heartbeats anyway)
 RTT_INTERVAL = 2.0
@@ -167,20 +168,40 @@ class Monitor:
 
     # -- what the pages read -----------------------------------------------------------------
 
-    def world(self) -> dict[str, Any]:
-        snap = self.observer.fresh_snapshot(timeout=1.0)
+    def world(self, room: str | None = None) -> dict[str, Any]:
+        """The world as last synced, with owner and who holds each object: the server's
+        own (the default room), or the room ``room``'s (§17) when the server has rooms.
+        ``rooms``: the ids a page may choose from (None: no room types defined)."""
+        rooms = self.view.room_ids()
+        shown: str | None
+        if rooms is None or room is None or room in ("", "default"):
+            shown = "default" if rooms is not None else None
+            snap = self.observer.fresh_snapshot(timeout=1.0)
+            watched = True
+        else:
+            shown = room[:MAX_ROOM_ID]
+            watched, snap = self.observer.fresh_room_snapshot(shown, timeout=1.0)
+            if shown not in rooms:
+                rooms.append(shown)  # beyond the cap, or gone: the page still names it
+        head: dict[str, Any] = {"room": shown, "rooms": rooms, "watched": watched}
         if snap is None:
-            return {"tick": None, "objects": [], "peers": [], "age": None, "truncated": False}
+            return head | {
+                "tick": None,
+                "objects": [],
+                "peers": [],
+                "age": None,
+                "truncated": False,
+            }
         seen_by: dict[int, list[int]] = {}
         for member, uids in sorted(snap.held.items()):
             for uid in uids:
                 seen_by.setdefault(uid, []).append(member)
         objects = []
         for entry in snap.objects:
-            shown = describe_object(entry)
-            shown["seen_by"] = seen_by.get(entry[0], [])
-            objects.append(shown)
-        return {
+            row = describe_object(entry)
+            row["seen_by"] = seen_by.get(entry[0], [])
+            objects.append(row)
+        return head | {
             "tick": snap.tick,
             "time": snap.wall,
             "age": round(time.monotonic() - snap.at, 3),
@@ -197,6 +218,8 @@ class Monitor:
             seen = counters.get(client["member"], {})
             client["app_frames_sent"] = seen.get("frames_sent", 0)  # while the monitor runs
             client["sync_bytes_sent"] = seen.get("sync_bytes_sent", 0)
+            if "view_size" in client:
+                continue  # a client of another room (§17): read from that room's world
             held = snap.held.get(client["member"]) if snap is not None else None
             client["view_size"] = len(held) if held is not None else 0
         data["monitor"] = {
@@ -208,7 +231,8 @@ class Monitor:
         return data
 
     def client(self, member: int, query: str = "", kind: str = "") -> dict[str, Any]:
-        world = self.world()
+        room = self.view.room_of(member)
+        world = self.world(room)
         view = [o for o in world["objects"] if member in o["seen_by"]]
         frames = []
         for frame in reversed(self.observer.frames(member)):
@@ -227,6 +251,7 @@ class Monitor:
         rpcs = self.observer.rpc_log(member)
         return {
             "member": member,
+            "room": world["room"] if room is not None else None,
             "connected": connected,
             "tick": world["tick"],
             "view": view,
@@ -304,7 +329,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/api/overview":
                 self._json(self.monitor.overview())
             elif path == "/api/world":
-                self._json(self.monitor.world())
+                self._json(self.monitor.world(query.get("room", [""])[0]))
             elif path.startswith("/api/client/"):
                 member = int(path[len("/api/client/") :])
                 self._json(
@@ -315,7 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/api/rpc":
                 self._json({"rpcs": self.monitor.observer.rpc_log()[-500:]})
             elif path == "/api/events":
-                self._events(query.get("topic", ["overview"])[0])
+                self._events(query.get("topic", ["overview"])[0], query.get("room", [""])[0])
             else:
                 self._error(HTTPStatus.NOT_FOUND, "no such page")
         except ValueError:
@@ -331,11 +356,12 @@ class _Handler(BaseHTTPRequestHandler):
             body = body.replace(b"{{CSRF}}", self.monitor.csrf.encode())
         self._send(HTTPStatus.OK, body, ctype)
 
-    def _events(self, topic: str) -> None:
-        """Server-Sent Events: the topic's JSON every SSE_INTERVAL until the page goes."""
+    def _events(self, topic: str, room: str = "") -> None:
+        """Server-Sent Events: the topic's JSON every SSE_INTERVAL until the page goes
+        (``world``: of the room ``room``, §17; the default room without it)."""
         producers: dict[str, Callable[[], Any]] = {
             "overview": self.monitor.overview,
-            "world": self.monitor.world,
+            "world": lambda: self.monitor.world(room),
             "rpc": lambda: {"rpcs": self.monitor.observer.rpc_log()[-500:]},
         }
         if topic.startswith("client:"):

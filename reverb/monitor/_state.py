@@ -8,6 +8,14 @@ its answer (at most ``LOOP_TIMEOUT``). The world belongs to the game thread and 
 snapshots the game thread takes (``Observer.tick``); only object counts by type are read
 directly (a single ``list()`` of the table, which the interpreter performs without running
 Python code in between).
+
+Rooms (protocol §17) belong to the game thread too. An ``AsyncServer``'s are read on its loop
+(which is its game's thread); a threaded server's are read as the object counts are, by
+single C-level copies (``list()`` of the rooms, ``len()`` of a room's clients and objects, a
+``dict()`` of its metadata), the scheduler's figures through ``scheduler.stats()``, retried
+when the game thread changes a table in the middle of it. A read may be one tick stale; it
+is never torn inside one room's figures that matter (its clients and objects are counted at
+one instant each).
 """
 
 from __future__ import annotations
@@ -15,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import dataclasses
+import json
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,8 +34,11 @@ from reverb.errors import CloseCode
 from reverb.proto.session import State
 from reverb.stats import ConnectionStats
 
-__all__ = ["LOOP_TIMEOUT", "MAX_REASON", "ServerView", "stats_json"]
+__all__ = ["LOOP_TIMEOUT", "MAX_REASON", "MAX_ROOMS", "ServerView", "stats_json"]
 
+MAX_ROOMS = 200  # rooms /metrics exports and the overview lists: the fullest first
+RATE_WINDOW = 1.0  # s: a room's held tick rate is measured over at least this long
+MAX_METADATA_CHARS = 200  # a room's metadata shown on a page is cut to this many characters
 MAX_REASON = 200  # §10.1: a close reason is short; an operator's note is cut to this
 LOOP_TIMEOUT = 5.0  # s the monitor waits for an AsyncServer's loop to run its read
 T = TypeVar("T")
@@ -38,6 +51,9 @@ class ServerView:
         self.server = server
         self.hub = server.hub
         self.ctx = server.context
+        # room id -> (time, ticks, held rate) of the last measurement (rooms on show only)
+        self._marks: dict[str, tuple[float, int, float | None]] = {}
+        self._marks_lock = threading.Lock()
 
     def on_server(self, func: Callable[[], T]) -> T:
         """``func()`` where the server's sessions may be touched: under a threaded server's
@@ -65,6 +81,125 @@ class ServerView:
         except concurrent.futures.TimeoutError:
             future.cancel()
             raise TimeoutError("the server's event loop did not answer in time") from None
+
+    def on_game(self, func: Callable[[], T]) -> T:
+        """``func()`` reading game-thread state (rooms): on an ``AsyncServer``'s loop; on a
+        threaded server from this thread, again when the game thread changed a table under
+        the read (``RuntimeError``: a dict changed size during iteration)."""
+        if getattr(self.server, "lock", None) is None:
+            return self.on_server(func)
+        for _ in range(4):
+            try:
+                return func()
+            except RuntimeError:
+                continue
+        return func()
+
+    def rooms(self) -> dict[str, Any] | None:
+        """The live rooms when the server has room types defined (None otherwise): counts by
+        type over all of them, and rows for at most ``MAX_ROOMS`` (the fullest first, then
+        by id; the default room first)."""
+        service = getattr(self.server, "rooms", None)
+        if service is None or not getattr(service.matchmaker, "definitions", None):
+            return None
+        mm = service.matchmaker
+
+        held: dict[int, int] = {}  # member of a room other than the default -> its view size
+
+        def read() -> list[dict[str, Any]]:
+            held.clear()  # a read retried starts again
+            ticks = {s.key: s for s in mm.scheduler.stats()}
+            rows = []
+            for room in list(mm.rooms.values()):
+                members = sorted(list(room.clients))
+                if room.context is not self.ctx:  # the default room's come from snapshots
+                    held.update(_view_sizes(room.context.world))
+                stats = ticks.get(room.room_id)
+                rows.append(
+                    {
+                        "id": room.room_id,
+                        "type": room.name,
+                        "members": members,
+                        "clients": len(members),
+                        "max_clients": room.max_clients,
+                        "reserved": room.reserved,
+                        "locked": bool(room.locked),
+                        "objects": len(room.context.world.objects),
+                        "metadata": _metadata(room.metadata),
+                        "tick_rate": None if stats is None else stats.rate,
+                        "ticks": None if stats is None else stats.ticks,
+                        "tick_seconds_sum": None if stats is None else stats.mean * stats.ticks,
+                        "tick_p99": None if stats is None else stats.p99,
+                        "tick_max": None if stats is None else stats.max,
+                        "overruns": None if stats is None else stats.overruns,
+                    }
+                )
+            return rows
+
+        rows = self.on_game(read)
+        by_type: Counter[str] = Counter(row["type"] for row in rows)
+        member_room = {member: row["id"] for row in rows for member in row["members"]}
+        rows.sort(key=lambda r: (r["id"] != "default", -r["clients"], r["id"]))
+        shown = rows[:MAX_ROOMS]
+        now = time.monotonic()
+        for row in shown:
+            row["held_rate"] = self._held_rate(row["id"], row["ticks"], now)
+        with self._marks_lock:
+            keep = {row["id"] for row in shown}
+            for rid in [r for r in self._marks if r not in keep]:
+                del self._marks[rid]
+        return {
+            "total": len(rows),
+            "by_type": dict(sorted(by_type.items())),
+            "rooms": shown,
+            "truncated": len(rows) > MAX_ROOMS,
+            "member_room": member_room,
+            "member_view": dict(held),
+        }
+
+    def _matchmaker(self) -> Any:
+        service = getattr(self.server, "rooms", None)
+        if service is None or not getattr(service.matchmaker, "definitions", None):
+            return None
+        return service.matchmaker
+
+    def room_of(self, member: int) -> str | None:
+        """The id of the room ``member`` sits in (None: none, or no room types defined)."""
+        mm = self._matchmaker()
+        if mm is None:
+            return None
+
+        def read() -> str | None:
+            room = mm.room_of(member)
+            return None if room is None else str(room.room_id)
+
+        return self.on_game(read)
+
+    def room_ids(self) -> list[str] | None:
+        """The live rooms' ids for a selector: the default room first, then by id, at most
+        ``MAX_ROOMS`` (None: no room types defined)."""
+        mm = self._matchmaker()
+        if mm is None:
+            return None
+        ids = self.on_game(lambda: list(mm.rooms))
+        ids.sort(key=lambda rid: (rid != "default", rid))
+        return ids[:MAX_ROOMS]
+
+    def _held_rate(self, room_id: str, ticks: int | None, now: float) -> float | None:
+        """Ticks per second the room actually ran, over the last ``RATE_WINDOW`` or more
+        between two reads (None until two reads that far apart saw it)."""
+        if ticks is None:
+            return None
+        with self._marks_lock:
+            mark = self._marks.get(room_id)
+            if mark is None:
+                self._marks[room_id] = (now, ticks, None)
+                return None
+            since, before, rate = mark
+            if now - since >= RATE_WINDOW:
+                rate = (ticks - before) / (now - since)
+                self._marks[room_id] = (now, ticks, rate)
+            return rate
 
     def _objects_by_type(self) -> dict[str, int]:
         objects = list(self.ctx.world.objects.values())
@@ -125,6 +260,7 @@ class ServerView:
             "tick": self.ctx.world.tick_count,
             "max_send_buffer": getattr(self.server, "max_send_buffer", 0),
             "objects": self._objects_by_type(),
+            "rooms": self.rooms(),
         }
 
     def overview(self) -> dict[str, Any]:
@@ -133,7 +269,16 @@ class ServerView:
 
         clients, stats, traffic, connections = self.on_server(read)
         objects = self._objects_by_type()
+        rooms = self.rooms()
+        if rooms is not None:
+            member_room = rooms.pop("member_room")
+            member_view = rooms.pop("member_view")
+            for client in clients:
+                client["room"] = member_room.get(client["member"])
+                if client["member"] in member_view:
+                    client["view_size"] = member_view[client["member"]]
         return {
+            "rooms": rooms,
             "time": time.time(),
             "server": {
                 "address": f"{self.server.host}:{getattr(self.server, '_port', None)}",
@@ -237,6 +382,35 @@ def stats_json(stats: ConnectionStats) -> dict[str, Any]:
         for i in stats.incidents
     ]
     return row
+
+
+def _view_sizes(world: Any) -> dict[int, int]:
+    """How many objects each peer of a world holds, from the replication engine's views
+    (single C-level copies: ``list()`` of the views and of a view's members, ``len()`` of
+    what they hold); empty for an engine without them."""
+    views = getattr(world, "_views", None)
+    if not isinstance(views, list):
+        return {}
+    sizes: dict[int, int] = {}
+    for view in list(views):
+        size = len(view.held)
+        for member in list(view.members):
+            sizes[member] = size
+    return sizes
+
+
+def _metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """A room's metadata for a page: JSON values, each cut to ``MAX_METADATA_CHARS``."""
+    out: dict[str, Any] = {}
+    for key, value in list(dict(meta).items())[:20]:
+        try:
+            text = json.dumps(value)
+        except (TypeError, ValueError):
+            text = repr(type(value).__name__)
+        out[str(key)[:60]] = (
+            value if len(text) <= MAX_METADATA_CHARS else text[:MAX_METADATA_CHARS] + "…"
+        )
+    return out
 
 
 def _jsonable(value: Any) -> Any:

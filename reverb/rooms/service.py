@@ -150,6 +150,9 @@ class RoomService:
             reply = m.RpcErrorReply(
                 id=rpc.id, code=RpcCode.UNKNOWN_OBJECT, message="no such object"
             )
+        elif self.context.observer is not None and member in room.clients:
+            # a monitor runs (reverb.monitor): it times and logs the call, with its room
+            reply = self.context.observer.call(room.context.world, member, rpc, room.room_id)
         else:
             reply = room.call(member, rpc)
         self._send((member,), m.in_room(reply, named))

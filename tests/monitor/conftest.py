@@ -44,10 +44,11 @@ class Proc:
 class Game:
     """One server (``app.py server``) with its monitor, and its clients."""
 
-    def __init__(self, objects: int = 20, layer: str = "threaded") -> None:
+    def __init__(self, objects: int = 20, layer: str = "threaded", rooms: bool = False) -> None:
         self.procs: list[Proc] = []
         self.layer = layer
         extra = ("aio",) if layer == "asyncio" else ()
+        extra += ("rooms",) if rooms else ()
         self.server = self._add(Proc("server", str(objects), *extra))
         _, port, url = self.server.expect("READY ").split()
         self.port = int(port)
@@ -64,6 +65,12 @@ class Game:
     def client(self) -> tuple[Proc, int]:
         proc = self._add(Proc("client", str(self.port)))
         return proc, int(proc.expect("CONNECTED ").split()[1])
+
+    def room_client(self, mode: str) -> tuple[Proc, int, str]:
+        """A ``rooms=True`` client in the arena of ``mode``: (process, member, room id)."""
+        proc = self._add(Proc("room-client", str(self.port), mode))
+        _, member, room = proc.expect("JOINED ").split()
+        return proc, int(member), room
 
     def request(
         self,
@@ -109,6 +116,16 @@ def game() -> Iterator[Game]:
 def any_game(request: pytest.FixtureRequest) -> Iterator[Game]:
     """The game on each I/O layer: ``Server`` and ``AsyncServer``."""
     g = Game(layer=request.param)
+    try:
+        yield g
+    finally:
+        g.close()
+
+
+@pytest.fixture(params=["threaded", "asyncio"])
+def rooms_game(request: pytest.FixtureRequest) -> Iterator[Game]:
+    """The game with the room type "arena" defined, on each I/O layer."""
+    g = Game(layer=request.param, rooms=True)
     try:
         yield g
     finally:

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
+from tests.jsonproc import stop
 from tests.monitor.conftest import Game
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -214,3 +215,138 @@ def test_browser_without_token_sees_nothing(game: Game, browser: Any) -> None:
     browser.get(game.base + "/")
     assert "token required" in browser.page_source
     assert "Reverb monitor" not in browser.title
+
+
+def test_overview_lists_rooms_live(browser: Any) -> None:
+    """Rooms (§17): the overview's Rooms table lists each room with its clients, state,
+    objects, held tick rate and metadata, each client row names its room, and a disposed
+    room leaves the table while the page stays open."""
+    game = Game(rooms=True)
+    try:
+        _, a, duel = game.room_client("duel")
+        _, b, _ = game.room_client("duel")
+        squad_proc, c, squad = game.room_client("squad")
+        _, plain = game.client()
+        browser.get(game.url)
+        row = '#rooms tr[data-room="{}"]'
+        wait(
+            browser,
+            lambda d: (
+                d.find_elements(By.CSS_SELECTOR, row.format(duel))
+                and d.find_elements(By.CSS_SELECTOR, row.format(squad))
+                and d.find_elements(By.CSS_SELECTOR, row.format("default"))
+            ),
+            "the three rooms listed",
+        )
+
+        def cells(room: str) -> list[str]:
+            return list(
+                browser.execute_script(
+                    "const r = document.querySelector(arguments[0]);"
+                    "return r ? [...r.children].map((c) => c.textContent) : [];",
+                    row.format(room),
+                )
+            )
+
+        wait(browser, lambda d: cells(duel)[1:5] == ["arena", "2 / 4", "open", "3"], "duel row")
+        wait(browser, lambda d: cells(squad)[1:5] == ["arena", "1 / 4", "open", "2"], "squad row")
+        assert '"mode":"squad"' in cells(squad)[6]
+        # the tick rate it held, measured between two updates of the page (10 Hz asked)
+        held = wait(
+            browser, lambda d: (t := cells(duel)[5]) and not t.startswith("…") and t, "held rate"
+        )
+        assert held.endswith("/ 10 Hz") and 5.0 <= float(held.split()[0]) <= 12.0, held
+        for member, room in ((a, duel), (b, duel), (c, squad), (plain, "default")):
+            wait(
+                browser,
+                lambda d, m=member, r=room: (
+                    cell_text(d, f'#clients tr[data-member="{m}"] td.room') == r
+                ),
+                f"client {member} shown in room {room}",
+            )
+        wait(
+            browser,
+            lambda d: d.find_element(By.ID, "room-summary").text == "3 rooms: arena 2 · default 1",
+            "rooms counted by type",
+        )
+        shot(browser, "overview-rooms")
+
+        stop(squad_proc.proc)  # its last client gone, the squad arena is disposed
+        wait(
+            browser,
+            lambda d: (
+                not d.find_elements(By.CSS_SELECTOR, row.format(squad))
+                and d.find_elements(By.CSS_SELECTOR, row.format(duel))
+            ),
+            "the disposed room gone from the table",
+        )
+        wait(
+            browser,
+            lambda d: not d.find_elements(By.CSS_SELECTOR, f'#clients tr[data-member="{c}"]'),
+            "its client gone",
+        )
+        wait(
+            browser,
+            lambda d: cell_text(d, f'#clients tr[data-member="{a}"] td:nth-child(12)') == "3",
+            "a room client's view size read from its room",
+        )
+
+        # a room client's page: which room it sits in, and the room's objects it holds
+        browser.get(f"{game.base}/#/client/{a}")
+        wait(
+            browser,
+            lambda d: d.find_element(By.ID, "client-room").text == f"in room {duel}",
+            "the client page names its room",
+        )
+        wait(browser, lambda d: view_types(d, "#view") == ["Token"] * 3, "its view: the arena's")
+        mine = browser.find_elements(By.CSS_SELECTOR, "#view tbody tr td:nth-child(3)")
+        assert sorted(cell.text for cell in mine) == sorted(["server", f"#{a} (this)", f"#{b}"])
+        assert f"in room {duel}" in browser.find_element(By.ID, "view-title").text
+        SHOTS.mkdir(parents=True, exist_ok=True)  # its page scrolled to what it holds
+        browser.execute_script("document.getElementById('view-title').scrollIntoView()")
+        browser.save_screenshot(str(SHOTS / "client-room.png"))
+
+        # the world page: the default room first, then choose the duel arena
+        browser.find_element(By.ID, "nav-world").click()
+        wait(browser, lambda d: "Crate" in view_types(d, "#objects"), "the default room's world")
+        options = wait(
+            browser,
+            lambda d: room_options(d) if len(room_options(d)) == 2 else None,
+            "the rooms to choose from",
+        )
+        assert options == ["default", duel]
+        from selenium.webdriver.support.ui import Select
+
+        Select(browser.find_element(By.ID, "world-room")).select_by_value(duel)
+        wait(browser, lambda d: view_types(d, "#objects") == ["Token"] * 3, "the arena's objects")
+        assert browser.current_url.endswith(f"#/world/{duel}")
+        seen = browser.find_elements(By.CSS_SELECTOR, "#objects tbody tr td.seen-by")
+        assert {cell.text for cell in seen} == {" ".join(f"#{m}" for m in sorted([a, b]))}
+        wait(
+            browser,
+            lambda d: d.find_element(By.ID, "world-room").get_attribute("value") == duel,
+            "the selector shows the room chosen",
+        )
+        shot(browser, "world-room")
+    finally:
+        game.close()
+
+
+def view_types(driver: Any, table: str) -> list[str]:
+    """The type column of an objects table, read in one step (it is re-rendered live)."""
+    return sorted(
+        driver.execute_script(
+            "return [...document.querySelectorAll(arguments[0] + ' tbody tr')]"
+            ".map((r) => r.children[1].textContent)",
+            table,
+        )
+    )
+
+
+def room_options(driver: Any) -> list[str]:
+    return list(
+        driver.execute_script(
+            "const s = document.getElementById('world-room');"
+            "return s ? [...s.options].map((o) => o.value) : [];"
+        )
+    )

@@ -10,6 +10,7 @@ import pytest
 
 from reverb.monitor._metrics import Family, write_text
 from reverb.monitor._observer import TICK_BUCKETS, Histogram
+from tests.jsonproc import stop
 from tests.monitor.conftest import Game, Local, until
 
 parser = pytest.importorskip("prometheus_client.parser")
@@ -161,3 +162,71 @@ def test_fallback_writer_is_valid_exposition() -> None:
         "x_rtt_seconds_sum": 0.5,
     }
     assert all(s.labels == {"client": "3"} for s in rtt.samples)
+
+
+def room_rows(fams: dict[str, Any], name: str) -> dict[str, float]:
+    """``{room id: value}`` of a per-room family's samples."""
+    return {
+        s.labels["room"]: float(s.value)
+        for fam in fams.values()
+        for s in fam.samples
+        if s.name == name
+    }
+
+
+def test_per_room_series(rooms_game: Game) -> None:
+    """Rooms (§17): counted by type, series per room, a client's room, and a disposed
+    room's series gone at the next scrape."""
+    game = rooms_game
+    _, a, duel = game.room_client("duel")
+    _, b, duel_too = game.room_client("duel")
+    squad_proc, c, squad = game.room_client("squad")
+    _, plain = game.client()  # a protocol-1 client: the default room
+    assert duel == duel_too and squad != duel
+
+    def ticked() -> dict[str, Any] | None:
+        fams = scrape(game)
+        if "reverb_room_ticks" not in fams:
+            return None
+        ticks = room_rows(fams, "reverb_room_ticks_total")
+        return fams if ticks.get(duel, 0) >= 3 and ticks.get(squad, 0) >= 3 else None
+
+    fams = until(ticked, what="both arenas ticking")
+    assert value(fams, "reverb_rooms", type="arena") == 2
+    assert value(fams, "reverb_rooms", type="default") == 1
+    assert value(fams, "reverb_rooms_exported") == 3
+    assert room_rows(fams, "reverb_room_clients") == {duel: 2, squad: 1, "default": 1}
+    assert value(fams, "reverb_room_max_clients", room=duel, type="arena") == 4
+    assert room_rows(fams, "reverb_room_objects")[duel] == 3  # the marker and two tokens
+    assert room_rows(fams, "reverb_room_objects")[squad] == 2
+    assert room_rows(fams, "reverb_room_locked") == {duel: 0, squad: 0, "default": 0}
+    assert value(fams, "reverb_room_tick_rate_hz", room=squad, type="arena") == 10
+    assert fams["reverb_room_tick_duration_seconds"].type == "summary"
+    count = value(fams, "reverb_room_tick_duration_seconds_count", room=duel)
+    assert count >= 3
+    assert value(fams, "reverb_room_tick_duration_seconds_sum", room=duel) > 0
+    assert "default" not in room_rows(fams, "reverb_room_ticks_total")  # the server's ticks
+    rooms_of = {
+        s.labels["client"]: s.labels["room"]
+        for s in fams["reverb_client_room"].samples
+        if s.value == 1
+    }
+    assert rooms_of == {str(a): duel, str(b): duel, str(c): squad, str(plain): "default"}
+
+    stop(squad_proc.proc)  # its last client gone, the squad arena is disposed
+
+    def squad_gone() -> dict[str, Any] | None:
+        fams = scrape(game)
+        return fams if squad not in room_rows(fams, "reverb_room_clients") else None
+
+    fams = until(squad_gone, what="the disposed room's series dropped")
+    assert value(fams, "reverb_rooms", type="arena") == 1
+    for name in ("reverb_room_objects", "reverb_room_ticks_total", "reverb_room_locked"):
+        assert squad not in room_rows(fams, name)
+    assert str(c) not in {s.labels["client"] for s in fams["reverb_client_room"].samples}
+
+
+def test_no_room_series_without_room_types(game: Game) -> None:
+    game.client()
+    fams = scrape(game)
+    assert not [name for name in fams if name.startswith(("reverb_room", "reverb_client_room"))]

@@ -62,11 +62,12 @@ function card(k, v, id) {
             el("div", { class: "k" }, k));
 }
 
-function subscribe(topic, render) {
+function subscribe(topic, render, room) {
   if (stream) stream.close();
   live.textContent = "connecting…";
   live.className = "live off";
-  stream = new EventSource("/api/events?topic=" + encodeURIComponent(topic));
+  stream = new EventSource("/api/events?topic=" + encodeURIComponent(topic) +
+    (room ? "&room=" + encodeURIComponent(room) : ""));
   stream.addEventListener("update", (ev) => {
     live.textContent = "live · " + new Date().toLocaleTimeString();
     live.className = "live on";
@@ -83,8 +84,10 @@ function subscribe(topic, render) {
 function renderOverview(data) {
   const s = data.server;
   const limits = Object.entries(s.stats).filter(([k]) => k.startsWith("limit."));
+  const rooms = data.rooms; // null: the server has no room types (protocol §17)
   const rows = data.clients.map((c) => el("tr", { "data-member": c.member },
     el("td", {}, el("a", { href: "#/client/" + c.member }, "#" + c.member)),
+    rooms ? el("td", { class: "room" }, c.room === null || c.room === undefined ? "–" : c.room) : null,
     el("td", {}, c.address),
     el("td", {}, c.identity === null ? "" : value(c.identity)),
     el("td", { class: "num rtt", title: c.rtt_samples + " samples, min " + ms(c.rtt_min) +
@@ -111,11 +114,12 @@ function renderOverview(data) {
       card("received", bytes(s.bytes_received)),
       card("accepted / refused", (s.stats.accepted || 0) + " / " + (s.stats.refused || 0))),
     el("h2", {}, "Clients"),
-    table("clients", [{ t: "member" }, { t: "address" }, { t: "identity" }, { t: "RTT", num: 1 },
+    table("clients", [{ t: "member" }, ...(rooms ? [{ t: "room" }] : []), { t: "address" }, { t: "identity" }, { t: "RTT", num: 1 },
       { t: "connected", num: 1 }, { t: "sent", num: 1 }, { t: "received", num: 1 },
       { t: "frames out", num: 1 }, { t: "calls", num: 1 },
       { t: "send buffer" }, { t: "view size", num: 1 }, { t: "calls queued", num: 1 }], rows),
     data.clients.length ? null : el("p", { class: "dim" }, "No client connected."),
+    ...(rooms ? roomsSection(rooms) : []),
     el("h2", {}, "Objects by type"),
     table("types", [{ t: "type" }, { t: "count", num: 1 }],
       Object.entries(s.objects_by_type).map(([k, n]) =>
@@ -124,6 +128,32 @@ function renderOverview(data) {
     limitRows.length ? table("limits", [{ t: "limit" }, { t: "hits", num: 1 }], limitRows)
       : el("p", { class: "dim" }, "None."),
   ].filter((node) => node !== null));
+}
+
+function roomsSection(rooms) {
+  const rows = rooms.rooms.map((r) => el("tr", { "data-room": r.id },
+    el("td", {}, el("code", {}, r.id)),
+    el("td", {}, r.type),
+    el("td", { class: "num" + (r.max_clients !== null && r.clients >= r.max_clients ? " dim" : "") },
+      r.clients + " / " + (r.max_clients === null ? "∞" : r.max_clients) +
+      (r.reserved ? " (+" + r.reserved + " reserved)" : "")),
+    el("td", { class: r.locked ? "bad" : "dim" }, r.locked ? "locked" : "open"),
+    el("td", { class: "num" }, r.objects),
+    el("td", { class: "num", title: r.tick_rate === null ? "ticked with the server's world" :
+      "asks for " + r.tick_rate + " Hz; p99 " + ms(r.tick_p99) + ", max " + ms(r.tick_max) +
+      ", " + r.overruns + " overruns" },
+      r.tick_rate === null ? "server's" : (r.held_rate === null ? "…" : r.held_rate.toFixed(1)) +
+      " / " + r.tick_rate + " Hz"),
+    el("td", { class: "fields" }, Object.keys(r.metadata).length ? value(r.metadata) : ""),
+  ));
+  const types = Object.entries(rooms.by_type).map(([k, n]) => k + " " + n).join(" · ");
+  return [
+    el("h2", {}, "Rooms"),
+    el("p", { class: "dim", id: "room-summary" }, rooms.total + " rooms: " + types +
+      (rooms.truncated ? " (the " + rooms.rooms.length + " fullest shown)" : "")),
+    table("rooms", [{ t: "room" }, { t: "type" }, { t: "clients", num: 1 }, { t: "state" },
+      { t: "objects", num: 1 }, { t: "tick rate held", num: 1 }, { t: "metadata" }], rows),
+  ];
 }
 
 // -- world ----------------------------------------------------------------------------------
@@ -155,19 +185,40 @@ function objectRows(objects, mine) {
   return rows;
 }
 
+function roomOptions(select, data) {
+  // the rooms to choose from (protocol §17): the default room first, then by id
+  const ids = data.rooms || [];
+  const have = [...select.options].map((o) => o.value).join("\n");
+  if (have !== ids.join("\n")) {
+    select.replaceChildren(...ids.map((id) => el("option", { value: id },
+      id === "default" ? "default (the server's world)" : id)));
+  }
+  select.value = data.room;
+}
+
 function renderWorld(data) {
   window.lastWorld = data;
   if (!document.getElementById("world-filter")) {
     const input = el("input", { id: "world-filter", placeholder: "filter: type, uid or value" });
     input.addEventListener("input", () => renderWorld(window.lastWorld));
+    const select = el("select", { id: "world-room", title: "room" });
+    select.addEventListener("change", () => {
+      location.hash = select.value === "default" ? "#/world" : "#/world/" + encodeURIComponent(select.value);
+    });
     main.replaceChildren(
-      el("div", { class: "toolbar" }, el("span", { id: "world-tick" }), el("span", { id: "world-count", class: "dim" }), input),
+      el("div", { class: "toolbar" }, select, el("span", { id: "world-tick" }), el("span", { id: "world-count", class: "dim" }), input),
       el("div", { id: "world-table" }));
   }
+  const select = document.getElementById("world-room");
+  select.hidden = data.rooms === null || data.rooms === undefined;
+  if (!select.hidden) roomOptions(select, data);
   const f = document.getElementById("world-filter").value.toLowerCase();
   const objects = data.objects.filter((o) => !f || o.type.toLowerCase().includes(f) ||
     JSON.stringify(o.fields).toLowerCase().includes(f) || String(o.uid) === f);
-  document.getElementById("world-tick").textContent = "tick " + data.tick;
+  document.getElementById("world-tick").textContent = data.tick === null ?
+    (data.watched === false ? "too many rooms watched at once" :
+      data.room && data.room !== "default" ? "no such room (disposed?)" : "no snapshot yet")
+    : "tick " + data.tick;
   document.getElementById("world-count").textContent = objects.length + " of " +
     data.objects.length + " objects · seen by " + data.peers.length + " synced clients" +
     (data.truncated ? " · truncated" : "");
@@ -204,7 +255,8 @@ function renderClient(member, data) {
     q.addEventListener("input", () => { frameFilter.q = q.value; });
     kind.addEventListener("change", () => { frameFilter.kind = kind.value; });
     main.replaceChildren(
-      el("h2", {}, "Client #" + member + " ", el("span", { id: "client-state" })),
+      el("h2", {}, "Client #" + member + " ", el("span", { id: "client-state" }),
+        el("span", { id: "client-room", class: "dim" })),
       el("div", { id: "client-cards", class: "cards" }),
       el("div", { id: "client-controls" },
         el("div", { class: "toolbar" }, reason, button, result),
@@ -223,6 +275,9 @@ function renderClient(member, data) {
   const state = document.getElementById("client-state");
   state.textContent = data.connected ? "connected" : "disconnected";
   state.className = data.connected ? "" : "bad";
+  const room = document.getElementById("client-room");
+  room.replaceChildren(...(data.room ? [" in room ", el("a", { href: data.room === "default" ?
+    "#/world" : "#/world/" + encodeURIComponent(data.room) }, data.room)] : []));
   const c = data.counters || {};
   const st = data.stats;
   document.getElementById("client-cards").replaceChildren(...(st ? [
@@ -257,7 +312,8 @@ function renderClient(member, data) {
     table("client-rpcs", [{ t: "time" }, { t: "object" }, { t: "method" }, { t: "result" },
       { t: "ms", num: 1 }], data.rpcs.slice().reverse().map(rpcCells)));
   document.getElementById("view-title").textContent =
-    "What it holds (as of tick " + data.tick + ")";
+    "What it holds" + (data.room && data.room !== "default" ? " in room " + data.room : "") +
+    " (as of tick " + data.tick + ")";
   document.getElementById("view-wrap").replaceChildren(
     table("view", [{ t: "uid", num: 1 }, { t: "type" }, { t: "owner" }, { t: "fields" },
       { t: "seen by" }, { t: "" }],
@@ -284,7 +340,7 @@ async function disconnect(member, reason, result) {
 function rpcCells(r) {
   return el("tr", { "data-seq": r.seq },
     el("td", {}, time(r.at)),
-    el("td", {}, r.type + " uid=" + r.uid),
+    el("td", {}, r.type + " uid=" + r.uid + (r.room ? " in " + r.room : "")),
     el("td", {}, r.method + "(" + r.args.replace(/^\[|\]$/g, "") + ")"),
     el("td", { class: r.code === "ok" ? "" : "bad" }, r.code + (r.message ? ": " + r.message : "")),
     el("td", { class: "num" }, (r.seconds * 1000).toFixed(3)));
@@ -315,8 +371,9 @@ function route() {
     const member = Number(client[1]);
     frameFilter = { q: "", kind: "" };
     subscribe("client:" + member, (d) => renderClient(member, d));
-  } else if (hash === "#/world") {
-    subscribe("world", renderWorld);
+  } else if (hash === "#/world" || hash.startsWith("#/world/")) {
+    const room = hash === "#/world" ? "" : decodeURIComponent(hash.slice("#/world/".length));
+    subscribe("world", renderWorld, room);
   } else if (hash === "#/rpc") {
     subscribe("rpc", renderRpc);
   } else {
