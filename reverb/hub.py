@@ -27,6 +27,7 @@ from reverb.errors import (
 from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE, encode_frame
 from reverb.proto.session import (
+    COLUMNS,
     DEFLATE,
     FRAME_TIMEOUT,
     GRANTABLE,
@@ -448,8 +449,9 @@ class ServerHub:
         A sync entry too large for one client's ``max_frame`` closes only the clients with
         that limit, with 1009 (§7.5, §10.2); the others get their sync as usual.
         """
-        encoded: dict[tuple[int, bool, bool], list[bytes] | EncodeError] = {}
-        framed: dict[tuple[int, bool, bool], list[bytes]] = {}  # the same, with headers: shared
+        encoded: dict[tuple[int, bool, bool, bool], list[bytes] | EncodeError] = {}
+        framed: dict[tuple[int, bool, bool, bool], list[bytes]] = {}  # with headers: shared
+        columnar = type(message) is m.SyncFrame and message.offers_columns
         touched = []
         # a reply ends its call: the id may be used again (§8.5)
         answers = message.id if isinstance(message, (m.RpcResult, m.RpcErrorReply)) else None
@@ -467,13 +469,15 @@ class ServerHub:
             if isinstance(answered, int):
                 session.room_answered(answered)
             stamp = scoped and ROOMS in session.features
-            key = (session.peer_max_frame, DEFLATE in session.features, stamp)
+            cols = columnar and COLUMNS in session.features  # §20
+            key = (session.peer_max_frame, DEFLATE in session.features, stamp, cols)
             if key not in encoded:
-                plain = encoded.get((key[0], False, stamp)) if key[1] else None
+                plain = encoded.get((key[0], False, stamp, cols)) if key[1] else None
                 try:
                     if plain is None:
+                        variant = message.columnar() if cols else message  # type: ignore[attr-defined]
                         plain = _encode(
-                            m.in_room(message, DEFAULT_ROOM) if stamp else message, key[0]
+                            m.in_room(variant, DEFAULT_ROOM) if stamp else variant, key[0]
                         )
                     encoded[key] = _deflated(plain) if key[1] else plain
                 except EncodeError as exc:

@@ -20,7 +20,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import chain, compress, repeat
-from operator import itemgetter
+from operator import ge, itemgetter
 from typing import Any, ClassVar, Union
 
 from reverb.errors import CloseCode, EncodeError, RemoteProtocolError
@@ -330,6 +330,9 @@ def in_room(message: Message, room: str) -> Message:
     if isinstance(message, (SyncFrame, WireSync)):
         stamped = copy.copy(message)
         object.__setattr__(stamped, "room", room)
+        rows = getattr(stamped, "_rows", None)
+        if rows is not None:  # §20.4: its rows, should it be split, carry the room too
+            object.__setattr__(stamped, "_rows", in_room(rows, room))
         return stamped
     return dataclasses.replace(message, room=room)  # type: ignore[call-arg]
 
@@ -812,7 +815,99 @@ def _decode_sync(obj: dict[str, Any]) -> WireSync | None:
     room = obj.get("room")
     if room is not None and type(room) is not str:
         return None
-    return WireSync(tick, full, final, spawn, update, despawn, schema, time, left, room)
+    cols = obj.get("cols")
+    if cols is not None:
+        _check_cols(cols)
+    sync = WireSync(tick, full, final, spawn, update, despawn, schema, time, left, room)
+    if cols:
+        object.__setattr__(sync, "cols", cols)
+    return sync
+
+
+def _check_cols(cols: Any) -> None:
+    """§20.2: an array of blocks ``[indexes, uids, column, ...]``: ``indexes`` a non-empty
+    array of strictly increasing ints, ``uids`` a non-empty array of ints, then one array per
+    index, each as long as ``uids``. Indexes are checked against the field tables by the
+    client world, which holds them."""
+    if type(cols) is not list or not _all(_LIST_TYPES, cols):
+        raise RemoteProtocolError("sync cols is not an array of arrays (§20.2)", _PROTO)
+    for block in cols:
+        if len(block) < 3 or not _all(_LIST_TYPES, block):
+            raise RemoteProtocolError(
+                "a column block is not an array of at least 3 arrays (§20.2)", _PROTO
+            )
+        indexes, uids = block[0], block[1]
+        if len(block) != len(indexes) + 2:
+            raise RemoteProtocolError(
+                "a column block does not have one column per index (§20.2)", _PROTO
+            )
+        if not uids or not _all(_INT_TYPES, uids) or not _all(_INT_TYPES, indexes):
+            raise RemoteProtocolError(
+                "a column block's uids and indexes must be integers (§20.2)", _PROTO
+            )
+        if any(map(ge, indexes, indexes[1:])) or indexes[0] < 0:
+            raise RemoteProtocolError(
+                "a column block's indexes are not strictly increasing (§20.2)", _PROTO
+            )
+        n = len(uids)
+        if any(len(column) != n for column in block[2:]):
+            raise RemoteProtocolError(
+                "a column of a block is not as long as its uids (§20.2)", _PROTO
+            )
+
+
+_PROTO = CloseCode.PROTOCOL_ERROR
+
+
+def block_rows(cols: list[list[Any]]) -> list[list[Any]]:
+    """§20.3: the compact update entries (§12.4) that column blocks stand for, in order."""
+    rows: list[list[Any]] = []
+    for block in cols:
+        indexes, uids, columns = block[0], block[1], block[2:]
+        for k, uid in enumerate(uids):
+            row = [uid]
+            for index, column in zip(indexes, columns, strict=True):
+                row.append(index)
+                row.append(column[k])
+            rows.append(row)
+    return rows
+
+
+MIN_BLOCK = 4  # §20: fewer rows of the same shape than this stay rows (a block costs bytes)
+
+
+def column_blocks(uids: list[int], rows: list[Any]) -> tuple[list[Any], list[int], list[Any]]:
+    """§20.2: compact update entries (§12.4; object-form entries stay as they are) as column
+    blocks of entries with the same indexes, and the entries left as rows. Every uid appears
+    once in ``uids`` (the world's one entry per object per tick), so moving rows into blocks,
+    applied after the rows (§20.3), changes nothing."""
+    n = len(rows)
+    if n < MIN_BLOCK:
+        return [], uids, rows
+    if set(map(type, rows)) == {list} and len(set(map(len, rows))) == 1 and len(rows[0]) > 1:
+        columns = list(zip(*rows, strict=True))
+        index_columns = columns[1::2]
+        if all(column.count(column[0]) == n for column in index_columns):  # the common tick
+            block = [[c[0] for c in index_columns], list(columns[0])]
+            block += map(list, columns[2::2])
+            return [block], [], []
+    groups: dict[tuple[Any, ...], list[int]] = {}
+    for i, row in enumerate(rows):
+        if type(row) is list and len(row) > 1:
+            groups.setdefault(tuple(row[1::2]), []).append(i)
+    blocks: list[Any] = []
+    taken: set[int] = set()
+    for key, members in groups.items():
+        if len(members) >= MIN_BLOCK:
+            columns = list(zip(*[rows[i] for i in members], strict=True))
+            block = [list(key), list(columns[0])]
+            block += map(list, columns[2::2])
+            blocks.append(block)
+            taken.update(members)
+    if not blocks:
+        return [], uids, rows
+    rest = [i for i in range(n) if i not in taken]
+    return blocks, [uids[i] for i in rest], [rows[i] for i in rest]
 
 
 def _check_left(left: Any, despawn: list[int]) -> None:
@@ -916,6 +1011,7 @@ class WireSync(Sync):
         set_(self, "time", ABSENT if time is None else float(time))
         set_(self, "left", ABSENT if left is None else tuple(left))
         set_(self, "_lists", (spawn, update, despawn, schema))
+        set_(self, "cols", None)  # §20.2: column blocks, when the sync has any
 
     def wire(self) -> WireLists:
         return self._lists
@@ -960,6 +1056,9 @@ def _update_entry(e: Any) -> UpdateEntry:
 def _key(sync: Sync) -> tuple[Any, ...]:
     """What two syncs must share to be equal: unknown members (§3.5) do not count."""
     spawn, update, despawn, schema = sync.wire()
+    cols = getattr(sync, "cols", None)
+    if cols:  # §20.3: a block means its rows, after the entries
+        update = [*update, *block_rows(cols)]
     return (
         sync.tick,
         sync.full,
@@ -1246,6 +1345,10 @@ class SyncFrame(Sync):
 
     lists: tuple[Entries, Entries, Entries]
     schema_bytes: bytes | None
+    cols_bytes: bytes | None
+    _rows: SyncFrame | None
+    _columns: Callable[[], tuple[bytes, Entries] | None] | None
+    _columnar: SyncFrame | None
     _decoded: tuple[tuple[SpawnEntry, ...], tuple[UpdateEntry, ...], tuple[int, ...]] | None
 
     def __init__(
@@ -1274,6 +1377,10 @@ class SyncFrame(Sync):
         gone = Entries(despawn, fragments=[b"%d" % u for u in despawn])
         set_(self, "lists", (spawn or Entries(), update or Entries(), gone))
         set_(self, "_decoded", None)
+        set_(self, "cols_bytes", None)  # §20.2: the column blocks, encoded (a columnar variant)
+        set_(self, "_rows", None)  # on a columnar variant: the same tick in rows (for parts)
+        set_(self, "_columns", None)  # what makes the columnar variant, offered by the world
+        set_(self, "_columnar", None)
 
     def _head(self, final: bool, schema: bytes | None, left: Any = ABSENT) -> bytes:
         head = b'{"type":"sync","tick":%d,"full":%s,"final":%s' % (
@@ -1298,6 +1405,7 @@ class SyncFrame(Sync):
     ) -> bytes:
         spawn, update, despawn = joined
         opening = _LISTS
+        cols = self.cols_bytes
         return b"".join(
             (
                 self._head(final, schema, left),
@@ -1307,9 +1415,39 @@ class SyncFrame(Sync):
                 update,
                 opening[2],
                 despawn,
-                opening[3],
+                opening[3] if cols is None else b'],"cols":' + cols + b"}",
             )
         )
+
+    def offer_columns(self, columns: Callable[[], tuple[bytes, Entries] | None]) -> None:
+        """§20: ``columns()`` gives this sync's update entries as column blocks (encoded)
+        and the entries left as rows, or None; called once, for the first "columns" peer."""
+        object.__setattr__(self, "_columns", columns)
+
+    @property
+    def offers_columns(self) -> bool:
+        return self._columns is not None
+
+    def columnar(self) -> SyncFrame:
+        """This sync for a "columns" peer (§20): its updates in column blocks where the
+        world offered them, else itself. Made once and shared by every such peer."""
+        made = self._columnar
+        if made is None:
+            made = self
+            columns = self._columns
+            found = columns() if columns is not None else None
+            if found is not None:
+                cols, rest = found
+                spawn, _, gone = self.lists
+                made = SyncFrame(self.tick, self.full, spawn, rest, None, self.final)
+                set_ = object.__setattr__
+                for name in ("room", "schema_bytes", "time", "left"):
+                    set_(made, name, getattr(self, name))
+                set_(made, "lists", (spawn, rest, gone))
+                set_(made, "cols_bytes", cols)
+                set_(made, "_rows", self)
+            object.__setattr__(self, "_columnar", made)
+        return made
 
     def body(self) -> bytes:
         """The whole sync as one frame body."""
@@ -1326,6 +1464,9 @@ class SyncFrame(Sync):
         body = self.body()
         if len(body) <= limit:
             return [body]
+        rows = self._rows
+        if rows is not None:  # §20.4: a sync that must be split goes in rows
+            return rows.parts(limit)
         # As many entries per part as fit, in order: spawns, then updates, then despawns.
         overhead = len(self._assemble((b"", b"", b""), False)) + 16
         left = self.left
@@ -1412,6 +1553,8 @@ class SyncFrame(Sync):
         spawn, update, despawn = (
             json.loads(b"[" + entries.joined() + b"]") for entries in self.lists
         )
+        if self.cols_bytes is not None:  # §20.3: the blocks' rows come after the entries
+            update += block_rows(json.loads(self.cols_bytes))
         schema = self.schema_bytes
         return spawn, update, despawn, None if schema is None else json.loads(schema)
 

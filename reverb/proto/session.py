@@ -65,7 +65,9 @@ MAX_BYTES_PER_SECOND = 1048576.0
 MESSAGES = "messages"  # §14: named application messages, both ways
 TIME = "time"  # §13: server time on welcome, syncs and pongs; a sync every tick
 INTEREST = "interest"  # §16: despawn reasons (sync.left)
-FEATURES = ("compact", TIME, MESSAGES, INTEREST)
+# §20: update entries of the same shape as column blocks; granted only with "compact"
+COLUMNS = "columns"
+FEATURES = ("compact", TIME, MESSAGES, INTEREST, COLUMNS)
 # §15: asked for only when a client opts in (it costs CPU on both ends to save bandwidth)
 DEFLATE = "deflate"
 # §18: session resume, asked for by a client that reconnects by itself (Client(reconnect=...))
@@ -780,6 +782,8 @@ class Session:
             self.peer_max_frame = hello.max_frame
         asked = _features(hello.features, "hello")
         granted = [f for f in self.offered if f in asked]
+        if COLUMNS in granted and "compact" not in granted:  # §20.1
+            granted.remove(COLUMNS)
         if self._check_contract is not None and not isinstance(hello.contract, m.Absent):
             mismatch = self._check_contract(hello.contract)
             if mismatch is not None:

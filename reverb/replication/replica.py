@@ -111,12 +111,14 @@ class ClientWorld:
             despawn = [u for wire in lists for u in wire[2]]
             schemas = [wire[3] for wire in lists if wire[3] is not None]
             left = [u for p in parts if not isinstance(p.left, m.Absent) for u in p.left]
+            cols: list[Any] | None = [b for p in parts for b in getattr(p, "cols", None) or ()]
         else:
             spawn, update, despawn, schema = sync.wire()
             schemas = [] if schema is None else [schema]
             left = [] if isinstance(sync.left, m.Absent) else list(sync.left)
+            cols = getattr(sync, "cols", None)
         try:
-            changes = self._apply(sync.full, spawn, update, despawn, schemas)
+            changes = self._apply(sync.full, spawn, update, despawn, schemas, cols)
             if left or self._left:
                 changes = self._reasons(changes, set(left))
         except RemoteProtocolError:
@@ -133,23 +135,31 @@ class ClientWorld:
         update: list[Any],
         despawn: list[int],
         schemas: list[dict[str, Any]],
+        cols: list[Any] | None = None,
     ) -> list[Change]:
         """Check the whole tick, build its new replicas, then change the table (§7.6)."""
         objects = self.objects
         observe = self.observe
         self.changes = []
         self.snapped = set()
-        if schemas:
+        if schemas or cols:
             if not self.compact:
                 raise RemoteProtocolError(
-                    "sync schema without the compact feature (§12)", CloseCode.PROTOCOL_ERROR
+                    "sync schema or cols without the compact feature (§12, §20)",
+                    CloseCode.PROTOCOL_ERROR,
                 )
-            self._tables = self._extend_tables(schemas)
+            if schemas:
+                self._tables = self._extend_tables(schemas)
         spawned = self._check_spawns(full, spawn) if spawn else {}
         # Build every new replica before touching the table: a failing constructor
         # leaves it as it was.
         built = {e["uid"]: self._build(e) for e in spawn if e["uid"] not in objects}
         lookup = {**objects, **built} if built else objects
+        apply_cols = None
+        if cols:  # §20.3: the blocks' rows, after the update entries
+            apply_cols = None if observe is not None else self._fast_cols(cols, lookup)
+            if apply_cols is None:
+                update = [*update, *m.block_rows(cols)]
         apply_updates = self._check_updates(update, lookup) if update else None
         if despawn:
             gone = set(despawn)
@@ -191,6 +201,8 @@ class ClientWorld:
                     for obj, names, olds in watched
                     for name, old in zip(names, olds, strict=True)
                 ]
+        if apply_cols is not None:
+            apply_cols()
         for uid in despawn:
             changes.append(Despawned(objects.pop(uid)))
         return changes
@@ -413,6 +425,38 @@ class ClientWorld:
         def apply() -> None:
             for name, column in zip(names, values, strict=True):
                 deque(map(setitem, dicts, repeat(name), column), 0)
+
+        return apply
+
+    def _fast_cols(self, cols: list[Any], lookup: dict[int, Any]) -> Callable[[], None] | None:
+        """§20: column blocks of one class each, checked block by block and applied column
+        by column (a C loop per column); None sends them the way of their rows."""
+        shapes = self._shapes
+        work = []
+        for block in cols:
+            try:
+                objs = list(map(lookup.__getitem__, block[1]))
+            except KeyError:
+                return None  # the rows' check names the uid (§7.6)
+            classes = set(map(type, objs))
+            if len(classes) != 1:
+                return None
+            cls = classes.pop()
+            key = (cls, tuple(block[0]))
+            names = shapes.get(key)
+            if names is None:
+                names = self._resolve(cls, key[1])
+                if not self._check_names(cls, names):
+                    return None
+                if len(shapes) >= _MAX_SHAPES:
+                    shapes.clear()
+                shapes[key] = names
+            work.append((names, block[2:], list(map(_dict_of, objs))))
+
+        def apply() -> None:
+            for names, columns, dicts in work:
+                for name, column in zip(names, columns, strict=True):
+                    deque(map(setitem, dicts, repeat(name), column), 0)
 
         return apply
 

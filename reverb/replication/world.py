@@ -872,11 +872,14 @@ class ServerWorld:
             shared.entries = m.Entries(shared.uids, values=[entry for _, entry in updated])
         schema = shared.schema if view.compact else None
         snaps = view.time and bool(shared.snapped)  # §13.5: only "time" peers see snap
+        columns = None
         if held.issuperset(shared.uids) and not shared.private:
             if snaps:
                 update = shared.snap_entries(updated, view.compact)
             else:
                 update = shared.compact_entries if view.compact else shared.entries
+                if view.compact and len(update) >= m.MIN_BLOCK:
+                    columns = shared.columns  # §20: for the view's "columns" peers
         else:
             if snaps:
                 values = shared.snap_values(updated, view.compact)
@@ -919,9 +922,12 @@ class ServerWorld:
         if not (spawn or update or despawn or schema):
             return m.SyncFrame(tick, False, time=time) if view.time else None  # §13.7
         reasons = left if view.reasons and left else None  # §16.3
-        return m.SyncFrame(
+        frame = m.SyncFrame(
             tick, False, spawn, update, despawn, schema=schema, time=time, left=reasons
         )
+        if columns is not None:
+            frame.offer_columns(columns)
+        return frame
 
     def _fragment_for(self, view: View, record: _Record) -> bytes:
         """The spawn entry for ``view``'s peers: without owner-only fields unless they own it."""
@@ -1296,6 +1302,19 @@ class _Shared:
         self._index: dict[int, int] | None = None
         self._plain: list[Any] | None = None
         self._fragments: dict[int, tuple[list[Any], list[bytes | None]]] = {}
+        self._columns: tuple[bytes, m.Entries] | bool | None = None  # False: none this tick
+
+    def columns(self) -> tuple[bytes, m.Entries] | None:
+        """§20: the compact entries as column blocks (encoded) and the entries left as rows,
+        made once per tick for every "columns" peer; None when no block is worth it."""
+        found = self._columns
+        if found is None:
+            entries = self.compact_entries
+            blocks, uids, rows = m.column_blocks(entries.uids, self.compact)
+            found = self._columns = (
+                (m.dumpb(blocks), m.Entries(uids, values=rows)) if blocks else False
+            )
+        return None if found is False else found  # type: ignore[return-value]
 
     def plain_values(self, updated: list[tuple[int, Any]]) -> list[Any]:
         """The plain entries of ``updated`` (made once per tick)."""
