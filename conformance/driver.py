@@ -233,6 +233,9 @@ class Table:
         self.field_tables: dict[str, list[str]] = {}
         self.compact_entries = 0
         self.schemas = 0
+        # §20: set when this connection asked for "columns"; rows received in column blocks
+        self.columns = False
+        self.column_rows = 0
         # §16: set when "interest" was granted; every uid any sync named, and the uids that
         # arrived in sync.left
         self.interest = False
@@ -283,6 +286,9 @@ class Table:
             if "schema" in part:
                 self._schema(part["schema"])
         updates = [entry for part in parts for entry in part["update"]]
+        for part in parts:  # §20.3: a block's rows come after every update entry of the tick
+            if "cols" in part:
+                updates += self._block_rows(part["cols"])
         despawns = [entry for part in parts for entry in part["despawn"]]
         for part in parts:
             if "left" in part:
@@ -372,6 +378,38 @@ class Table:
                 table.append(name)
             if len(table) > 1024:
                 raise ServerViolation(f"field table of {type_name} over 1024 names (§12.2)")
+
+    def _block_rows(self, cols: Any) -> list[list[Any]]:
+        """§20.2: column blocks as the compact update entries (§12.4) they stand for."""
+        if not self.columns:
+            raise ServerViolation("sync.cols on a connection without columns (§20.1)")
+        if not isinstance(cols, list):
+            raise ServerViolation(f"sync.cols is not an array (§20.2): {cols!r}"[:200])
+        rows: list[list[Any]] = []
+        for block in cols:
+            if (
+                not isinstance(block, list)
+                or len(block) < 3
+                or not all(isinstance(item, list) for item in block)
+            ):
+                raise ServerViolation(f"malformed column block (§20.2): {block!r}"[:200])
+            indexes, uids, columns = block[0], block[1], block[2:]
+            if (
+                not uids
+                or not all(is_int(u) for u in uids)
+                or not all(is_int(i) and i >= 0 for i in indexes)
+                or indexes != sorted(set(indexes))
+                or len(columns) != len(indexes)
+                or any(len(column) != len(uids) for column in columns)
+            ):
+                raise ServerViolation(f"malformed column block (§20.2): {block!r}"[:200])
+            for r, uid in enumerate(uids):
+                row: list[Any] = [uid]
+                for index, column in zip(indexes, columns, strict=True):
+                    row += [index, column[r]]
+                rows.append(row)
+        self.column_rows += len(rows)
+        return rows
 
     def _plain_update(self, entry: Any) -> Any:
         """A compact update entry (§12.4) as the object form it stands for."""
@@ -658,6 +696,7 @@ class Conn:
         if kind == "room_joined" or (kind == "room_left" and msg.get("room") == self.room):
             fresh = Table()
             fresh.compact, fresh.interest = self.table.compact, self.table.interest
+            fresh.columns = self.table.columns
             self.table = fresh
             self.room = msg.get("room") if kind == "room_joined" else None
         self.room_msgs.append(msg)

@@ -3,6 +3,7 @@
 from conformance.cases import (  # noqa: F401
     clarify,
     closing,
+    columns,
     compact,
     concurrency,
     deflate,
