@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, overload
 
 from reverb import _current
 from reverb.errors import LocalProtocolError
@@ -71,6 +71,31 @@ def _track(obj: Any, name: str) -> None:
         changed.add(name)
 
 
+_MAX_PLAIN = 512  # public names remembered per class; past that, writes take the slow way
+
+
+def _learn(cls: type, name: str) -> None:
+    """Remember that ``cls`` has no data descriptor for ``name`` (none in its MRO shadows
+    the instance dict), so that ``__setattr__`` may store it in ``__dict__`` directly: what
+    ``object.__setattr__`` would do, in a third of the time. A property, a slot or any
+    descriptor with ``__set__``/``__delete__`` keeps the name on the slow way, through it."""
+    plain: set[str] = cls.__dict__.get("_reverb_plain", _NO_PLAIN)
+    if plain is _NO_PLAIN or len(plain) >= _MAX_PLAIN:
+        return
+    for klass in cls.__mro__:
+        attr = klass.__dict__.get(name, _ABSENT)
+        if attr is not _ABSENT:
+            kind = type(attr)
+            if hasattr(kind, "__set__") or hasattr(kind, "__delete__"):
+                return
+            break
+    plain.add(name)
+
+
+_NO_PLAIN: set[str] = set()
+_ABSENT = object()
+
+
 def _tracking(hook: Callable[..., None]) -> Callable[..., None]:
     """``hook`` (a subclass's ``__setattr__`` or ``__delattr__``), then change tracking."""
 
@@ -108,6 +133,9 @@ class ReverbObject:
     # attributes assigned since the last tick, and the world's list of changed objects.
     _reverb_changed: set[str] | None = None
     _reverb_dirty: list[Any]
+    # Per class: public names that no data descriptor of the class (a property, a slot)
+    # handles, so that a write may go straight to the instance's __dict__ (see _learn).
+    _reverb_plain: ClassVar[set[str]] = set()
 
     def __init__(
         self,
@@ -124,13 +152,23 @@ class ReverbObject:
             _current.current_context().add(self)
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._reverb_plain:  # public, and no data descriptor of the class: the dict
+            self.__dict__[name] = value
+            changed = self._reverb_changed
+            if changed is not None:
+                if not changed:
+                    self._reverb_dirty.append(self)
+                changed.add(name)
+            return
         _set(self, name, value)
-        changed = self._reverb_changed
         # a public name: not "_" <= name < "`" (the names starting with "_"), without a slice
-        if changed is not None and not "_" <= name < "`":
-            if not changed:
-                self._reverb_dirty.append(self)
-            changed.add(name)
+        if not "_" <= name < "`":
+            _learn(type(self), name)
+            changed = self._reverb_changed
+            if changed is not None:
+                if not changed:
+                    self._reverb_dirty.append(self)
+                changed.add(name)
 
     def __delattr__(self, name: str) -> None:
         _del(self, name)
@@ -140,6 +178,7 @@ class ReverbObject:
         # A subclass's own __setattr__ / __delattr__ may write with object.__setattr__ and
         # never reach ours: wrap it so that its writes are tracked all the same.
         super().__init_subclass__(**kwargs)
+        cls._reverb_plain = set()
         for hook in ("__setattr__", "__delattr__"):
             own = cls.__dict__.get(hook)
             if own is not None and not getattr(own, "__reverb_tracked__", False):

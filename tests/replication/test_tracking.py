@@ -411,3 +411,80 @@ def test_a_subclass_with_its_own_setattr_is_tracked_too(cls: type[Hooked]) -> No
     obj.y = 1  # type: ignore[attr-defined]
     del obj.y  # type: ignore[attr-defined]
     assert world._dirty == [obj]
+
+
+# -- the direct write (a public name no data descriptor of the class handles) -----------------
+
+
+class Slotted(ReverbObject):
+    """A slot and a property next to plain attributes: both keep their own way of storing."""
+
+    __slots__ = ("s",)
+
+    def __init__(
+        self,
+        *,
+        uid: int | None = None,
+        add_on_init: bool = False,
+        belonging_membership: int | None = None,
+    ) -> None:
+        self.s = 0
+        self.p = 0
+        self.plain = 0
+        super().__init__(
+            uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+        )
+
+    @property
+    def p(self) -> int:
+        return int(self.__dict__.get("_p", 0))
+
+    @p.setter
+    def p(self, value: int) -> None:
+        self.__dict__["_p"] = value * 10
+
+
+def test_slots_and_properties_keep_their_way_of_storing_after_many_writes() -> None:
+    types = TypeRegistry()
+    types.register(Slotted)
+    world = ServerWorld(types)
+    obj = Slotted()
+    world.add(obj, ())
+    world.peer_joined(1)
+    world.tick(0.0)
+    for value in (1, 2, 3):  # past the first write of each name
+        obj.s = value
+        obj.p = value
+        obj.plain = value
+    assert "s" not in obj.__dict__ and obj.s == 3  # in its slot
+    assert obj.p == 30 and "p" not in obj.__dict__  # through the property's setter
+    assert obj.__dict__["plain"] == 3
+    assert "plain" in Slotted._reverb_plain
+    assert not {"s", "p"} & Slotted._reverb_plain
+    assert world._dirty == [obj]
+    # what replicates is unchanged: instance-dict attributes (the slot and the property are not)
+    assert {e.uid: e.fields for e in updates(world)} == {1: {"plain": 3}}
+
+
+def test_what_a_class_learns_is_its_own_and_not_its_parents() -> None:
+    class Base(ReverbObject):
+        pass
+
+    class Child(Base):
+        @property
+        def hp(self) -> int:
+            return 7
+
+        @hp.setter
+        def hp(self, value: int) -> None:
+            self.__dict__["_set_hp"] = value
+
+    base, child = Base(add_on_init=False), Child(add_on_init=False)
+    base.hp = 1  # type: ignore[attr-defined]
+    base.hp = 2  # type: ignore[attr-defined]
+    child.hp = 5
+    child.hp = 6
+    assert "hp" in Base._reverb_plain and "hp" not in Child._reverb_plain
+    assert base.__dict__["hp"] == 2
+    assert child.hp == 7 and child.__dict__["_set_hp"] == 6 and "hp" not in child.__dict__
+    assert "_set_hp" not in Base._reverb_plain | Child._reverb_plain  # private: never learnt
