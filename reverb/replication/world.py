@@ -124,7 +124,7 @@ class View:
     ) -> None:
         self.members = members
         self.compact = compact  # these peers take update entries in the compact form (§12)
-        self.time = time  # these peers take sync.time, snap and a sync every tick (§13)
+        self.time = time  # these peers take sync.time, snap and a sync every tick (§13, §19)
         self.reasons = reasons  # these peers take sync.left (the feature "interest", §16)
         # §19: "time" peers granted "quiet": an empty sync only after a non-empty one or when
         # their heartbeat is due; ``loud``: the last sync sent to them was not empty;

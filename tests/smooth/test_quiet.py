@@ -293,3 +293,16 @@ def test_a_quiet_client_keeps_its_clock_and_render_time_on_heartbeats() -> None:
     assert tick is not None and abs(tick - server.world.tick_count) < 2
     lag = now - client.render_time(now)
     assert 0.03 + 2 * TICK - 0.02 < lag < 0.03 + 10 * TICK + 0.02
+
+
+def test_a_room_world_takes_the_servers_quiet_interval() -> None:
+    from reverb.rooms import Room
+
+    class Arena(Room):
+        pass
+
+    net = MemoryNetwork(ReverbContext(ReverbSide.SERVER), quiet_interval=2.0)
+    net.server.define_room("arena", Arena)
+    room = net.server.matchmaker._make("arena", Arena, {}, 0.0)
+    assert isinstance(room, Arena)
+    assert room.context.world.quiet_interval == 2.0
