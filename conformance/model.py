@@ -32,6 +32,7 @@ GROUPS: dict[int, str] = {
     14: "Interest (per-client visibility)",
     15: "Rooms",
     16: "Resume (session resume, exactly-once calls)",
+    17: "Quiet idle ticks",
     18: "Column blocks (feature columns)",
 }
 

@@ -4,6 +4,7 @@ calling the I/O base class's ``__init__`` with ``max_send_buffer``."""
 
 from __future__ import annotations
 
+import math
 import ssl
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -34,6 +35,7 @@ from reverb.proto.session import (
     MAX_HANDSHAKE_FRAME,
     MAX_MESSAGES_PER_SECOND,
     PING_INTERVAL,
+    QUIET,
     RESUME,
     ROOMS,
     TIME,
@@ -42,6 +44,7 @@ from reverb.proto.session import (
 )
 from reverb.reconnect import ReconnectPolicy
 from reverb.replication.types import contract
+from reverb.replication.world import QUIET_INTERVAL
 from reverb.resume import DEFAULT_GRACE, MemberInfo, OwnedPolicy
 from reverb.rooms.client import ROOM_TIMEOUT, Lobby, join_request, room_result
 from reverb.stats import ConnectionStats, connection_stats
@@ -89,6 +92,9 @@ class ServerEndpoint:
     default all it implements: ``"compact"``, ``"messages"``). Limits and their defaults:
     docs/guide.md §10, protocol §11. ``client_budget`` (bytes per second, default None:
     unlimited) bounds what each client's syncs may use (guide §17, protocol §16.6).
+    ``quiet_interval`` (seconds, default 0.5) is how often a client granted ``"quiet"``
+    gets a sync while nothing changes for it (protocol §19.3); leave ``"quiet"`` out of
+    ``features`` to send every ``"time"`` client a sync every tick (§13.7).
 
     Resume (protocol §18, guide "Reconnection and resume"): a "resume" client whose
     connection drops keeps its membership ``resume_grace`` seconds (default 20); ``on_drop(info)``
@@ -129,7 +135,10 @@ class ServerEndpoint:
         rtt_interval: float | None = None,
         context: ReverbContext | None = None,
         client_budget: float | None = None,
+        quiet_interval: float = QUIET_INTERVAL,
     ) -> None:
+        if not (math.isfinite(quiet_interval) and quiet_interval > 0):
+            raise ValueError("quiet_interval must be a positive number of seconds")
         self.host = host
         self.requested_port = port
         self.tick_rate = tick_rate
@@ -162,6 +171,7 @@ class ServerEndpoint:
         world = self.context.world
         if not world.scheduling:
             world.tick_rate = tick_rate
+        world.quiet_interval = quiet_interval  # §19.3
         if client_budget is not None:  # bytes per second per client (protocol §16.6)
             world.set_budget(None, client_budget)
         self.stats = self.hub.stats
@@ -329,9 +339,10 @@ class ClientEndpoint:
             # seat" only in the default room): refuse the pair rather than resume half of it
             raise ValueError("rooms=True and reconnect cannot be combined yet")
         self.hub = ClientHub(self.reconnect_policy)
-        # §4.11: "compact", "time", "messages" by default; "time" (server clock, a sync every
-        # tick, §13) unless time_sync=False; "deflate" with compression (§15)
-        asked = tuple(f for f in features if time_sync or f != TIME)
+        # §4.11: "compact", "time", "messages", "interest", "quiet" by default; "time" (server
+        # clock, a sync every tick, §13) and "quiet" (§19: not the empty ones of idle ticks)
+        # unless time_sync=False; "deflate" with compression (§15)
+        asked = tuple(f for f in features if time_sync or f not in (TIME, QUIET))
         if compression and DEFLATE not in asked:
             asked += (DEFLATE,)
         if self.reconnect_policy is not None and RESUME not in asked:

@@ -14,6 +14,7 @@ from conformance.cases import (  # noqa: F401
     limits,
     messages,
     ownership,
+    quiet,
     resume,
     rooms,
     rpc,

@@ -65,9 +65,10 @@ MAX_BYTES_PER_SECOND = 1048576.0
 MESSAGES = "messages"  # §14: named application messages, both ways
 TIME = "time"  # §13: server time on welcome, syncs and pongs; a sync every tick
 INTEREST = "interest"  # §16: despawn reasons (sync.left)
+QUIET = "quiet"  # §19: with "time", no empty sync for an idle tick but a follow-up and heartbeats
 # §20: update entries of the same shape as column blocks; granted only with "compact"
 COLUMNS = "columns"
-FEATURES = ("compact", TIME, MESSAGES, INTEREST, COLUMNS)
+FEATURES = ("compact", TIME, MESSAGES, INTEREST, QUIET, COLUMNS)
 # §15: asked for only when a client opts in (it costs CPU on both ends to save bandwidth)
 DEFLATE = "deflate"
 # §18: session resume, asked for by a client that reconnects by itself (Client(reconnect=...))

@@ -59,6 +59,12 @@ _META = META_ATTRIBUTES  # never fields: "uid", and the owner (sent as "owner", 
 COMPACT = "compact"  # the feature name of the compact encoding (§12.1)
 TIME = "time"  # the feature name of server time and a sync every tick (§13)
 INTEREST = "interest"  # the feature name of despawn reasons, sync.left (§16)
+QUIET = "quiet"  # the feature name of skipping idle ticks' empty syncs on "time" (§19)
+# §19.3: a "quiet" peer gets a sync at least this often (seconds of server time) even when
+# nothing changes for it: two jitter/clock samples a second, and a client can tell a frozen
+# server from an idle world within about half a second -- yet 15x fewer frames than one per
+# tick at 30 Hz.
+QUIET_INTERVAL = 0.5
 _MAX_PLANS = 4096  # (type, field names) pairs whose index plan is remembered
 # Marks a client's queue holds besides field names (never identifiers, so never fields):
 _OWNER_MARK = "!owner"  # the owner changed: the update carries "owner"
@@ -95,18 +101,59 @@ class View:
     has its own view and a queue of the field names changed since it was last sent each
     object: its update entries carry the current baseline values of those names."""
 
-    __slots__ = ("_order", "compact", "held", "members", "reasons", "tick", "time")
+    __slots__ = (
+        "_order",
+        "compact",
+        "heard",
+        "held",
+        "loud",
+        "members",
+        "quiet",
+        "reasons",
+        "tick",
+        "time",
+    )
 
     def __init__(
-        self, members: set[int], compact: bool = False, time: bool = False, reasons: bool = False
+        self,
+        members: set[int],
+        compact: bool = False,
+        time: bool = False,
+        reasons: bool = False,
+        quiet: bool = False,
     ) -> None:
         self.members = members
         self.compact = compact  # these peers take update entries in the compact form (§12)
-        self.time = time  # these peers take sync.time, snap and a sync every tick (§13)
+        self.time = time  # these peers take sync.time, snap and a sync every tick (§13, §19)
         self.reasons = reasons  # these peers take sync.left (the feature "interest", §16)
+        # §19: "time" peers granted "quiet": an empty sync only after a non-empty one or when
+        # their heartbeat is due; ``loud``: the last sync sent to them was not empty;
+        # ``heard``: the server time of the last sync sent to them
+        self.quiet = quiet and time
+        self.loud = False
+        self.heard = -math.inf
         self.held: set[int] = set()  # the uids these peers hold
         self.tick = 0  # the last tick they were synced at (0: never, a full snapshot is due)
         self._order: tuple[int, ...] | None = None
+
+    def sent(self, frame: m.SyncFrame, stamp: float) -> m.SyncFrame:
+        """Note that ``frame``, a non-empty sync, goes to these peers (§19.2)."""
+        self.loud = True
+        self.heard = stamp
+        return frame
+
+    def idle(self, tick: int, stamp: float, interval: float) -> m.SyncFrame | None:
+        """The sync of a tick with nothing for these peers: none without "time" (§7.3), an
+        empty one every tick with "time" (§13.7), with "quiet" only right after a non-empty
+        sync or when the heartbeat is due (§19.2)."""
+        if not self.time:
+            return None
+        if self.quiet:
+            if not self.loud and stamp - self.heard < interval:
+                return None
+            self.loud = False
+            self.heard = stamp
+        return m.SyncFrame(tick, False, time=stamp)
 
     @property
     def order(self) -> tuple[int, ...]:
@@ -139,6 +186,8 @@ class ServerWorld:
         self._joining: set[int] = set()  # peers that get a full snapshot next tick
         self._compact: set[int] = set()  # peers granted the compact encoding (§12)
         self._timed: set[int] = set()  # peers granted the feature "time" (§13)
+        self._quiet: set[int] = set()  # peers granted both "time" and "quiet" (§19)
+        self.quiet_interval = QUIET_INTERVAL  # §19.3: the server option
         self._snap: set[int] = set()  # uids teleported: their next update says so (§13.5)
         self._last_time: float | None = None  # §13.3: the server time of the last tick
         # §12.2: the field table of each type, name -> index, only ever appended to; and the
@@ -221,6 +270,8 @@ class ServerWorld:
             self._compact.add(member)
         if TIME in features:
             self._timed.add(member)
+            if QUIET in features:  # §19.1: it changes nothing without "time"
+                self._quiet.add(member)
         if INTEREST in features:
             self._reasons.add(member)
         if self._interest is not None:
@@ -232,6 +283,7 @@ class ServerWorld:
         self._joining.discard(member)
         self._compact.discard(member)
         self._timed.discard(member)
+        self._quiet.discard(member)
         self._reasons.discard(member)
         self._foci.pop(member, None)
         if self._interest is not None:
@@ -445,9 +497,10 @@ class ServerWorld:
             return [view]
         out = []
         for members in groups.values():
-            part = View(members, view.compact, view.time, view.reasons)
+            part = View(members, view.compact, view.time, view.reasons, view.quiet)
             part.held = set(view.held)
             part.tick = view.tick
+            part.loud, part.heard = view.loud, view.heard  # §19.2
             out.append(part)
         return out
 
@@ -483,16 +536,26 @@ class ServerWorld:
                 frame = self._delta(view, tick, spawned, updated, removed, shared, stamp)
                 if frame is not None:
                     out.append((view.order, frame))
-        elif self._timed:  # §13.7: "time" peers get a sync every tick, empty or not
+        elif self._timed and not self._quiet:  # §13.7: "time" peers: a sync every tick
             timed = sorted(m for view in self._views if view.time for m in view.members)
             if timed:
                 out.append((tuple(timed), m.SyncFrame(tick, False, time=stamp)))
+        elif self._timed:  # §19.2: "quiet" ones only after a non-empty sync, or a heartbeat
+            timed = []
+            interval = self.quiet_interval
+            for view in self._views:
+                if view.idle(tick, stamp, interval) is not None:
+                    timed.extend(view.members)
+            if timed:
+                out.append((tuple(sorted(timed)), m.SyncFrame(tick, False, time=stamp)))
         for view in self._views:
             view.tick = tick
         if self._joining and self._interest is not None:
             scheduler = self._scheduler
             for p in sorted(self._joining):  # each its own view, merged below when equal
-                view = View({p}, p in self._compact, p in self._timed, p in self._reasons)
+                view = View(
+                    {p}, p in self._compact, p in self._timed, p in self._reasons, p in self._quiet
+                )
                 frame = self._full(view, tick, stamp)
                 out.append((view.order, frame))
                 self._views.append(view)
@@ -503,15 +566,18 @@ class ServerWorld:
         if self._joining:
             for is_compact in (False, True):
                 for is_timed in (False, True):
-                    members = {
-                        p
-                        for p in self._joining
-                        if (p in self._compact) is is_compact and (p in self._timed) is is_timed
-                    }
-                    if members:
-                        view = View(members, is_compact, is_timed)
-                        out.append((view.order, self._full(view, tick, stamp)))
-                        self._views.append(view)
+                    for is_quiet in (False, True):
+                        members = {
+                            p
+                            for p in self._joining
+                            if (p in self._compact) is is_compact
+                            and (p in self._timed) is is_timed
+                            and (p in self._quiet) is is_quiet
+                        }
+                        if members:
+                            view = View(members, is_compact, is_timed, quiet=is_quiet)
+                            out.append((view.order, self._full(view, tick, stamp)))
+                            self._views.append(view)
             self._joining = set()
         if len(self._views) > 1:
             self._merge_views()
@@ -920,14 +986,14 @@ class ServerWorld:
             despawn += left
         time = stamp if view.time else None
         if not (spawn or update or despawn or schema):
-            return m.SyncFrame(tick, False, time=time) if view.time else None  # §13.7
+            return view.idle(tick, stamp, self.quiet_interval)  # §7.3, §13.7, §19.2
         reasons = left if view.reasons and left else None  # §16.3
         frame = m.SyncFrame(
             tick, False, spawn, update, despawn, schema=schema, time=time, left=reasons
         )
         if columns is not None:
             frame.offer_columns(columns)
-        return frame
+        return view.sent(frame, stamp)
 
     def _fragment_for(self, view: View, record: _Record) -> bytes:
         """The spawn entry for ``view``'s peers: without owner-only fields unless they own it."""
@@ -988,7 +1054,7 @@ class ServerWorld:
         self._last_time = stamp
         return stamp
 
-    def _full(self, view: View, tick: int, stamp: float | None = None) -> m.SyncFrame:
+    def _full(self, view: View, tick: int, stamp: float) -> m.SyncFrame:
         """§7.3: every object the peers may hold, for peers that hold nothing yet."""
         records = [r for r in self._records.values() if r.fields is not None and r.error is None]
         if self._interest is not None:  # §7.3, §16.2: what the peers may see
@@ -1003,7 +1069,7 @@ class ServerWorld:
         if view.compact and self._tables:
             schema = _schema_bytes({name: (0, list(t)) for name, t in self._tables.items() if t})
         time = stamp if view.time else None
-        return m.SyncFrame(tick, True, spawn, schema=schema, time=time)
+        return view.sent(m.SyncFrame(tick, True, spawn, schema=schema, time=time), stamp)
 
     def _merge_views(self) -> None:
         """Views holding the same objects become one, so they share their frames again.
@@ -1024,7 +1090,7 @@ class ServerWorld:
                 merged.append(view)
                 continue
             held = frozenset(view.held)
-            key: Any = (view.tick, view.compact, view.time, view.reasons, held)
+            key: Any = (view.tick, view.compact, view.time, view.reasons, view.quiet, held)
             if interest is not None:
                 sees = visible.get(view.order[0])
                 key += (held if sees == view.held else frozenset(sees or ()),)
@@ -1035,6 +1101,9 @@ class ServerWorld:
             else:
                 into.members |= view.members
                 into._order = None
+                # §19.2: a follow-up due to either is due to both; the older heartbeat rules
+                into.loud = into.loud or view.loud
+                into.heard = min(into.heard, view.heard)
         self._views = merged
 
     def _tick_filtered(
@@ -1217,12 +1286,13 @@ class ServerWorld:
         schema = shared.schema if view.compact else None
         time = now if view.time else None
         if not (spawn or update or despawn or schema):
-            # §13.7: "time" peers get a sync every tick; not counted (the feature's floor)
-            return m.SyncFrame(tick, False, time=time) if view.time else None
+            # §13.7, §19.2: the "time" peer's empty sync; not counted (the feature's floor)
+            return view.idle(tick, now, self.quiet_interval)
         reasons = left if view.reasons and left else None  # §16.3
         frame = m.SyncFrame(
             tick, False, spawn, update, despawn, schema=schema, time=time, left=reasons
         )
+        view.sent(frame, now)
         # the rest of the sync's bytes (its envelope, despawns, the 4-byte frame header)
         # count too: the budget is of bytes on the wire, before any compression (§15)
         entries = len(update.joined()) + (len(spawn.joined()) if spawn else 0)

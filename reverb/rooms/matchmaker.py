@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reverb.errors import CloseCode, RpcCode
+from reverb.hub import DEFAULT_ROOM
 from reverb.proto import messages as m
 from reverb.rooms._types import (
     Accept,
@@ -414,6 +415,9 @@ class Matchmaker:
         self.rooms[room_id] = room
         room._changed = self._touch
         room._disposer = lambda: self.dispose(room_id)
+        host = self.rooms.get(DEFAULT_ROOM)
+        if host is not None:  # §19.3: a room's "quiet" heartbeat is the server's option
+            room.context.world.quiet_interval = host.context.world.quiet_interval
         self._touch(room)
         self._just_created = room_id
         return room

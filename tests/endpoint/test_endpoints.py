@@ -255,6 +255,10 @@ def probe_client_budget(s: ServerEndpoint, v: float) -> None:
     assert world.budget(7).bytes_per_second == v
 
 
+def probe_quiet_interval(s: ServerEndpoint, v: float) -> None:
+    assert s.context.world.quiet_interval == v  # §19.3: the heartbeat of "quiet" clients
+
+
 _TLS = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
 SERVER_OPTIONS: dict[str, tuple[Any, Callable[[Any, Any], None]]] = {
     "host": ("0.0.0.0", probe_host),
@@ -285,6 +289,7 @@ SERVER_OPTIONS: dict[str, tuple[Any, Callable[[Any, Any], None]]] = {
     "rtt_interval": (1.0, probe_rtt_interval),
     "context": (None, probe_context),  # a fresh context, filled in below
     "client_budget": (5000.0, probe_client_budget),
+    "quiet_interval": (2.0, probe_quiet_interval),
 }
 
 

@@ -74,7 +74,7 @@ class World:
 
 
 def test_a_time_client_gets_a_sync_every_tick_and_a_plain_one_only_on_change() -> None:
-    world = World()
+    world = World(features=("compact", "time", "messages", "interest"))  # without "quiet" (§19)
     plain_ctx = ReverbContext()
     plain_ctx.register(Walker)
     plain = world.net.connect(plain_ctx, time_sync=False)
