@@ -1094,6 +1094,33 @@ def _fast_dumpb(value: Any) -> bytes:
 dumpb = _fast_dumpb if _orjson is not None else _stdlib_dumpb
 FAST = _orjson is not None  # whether orjson is in use (encoding and parsing)
 
+# dumpb_each: the values of a list, encoded in one call with this string between them. The
+# separator below (its encoding between the list's commas) has a comma only at both ends:
+# two occurrences overlap by that comma at most, and only where a value's encoding ends or
+# starts with the string's, which an object or an array cannot.
+_SPLIT = "\x00reverb:each"
+_SPLIT_BYTES = b',"\\u0000reverb:each",'
+
+
+def dumpb_each(values: list[Any]) -> list[bytes]:
+    """``[dumpb(v) for v in values]``, for values that are JSON objects or arrays (dicts,
+    lists), wire-safe: the bytes are the same, in about half the time for many small values
+    (one encoder call instead of one per value; §7.2 update entries of a busy tick).
+
+    The values are encoded as one list with a separator string between them, split on the
+    separator. A value holding the separator string itself makes the count of pieces wrong
+    (occurrences never overlap, and a separator outside a value sits between two values):
+    then each value is encoded on its own."""
+    n = len(values)
+    if n < 2 or FAST:
+        return [dumpb(v) for v in values]
+    seq: list[Any] = [_SPLIT] * (2 * n - 1)
+    seq[::2] = values
+    parts = _stdlib_dumpb(seq)[1:-1].split(_SPLIT_BYTES)
+    if len(parts) != n:
+        return [dumpb(v) for v in values]
+    return parts
+
 
 def as_dict(message: Message) -> dict[str, Any]:
     """The message as the JSON object that goes on the wire."""

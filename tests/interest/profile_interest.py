@@ -9,14 +9,20 @@ over a ``MemoryNetwork``, each focused on one dot, with a ``Grid`` radius in whi
 never run (the bytes queued for them are dropped after each tick), so only the server's work
 is timed.
 
-Per tick, the wall time of the server's work split into:
+Per tick, the CPU time of the server's work (process time: less sensitive to a shared box
+than wall time) split into:
 
 - ``move``: the game moving the dots (the harness's loop; not Reverb's);
 - ``collect``: change tracking, comparison and encoding of each changed object (per object);
 - ``policy``: ``Interest.update`` (the grid and the visibility deltas);
+- ``entries``: encoding this tick's update entries for the views (each once, shared);
 - ``assembly``: the rest of ``ServerWorld.tick`` (per-view frames);
 - ``send``: the hub (encoding each frame once, framing, queueing it on each session);
-  ``encode`` is the part of it spent in the sync encoder.
+  ``encode`` is the part of it spent in the sync encoder;
+- ``gc``: the garbage collector, wherever it ran during the tick (the others exclude it).
+
+Per object: ``collect``, the grid's placing of moved objects and ``entries``; per client: the grid's
+recomputing of ranges, ``assembly`` and ``send``.
 
     python -m tests.interest.profile_interest --objects 10000 --clients 1000 --stagger 3
     python -m tests.interest.profile_interest --clients 200 --profile 30
@@ -28,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import math
 import pstats
 import random
@@ -39,6 +46,7 @@ from typing import Any
 from reverb import ReverbContext, ReverbObject, ReverbSide
 from reverb import hub as hub_module
 from reverb.memory import MemoryNetwork
+from reverb.replication import world as world_module
 from reverb.replication.interest import Grid
 
 
@@ -63,22 +71,35 @@ class Dot(ReverbObject):
 
 
 class Timer:
-    """Accumulated wall time of the calls of some functions, by name."""
+    """Accumulated CPU time of the calls of some functions, by name, less the time the
+    garbage collector ran during them (counted on its own, as ``gc``)."""
 
     def __init__(self) -> None:
-        self.spent: dict[str, float] = {}
+        self.spent: dict[str, float] = {"gc": 0.0}
+        self._gc_start = 0.0
+        gc.callbacks.append(self._gc)
+
+    def _gc(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._gc_start = time.process_time()
+        else:
+            self.spent["gc"] += time.process_time() - self._gc_start
+
+    def close(self) -> None:
+        gc.callbacks.remove(self._gc)
 
     def wrap(self, name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         spent = self.spent
         spent.setdefault(name, 0.0)
-        clock = time.perf_counter
+        clock = time.process_time
 
         def timed(*args: Any, **kwargs: Any) -> Any:
             t0 = clock()
+            gc0 = spent["gc"]
             try:
                 return fn(*args, **kwargs)
             finally:
-                spent[name] += clock() - t0
+                spent[name] += clock() - t0 - (spent["gc"] - gc0)
 
         return timed
 
@@ -102,6 +123,15 @@ class Bench:
         self.ctx = ctx
         self.net = MemoryNetwork(ctx, max_connections=100_000, max_connections_per_ip=100_000)
         ctx.set_interest(Grid(self.radius, stagger=opts.stagger))
+        for _ in range(opts.clients):
+            client = ReverbContext()
+            client.register(Dot)
+            self.net.connect(client, features=())
+        ctx.serve()  # the connections
+        # The clients' contexts live in this process (in the harness, in others): keep them
+        # out of the collector's sight, so that its cost is the server's alone.
+        gc.collect()
+        gc.freeze()
         self.dots: list[Dot] = []
         self.speeds: list[tuple[float, float]] = []
         step = opts.speed / opts.rate
@@ -110,23 +140,20 @@ class Bench:
                 self.dots.append(Dot(rng.uniform(0, side), rng.uniform(0, side)))
                 angle = rng.uniform(0, 2 * math.pi)
                 self.speeds.append((step * math.cos(angle), step * math.sin(angle)))
-        dots = self.dots
-
-        @ctx.server_events.on_event("client_connected")
-        def joined(member: int, identity: Any) -> None:
-            ctx.set_focus(member, dots[(member * 7919) % len(dots)])
-
+        for member in self.net.server.members:  # each focused on a dot, as in the harness
+            ctx.set_focus(member, self.dots[(member * 7919) % len(self.dots)])
         self.now = 0.0
-        for _ in range(opts.clients):
-            client = ReverbContext()
-            client.register(Dot)
-            self.net.connect(client, features=())
-        ctx.serve()  # the connections: foci set
         self.server_tick = ctx.tick
         self.timer = Timer()
         world = ctx.world
         world._collect = self.timer.wrap("collect", world._collect)  # type: ignore[method-assign]
         world.interest.update = self.timer.wrap("policy", world.interest.update)  # type: ignore[method-assign]
+        for grid in world.interest._grids:  # the per-client part of the policy
+            grid._recompute = self.timer.wrap("recompute", grid._recompute)  # type: ignore[method-assign]
+        # this tick's update entries, encoded once each for every view (per object)
+        self._shared_encode = getattr(world_module._Shared, "encode", None)
+        if self._shared_encode is not None:
+            world_module._Shared.encode = self.timer.wrap("entries", self._shared_encode)  # type: ignore[method-assign]
         self.hub = self.net.server.hub
         self.hub.send = self.timer.wrap("send", self.hub.send)  # type: ignore[method-assign]
         self._encode = hub_module._encode
@@ -136,6 +163,10 @@ class Bench:
 
     def close(self) -> None:
         hub_module._encode = self._encode
+        self.timer.close()
+        gc.unfreeze()
+        if self._shared_encode is not None:
+            world_module._Shared.encode = self._shared_encode  # type: ignore[method-assign]
 
     def move(self) -> None:
         side = self.side
@@ -158,9 +189,10 @@ class Bench:
         return sent
 
     def step(self) -> dict[str, float]:
-        clock = time.perf_counter
+        clock = time.process_time
         t0 = clock()
         self.move()
+        gc0 = self.timer.spent["gc"]
         t1 = clock()
         self.tick()
         t2 = clock()
@@ -168,7 +200,19 @@ class Bench:
         row = self.timer.take()
         row["move"] = t1 - t0
         row["tick"] = t2 - t1
-        row["assembly"] = row["tick"] - row["collect"] - row["policy"] - row["send"]
+        row["tick_gc"] = row["gc"] - gc0
+        row.setdefault("entries", 0.0)
+        row["assembly"] = (
+            row["tick"]
+            - row["tick_gc"]
+            - row["collect"]
+            - row["policy"]
+            - row["send"]
+            - row["entries"]
+        )
+        row["place"] = row["policy"] - row["recompute"]  # the grid's per-object part
+        row["per_object"] = row["collect"] + row["place"] + row["entries"]
+        row["per_client"] = row["recompute"] + row["assembly"] + row["send"]
         row["bytes"] = sent
         return row
 
@@ -195,22 +239,25 @@ def main() -> None:
         rows = [bench.step() for _ in range(opts.ticks)]
 
         def ms(key: str) -> float:
-            return statistics.median(r[key] for r in rows) * 1e3
+            return statistics.fmean(r[key] for r in rows) * 1e3
 
-        server = ms("tick")
-        per_object = ms("collect")
-        per_client = server - per_object
+        n, c = opts.objects, max(1, opts.clients)
+        ticks = [r["tick"] * 1e3 for r in rows]
         print(
-            f"objects={opts.objects} clients={opts.clients} visible~{opts.visible:g} "
-            f"radius={bench.radius:.1f} stagger={opts.stagger} (setup {setup:.1f} s)\n"
-            f"  tick {server:.1f} ms median (min {min(r['tick'] for r in rows) * 1e3:.1f}) = "
-            f"collect {per_object:.1f} + policy {ms('policy'):.1f} + "
-            f"assembly {ms('assembly'):.1f} + send {ms('send'):.1f} "
-            f"(of which encode {ms('encode'):.1f}); game move {ms('move'):.1f}\n"
-            f"  per object {per_object * 1e3 / opts.objects:.2f} us, "
-            f"per client {per_client * 1e3 / max(1, opts.clients):.1f} us; "
-            f"{statistics.median(r['bytes'] for r in rows) / max(1, opts.clients):.0f} "
-            f"bytes/client/tick"
+            f"objects={n} clients={opts.clients} visible~{opts.visible:g} "
+            f"radius={bench.radius:.1f} stagger={opts.stagger} (setup {setup:.1f} s); "
+            f"CPU ms per tick, mean of {len(rows)} ticks\n"
+            f"  tick {ms('tick'):.1f} (median {statistics.median(ticks):.1f}, "
+            f"min {min(ticks):.1f}) = collect {ms('collect'):.1f} "
+            f"+ policy {ms('policy'):.1f} (grid placing {ms('place'):.1f}, "
+            f"per-client recompute {ms('recompute'):.1f}) + entries {ms('entries'):.1f} "
+            f"+ assembly {ms('assembly'):.1f} "
+            f"+ send {ms('send'):.1f} (of which encode {ms('encode'):.1f}) "
+            f"+ gc {ms('tick_gc'):.1f}; game move {ms('move'):.1f}\n"
+            f"  per object {ms('per_object') * 1e3 / n:.2f} us (collect, placing, entries), "
+            f"per client {ms('per_client') * 1e3 / c:.1f} us (recompute, assembly, send), "
+            f"gc {ms('tick_gc'):.1f} ms; "
+            f"{statistics.median(r['bytes'] for r in rows) / c:.0f} bytes/client/tick"
         )
         if opts.profile:
             profiler = cProfile.Profile()
