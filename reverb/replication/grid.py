@@ -125,6 +125,27 @@ class SpatialGrid:
         else:
             bucket[uid] = p
 
+    def _place_all(self, moved: list[int], objects: Mapping[int, Any]) -> None:
+        """``place`` for each of ``moved``, inlined for the common case (finite floats,
+        the same cell as before: only the position is written)."""
+        fx, fy = self.fields
+        s = self.cell
+        floor = math.floor
+        pos = self._pos
+        cell_of = self._cell_of
+        cells = self._cells
+        place = self.place
+        for uid in moved:
+            obj = objects[uid]
+            x: Any = getattr(obj, fx, None)
+            y: Any = getattr(obj, fy, None)
+            if type(x) is float and type(y) is float and x - x == 0 and y - y == 0:
+                key = (floor(x / s), floor(y / s))
+                if cell_of.get(uid) == key:
+                    pos[uid] = cells[key][uid] = (x, y)
+                    continue
+            place(uid, obj)
+
     def _drop(self, key: Cell, uid: int) -> None:
         bucket = self._cells[key]
         del bucket[uid]
@@ -205,13 +226,12 @@ class SpatialGrid:
         """Re-place ``moved`` objects (read from ``objects``), recompute ``clients`` whole;
         return, per client, the uids whose in-range state changed (entered or left)."""
         moved = [uid for uid in moved if uid in objects]
-        for uid in moved:
-            self.place(uid, objects[uid])
+        self._place_all(moved, objects)
         recompute = set(clients)
-        for uid in moved:
-            focused = self._focused_by.get(uid)
-            if focused:
-                recompute |= focused
+        focused_by = self._focused_by
+        if focused_by:
+            for uid in focused_by.keys() & moved:
+                recompute |= focused_by[uid]
         changes: dict[int, set[int]] = {}
         if len(moved) > max(BULK_MIN, BULK_SHARE * len(self._pos)):
             k = self.stagger
@@ -307,24 +327,31 @@ class SpatialGrid:
             s = self.cell
             i0, i1 = math.floor((fx - leave) / s), math.floor((fx + leave) / s)
             j0, j1 = math.floor((fy - leave) / s), math.floor((fy + leave) / s)
+            # the y distances from the focus to the near and far edges of each row
+            rows = [(j, *_span(j * s - fy, (j + 1) * s - fy)) for j in range(j0, j1 + 1)]
+            edge: list[dict[int, Point]] = []  # cells partly inside: each object tested
             for i in range(i0, i1 + 1):
-                # the x distances from the focus to the near and far edges of column i
                 near_x, far_x = _span(i * s - fx, (i + 1) * s - fx)
-                for j in range(j0, j1 + 1):
+                if near_x > l2:
+                    continue
+                for j, near_y, far_y in rows:
                     bucket = cells.get((i, j))
-                    if not bucket:
-                        continue
-                    near_y, far_y = _span(j * s - fy, (j + 1) * s - fy)
-                    if near_x + near_y > l2:
-                        continue  # wholly beyond the leave distance
+                    if not bucket or near_x + near_y > l2:
+                        continue  # empty, or wholly beyond the leave distance
                     if far_x + far_y <= r2:
                         new.update(bucket)  # wholly inside the radius
-                        continue
-                    for uid, (x, y) in bucket.items():
-                        dx, dy = x - fx, y - fy
-                        d2 = dx * dx + dy * dy
-                        if d2 <= r2 or (d2 <= l2 and uid in old):
-                            new.add(uid)
+                    else:
+                        edge.append(bucket)
+            if edge:
+                new.update(
+                    {
+                        uid
+                        for bucket in edge
+                        for uid, (x, y) in bucket.items()
+                        if (d2 := (x - fx) * (x - fx) + (y - fy) * (y - fy)) <= r2
+                        or (d2 <= l2 and uid in old)
+                    }
+                )
         if new == old:
             return set()
         diff = old ^ new

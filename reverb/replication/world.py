@@ -1087,22 +1087,22 @@ class ServerWorld:
         for record in spawned:
             if record.info.owner_only and record.owner is not None:
                 private[record.uid] = record.owner
-        for uid, entry in updated:
-            names = entry["fields"].keys()
-            if "owner" in entry:
-                record = records[uid]
-                if record.info.owner_only:
-                    if record.owner is None:
-                        private.pop(uid, None)
-                    else:
-                        private[uid] = record.owner
-                if OWNER in reads:
-                    interest.refresh(uid)
-            if reads and not reads.isdisjoint(names):
-                if not grid_fields.isdisjoint(names):
-                    moved.append(uid)
-                if not other_reads.isdisjoint(names):
-                    interest.refresh(uid)
+        for uid in [uid for uid, entry in updated if "owner" in entry]:
+            record = records[uid]
+            if record.info.owner_only:
+                if record.owner is None:
+                    private.pop(uid, None)
+                else:
+                    private[uid] = record.owner
+            if OWNER in reads:
+                interest.refresh(uid)
+        if grid_fields and reads:
+            moved = [uid for uid, entry in updated if not grid_fields.isdisjoint(entry["fields"])]
+        if other_reads:
+            for uid in [
+                uid for uid, entry in updated if not other_reads.isdisjoint(entry["fields"])
+            ]:
+                interest.refresh(uid)
         deltas = interest.update(moved)
         owners = set(private.values())
         # Peers whose visible set changed, and owners of objects with owner-only fields, part
