@@ -885,14 +885,17 @@ class ServerWorld:
             if mine is None:
                 mine = held & shared.changed()
             update = self._picked(view, mine, updated, shared, snaps)
-        spawn = m.Entries()
-        for record in spawned:
-            if record.uid not in held:
-                spawn.uids.append(record.uid)
-                spawn.fragments().append(self._fragment_for(view, record))
-        held.update(spawn.uids)
-        despawn = [uid for uid in removed if uid in held]
-        held.difference_update(despawn)
+        spawn = None
+        if spawned:
+            spawn = m.Entries()
+            for record in spawned:
+                if record.uid not in held:
+                    spawn.uids.append(record.uid)
+                    spawn.fragments().append(self._fragment_for(view, record))
+            held.update(spawn.uids)
+        despawn = [uid for uid in removed if uid in held] if removed else []
+        if despawn:
+            held.difference_update(despawn)
         if left:
             despawn += left
         time = stamp if view.time else None
