@@ -1260,6 +1260,9 @@ class Entries:
 
 
 _LISTS = (b',"spawn":[', b'],"update":[', b'],"despawn":[', b"]}")
+# An empty list, shared by every frame that has nothing in one of its lists (a thousand views'
+# syncs a tick: fewer objects for the garbage collector). Never appended to.
+_NONE = Entries([], fragments=[])
 _FINAL = {True: b"true", False: b"false"}
 
 
@@ -1297,9 +1300,8 @@ class SyncFrame(Sync):
         set_(self, "left", ABSENT if left is None else tuple(left))  # §16.3
         set_(self, "schema_bytes", schema)  # §12.3, encoded; sent in the first part only
         set_(self, "time", ABSENT if time is None else time)  # §13.3: on every part
-        despawn = despawn or []
-        gone = Entries(despawn, fragments=[b"%d" % u for u in despawn])
-        set_(self, "lists", (spawn or Entries(), update or Entries(), gone))
+        gone = Entries(despawn, fragments=[b"%d" % u for u in despawn]) if despawn else _NONE
+        set_(self, "lists", (spawn or _NONE, update or _NONE, gone))
         set_(self, "_decoded", None)
 
     def _head(self, final: bool, schema: bytes | None, left: Any = ABSENT) -> bytes:
