@@ -1193,6 +1193,33 @@ def _fast_dumpb(value: Any) -> bytes:
 dumpb = _fast_dumpb if _orjson is not None else _stdlib_dumpb
 FAST = _orjson is not None  # whether orjson is in use (encoding and parsing)
 
+# dumpb_each: the values of a list, encoded in one call with this string between them. The
+# separator below (its encoding between the list's commas) has a comma only at both ends:
+# two occurrences overlap by that comma at most, and only where a value's encoding ends or
+# starts with the string's, which an object or an array cannot.
+_SPLIT = "\x00reverb:each"
+_SPLIT_BYTES = b',"\\u0000reverb:each",'
+
+
+def dumpb_each(values: list[Any]) -> list[bytes]:
+    """``[dumpb(v) for v in values]``, for values that are JSON objects or arrays (dicts,
+    lists), wire-safe: the bytes are the same, in about half the time for many small values
+    (one encoder call instead of one per value; §7.2 update entries of a busy tick).
+
+    The values are encoded as one list with a separator string between them, split on the
+    separator. A value holding the separator string itself makes the count of pieces wrong
+    (occurrences never overlap, and a separator outside a value sits between two values):
+    then each value is encoded on its own."""
+    n = len(values)
+    if n < 2 or FAST:
+        return [dumpb(v) for v in values]
+    seq: list[Any] = [_SPLIT] * (2 * n - 1)
+    seq[::2] = values
+    parts = _stdlib_dumpb(seq)[1:-1].split(_SPLIT_BYTES)
+    if len(parts) != n:
+        return [dumpb(v) for v in values]
+    return parts
+
 
 def as_dict(message: Message) -> dict[str, Any]:
     """The message as the JSON object that goes on the wire."""
@@ -1332,6 +1359,9 @@ class Entries:
 
 
 _LISTS = (b',"spawn":[', b'],"update":[', b'],"despawn":[', b"]}")
+# An empty list, shared by every frame that has nothing in one of its lists (a thousand views'
+# syncs a tick: fewer objects for the garbage collector). Never appended to.
+_NONE = Entries([], fragments=[])
 _FINAL = {True: b"true", False: b"false"}
 
 
@@ -1373,9 +1403,8 @@ class SyncFrame(Sync):
         set_(self, "left", ABSENT if left is None else tuple(left))  # §16.3
         set_(self, "schema_bytes", schema)  # §12.3, encoded; sent in the first part only
         set_(self, "time", ABSENT if time is None else time)  # §13.3: on every part
-        despawn = despawn or []
-        gone = Entries(despawn, fragments=[b"%d" % u for u in despawn])
-        set_(self, "lists", (spawn or Entries(), update or Entries(), gone))
+        gone = Entries(despawn, fragments=[b"%d" % u for u in despawn]) if despawn else _NONE
+        set_(self, "lists", (spawn or _NONE, update or _NONE, gone))
         set_(self, "_decoded", None)
         set_(self, "cols_bytes", None)  # §20.2: the column blocks, encoded (a columnar variant)
         set_(self, "_rows", None)  # on a columnar variant: the same tick in rows (for parts)

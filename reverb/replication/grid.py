@@ -74,9 +74,12 @@ class SpatialGrid:
         if not self.cell > 0:
             raise ValueError("cell must be positive")
         self.fields = fields
-        self._pos: dict[int, Point] = {}
+        # Positions as two maps of floats, not one of (x, y) tuples: every move would make a
+        # new tuple that outlives the tick, and the garbage collector would scan them all.
+        self._x: dict[int, float] = {}
+        self._y: dict[int, float] = {}
         self._cell_of: dict[int, Cell] = {}
-        self._cells: dict[Cell, dict[int, Point]] = {}  # cell -> uid -> position
+        self._cells: dict[Cell, set[int]] = {}  # cell -> uids
         self._focus: dict[int, int | None] = {}  # client -> focus uid
         self._focused_by: dict[int, set[int]] = {}  # focus uid -> clients
         self._radius: dict[int, float] = {}  # per-client radius overrides
@@ -103,37 +106,59 @@ class SpatialGrid:
             and x - x == 0
             and y - y == 0
         ):
-            p = (float(x), float(y))
+            x, y = float(x), float(y)
         else:  # no position (or not a finite number): in no cell
-            self._pos.pop(uid, None)
+            self._x.pop(uid, None)
+            self._y.pop(uid, None)
             if old is not None:
                 del self._cell_of[uid]
                 self._drop(old, uid)
             return
-        self._pos[uid] = p
+        self._x[uid] = x
+        self._y[uid] = y
         s = self.cell
-        key = (math.floor(p[0] / s), math.floor(p[1] / s))
+        key = (math.floor(x / s), math.floor(y / s))
         if key == old:
-            self._cells[key][uid] = p
             return
         if old is not None:
             self._drop(old, uid)
         self._cell_of[uid] = key
         bucket = self._cells.get(key)
         if bucket is None:
-            self._cells[key] = {uid: p}
+            self._cells[key] = {uid}
         else:
-            bucket[uid] = p
+            bucket.add(uid)
+
+    def _place_all(self, moved: list[int], objects: Mapping[int, Any]) -> None:
+        """``place`` for each of ``moved``, inlined for the common case (finite floats,
+        the same cell as before: only the position is written)."""
+        fx, fy = self.fields
+        s = self.cell
+        floor = math.floor
+        xs, ys = self._x, self._y
+        cell_of = self._cell_of
+        place = self.place
+        for uid in moved:
+            obj = objects[uid]
+            x: Any = getattr(obj, fx, None)
+            y: Any = getattr(obj, fy, None)
+            if type(x) is float and type(y) is float and x - x == 0 and y - y == 0:
+                if cell_of.get(uid) == (floor(x / s), floor(y / s)):
+                    xs[uid] = x
+                    ys[uid] = y
+                    continue
+            place(uid, obj)
 
     def _drop(self, key: Cell, uid: int) -> None:
         bucket = self._cells[key]
-        del bucket[uid]
+        bucket.discard(uid)
         if not bucket:
             del self._cells[key]
 
     def unplace(self, uid: int) -> set[int]:
         """Remove ``uid``; return the clients that had it in range (their ranges drop it)."""
-        self._pos.pop(uid, None)
+        self._x.pop(uid, None)
+        self._y.pop(uid, None)
         old = self._cell_of.pop(uid, None)
         if old is not None:
             self._drop(old, uid)
@@ -195,7 +220,11 @@ class SpatialGrid:
 
     def _focus_point(self, client: int) -> Point | None:
         focus = self._focus.get(client)
-        return None if focus is None else self._pos.get(focus)
+        return None if focus is None else self._point(focus)
+
+    def _point(self, uid: int) -> Point | None:
+        x = self._x.get(uid)
+        return None if x is None else (x, self._y[uid])
 
     # -- updates -----------------------------------------------------------------------------
 
@@ -205,15 +234,14 @@ class SpatialGrid:
         """Re-place ``moved`` objects (read from ``objects``), recompute ``clients`` whole;
         return, per client, the uids whose in-range state changed (entered or left)."""
         moved = [uid for uid in moved if uid in objects]
-        for uid in moved:
-            self.place(uid, objects[uid])
+        self._place_all(moved, objects)
         recompute = set(clients)
-        for uid in moved:
-            focused = self._focused_by.get(uid)
-            if focused:
-                recompute |= focused
+        focused_by = self._focused_by
+        if focused_by:
+            for uid in focused_by.keys() & moved:
+                recompute |= focused_by[uid]
         changes: dict[int, set[int]] = {}
-        if len(moved) > max(BULK_MIN, BULK_SHARE * len(self._pos)):
+        if len(moved) > max(BULK_MIN, BULK_SHARE * len(self._x)):
             k = self.stagger
             if k == 1:
                 recompute = set(self._focus)
@@ -238,7 +266,7 @@ class SpatialGrid:
     def _near(self, uid: int) -> set[int]:
         """Clients whose range may have to gain or lose ``uid``."""
         out = set(self.seen_by.get(uid, ()))
-        p = self._pos.get(uid)
+        p = self._point(uid)
         if p is not None and self._client_cells:
             for key in self._block(p, self._reach, self._client_cell_size):
                 bucket = self._client_cells.get(key)
@@ -271,7 +299,7 @@ class SpatialGrid:
         held = self.in_range.setdefault(client, set())
         was = uid in held
         f = self._focus_point(client)
-        p = self._pos.get(uid)
+        p = self._point(uid)
         if f is None or p is None:
             now = False
         else:
@@ -307,24 +335,32 @@ class SpatialGrid:
             s = self.cell
             i0, i1 = math.floor((fx - leave) / s), math.floor((fx + leave) / s)
             j0, j1 = math.floor((fy - leave) / s), math.floor((fy + leave) / s)
+            # the y distances from the focus to the near and far edges of each row
+            rows = [(j, *_span(j * s - fy, (j + 1) * s - fy)) for j in range(j0, j1 + 1)]
+            edge: list[set[int]] = []  # cells partly inside: each object tested
             for i in range(i0, i1 + 1):
-                # the x distances from the focus to the near and far edges of column i
                 near_x, far_x = _span(i * s - fx, (i + 1) * s - fx)
-                for j in range(j0, j1 + 1):
+                if near_x > l2:
+                    continue
+                for j, near_y, far_y in rows:
                     bucket = cells.get((i, j))
-                    if not bucket:
-                        continue
-                    near_y, far_y = _span(j * s - fy, (j + 1) * s - fy)
-                    if near_x + near_y > l2:
-                        continue  # wholly beyond the leave distance
+                    if not bucket or near_x + near_y > l2:
+                        continue  # empty, or wholly beyond the leave distance
                     if far_x + far_y <= r2:
                         new.update(bucket)  # wholly inside the radius
-                        continue
-                    for uid, (x, y) in bucket.items():
-                        dx, dy = x - fx, y - fy
-                        d2 = dx * dx + dy * dy
-                        if d2 <= r2 or (d2 <= l2 and uid in old):
-                            new.add(uid)
+                    else:
+                        edge.append(bucket)
+            if edge:
+                xs, ys = self._x, self._y
+                new.update(
+                    {
+                        uid
+                        for bucket in edge
+                        for uid in bucket
+                        if (d2 := (dx := xs[uid] - fx) * dx + (dy := ys[uid] - fy) * dy) <= r2
+                        or (d2 <= l2 and uid in old)
+                    }
+                )
         if new == old:
             return set()
         diff = old ^ new

@@ -200,6 +200,7 @@ class ServerWorld:
         self._interest: Interest | None = None
         self._reasons: set[int] = set()  # peers granted the feature "interest" (§16)
         self._private: dict[int, int] = {}  # uid -> owner, objects with owner-only fields
+        self._owner_only: set[int] = set()  # uids of types with owner-only fields
         self._foci: dict[int, tuple[int | None, float | None]] = {}  # member -> focus, radius
         self._others: dict[int, tuple[bytes, bytes]] = {}  # uid -> (fragment, others' spawn)
         # Rates, priorities and budgets (§16.6): None until an object has a rate or a budget
@@ -226,6 +227,8 @@ class ServerWorld:
         self._pending[uid] = record
         _set(obj, "_reverb_dirty", self._dirty)
         _set(obj, "_reverb_changed", set())
+        if info.owner_only:
+            self._owner_only.add(uid)
         if self._interest is not None:
             self._interest.add_object(uid, obj)
         elif info.owner_only:  # owner-only fields need per-peer views
@@ -243,6 +246,7 @@ class ServerWorld:
         self._watched.pop(uid, None)
         self._snap.discard(uid)
         self._private.pop(uid, None)
+        self._owner_only.discard(uid)
         self._others.pop(uid, None)
         if self._interest is not None:
             self._interest.remove_object(uid)
@@ -928,18 +932,18 @@ class ServerWorld:
         shared: _Shared,
         stamp: float,
         left: list[int] | None = None,
+        mine: set[int] | None = None,
     ) -> m.SyncFrame | None:
+        """One view's sync: spawns, updates and despawns of what its peers hold. ``mine``:
+        the updated uids it holds, when already known (``_tick_filtered``)."""
         held = view.held
         if left:  # §16.4: what left the view gets no update in the tick it leaves
             held.difference_update(left)
-        if updated is not shared.source:  # the entries of this tick, for views holding them all
-            shared.source = updated
-            shared.uids = [uid for uid, _ in updated]
-            shared.entries = m.Entries(shared.uids, values=[entry for _, entry in updated])
+        shared.take(updated)
         schema = shared.schema if view.compact else None
         snaps = view.time and bool(shared.snapped)  # §13.5: only "time" peers see snap
         columns = None
-        if held.issuperset(shared.uids) and not shared.private:
+        if mine is None and shared.takes_all(held):
             if snaps:
                 update = shared.snap_entries(updated, view.compact)
             else:
@@ -947,41 +951,20 @@ class ServerWorld:
                 if view.compact and len(update) >= m.MIN_BLOCK:
                     columns = shared.columns  # §20: for the view's "columns" peers
         else:
-            if snaps:
-                values = shared.snap_values(updated, view.compact)
-            else:
-                values = shared.compact if view.compact else shared.plain_values(updated)
-            if len(held) * 8 < len(updated):  # a small view of a busy world (§16)
-                index = shared.index(updated)
-                picks = sorted(i for uid in held if (i := index.get(uid)) is not None)
-                if not shared.private:  # each entry encoded once, for every view holding it
-                    cache = shared.fragments_of(values)
-                    fragments = []
-                    for i in picks:
-                        fragment = cache[i]
-                        if fragment is None:
-                            fragment = cache[i] = m.dumpb(values[i])
-                        fragments.append(fragment)
-                    uids = [updated[i][0] for i in picks]
-                    update = m.Entries(uids, fragments=fragments)
-                mine = [(updated[i][0], values[i]) for i in picks]
-            else:
-                mine = [
-                    (uid, v) for (uid, _), v in zip(updated, values, strict=True) if uid in held
-                ]
-            if shared.private:
-                mine = self._audience(view, mine, shared, snaps)
-                update = m.Entries([uid for uid, _ in mine], values=[v for _, v in mine])
-            elif len(held) * 8 >= len(updated):
-                update = m.Entries([uid for uid, _ in mine], values=[v for _, v in mine])
-        spawn = m.Entries()
-        for record in spawned:
-            if record.uid not in held:
-                spawn.uids.append(record.uid)
-                spawn.fragments().append(self._fragment_for(view, record))
-        held.update(spawn.uids)
-        despawn = [uid for uid in removed if uid in held]
-        held.difference_update(despawn)
+            if mine is None:
+                mine = held & shared.changed()
+            update = self._picked(view, mine, updated, shared, snaps)
+        spawn = None
+        if spawned:
+            spawn = m.Entries()
+            for record in spawned:
+                if record.uid not in held:
+                    spawn.uids.append(record.uid)
+                    spawn.fragments().append(self._fragment_for(view, record))
+            held.update(spawn.uids)
+        despawn = [uid for uid in removed if uid in held] if removed else []
+        if despawn:
+            held.difference_update(despawn)
         if left:
             despawn += left
         time = stamp if view.time else None
@@ -994,6 +977,51 @@ class ServerWorld:
         if columns is not None:
             frame.offer_columns(columns)
         return view.sent(frame, stamp)
+
+    def _picked(
+        self,
+        view: View,
+        mine: set[int],
+        updated: list[tuple[int, Any]],
+        shared: _Shared,
+        snaps: bool,
+    ) -> m.Entries:
+        """The update entries of ``mine`` (this tick's updated uids the view holds), in uid
+        order. Each entry is encoded once per tick for every view that holds it, and a view's
+        list is gathered from those fragments without a Python loop over its objects (§16: a
+        thousand small views of a busy world). Entries that differ per view (owner-only
+        fields, §16.2; "snap" for "time" peers, §13.5) are made for this view alone."""
+        if not mine:
+            return m.Entries()
+        order = sorted(mine)
+        compact = view.compact
+        values = shared.by_uid(updated, compact)
+        encoded = shared.encoded(compact)
+        missing = mine.difference(encoded)
+        special: set[int] | None = None
+        if shared.private:
+            special = mine & shared.private
+        if snaps:
+            snapped = mine & shared.snapped
+            special = snapped if special is None else special | snapped
+        if special:
+            missing -= special
+        if missing:
+            dumpb = m.dumpb
+            for uid in missing:
+                encoded[uid] = dumpb(values[uid])
+        if not special:
+            return m.Entries(order, fragments=list(map(encoded.__getitem__, order)))
+        plain = shared.by_uid(updated, False)
+        pairs = [
+            (uid, {**plain[uid], "snap": True} if snaps and uid in shared.snapped else values[uid])
+            for uid in sorted(special)
+        ]
+        if shared.private:
+            pairs = self._audience(view, pairs, shared, snaps)
+        own = {uid: m.dumpb(value) for uid, value in pairs}
+        order = [uid for uid in order if uid not in special or uid in own]
+        return m.Entries(order, fragments=[own.get(uid) or encoded[uid] for uid in order])
 
     def _fragment_for(self, view: View, record: _Record) -> bytes:
         """The spawn entry for ``view``'s peers: without owner-only fields unless they own it."""
@@ -1084,26 +1112,41 @@ class ServerWorld:
         interest = self._interest
         owners = set(self._private.values()) if interest is not None else set()
         visible = interest._visible if interest is not None else {}
-        buckets: dict[Any, View] = {}
+        nothing: frozenset[int] = frozenset()
+        # bucketed by a cheap key (flags, size and sum of what they hold); the sets
+        # themselves are compared only within a bucket
+        buckets: dict[Any, list[View]] = {}
         for view in self._views:
             if owners and not owners.isdisjoint(view.members):
                 merged.append(view)
                 continue
-            held = frozenset(view.held)
-            key: Any = (view.tick, view.compact, view.time, view.reasons, view.quiet, held)
-            if interest is not None:
-                sees = visible.get(view.order[0])
-                key += (held if sees == view.held else frozenset(sees or ()),)
-            into = buckets.get(key)
-            if into is None:
-                buckets[key] = view
+            held = view.held
+            key = (
+                view.tick,
+                view.compact,
+                view.time,
+                view.reasons,
+                view.quiet,
+                len(held),
+                sum(held),
+            )
+            found = buckets.get(key)
+            if found is None:
+                buckets[key] = [view]
                 merged.append(view)
+                continue
+            sees = visible.get(view.order[0], nothing)
+            for into in found:
+                if into.held == held and visible.get(into.order[0], nothing) == sees:
+                    into.members |= view.members
+                    into._order = None
+                    # §19.2: a follow-up due to either is due to both; the older heartbeat
+                    into.loud = into.loud or view.loud
+                    into.heard = min(into.heard, view.heard)
+                    break
             else:
-                into.members |= view.members
-                into._order = None
-                # §19.2: a follow-up due to either is due to both; the older heartbeat rules
-                into.loud = into.loud or view.loud
-                into.heard = min(into.heard, view.heard)
+                found.append(view)
+                merged.append(view)
         self._views = merged
 
     def _tick_filtered(
@@ -1124,27 +1167,28 @@ class ServerWorld:
         # What the policy reads changed: re-decide those objects (§16.2).
         reads = interest.policy.reads
         grid_fields = frozenset(name for grid in interest._grids for name in grid.fields)
+        other_reads = reads - grid_fields
         moved: list[int] = []
         private = self._private
         for record in spawned:
             if record.info.owner_only and record.owner is not None:
                 private[record.uid] = record.owner
-        for uid, entry in updated:
-            names = entry["fields"].keys()
-            if "owner" in entry:
-                record = records[uid]
-                if record.info.owner_only:
-                    if record.owner is None:
-                        private.pop(uid, None)
-                    else:
-                        private[uid] = record.owner
-                if OWNER in reads:
-                    interest.refresh(uid)
-            if reads and not reads.isdisjoint(names):
-                if not grid_fields.isdisjoint(names):
-                    moved.append(uid)
-                if not (reads - grid_fields).isdisjoint(names):
-                    interest.refresh(uid)
+        for uid in [uid for uid, entry in updated if "owner" in entry]:
+            record = records[uid]
+            if record.info.owner_only:
+                if record.owner is None:
+                    private.pop(uid, None)
+                else:
+                    private[uid] = record.owner
+            if OWNER in reads:
+                interest.refresh(uid)
+        if grid_fields and reads:
+            moved = [uid for uid, entry in updated if not grid_fields.isdisjoint(entry["fields"])]
+        if other_reads:
+            for uid in [
+                uid for uid, entry in updated if not other_reads.isdisjoint(entry["fields"])
+            ]:
+                interest.refresh(uid)
         deltas = interest.update(moved)
         owners = set(private.values())
         # Peers whose visible set changed, and owners of objects with owner-only fields, part
@@ -1166,17 +1210,31 @@ class ServerWorld:
             shared.snapped = self._snap.intersection([uid for uid, _ in updated])
             self._snap -= shared.snapped
             self._snap.difference_update([r.uid for r in spawned])  # §13.5: no marker
-        shared.private = {uid for uid, _ in updated if records[uid].info.owner_only}
-        if shared.private:
-            shared.plain = {uid: entry for uid, entry in updated if uid in shared.private}
+        shared.take(updated)
+        if self._owner_only:
+            shared.private = self._owner_only & shared.changed()
+            if shared.private:
+                shared.plain = shared.by_uid(updated, False)
         cache: dict[Any, bytes | None] = {}  # update entries, shared by peers within the tick
         if scheduler is not None:
             self._weights = {}
+        # What enters each view, what leaves it; and (without queues) which of this tick's
+        # update entries each view that does not hold them all takes: those are encoded
+        # together, once each, before any view's frame is assembled.
+        spawned_set = {r.uid for r in spawned}
+        spawned_of = {r.uid: r for r in spawned}
+        plans: list[tuple[View, list[_Record], list[int], set[int] | None]] = []
+        needed: dict[bool, set[int]] = {}
+        visible_of = interest._visible
+        nothing: set[int] = set()
         for view in views:
             member = view.order[0]
-            visible = interest._visible.get(member, set())
             delta = deltas.get(member)
-            entering = [r for r in spawned if r.uid in visible]
+            if spawned_set:
+                fresh = sorted(visible_of.get(member, nothing) & spawned_set)
+                entering = list(map(spawned_of.__getitem__, fresh))
+            else:
+                entering = []
             left: list[int] = []
             if delta is not None:
                 if delta.entered:
@@ -1193,12 +1251,31 @@ class ServerWorld:
                     entering.sort(key=_uid_of)
                 if delta.left:
                     left = sorted(uid for uid in delta.left if uid in view.held)
+            mine: set[int] | None = None
+            if scheduler is None and updated:
+                held = view.held
+                if left:  # §16.4: what left the view gets no update in the tick it leaves
+                    held.difference_update(left)
+                if not shared.takes_all(held):
+                    mine = held & shared.changed()
+                    if mine:
+                        into = needed.get(view.compact)
+                        if into is None:
+                            needed[view.compact] = set(mine)
+                        else:
+                            into |= mine
+            plans.append((view, entering, left, mine))
+        for compact, uids in needed.items():
+            shared.encode(updated, uids - shared.private, compact)
+        for view, entering, left, mine in plans:
             if scheduler is not None:
                 frame = self._scheduled(
                     view, tick, entering, updated, removed, shared, stamp, left, cache
                 )
             else:
-                frame = self._delta(view, tick, entering, updated, removed, shared, stamp, left)
+                frame = self._delta(
+                    view, tick, entering, updated, removed, shared, stamp, left, mine
+                )
             if frame is not None:
                 out.append((view.order, frame))
 
@@ -1371,8 +1448,57 @@ class _Shared:
         self._snap: dict[bool, tuple[list[Any], m.Entries]] = {}
         self._index: dict[int, int] | None = None
         self._plain: list[Any] | None = None
-        self._fragments: dict[int, tuple[list[Any], list[bytes | None]]] = {}
+        self._changed: set[int] | None = None
+        self._by_uid: dict[bool, dict[int, Any]] = {}
+        self._encoded: dict[bool, dict[int, bytes]] = {}
         self._columns: tuple[bytes, m.Entries] | bool | None = None  # False: none this tick
+
+    def take(self, updated: list[tuple[int, Any]]) -> None:
+        """This tick's entries (``updated``, in uid order), for the views that hold them all."""
+        if updated is not self.source:
+            self.source = updated
+            self.uids = list(map(_first, updated))
+            self.entries = m.Entries(self.uids, values=self.plain_values(updated))
+            self._changed = None
+
+    def takes_all(self, held: set[int]) -> bool:
+        """Whether a view holding ``held`` takes every entry of the tick, as they are."""
+        return held.issuperset(self.uids) and not self.private
+
+    def encode(self, updated: list[tuple[int, Any]], uids: set[int], compact: bool) -> None:
+        """Encode the entries of ``uids`` not encoded yet, together (``m.dumpb_each``)."""
+        encoded = self.encoded(compact)
+        todo = sorted(uids.difference(encoded))
+        if todo:
+            values = self.by_uid(updated, compact)
+            fragments = m.dumpb_each(list(map(values.__getitem__, todo)))
+            encoded.update(zip(todo, fragments, strict=True))
+
+    def changed(self) -> set[int]:
+        """The uids updated this tick (``uids`` as a set)."""
+        changed = self._changed
+        if changed is None:
+            changed = self._changed = set(self.uids)
+        return changed
+
+    def by_uid(self, updated: list[tuple[int, Any]], compact: bool) -> dict[int, Any]:
+        """uid -> its update entry this tick, plain or compact (§12.4)."""
+        found = self._by_uid.get(compact)
+        if found is None:
+            if compact:
+                found = dict(zip(self.uids, self.compact, strict=True))
+            else:
+                found = dict(updated)
+            self._by_uid[compact] = found
+        return found
+
+    def encoded(self, compact: bool) -> dict[int, bytes]:
+        """uid -> its update entry encoded, plain or compact, as views ask for them (each
+        encoded once per tick, for every view holding it)."""
+        found = self._encoded.get(compact)
+        if found is None:
+            found = self._encoded[compact] = {}
+        return found
 
     def columns(self) -> tuple[bytes, m.Entries] | None:
         """§20: the compact entries as column blocks (encoded) and the entries left as rows,
@@ -1390,16 +1516,8 @@ class _Shared:
         """The plain entries of ``updated`` (made once per tick)."""
         plain = self._plain
         if plain is None:
-            plain = self._plain = [entry for _, entry in updated]
+            plain = self._plain = list(map(_second, updated))
         return plain
-
-    def fragments_of(self, values: list[Any]) -> list[bytes | None]:
-        """The encoded entries of ``values``, filled in as views need them (§16: a small
-        view takes a few entries of a busy tick; each is encoded once for all views)."""
-        found = self._fragments.get(id(values))
-        if found is None or found[0] is not values:
-            found = self._fragments[id(values)] = (values, [None] * len(values))
-        return found[1]
 
     def index(self, updated: list[tuple[int, Any]]) -> dict[int, int]:
         """uid -> its position in ``updated`` (made once per tick, when a view needs it)."""
@@ -1407,11 +1525,6 @@ class _Shared:
         if index is None:
             index = self._index = {uid: i for i, (uid, _) in enumerate(updated)}
         return index
-
-    def snap_values(self, updated: list[tuple[int, Any]], compact: bool) -> list[Any]:
-        """The update entries for "time" peers: teleported objects' in the object form with
-        ``"snap": true`` (also on compact connections, §13.5)."""
-        return self._snapping(updated, compact)[0]
 
     def snap_entries(self, updated: list[tuple[int, Any]], compact: bool) -> m.Entries:
         return self._snapping(updated, compact)[1]
@@ -1447,6 +1560,7 @@ def _schema_bytes(tables: dict[str, tuple[int, list[str]]]) -> bytes:
 
 _uid_of = attrgetter("uid")  # sort keys, in C
 _first = itemgetter(0)
+_second = itemgetter(1)
 
 
 def _to_wire(value: Any, record: _Record, name: str) -> Any:

@@ -727,3 +727,33 @@ def test_the_rpc_path_encodes_exactly_as_the_general_encoder(message: m.Message)
     general = m._encoder.encode(m.as_dict(message)).encode("utf-8")
     assert m.encode(message) == general
     assert m.decode(general) == message
+
+
+# -- dumpb_each: many entries encoded in one call (§7.2) ---------------------------------------
+
+json_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=6)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-MAX, MAX)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | json_text
+    | st.just(m._SPLIT),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(json_text, inner, max_size=4),
+    max_leaves=10,
+)
+containers = st.lists(json_values, max_size=4) | st.dictionaries(json_text, json_values, max_size=4)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(containers, max_size=12))
+def test_dumpb_each_writes_each_value_as_dumpb_does(values: list[Any]) -> None:
+    assert m.dumpb_each(values) == [m.dumpb(v) for v in values]
+
+
+def test_dumpb_each_falls_back_when_a_value_holds_the_separator() -> None:
+    """The separator inside a value (even as a whole list element, with commas around it
+    as between values) is told apart: the pieces would be too many."""
+    values: list[Any] = [{"a": 1}, [1, m._SPLIT, 2], {"b": [m._SPLIT]}, [m._SPLIT]]
+    assert m.dumpb_each(values) == [m.dumpb(v) for v in values]
+    assert m.dumpb_each([]) == [] and m.dumpb_each([[1]]) == [b"[1]"]
