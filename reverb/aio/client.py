@@ -48,7 +48,7 @@ class CallFuture(Future[Any]):
             except asyncio.CancelledError:
                 self.cancel()
                 raise
-        return self.result()
+        return Future.result(self)  # done: nothing to refuse, nothing to wait for
 
     def _refuse_blocking(self) -> None:
         if self.done():
@@ -222,7 +222,7 @@ class AsyncClient(ClientEndpoint, AioLoop):
         session = proto.session if proto else None
         self.hub.call(session, uid, method, args, time.monotonic(), future)
         if proto is not None:
-            self.pump(proto)  # written to the transport now, in this loop iteration
+            self.flush(proto)  # written to the transport now, in this loop iteration
         return future
 
     def _room_call(
@@ -271,7 +271,7 @@ class AsyncClient(ClientEndpoint, AioLoop):
 
     def on_event(self, proto: SessionProtocol, event: SessionEvent) -> None:
         session = proto.session
-        outs = self.hub.on_events(event, lambda resolve: resolve(), session, time.monotonic())
+        outs = self.hub.on_events(event, _run, session, time.monotonic())
         for out in outs:
             self.emit(out)
         if outs and len(self._inbox) > MAX_UNREAD and session is not None and not session.closed:
@@ -282,6 +282,11 @@ class AsyncClient(ClientEndpoint, AioLoop):
                 self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
         if isinstance(event, (Opened, Closed)) and self._handshake_done is not None:
             self._handshake_done.set()
+
+
+def _run(resolve: Callable[[], None]) -> None:
+    """Resolve a call's future now: the client's loop is the thread that awaits it."""
+    resolve()
 
 
 async def _awaited(future: CallFuture) -> Any:
