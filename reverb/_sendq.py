@@ -102,6 +102,10 @@ class FrameSizer:
     def feed(self, data: bytes) -> int:
         """The length of the largest frame that ``data`` completes (0 if none)."""
         largest, pos, end = 0, 0, len(data)
+        if not self.left and not self.header and end > 4:
+            length = int.from_bytes(data[:4], "big")
+            if length + 4 == end:  # the usual read: exactly one whole frame
+                return length
         while pos < end:
             if not self.left:
                 take = min(4 - len(self.header), end - pos)

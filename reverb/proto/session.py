@@ -353,8 +353,8 @@ class Session:
             return
         completed = False
         try:
-            self._decoder.add(data)
-            while (body := self._decoder.next_frame()) is not None:
+            body = self._decoder.whole(data)
+            if body is not None:  # the usual read: one whole frame, nothing buffered
                 completed = True
                 self.frames_received += 1
                 if self._inflate and body[:1] == b"\x00":
@@ -362,6 +362,17 @@ class Session:
                 self._receive(m.decode(body), now)
                 if self.closed:
                     return
+            else:
+                self._decoder.add(data)
+            while body is None and (body := self._decoder.next_frame()) is not None:
+                completed = True
+                self.frames_received += 1
+                if self._inflate and body[:1] == b"\x00":
+                    body = self._inflated(body)
+                self._receive(m.decode(body), now)
+                if self.closed:
+                    return
+                body = None
         except RemoteProtocolError as exc:
             logger.warning("%s: protocol violation (%d): %s", self.name, exc.code, exc)
             self.note_incident("protocol_error", str(exc)[:200], now, exc.code)
@@ -455,14 +466,18 @@ class Session:
             return None
         if self._state is State.HANDSHAKE:
             return self._handshake_deadline
-        times = [self._last_received + self._idle_timeout, self._next_ping()]
+        silent = max(self._last_received, self._last_ping)  # _next_ping, inlined
+        when = min(
+            self._last_received + self._idle_timeout,
+            min(silent, self._last_sent) + self._ping_interval,
+        )
         if self.timekeeper is not None and (due := self.timekeeper.ping_due()) is not None:
-            times.append(due)
+            when = min(when, due)
         if self.rtt_interval is not None:
-            times.append(self._last_probe + self.rtt_interval)
+            when = min(when, self._last_probe + self.rtt_interval)
         if self._frame_started is not None:
-            times.append(self._frame_started + self._frame_timeout)
-        return min(times)
+            when = min(when, self._frame_started + self._frame_timeout)
+        return when
 
     # -- application calls -------------------------------------------------------------------
 
