@@ -737,6 +737,19 @@ class ClientHub:
             session.send_encoded("rpc", m.encode_rpc(call_id, uid, method, args), now)
         return future
 
+    def settle_result(self, message: m.RpcResult) -> bool:
+        """``on_events`` of an ``rpc_result`` (§8.4) on a client that does not reconnect,
+        resolving the call's future at once: the event loop's client, which awaits it on
+        this thread. False with a reconnector: ``on_events`` then handles it."""
+        if self.reconnector is not None:
+            return False
+        future = self._calls.pop(message.id, None)
+        if future is None:
+            logger.warning("reply to unknown call id %d ignored", message.id)
+        else:
+            _settle(future, message.value, None)
+        return True
+
     def on_event(
         self, event: SessionEvent, later: Callable[[Callable[[], None]], None]
     ) -> ClientEvent | None:

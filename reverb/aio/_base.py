@@ -269,7 +269,8 @@ class AioLoop:
             logger.warning("%s does not read; %d bytes unsent", session.name, backlog)
             self.shed(proto, "send_buffer", "send buffer over its limit")
             return
-        self._write(proto)
+        if proto.queue:
+            self._write(proto)
         if session.closed:
             if proto not in self.protocols:
                 return  # the connection is gone already

@@ -14,7 +14,7 @@ from reverb.aio._base import AioLoop, SessionProtocol
 from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint
 from reverb.errors import CloseCode, HandshakeFailed, InvalidState, RoomTimeout
 from reverb.proto import messages as m
-from reverb.proto.session import Closed, Opened, Session, SessionEvent
+from reverb.proto.session import Closed, Opened, Received, Session, SessionEvent
 from reverb.reconnect import ReconnectState
 from reverb.stats import ConnectionStats
 from reverb.transport import ClientEvent
@@ -270,6 +270,12 @@ class AsyncClient(ClientEndpoint, AioLoop):
         return self.new_session(resume=self.hub.resuming)
 
     def on_event(self, proto: SessionProtocol, event: SessionEvent) -> None:
+        if (
+            type(event) is Received
+            and type(event.message) is m.RpcResult
+            and self.hub.settle_result(event.message)
+        ):
+            return  # the call's future resolved; nothing for the game loop (§8.4)
         session = proto.session
         outs = self.hub.on_events(event, _run, session, time.monotonic())
         for out in outs:

@@ -663,6 +663,12 @@ def _parse(text: str, body: bytes = b"") -> Any:
 
 def _parse_stdlib(text: str) -> Any:
     decoder = _decoder if _int_digits_capped() else _guarded_decoder
+    try:  # the scanner itself, for a text that is one value and nothing else (the usual)
+        value, end = decoder.scan_once(text, 0)  # type: ignore[attr-defined]
+        if end == len(text):
+            return value
+    except Exception:  # refused, or whitespace around it: decoded again below, with its words
+        pass
     try:
         return decoder.decode(text)
     except RecursionError:
