@@ -22,6 +22,10 @@ from reverb.transport import ClientEvent
 __all__ = ["AsyncClient", "CallFuture"]
 
 
+# concurrent.futures' states of a done future
+_DONE = frozenset({"CANCELLED", "CANCELLED_AND_NOTIFIED", "FINISHED"})
+
+
 class CallFuture(Future[Any]):
     """What ``compute_server`` returns on an ``AsyncClient``: ``await`` it in the event loop.
 
@@ -40,7 +44,8 @@ class CallFuture(Future[Any]):
         awaiting task is woken directly from there, without ``wrap_future``'s thread-safe
         relay (a self-pipe write and an extra loop iteration per call). Cancelling the
         awaiting task cancels the call: its late reply is then dropped."""
-        if not self.done():
+        if self._state not in _DONE:  # read unlocked: a call resolved meanwhile is seen by
+            # add_done_callback, which runs the callback at once on a done future
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self.add_done_callback(functools.partial(_wake, waiter))
             try:

@@ -225,3 +225,11 @@ def test_an_answer_frees_its_id_on_the_shortcut() -> None:
     h.send((session.member,), m.RpcResult(id=5, value=1), 0.0)
     session.receive_data(call, 0.0)  # the id may be used again (§8.5)
     assert not session.closed and 5 in session.calls_in_flight
+
+
+def test_call_future_knows_the_done_states_of_concurrent_futures() -> None:
+    import concurrent.futures._base as base
+
+    from reverb.aio import client
+
+    assert {base.CANCELLED, base.CANCELLED_AND_NOTIFIED, base.FINISHED} == client._DONE
