@@ -109,14 +109,11 @@ class AsyncServer(ServerEndpoint, AioLoop):
         answer = type(message) is m.RpcResult or type(message) is m.RpcErrorReply
         if answer and len(self.hub.keeper):
             self.hub.remember(members, message, time.monotonic())  # §18.6, dropped or not
-        if answer and len(members) == 1:  # one call's answer: hub.reply's path, at once
+        if answer and len(members) == 1:  # one call's answer to a ready connection: at once
             proto = self.by_member.get(members[0])
-            if (
-                proto is not None
-                and not (proto.busy or proto.deferred)
-                and self.hub.reply(members[0], message, time.monotonic()) is not None  # type: ignore[arg-type]
-            ):
-                self.guarded(proto, self.flush, proto)
+            if proto is not None and not (proto.busy or proto.deferred):
+                if self.hub.send(members, message, time.monotonic()):
+                    self.guarded(proto, self.flush, proto)
                 return
         ready = []
         for member in members:

@@ -134,9 +134,9 @@ class Server(ServerEndpoint, IOLoop):
             self.wake()
 
     def _answer(self, member: int, message: m.Message) -> bool:
-        """``send`` of one call's answer to one member on the common path (``hub.reply``:
-        nothing deferred, the connection's lock free, no "rooms"/"deflate"), written to the
-        socket here when nothing waits before it. False: not on that path, nothing done."""
+        """``send`` of one call's answer to one member whose connection is ready (nothing
+        deferred, its lock free), written to the socket here when nothing waits before it.
+        False: not ready, nothing done (``send`` defers it)."""
         wake = False
         with self.lock:
             conn = self.by_member.get(member)
@@ -144,9 +144,8 @@ class Server(ServerEndpoint, IOLoop):
                 return False
             try:
                 now = time.monotonic()
-                if self.hub.reply(member, message, now) is None:  # type: ignore[arg-type]
-                    return False
-                if not self.write_now(conn, now):
+                # hub.send takes hub.reply's path for it (one encode, no per-member set-up)
+                if self.hub.send((member,), message, now) and not self.write_now(conn, now):
                     self.mark_dirty(conn)
                     wake = True
             finally:
