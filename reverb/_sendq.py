@@ -48,9 +48,14 @@ class SendQueue:
         if data:
             self._chunks.append(data)
             self.size += len(data)
-            if now - self.fresh_at > FRESH_WINDOW:
-                self.fresh, self.fresh_at = 0, now
-            self.fresh += len(data)
+            self.written(len(data), now)
+
+    def written(self, size: int, now: float) -> None:
+        """``size`` bytes went to the socket directly, past an empty queue: they count as
+        fresh output, as if pushed and taken at once."""
+        if now - self.fresh_at > FRESH_WINDOW:
+            self.fresh, self.fresh_at = 0, now
+        self.fresh += size
 
     def take(self, limit: int = WINDOW) -> bytes:
         """Whole frames from the front, about ``limit`` bytes (at least one frame)."""
@@ -97,6 +102,10 @@ class FrameSizer:
     def feed(self, data: bytes) -> int:
         """The length of the largest frame that ``data`` completes (0 if none)."""
         largest, pos, end = 0, 0, len(data)
+        if not self.left and not self.header and end > 4:
+            length = int.from_bytes(data[:4], "big")
+            if length + 4 == end:  # the usual read: exactly one whole frame
+                return length
         while pos < end:
             if not self.left:
                 take = min(4 - len(self.header), end - pos)

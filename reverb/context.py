@@ -20,7 +20,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from reverb import _current
-from reverb.errors import InvalidState, RemoteProtocolError, RpcCode, RpcError
+from reverb.errors import EncodeError, InvalidState, RemoteProtocolError, RpcCode, RpcError
 from reverb.events import CLIENT_EVENTS, SERVER_EVENTS, EventRegistry
 from reverb.hub import app_message
 from reverb.interpolation import Hooks, InterpolationManager, RenderTimeline
@@ -254,8 +254,8 @@ class ReverbContext:
         )
 
     def call(self, obj: Any, name: str, args: tuple[Any, ...]) -> Future[Any]:
-        future: Future[Any] = Future()
         if self.side is ReverbSide.SERVER:
+            future: Future[Any] = Future()
             try:
                 future.set_result(getattr(obj, name)(*args))
             except Exception as exc:
@@ -263,6 +263,7 @@ class ReverbContext:
             return future
         info = self.types.of(obj)
         if name not in info.exposed:
+            future = Future()
             future.set_exception(
                 RpcError(f"{info.name} exposes no method {name!r}", RpcCode.NOT_EXPOSED)
             )
@@ -270,7 +271,10 @@ class ReverbContext:
         conn: ClientTransport | None = self.connection
         if conn is None:
             raise InvalidState("not connected: call Client.connect() first")
-        wire_args = m.to_wire(list(args), f"{info.name}.{name} arguments")
+        try:  # the arguments' name is built only for the error (to_wire is deterministic)
+            wire_args = m.to_wire(list(args), "arguments")
+        except EncodeError:
+            wire_args = m.to_wire(list(args), f"{info.name}.{name} arguments")
         return conn.call(obj.uid, name, wire_args)
 
     # -- the server's loop -------------------------------------------------------------------

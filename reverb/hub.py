@@ -10,7 +10,7 @@ import threading
 import zlib
 from collections import Counter
 from collections.abc import Callable, Collection
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
 from reverb.auth import Authenticator
@@ -449,9 +449,14 @@ class ServerHub:
         A sync entry too large for one client's ``max_frame`` closes only the clients with
         that limit, with 1009 (§7.5, §10.2); the others get their sync as usual.
         """
+        kind = type(message)
+        if len(members) == 1 and (kind is m.RpcResult or kind is m.RpcErrorReply):
+            session = self.reply(members[0], message, now)  # type: ignore[arg-type]
+            if session is not None:
+                return [session]
         encoded: dict[tuple[int, bool, bool, bool], list[bytes] | EncodeError] = {}
         framed: dict[tuple[int, bool, bool, bool], list[bytes]] = {}  # with headers: shared
-        columnar = type(message) is m.SyncFrame and message.offers_columns
+        columnar = kind is m.SyncFrame and message.offers_columns  # type: ignore[attr-defined]
         touched = []
         # a reply ends its call: the id may be used again (§8.5)
         answers = message.id if isinstance(message, (m.RpcResult, m.RpcErrorReply)) else None
@@ -508,6 +513,28 @@ class ServerHub:
                     self.observer.sent(member, message, bodies, now)
             touched.append(session)
         return touched
+
+    def reply(
+        self, member: int, message: m.RpcResult | m.RpcErrorReply, now: float
+    ) -> Session | None:
+        """``send`` of one call's answer to one member, on the common path: an open
+        session without "rooms" (§17.4) or "deflate" (§15), an answer within its frame
+        limit. The same bytes and bookkeeping as ``send``; None when not on that path
+        (``send`` then does it all)."""
+        session = self.members.get(member)
+        if session is None or session.state is not State.OPEN or message.room is not m.ABSENT:
+            return None
+        features = session.features
+        if features and (ROOMS in features or DEFLATE in features):
+            return None
+        body = m.encode(message)
+        if len(body) > session.peer_max_frame:
+            return None  # ``send`` answers ``bad_return`` instead (§8.3)
+        code = message.code if type(message) is m.RpcErrorReply else None
+        session.send_framed(message.TYPE, encode_frame(body), now, answers=message.id, code=code)
+        if self.observer is not None:  # monitor hook: frames sent
+            self.observer.sent(member, message, [body], now)
+        return session
 
 
 # §18.4: the close reason of each refusal
@@ -707,9 +734,25 @@ class ClientHub:
         call_id = self._next_call
         self._next_call += 1
         self._calls[call_id] = future
-        room = (self.room or "") if ROOMS in session.features else m.ABSENT  # §17.4
-        session.send(m.Rpc(id=call_id, uid=uid, method=method, args=args, room=room), now)
+        if ROOMS in session.features:  # §17.4: the call names its room
+            room = self.room or ""
+            session.send(m.Rpc(id=call_id, uid=uid, method=method, args=args, room=room), now)
+        else:  # the bytes of ``encode(Rpc(...))``, without building the message
+            session.send_encoded("rpc", m.encode_rpc(call_id, uid, method, args), now)
         return future
+
+    def settle_result(self, message: m.RpcResult) -> bool:
+        """``on_events`` of an ``rpc_result`` (§8.4) on a client that does not reconnect,
+        resolving the call's future at once: the event loop's client, which awaits it on
+        this thread. False with a reconnector: ``on_events`` then handles it."""
+        if self.reconnector is not None:
+            return False
+        future = self._calls.pop(message.id, None)
+        if future is None:
+            logger.warning("reply to unknown call id %d ignored", message.id)
+        else:
+            _settle(future, message.value, None)
+        return True
 
     def on_event(
         self, event: SessionEvent, later: Callable[[Callable[[], None]], None]
@@ -905,9 +948,10 @@ def app_message(name: str, data: Any) -> m.AppMessage:
 def _settle(future: Future[Any], value: Any, error: BaseException | None) -> None:
     """Resolve a call's future unless the caller cancelled it (a cancelled ``await`` of an
     asyncio call cancels it): a late reply must never raise in the I/O layer."""
-    if future.done():
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(value)
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(value)
+    except InvalidStateError:  # already done: cancelled by its caller
+        pass

@@ -261,14 +261,16 @@ class AioLoop:
         proto.deferred.clear()
         backlog = proto.backlog()
         data = self._take(proto)
-        for event in session.events():
+        events = session.events()
+        for event in events:
             self.on_event(proto, event)
-        late = self._take(proto)  # what the event handlers queued (a close)
+        late = bool(events) and self._take(proto)  # what the event handlers queued (a close)
         if (data or late) and backlog > self.max_send_buffer and not session.closed:
             logger.warning("%s does not read; %d bytes unsent", session.name, backlog)
             self.shed(proto, "send_buffer", "send buffer over its limit")
             return
-        self._write(proto)
+        if proto.queue:
+            self._write(proto)
         if session.closed:
             if proto not in self.protocols:
                 return  # the connection is gone already
@@ -278,6 +280,35 @@ class AioLoop:
                 proto.linger = asyncio.get_running_loop().call_later(CLOSE_LINGER, transport.abort)
         else:
             self.schedule(proto)
+
+    def write_now(self, proto: SessionProtocol) -> bool:
+        """Hand the session's output straight to the transport when nothing waits before it
+        (no queued frames, not paused, not busy, nothing deferred, the session open, the send
+        buffer within its limit): what ``pump`` would do, without its bookkeeping, for the
+        RPC path. False: nothing was done, ``pump`` must run (it also handles the rest)."""
+        session, transport = proto.session, proto.transport
+        if (
+            session is None
+            or transport is None
+            or proto.busy
+            or proto.deferred
+            or proto.queue
+            or proto.paused
+            or session.state is not State.OPEN
+            or transport.is_closing()
+            or transport.get_write_buffer_size() > self.max_send_buffer
+        ):
+            return False
+        data = session.data_to_send()
+        if data:
+            proto.queue.written(len(data), time.monotonic())
+            transport.write(data)  # may pause us (high-water mark: WINDOW)
+        return True
+
+    def flush(self, proto: SessionProtocol) -> None:
+        """``write_now``, else ``pump``."""
+        if not self.write_now(proto):
+            self.pump(proto)
 
     def deliver(self, proto: SessionProtocol, message: m.Message) -> None:
         """Queue a message that was sent while the session was busy (server only)."""

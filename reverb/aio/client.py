@@ -14,12 +14,16 @@ from reverb.aio._base import AioLoop, SessionProtocol
 from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint
 from reverb.errors import CloseCode, HandshakeFailed, InvalidState, RoomTimeout
 from reverb.proto import messages as m
-from reverb.proto.session import Closed, Opened, Session, SessionEvent
+from reverb.proto.session import Closed, Opened, Received, Session, SessionEvent
 from reverb.reconnect import ReconnectState
 from reverb.stats import ConnectionStats
 from reverb.transport import ClientEvent
 
 __all__ = ["AsyncClient", "CallFuture"]
+
+
+# concurrent.futures' states of a done future
+_DONE = frozenset({"CANCELLED", "CANCELLED_AND_NOTIFIED", "FINISHED"})
 
 
 class CallFuture(Future[Any]):
@@ -40,7 +44,8 @@ class CallFuture(Future[Any]):
         awaiting task is woken directly from there, without ``wrap_future``'s thread-safe
         relay (a self-pipe write and an extra loop iteration per call). Cancelling the
         awaiting task cancels the call: its late reply is then dropped."""
-        if not self.done():
+        if self._state not in _DONE:  # read unlocked: a call resolved meanwhile is seen by
+            # add_done_callback, which runs the callback at once on a done future
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self.add_done_callback(functools.partial(_wake, waiter))
             try:
@@ -48,7 +53,7 @@ class CallFuture(Future[Any]):
             except asyncio.CancelledError:
                 self.cancel()
                 raise
-        return self.result()
+        return Future.result(self)  # done: nothing to refuse, nothing to wait for
 
     def _refuse_blocking(self) -> None:
         if self.done():
@@ -222,7 +227,7 @@ class AsyncClient(ClientEndpoint, AioLoop):
         session = proto.session if proto else None
         self.hub.call(session, uid, method, args, time.monotonic(), future)
         if proto is not None:
-            self.pump(proto)  # written to the transport now, in this loop iteration
+            self.flush(proto)  # written to the transport now, in this loop iteration
         return future
 
     def _room_call(
@@ -270,8 +275,14 @@ class AsyncClient(ClientEndpoint, AioLoop):
         return self.new_session(resume=self.hub.resuming)
 
     def on_event(self, proto: SessionProtocol, event: SessionEvent) -> None:
+        if (
+            type(event) is Received
+            and type(event.message) is m.RpcResult
+            and self.hub.settle_result(event.message)
+        ):
+            return  # the call's future resolved; nothing for the game loop (§8.4)
         session = proto.session
-        outs = self.hub.on_events(event, lambda resolve: resolve(), session, time.monotonic())
+        outs = self.hub.on_events(event, _run, session, time.monotonic())
         for out in outs:
             self.emit(out)
         if outs and len(self._inbox) > MAX_UNREAD and session is not None and not session.closed:
@@ -282,6 +293,11 @@ class AsyncClient(ClientEndpoint, AioLoop):
                 self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
         if isinstance(event, (Opened, Closed)) and self._handshake_done is not None:
             self._handshake_done.set()
+
+
+def _run(resolve: Callable[[], None]) -> None:
+    """Resolve a call's future now: the client's loop is the thread that awaits it."""
+    resolve()
 
 
 async def _awaited(future: CallFuture) -> Any:

@@ -106,8 +106,15 @@ class AsyncServer(ServerEndpoint, AioLoop):
     def send(self, members: tuple[int, ...], message: m.Message) -> None:
         """Queue ``message`` for those members; one whose session a worker thread is
         decoding into gets it, in order, once that is done."""
-        if isinstance(message, (m.RpcResult, m.RpcErrorReply)) and len(self.hub.keeper):
+        answer = type(message) is m.RpcResult or type(message) is m.RpcErrorReply
+        if answer and len(self.hub.keeper):
             self.hub.remember(members, message, time.monotonic())  # §18.6, dropped or not
+        if answer and len(members) == 1:  # one call's answer to a ready connection: at once
+            proto = self.by_member.get(members[0])
+            if proto is not None and not (proto.busy or proto.deferred):
+                if self.hub.send(members, message, time.monotonic()):
+                    self.guarded(proto, self.flush, proto)
+                return
         ready = []
         for member in members:
             proto = self.by_member.get(member)
@@ -115,9 +122,11 @@ class AsyncServer(ServerEndpoint, AioLoop):
                 proto.deferred.append(message)
             else:
                 ready.append(member)
+        # an answer goes to the transport at once when nothing waits before it
+        flush = self.flush if answer else self.pump
         for session in self.hub.send(tuple(ready), message, time.monotonic()):
             proto = self.by_member[session.member]
-            self.guarded(proto, self.pump, proto)
+            self.guarded(proto, flush, proto)
 
     def deliver(self, proto: SessionProtocol, message: m.Message) -> None:
         assert proto.session is not None

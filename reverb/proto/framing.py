@@ -44,6 +44,17 @@ class FrameDecoder:
         """Queue received bytes; ``next_frame`` takes the frames they complete."""
         self._buffer += data
 
+    def whole(self, data: bytes) -> bytes | None:
+        """The body when ``data`` is exactly one whole, acceptable frame and nothing is
+        buffered (the usual read of a small message); else None, and nothing changed: use
+        ``add`` and ``next_frame``, which also report a bad header."""
+        if self._buffer or self._need is not None or self.error is not None or len(data) <= 4:
+            return None
+        length = int.from_bytes(data[:HEADER_SIZE], "big")
+        if length + HEADER_SIZE != len(data) or length > self.max_frame_size:
+            return None
+        return data[HEADER_SIZE:]
+
     def next_frame(self) -> bytes | None:
         """The body of the next complete frame, or None until more bytes are added.
 

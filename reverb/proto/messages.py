@@ -55,6 +55,7 @@ __all__ = [
     "dumpb",
     "dumps",
     "encode",
+    "encode_rpc",
     "encode_sync",
     "spawn_fragment",
     "to_wire",
@@ -506,8 +507,11 @@ _guarded_decoder = json.JSONDecoder(parse_constant=_no_constants, parse_int=_par
 _INT_DIGITS_CAP = 4300
 
 
+_get_int_max_str_digits = getattr(sys, "get_int_max_str_digits", None)
+
+
 def _int_digits_capped() -> bool:
-    get = getattr(sys, "get_int_max_str_digits", None)
+    get = _get_int_max_str_digits
     return get is not None and 0 < get() <= _INT_DIGITS_CAP
 
 
@@ -662,6 +666,12 @@ def _parse(text: str, body: bytes = b"") -> Any:
 
 def _parse_stdlib(text: str) -> Any:
     decoder = _decoder if _int_digits_capped() else _guarded_decoder
+    try:  # the scanner itself, for a text that is one value and nothing else (the usual)
+        value, end = decoder.scan_once(text, 0)  # type: ignore[attr-defined]
+        if end == len(text):
+            return value
+    except Exception:  # refused, or whitespace around it: decoded again below, with its words
+        pass
     try:
         return decoder.decode(text)
     except RecursionError:
@@ -716,6 +726,10 @@ def decode(body: bytes) -> Message:
         raise RemoteProtocolError(f"unknown message type {kind[:40]!r}", CloseCode.PROTOCOL_ERROR)
     if kind == "sync":
         return _decode_sync(obj) or check(obj, "")
+    if kind == "rpc_result" or kind == "rpc":
+        fast = _decode_rpc(obj, kind)
+        if fast is not None:
+            return fast
     message: Message = check(obj, "")
     if isinstance(message, Rpc) and message.id < 0:
         raise RemoteProtocolError("rpc id must not be negative", CloseCode.PROTOCOL_ERROR)
@@ -729,6 +743,25 @@ def decode(body: bytes) -> Message:
             f"{kind} name must hold 1 to {MAX_MESSAGE_NAME} characters", CloseCode.PROTOCOL_ERROR
         )
     return message
+
+
+def _decode_rpc(obj: dict[str, Any], kind: str) -> Message | None:
+    """The RPC path's messages (§5.4, §5.5) as the schema would build them, checked field by
+    field without its general machinery; None for anything else (an optional field present,
+    a missing or mistyped one, a negative id): the schema then decides, with its words."""
+    call_id = obj.get("id")
+    if type(call_id) is not int:
+        return None
+    if kind == "rpc_result":
+        if len(obj) != 3 or "value" not in obj:
+            return None  # "room" (§17.4), or an unknown or missing field
+        return RpcResult(id=call_id, value=obj["value"])
+    if len(obj) != 5 or call_id < 0:
+        return None
+    uid, method, args = obj.get("uid"), obj.get("method"), obj.get("args")
+    if type(uid) is not int or type(method) is not str or type(args) is not list:
+        return None
+    return Rpc(id=call_id, uid=uid, method=method, args=args)
 
 
 def _check_room_join(join: RoomJoin) -> None:
@@ -1100,7 +1133,22 @@ def to_wire(value: Any, where: str = "value", depth: int = 2) -> Any:
     if depth > MAX_DEPTH:
         raise EncodeError(f"{where}: nests deeper than {MAX_DEPTH} levels (docs/protocol.md §3.4)")
     if kind is list or kind is tuple:
-        return [to_wire(v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value)]
+        out_list = []
+        for i, v in enumerate(value):
+            vk = type(v)
+            # the common items checked here, without naming them (the name is only needed
+            # in an error, which the recursive call below raises with its words)
+            if (
+                v is None
+                or vk is bool
+                or (vk is int and -MAX_SAFE_INT <= v <= MAX_SAFE_INT)
+                or (vk is float and math.isfinite(v))
+                or (vk is str and not _SURROGATE.search(v))
+            ):
+                out_list.append(v)
+            else:
+                out_list.append(to_wire(v, f"{where}[{i}]", depth + 1))
+        return out_list
     if kind is dict:
         out = {}
         for k, v in value.items():
@@ -1262,6 +1310,16 @@ def encode(message: Message) -> bytes:
         return _encoder.encode(as_dict(message)).encode("utf-8")
     except ValueError as exc:  # NaN slipped past to_wire: a local bug, reported as such
         raise EncodeError(f"{message.TYPE}: {exc}") from None
+
+
+def encode_rpc(call_id: int, uid: int, method: str, args: list[Any]) -> bytes:
+    """``encode(Rpc(id=call_id, uid=uid, method=method, args=args))`` without building the
+    message (the client's call path); ``args`` already checked by ``to_wire``."""
+    body = {"type": "rpc", "id": call_id, "uid": uid, "method": method, "args": args}
+    try:
+        return dumps(body).encode("utf-8")
+    except ValueError as exc:  # pragma: no cover - to_wire refuses what would get here
+        raise EncodeError(f"rpc: {exc}") from None
 
 
 def encode_sync(sync: Sync, limit: int) -> list[bytes]:

@@ -118,6 +118,8 @@ NEEDS_FEATURE: dict[type[m.Message], str] = {
     **{kind: ROOMS for kind in (*m.ROOM_REQUESTS, *m.ROOM_REPLIES)},  # §17.2
 }
 _PEER = {Role.SERVER: Role.CLIENT, Role.CLIENT: Role.SERVER}
+_SERVER_OPEN = RECEIVABLE[(Role.SERVER, State.OPEN)]
+_CLIENT_OPEN = RECEIVABLE[(Role.CLIENT, State.OPEN)]
 
 
 @dataclass(frozen=True)
@@ -234,6 +236,7 @@ class Session:
             else max_frame_size
         )
         self._state = State.HANDSHAKE
+        self._legal = RECEIVABLE[(role, State.HANDSHAKE)]  # §6.2, for the current state
         self._out: list[bytes] = []
         self._events: list[SessionEvent] = []
         self._handshake_deadline = now + handshake_timeout
@@ -324,6 +327,7 @@ class Session:
     def _set_state(self, state: State) -> None:
         logger.debug("%s: %s -> %s", self.name, self._state.value, state.value)
         self._state = state
+        self._legal = RECEIVABLE.get((self.role, state), frozenset())
 
     # -- outputs -----------------------------------------------------------------------------
 
@@ -352,8 +356,8 @@ class Session:
             return
         completed = False
         try:
-            self._decoder.add(data)
-            while (body := self._decoder.next_frame()) is not None:
+            body = self._decoder.whole(data)
+            if body is not None:  # the usual read: one whole frame, nothing buffered
                 completed = True
                 self.frames_received += 1
                 if self._inflate and body[:1] == b"\x00":
@@ -361,6 +365,17 @@ class Session:
                 self._receive(m.decode(body), now)
                 if self.closed:
                     return
+            else:
+                self._decoder.add(data)
+            while body is None and (body := self._decoder.next_frame()) is not None:
+                completed = True
+                self.frames_received += 1
+                if self._inflate and body[:1] == b"\x00":
+                    body = self._inflated(body)
+                self._receive(m.decode(body), now)
+                if self.closed:
+                    return
+                body = None
         except RemoteProtocolError as exc:
             logger.warning("%s: protocol violation (%d): %s", self.name, exc.code, exc)
             self.note_incident("protocol_error", str(exc)[:200], now, exc.code)
@@ -454,14 +469,18 @@ class Session:
             return None
         if self._state is State.HANDSHAKE:
             return self._handshake_deadline
-        times = [self._last_received + self._idle_timeout, self._next_ping()]
+        silent = max(self._last_received, self._last_ping)  # _next_ping, inlined
+        when = min(
+            self._last_received + self._idle_timeout,
+            min(silent, self._last_sent) + self._ping_interval,
+        )
         if self.timekeeper is not None and (due := self.timekeeper.ping_due()) is not None:
-            times.append(due)
+            when = min(when, due)
         if self.rtt_interval is not None:
-            times.append(self._last_probe + self.rtt_interval)
+            when = min(when, self._last_probe + self.rtt_interval)
         if self._frame_started is not None:
-            times.append(self._frame_started + self._frame_timeout)
-        return min(times)
+            when = min(when, self._frame_started + self._frame_timeout)
+        return when
 
     # -- application calls -------------------------------------------------------------------
 
@@ -633,13 +652,22 @@ class Session:
         self._events.append(Closed(code=code, reason=reason, by_peer=by_peer, clean=clean))
 
     def _receive(self, message: m.Message, now: float) -> None:
-        legal = RECEIVABLE[(self.role, self._state)]
-        if m.MESSAGE_TYPES[message.TYPE] not in legal:
+        kind = type(message)
+        if kind is m.RpcResult and self._legal is _CLIENT_OPEN:
+            # the client's common case (§8.4): legal in OPEN, needs no feature, nothing more
+            # to check here; the same counting and event as the general path below
+            self.received_by_kind["rpc_result"] += 1
+            self._events.append(Received(message, now))
+            return
+        if m.MESSAGE_TYPES[message.TYPE] not in self._legal:
             raise RemoteProtocolError(
                 f"{message.TYPE} is not allowed in state {self._state.value}",
                 CloseCode.PROTOCOL_ERROR,
             )
         self.received_by_kind[message.TYPE] += 1
+        if kind is m.Rpc and self._legal is _SERVER_OPEN:
+            self._receive_rpc(message, now)  # type: ignore[arg-type]
+            return
         feature = NEEDS_FEATURE.get(type(message))
         if feature is not None and feature not in self.features:
             raise RemoteProtocolError(
@@ -734,6 +762,28 @@ class Session:
             elif isinstance(message, m.RpcErrorReply):
                 self.rpc_errors[message.code] += 1
             self._events.append(Received(message, now))
+
+    def _receive_rpc(self, message: m.Rpc, now: float) -> None:
+        """A server's ``rpc`` in OPEN (§8.1): the checks of the general path, in its order
+        (message rate, "rooms" naming, duplicate id, call rate), then the event."""
+        if not self._messages.take(now):
+            self.limit_hit("message_rate", CloseCode.POLICY, "message rate limit exceeded", now)
+            return
+        if ROOMS in self.features:
+            self._check_room_request(message)
+        if message.id in self._in_flight:
+            raise RemoteProtocolError(
+                f"rpc id {message.id} already in flight", CloseCode.PROTOCOL_ERROR
+            )
+        if not self._calls.take(now):
+            self._refuse_over_rate(
+                f"call {message.id}",
+                m.RpcErrorReply(id=message.id, code=RpcCode.RATE_LIMITED, message="too many calls"),
+                now,
+            )
+            return
+        self._in_flight.add(message.id)
+        self._events.append(Received(message, now))
 
     def _server_time(self, value: float | m.Absent, where: str) -> float | None:
         """§13: with "time" granted, the server time a message must carry (else 1002)."""

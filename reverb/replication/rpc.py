@@ -56,42 +56,51 @@ def _arity(info: Any, method: str, signature: inspect.Signature) -> tuple[int, f
     return result
 
 
+def _error(call_id: int, code: RpcCode, message: str) -> m.RpcErrorReply:
+    return m.RpcErrorReply(id=call_id, code=code, message=message)
+
+
 def dispatch(objects: dict[int, Any], types: TypeRegistry, member: int, rpc: m.Rpc) -> m.Message:
     """Run an ``rpc`` for ``member`` after the checks of §8.2; return the reply."""
 
-    def error(code: RpcCode, message: str) -> m.RpcErrorReply:
-        return m.RpcErrorReply(id=rpc.id, code=code, message=message)
-
     obj = objects.get(rpc.uid)
     if obj is None:
-        return error(RpcCode.UNKNOWN_OBJECT, f"no object with uid {rpc.uid}")
+        return _error(rpc.id, RpcCode.UNKNOWN_OBJECT, f"no object with uid {rpc.uid}")
     info = types.of(obj)
     exposure = info.exposed.get(rpc.method)
     if exposure is None:
-        return error(RpcCode.NOT_EXPOSED, f"{info.name} exposes no method {rpc.method[:60]!r}")
+        return _error(
+            rpc.id, RpcCode.NOT_EXPOSED, f"{info.name} exposes no method {rpc.method[:60]!r}"
+        )
     if not exposure.anyone and obj.belonging_membership != member:
-        return error(RpcCode.NOT_OWNER, f"{info.name}.{rpc.method} may only be called by its owner")
+        return _error(
+            rpc.id, RpcCode.NOT_OWNER, f"{info.name}.{rpc.method} may only be called by its owner"
+        )
     signature = info.signatures[rpc.method]
     arity = _arity(info, rpc.method, signature)
     if arity is None or not arity[0] <= len(rpc.args) + 1 <= arity[1]:
         try:  # the general check, and the words of its refusal
             signature.bind(obj, *rpc.args)
         except TypeError as exc:
-            return error(RpcCode.BAD_ARGUMENTS, f"{info.name}.{rpc.method}: {exc}")
+            return _error(rpc.id, RpcCode.BAD_ARGUMENTS, f"{info.name}.{rpc.method}: {exc}")
     token = current_caller.set(member)
     try:
         value = getattr(obj, rpc.method)(*rpc.args)
     except RpcError as exc:
-        return error(RpcCode.REJECTED, exc.message)
+        return _error(rpc.id, RpcCode.REJECTED, exc.message)
     except Exception:
         logger.exception("rpc %s.%s from client #%d raised", info.name, rpc.method, member)
-        return error(RpcCode.HANDLER_ERROR, f"{info.name}.{rpc.method} failed on the server")
+        return _error(
+            rpc.id, RpcCode.HANDLER_ERROR, f"{info.name}.{rpc.method} failed on the server"
+        )
     finally:
         current_caller.reset(token)
     try:
         return m.RpcResult(id=rpc.id, value=m.to_wire(value, "return value"))
     except EncodeError as exc:
         logger.error("rpc %s.%s: %s", info.name, rpc.method, exc)
-        return error(
-            RpcCode.BAD_RETURN, f"{info.name}.{rpc.method} returned a value JSON cannot hold"
+        return _error(
+            rpc.id,
+            RpcCode.BAD_RETURN,
+            f"{info.name}.{rpc.method} returned a value JSON cannot hold",
         )

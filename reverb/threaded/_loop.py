@@ -546,9 +546,11 @@ class IOLoop:
             conn.deferred.clear()
             backlog = conn.backlog()
             sent = self._take_output(conn)
-            for event in session.events():
+            events = session.events()
+            for event in events:
                 self.on_event(conn, event)
-            sent = self._take_output(conn) or sent  # what the event handlers queued (a close)
+            if events:  # what the event handlers queued (a close)
+                sent = self._take_output(conn) or sent
             if conn.sock not in self.conns:
                 return
             if sent and backlog > self.max_send_buffer and not session.closed:

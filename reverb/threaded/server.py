@@ -100,9 +100,12 @@ class Server(ServerEndpoint, IOLoop):
         An RPC reply or a sync is written to the socket right here, on the game thread, when
         the connection has nothing else waiting (``write_now``): no hand-off to the I/O
         thread, which is woken only for what the socket did not take."""
-        direct_write = isinstance(message, (m.RpcResult, m.RpcErrorReply, m.Sync))
-        if direct_write and not isinstance(message, m.Sync) and len(self.hub.keeper):
+        answer = type(message) is m.RpcResult or type(message) is m.RpcErrorReply
+        if answer and len(self.hub.keeper):
             self.hub.remember(members, message, time.monotonic())  # §18.6, dropped or not
+        if answer and len(members) == 1 and self._answer(members[0], message):
+            return
+        direct_write = answer or isinstance(message, m.Sync)
         wake = False
         with self.lock:
             ready: list[Conn] = []
@@ -129,6 +132,27 @@ class Server(ServerEndpoint, IOLoop):
                     conn.lock.release()
         if wake:
             self.wake()
+
+    def _answer(self, member: int, message: m.Message) -> bool:
+        """``send`` of one call's answer to one member whose connection is ready (nothing
+        deferred, its lock free), written to the socket here when nothing waits before it.
+        False: not ready, nothing done (``send`` defers it)."""
+        wake = False
+        with self.lock:
+            conn = self.by_member.get(member)
+            if conn is None or conn.deferred or not conn.lock.acquire(blocking=False):
+                return False
+            try:
+                now = time.monotonic()
+                # hub.send takes hub.reply's path for it (one encode, no per-member set-up)
+                if self.hub.send((member,), message, now) and not self.write_now(conn, now):
+                    self.mark_dirty(conn)
+                    wake = True
+            finally:
+                conn.lock.release()
+        if wake:
+            self.wake()
+        return True
 
     def deliver(self, conn: Conn, message: m.Message, now: float) -> None:
         self.hub.send((conn.session.member,), message, now)
