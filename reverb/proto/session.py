@@ -359,20 +359,14 @@ class Session:
             body = self._decoder.whole(data)
             if body is not None:  # the usual read: one whole frame, nothing buffered
                 completed = True
-                self.frames_received += 1
-                if self._inflate and body[:1] == b"\x00":
-                    body = self._inflated(body)
-                self._receive(m.decode(body), now)
+                self._frame(body, now)
                 if self.closed:
                     return
             else:
                 self._decoder.add(data)
             while body is None and (body := self._decoder.next_frame()) is not None:
                 completed = True
-                self.frames_received += 1
-                if self._inflate and body[:1] == b"\x00":
-                    body = self._inflated(body)
-                self._receive(m.decode(body), now)
+                self._frame(body, now)
                 if self.closed:
                     return
                 body = None
@@ -901,6 +895,13 @@ class Session:
                 replaced=replaced,
             )
         )
+
+    def _frame(self, body: bytes, now: float) -> None:
+        """One received frame body: counted, inflated (§15), decoded and handled."""
+        self.frames_received += 1
+        if self._inflate and body[:1] == b"\x00":
+            body = self._inflated(body)
+        self._receive(m.decode(body), now)
 
     def _inflated(self, body: bytes) -> bytes:
         """§15.2: a compressed frame's message, never larger than this client's max_frame."""
