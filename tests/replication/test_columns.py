@@ -253,3 +253,18 @@ def test_a_client_without_field_tables_refuses_blocks() -> None:
     applied(replicas, full_of_things(1))
     with pytest.raises(RemoteProtocolError):
         applied(replicas, {**SYNC, "despawn": [], "cols": [[[0], [1], [1.0]]]})
+
+
+def test_an_observing_client_sees_the_same_changes_from_blocks_as_from_rows() -> None:
+    schema = {"Thing": {"at": 0, "add": ["x", "hp"]}}
+    rows = [[u, 0, u * 1.5, 1, u * 10] for u in (1, 2, 3, 4)]
+    cols = [[[0, 1], [1, 2, 3, 4], [1.5, 3.0, 4.5, 6.0], [10, 20, 30, 40]]]
+    seen = []
+    for form in ({"update": rows}, {"update": [], "cols": cols}):
+        replicas = client()
+        replicas.observe = lambda cls: True  # as for an interpolated type (§13)
+        applied(replicas, full_of_things(4))
+        applied(replicas, {**SYNC, "schema": schema, "despawn": [], **form})
+        seen.append([(obj.uid, name, old, new) for obj, name, old, new in replicas.changes])
+    assert seen[0] == seen[1]
+    assert (1, "x", 0.0, 1.5) in seen[1] and (4, "hp", 1, 40) in seen[1]
