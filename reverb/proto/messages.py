@@ -1436,7 +1436,6 @@ class SyncFrame(Sync):
     cols_bytes: bytes | None
     _rows: SyncFrame | None
     _columns: Callable[[], tuple[bytes, Entries] | None] | None
-    _columnar: SyncFrame | None
     _decoded: tuple[tuple[SpawnEntry, ...], tuple[UpdateEntry, ...], tuple[int, ...]] | None
 
     def __init__(
@@ -1467,7 +1466,6 @@ class SyncFrame(Sync):
         set_(self, "cols_bytes", None)  # §20.2: the column blocks, encoded (a columnar variant)
         set_(self, "_rows", None)  # on a columnar variant: the same tick in rows (for parts)
         set_(self, "_columns", None)  # what makes the columnar variant, offered by the world
-        set_(self, "_columnar", None)
 
     def _head(self, final: bool, schema: bytes | None, left: Any = ABSENT) -> bytes:
         head = b'{"type":"sync","tick":%d,"full":%s,"final":%s' % (
@@ -1517,23 +1515,22 @@ class SyncFrame(Sync):
 
     def columnar(self) -> SyncFrame:
         """This sync for a "columns" peer (§20): its updates in column blocks where the
-        world offered them, else itself. Made once and shared by every such peer."""
-        made = self._columnar
-        if made is None:
-            made = self
-            columns = self._columns
-            found = columns() if columns is not None else None
-            if found is not None:
-                cols, rest = found
-                spawn, _, gone = self.lists
-                made = SyncFrame(self.tick, self.full, spawn, rest, None, self.final)
-                set_ = object.__setattr__
-                for name in ("room", "schema_bytes", "time", "left"):
-                    set_(made, name, getattr(self, name))
-                set_(made, "lists", (spawn, rest, gone))
-                set_(made, "cols_bytes", cols)
-                set_(made, "_rows", self)
-            object.__setattr__(self, "_columnar", made)
+        world offered them, else itself. Not cached on the frame: the variant refers to this
+        frame (its rows, for ``parts``), and a reference back would make every tick's frames
+        a cycle that only the garbage collector frees (the hub asks once per encoding)."""
+        columns = self._columns
+        found = columns() if columns is not None else None
+        if found is None:
+            return self
+        cols, rest = found
+        spawn, _, gone = self.lists
+        made = SyncFrame(self.tick, self.full, spawn, rest, None, self.final)
+        set_ = object.__setattr__
+        for name in ("room", "schema_bytes", "time", "left"):
+            set_(made, name, getattr(self, name))
+        set_(made, "lists", (spawn, rest, gone))
+        set_(made, "cols_bytes", cols)
+        set_(made, "_rows", self)
         return made
 
     def body(self) -> bytes:
