@@ -364,17 +364,10 @@ class ClientWorld:
         if None in names:
             for i, key in enumerate(keys):
                 if names[i] is None:
-                    known = shapes.get(key)
-                    if known is not None:
-                        names[i] = known
-                        continue
-                    cls, indexes = key
-                    resolved = self._resolve(cls, indexes)
-                    if not self._check_names(cls, resolved):
+                    resolved = self._shape(*key)
+                    if resolved is None:
                         return None
-                    if len(shapes) >= _MAX_SHAPES:
-                        shapes.clear()
-                    names[i] = shapes[key] = resolved
+                    names[i] = resolved
         dicts = list(map(_dict_of, objs))
 
         def apply() -> None:
@@ -408,17 +401,9 @@ class ClientWorld:
         classes = set(map(type, objs))
         if len(classes) != 1:
             return None
-        cls = classes.pop()
-        shapes = self._shapes
-        key = (cls, indexes)
-        names = shapes.get(key)
+        names = self._shape(classes.pop(), indexes)
         if names is None:
-            names = self._resolve(cls, indexes)
-            if not self._check_names(cls, names):
-                return None
-            if len(shapes) >= _MAX_SHAPES:
-                shapes.clear()
-            shapes[key] = names
+            return None
         values = columns[2::2]
         dicts = list(map(_dict_of, objs))
 
@@ -431,7 +416,6 @@ class ClientWorld:
     def _fast_cols(self, cols: list[Any], lookup: dict[int, Any]) -> Callable[[], None] | None:
         """§20: column blocks of one class each, checked block by block and applied column
         by column (a C loop per column); None sends them the way of their rows."""
-        shapes = self._shapes
         work = []
         for block in cols:
             try:
@@ -441,16 +425,9 @@ class ClientWorld:
             classes = set(map(type, objs))
             if len(classes) != 1:
                 return None
-            cls = classes.pop()
-            key = (cls, tuple(block[0]))
-            names = shapes.get(key)
+            names = self._shape(classes.pop(), tuple(block[0]))
             if names is None:
-                names = self._resolve(cls, key[1])
-                if not self._check_names(cls, names):
-                    return None
-                if len(shapes) >= _MAX_SHAPES:
-                    shapes.clear()
-                shapes[key] = names
+                return None
             work.append((names, block[2:], list(map(_dict_of, objs))))
 
         def apply() -> None:
@@ -459,6 +436,22 @@ class ClientWorld:
                     deque(map(setitem, dicts, repeat(name), column), 0)
 
         return apply
+
+    def _shape(self, cls: type, indexes: tuple[Any, ...]) -> tuple[str, ...] | None:
+        """The names of a compact entry's ``indexes`` for ``cls`` (§12.4), remembered; None
+        when a name must be written the slow way (``_check_names``); 1002 when an index is
+        not in the table."""
+        shapes = self._shapes
+        key = (cls, indexes)
+        names = shapes.get(key)
+        if names is None:
+            names = self._resolve(cls, indexes)
+            if not self._check_names(cls, names):
+                return None
+            if len(shapes) >= _MAX_SHAPES:
+                shapes.clear()
+            shapes[key] = names
+        return names
 
     def _resolve(self, cls: type, indexes: tuple[Any, ...]) -> tuple[str, ...]:
         """§12.4: the names of a compact entry's indexes, or 1002."""
