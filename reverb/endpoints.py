@@ -4,7 +4,6 @@ calling the I/O base class's ``__init__`` with ``max_send_buffer``."""
 
 from __future__ import annotations
 
-import math
 import ssl
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -13,21 +12,23 @@ from typing import TYPE_CHECKING, Any
 from reverb import _current
 from reverb.auth import Authenticator
 from reverb.errors import InvalidState
-from reverb.hub import (
+from reverb.hub import ClientHub, ServerHub
+from reverb.options import (
+    CLIENT_SEND_BUFFER,
+    CONNECT_TIMEOUT,
     MAX_CONNECTIONS,
     MAX_CONNECTIONS_PER_IP,
     MAX_PENDING_CALLS,
-    ClientHub,
-    ServerHub,
+    SERVER_SEND_BUFFER,
+    SERVER_SEND_BUFFER_PER_IP,
+    SERVER_TOTAL_SEND_BUFFER,
+    ClientOptions,
     ServerOptions,
 )
 from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
-from reverb.proto.session import (
-    DEFLATE,
-    FEATURES,
+from reverb.proto.options import (
     FRAME_TIMEOUT,
-    GRANTABLE,
     HANDSHAKE_TIMEOUT,
     IDLE_TIMEOUT,
     MAX_BYTES_PER_SECOND,
@@ -35,13 +36,10 @@ from reverb.proto.session import (
     MAX_HANDSHAKE_FRAME,
     MAX_MESSAGES_PER_SECOND,
     PING_INTERVAL,
-    QUIET,
-    RESUME,
-    ROOMS,
-    TIME,
-    Role,
-    Session,
+    TICK_RATE,
+    pick,
 )
+from reverb.proto.session import FEATURES, GRANTABLE, Role, Session
 from reverb.reconnect import ReconnectPolicy
 from reverb.replication.types import contract
 from reverb.replication.world import QUIET_INTERVAL
@@ -65,16 +63,6 @@ __all__ = [
     "ServerEndpoint",
 ]
 
-# §11: seconds of full-rate syncs of a big world; a stalled reader is dropped long before it
-# costs real memory.
-SERVER_SEND_BUFFER = 8 << 20
-# What every connection together may hold unsent, and the connections of one address: a few
-# stalled readers cost at most this, however many connect. Peers that keep up hold almost
-# nothing (only bytes older than their latest output count against them), so it is not a
-# cap on how much a server sends per tick.
-SERVER_TOTAL_SEND_BUFFER = 64 << 20
-SERVER_SEND_BUFFER_PER_IP = 16 << 20
-CLIENT_SEND_BUFFER = 1 << 20  # a client only sends calls; a megabyte unsent means a dead link
 # Syncs and events waiting for client_sync(): a game pumping at any frame rate holds a few;
 # a program that never pumps is disconnected rather than left to grow without bound.
 MAX_UNREAD = 10_000
@@ -109,7 +97,7 @@ class ServerEndpoint:
         host: str = "127.0.0.1",
         port: int = 8080,
         *,
-        tick_rate: float = 30.0,
+        tick_rate: float = TICK_RATE,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         handshake_timeout: float = HANDSHAKE_TIMEOUT,
         frame_timeout: float = FRAME_TIMEOUT,
@@ -137,43 +125,19 @@ class ServerEndpoint:
         client_budget: float | None = None,
         quiet_interval: float = QUIET_INTERVAL,
     ) -> None:
-        if not (math.isfinite(quiet_interval) and quiet_interval > 0):
-            raise ValueError("quiet_interval must be a positive number of seconds")
+        options = pick(ServerOptions, locals())  # each keyword's meaning: reverb.options
         self.host = host
         self.requested_port = port
-        self.tick_rate = tick_rate
-        self.ssl_context = ssl_context
+        self.tick_rate = options.tick_rate
+        self.ssl_context = options.ssl_context
         self.context = context if context is not None else _current.current_context()
-        self.hub = ServerHub(
-            ServerOptions(
-                tick_rate=tick_rate,
-                max_frame_size=max_frame_size,
-                handshake_timeout=handshake_timeout,
-                frame_timeout=frame_timeout,
-                ping_interval=ping_interval,
-                idle_timeout=idle_timeout,
-                max_pending_calls=max_pending_calls,
-                max_connections=max_connections,
-                max_connections_per_ip=max_connections_per_ip,
-                max_messages_per_second=max_messages_per_second,
-                max_calls_per_second=max_calls_per_second,
-                max_handshake_frame=max_handshake_frame,
-                max_bytes_per_second=max_bytes_per_second,
-                authenticate=authenticate,
-                features=features,
-                resume_grace=resume_grace,
-                on_drop=on_drop,
-                owned_objects=owned_objects,
-                rtt_interval=rtt_interval,
-            ),
-            self.context.types if check_contract else None,
-        )
+        self.hub = ServerHub(options, self.context.types if options.check_contract else None)
         world = self.context.world
         if not world.scheduling:
-            world.tick_rate = tick_rate
-        world.quiet_interval = quiet_interval  # §19.3
-        if client_budget is not None:  # bytes per second per client (protocol §16.6)
-            world.set_budget(None, client_budget)
+            world.tick_rate = options.tick_rate
+        world.quiet_interval = options.quiet_interval  # §19.3
+        if options.client_budget is not None:  # bytes per second per client (§16.6)
+            world.set_budget(None, options.client_budget)
         self.stats = self.hub.stats
         self.by_member: dict[int, Any] = {}  # membership id -> the I/O layer's connection
         # §17: room types, live rooms and the lobby; the default room is this context's world
@@ -183,10 +147,15 @@ class ServerEndpoint:
         self.hub.room_contract = self.rooms.contract
         self._port: int | None = None
         super().__init__(  # type: ignore[call-arg]
-            max_send_buffer=max_send_buffer,
-            max_total_send_buffer=max_total_send_buffer,
-            max_send_buffer_per_ip=max_send_buffer_per_ip,
+            max_send_buffer=options.max_send_buffer,
+            max_total_send_buffer=options.max_total_send_buffer,
+            max_send_buffer_per_ip=options.max_send_buffer_per_ip,
         )
+
+    @property
+    def options(self) -> ServerOptions:
+        """What this server was configured with (the monitor may turn RTT pings on)."""
+        return self.hub.options
 
     @property
     def port(self) -> int:
@@ -303,7 +272,7 @@ class ClientEndpoint:
         ip: str = "127.0.0.1",
         port: int = 8080,
         *,
-        connect_timeout: float = 5.0,
+        connect_timeout: float = CONNECT_TIMEOUT,
         max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
         frame_timeout: float = FRAME_TIMEOUT,
         ping_interval: float = PING_INTERVAL,
@@ -321,46 +290,26 @@ class ClientEndpoint:
         rooms: bool = False,
         context: ReverbContext | None = None,
     ) -> None:
+        options = pick(ClientOptions, locals())  # each keyword's meaning: reverb.options
+        self.options = options
         self.ip = ip
-        self.compression = compression
-        self.keep_replicas = keep_replicas
         self.port = port
-        self.connect_timeout = connect_timeout
-        self.credentials = credentials
-        self.ssl_context = ssl_context
-        self.server_hostname = server_hostname
-        self.send_contract = send_contract
+        self.compression = options.compression
+        self.keep_replicas = options.keep_replicas
+        self.connect_timeout = options.connect_timeout
+        self.credentials = options.credentials
+        self.ssl_context = options.ssl_context
+        self.server_hostname = options.server_hostname
+        self.send_contract = options.send_contract
         self.context = context if context is not None else _current.current_context()
         # §18: reconnect by itself and resume the membership (asks for "resume")
-        policy = ReconnectPolicy() if reconnect is True else reconnect or None
-        self.reconnect_policy = policy if policy is not None and policy.enabled else None
-        if rooms and self.reconnect_policy is not None:
-            # a resumed membership does not get its room seat back yet (§18.5 keeps "its
-            # seat" only in the default room): refuse the pair rather than resume half of it
-            raise ValueError("rooms=True and reconnect cannot be combined yet")
+        self.reconnect_policy = options.reconnect_policy
         self.hub = ClientHub(self.reconnect_policy)
-        # §4.11: "compact", "time", "messages", "interest", "quiet" by default; "time" (server
-        # clock, a sync every tick, §13) and "quiet" (§19: not the empty ones of idle ticks)
-        # unless time_sync=False; "deflate" with compression (§15)
-        asked = tuple(f for f in features if time_sync or f not in (TIME, QUIET))
-        if compression and DEFLATE not in asked:
-            asked += (DEFLATE,)
-        if self.reconnect_policy is not None and RESUME not in asked:
-            asked += (RESUME,)
-        if rooms and ROOMS not in asked:  # §17.2: in no room until it joins one
-            asked += (ROOMS,)
-        self._time_ping_interval = time_ping_interval
-        self.timekeeper = Timekeeper(ping_interval=time_ping_interval)
+        # §4.11: "compact", "time", "messages", "interest", "quiet", "columns" by default
+        self.asked = options.asked()
+        self.timekeeper = Timekeeper(ping_interval=options.time_ping_interval)
         self._stats_session: Session | None = None  # the last connection's, for ``stats``
         self._applied_before = 0  # ticks the replica table had applied before it
-        self._session_options: dict[str, Any] = {
-            "features": asked,
-            "max_frame_size": max_frame_size,
-            "frame_timeout": frame_timeout,
-            "ping_interval": ping_interval,
-            "idle_timeout": idle_timeout,
-            "handshake_timeout": connect_timeout,
-        }
         super().__init__(max_send_buffer=CLIENT_SEND_BUFFER)  # type: ignore[call-arg]
 
     @property
@@ -566,15 +515,16 @@ class ClientEndpoint:
             self.hub.reset()
         if self.context.connection is None:
             self.context.connection = self
-        self.timekeeper = Timekeeper(ping_interval=self._time_ping_interval)
+        self.timekeeper = Timekeeper(ping_interval=self.options.time_ping_interval)
         session = Session(
             Role.CLIENT,
             time.monotonic() if now is None else now,
+            self.options,
+            features=self.asked,
             timekeeper=self.timekeeper,
             credentials=m.ABSENT if self.credentials is None else self.credentials,
             contract=contract(self.context.types) if self.send_contract else m.ABSENT,
             resume=self.hub.resume_hello() if resume else None,
-            **self._session_options,
         )
         self._stats_session = session
         self._applied_before = self.context.replicas.applied

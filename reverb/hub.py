@@ -9,11 +9,10 @@ import re
 import threading
 import zlib
 from collections import Counter
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
-from reverb.auth import Authenticator
 from reverb.errors import (
     CloseCode,
     ConnectionClosed,
@@ -24,22 +23,14 @@ from reverb.errors import (
     RpcCode,
     RpcError,
 )
+from reverb.options import MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, MAX_PENDING_CALLS, ServerOptions
 from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE, encode_frame
 from reverb.proto.session import (
     COLUMNS,
     DEFLATE,
-    FRAME_TIMEOUT,
-    GRANTABLE,
-    HANDSHAKE_TIMEOUT,
-    IDLE_TIMEOUT,
-    MAX_BYTES_PER_SECOND,
-    MAX_CALLS_PER_SECOND,
-    MAX_HANDSHAKE_FRAME,
-    MAX_MESSAGES_PER_SECOND,
     MESSAGES,
     NEEDS_FEATURE,
-    PING_INTERVAL,
     RESUME,
     ROOMS,
     Closed,
@@ -60,12 +51,9 @@ from reverb.reconnect import (
 )
 from reverb.replication.types import TypeRegistry, contract, contract_mismatch
 from reverb.resume import (
-    DEFAULT_GRACE,
     Expired,
-    MemberInfo,
     MembershipKeeper,
     NotRun,
-    OwnedPolicy,
     Refusal,
     Refused,
     Replay,
@@ -94,72 +82,11 @@ __all__ = [
 
 logger = logging.getLogger("reverb")
 
-MAX_PENDING_CALLS = 1024  # §11: calls queued for the game loop per connection
-MAX_CONNECTIONS = 1024  # file descriptors are finite; a game needing more shards its servers
-# Households and campuses share addresses behind NAT, so this is generous; it stops one host
-# from taking every slot.
-MAX_CONNECTIONS_PER_IP = 256
 # §15: frames this large or larger go compressed to a client that asked for "deflate" (a
 # 1000-object compact delta of random floats halves at level 1 for ~0.7 ms, once per view);
 # smaller ones gain too little.
 COMPRESS_MIN = 1024
 COMPRESS_LEVEL = 1
-
-
-class ServerOptions:
-    """Per-connection limits shared by every session a server opens (§11)."""
-
-    def __init__(
-        self,
-        *,
-        tick_rate: float = 30.0,
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-        handshake_timeout: float = HANDSHAKE_TIMEOUT,
-        frame_timeout: float = FRAME_TIMEOUT,
-        ping_interval: float = PING_INTERVAL,
-        idle_timeout: float = IDLE_TIMEOUT,
-        max_pending_calls: int = MAX_PENDING_CALLS,
-        max_connections: int = MAX_CONNECTIONS,
-        max_connections_per_ip: int = MAX_CONNECTIONS_PER_IP,
-        max_messages_per_second: float = MAX_MESSAGES_PER_SECOND,
-        max_calls_per_second: float = MAX_CALLS_PER_SECOND,
-        max_handshake_frame: int = MAX_HANDSHAKE_FRAME,
-        max_bytes_per_second: float = MAX_BYTES_PER_SECOND,
-        authenticate: Authenticator | None = None,
-        features: Collection[str] = GRANTABLE,
-        resume_grace: float = DEFAULT_GRACE,
-        on_drop: Callable[[MemberInfo], float | None] | None = None,
-        owned_objects: OwnedPolicy | str = OwnedPolicy.KEEP,
-        rtt_interval: float | None = None,
-    ) -> None:
-        if tick_rate <= 0:
-            raise ValueError("tick_rate must be positive")
-        if resume_grace < 0:
-            raise ValueError("resume_grace must be >= 0")
-        self.tick_rate = tick_rate
-        # §18: how long a dropped membership is held, the per-client hook, and what happens
-        # to a member's objects when its membership ends (a disconnect or an expired grace)
-        self.resume_grace = resume_grace
-        self.on_drop = on_drop
-        self.owned_objects = OwnedPolicy(owned_objects)
-        self.max_pending_calls = max_pending_calls
-        self.max_connections = max_connections
-        self.max_connections_per_ip = max_connections_per_ip
-        self.session: dict[str, Any] = {
-            "tick_rate": tick_rate,
-            "max_frame_size": max_frame_size,
-            "handshake_timeout": handshake_timeout,
-            "frame_timeout": frame_timeout,
-            "ping_interval": ping_interval,
-            "idle_timeout": idle_timeout,
-            "max_messages_per_second": max_messages_per_second,
-            "max_calls_per_second": max_calls_per_second,
-            "max_handshake_frame": max_handshake_frame,
-            "max_bytes_per_second": max_bytes_per_second,
-            "authenticate": authenticate,
-            "features": tuple(features),  # what it may grant (§4.11)
-            "rtt_interval": rtt_interval,  # §9.1: a ping this often times the round trip
-        }
 
 
 class ServerHub:
@@ -180,7 +107,7 @@ class ServerHub:
         # Its lock: a resume hello is checked where the connection is decoded, replies are
         # recorded where the game sends them (two threads in the threaded layer).
         self.keeper = MembershipKeeper(
-            grace=options.resume_grace, policy=options.owned_objects, on_drop=options.on_drop
+            grace=options.resume_grace, policy=options.owned_policy, on_drop=options.on_drop
         )
         self.resume_lock = threading.RLock()
         self._confirming: dict[int, tuple[int, int, float]] = {}  # member: nonce, mark, at
@@ -220,13 +147,15 @@ class ServerHub:
         session = Session(
             Role.SERVER,
             now,
+            self.options,
             member=member,
             peer=ip,
             stats=self.stats,
             check_contract=self._check_contract if self.types is not None else None,
             on_hello=self._on_hello,
             on_pong=self._on_pong,
-            **self.options.session,
+            authenticate=self.options.authenticate,
+            features=self.options.features,
         )
         session.name = f"client #{member} ({ip}:{port})"
         return session
@@ -418,7 +347,7 @@ class ServerHub:
                 else:
                     self.keeper.leave(member)  # §18.1: a consented close ends it at once
         logger.info("%s disconnected (%d) %s", session.name, event.code, event.reason)
-        return PeerClosed(member, event.code, event.reason, self.options.owned_objects.value)
+        return PeerClosed(member, event.code, event.reason, self.options.owned_policy.value)
 
     def _ledger_admits(self, session: Session, call: m.Rpc, now: float) -> bool:
         """§18.6: whether a "resume" member's call runs now; else it was answered here (a

@@ -44,9 +44,7 @@ class AsyncServer(ServerEndpoint, AioLoop):
             backlog=128,
             ssl=self.ssl_context,
             # §4.10: the handshake deadline covers the TLS handshake too
-            ssl_handshake_timeout=self.hub.options.session["handshake_timeout"]
-            if self.ssl_context
-            else None,
+            ssl_handshake_timeout=self.hub.options.handshake_timeout if self.ssl_context else None,
         )
         self._port = self._server.sockets[0].getsockname()[1]
         self.offload = concurrent.futures.ThreadPoolExecutor(1, f"reverb-decode:{self._port}")

@@ -8,6 +8,7 @@ also need the page's CSRF token in a header, a JSON body and a same-origin ``Ori
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import http.cookies
@@ -143,13 +144,13 @@ class Monitor:
     def _probe(self, interval: float | None) -> None:
         """Turn the server's RTT pings on (``interval``) or back off (None): for the
         sessions to come and those open now (an attribute each reads at its next check)."""
-        options = self.server.hub.options.session
-        if interval is not None and options.get("rtt_interval") is not None:
+        hub = self.server.hub
+        if interval is not None and hub.options.rtt_interval is not None:
             return  # the server times round trips itself
         if interval is None and not self._probing:
             return
         self._probing = interval is not None
-        options["rtt_interval"] = interval
+        hub.options = dataclasses.replace(hub.options, rtt_interval=interval)
 
         def apply() -> None:
             for session in self.server.hub.members.values():

@@ -7,6 +7,7 @@ never raises: it becomes a ``close`` frame to send and a ``Closed`` event (webso
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import zlib
@@ -26,6 +27,7 @@ from reverb.errors import (
 )
 from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE, FrameDecoder, encode_frame
+from reverb.proto.options import BURST_SECONDS, SessionOptions
 from reverb.timesync import Timekeeper
 
 __all__ = [
@@ -45,22 +47,6 @@ __all__ = [
 logger = logging.getLogger("reverb")
 
 MIN_MAX_FRAME = 65536  # §5.1: below this a snapshot part could not hold one ordinary object
-# §2.7: a hello is a few hundred bytes (a contract a few KiB); an unauthenticated peer must not
-# make the server buffer and parse megabytes before it is even admitted.
-MAX_HANDSHAKE_FRAME = 65536
-HANDSHAKE_TIMEOUT = 5.0  # §4.6: a real client says hello within one round trip
-FRAME_TIMEOUT = 10.0  # §2.6: 1 MiB at a modest 1 Mbit/s takes ~8 s
-PING_INTERVAL = 5.0  # §9.2
-IDLE_TIMEOUT = 15.0  # §9.2: three missed pings; a killed host is found well inside a minute
-# §11: a game client sends a few calls per frame; these leave an order of magnitude of room
-# while bounding what one connection can make the server parse and run.
-MAX_MESSAGES_PER_SECOND = 1000.0
-MAX_CALLS_PER_SECOND = 200.0
-BURST_SECONDS = 2.0  # a bucket holds this many seconds' worth: bursts pass, floods do not
-# §11: what one connection may make the server read and decode. A game client sends calls of
-# a few hundred bytes; a megabyte a second is thousands of them, yet bounds the CPU one peer
-# can spend of the server's (~0.05-0.15 s to decode a MiB).
-MAX_BYTES_PER_SECOND = 1048576.0
 # §4.11: what a Reverb client asks for and a Reverb server grants by default.
 MESSAGES = "messages"  # §14: named application messages, both ways
 TIME = "time"  # §13: server time on welcome, syncs and pongs; a sync every tick
@@ -196,18 +182,9 @@ class Session:
         self,
         role: Role,
         now: float,
+        options: SessionOptions | None = None,
         *,
         member: int = 0,
-        tick_rate: float = 30.0,
-        max_frame_size: int = DEFAULT_MAX_FRAME_SIZE,
-        handshake_timeout: float = HANDSHAKE_TIMEOUT,
-        frame_timeout: float = FRAME_TIMEOUT,
-        ping_interval: float = PING_INTERVAL,
-        idle_timeout: float = IDLE_TIMEOUT,
-        max_messages_per_second: float = MAX_MESSAGES_PER_SECOND,
-        max_calls_per_second: float = MAX_CALLS_PER_SECOND,
-        max_handshake_frame: int = MAX_HANDSHAKE_FRAME,
-        max_bytes_per_second: float = MAX_BYTES_PER_SECOND,
         authenticate: Authenticator | None = None,
         check_contract: Callable[[Any], str | None] | None = None,
         credentials: Any = m.ABSENT,
@@ -221,17 +198,23 @@ class Session:
         peer: str = "",
         stats: Counter[str] | None = None,
         name: str = "",
-        rtt_interval: float | None = None,
+        **limits: Any,
     ) -> None:
+        # the limits (§11): ``options``, with any given by name in ``limits`` replaced
+        if options is None:
+            options = SessionOptions(**limits)
+        elif limits:
+            options = dataclasses.replace(options, **limits)
+        max_frame_size = options.max_frame_size
         self.role = role
         self.member = member
-        self.tick_rate = tick_rate
+        self.tick_rate = options.tick_rate
         self.max_frame_size = max_frame_size
         self.peer_max_frame = DEFAULT_MAX_FRAME_SIZE
         self.name = name or f"{role.value} #{member}"
         self._decoder = FrameDecoder(
             # §2.7: small frames only until the server has sent welcome
-            max_frame_size=min(max_frame_size, max_handshake_frame)
+            max_frame_size=min(max_frame_size, options.max_handshake_frame)
             if role is Role.SERVER
             else max_frame_size
         )
@@ -239,11 +222,11 @@ class Session:
         self._legal = RECEIVABLE[(role, State.HANDSHAKE)]  # §6.2, for the current state
         self._out: list[bytes] = []
         self._events: list[SessionEvent] = []
-        self._handshake_deadline = now + handshake_timeout
-        self._frame_timeout = frame_timeout
+        self._handshake_deadline = now + options.handshake_timeout
+        self._frame_timeout = options.frame_timeout
         self._frame_started: float | None = None
-        self._ping_interval = ping_interval
-        self._idle_timeout = idle_timeout
+        self._ping_interval = options.ping_interval
+        self._idle_timeout = options.idle_timeout
         self._last_received = now
         self._last_ping = now
         self._last_sent = now
@@ -266,7 +249,7 @@ class Session:
         # §9.1: the round trip of this side's own pings, timed by their nonce. With
         # ``rtt_interval`` set, a ping also goes out every that many seconds to time it (a
         # Reverb server does so while a monitor runs); otherwise only heartbeats are timed.
-        self.rtt_interval = rtt_interval
+        self.rtt_interval = options.rtt_interval
         self.rtt: float | None = None  # smoothed (RFC 6298), seconds
         self.rtt_jitter = 0.0
         self.rtt_min: float | None = None
@@ -295,14 +278,11 @@ class Session:
         self._on_pong = on_pong
         self.resume_token: str | None = None  # §18.2: the last token the server gave (client)
         self.resumed = False  # §18.4: this connection resumed a membership
-        self._messages = _Bucket(max_messages_per_second, now)
-        self._calls = _Bucket(max_calls_per_second, now)
+        self._messages = _Bucket(options.max_messages_per_second, now)
+        self._calls = _Bucket(options.max_calls_per_second, now)
         # §11.2: 2 s' worth, and never less than one largest frame with its header
-        self._bytes = _Bucket(
-            max_bytes_per_second,
-            now,
-            capacity=max(max_frame_size + 4.0, max_bytes_per_second * BURST_SECONDS),
-        )
+        rate = options.max_bytes_per_second
+        self._bytes = _Bucket(rate, now, capacity=max(max_frame_size + 4.0, rate * BURST_SECONDS))
         if role is Role.CLIENT:
             hello = m.Hello(
                 version=m.PROTOCOL_VERSION,

@@ -170,7 +170,7 @@ def test_a_broadcast_is_encoded_once_per_frame_limit(monkeypatch: pytest.MonkeyP
     h = hub()
     sessions = [join(h) for _ in range(3)] + [join(h, max_frame=70_000) for _ in range(2)]
     h.send(tuple(s.member for s in sessions), m.Sync(tick=1, full=True, final=True), 0.0)
-    assert sorted(calls) == [70_000, h.options.session["max_frame_size"]]
+    assert sorted(calls) == [70_000, h.options.max_frame_size]
 
 
 def test_a_reply_frees_its_call_id_and_a_duplicate_in_flight_id_closes_1002() -> None:

@@ -92,9 +92,9 @@ def test_quiet_is_asked_by_default_granted_by_default_and_only_when_asked() -> N
 
 def test_a_client_asks_for_quiet_with_time_and_leaves_both_out_with_time_sync_false() -> None:
     ctx = ReverbContext()
-    asked = Client(context=ctx)._session_options["features"]
+    asked = Client(context=ctx).asked
     assert TIME in asked and QUIET in asked
-    asked = Client(context=ctx, time_sync=False)._session_options["features"]
+    asked = Client(context=ctx, time_sync=False).asked
     assert TIME not in asked and QUIET not in asked
 
 
