@@ -26,8 +26,9 @@ tokens accumulate for it). An entry larger than the whole bucket is sent when th
 full, leaving it in debt. Bound: an object waiting behind others is sent within the time its
 accumulated priority needs to top the queue plus ``size / bytes_per_second``.
 
-Bytes sent outside ``pick`` (spawns, a full sync, a sync's envelope: never deferred) are
-``charge``d to the bucket, which may go into debt.
+Bytes sent outside ``pick`` (a full sync, despawns, a sync's envelope: never deferred) are
+``charge``d to the bucket, which may go into debt. A spawn goes through ``pick`` like an
+update (marked ``SPAWN`` when the object enters the view; its age counts from then).
 
 One object's fields are never split across ticks: an entry goes whole or not at all.
 Dormant objects (not marked) cost nothing: the queue holds only pending objects.
@@ -191,7 +192,7 @@ class ClientQueue:
         return chosen
 
     def charge(self, now: float, size: int) -> None:
-        """Bytes sent outside ``pick`` (spawns, a full sync: never deferred, §16.6) count
+        """Bytes sent outside ``pick`` (a full sync, despawns: never deferred, §16.6) count
         against the budget too: the bucket may go into debt, repaid before the next update."""
         self._refill(now)
         self.tokens -= size

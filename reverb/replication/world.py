@@ -31,7 +31,14 @@ from reverb.proto import messages as m
 from reverb.replication.interest import Delta, Everyone, Interest, Policy, rpc_target
 from reverb.replication.replica import Change, ClientWorld, Despawned, Spawned
 from reverb.replication.rpc import current_caller, dispatch
-from reverb.replication.schedule import Budget, ClientQueue, Scheduler, priority_of, rate_of
+from reverb.replication.schedule import (
+    SPAWN,
+    Budget,
+    ClientQueue,
+    Scheduler,
+    priority_of,
+    rate_of,
+)
 from reverb.replication.types import META_ATTRIBUTES, TypeInfo, TypeRegistry
 
 __all__ = [
@@ -1251,6 +1258,10 @@ class ServerWorld:
                     entering.sort(key=_uid_of)
                 if delta.left:
                     left = sorted(uid for uid in delta.left if uid in view.held)
+                    queue = scheduler.queues.get(member) if scheduler is not None else None
+                    if queue is not None and len(left) < len(delta.left):
+                        for uid in delta.left:  # it left before its spawn went: never sent
+                            queue.forget(uid)
             mine: set[int] | None = None
             if scheduler is None and updated:
                 held = view.held
@@ -1291,9 +1302,10 @@ class ServerWorld:
         left: list[int],
         cache: dict[Any, bytes | None],
     ) -> m.SyncFrame | None:
-        """One peer's sync through its queue (§16.6): despawns and spawns now, the changes of
-        what it holds marked and coalesced, then the due entries that fit its budget, highest
-        accumulated priority first; each entry whole (every dirty field) or not at all."""
+        """One peer's sync through its queue (§16.6): despawns now; the spawns of what enters
+        its view and the changes of what it holds marked and coalesced, then the due entries
+        that fit its budget, highest accumulated priority first; each entry whole (a spawn:
+        the current state; an update: every dirty field) or not at all."""
         assert self._scheduler is not None
         member = view.order[0]
         queues = self._scheduler.queues
@@ -1307,8 +1319,9 @@ class ServerWorld:
         despawn = [uid for uid in removed if uid in held]
         if despawn:
             held.difference_update(despawn)
-            for uid in despawn:
-                forget(uid)
+        for uid in removed:  # held, or waiting for its spawn: nothing more to send
+            forget(uid)
+        priority_and_rate = self._weight
         if updated and held:
             index = shared.index(updated)
             if len(held) * 4 < len(updated):
@@ -1317,7 +1330,6 @@ class ServerWorld:
                 mine = [index[uid] for uid, _ in updated if uid in held]
             snapped = shared.snapped if view.time else ()
             mark = queue.mark
-            weight = self._weight
             for i in mine:
                 uid, entry = updated[i]
                 names = set(entry["fields"])
@@ -1325,39 +1337,41 @@ class ServerWorld:
                     names.add(_OWNER_MARK)
                 if snapped and uid in snapped:
                     names.add(_SNAP_MARK)
-                priority, rate = weight(uid)
+                priority, rate = priority_and_rate(uid)
                 mark(uid, names, now, priority=priority, rate=rate)
-        spawn = m.Entries()
-        spent = 0
-        for record in entering:
+        for record in entering:  # §16.6: a spawn waits its turn too, by its priority
             uid = record.uid
-            if uid not in held:  # never deferred: it carries the current state whole
-                fragment = self._fragment_for(view, record)
-                spawn.uids.append(uid)
-                spawn.fragments().append(fragment)
-                spent += len(fragment) + 1
-                forget(uid)
-        held.update(spawn.uids)
-        if spent:
-            queue.charge(now, spent)
+            if uid not in held:
+                queue.mark(uid, (SPAWN,), now, priority=priority_and_rate(uid)[0])
+        spawn = m.Entries()
         update = m.Entries()
         if queue.pending:
             due = queue.due(now)
             if due:
+                records = self._records
+
+                def encode(uid: int) -> bytes | None:
+                    names = due[uid]
+                    if SPAWN not in names:
+                        return self._entry_for(view, member, uid, names, cache)
+                    record = records.get(uid)
+                    if record is None or record.fields is None or record.error is not None:
+                        return None  # withheld now: spawned again once it is encodable
+                    return self._fragment_for(view, record)  # the current state, whole
+
                 # encoded as ``pick`` asks, best first: what waits for a later tick is not
                 # encoded now (it may change again by then)
-                sizes = _Sizes(due, lambda uid: self._entry_for(view, member, uid, due[uid], cache))
+                sizes = _Sizes(due, encode)
                 chosen = sorted(queue.pick(now, sizes))
                 # an entry with nothing this peer may see went as 0 bytes: nothing to send
-                uids: list[int] = []
-                encoded: list[bytes] = []
                 for uid in chosen:
                     found = sizes.fragments[uid]
-                    if found is not None:
-                        uids.append(uid)
-                        encoded.append(found)
-                if uids:
-                    update = m.Entries(uids, fragments=encoded)
+                    if found is None:
+                        continue
+                    into = spawn if SPAWN in due[uid] else update
+                    into.uids.append(uid)
+                    into.fragments().append(found)
+                held.update(spawn.uids)
         if left:
             despawn += left
         schema = shared.schema if view.compact else None
