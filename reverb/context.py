@@ -287,8 +287,19 @@ class ReverbContext:
         """
         conn: ServerTransport | None = self.connection
         _refuse_async(conn, "server_sync()", "await server.server_sync()")
-        while (wait := self.server_step(time.monotonic())) > 0:
-            _wait(conn, wait)
+        if conn is None:  # no server yet: tick on the real clock, sleeping in between
+            while (wait := self.server_step(time.monotonic())) > 0:
+                time.sleep(wait)
+            return
+        wait_for = getattr(conn, "wait", None)  # waiting is the I/O layer's (transport.py)
+        if wait_for is None:
+            raise InvalidState(
+                f"server_sync() blocks, but {type(conn).__name__} is stepped, not waited on: "
+                "advance its network (MemoryNetwork.step) instead"
+            )
+        clock = conn.clock
+        while (wait := self.server_step(clock())) > 0:
+            wait_for(wait)
 
     def server_step(self, now: float) -> float:
         """Serve what arrived, and tick if a tick is due at ``now``.
@@ -653,8 +664,9 @@ class ReverbContext:
         manager.observe_sync(stamp, at)
 
     def render_time(self, now: float | None = None) -> float:
-        """The server time interpolated replicas are shown at, for local time ``now``."""
-        now = time.monotonic() if now is None else now
+        """The server time interpolated replicas are shown at, for local time ``now``
+        (default: the connection's clock)."""
+        now = self._now() if now is None else now
         manager = self.interpolation
         return now if manager is None else manager.render_time(now)
 
@@ -664,7 +676,7 @@ class ReverbContext:
         manager = self.interpolation
         if manager is None:
             return {}
-        now = time.monotonic() if now is None else now
+        now = self._now() if now is None else now
         sampled = manager.interpolate(now)
         objects = self.replicas.objects
         out = {objects[uid]: values for uid, values in sampled.items() if uid in objects}
@@ -686,8 +698,13 @@ class ReverbContext:
         manager = self.interpolation
         if manager is None or obj.uid not in manager:
             return getattr(obj, name)
-        now = time.monotonic() if now is None else now
+        now = self._now() if now is None else now
         return manager.sample(obj.uid, manager.render_time(now)).get(name, getattr(obj, name))
+
+    def _now(self) -> float:
+        """The connection's time (the I/O layer's clock); the real one with no connection."""
+        conn = self.connection
+        return conn.clock() if conn is not None else time.monotonic()
 
     def rendered(self, obj: Any) -> Mapping[str, object]:
         """What the last ``interpolate()`` rendered for ``obj`` (empty before it)."""

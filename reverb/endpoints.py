@@ -5,7 +5,6 @@ calling the I/O base class's ``__init__`` with ``max_send_buffer``."""
 from __future__ import annotations
 
 import ssl
-import time
 from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -92,6 +91,10 @@ class ServerEndpoint:
     (default, as before), ``"release"`` (owner None) or ``"destroy"``.
     """
 
+    # Time, from the I/O layer (its monotonic clock, or reverb.memory's stepped one): this
+    # module never reads a clock of its own.
+    clock: Callable[[], float]
+
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -143,7 +146,7 @@ class ServerEndpoint:
         # §17: room types, live rooms and the lobby; the default room is this context's world
         from reverb.rooms.service import RoomService
 
-        self.rooms = RoomService(self.context, time.monotonic)
+        self.rooms = RoomService(self.context, self.clock)
         self.hub.room_contract = self.rooms.contract
         self._port: int | None = None
         super().__init__(  # type: ignore[call-arg]
@@ -184,13 +187,12 @@ class ServerEndpoint:
             return None
         conn = self.by_member.get(member)
         backlog = getattr(conn, "backlog", None)
-        clock = getattr(self, "clock", None)
         return connection_stats(
             session,
             send_buffer=backlog() if callable(backlog) else 0,
             send_buffer_limit=getattr(self, "max_send_buffer", None) or 0,
             pending_calls=self.hub.pending.get(member, 0),
-            now=clock() if callable(clock) else None,
+            now=self.clock(),
         )
 
     # -- messages (§14): the context's, from the game thread ----------------------------------
@@ -266,6 +268,10 @@ class ClientEndpoint:
     §15): a half to a quarter of the bytes of a large sync, for some CPU on both ends. Worth
     it on slow or metered links; on a LAN it only costs.
     """
+
+    # Time, from the I/O layer (its monotonic clock, or reverb.memory's stepped one): this
+    # module never reads a clock of its own.
+    clock: Callable[[], float]
 
     def __init__(
         self,
@@ -365,11 +371,11 @@ class ClientEndpoint:
     def server_time(self, now: float | None = None) -> float:
         """The server's clock (§13.1) at local monotonic time ``now``; never decreasing.
         Before any sample, or without "time" granted: ``now``."""
-        return self.timekeeper.server_time(time.monotonic() if now is None else now)
+        return self.timekeeper.server_time(self.clock() if now is None else now)
 
     def server_tick(self, now: float | None = None) -> float | None:
         """The fractional server tick at ``now``, or None before a timed sync."""
-        return self.timekeeper.server_tick(time.monotonic() if now is None else now)
+        return self.timekeeper.server_tick(self.clock() if now is None else now)
 
     def render_time(self, now: float | None = None) -> float:
         """The server time interpolated replicas are shown at, for local time ``now``."""
@@ -509,7 +515,7 @@ class ClientEndpoint:
 
     def new_session(self, now: float | None = None, *, resume: bool = False) -> Session:
         """A client session whose ``hello`` carries the credentials and the contract; ``now``
-        defaults to the monotonic clock (``reverb.memory`` passes its stepped one).
+        defaults to the I/O layer's ``clock``.
         ``resume``: the hello of a reconnection attempt (§18.3), the membership kept."""
         if not resume:
             self.hub.reset()
@@ -518,7 +524,7 @@ class ClientEndpoint:
         self.timekeeper = Timekeeper(ping_interval=self.options.time_ping_interval)
         session = Session(
             Role.CLIENT,
-            time.monotonic() if now is None else now,
+            self.clock() if now is None else now,
             self.options,
             features=self.asked,
             timekeeper=self.timekeeper,

@@ -69,15 +69,10 @@ class MemoryServer(ServerEndpoint, _NoIO):
     and the send-buffer limits are accepted for symmetry and have no effect here."""
 
     def __init__(self, clock: Clock, **options: Any) -> None:
+        self.clock = clock  # before the endpoint's: its rooms tick on the stepped clock (§17)
         super().__init__(**options)
-        self.clock = clock
         self._port = 0
         self._inbox: list[ServerEvent] = []
-        # §17: rooms tick on the network's stepped clock
-        from reverb.rooms.service import RoomService
-
-        self.rooms = RoomService(self.context, clock)
-        self.hub.room_contract = self.rooms.contract
 
     # -- ServerTransport ---------------------------------------------------------------------
 
@@ -122,6 +117,7 @@ class MemoryClient(ClientEndpoint, _NoIO):
     def __init__(self, network: MemoryNetwork, *, latency: float = 0.0, **options: Any) -> None:
         super().__init__(**options)
         self.network = network
+        self.clock = network.clock
         self.latency = latency
         self.link: Link | None = None
         self._inbox: list[ClientEvent] = []

@@ -90,6 +90,10 @@ class ServerTransport(Protocol):
     def poll(self) -> list[ServerEvent]:
         """Events since the last call, oldest first."""
 
+    def clock(self) -> float:
+        """The I/O layer's monotonic time in seconds (the real clock, or ``reverb.memory``'s
+        stepped one): the ``now`` the context ticks at, and every default ``now``."""
+
     def send(self, members: tuple[int, ...], message: m.Message) -> None:
         """Queue a message for those peers (split to fit each peer's frame limit)."""
 
@@ -108,6 +112,10 @@ class ClientTransport(Protocol):
 
     def poll(self) -> list[ClientEvent]:
         """Syncs, rpc errors and the close since the last call, oldest first."""
+
+    def clock(self) -> float:
+        """The I/O layer's monotonic time in seconds, as above (the default ``now`` of
+        ``render_time``, ``interpolate`` and ``interpolated``)."""
 
     def call(self, uid: int, method: str, args: list[Any]) -> Future[Any]:
         """Send an ``rpc``; the future resolves with its result or ``RpcError`` (§8)."""

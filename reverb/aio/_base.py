@@ -163,6 +163,8 @@ class SessionProtocol(asyncio.Protocol):
 class AioLoop:
     """Base of ``AsyncServer`` and ``AsyncClient``."""
 
+    clock = staticmethod(time.monotonic)  # the endpoints' and the context's time (transport.py)
+
     def __init__(
         self,
         *,

@@ -155,6 +155,7 @@ class IOLoop:
     """Runs ``select`` in a thread; subclasses react to session events in ``on_event``."""
 
     stop_when_idle = False  # end the thread when the last connection has been dropped
+    clock = staticmethod(time.monotonic)  # the endpoints' and the context's time (transport.py)
     decode_unlocked = False  # decode holding only the connection's lock (the server does)
 
     def __init__(
