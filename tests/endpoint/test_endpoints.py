@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import inspect
 import ssl
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -338,10 +337,11 @@ def test_the_contract_is_checked_by_default() -> None:
 
 
 def client_session(c: ClientEndpoint) -> tuple[Session, float, float]:
-    """A session from the endpoint, and the monotonic bounds of its creation time."""
-    before = time.monotonic()
+    """A session from the endpoint, and the bounds of its creation time on the endpoint's
+    clock (the I/O layer's: the real one, or a memory network's stepped one)."""
+    before = c.clock()
     session = c.new_session()
-    return session, before, time.monotonic()
+    return session, before, c.clock()
 
 
 def hello(session: Session) -> m.Hello:
