@@ -21,9 +21,11 @@ the next tick: objects move right after a tick) p50/p99, staleness (age of the v
 when the next one arrived) and the gap (ticks between consecutive values it received: 1 =
 every tick's, the freshest possible) per priority class; and the exact check of its view
 (after the world stops: it holds exactly the objects the server says it may see, with the
-server's values). Ratios are interest / none. JSON and a plot under ``--out`` (default
-``out/interest``). Not a test: a measuring tool; ``tests/harness/test_interest_bench.py``
-runs it at a tiny size.
+server's values), and ``verifier_bytes_over_need``: the bytes it received over the least its
+view's changes need (each update as one compact JSON array of the uid and the new values,
+each spawn with its type name; the issue's target is within 2x). Ratios are interest / none.
+JSON and a plot under ``--out`` (default ``out/interest``). Not a test: a measuring tool;
+``tests/harness/test_interest_bench.py`` runs it at a tiny size.
 
     python -m harness interest --clients 100 --objects 10000 --seconds 10
 """
@@ -230,6 +232,15 @@ def run_verifier(opts: Json) -> None:
         name: {"fresh": [], "stale": [], "gap": []} for name in ("Dot", "Vip")
     }
     measuring = [False]
+    # What the changes it was sent need at the least: per update, the changed fields' values
+    # as one compact JSON array with the uid (every field of a Dot changes each tick it
+    # moves); per spawn, the uid, the type name and the fields. Compared with the bytes it
+    # received in the same window (the wire's framing, envelopes, despawns and heartbeats).
+    need = [0]
+    received = [0]
+
+    def _size(*values: Any) -> int:
+        return len(json.dumps(values, separators=(",", ":"))) + 1  # and a separator
 
     def changed(obj: Any, old: Any, new: Any) -> None:
         if measuring[0] and isinstance(old, float) and isinstance(new, float) and old > 0:
@@ -238,8 +249,14 @@ def run_verifier(opts: Json) -> None:
             bucket["fresh"].append(now - new)
             bucket["stale"].append(now - old)
             bucket["gap"].append(new - old)
+            need[0] += _size(obj.uid, obj.x, obj.y, new)
+
+    def spawned(obj: Any, *_: Any) -> None:
+        if measuring[0]:
+            need[0] += _size(obj.uid, type(obj).__name__, obj.x, obj.y, obj.t)
 
     ctx.on_change("t", changed)
+    ctx.client_events.on_event("object_spawned")(spawned)
     clt = Client(ip="127.0.0.1", port=opts["port"], context=ctx, idle_timeout=600.0)
     clt.connect()
     commands = reader()
@@ -254,6 +271,11 @@ def run_verifier(opts: Json) -> None:
                     return
                 if op == "measure":
                     measuring[0] = bool(cmd["on"])
+                    got = clt.connection_stats().bytes_received
+                    if measuring[0]:
+                        received[0] = got
+                    else:
+                        received[0] = got - received[0]
                     emit(event="measuring")
                 elif op == "view":
                     emit(
@@ -280,7 +302,12 @@ def run_verifier(opts: Json) -> None:
                             "gap_ticks_p99": _quantile(gap, 0.99) / period,
                             "gap_ticks_max": max(gap) / period,
                         }
-                    emit(event="figures", classes=out)
+                    emit(
+                        event="figures",
+                        classes=out,
+                        received_bytes=received[0],
+                        needed_bytes=need[0],
+                    )
     finally:
         clt.disconnect()
 
@@ -399,7 +426,8 @@ def one_run(opts: Json, mode: str, clients: int, budget: float | None) -> Json:
         verifier.send(op="measure", on=False)
         verifier.event("measuring")
         verifier.send(op="figures")
-        classes = verifier.event("figures")["classes"]
+        verified = verifier.event("figures")
+        classes = verified["classes"]
         server.send(op="quiesce")
         server.event("quiet")
         # the exact check: the verifier holds what the server says it may see, at its values
@@ -423,6 +451,8 @@ def one_run(opts: Json, mode: str, clients: int, budget: float | None) -> Json:
             mode=mode,
             budget=budget,
             verifier=classes,
+            # the verifier's bytes received over what its view's changes needed at the least
+            verifier_bytes_over_need=verified["received_bytes"] / max(1, verified["needed_bytes"]),
             view_exact=exact,
             view_size=len(want),
             radius=ready["radius"],
