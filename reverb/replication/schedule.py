@@ -54,6 +54,7 @@ __all__ = [
 
 DEFAULT_PRIORITY = 1.0
 SPAWN = "*"  # the mark of an object to send whole (it enters the client's view)
+_SPAWN_ONLY = frozenset((SPAWN,))
 
 
 def priority_of(obj: Any) -> float:
@@ -92,8 +93,10 @@ class Pending:
 
     __slots__ = ("names", "priority", "rate", "since")
 
-    def __init__(self, names: set[str], since: float, priority: float, rate: float | None):
-        self.names = names  # dirty field names, or {SPAWN}
+    def __init__(
+        self, names: frozenset[str], since: float, priority: float, rate: float | None
+    ) -> None:
+        self.names = names  # dirty field names, or {SPAWN}; replaced, never changed in place
         self.since = since  # when its oldest unsent change was marked
         self.priority = priority
         self.rate = rate
@@ -132,16 +135,27 @@ class ClientQueue:
         rate: float | None = None,
     ) -> None:
         """Note that ``uid`` has changes (or ``{SPAWN}``) for this client; coalesces."""
-        entry = self.pending.get(uid)
-        if entry is None:
-            self.pending[uid] = Pending(set(names), now, priority, rate)
-            return
-        if SPAWN in entry.names:
-            return  # a spawn carries the whole current state anyway
-        names = set(names)
-        entry.names = {SPAWN} if SPAWN in names else entry.names | names
-        entry.priority = priority
-        entry.rate = rate
+        self.mark_many(((uid, frozenset(names), priority, rate),), now)
+
+    def mark_many(
+        self, marks: Iterable[tuple[int, frozenset[str], float, float | None]], now: float
+    ) -> None:
+        """``mark`` for each ``(uid, names, priority, rate)``: the engine's per-tick path
+        (one tuple per changed object, shared by every client that holds it)."""
+        pending = self.pending
+        for uid, names, priority, rate in marks:
+            entry = pending.get(uid)
+            if entry is None:
+                pending[uid] = Pending(names, now, priority, rate)
+                continue
+            if SPAWN in entry.names:
+                continue  # a spawn carries the whole current state anyway
+            if SPAWN in names:
+                entry.names = _SPAWN_ONLY
+            elif not names <= entry.names:  # the same fields again: nothing to add
+                entry.names = entry.names | names
+            entry.priority = priority
+            entry.rate = rate
 
     def forget(self, uid: int) -> None:
         """The object left the client's view or was destroyed: nothing more to send."""
@@ -158,7 +172,7 @@ class ClientQueue:
                 last = last_sent.get(uid)
                 if last is not None and now - last < 1.0 / rate - self._slack:
                     continue
-            out[uid] = frozenset(entry.names)
+            out[uid] = entry.names
         return out
 
     def score(self, uid: int, now: float) -> float:
@@ -169,7 +183,16 @@ class ClientQueue:
         """The uids to send at ``now`` among ``sizes`` (due uid -> encoded entry bytes),
         best accumulated priority first (ties: lower uid), within the budget."""
         self._refill(now)
-        order = sorted(sizes, key=lambda uid: (-self.score(uid, now), uid))
+        pending, tick = self.pending, self.tick
+        # (-score, uid) pairs: ``score`` for each, sorted by C tuple comparison
+        ranked = sorted(
+            [
+                (-(e.priority * (now - e.since + tick)), uid)
+                for uid in sizes
+                for e in (pending[uid],)
+            ]
+        )
+        order = [uid for _, uid in ranked]
         capacity = self.budget.capacity()
         chosen: list[int] = []
         for uid in order:

@@ -18,6 +18,7 @@ withheld from every peer until it can be (``sync_errors``); it never stops the o
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import re
@@ -76,6 +77,8 @@ _MAX_PLANS = 4096  # (type, field names) pairs whose index plan is remembered
 # Marks a client's queue holds besides field names (never identifiers, so never fields):
 _OWNER_MARK = "!owner"  # the owner changed: the update carries "owner"
 _SNAP_MARK = "!snap"  # the object teleported: the update carries "snap": true (§13.5)
+_SPAWN_MARK = frozenset((SPAWN,))
+Mark = tuple[int, frozenset[str], float, "float | None"]  # a queue's (uid, names, priority, rate)
 Outgoing = list[tuple[tuple[int, ...], m.Message]]
 
 
@@ -216,6 +219,7 @@ class ServerWorld:
         self._scheduler: Scheduler | None = None
         self._own_budget: set[int] = set()  # peers given their own budget (set_budget)
         self._weights: dict[int, tuple[float, float | None]] = {}  # this tick's, per uid
+        self._class_weights: dict[type, tuple[float, float | None]] = {}  # and per class
 
     # -- objects -----------------------------------------------------------------------------
 
@@ -481,16 +485,30 @@ class ServerWorld:
 
     def _weight(self, uid: int) -> tuple[float, float | None]:
         """The object's priority and rate, read once per tick (an instance may change them)."""
-        found = self._weights.get(uid)
+        weights = self._weights
+        found = weights.get(uid)
         if found is None:
             obj = self.objects[uid]
-            try:
-                found = (priority_of(obj), rate_of(obj))
-            except ValueError as exc:
-                logger.error("%s uid=%d: %s; using the defaults", type(obj).__qualname__, uid, exc)
-                found = (1.0, None)
-            self._weights[uid] = found
+            odict = obj.__dict__
+            if "__reverb_priority__" in odict or "__reverb_rate__" in odict:
+                found = self._read_weight(obj, uid)  # the instance's own
+            else:  # its class's, read once per tick per class (unless computed per object)
+                cls = type(obj)
+                found = self._class_weights.get(cls)
+                if found is None:
+                    found = self._read_weight(obj, uid)
+                    if _plain_weights(cls):
+                        self._class_weights[cls] = found
+            weights[uid] = found
         return found
+
+    @staticmethod
+    def _read_weight(obj: Any, uid: int) -> tuple[float, float | None]:
+        try:
+            return (priority_of(obj), rate_of(obj))
+        except ValueError as exc:
+            logger.error("%s uid=%d: %s; using the defaults", type(obj).__qualname__, uid, exc)
+            return (1.0, None)
 
     def can_see(self, member: int, uid: int) -> bool:
         """Whether ``member`` sees ``uid`` as of the last tick (always, without interest)."""
@@ -1225,6 +1243,7 @@ class ServerWorld:
         cache: dict[Any, bytes | None] = {}  # update entries, shared by peers within the tick
         if scheduler is not None:
             self._weights = {}
+            self._class_weights = {}
         # What enters each view, what leaves it; and (without queues) which of this tick's
         # update entries each view that does not hold them all takes: those are encoded
         # together, once each, before any view's frame is assembled.
@@ -1329,20 +1348,29 @@ class ServerWorld:
             else:
                 mine = [index[uid] for uid, _ in updated if uid in held]
             snapped = shared.snapped if view.time else ()
-            mark = queue.mark
+            made = shared.marks[view.time]
+            marks: list[Mark] = []
             for i in mine:
                 uid, entry = updated[i]
-                names = set(entry["fields"])
-                if "owner" in entry:
-                    names.add(_OWNER_MARK)
-                if snapped and uid in snapped:
-                    names.add(_SNAP_MARK)
-                priority, rate = priority_and_rate(uid)
-                mark(uid, names, now, priority=priority, rate=rate)
-        for record in entering:  # §16.6: a spawn waits its turn too, by its priority
-            uid = record.uid
-            if uid not in held:
-                queue.mark(uid, (SPAWN,), now, priority=priority_and_rate(uid)[0])
+                found = made.get(uid)
+                if found is None:
+                    names = set(entry["fields"])
+                    if "owner" in entry:
+                        names.add(_OWNER_MARK)
+                    if snapped and uid in snapped:
+                        names.add(_SNAP_MARK)
+                    found = made[uid] = (uid, frozenset(names), *priority_and_rate(uid))
+                marks.append(found)
+            queue.mark_many(marks, now)
+        if entering:  # §16.6: a spawn waits its turn too, by its priority
+            queue.mark_many(
+                [
+                    (uid, _SPAWN_MARK, priority_and_rate(uid)[0], None)
+                    for record in entering
+                    if (uid := record.uid) not in held
+                ],
+                now,
+            )
         spawn = m.Entries()
         update = m.Entries()
         if queue.pending:
@@ -1365,12 +1393,12 @@ class ServerWorld:
                 chosen = sorted(queue.pick(now, sizes))
                 # an entry with nothing this peer may see went as 0 bytes: nothing to send
                 for uid in chosen:
-                    found = sizes.fragments[uid]
-                    if found is None:
+                    fragment = sizes.fragments[uid]
+                    if fragment is None:
                         continue
                     into = spawn if SPAWN in due[uid] else update
                     into.uids.append(uid)
-                    into.fragments().append(found)
+                    into.fragments().append(fragment)
                 held.update(spawn.uids)
         if left:
             despawn += left
@@ -1466,6 +1494,9 @@ class _Shared:
         self._by_uid: dict[bool, dict[int, Any]] = {}
         self._encoded: dict[bool, dict[int, bytes]] = {}
         self._columns: tuple[bytes, m.Entries] | bool | None = None  # False: none this tick
+        # §16.6: each updated object's queue mark (uid, names, priority, rate), made once for
+        # every peer's queue; by whether the peer has "time" (a snap mark only then)
+        self.marks: dict[bool, dict[int, Mark]] = {False: {}, True: {}}
 
     def take(self, updated: list[tuple[int, Any]]) -> None:
         """This tick's entries (``updated``, in uid order), for the views that hold them all."""
@@ -1556,6 +1587,16 @@ class _Shared:
             ]
             done = self._snap[compact] = (values, m.Entries(self.uids, values=values))
         return done
+
+
+def _plain_weights(cls: type) -> bool:
+    """Whether ``cls``'s priority and rate are plain class attributes (or absent), the same
+    for every instance without its own, rather than computed per object (a property)."""
+    for name in ("__reverb_priority__", "__reverb_rate__"):
+        value = inspect.getattr_static(cls, name, None)
+        if hasattr(type(value), "__get__"):
+            return False
+    return True
 
 
 def _part_key(member: int, deltas: dict[int, Delta], owners: set[int]) -> Any:

@@ -50,7 +50,7 @@ from reverb.memory import MemoryNetwork
 from reverb.replication import world as world_module
 from reverb.replication.interest import Grid
 
-Dot, _ = _types()  # the benchmark's own type (harness/interest.py), not a copy of it
+Dot, Vip = _types()  # the benchmark's own types (harness/interest.py), not copies
 
 
 class Timer:
@@ -103,12 +103,14 @@ class Bench:
         self.radius = math.sqrt(opts.visible / (math.pi * density))
         ctx = ReverbContext(ReverbSide.SERVER)
         ctx.register(Dot)
+        ctx.register(Vip)
         self.ctx = ctx
         self.net = MemoryNetwork(ctx, max_connections=100_000, max_connections_per_ip=100_000)
         ctx.set_interest(Grid(self.radius, stagger=opts.stagger))
         for _ in range(opts.clients):
             client = ReverbContext()
             client.register(Dot)
+            client.register(Vip)
             self.net.connect(client, features=())
         ctx.serve()  # the connections
         # The clients' contexts live in this process (in the harness, in others): keep them
@@ -118,9 +120,12 @@ class Bench:
         self.dots: list[Any] = []
         self.speeds: list[tuple[float, float]] = []
         step = opts.speed / opts.rate
+        if opts.budget:  # bytes per second per client (as the harness's budget run)
+            ctx.world.set_budget(None, opts.budget)
         with ctx.activate():
             for _ in range(opts.objects):
-                self.dots.append(Dot(rng.uniform(0, side), rng.uniform(0, side)))
+                cls = Vip if opts.budget and rng.random() < opts.vip else Dot
+                self.dots.append(cls(rng.uniform(0, side), rng.uniform(0, side)))
                 angle = rng.uniform(0, 2 * math.pi)
                 self.speeds.append((step * math.cos(angle), step * math.sin(angle)))
         for member in self.net.server.members:  # each focused on a dot, as in the harness
@@ -211,6 +216,8 @@ def main() -> None:
     parser.add_argument("--stagger", type=int, default=1)
     parser.add_argument("--ticks", type=int, default=30)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--budget", type=float, default=0.0, help="bytes/s per client (0: none)")
+    parser.add_argument("--vip", type=float, default=0.05, help="with --budget: priority-10 share")
     parser.add_argument("--profile", type=int, default=0, help="print the top N entries")
     opts = parser.parse_args()
     t0 = time.perf_counter()

@@ -446,3 +446,40 @@ def test_identical_views_keep_sharing_frames_when_many_are_merged() -> None:
     out = world.tick(game.net.clock.now + TICK)
     assert len(out) == 1  # only the red view holds it: one frame, shared by 100 peers
     assert len(out[0][0]) == 100
+
+
+class Ranked(Dot):
+    """A priority computed per object (a property), not one value for the class."""
+
+    @property
+    def __reverb_priority__(self) -> float:
+        return 1.0 + self.z
+
+
+def test_a_priority_read_per_object_or_changed_on_the_class_is_honoured() -> None:
+    game = Game(1)
+    game.server.register(Ranked)
+    game.contexts[0].register(Ranked)
+    member = game.member(0)
+    low, high = game.make(Ranked, 0, 0), game.make(Ranked, 1, 0)
+    high.z = 50  # priority 51 against 1: a property, read per object
+    plain = game.make(Dot, 2, 0)
+    game.step()
+    game.server.set_budget(member, 30 * 40, burst=40)  # one entry a tick
+    for _ in range(40):  # the spawns' debt repaid
+        game.step()
+    first: list[int] = []
+    for tick in range(1, 4):
+        for obj in (low, high, plain):
+            obj.x = float(tick)
+        game.step()
+        first.extend(game.updated(0))
+    assert first[:1] == [high.uid]
+    try:  # the class's value, changed at run time, counts from the next tick
+        Dot.__reverb_priority__ = 1000.0
+        for obj in (low, high, plain):
+            obj.x = 99.0
+        game.step()
+        assert list(game.updated(0))[:1] == [plain.uid]
+    finally:
+        del Dot.__reverb_priority__
