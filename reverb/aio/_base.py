@@ -88,12 +88,18 @@ class SessionProtocol(asyncio.Protocol):
         self.owner.guarded(self, self.owner.pump, self)
 
     def data_received(self, data: bytes) -> None:
-        if self.session is None:
+        session = self.session
+        if session is None:
             return
-        if self.owner.offload is not None and self.sizer.feed(data) > BIG_FRAME:
-            self.owner.guarded(self, self._offload, data)
-        else:
-            self.owner.guarded(self, self._receive, data)
+        owner = self.owner
+        if owner.offload is not None and self.sizer.feed(data) > BIG_FRAME:
+            owner.guarded(self, self._offload, data)
+            return
+        try:  # ``owner.guarded(self, self._receive, data)``, inlined: every read takes it
+            session.receive_data(data, time.monotonic())
+            owner.pump(self)
+        except Exception:
+            owner.failed(self)
 
     def _offload(self, data: bytes) -> None:
         """Decode a read completing a large frame on the worker thread: the loop (the game
@@ -230,9 +236,13 @@ class AioLoop:
         try:
             func(*args)
         except Exception:
-            name = proto.session.name if proto.session is not None else "a connection"
-            logger.exception("%s: internal error", name)
-            self.internal_error(proto)
+            self.failed(proto)
+
+    def failed(self, proto: SessionProtocol) -> None:
+        """In an ``except`` block: log the exception, close ``proto`` with 1011."""
+        name = proto.session.name if proto.session is not None else "a connection"
+        logger.exception("%s: internal error", name)
+        self.internal_error(proto)
 
     def internal_error(self, proto: SessionProtocol) -> None:
         session, transport = proto.session, proto.transport
@@ -256,15 +266,18 @@ class AioLoop:
         session, transport = proto.session, proto.transport
         if session is None or transport is None or proto.busy:
             return  # a busy one is pumped when the worker hands it back
-        while proto.deferred and session.state is State.OPEN:
-            self.deliver(proto, proto.deferred.popleft())
-        proto.deferred.clear()
-        backlog = proto.backlog()
+        if proto.deferred:
+            while proto.deferred and session.state is State.OPEN:
+                self.deliver(proto, proto.deferred.popleft())
+            proto.deferred.clear()
+        backlog = proto.queue.size + transport.get_write_buffer_size()  # proto.backlog()
         data = self._take(proto)
         events = session.events()
-        for event in events:
-            self.on_event(proto, event)
-        late = bool(events) and self._take(proto)  # what the event handlers queued (a close)
+        late = False
+        if events:
+            for event in events:
+                self.on_event(proto, event)
+            late = self._take(proto)  # what the event handlers queued (a close)
         if (data or late) and backlog > self.max_send_buffer and not session.closed:
             logger.warning("%s does not read; %d bytes unsent", session.name, backlog)
             self.shed(proto, "send_buffer", "send buffer over its limit")

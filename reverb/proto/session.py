@@ -333,8 +333,11 @@ class Session:
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the socket, in order; empties the output."""
-        out, self._out = self._out, []
-        return b"".join(out)
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def events(self) -> list[SessionEvent]:
         """What happened since the last call, in order; empties the list."""
@@ -463,11 +466,16 @@ class Session:
             return None
         if self._state is State.HANDSHAKE:
             return self._handshake_deadline
-        silent = max(self._last_received, self._last_ping)  # _next_ping, inlined
-        when = min(
-            self._last_received + self._idle_timeout,
-            min(silent, self._last_sent) + self._ping_interval,
-        )
+        # _next_ping, inlined; comparisons rather than min/max calls (every read and answer
+        # asks for it)
+        received = self._last_received
+        silent = received if received > self._last_ping else self._last_ping
+        if self._last_sent < silent:
+            silent = self._last_sent
+        when = received + self._idle_timeout
+        ping = silent + self._ping_interval
+        if ping < when:
+            when = ping
         if self.timekeeper is not None and (due := self.timekeeper.ping_due()) is not None:
             when = min(when, due)
         if self.rtt_interval is not None:
