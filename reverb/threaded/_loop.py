@@ -177,7 +177,9 @@ class IOLoop:
         self._dirty: set[Conn] = set()
         self._later: list[Callable[[], None]] = []
         self._inbox: list[Any] = []
-        self._inbox_cond = threading.Condition(threading.Lock())
+        # the condition's lock, held directly where nothing waits or is notified
+        self._inbox_lock = threading.Lock()
+        self._inbox_cond = threading.Condition(self._inbox_lock)
         self._thread: threading.Thread | None = None
         self._running = False
         self._next_check = 0.0
@@ -396,10 +398,14 @@ class IOLoop:
                     conn.busy = True  # until the worker hands it back: not read, not pumped
                     self._set_mask(conn)
                     self._work.put((conn, data, now))
-                elif self._guarded(conn, now, self._feed, conn, data, now):
-                    with self.lock:
-                        if conn.sock in self.conns:
-                            self._guarded(conn, now, self.pump, conn, now)
+                else:  # ``_guarded`` around each step, inlined: every read takes this path
+                    try:
+                        self._feed(conn, data, now)
+                        with self.lock:
+                            if conn.sock in self.conns:
+                                self.pump(conn, now)
+                    except Exception:
+                        self._failed(conn, now)
             else:
                 with self.lock:
                     data = self._guarded(conn, now, self._receive, conn)
@@ -416,10 +422,14 @@ class IOLoop:
         try:
             return func(*args)
         except Exception:
-            logger.exception("%s: %s: internal error", self.name, conn.session.name)
-            with self.lock:
-                self._internal_error(conn, now)
+            self._failed(conn, now)
             return None
+
+    def _failed(self, conn: Conn, now: float) -> None:
+        """In an ``except`` block: log the exception, close ``conn`` with 1011."""
+        logger.exception("%s: %s: internal error", self.name, conn.session.name)
+        with self.lock:
+            self._internal_error(conn, now)
 
     def _internal_error(self, conn: Conn, now: float) -> None:
         conn.session.stats["internal_error"] += 1
