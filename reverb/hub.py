@@ -13,6 +13,7 @@ from collections.abc import Callable, Collection
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
+from reverb._future import LightFuture
 from reverb.auth import Authenticator
 from reverb.errors import (
     CloseCode,
@@ -706,10 +707,11 @@ class ClientHub:
         future: Future[Any] | None = None,
     ) -> Future[Any]:
         """Queue an ``rpc`` on ``session``; return the future its reply resolves (``future``
-        when given, so an I/O layer's own kind of future is resolved without a relay).
+        when given, so an I/O layer's own kind of future is resolved without a relay; else
+        a ``LightFuture``, whose condition is made only if a thread blocks on it).
         While reconnecting (§18) the call is queued and sent after the resume."""
         if future is None:
-            future = Future()
+            future = LightFuture()
         rc = self.reconnector
         is_open = session is not None and session.state is State.OPEN
         if rc is not None and (self.resuming or (is_open and rc.state is ReconnectState.CONNECTED)):

@@ -154,3 +154,13 @@ def test_a_call_future_resolved_from_another_thread_wakes_its_awaiter() -> None:
             timer.join()
 
     assert asyncio.run(main()) == "late"
+
+
+def test_a_blocking_clients_calls_are_light_futures() -> None:
+    from reverb.errors import ConnectionClosed
+    from reverb.hub import ClientHub
+
+    future = ClientHub().call(None, 1, "m", [], 0.0)  # not connected: failed at once
+    assert isinstance(future, Future) and future._cond is None  # type: ignore[attr-defined]
+    with pytest.raises(ConnectionClosed):
+        future.result(timeout=0)

@@ -481,10 +481,11 @@ class IOLoop:
             if self._budget_check or self._trimmer.freed or self._worked:
                 quiet_until = now
             self._next_check = max(quiet_until, now + CHECK_INTERVAL)
-        dirty, self._dirty = self._dirty, set()
-        for conn in dirty:
-            if conn.sock in self.conns:
-                self._guarded(conn, now, self.pump, conn, now)
+        if self._dirty:
+            dirty, self._dirty = self._dirty, set()
+            for conn in dirty:
+                if conn.sock in self.conns:
+                    self._guarded(conn, now, self.pump, conn, now)
         if self._budget_check:
             self._budget_check = False
             self._enforce_budget(now)
@@ -629,8 +630,10 @@ class IOLoop:
     def _take_output(self, conn: Conn) -> bool:
         """Queue the session's output; True if there was any."""
         data = conn.session.data_to_send()
+        if not data:
+            return False
         if conn.eof or conn.sock not in self.conns:
-            return bool(data)
+            return True
         conn.queue.push(data, time.monotonic())
         self._account(conn, len(data))
         return bool(data)
