@@ -81,6 +81,7 @@ from reverb.transport import (
     PeerOpened,
     PeerResumed,
     ServerEvent,
+    peer_message,
 )
 
 __all__ = [
@@ -383,7 +384,7 @@ class ServerHub:
                 session.send(reply, now)
                 return None
             self.pending[member] = pending + 1
-            return PeerMessage(member, call)
+            return peer_message(member, call)
         if isinstance(event, Opened):
             self.members[member] = session
             if event.resumed:  # §18.4: the same membership, on a new connection

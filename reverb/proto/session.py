@@ -40,6 +40,7 @@ __all__ = [
     "Session",
     "SessionEvent",
     "State",
+    "received",
 ]
 
 logger = logging.getLogger("reverb")
@@ -160,6 +161,17 @@ class Received:
 
     message: m.Message
     at: float = field(default=0.0, compare=False)
+
+
+_new = object.__new__
+
+
+def received(message: m.Message, at: float) -> Received:
+    """``Received(message, at)``, built without the frozen dataclass's ``__init__`` (one per
+    message received: the RPC path's hot spot); the same instance."""
+    made: Received = _new(Received)
+    made.__dict__.update(message=message, at=at)
+    return made
 
 
 @dataclass(frozen=True)
@@ -659,7 +671,7 @@ class Session:
             # the client's common case (§8.4): legal in OPEN, needs no feature, nothing more
             # to check here; the same counting and event as the general path below
             self.received_by_kind["rpc_result"] += 1
-            self._events.append(Received(message, now))
+            self._events.append(received(message, now))
             return
         if m.MESSAGE_TYPES[message.TYPE] not in self._legal:
             raise RemoteProtocolError(
@@ -763,7 +775,7 @@ class Session:
                 self._check_sync_time(message, now)
             elif isinstance(message, m.RpcErrorReply):
                 self.rpc_errors[message.code] += 1
-            self._events.append(Received(message, now))
+            self._events.append(received(message, now))
 
     def _receive_rpc(self, message: m.Rpc, now: float) -> None:
         """A server's ``rpc`` in OPEN (§8.1): the checks of the general path, in its order
@@ -785,7 +797,7 @@ class Session:
             )
             return
         self._in_flight.add(message.id)
-        self._events.append(Received(message, now))
+        self._events.append(received(message, now))
 
     def _server_time(self, value: float | m.Absent, where: str) -> float | None:
         """§13: with "time" granted, the server time a message must carry (else 1002)."""
