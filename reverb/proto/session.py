@@ -1017,8 +1017,9 @@ class _Bucket:
         self._at = now
 
     def take(self, now: float, amount: float = 1.0) -> bool:
-        if now > self._at:
-            self._tokens = min(self._capacity, self._tokens + (now - self._at) * self._rate)
+        if now > self._at:  # refilled up to capacity (a comparison: three buckets per call)
+            tokens = self._tokens + (now - self._at) * self._rate
+            self._tokens = self._capacity if tokens > self._capacity else tokens
             self._at = now
         if self._tokens < amount:
             return False
