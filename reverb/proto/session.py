@@ -375,14 +375,14 @@ class Session:
             if body is not None:  # the usual read: one whole frame, nothing buffered
                 completed = True
                 self._frame(body, now)
-                if self._state is State.CLOSED:
+                if self.closed:
                     return
             else:
                 self._decoder.add(data)
             while body is None and (body := self._decoder.next_frame()) is not None:
                 completed = True
                 self._frame(body, now)
-                if self._state is State.CLOSED:
+                if self.closed:
                     return
                 body = None
         except RemoteProtocolError as exc:
