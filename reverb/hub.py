@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from typing import Any
 
+from reverb._future import LightFuture
 from reverb.errors import (
     CloseCode,
     ConnectionClosed,
@@ -68,6 +69,7 @@ from reverb.transport import (
     PeerOpened,
     PeerResumed,
     ServerEvent,
+    peer_message,
 )
 
 __all__ = [
@@ -311,7 +313,7 @@ class ServerHub:
                 session.send(reply, now)
                 return None
             self.pending[member] = pending + 1
-            return PeerMessage(member, call)
+            return peer_message(member, call)
         if isinstance(event, Opened):
             self.members[member] = session
             if event.resumed:  # §18.4: the same membership, on a new connection
@@ -635,10 +637,11 @@ class ClientHub:
         future: Future[Any] | None = None,
     ) -> Future[Any]:
         """Queue an ``rpc`` on ``session``; return the future its reply resolves (``future``
-        when given, so an I/O layer's own kind of future is resolved without a relay).
+        when given, so an I/O layer's own kind of future is resolved without a relay; else
+        a ``LightFuture``, whose condition is made only if a thread blocks on it).
         While reconnecting (§18) the call is queued and sent after the resume."""
         if future is None:
-            future = Future()
+            future = LightFuture()
         rc = self.reconnector
         is_open = session is not None and session.state is State.OPEN
         if rc is not None and (self.resuming or (is_open and rc.state is ReconnectState.CONNECTED)):

@@ -28,6 +28,7 @@ __all__ = [
     "PeerResumed",
     "ServerEvent",
     "ServerTransport",
+    "peer_message",
 ]
 
 
@@ -42,6 +43,14 @@ class PeerOpened:
 class PeerMessage:
     member: int
     message: m.Message
+
+
+def peer_message(member: int, message: m.Message) -> PeerMessage:
+    """``PeerMessage(member, message)``, built without the frozen dataclass's ``__init__``
+    (one per call received); the same instance."""
+    made: PeerMessage = object.__new__(PeerMessage)
+    made.__dict__.update(member=member, message=message)
+    return made
 
 
 @dataclass(frozen=True)

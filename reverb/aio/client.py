@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from typing import Any
 
+from reverb._future import LightFuture
 from reverb.aio._base import AioLoop, SessionProtocol
 from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint
 from reverb.errors import CloseCode, HandshakeFailed, InvalidState, RoomTimeout
@@ -26,13 +28,14 @@ __all__ = ["AsyncClient", "CallFuture"]
 _DONE = frozenset({"CANCELLED", "CANCELLED_AND_NOTIFIED", "FINISHED"})
 
 
-class CallFuture(Future[Any]):
+class CallFuture(LightFuture[Any]):
     """What ``compute_server`` returns on an ``AsyncClient``: ``await`` it in the event loop.
 
     It is a ``concurrent.futures.Future`` (``done()``, callbacks and ``result()`` from another
-    thread work as usual), resolved by the client's loop. Blocking on it from that loop's
-    own thread could never end, since the loop would be blocked: ``result()`` and
-    ``exception()`` there raise ``InvalidState`` while it is pending, instead of deadlocking.
+    thread work as usual), resolved by the client's loop; its condition is made only if a
+    thread needs one (``LightFuture``). Blocking on it from that loop's own thread could
+    never end, since the loop would be blocked: ``result()`` and ``exception()`` there raise
+    ``InvalidState`` while it is pending, instead of deadlocking.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -47,13 +50,13 @@ class CallFuture(Future[Any]):
         if self._state not in _DONE:  # read unlocked: a call resolved meanwhile is seen by
             # add_done_callback, which runs the callback at once on a done future
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self.add_done_callback(functools.partial(_wake, waiter))
+            self.add_done_callback(functools.partial(_wake, waiter, threading.get_ident()))
             try:
                 yield from waiter
             except asyncio.CancelledError:
                 self.cancel()
                 raise
-        return Future.result(self)  # done: nothing to refuse, nothing to wait for
+        return LightFuture.result(self)  # done: nothing to refuse, nothing to wait for
 
     def _refuse_blocking(self) -> None:
         if self.done():
@@ -304,17 +307,17 @@ async def _awaited(future: CallFuture) -> Any:
     return await future
 
 
-def _wake(waiter: asyncio.Future[None], call: Future[Any]) -> None:
-    """Resume the task awaiting ``call``: at once on its loop's thread (the usual case:
-    the client resolves calls there), else through ``call_soon_threadsafe``."""
+def _wake(waiter: asyncio.Future[None], thread: int, call: Future[Any]) -> None:
+    """Resume the task awaiting ``call`` (it awaited on ``thread``, running ``waiter``'s
+    loop): at once on that thread (the usual case: the client resolves calls there), else
+    through ``call_soon_threadsafe``. The thread is compared, not the running loop, which
+    ``asyncio.get_running_loop`` finds at the cost of a system call (``getpid``)."""
     loop = waiter.get_loop()
-    try:
-        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
+    if loop.is_closed():
+        return
+    if threading.get_ident() == thread:
         _resolve(waiter)
-    elif not loop.is_closed():
+    else:
         loop.call_soon_threadsafe(_resolve, waiter)
 
 

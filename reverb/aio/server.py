@@ -111,7 +111,11 @@ class AsyncServer(ServerEndpoint, AioLoop):
             proto = self.by_member.get(members[0])
             if proto is not None and not (proto.busy or proto.deferred):
                 if self.hub.send(members, message, time.monotonic()):
-                    self.guarded(proto, self.flush, proto)
+                    try:  # ``self.guarded(proto, self.flush, proto)``, inlined
+                        if not self.write_now(proto):
+                            self.pump(proto)
+                    except Exception:
+                        self.failed(proto)
                 return
         ready = []
         for member in members:

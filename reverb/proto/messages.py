@@ -57,6 +57,8 @@ __all__ = [
     "encode",
     "encode_rpc",
     "encode_sync",
+    "make_rpc",
+    "make_rpc_result",
     "spawn_fragment",
     "to_wire",
     "update_entry",
@@ -180,6 +182,26 @@ class RpcResult(Message):
     id: int
     value: Any
     room: str | Absent = ABSENT  # §17.4: with "rooms"
+
+
+# The RPC path builds an ``Rpc`` and an ``RpcResult`` per call: these make the instance the
+# frozen dataclass's ``__init__`` would (same type, same fields, equal), without its
+# ``object.__setattr__`` per field. (tests/proto/test_rpc_path.py holds them to that.)
+_new = object.__new__
+
+
+def make_rpc(call_id: int, uid: int, method: str, args: list[Any]) -> Rpc:
+    """``Rpc(id=call_id, uid=uid, method=method, args=args)``, built directly."""
+    made: Rpc = _new(Rpc)
+    made.__dict__.update(id=call_id, uid=uid, method=method, args=args, room=ABSENT)
+    return made
+
+
+def make_rpc_result(call_id: int, value: Any) -> RpcResult:
+    """``RpcResult(id=call_id, value=value)``, built directly."""
+    made: RpcResult = _new(RpcResult)
+    made.__dict__.update(id=call_id, value=value, room=ABSENT)
+    return made
 
 
 @dataclass(frozen=True)
@@ -755,13 +777,13 @@ def _decode_rpc(obj: dict[str, Any], kind: str) -> Message | None:
     if kind == "rpc_result":
         if len(obj) != 3 or "value" not in obj:
             return None  # "room" (§17.4), or an unknown or missing field
-        return RpcResult(id=call_id, value=obj["value"])
+        return make_rpc_result(call_id, obj["value"])
     if len(obj) != 5 or call_id < 0:
         return None
     uid, method, args = obj.get("uid"), obj.get("method"), obj.get("args")
     if type(uid) is not int or type(method) is not str or type(args) is not list:
         return None
-    return Rpc(id=call_id, uid=uid, method=method, args=args)
+    return make_rpc(call_id, uid, method, args)
 
 
 def _check_room_join(join: RoomJoin) -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "Session",
     "SessionEvent",
     "State",
+    "received",
 ]
 
 logger = logging.getLogger("reverb")
@@ -146,6 +147,17 @@ class Received:
 
     message: m.Message
     at: float = field(default=0.0, compare=False)
+
+
+_new = object.__new__
+
+
+def received(message: m.Message, at: float) -> Received:
+    """``Received(message, at)``, built without the frozen dataclass's ``__init__`` (one per
+    message received: the RPC path's hot spot); the same instance."""
+    made: Received = _new(Received)
+    made.__dict__.update(message=message, at=at)
+    return made
 
 
 @dataclass(frozen=True)
@@ -313,8 +325,11 @@ class Session:
 
     def data_to_send(self) -> bytes:
         """Bytes to write to the socket, in order; empties the output."""
-        out, self._out = self._out, []
-        return b"".join(out)
+        out = self._out
+        if not out:
+            return b""
+        self._out = []
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def events(self) -> list[SessionEvent]:
         """What happened since the last call, in order; empties the list."""
@@ -443,11 +458,16 @@ class Session:
             return None
         if self._state is State.HANDSHAKE:
             return self._handshake_deadline
-        silent = max(self._last_received, self._last_ping)  # _next_ping, inlined
-        when = min(
-            self._last_received + self._idle_timeout,
-            min(silent, self._last_sent) + self._ping_interval,
-        )
+        # _next_ping, inlined; comparisons rather than min/max calls (every read and answer
+        # asks for it)
+        received = self._last_received
+        silent = received if received > self._last_ping else self._last_ping
+        if self._last_sent < silent:
+            silent = self._last_sent
+        when = received + self._idle_timeout
+        ping = silent + self._ping_interval
+        if ping < when:
+            when = ping
         if self.timekeeper is not None and (due := self.timekeeper.ping_due()) is not None:
             when = min(when, due)
         if self.rtt_interval is not None:
@@ -631,7 +651,7 @@ class Session:
             # the client's common case (§8.4): legal in OPEN, needs no feature, nothing more
             # to check here; the same counting and event as the general path below
             self.received_by_kind["rpc_result"] += 1
-            self._events.append(Received(message, now))
+            self._events.append(received(message, now))
             return
         if m.MESSAGE_TYPES[message.TYPE] not in self._legal:
             raise RemoteProtocolError(
@@ -735,7 +755,7 @@ class Session:
                 self._check_sync_time(message, now)
             elif isinstance(message, m.RpcErrorReply):
                 self.rpc_errors[message.code] += 1
-            self._events.append(Received(message, now))
+            self._events.append(received(message, now))
 
     def _receive_rpc(self, message: m.Rpc, now: float) -> None:
         """A server's ``rpc`` in OPEN (§8.1): the checks of the general path, in its order
@@ -757,7 +777,7 @@ class Session:
             )
             return
         self._in_flight.add(message.id)
-        self._events.append(Received(message, now))
+        self._events.append(received(message, now))
 
     def _server_time(self, value: float | m.Absent, where: str) -> float | None:
         """§13: with "time" granted, the server time a message must carry (else 1002)."""
@@ -977,8 +997,9 @@ class _Bucket:
         self._at = now
 
     def take(self, now: float, amount: float = 1.0) -> bool:
-        if now > self._at:
-            self._tokens = min(self._capacity, self._tokens + (now - self._at) * self._rate)
+        if now > self._at:  # refilled up to capacity (a comparison: three buckets per call)
+            tokens = self._tokens + (now - self._at) * self._rate
+            self._tokens = self._capacity if tokens > self._capacity else tokens
             self._at = now
         if self._tokens < amount:
             return False

@@ -96,7 +96,7 @@ def dispatch(objects: dict[int, Any], types: TypeRegistry, member: int, rpc: m.R
     finally:
         current_caller.reset(token)
     try:
-        return m.RpcResult(id=rpc.id, value=m.to_wire(value, "return value"))
+        return m.make_rpc_result(rpc.id, m.to_wire(value, "return value"))
     except EncodeError as exc:
         logger.error("rpc %s.%s: %s", info.name, rpc.method, exc)
         return _error(

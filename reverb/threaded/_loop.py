@@ -178,7 +178,9 @@ class IOLoop:
         self._dirty: set[Conn] = set()
         self._later: list[Callable[[], None]] = []
         self._inbox: list[Any] = []
-        self._inbox_cond = threading.Condition(threading.Lock())
+        # the condition's lock, held directly where nothing waits or is notified
+        self._inbox_lock = threading.Lock()
+        self._inbox_cond = threading.Condition(self._inbox_lock)
         self._thread: threading.Thread | None = None
         self._running = False
         self._next_check = 0.0
@@ -397,10 +399,14 @@ class IOLoop:
                     conn.busy = True  # until the worker hands it back: not read, not pumped
                     self._set_mask(conn)
                     self._work.put((conn, data, now))
-                elif self._guarded(conn, now, self._feed, conn, data, now):
-                    with self.lock:
-                        if conn.sock in self.conns:
-                            self._guarded(conn, now, self.pump, conn, now)
+                else:  # ``_guarded`` around each step, inlined: every read takes this path
+                    try:
+                        self._feed(conn, data, now)
+                        with self.lock:
+                            if conn.sock in self.conns:
+                                self.pump(conn, now)
+                    except Exception:
+                        self._failed(conn, now)
             else:
                 with self.lock:
                     data = self._guarded(conn, now, self._receive, conn)
@@ -417,10 +423,14 @@ class IOLoop:
         try:
             return func(*args)
         except Exception:
-            logger.exception("%s: %s: internal error", self.name, conn.session.name)
-            with self.lock:
-                self._internal_error(conn, now)
+            self._failed(conn, now)
             return None
+
+    def _failed(self, conn: Conn, now: float) -> None:
+        """In an ``except`` block: log the exception, close ``conn`` with 1011."""
+        logger.exception("%s: %s: internal error", self.name, conn.session.name)
+        with self.lock:
+            self._internal_error(conn, now)
 
     def _internal_error(self, conn: Conn, now: float) -> None:
         conn.session.stats["internal_error"] += 1
@@ -472,10 +482,11 @@ class IOLoop:
             if self._budget_check or self._trimmer.freed or self._worked:
                 quiet_until = now
             self._next_check = max(quiet_until, now + CHECK_INTERVAL)
-        dirty, self._dirty = self._dirty, set()
-        for conn in dirty:
-            if conn.sock in self.conns:
-                self._guarded(conn, now, self.pump, conn, now)
+        if self._dirty:
+            dirty, self._dirty = self._dirty, set()
+            for conn in dirty:
+                if conn.sock in self.conns:
+                    self._guarded(conn, now, self.pump, conn, now)
         if self._budget_check:
             self._budget_check = False
             self._enforce_budget(now)
@@ -620,8 +631,10 @@ class IOLoop:
     def _take_output(self, conn: Conn) -> bool:
         """Queue the session's output; True if there was any."""
         data = conn.session.data_to_send()
+        if not data:
+            return False
         if conn.eof or conn.sock not in self.conns:
-            return bool(data)
+            return True
         conn.queue.push(data, time.monotonic())
         self._account(conn, len(data))
         return bool(data)

@@ -221,7 +221,7 @@ class Server(ServerEndpoint, IOLoop):
         if isinstance(event, Opened) and event.resumed:  # §18.4: keyed by the resumed id
             self.by_member.pop(event.replaced, None)
             self.by_member[event.member] = conn
-        with self._inbox_cond:  # the pending-call counts are shared with poll()
+        with self._inbox_lock:  # the pending-call counts are shared with poll()
             now = time.monotonic()
             out = self.hub.on_event(conn.session, event, now)
             if out is not None:

@@ -337,3 +337,57 @@ def test_a_late_async_tick_still_lets_the_event_loop_accept_clients() -> None:
             await server.stop_server()
 
     asyncio.run(scenario())
+
+
+class Echo(ReverbObject):
+    def __init__(self, uid=None, add_on_init=True, belonging_membership=None):
+        super().__init__(
+            uid=uid, add_on_init=add_on_init, belonging_membership=belonging_membership
+        )
+
+    @expose(anyone=True)
+    def echo(self, value):
+        return value
+
+
+@pytest.mark.timeout(30)
+def test_reads_land_in_the_loops_one_buffer_and_a_frame_may_span_many_reads() -> None:
+    """Issue 9: a connection reads into its loop's one buffer (no 256 KiB allocation per
+    read); frames larger than one read, both ways, arrive whole."""
+    from reverb.aio._base import READ_SIZE
+
+    async def main() -> None:
+        sctx, cctx = ReverbContext(ReverbSide.SERVER), ReverbContext(ReverbSide.CLIENT)
+        sctx.register(Echo)
+        cctx.register(Echo)
+        server = AsyncServer(port=0, context=sctx, tick_rate=60)
+        await server.start_server()
+        running = True
+
+        async def serve() -> None:
+            while running:
+                await server.server_sync()
+
+        task = asyncio.get_running_loop().create_task(serve())
+        client = AsyncClient(port=server.port, context=cctx)
+        try:
+            await client.connect()
+            with sctx.activate():
+                obj = Echo()
+            await until(lambda: obj.uid in cctx.objects, lambda: client.client_sync(0.05))
+            replica = cctx.objects[obj.uid]
+            big = "é" * (2 * READ_SIZE) + "!"  # several reads each way
+            assert await replica.compute_server("echo", big) == big
+            assert await replica.compute_server("echo", [1, 2]) == [1, 2]
+            protos = [client._proto, *server.protocols]
+            assert len(protos) == 2
+            for proto in protos:
+                assert isinstance(proto, asyncio.BufferedProtocol)
+                assert proto.get_buffer(-1) is proto.owner.read_view
+        finally:
+            running = False
+            await client.disconnect()
+            await server.stop_server()
+            task.cancel()
+
+    asyncio.run(main())

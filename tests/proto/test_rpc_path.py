@@ -3,6 +3,7 @@ the same messages, the same bytes, the same refusals with the same words."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Any
 
@@ -15,7 +16,8 @@ from reverb.errors import EncodeError, RemoteProtocolError
 from reverb.hub import ServerHub, ServerOptions
 from reverb.proto import messages as m
 from reverb.proto.framing import FrameDecoder, encode_frame
-from reverb.proto.session import CloseCode, Closed, Session
+from reverb.proto.session import CloseCode, Closed, Received, Session, received
+from reverb.transport import PeerMessage, peer_message
 from tests.proto.helpers import frame, sent
 
 GENERIC = m._DECODERS
@@ -233,3 +235,35 @@ def test_call_future_knows_the_done_states_of_concurrent_futures() -> None:
     from reverb.aio import client
 
     assert {base.CANCELLED, base.CANCELLED_AND_NOTIFIED, base.FINISHED} == client._DONE
+
+
+@pytest.mark.parametrize(
+    ("built", "constructed"),
+    [
+        (
+            lambda: m.make_rpc(3, 4, "go", [1, "a"]),
+            lambda: m.Rpc(id=3, uid=4, method="go", args=[1, "a"]),
+        ),
+        (lambda: m.make_rpc_result(3, {"a": 1}), lambda: m.RpcResult(id=3, value={"a": 1})),
+        (
+            lambda: received(m.RpcResult(id=1, value=2), 5.0),
+            lambda: Received(m.RpcResult(id=1, value=2), 5.0),
+        ),
+        (
+            lambda: peer_message(7, m.RpcResult(id=1, value=2)),
+            lambda: PeerMessage(7, m.RpcResult(id=1, value=2)),
+        ),
+    ],
+)
+def test_the_rpc_paths_builders_make_what_the_constructors_make(
+    built: Any, constructed: Any
+) -> None:
+    """Built without the frozen dataclass's __init__: the same type, every field set (no
+    more, no less), equal, the same repr, and still frozen."""
+    fast, slow = built(), constructed()
+    assert type(fast) is type(slow)
+    assert vars(fast) == vars(slow)
+    assert list(vars(fast)) == [f.name for f in dataclasses.fields(slow)]
+    assert fast == slow and repr(fast) == repr(slow)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.x = 1
