@@ -69,8 +69,6 @@ _MAX_PLANS = 4096  # (type, field names) pairs whose index plan is remembered
 # A group of at least this many objects of a type assigned the same names is compared in
 # bulk (``ServerWorld._compare_bulk``); fewer cost less one by one. Tests lower it to 1.
 _BULK_MIN = 8
-_FLOAT = {float}
-_INT = {int}
 # Marks a client's queue holds besides field names (never identifiers, so never fields):
 _OWNER_MARK = "!owner"  # the owner changed: the update carries "owner"
 _SNAP_MARK = "!snap"  # the object teleported: the update carries "snap": true (§13.5)
@@ -820,19 +818,26 @@ class ServerWorld:
             old = [list(map(itemgetter(name), bases)) for name in names]
         except (KeyError, TypeError):  # not set (deleted), not in the baseline, no baseline
             return False
-        for column, was in zip(new, old, strict=True):
-            kinds = set(map(type, column))
-            if len(kinds) != 1 or kinds != set(map(type, was)):
-                return False  # mixed, or a type change (1 and 1.0 differ on the wire)
-            if kinds == _FLOAT:
+        kinds: list[type] = []
+        for column in new:
+            of = list(map(type, column))
+            if of.count(float) == n:
                 total = sum(column)
                 if total - total != 0.0:  # a NaN or an infinity (or a sum that overflows)
                     return False
-            elif kinds != _INT or min(column) < -_MAX or max(column) > _MAX:
+                kinds.append(float)
+            elif of.count(int) == n and -_MAX <= min(column) and max(column) <= _MAX:
+                kinds.append(int)
+            else:
                 return False
-        # the same type now and in the baseline, neither NaN: != is "not _same"
+        # Neither side NaN: where != says "changed" the value goes out whatever the baseline
+        # held; where it says "equal", the types must be too (1 and 1.0 differ on the wire).
         masks = [list(map(ne, a, b)) for a, b in zip(new, old, strict=True)]
-        if any(False in mask for mask in masks):
+        partial = [False in mask for mask in masks]
+        if any(partial):
+            for kind, was, some in zip(kinds, old, partial, strict=True):
+                if some and list(map(type, was)).count(kind) != n:
+                    return False  # a type change to an equal value: one by one
             keep: list[int] = []
             for i, every in enumerate(map(all, zip(*masks, strict=True))):
                 if every:
@@ -852,9 +857,21 @@ class ServerWorld:
                 records = [records[i] for i in keep]
                 bases = [bases[i] for i in keep]
                 new = [[column[i] for i in keep] for column in new]
-        for name, column in zip(names, new, strict=True):
-            for base, value in zip(bases, column, strict=True):
-                base[name] = value
+        if len(names) == 3:  # the common shapes in one loop each
+            n0, n1, n2 = names
+            for base, v0, v1, v2 in zip(bases, *new, strict=True):
+                base[n0] = v0
+                base[n1] = v1
+                base[n2] = v2
+        elif len(names) == 2:
+            n0, n1 = names
+            for base, v0, v1 in zip(bases, *new, strict=True):
+                base[n0] = v0
+                base[n1] = v1
+        else:
+            for name, column in zip(names, new, strict=True):
+                for base, value in zip(bases, column, strict=True):
+                    base[name] = value
         for record in records:
             record.fragment = None
         for mark in marks:
