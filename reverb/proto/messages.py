@@ -1398,9 +1398,11 @@ class Entries:
 
     Built either from encoded fragments (one per entry) or from wire-safe JSON values, which
     are encoded together in one call when the whole list is wanted, and one by one only when a
-    frame limit makes a split necessary."""
+    frame limit makes a split necessary. ``make`` instead of ``values``: a function giving the
+    values, called only when the entries are first encoded (a tick's entries in a form that
+    no peer of the tick may want)."""
 
-    __slots__ = ("_fragments", "_joined", "_values", "uids")
+    __slots__ = ("_fragments", "_joined", "_make", "_values", "uids")
 
     def __init__(
         self,
@@ -1408,13 +1410,23 @@ class Entries:
         *,
         fragments: list[bytes] | None = None,
         values: list[Any] | None = None,
+        make: Callable[[], list[Any]] | None = None,
     ) -> None:
         self.uids = uids if uids is not None else []
         self._fragments = fragments
         self._values = values
+        self._make = make
         self._joined: bytes | None = None
-        if fragments is None and values is None:
+        if fragments is None and values is None and make is None:
             self._fragments = []
+
+    def _made(self) -> list[Any]:
+        values = self._values
+        if values is None:
+            make = self._make
+            values = self._values = make() if make is not None else []
+            self._make = None
+        return values
 
     def joined(self) -> bytes:
         """The entries, comma-separated: what goes between the list's brackets."""
@@ -1423,7 +1435,7 @@ class Entries:
             if self._fragments is not None:
                 joined = b",".join(self._fragments)
             else:
-                joined = dumpb(self._values)[1:-1]
+                joined = dumpb(self._made())[1:-1]
             self._joined = joined
         return joined
 
@@ -1431,7 +1443,7 @@ class Entries:
         """The entries one by one."""
         fragments = self._fragments
         if fragments is None:
-            fragments = self._fragments = [dumpb(v) for v in self._values or ()]
+            fragments = self._fragments = [dumpb(v) for v in self._made()]
         return fragments
 
     def __len__(self) -> int:

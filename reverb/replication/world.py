@@ -24,7 +24,7 @@ import math
 import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from itertools import chain
-from operator import attrgetter, itemgetter
+from operator import attrgetter, itemgetter, ne
 from typing import Any
 
 from reverb.errors import EncodeError, InvalidState
@@ -74,6 +74,9 @@ QUIET = "quiet"  # the feature name of skipping idle ticks' empty syncs on "time
 # tick at 30 Hz.
 QUIET_INTERVAL = 0.5
 _MAX_PLANS = 4096  # (type, field names) pairs whose index plan is remembered
+# A group of at least this many objects of a type assigned the same names is compared in
+# bulk (``ServerWorld._compare_bulk``); fewer cost less one by one. Tests lower it to 1.
+_BULK_MIN = 8
 # Marks a client's queue holds besides field names (never identifiers, so never fields):
 _OWNER_MARK = "!owner"  # the owner changed: the update carries "owner"
 _SNAP_MARK = "!snap"  # the object teleported: the update carries "snap": true (§13.5)
@@ -205,6 +208,10 @@ class ServerWorld:
         self._tables: dict[str, dict[str, int]] = {}
         self._added: dict[str, list[str]] = {}
         self._plans: dict[tuple[str, tuple[str, ...]], tuple[Any, ...] | None] = {}
+        # The bulk way of comparing (``_compare_bulk``): whether it takes each (type, set of
+        # changed names); this tick's batches.
+        self._bulk_plans: dict[tuple[type, frozenset[str]], bool] = {}
+        self._batches: list[_Batch] = []
         # Interest management (issue 11, §16): None until a policy, an override or a type
         # with owner-only fields asks for it -- until then every peer sees every object.
         self._interest: Interest | None = None
@@ -546,23 +553,25 @@ class ServerWorld:
         updated: list[tuple[int, Any]] = []
         if self._pending or self._dirty or self._watched:
             self._collect(tick, spawned, updated)
+        batches, self._batches = self._batches, []
         removed, self._removed = self._removed, []
         out: Outgoing = []
         stamp = self._stamp(now)
         if self._interest is not None:
+            for batch in batches:
+                updated += batch.entries()
             self._tick_filtered(tick, spawned, updated, removed, stamp, out)
-        elif spawned or updated or removed:
+        elif spawned or updated or batches or removed:
             spawned.sort(key=_uid_of)
-            updated.sort(key=_first)
-            shared = _Shared()
-            if updated and any(view.compact for view in self._views):
-                self._encode_compact(updated, shared)
+            shared = _Shared(updated, batches)
+            if shared.uids and any(view.compact for view in self._views):
+                self._encode_compact(shared)
             if self._snap:
-                shared.snapped = self._snap.intersection([uid for uid, _ in updated])
+                shared.snapped = self._snap.intersection(shared.uids)
                 self._snap -= shared.snapped
                 self._snap.difference_update([r.uid for r in spawned])  # §13.5: no marker
             for view in self._views:
-                frame = self._delta(view, tick, spawned, updated, removed, shared, stamp)
+                frame = self._delta(view, tick, spawned, removed, shared, stamp)
                 if frame is not None:
                     out.append((view.order, frame))
         elif self._timed and not self._quiet:  # §13.7: "time" peers: a sync every tick
@@ -622,7 +631,10 @@ class ServerWorld:
             self._compare_all(record, spawned, updated)
         dirty = self._dirty
         if dirty:
-            self._compare(self._dirty_names(dirty, tick, spawned, updated), spawned, updated)
+            bulk = len(dirty) >= _BULK_MIN and _same is _SAME  # (not with a patched _same)
+            if not (bulk and self._compare_bulk(dirty, updated)):
+                # what the bulk way left (every object, or those whose marks it kept)
+                self._compare(self._dirty_names(dirty, tick, spawned, updated), spawned, updated)
             dirty.clear()
         for record, names in list(self._watched.values()):
             if record.seen == tick:
@@ -774,6 +786,153 @@ class ServerWorld:
                 if containers:
                     self._watch(record)
 
+    def _compare_bulk(self, dirty: list[Any], updated: list[tuple[int, Any]]) -> bool:
+        """The bulk way of ``_compare`` for the common tick: many objects of a type that were
+        assigned the same names. Each such group (of at least ``_BULK_MIN``) whose names are
+        plain fields (``_bulk_names``) holding finite floats, or ints within ±(2^53-1), now
+        and in the baseline (§3.4), is checked and compared a column at a time, in C loops
+        (``map``); the objects whose every name changed become one ``_Batch`` (its entries
+        made only when a peer wants that form), those with some changed get their entry
+        here. A group with anything else -- a NaN, a bool, a string, a container, a missing
+        attribute, a watched object, an object twice on the list -- is left untouched for
+        ``_compare`` (its objects keep their marks). True when no object is left."""
+        sets: list[set[str] | None] = list(map(_changed_of, dirty))
+        first = sets[0]
+        if first and sets.count(first) == len(sets) and len(set(map(type, dirty))) == 1:
+            return self._bulk(type(dirty[0]), first, dirty, sets, updated)  # type: ignore[arg-type]
+        groups: dict[tuple[type, frozenset[str]], tuple[list[Any], list[set[str]]]] = {}
+        for obj, names in zip(dirty, sets, strict=True):
+            if names:  # else removed (None), or compared whole already
+                key = (type(obj), frozenset(names))
+                group = groups.get(key)
+                if group is None:
+                    groups[key] = ([obj], [names])
+                else:
+                    group[0].append(obj)
+                    group[1].append(names)
+        done = True
+        for (kind, marked), (objs, marks) in groups.items():
+            if len(objs) < _BULK_MIN or not self._bulk(kind, marked, objs, marks, updated):
+                done = False
+        return done
+
+    def _bulk(
+        self,
+        kind: type,
+        marked: Collection[str],
+        objs: list[Any],
+        marks: list[set[str]],
+        updated: list[tuple[int, Any]],
+    ) -> bool:
+        """``_compare_bulk`` for one group: objects of type ``kind`` whose changed names
+        (``marks``, one set each) are all ``marked``. False, having changed nothing, when the
+        group is not of the common case."""
+        if not self._bulkable(kind, marked):
+            return False
+        names = tuple(marks[0])  # the order _compare would give the first one's fields
+        n = len(objs)
+        uids: list[int] = list(map(_uid_of, objs))
+        watched = self._watched
+        if len(set(uids)) != n or (watched and not watched.keys().isdisjoint(uids)):
+            return False
+        try:
+            records: list[_Record] = list(map(self._records.__getitem__, uids))
+            bases: list[dict[str, Any]] = list(map(_fields_of, records))
+            dicts = list(map(_dict_of, objs))
+            new = [list(map(itemgetter(name), dicts)) for name in names]
+            old = [list(map(itemgetter(name), bases)) for name in names]
+        except (KeyError, TypeError):  # not set (deleted), not in the baseline, no baseline
+            return False
+        kinds: list[type] = []
+        for column in new:
+            of = list(map(type, column))
+            if of.count(float) == n:
+                total = sum(column)
+                if total - total != 0.0:  # a NaN or an infinity (or a sum that overflows)
+                    return False
+                kinds.append(float)
+            elif of.count(int) == n and -_MAX <= min(column) and max(column) <= _MAX:
+                kinds.append(int)
+            else:
+                return False
+        # Neither side NaN: where != says "changed" the value goes out whatever the baseline
+        # held; where it says "equal", the types must be too (1 and 1.0 differ on the wire).
+        masks = [list(map(ne, a, b)) for a, b in zip(new, old, strict=True)]
+        partial = [False in mask for mask in masks]
+        if any(partial):
+            for kind, was, some in zip(kinds, old, partial, strict=True):
+                if some and list(map(type, was)).count(kind) != n:
+                    return False  # a type change to an equal value: one by one
+            keep: list[int] = []
+            for i, every in enumerate(map(all, zip(*masks, strict=True))):
+                if every:
+                    keep.append(i)
+                    continue
+                changed = {
+                    name: column[i]
+                    for name, column, mask in zip(names, new, masks, strict=True)
+                    if mask[i]
+                }
+                if changed:  # some names kept their values: an entry of the others
+                    bases[i].update(changed)
+                    records[i].fragment = None
+                    updated.append((uids[i], {"uid": uids[i], "fields": changed}))
+            if len(keep) < n:
+                uids = [uids[i] for i in keep]
+                records = [records[i] for i in keep]
+                bases = [bases[i] for i in keep]
+                new = [[column[i] for i in keep] for column in new]
+        if len(names) == 3:  # the common shapes in one loop each
+            n0, n1, n2 = names
+            for base, v0, v1, v2 in zip(bases, *new, strict=True):
+                base[n0] = v0
+                base[n1] = v1
+                base[n2] = v2
+        elif len(names) == 2:
+            n0, n1 = names
+            for base, v0, v1 in zip(bases, *new, strict=True):
+                base[n0] = v0
+                base[n1] = v1
+        else:
+            for name, column in zip(names, new, strict=True):
+                for base, value in zip(bases, column, strict=True):
+                    base[name] = value
+        for record in records:
+            record.fragment = None
+        for mark in marks:
+            mark.clear()  # compared: off the dirty list (``_dirty_names`` skips it)
+        if uids:
+            self._batches.append(_Batch(records[0].info.name, names, uids, new))
+        return True
+
+    def _bulkable(self, kind: type, marked: Collection[str]) -> bool:
+        """Whether objects of type ``kind`` with these changed names may go the bulk way;
+        not when ``_compare`` must see them: a name is not a field, is the owner or "*",
+        or does not live in the instance's ``__dict__`` (a property, a slot, a name the
+        class has not learnt, a class with its own ``__getattribute__``)."""
+        key = (kind, frozenset(marked))
+        found = self._bulk_plans.get(key)
+        if found is None:
+            info = self.types.info(kind)
+            plain = kind.__dict__.get("_reverb_plain")
+            found = (
+                info is not None
+                and isinstance(plain, set)
+                and getattr(kind, "__getattribute__", None) is object.__getattribute__
+                and "*" not in key[1]
+                and all(
+                    name in plain
+                    and name not in _META
+                    and name not in info.exclude
+                    and (info.fields is None or name in info.fields)
+                    for name in key[1]
+                )
+            )
+            if len(self._bulk_plans) >= _MAX_PLANS:
+                self._bulk_plans.clear()
+            self._bulk_plans[key] = found
+        return found
+
     def _owner_change(self, record: _Record) -> Any:
         """The new owner of a synced object, ``_MISSING`` when unchanged, or ``_WITHHELD``
         (after withholding the object) when it is not a membership id."""
@@ -867,16 +1026,22 @@ class ServerWorld:
 
     # -- the compact encoding (§12) -----------------------------------------------------------
 
-    def _encode_compact(self, updated: list[tuple[int, Any]], shared: _Shared) -> None:
+    def _encode_compact(self, shared: _Shared) -> None:
         """This tick's update entries in the compact form (§12.4), and the table's additions:
         ``[uid, index, value, ...]``; the plain form when the owner changes or the type's
-        table is full."""
+        table is full. A batch's rows are made from its plan when a peer wants them; the
+        tables grow as if its entries were met one by one, in uid order."""
         self._added = {}
         records = self._records
         plans = self._plans
         compact: list[Any] = []
         append = compact.append
-        for uid, entry in updated:
+        batches = sorted(shared.batches, key=_first_uid)
+        waiting = len(batches)
+        for uid, entry in shared.pairs:
+            while waiting and batches[-waiting].uids[0] < uid:
+                self._plan_batch(batches[-waiting])
+                waiting -= 1
             if "owner" in entry:
                 append(entry)
                 continue
@@ -900,8 +1065,10 @@ class ServerWorld:
                     row.append(plan[i])
                     row.append(fields[plan[i + 1]])
                 append(row)
-        shared.compact = compact
-        shared.compact_entries = m.Entries([uid for uid, _ in updated], values=compact)
+        while waiting:
+            self._plan_batch(batches[-waiting])
+            waiting -= 1
+        shared.rows = compact
         if self._added:
             shared.schema = _schema_bytes(
                 {
@@ -909,6 +1076,11 @@ class ServerWorld:
                     for name, added in self._added.items()
                 }
             )
+
+    def _plan_batch(self, batch: _Batch) -> None:
+        key = (batch.type_name, batch.names)
+        plan: Any = self._plans.get(key, _MISSING)
+        batch.plan = self._plan(key) if plan is _MISSING else plan
 
     def _compact_entry(self, type_name: str, entry: dict[str, Any]) -> Any:
         """One update entry in the compact form (§12.4), off the hot path (an owner-filtered
@@ -952,7 +1124,6 @@ class ServerWorld:
         view: View,
         tick: int,
         spawned: list[_Record],
-        updated: list[tuple[int, Any]],
         removed: list[int],
         shared: _Shared,
         stamp: float,
@@ -964,13 +1135,12 @@ class ServerWorld:
         held = view.held
         if left:  # §16.4: what left the view gets no update in the tick it leaves
             held.difference_update(left)
-        shared.take(updated)
         schema = shared.schema if view.compact else None
         snaps = view.time and bool(shared.snapped)  # §13.5: only "time" peers see snap
         columns = None
         if mine is None and shared.takes_all(held):
             if snaps:
-                update = shared.snap_entries(updated, view.compact)
+                update = shared.snap_entries(view.compact)
             else:
                 update = shared.compact_entries if view.compact else shared.entries
                 if view.compact and len(update) >= m.MIN_BLOCK:
@@ -978,7 +1148,7 @@ class ServerWorld:
         else:
             if mine is None:
                 mine = held & shared.changed()
-            update = self._picked(view, mine, updated, shared, snaps)
+            update = self._picked(view, mine, shared, snaps)
         spawn = None
         if spawned:
             spawn = m.Entries()
@@ -1007,7 +1177,6 @@ class ServerWorld:
         self,
         view: View,
         mine: set[int],
-        updated: list[tuple[int, Any]],
         shared: _Shared,
         snaps: bool,
     ) -> m.Entries:
@@ -1020,7 +1189,7 @@ class ServerWorld:
             return m.Entries()
         order = sorted(mine)
         compact = view.compact
-        values = shared.by_uid(updated, compact)
+        values = shared.by_uid(compact)
         encoded = shared.encoded(compact)
         missing = mine.difference(encoded)
         special: set[int] | None = None
@@ -1037,7 +1206,7 @@ class ServerWorld:
                 encoded[uid] = dumpb(values[uid])
         if not special:
             return m.Entries(order, fragments=list(map(encoded.__getitem__, order)))
-        plain = shared.by_uid(updated, False)
+        plain = shared.by_uid(False)
         pairs = [
             (uid, {**plain[uid], "snap": True} if snaps and uid in shared.snapped else values[uid])
             for uid in sorted(special)
@@ -1228,18 +1397,17 @@ class ServerWorld:
             else:
                 views.extend(self._split(view, lambda p: _part_key(p, deltas, owners)))
         self._views = views
-        shared = _Shared()
+        shared = _Shared(updated)
         if updated and any(view.compact for view in views):
-            self._encode_compact(updated, shared)
+            self._encode_compact(shared)
         if self._snap:
-            shared.snapped = self._snap.intersection([uid for uid, _ in updated])
+            shared.snapped = self._snap.intersection(shared.uids)
             self._snap -= shared.snapped
             self._snap.difference_update([r.uid for r in spawned])  # §13.5: no marker
-        shared.take(updated)
         if self._owner_only:
             shared.private = self._owner_only & shared.changed()
             if shared.private:
-                shared.plain = shared.by_uid(updated, False)
+                shared.plain = shared.by_uid(False)
         cache: dict[Any, bytes | None] = {}  # update entries, shared by peers within the tick
         if scheduler is not None:
             self._weights = {}
@@ -1296,16 +1464,14 @@ class ServerWorld:
                             into |= mine
             plans.append((view, entering, left, mine))
         for compact, uids in needed.items():
-            shared.encode(updated, uids - shared.private, compact)
+            shared.encode(uids - shared.private, compact)
         for view, entering, left, mine in plans:
             if scheduler is not None:
                 frame = self._scheduled(
                     view, tick, entering, updated, removed, shared, stamp, left, cache
                 )
             else:
-                frame = self._delta(
-                    view, tick, entering, updated, removed, shared, stamp, left, mine
-                )
+                frame = self._delta(view, tick, entering, removed, shared, stamp, left, mine)
             if frame is not None:
                 out.append((view.order, frame))
 
@@ -1342,7 +1508,7 @@ class ServerWorld:
             forget(uid)
         priority_and_rate = self._weight
         if updated and held:
-            index = shared.index(updated)
+            index = shared.index()
             if len(held) * 4 < len(updated):
                 mine = [i for uid in held if (i := index.get(uid)) is not None]
             else:
@@ -1474,15 +1640,96 @@ class _Sizes(Mapping[int, int]):
         return len(self.due)
 
 
-class _Shared:
-    """This tick's update entries, encoded once for every view that holds all of them."""
+class _Batch:
+    """Objects of one type whose every changed name (the same names for all) changed this
+    tick, each to a plain number (``ServerWorld._bulk``): their update entries, plain
+    (§7.2) or compact (§12.4) or as one column block (§20), each made only when wanted."""
 
-    def __init__(self) -> None:
-        self.source: list[tuple[int, Any]] | None = None
-        self.uids: list[int] = []
-        self.entries = m.Entries()
-        self.compact: list[Any] = []  # §12.4, in the order of the plain entries
-        self.compact_entries = m.Entries()
+    __slots__ = ("columns", "names", "plan", "type_name", "uids")
+
+    def __init__(
+        self, type_name: str, names: tuple[str, ...], uids: list[int], columns: list[list[Any]]
+    ) -> None:
+        self.type_name = type_name
+        self.names = names  # in the order of the plain entries' fields
+        self.uids = uids
+        self.columns = columns  # one per name: the values, in the order of ``uids``
+        self.plan: tuple[Any, ...] | None = None  # §12.4, set by ``_encode_compact``
+
+    def sort(self) -> None:
+        """Put the objects in uid order (the order of a sync's entries)."""
+        uids = self.uids
+        ordered = sorted(uids)
+        if ordered != uids:
+            order = sorted(range(len(uids)), key=uids.__getitem__)
+            self.uids = ordered
+            self.columns = [list(map(column.__getitem__, order)) for column in self.columns]
+
+    def entries(self) -> list[tuple[int, Any]]:
+        """``(uid, plain update entry)`` of each object."""
+        names = self.names
+        return [
+            (uid, {"uid": uid, "fields": dict(zip(names, row, strict=True))})
+            for uid, row in zip(self.uids, zip(*self.columns, strict=True), strict=True)
+        ]
+
+    def _ordered(self) -> tuple[tuple[int, ...], list[list[Any]]]:
+        """The plan's indexes, and the columns in their order."""
+        plan = self.plan
+        assert plan is not None
+        at = self.names.index
+        return plan[0::2], [self.columns[at(name)] for name in plan[1::2]]
+
+    def rows(self) -> list[Any]:
+        """The compact entries ``[uid, index, value, ...]`` (the plain ones when the type's
+        table is full)."""
+        if self.plan is None:
+            return [entry for _, entry in self.entries()]
+        indexes, columns = self._ordered()
+        uids = self.uids
+        if len(indexes) == 3:
+            i0, i1, i2 = indexes
+            return [[u, i0, a, i1, b, i2, c] for u, a, b, c in zip(uids, *columns, strict=True)]
+        if len(indexes) == 2:
+            i0, i1 = indexes
+            return [[u, i0, a, i1, b] for u, a, b in zip(uids, *columns, strict=True)]
+        if len(indexes) == 1:
+            i0 = indexes[0]
+            return [[u, i0, a] for u, a in zip(uids, columns[0], strict=True)]
+        return [
+            [uid, *chain.from_iterable(zip(indexes, row, strict=True))]
+            for uid, row in zip(uids, zip(*columns, strict=True), strict=True)
+        ]
+
+    def block(self) -> list[Any]:
+        """Its entries as one column block (§20.2): what ``m.column_blocks`` makes of
+        ``rows()``, without making them."""
+        indexes, columns = self._ordered()
+        return [list(indexes), self.uids, *columns]
+
+
+class _Shared:
+    """This tick's update entries, encoded once for every view that holds all of them.
+
+    The entries come as ``pairs`` (``(uid, plain entry)``, made one by one) and ``batches``
+    (made in bulk); each form a view may want -- every plain entry, every compact one, the
+    column blocks -- is made for the first view that wants it."""
+
+    def __init__(self, pairs: list[tuple[int, Any]], batches: list[_Batch] | None = None) -> None:
+        pairs.sort(key=_first)
+        self.pairs = pairs
+        self.batches = batches or []
+        for batch in self.batches:
+            batch.sort()
+        self._updated: list[tuple[int, Any]] | None = None
+        if not self.batches:
+            self._updated = pairs
+            self.uids = list(map(_first, pairs))
+        elif not pairs and len(self.batches) == 1:
+            self.uids = self.batches[0].uids
+        else:
+            self.uids = sorted(chain(map(_first, pairs), *(b.uids for b in self.batches)))
+        self.rows: list[Any] = []  # §12.4: the compact form of ``pairs`` (``_encode_compact``)
         self.schema: bytes | None = None  # §12.3: the tables' additions of this tick
         self.snapped: set[int] = set()  # §13.5: uids whose update says "snap": true
         self.private: set[int] = set()  # §16.2: updated uids of types with owner-only fields
@@ -1490,7 +1737,9 @@ class _Shared:
         self._snap: dict[bool, tuple[list[Any], m.Entries]] = {}
         self._index: dict[int, int] | None = None
         self._plain: list[Any] | None = None
+        self._compact: list[Any] | None = None
         self._changed: set[int] | None = None
+        self._entries: dict[bool, m.Entries] = {}
         self._by_uid: dict[bool, dict[int, Any]] = {}
         self._encoded: dict[bool, dict[int, bytes]] = {}
         self._columns: tuple[bytes, m.Entries] | bool | None = None  # False: none this tick
@@ -1498,24 +1747,42 @@ class _Shared:
         # every peer's queue; by whether the peer has "time" (a snap mark only then)
         self.marks: dict[bool, dict[int, Mark]] = {False: {}, True: {}}
 
-    def take(self, updated: list[tuple[int, Any]]) -> None:
-        """This tick's entries (``updated``, in uid order), for the views that hold them all."""
-        if updated is not self.source:
-            self.source = updated
-            self.uids = list(map(_first, updated))
-            self.entries = m.Entries(self.uids, values=self.plain_values(updated))
-            self._changed = None
+    @property
+    def updated(self) -> list[tuple[int, Any]]:
+        """Every ``(uid, plain entry)`` of the tick, in uid order."""
+        found = self._updated
+        if found is None:
+            made = chain(self.pairs, *(batch.entries() for batch in self.batches))
+            found = self._updated = sorted(made, key=_first)
+        return found
+
+    @property
+    def entries(self) -> m.Entries:
+        """The plain entries, for the views that hold them all."""
+        return self._listed(False)
+
+    @property
+    def compact_entries(self) -> m.Entries:
+        """The compact entries (§12.4), for the views that hold them all."""
+        return self._listed(True)
+
+    def _listed(self, compact: bool) -> m.Entries:
+        found = self._entries.get(compact)
+        if found is None:
+            make = self.compact_values if compact else self.plain_values
+            found = self._entries[compact] = m.Entries(self.uids, make=make)
+        return found
 
     def takes_all(self, held: set[int]) -> bool:
         """Whether a view holding ``held`` takes every entry of the tick, as they are."""
         return held.issuperset(self.uids) and not self.private
 
-    def encode(self, updated: list[tuple[int, Any]], uids: set[int], compact: bool) -> None:
+    def encode(self, uids: set[int], compact: bool) -> None:
         """Encode the entries of ``uids`` not encoded yet, together (``m.dumpb_each``)."""
         encoded = self.encoded(compact)
         todo = sorted(uids.difference(encoded))
         if todo:
-            values = self.by_uid(updated, compact)
+            values = self.by_uid(compact)
             fragments = m.dumpb_each(list(map(values.__getitem__, todo)))
             encoded.update(zip(todo, fragments, strict=True))
 
@@ -1526,14 +1793,14 @@ class _Shared:
             changed = self._changed = set(self.uids)
         return changed
 
-    def by_uid(self, updated: list[tuple[int, Any]], compact: bool) -> dict[int, Any]:
+    def by_uid(self, compact: bool) -> dict[int, Any]:
         """uid -> its update entry this tick, plain or compact (§12.4)."""
         found = self._by_uid.get(compact)
         if found is None:
             if compact:
-                found = dict(zip(self.uids, self.compact, strict=True))
+                found = dict(zip(self.uids, self.compact_values(), strict=True))
             else:
-                found = dict(updated)
+                found = dict(self.updated)
             self._by_uid[compact] = found
         return found
 
@@ -1550,43 +1817,64 @@ class _Shared:
         made once per tick for every "columns" peer; None when no block is worth it."""
         found = self._columns
         if found is None:
-            entries = self.compact_entries
-            blocks, uids, rows = m.column_blocks(entries.uids, self.compact)
-            found = self._columns = (
-                (m.dumpb(blocks), m.Entries(uids, values=rows)) if blocks else False
-            )
+            batches = self.batches
+            if (
+                not self.pairs
+                and len(batches) == 1
+                and batches[0].plan is not None
+                and len(self.uids) >= m.MIN_BLOCK
+            ):  # one block of the whole tick, straight from the batch's columns
+                found = (m.dumpb([batches[0].block()]), m.Entries([], values=[]))
+            else:
+                blocks, uids, rows = m.column_blocks(self.uids, self.compact_values())
+                found = (m.dumpb(blocks), m.Entries(uids, values=rows)) if blocks else False
+            self._columns = found
         return None if found is False else found  # type: ignore[return-value]
 
-    def plain_values(self, updated: list[tuple[int, Any]]) -> list[Any]:
-        """The plain entries of ``updated`` (made once per tick)."""
+    def plain_values(self) -> list[Any]:
+        """The plain entries, in uid order (made once per tick)."""
         plain = self._plain
         if plain is None:
-            plain = self._plain = list(map(_second, updated))
+            plain = self._plain = list(map(_second, self.updated))
         return plain
 
-    def index(self, updated: list[tuple[int, Any]]) -> dict[int, int]:
+    def compact_values(self) -> list[Any]:
+        """The compact entries, in uid order (made once per tick, after ``_encode_compact``)."""
+        found = self._compact
+        if found is None:
+            batches = self.batches
+            if not batches:
+                found = self.rows
+            elif not self.pairs and len(batches) == 1:
+                found = batches[0].rows()
+            else:
+                made = chain(
+                    zip(map(_first, self.pairs), self.rows, strict=True),
+                    *(zip(batch.uids, batch.rows(), strict=True) for batch in batches),
+                )
+                found = list(map(_second, sorted(made, key=_first)))
+            self._compact = found
+        return found
+
+    def index(self) -> dict[int, int]:
         """uid -> its position in ``updated`` (made once per tick, when a view needs it)."""
         index = self._index
         if index is None:
-            index = self._index = {uid: i for i, (uid, _) in enumerate(updated)}
+            index = self._index = {uid: i for i, (uid, _) in enumerate(self.updated)}
         return index
 
-    def snap_entries(self, updated: list[tuple[int, Any]], compact: bool) -> m.Entries:
-        return self._snapping(updated, compact)[1]
-
-    def _snapping(
-        self, updated: list[tuple[int, Any]], compact: bool
-    ) -> tuple[list[Any], m.Entries]:
+    def snap_entries(self, compact: bool) -> m.Entries:
         done = self._snap.get(compact)
         if done is None:
-            base = self.compact if compact else [entry for _, entry in updated]
+            updated = self.updated
+            base = self.compact_values() if compact else self.plain_values()
             snapped = self.snapped
             values = [
                 {**entry, "snap": True} if uid in snapped else value
                 for (uid, entry), value in zip(updated, base, strict=True)
             ]
             done = self._snap[compact] = (values, m.Entries(self.uids, values=values))
-        return done
+        return done[1]
 
 
 def _plain_weights(cls: type) -> bool:
@@ -1616,6 +1904,13 @@ def _schema_bytes(tables: dict[str, tuple[int, list[str]]]) -> bytes:
 _uid_of = attrgetter("uid")  # sort keys, in C
 _first = itemgetter(0)
 _second = itemgetter(1)
+_changed_of = attrgetter("_reverb_changed")
+_dict_of = attrgetter("__dict__")
+_fields_of = attrgetter("fields")
+
+
+def _first_uid(batch: _Batch) -> int:
+    return batch.uids[0]
 
 
 def _to_wire(value: Any, record: _Record, name: str) -> Any:

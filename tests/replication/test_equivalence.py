@@ -8,12 +8,15 @@ limit, hold the server's state."""
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import patch
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reverb import ReverbObject
 from reverb.proto import messages as m
+from reverb.replication import world as world_module
 from reverb.replication.types import TypeRegistry
 from reverb.replication.world import ClientWorld, ServerWorld
 from tests.replication import reference_world as old
@@ -96,11 +99,18 @@ def wire_state(objects: dict[int, Any]) -> dict[int, Any]:
 start = st.lists(st.tuples(st.just("spawn"), values, values, owners), min_size=1, max_size=6)
 
 
+@pytest.mark.parametrize("bulk", [False, True], ids=["default", "bulk-for-any-group"])
 @settings(max_examples=100, deadline=None)
 @given(start, st.integers(0, 3), st.lists(ops, min_size=10, max_size=60))
 def test_the_new_engine_sends_what_the_old_one_sent(
-    spawns: list[tuple[Any, ...]], joins: int, program: list[tuple[Any, ...]]
+    bulk: bool, spawns: list[tuple[Any, ...]], joins: int, program: list[tuple[Any, ...]]
 ) -> None:
+    """With ``bulk``, every group of objects goes the bulk way where it can (issue 9)."""
+    with patch.object(world_module, "_BULK_MIN", 1 if bulk else world_module._BULK_MIN):
+        run_program(spawns, joins, program)
+
+
+def run_program(spawns: list[tuple[Any, ...]], joins: int, program: list[tuple[Any, ...]]) -> None:
     new, ref = ServerWorld(registry()), old.ReferenceWorld(registry())
     pairs: list[tuple[Unit, Unit]] = []
     peers: list[int] = []

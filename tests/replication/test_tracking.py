@@ -488,3 +488,38 @@ def test_what_a_class_learns_is_its_own_and_not_its_parents() -> None:
     assert base.__dict__["hp"] == 2
     assert child.hp == 7 and child.__dict__["_set_hp"] == 6 and "hp" not in child.__dict__
     assert "_set_hp" not in Base._reverb_plain | Child._reverb_plain  # private: never learnt
+
+
+def test_a_hook_reaching_its_parents_setattr_keeps_its_own_property() -> None:
+    """Each class gets a ``__setattr__`` of its own, holding its plain names; an instance of a
+    subclass whose own hook calls ``super().__setattr__`` reaches the parent's, where the
+    parent's names must not decide: its class's property still stores the value."""
+
+    class Parent(ReverbObject):
+        pass
+
+    class Child(Parent):
+        def __setattr__(self, name: str, value: Any) -> None:
+            super().__setattr__(name, value)
+
+        @property
+        def hp(self) -> int:
+            return int(self.__dict__.get("_hp", 0))
+
+        @hp.setter
+        def hp(self, value: int) -> None:
+            self.__dict__["_hp"] = value + 1
+
+    class Grandchild(Child):
+        pass
+
+    parent = Parent(add_on_init=False)
+    parent.hp = 1  # type: ignore[attr-defined]
+    parent.hp = 2  # type: ignore[attr-defined]
+    assert "hp" in Parent._reverb_plain and parent.__dict__["hp"] == 2
+    for obj in (Child(add_on_init=False), Grandchild(add_on_init=False)):
+        obj.hp = 5
+        obj.hp = 6
+        assert obj.hp == 7 and "hp" not in obj.__dict__
+    assert Parent.__setattr__ is not ReverbObject.__setattr__
+    assert "__setattr__" not in Grandchild.__dict__  # it inherits Child's hook, wrapped
