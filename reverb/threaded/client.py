@@ -38,6 +38,10 @@ class Client(ClientEndpoint, IOLoop):
     # §18: the thread that reconnects after a drop (``reconnect``), and how to stop it
     _reconnect_thread: threading.Thread | None = None
     _reconnect_stop: threading.Event | None = None
+    # Guards publishing the reconnect thread (started on the I/O side) against a disconnect()
+    # reading it on the game thread: a thread is published only once it has started. Held
+    # only around those few assignments, never while waiting: one for every client is enough.
+    _reconnect_guard = threading.Lock()
 
     @property
     def connected(self) -> bool:
@@ -116,7 +120,8 @@ class Client(ClientEndpoint, IOLoop):
     def _stop_reconnecting(self) -> None:
         """End the reconnection under way, if any: the attempt's connection is closed, the
         reconnect thread joined, and the client is closed (``disconnected`` is queued)."""
-        thread, stop = self._reconnect_thread, self._reconnect_stop
+        with self._reconnect_guard:
+            thread, stop = self._reconnect_thread, self._reconnect_stop
         if thread is None or stop is None:
             return
         stop.set()
@@ -131,13 +136,15 @@ class Client(ClientEndpoint, IOLoop):
             self.emit(event)
 
     def _start_reconnecting(self) -> None:
-        if self._reconnect_thread is not None and self._reconnect_thread.is_alive():
-            return
-        stop = self._reconnect_stop = threading.Event()
-        self._reconnect_thread = threading.Thread(
-            target=self._reconnect, args=(stop,), name=f"{self.name}-reconnect", daemon=True
-        )
-        self._reconnect_thread.start()
+        with self._reconnect_guard:
+            if self._reconnect_thread is not None and self._reconnect_thread.is_alive():
+                return
+            stop = threading.Event()
+            thread = threading.Thread(
+                target=self._reconnect, args=(stop,), name=f"{self.name}-reconnect", daemon=True
+            )
+            thread.start()  # published started: disconnect() may join it at once
+            self._reconnect_stop, self._reconnect_thread = stop, thread
 
     def _reconnect(self, stop: threading.Event) -> None:
         """The reconnect thread: backs off, then tries, until resumed or given up. The game
