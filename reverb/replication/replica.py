@@ -535,11 +535,10 @@ _has = dict.__contains__
 def _direct(cls: type) -> bool:
     """Whether assigning an attribute of ``cls`` is storing it in the instance ``__dict__``."""
     hook = getattr(cls, "__setattr__", None)
-    # ReverbObject's hook only tracks changes on the server (a replica is never tracked)
-    plain = hook is object.__setattr__ or (
-        getattr(hook, "__module__", None) == "reverb.objects"
-        and getattr(hook, "__qualname__", None) == "ReverbObject.__setattr__"
-    )
+    # ReverbObject's hook, and the one it makes for each subclass (reverb.objects marks
+    # both), only track changes on the server (a replica is never tracked); a class's own
+    # hook, wrapped for tracking, is not marked and goes the general way.
+    plain = hook is object.__setattr__ or getattr(hook, "__reverb_setattr__", False) is True
     return plain and getattr(cls, "__dictoffset__", 0) != 0
 
 
