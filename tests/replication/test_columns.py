@@ -292,3 +292,28 @@ def test_frames_and_their_columnar_variants_are_freed_without_the_garbage_collec
         assert [r() for r in refs] == [None, None]
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("encode", [False, True])
+def test_a_ticks_shared_entries_are_freed_without_the_garbage_collector(encode: bool) -> None:
+    """A tick's entries, shared by its frames, are made only when a frame is encoded; the
+    shared store kept them with a callback into itself, a cycle that held a whole tick's
+    entries until a collection when a frame was never encoded (a stalled peer's: the
+    send-budget abuse test on Python 3.13)."""
+    world, things = world_with(12, (2, ("compact",)), (3, ()))
+    world.tick(1)
+    gc.collect()
+    gc.disable()
+    try:
+        for tick in range(2, 6):
+            for t in things:
+                t.x = t.x + 0.5
+            out = world.tick(tick)
+            assert out
+            if encode:
+                for _, frame in out:
+                    frame.body()
+            del out
+        assert gc.collect() == 0  # nothing was left for the collector
+    finally:
+        gc.enable()
