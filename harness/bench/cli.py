@@ -36,7 +36,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--n", default="100,1000,5000", help="objects (N), comma-separated")
     p.add_argument("--m", default="8,32", help="clients (M), comma-separated")
     p.add_argument("--churn", default="100,10,0", help="percent of objects changed per tick")
-    p.add_argument("--impl", default=",".join(IMPLS), help="raw,threaded,asyncio")
+    p.add_argument("--impl", default="raw,threaded,asyncio", help="raw,threaded,asyncio")
+    p.add_argument(
+        "--no-floor",
+        dest="floor",
+        action="store_false",
+        help="skip the floor (raw writing only changes) on the 0 %% cells",
+    )
     p.add_argument("--rpc", default="1,8", help="RPC callers per cell ('none' to skip)")
     p.add_argument(
         "--many", type=int, default=1000, help="connections of the many-clients row (0: skip)"
@@ -94,6 +100,8 @@ def main(argv: list[str]) -> int:
     for impl in impls:
         if impl not in IMPLS:
             raise SystemExit(f"unknown --impl {impl!r} (one of {', '.join(IMPLS)})")
+    if args.floor and "raw" in impls and "floor" not in impls:
+        impls.append("floor")
     args.out.mkdir(parents=True, exist_ok=True)
     profile = args.out / "profile_threaded_1000x8_churn100.txt" if args.profile else None
     plan = Plan(

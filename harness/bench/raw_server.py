@@ -8,6 +8,11 @@ frames skips ticks until it has drained (counted, never buffered without bound).
 
 Run as ``python -m harness.bench.raw_server '{"n": 1000, "churn": 1.0}'``; it prints
 ``READY <port>`` and then obeys the JSON-line commands of ``harness.bench.servers``.
+
+With ``"floor": true`` it is the *floor*: the same loop, but it writes the state only when a
+tick changed something, or to a client that has not had the current state yet. At 0 % churn
+it therefore does nothing but wake at 30 Hz and run the game loop: what any server, however
+clever, pays for an idle tick on this machine (the bench's 0 % rows are read against it).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class Peer(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.peers.discard(self)
+        self.server.had.pop(self, None)
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
@@ -63,8 +69,11 @@ class Peer(asyncio.Protocol):
 
 
 class RawServer:
-    def __init__(self, n: int, churn: float) -> None:
+    def __init__(self, n: int, churn: float, floor: bool = False) -> None:
         self.churn = churn
+        self.floor = floor
+        self.version = 0  # floor: bumped by every tick that changed something
+        self.had: dict[Peer, int] = {}  # floor: the version each peer was last sent
         self.objects = [
             dict(zip(("id", "x", "y", "hp"), (i + 1, *initial_values(i)), strict=True))
             for i in range(n)
@@ -83,15 +92,22 @@ class RawServer:
             obj["x"] = x
             obj["y"] = y
             obj["hp"] = hp
+        if self.floor and round(len(objects) * self.churn) > 0:
+            self.version += 1  # the same rule as changed_indexes: this tick changed something
 
     def send_state(self) -> None:
         """The whole of the baseline's ``server_sync``: encode once, write to everyone."""
+        peers = self.peers
+        if self.floor:
+            peers = {p for p in peers if self.had.get(p, -1) != self.version}
+            if not peers:
+                return
         state = {"tick": self.tick, "objects": self.objects}
         body = json.dumps(state, separators=(",", ":")).encode()
         frame = HEADER.pack(len(body)) + body
         limit = MAX_BACKLOG_FRAMES * len(frame)
         sent = 0
-        for peer in self.peers:
+        for peer in peers:
             transport = peer.transport
             if transport is None or transport.is_closing():
                 continue
@@ -100,6 +116,8 @@ class RawServer:
                 continue
             transport.write(frame)
             sent += len(frame)
+            if self.floor:
+                self.had[peer] = self.version
         self.measure.bytes_sent += sent
 
     def rows(self) -> list[tuple[Any, ...]]:
@@ -155,7 +173,10 @@ def main(argv: list[str]) -> int:
     opts = json.loads(argv[0]) if argv else {}
     commands: queue.Queue[Any] = queue.Queue()
     stdin_commands(commands.put)
-    asyncio.run(RawServer(int(opts.get("n", 1000)), float(opts.get("churn", 1.0))).run(commands))
+    server = RawServer(
+        int(opts.get("n", 1000)), float(opts.get("churn", 1.0)), bool(opts.get("floor", False))
+    )
+    asyncio.run(server.run(commands))
     return 0
 
 

@@ -28,6 +28,7 @@ class Target:
     op: str
     bound: float
     ratio: bool = True
+    net: bool = False  # (reverb - floor) / raw: the cost above an idle server's, to raw's tick
 
 
 HELD = "held_hz"  # min(server tick rate, full clients' apply rate): what clients really get
@@ -94,6 +95,18 @@ TARGETS = (
         )
         for n in (100, 1000, 5000)
     ),
+    *(
+        Target(
+            f"{n} x 8, 0 % churn",
+            "server CPU/tick above the floor",
+            f"n={n} m=8 churn=0",
+            "server_cpu_ms_per_tick",
+            "<=",
+            0.05,
+            net=True,
+        )
+        for n in (100, 1000, 5000)
+    ),
     Target(
         "client CPU per applied tick, 1000 objects every field",
         "client CPU/applied tick",
@@ -138,6 +151,7 @@ def ratios(summary: dict[str, dict[str, Json]]) -> list[Json]:
     for t in TARGETS:
         cells = summary.get(t.cell, {})
         raw = cells.get("raw", {}).get(t.metric)
+        floor = cells.get("floor", {}).get(t.metric)
         for impl in ("threaded", "asyncio"):
             mine = cells.get(impl, {}).get(t.metric)
             row: Json = {
@@ -152,8 +166,16 @@ def ratios(summary: dict[str, dict[str, Json]]) -> list[Json]:
                 "value": None,
                 "met": None,
             }
+            if t.net and floor is not None and raw:
+                row["floor"] = floor
+                row["note"] = f"floor = {floor['median'] / raw['median']:.3g}x raw"
             if mine is not None and (not t.ratio or (raw and raw["median"])):
                 value = mine["median"] / raw["median"] if t.ratio and raw else mine["median"]
+                if t.net:
+                    if floor is None:
+                        rows.append({**row, "note": "the floor was not measured"})
+                        continue
+                    value = (mine["median"] - floor["median"]) / raw["median"]
                 row["value"] = value
                 row["met"] = value <= t.bound if t.op == "<=" else value >= t.bound
             elif t.cell not in summary:
@@ -173,7 +195,7 @@ PLOTS = (
     ("rpc_p50_ms", "RPC round trip p50 (ms)", "rpc", False),
     ("rpc_calls_per_s", "RPC calls per second", "rpc", False),
 )
-COLORS = {"raw": "#777777", "threaded": "#1f77b4", "asyncio": "#ff7f0e"}
+COLORS = {"raw": "#777777", "threaded": "#1f77b4", "asyncio": "#ff7f0e", "floor": "#2ca02c"}
 
 
 def plot(
@@ -195,7 +217,9 @@ def plot(
     ]
     if not cells:
         return ""
-    impls = [i for i in ("raw", "threaded", "asyncio") if any(i in summary[c] for c in cells)]
+    impls = [
+        i for i in ("raw", "threaded", "asyncio", "floor") if any(i in summary[c] for c in cells)
+    ]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(cells) + 2), 3.6), dpi=90)
     width = 0.8 / max(len(impls), 1)
     for j, impl in enumerate(impls):

@@ -17,7 +17,7 @@ import pytest
 from harness.bench.report import TARGETS, ratios
 from harness.procs import ROOT
 
-IMPLS = {"raw", "threaded", "asyncio"}
+IMPLS = {"raw", "threaded", "asyncio", "floor"}
 
 
 def run_bench(tmp_path: Path, *args: str, timeout: float = 150.0) -> tuple[dict, str]:
@@ -55,9 +55,10 @@ def test_bench_tiny_grid_reports_every_cell_and_row(tmp_path: Path) -> None:
     expected |= {"rpc callers=1", "many n=50 m=12 churn=0.1"}
     assert set(summary) == expected
     for cell, by_impl in summary.items():
-        assert set(by_impl) == IMPLS, cell
+        # the floor (raw writing only changes) runs where nothing changes, and only there
+        assert set(by_impl) == (IMPLS if cell.endswith("churn=0") else IMPLS - {"floor"}), cell
     runs = data["runs"]
-    assert len(runs) == len(expected) * len(IMPLS)
+    assert len(runs) == len(expected) * (len(IMPLS) - 1) + 1
     for r in runs:
         where = f"{r['cell']} {r['impl']}"
         assert "error" not in r, f"{where}: {r.get('error')}"
@@ -67,6 +68,8 @@ def test_bench_tiny_grid_reports_every_cell_and_row(tmp_path: Path) -> None:
         assert r["closed_connections"] == 0, where
         if r["kind"] != "rpc":
             assert r["connections"] == r["m"], where
+        if r["impl"] == "floor":  # after the first state, an idle floor writes nothing
+            assert r["bytes_per_client_tick"] * r["ticks"] < 2 * 50 * 100, where
         if r["impl"] == "raw" or r["churn"] > 0:
             assert r["bytes_per_client_tick"] > 0, where
             assert r["freshness_samples"] > 0 and r["freshness_p50_ms"] >= 0, where
@@ -106,3 +109,21 @@ def test_ratios_compare_medians_of_the_same_run_against_each_target() -> None:
     assert rows["30 Hz held (at least 29)", "reverb-threaded"]["value"] is None  # no tick_hz
     rpc = [r for r in ratios(summary) if r["cell"] == "rpc callers=1"]
     assert rpc and all(r["value"] is None and r["note"] for r in rpc)
+
+
+def test_the_idle_rows_also_read_reverb_above_the_floor_against_raw() -> None:
+    def slot(cpu: float) -> dict:
+        return {"server_cpu_ms_per_tick": {"median": cpu, "min": cpu, "max": cpu, "n": 1}}
+
+    cell = "n=100 m=8 churn=0"
+    summary = {cell: {"raw": slot(0.5), "threaded": slot(0.1), "floor": slot(0.08)}}
+    rows = {(r["what"], r["impl"]): r for r in ratios(summary) if r["cell"] == cell}
+    gross = rows["server CPU/tick", "reverb-threaded"]
+    assert gross["value"] == pytest.approx(0.2) and gross["met"] is False
+    net = rows["server CPU/tick above the floor", "reverb-threaded"]
+    assert net["value"] == pytest.approx(0.04) and net["met"] is True  # (0.1 - 0.08) / 0.5
+    assert net["note"] == "floor = 0.16x raw"
+    del summary[cell]["floor"]
+    rows = {(r["what"], r["impl"]): r for r in ratios(summary) if r["cell"] == cell}
+    missing = rows["server CPU/tick above the floor", "reverb-threaded"]
+    assert missing["value"] is None and missing["note"] == "the floor was not measured"
