@@ -497,3 +497,46 @@ def test_a_patched_comparison_keeps_the_one_by_one_way() -> None:
     for _, body, *_ in frames:
         sync = m.decode(body)
         assert isinstance(sync, m.Sync) and not sync.update
+
+
+# -- the entries formatted from the columns ----------------------------------------------------
+
+EDGE_FLOATS = [-0.0, 0.1 + 0.2, 1e16, 1e-07, 5e-324, 1.7976931348623157e308, -2.5e-05, 123.0]
+
+
+def test_batch_fragments_are_the_encoders_bytes_for_any_name_and_number() -> None:
+    """A batch's entries, formatted from its columns (plain §7.2, compact §12.4, all or some
+    rows), are byte for byte what the encoder makes of the entries themselves: names with
+    quotes, ``%``, non-ASCII or a backslash, floats whose shortest form has an exponent."""
+    names = ("x", 'q"uote', "a%b", "é", "b\\s")
+    n = len(EDGE_FLOATS)
+    columns: list[list[Any]] = [
+        EDGE_FLOATS,
+        [m.MAX_SAFE_INT, -m.MAX_SAFE_INT, 0, 7, -1, 2**40, 10**15, 3],
+        list(reversed(EDGE_FLOATS)),
+        [float(i) for i in range(n)],
+        [i - 4 for i in range(n)],
+    ]
+    batch = world_module._Batch("T", names, [5 + 3 * i for i in range(n)], columns)
+    plain = [m.dumpb(entry) for _, entry in batch.entries()]
+    assert batch.fragments(False) == plain
+    batch.plan = (4, "b\\s", 0, "x", 2, "a%b", 1, 'q"uote', 3, "é")
+    compact = [m.dumpb(row) for row in batch.rows()]
+    assert compact[0].startswith(b"[5,4,-4,0,-0.0,2,")
+    assert batch.fragments(True) == compact
+    assert batch.fragments(True, [6, 1]) == [compact[6], compact[1]]
+    assert batch.fragments(False, [2]) == [plain[2]]
+
+
+def test_plain_peers_get_the_batches_entries_split_at_a_small_limit_the_same() -> None:
+    """Protocol-1 entries of a tick mixing a batch and one-by-one entries (an owner change),
+    whole and split per frame limit, are those of the one-by-one way."""
+
+    def mixed(world: ServerWorld, objs: list[Any]) -> None:
+        move(5)(world, objs)
+        objs[3].belonging_membership = 2
+        objs[4].x = EDGE_FLOATS[4]
+
+    run, outs = both([mixed, move(6)])
+    assert run.taken[0] is False and run.taken[1] is True
+    assert updates_of(outs[0], 1)[5]["x"] == EDGE_FLOATS[4]
