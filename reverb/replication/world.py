@@ -215,6 +215,13 @@ class ServerWorld:
         # An object was added that had been in a world: it may be on the dirty list twice
         # (``_bulk`` then checks for repeated uids) until the next tick's comparison.
         self._readded = False
+        # The last tick's bulk groups, by (type, names): their uids, records, baselines and
+        # the values now in those baselines -- the next tick's "old" columns when the same
+        # objects change again in the same order and no baseline changed otherwise since
+        # (``_rebased`` counts the changes made by the other ways).
+        self._bulk_last: dict[tuple[type, tuple[str, ...]], tuple[Any, ...]] = {}
+        self._bulk_now: dict[tuple[type, tuple[str, ...]], tuple[Any, ...]] = {}
+        self._rebased = 0
         # Interest management (issue 11, §16): None until a policy, an override or a type
         # with owner-only fields asks for it -- until then every peer sees every object.
         self._interest: Interest | None = None
@@ -558,6 +565,7 @@ class ServerWorld:
         updated: list[tuple[int, Any]] = []
         if self._pending or self._dirty or self._watched:
             self._collect(tick, spawned, updated)
+        self._bulk_last, self._bulk_now = self._bulk_now, {}
         batches, self._batches = self._batches, []
         removed, self._removed = self._removed, []
         out: Outgoing = []
@@ -735,6 +743,7 @@ class ServerWorld:
                                 break
                         elif name in base:  # the attribute was deleted: clients keep theirs
                             del base[name]
+                            self._rebased += 1
                             record.fragment = None
                             containers = True
                         continue
@@ -785,6 +794,7 @@ class ServerWorld:
             else:  # every name compared: nothing withheld
                 if changed or owner is not _MISSING:
                     base.update(changed)
+                    self._rebased += 1
                     record.fragment = None
                     uid = record.uid
                     if owner is _MISSING:
@@ -847,12 +857,21 @@ class ServerWorld:
             watched and not watched.keys().isdisjoint(uids)
         ):
             return False
+        key = (kind, names)
+        last = self._bulk_last.get(key)
+        records: list[_Record]
+        bases: list[dict[str, Any]]
         try:
-            records: list[_Record] = list(map(self._records.__getitem__, uids))
-            bases: list[dict[str, Any]] = list(map(_fields_of, records))
             dicts = list(map(_dict_of, objs))
             new = [list(map(itemgetter(name), dicts)) for name in names]
-            old = [list(map(itemgetter(name), bases)) for name in names]
+            if last is not None and last[0] == self._rebased and last[1] == uids:
+                # the same objects as the last tick's group, their baselines changed only by
+                # it: they hold its values (a zero maybe of the other sign: equal, one type)
+                records, bases, old = last[2], last[3], last[4]
+            else:
+                records = list(map(self._records.__getitem__, uids))
+                bases = list(map(_fields_of, records))
+                old = [list(map(itemgetter(name), bases)) for name in names]
         except (KeyError, TypeError):  # not set (deleted), not in the baseline, no baseline
             return False
         kinds: list[type] = []
@@ -871,6 +890,7 @@ class ServerWorld:
         # held; where it says "equal", the types must be too (1 and 1.0 differ on the wire).
         masks = [list(map(ne, a, b)) for a, b in zip(new, old, strict=True)]
         partial = [False in mask for mask in masks]
+        remembered = (uids, records, bases, new)
         if any(partial):
             for kind, was, some in zip(kinds, old, partial, strict=True):
                 if some and list(map(type, was)).count(kind) != n:
@@ -912,6 +932,7 @@ class ServerWorld:
         for record in records:
             record.fragment = None
         any(map(set.clear, marks))  # compared: off the dirty list (``_dirty_names`` skips it)
+        self._bulk_now[key] = (self._rebased, *remembered)
         if uids:
             self._batches.append(_Batch(records[0].info.name, names, uids, new))
         return True
@@ -982,6 +1003,7 @@ class ServerWorld:
             record.error = None
         self._pending.pop(record.uid, None)
         base = record.fields
+        self._rebased += 1
         if base is None:  # its first sync: a spawn for everyone
             record.fields = wire
             record.owner = owner
@@ -1741,15 +1763,29 @@ class _Batch:
         text is its ``repr`` (the JSON encoder's own way, §3.1); the rest of an entry is
         fixed per batch, made once with the encoder (``_template``)."""
         if compact and self.plan is not None:
+            names = None
             indexes, columns = self._ordered()
-            template = _template(None, indexes)
         else:
-            columns = self.columns
-            template = _template(self.names, None)
+            names, indexes, columns = self.names, None, self.columns
         uids = self.uids
         if rows is not None:
             uids = list(map(uids.__getitem__, rows))
             columns = [list(map(column.__getitem__, rows)) for column in columns]
+        fixed: list[Any] | None = None
+        if len(uids) >= _BULK_MIN:  # a column of one value (a time stamp): its text once
+            for k, column in enumerate(columns):
+                first = column[0]
+                # equal values of one type (the batch's columns are) have one text, but 0.0
+                # and -0.0
+                if column.count(first) == len(column) and not (type(first) is float and not first):
+                    if fixed is None:
+                        fixed = [_VARIES] * len(columns)
+                    fixed[k] = first
+        if fixed is None:
+            template = _template(names, indexes)
+        else:
+            template = _template(names, indexes, fixed)
+            columns = [c for c, value in zip(columns, fixed, strict=True) if value is _VARIES]
         return list(map(template.__mod__, zip(uids, *columns, strict=True)))
 
 
@@ -2040,24 +2076,42 @@ def _first_uid(batch: _Batch) -> int:
 
 
 _TEMPLATES: dict[Any, bytes] = {}
+_VARIES = object()  # a column of a template whose values vary: a ``%r``
 
 
-def _template(names: tuple[str, ...] | None, indexes: tuple[int, ...] | None) -> bytes:
+def _template(
+    names: tuple[str, ...] | None,
+    indexes: tuple[int, ...] | None,
+    fixed: list[Any] | None = None,
+) -> bytes:
     """A ``bytes %`` template of an update entry of a batch, for ``(uid, value, ...)``:
     plain, ``{"uid":%r,"fields":{"<name>":%r,...}}`` (§7.2), or compact,
-    ``[%r,<index>,%r,...]`` (§12.4). The names are encoded as the encoder encodes them."""
+    ``[%r,<index>,%r,...]`` (§12.4). The names are encoded as the encoder encodes them;
+    ``fixed``: per column, the value every entry has (its text written in), or ``_VARIES``."""
     key = (names, indexes)
-    found = _TEMPLATES.get(key)
+    found = None if fixed is not None else _TEMPLATES.get(key)
     if found is None:
+        count = len(names) if names is not None else len(indexes or ())
+        values = [
+            b"%r" if value is _VARIES else (b"%r" % (value,)).replace(b"%", b"%%")
+            for value in (fixed or [_VARIES] * count)
+        ]
         if names is not None:
-            pairs = b",".join(m.dumpb(name).replace(b"%", b"%%") + b":%r" for name in names)
+            pairs = b",".join(
+                m.dumpb(name).replace(b"%", b"%%") + b":" + value
+                for name, value in zip(names, values, strict=True)
+            )
             found = b'{"uid":%r,"fields":{' + pairs + b"}}"
         else:
             assert indexes is not None
-            found = b"[%r" + b"".join(b",%d,%%r" % index for index in indexes) + b"]"
-        if len(_TEMPLATES) >= _MAX_PLANS:
-            _TEMPLATES.clear()
-        _TEMPLATES[key] = found
+            found = b"[%r" + b"".join(
+                b",%d," % index + value for index, value in zip(indexes, values, strict=True)
+            )
+            found += b"]"
+        if fixed is None:
+            if len(_TEMPLATES) >= _MAX_PLANS:
+                _TEMPLATES.clear()
+            _TEMPLATES[key] = found
     return found
 
 
