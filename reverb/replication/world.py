@@ -222,6 +222,7 @@ class ServerWorld:
         self._bulk_last: dict[tuple[type, tuple[str, ...]], tuple[Any, ...]] = {}
         self._bulk_now: dict[tuple[type, tuple[str, ...]], tuple[Any, ...]] = {}
         self._rebased = 0
+        self._fragments_made = 0  # spawn fragments made (``_spawn_fragment``), counted
         # Interest management (issue 11, §16): None until a policy, an override or a type
         # with owner-only fields asks for it -- until then every peer sees every object.
         self._interest: Interest | None = None
@@ -858,13 +859,14 @@ class ServerWorld:
         ):
             return False
         key = (kind, names)
-        last = self._bulk_last.get(key)
+        last = self._bulk_last.get(key, _NO_GROUP)
         records: list[_Record]
         bases: list[dict[str, Any]]
         try:
             dicts = list(map(_dict_of, objs))
             new = [list(map(itemgetter(name), dicts)) for name in names]
-            if last is not None and last[0] == self._rebased and last[1] == uids:
+            reused = last[0] == self._rebased and last[1] == uids
+            if reused:
                 # the same objects as the last tick's group, their baselines changed only by
                 # it: they hold its values (a zero maybe of the other sign: equal, one type)
                 records, bases, old = last[2], last[3], last[4]
@@ -891,6 +893,7 @@ class ServerWorld:
         masks = [list(map(ne, a, b)) for a, b in zip(new, old, strict=True)]
         partial = [False in mask for mask in masks]
         remembered = (uids, records, bases, new)
+        whole = True  # every object's entry is in the batch (each of their fragments cleared)
         if any(partial):
             for kind, was, some in zip(kinds, old, partial, strict=True):
                 if some and list(map(type, was)).count(kind) != n:
@@ -910,6 +913,7 @@ class ServerWorld:
                     records[i].fragment = None
                     updated.append((uids[i], {"uid": uids[i], "fields": changed}))
             if len(keep) < n:
+                whole = False
                 uids = [uids[i] for i in keep]
                 records = [records[i] for i in keep]
                 bases = [bases[i] for i in keep]
@@ -929,10 +933,13 @@ class ServerWorld:
             for name, column in zip(names, new, strict=True):
                 for base, value in zip(bases, column, strict=True):
                     base[name] = value
-        for record in records:
-            record.fragment = None
+        if not (reused and last[5] == self._fragments_made):  # else none made since: all None
+            for record in records:
+                record.fragment = None
         any(map(set.clear, marks))  # compared: off the dirty list (``_dirty_names`` skips it)
-        self._bulk_now[key] = (self._rebased, *remembered)
+        # with every fragment cleared: none is made again until this count moves
+        made = self._fragments_made if whole else -1
+        self._bulk_now[key] = (self._rebased, *remembered, made)
         if uids:
             self._batches.append(_Batch(records[0].info.name, names, uids, new))
         return True
@@ -1052,6 +1059,7 @@ class ServerWorld:
     def _spawn_fragment(self, record: _Record) -> bytes:
         fragment = record.fragment
         if fragment is None:
+            self._fragments_made += 1
             fragment = record.fragment = m.spawn_fragment(
                 record.uid, record.info.name, record.owner, record.args, record.fields
             )
@@ -2076,6 +2084,7 @@ def _first_uid(batch: _Batch) -> int:
 
 
 _TEMPLATES: dict[Any, bytes] = {}
+_NO_GROUP: tuple[Any, ...] = (-1, None)  # ``ServerWorld._bulk_last`` of a group not in it
 _VARIES = object()  # a column of a template whose values vary: a ``%r``
 
 

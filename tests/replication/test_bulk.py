@@ -612,3 +612,31 @@ def test_a_group_whose_baselines_changed_the_other_way_reads_them_again() -> Non
     run.objs[2].x = 99.0  # ... so this is no change for them
     frames, _ = run.tick()
     assert "x" not in updates_of((frames, []), 1)[3]
+
+
+def test_joiners_between_ticks_of_the_same_group_get_fresh_spawns() -> None:
+    """Spawn fragments made for a joiner are cleared again when the same group changes next
+    (the bulk way skips clearing only when none was made since it cleared them all): a
+    later joiner gets the current values, after a tick where some objects kept theirs too."""
+
+    def join(member: int, then: Step) -> Step:
+        def step(world: ServerWorld, objs: list[Any]) -> None:
+            world.peer_joined(member, ("compact",))
+            then(world, objs)
+
+        return step
+
+    def some(world: ServerWorld, objs: list[Any]) -> None:
+        kept = objs[0].x, objs[0].y, objs[0].hp
+        move(3)(world, objs)
+        objs[0].x, objs[0].y, objs[0].hp = kept  # assigned its own values: no change
+
+    def nothing(world: ServerWorld, objs: list[Any]) -> None:
+        pass
+
+    steps = [move(1), join(5, move(2)), some, move(4), join(6, nothing), move(5)]
+    steps += [move(6), join(7, nothing), move(7), join(8, move(8))]
+    _run, outs = both(steps)
+    snapshot = m.decode(next(body for members, body, *_ in outs[4][0] if 6 in members))
+    assert isinstance(snapshot, m.Sync) and snapshot.full
+    assert {e.uid: e.fields for e in snapshot.spawn}[1] == {"x": 4.0, "y": 12.0, "hp": 1004}
