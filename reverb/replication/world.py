@@ -884,7 +884,14 @@ class ServerWorld:
                 if total - total != 0.0:  # a NaN or an infinity (or a sum that overflows)
                     return False
                 kinds.append(float)
-            elif of.count(int) == n and -_MAX <= min(column) and max(column) <= _MAX:
+            elif of.count(int) == n:
+                first = column[0]
+                if column[-1] == first and column.count(first) == n:  # one value (hp = 100)
+                    low = high = first
+                else:
+                    low, high = min(column), max(column)
+                if not -_MAX <= low <= high <= _MAX:
+                    return False
                 kinds.append(int)
             else:
                 return False

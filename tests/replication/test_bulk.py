@@ -640,3 +640,20 @@ def test_joiners_between_ticks_of_the_same_group_get_fresh_spawns() -> None:
     snapshot = m.decode(next(body for members, body, *_ in outs[4][0] if 6 in members))
     assert isinstance(snapshot, m.Sync) and snapshot.full
     assert {e.uid: e.fields for e in snapshot.spawn}[1] == {"x": 4.0, "y": 12.0, "hp": 1004}
+
+
+@pytest.mark.parametrize("value", [2**53, -(2**53), 2**53 - 1])
+def test_a_column_of_one_int_is_range_checked_once_and_still_checked(value: int) -> None:
+    """Every object assigned the same int: checked once for the column, as §3.4 wants it
+    (beyond ±(2^53-1): every object withheld, one by one; within: one batch)."""
+
+    def same(world: ServerWorld, objs: list[Any]) -> None:
+        move(1)(world, objs)
+        for obj in objs:
+            obj.hp = value
+
+    run, outs = both([same, move(2)])
+    fits = abs(value) <= m.MAX_SAFE_INT
+    assert run.taken == [fits, True]
+    assert len(outs[0][1]) == (0 if fits else 15)  # sync errors of the first tick
+    assert len(updates_of(outs[1], 1)) == 15  # encodable again: every update goes out
