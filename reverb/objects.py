@@ -117,11 +117,18 @@ def _own_setattr(cls: Any, plain: set[str]) -> Callable[[Any, str, Any], None]:
 
     def __setattr__(self: Any, name: str, value: Any) -> None:
         if name in plain and type(self) is cls:
-            self.__dict__[name] = value
-            changed = self._reverb_changed
-            if changed is not None:
-                if not changed:
-                    self._reverb_dirty.append(self)
+            # the instance dict, read once: ``_reverb_changed`` is in it from ``__new__`` on
+            # (a subscript, not an attribute lookup that must look at the class first)
+            d = self.__dict__
+            d[name] = value
+            try:
+                changed = d["_reverb_changed"]
+            except KeyError:  # made without ReverbObject.__new__: not in a world
+                return
+            if changed:  # already changed since the last tick (most writes)
+                changed.add(name)
+            elif changed is not None:  # its first change: onto the world's dirty list
+                d["_reverb_dirty"].append(self)
                 changed.add(name)
             return
         ReverbObject.__setattr__(self, name, value)
@@ -159,6 +166,13 @@ class ReverbObject:
     # Per class: public names that no data descriptor of the class (a property, a slot)
     # handles, so that a write may go straight to the instance's __dict__ (see _learn).
     _reverb_plain: ClassVar[set[str]] = set()
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Any:
+        # Untracked until a server's world adds it: in the instance dict from the start, so
+        # that the tracking hook reads it with a subscript (``_own_setattr``).
+        obj = super().__new__(cls)
+        obj.__dict__["_reverb_changed"] = None
+        return obj
 
     def __init__(
         self,

@@ -1400,9 +1400,9 @@ class Entries:
     are encoded together in one call when the whole list is wanted, and one by one only when a
     frame limit makes a split necessary. ``make`` instead of ``values``: a function giving the
     values, called only when the entries are first encoded (a tick's entries in a form that
-    no peer of the tick may want)."""
+    no peer of the tick may want); ``encode``: likewise, a function giving the fragments."""
 
-    __slots__ = ("_fragments", "_joined", "_make", "_values", "uids")
+    __slots__ = ("_encode", "_fragments", "_joined", "_make", "_values", "uids")
 
     def __init__(
         self,
@@ -1411,14 +1411,24 @@ class Entries:
         fragments: list[bytes] | None = None,
         values: list[Any] | None = None,
         make: Callable[[], list[Any]] | None = None,
+        encode: Callable[[], list[bytes]] | None = None,
     ) -> None:
         self.uids = uids if uids is not None else []
         self._fragments = fragments
         self._values = values
         self._make = make
+        self._encode = encode
         self._joined: bytes | None = None
-        if fragments is None and values is None and make is None:
+        if fragments is None and values is None and make is None and encode is None:
             self._fragments = []
+
+    def _encoded(self) -> list[bytes] | None:
+        """The fragments, made now by ``encode`` if they were to be; None when only values."""
+        fragments = self._fragments
+        if fragments is None and self._encode is not None:
+            fragments = self._fragments = self._encode()
+            self._encode = None
+        return fragments
 
     def _made(self) -> list[Any]:
         values = self._values
@@ -1432,8 +1442,9 @@ class Entries:
         """The entries, comma-separated: what goes between the list's brackets."""
         joined = self._joined
         if joined is None:
-            if self._fragments is not None:
-                joined = b",".join(self._fragments)
+            fragments = self._encoded()
+            if fragments is not None:
+                joined = b",".join(fragments)
             else:
                 joined = dumpb(self._made())[1:-1]
             self._joined = joined
@@ -1441,7 +1452,7 @@ class Entries:
 
     def fragments(self) -> list[bytes]:
         """The entries one by one."""
-        fragments = self._fragments
+        fragments = self._encoded()
         if fragments is None:
             fragments = self._fragments = [dumpb(v) for v in self._made()]
         return fragments

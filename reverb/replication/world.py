@@ -212,6 +212,17 @@ class ServerWorld:
         # changed names); this tick's batches.
         self._bulk_plans: dict[tuple[type, frozenset[str]], bool] = {}
         self._batches: list[_Batch] = []
+        # An object was added that had been in a world: it may be on the dirty list twice
+        # (``_bulk`` then checks for repeated uids) until the next tick's comparison.
+        self._readded = False
+        # The last tick's bulk groups, by (type, names): their uids, records, baselines and
+        # the values now in those baselines -- the next tick's "old" columns when the same
+        # objects change again in the same order and no baseline changed otherwise since
+        # (``_rebased`` counts the changes made by the other ways).
+        self._bulk_last: dict[tuple[type, tuple[str, ...]], tuple[Any, ...]] = {}
+        self._bulk_now: dict[tuple[type, tuple[str, ...]], tuple[Any, ...]] = {}
+        self._rebased = 0
+        self._fragments_made = 0  # spawn fragments made (``_spawn_fragment``), counted
         # Interest management (issue 11, §16): None until a policy, an override or a type
         # with owner-only fields asks for it -- until then every peer sees every object.
         self._interest: Interest | None = None
@@ -242,6 +253,8 @@ class ServerWorld:
         self.objects[uid] = obj
         record = _Record(obj, uid, info, m.dumpb(wire_args))
         self._records[uid] = record
+        if getattr(obj, "_reverb_dirty", None) is not None:
+            self._readded = True
         self._pending[uid] = record
         _set(obj, "_reverb_dirty", self._dirty)
         _set(obj, "_reverb_changed", set())
@@ -553,13 +566,16 @@ class ServerWorld:
         updated: list[tuple[int, Any]] = []
         if self._pending or self._dirty or self._watched:
             self._collect(tick, spawned, updated)
+        self._bulk_last, self._bulk_now = self._bulk_now, {}
         batches, self._batches = self._batches, []
         removed, self._removed = self._removed, []
         out: Outgoing = []
         stamp = self._stamp(now)
         if self._interest is not None:
-            for batch in batches:
-                updated += batch.entries()
+            if batches:  # the views take entries one by one; encoded from the batches
+                updated = _Updated(updated, batches, self._plans)
+                for batch in batches:
+                    updated += batch.entries()
             self._tick_filtered(tick, spawned, updated, removed, stamp, out)
         elif spawned or updated or batches or removed:
             spawned.sort(key=_uid_of)
@@ -637,6 +653,7 @@ class ServerWorld:
                 # what the bulk way left (every object, or those whose marks it kept)
                 self._compare(self._dirty_names(dirty, tick, spawned, updated), spawned, updated)
             dirty.clear()
+            self._readded = False
         for record, names in list(self._watched.values()):
             if record.seen == tick:
                 continue
@@ -727,6 +744,7 @@ class ServerWorld:
                                 break
                         elif name in base:  # the attribute was deleted: clients keep theirs
                             del base[name]
+                            self._rebased += 1
                             record.fragment = None
                             containers = True
                         continue
@@ -777,6 +795,7 @@ class ServerWorld:
             else:  # every name compared: nothing withheld
                 if changed or owner is not _MISSING:
                     base.update(changed)
+                    self._rebased += 1
                     record.fragment = None
                     uid = record.uid
                     if owner is _MISSING:
@@ -799,7 +818,8 @@ class ServerWorld:
         ``_compare`` (its objects keep their marks). True when no object is left."""
         sets: list[set[str] | None] = list(map(_changed_of, dirty))
         first = sets[0]
-        if first and sets.count(first) == len(sets) and len(set(map(type, dirty))) == 1:
+        kinds = list(map(type, dirty))
+        if first and sets.count(first) == len(sets) and kinds.count(kinds[0]) == len(kinds):
             return self._bulk(type(dirty[0]), first, dirty, sets, updated)  # type: ignore[arg-type]
         groups: dict[tuple[type, frozenset[str]], tuple[list[Any], list[set[str]]]] = {}
         for obj, names in zip(dirty, sets, strict=True):
@@ -834,14 +854,26 @@ class ServerWorld:
         n = len(objs)
         uids: list[int] = list(map(_uid_of, objs))
         watched = self._watched
-        if len(set(uids)) != n or (watched and not watched.keys().isdisjoint(uids)):
+        if (self._readded and len(set(uids)) != n) or (
+            watched and not watched.keys().isdisjoint(uids)
+        ):
             return False
+        key = (kind, names)
+        last = self._bulk_last.get(key, _NO_GROUP)
+        records: list[_Record]
+        bases: list[dict[str, Any]]
         try:
-            records: list[_Record] = list(map(self._records.__getitem__, uids))
-            bases: list[dict[str, Any]] = list(map(_fields_of, records))
             dicts = list(map(_dict_of, objs))
             new = [list(map(itemgetter(name), dicts)) for name in names]
-            old = [list(map(itemgetter(name), bases)) for name in names]
+            reused = last[0] == self._rebased and last[1] == uids
+            if reused:
+                # the same objects as the last tick's group, their baselines changed only by
+                # it: they hold its values (a zero maybe of the other sign: equal, one type)
+                records, bases, old = last[2], last[3], last[4]
+            else:
+                records = list(map(self._records.__getitem__, uids))
+                bases = list(map(_fields_of, records))
+                old = [list(map(itemgetter(name), bases)) for name in names]
         except (KeyError, TypeError):  # not set (deleted), not in the baseline, no baseline
             return False
         kinds: list[type] = []
@@ -852,7 +884,14 @@ class ServerWorld:
                 if total - total != 0.0:  # a NaN or an infinity (or a sum that overflows)
                     return False
                 kinds.append(float)
-            elif of.count(int) == n and -_MAX <= min(column) and max(column) <= _MAX:
+            elif of.count(int) == n:
+                first = column[0]
+                if column[-1] == first and column.count(first) == n:  # one value (hp = 100)
+                    low = high = first
+                else:
+                    low, high = min(column), max(column)
+                if not -_MAX <= low <= high <= _MAX:
+                    return False
                 kinds.append(int)
             else:
                 return False
@@ -860,6 +899,8 @@ class ServerWorld:
         # held; where it says "equal", the types must be too (1 and 1.0 differ on the wire).
         masks = [list(map(ne, a, b)) for a, b in zip(new, old, strict=True)]
         partial = [False in mask for mask in masks]
+        remembered = (uids, records, bases, new)
+        whole = True  # every object's entry is in the batch (each of their fragments cleared)
         if any(partial):
             for kind, was, some in zip(kinds, old, partial, strict=True):
                 if some and list(map(type, was)).count(kind) != n:
@@ -879,6 +920,7 @@ class ServerWorld:
                     records[i].fragment = None
                     updated.append((uids[i], {"uid": uids[i], "fields": changed}))
             if len(keep) < n:
+                whole = False
                 uids = [uids[i] for i in keep]
                 records = [records[i] for i in keep]
                 bases = [bases[i] for i in keep]
@@ -898,10 +940,13 @@ class ServerWorld:
             for name, column in zip(names, new, strict=True):
                 for base, value in zip(bases, column, strict=True):
                     base[name] = value
-        for record in records:
-            record.fragment = None
-        for mark in marks:
-            mark.clear()  # compared: off the dirty list (``_dirty_names`` skips it)
+        if not (reused and last[5] == self._fragments_made):  # else none made since: all None
+            for record in records:
+                record.fragment = None
+        any(map(set.clear, marks))  # compared: off the dirty list (``_dirty_names`` skips it)
+        # with every fragment cleared: none is made again until this count moves
+        made = self._fragments_made if whole else -1
+        self._bulk_now[key] = (self._rebased, *remembered, made)
         if uids:
             self._batches.append(_Batch(records[0].info.name, names, uids, new))
         return True
@@ -972,6 +1017,7 @@ class ServerWorld:
             record.error = None
         self._pending.pop(record.uid, None)
         base = record.fields
+        self._rebased += 1
         if base is None:  # its first sync: a spawn for everyone
             record.fields = wire
             record.owner = owner
@@ -1020,6 +1066,7 @@ class ServerWorld:
     def _spawn_fragment(self, record: _Record) -> bytes:
         fragment = record.fragment
         if fragment is None:
+            self._fragments_made += 1
             fragment = record.fragment = m.spawn_fragment(
                 record.uid, record.info.name, record.owner, record.args, record.fields
             )
@@ -1670,6 +1717,19 @@ class _Batch:
     def entries(self) -> list[tuple[int, Any]]:
         """``(uid, plain update entry)`` of each object."""
         names = self.names
+        uids = self.uids
+        if len(names) == 3:  # the common shapes without a zip per object
+            n0, n1, n2 = names
+            return [
+                (u, {"uid": u, "fields": {n0: a, n1: b, n2: c}})
+                for u, a, b, c in zip(uids, *self.columns, strict=True)
+            ]
+        if len(names) == 2:
+            n0, n1 = names
+            return [
+                (u, {"uid": u, "fields": {n0: a, n1: b}})
+                for u, a, b in zip(uids, *self.columns, strict=True)
+            ]
         return [
             (uid, {"uid": uid, "fields": dict(zip(names, row, strict=True))})
             for uid, row in zip(self.uids, zip(*self.columns, strict=True), strict=True)
@@ -1709,6 +1769,57 @@ class _Batch:
         indexes, columns = self._ordered()
         return [list(indexes), self.uids, *columns]
 
+    def fragments(self, compact: bool, rows: list[int] | None = None) -> list[bytes]:
+        """Each object's update entry encoded, plain (``entries()``) or compact (``rows()``):
+        the bytes ``m.dumpb`` makes of them, formatted from the columns without making the
+        entries; ``rows``: only those (positions in ``uids``), in that order.
+
+        The same bytes: every value of a batch is an exact float (finite) or int, whose JSON
+        text is its ``repr`` (the JSON encoder's own way, §3.1); the rest of an entry is
+        fixed per batch, made once with the encoder (``_template``)."""
+        if compact and self.plan is not None:
+            names = None
+            indexes, columns = self._ordered()
+        else:
+            names, indexes, columns = self.names, None, self.columns
+        uids = self.uids
+        if rows is not None:
+            uids = list(map(uids.__getitem__, rows))
+            columns = [list(map(column.__getitem__, rows)) for column in columns]
+        fixed: list[Any] | None = None
+        if len(uids) >= _BULK_MIN:  # a column of one value (a time stamp): its text once
+            for k, column in enumerate(columns):
+                first = column[0]
+                # equal values of one type (the batch's columns are) have one text, but 0.0
+                # and -0.0
+                if column.count(first) == len(column) and not (type(first) is float and not first):
+                    if fixed is None:
+                        fixed = [_VARIES] * len(columns)
+                    fixed[k] = first
+        if fixed is None:
+            template = _template(names, indexes)
+        else:
+            template = _template(names, indexes, fixed)
+            columns = [c for c, value in zip(columns, fixed, strict=True) if value is _VARIES]
+        return list(map(template.__mod__, zip(uids, *columns, strict=True)))
+
+
+class _Updated(list[tuple[int, Any]]):
+    """A tick's ``(uid, plain entry)`` pairs (interest management, §16: views take entries
+    one by one) with the batches some of them were made from, so that ``_Shared.encode``
+    formats those from the columns (``_Batch.fragments``); ``plans``: the world's compact
+    index plans, for their compact form (§12.4)."""
+
+    def __init__(
+        self,
+        pairs: list[tuple[int, Any]],
+        batches: list[_Batch],
+        plans: dict[tuple[str, tuple[str, ...]], tuple[Any, ...] | None],
+    ) -> None:
+        super().__init__(pairs)
+        self.batches = batches
+        self.plans = plans
+
 
 class _Shared:
     """This tick's update entries, encoded once for every view that holds all of them.
@@ -1721,6 +1832,12 @@ class _Shared:
         pairs.sort(key=_first)
         self.pairs = pairs
         self.batches = batches or []
+        # §16: batches whose entries are among ``pairs`` (``_Updated``), for ``encode``
+        self._formed: list[_Batch] = []
+        self._plans: dict[tuple[str, tuple[str, ...]], tuple[Any, ...] | None] = {}
+        if type(pairs) is _Updated:
+            self._formed = pairs.batches
+            self._plans = pairs.plans
         for batch in self.batches:
             batch.sort()
         self._updated: list[tuple[int, Any]] | None = None
@@ -1778,9 +1895,34 @@ class _Shared:
     def _listed(self, compact: bool) -> m.Entries:
         found = self._entries.get(compact)
         if found is None:
-            make = self.compact_values if compact else self.plain_values
-            found = self._entries[compact] = m.Entries(self.uids, make=make)
+            if self.batches:
+                encode = self.plain_fragments if not compact else self.compact_fragments
+                found = m.Entries(self.uids, encode=encode)
+            else:
+                make = self.compact_values if compact else self.plain_values
+                found = m.Entries(self.uids, make=make)
+            self._entries[compact] = found
         return found
+
+    def plain_fragments(self) -> list[bytes]:
+        return self._fragments(False)
+
+    def compact_fragments(self) -> list[bytes]:
+        return self._fragments(True)
+
+    def _fragments(self, compact: bool) -> list[bytes]:
+        """Every entry encoded, in uid order (compact: after ``_encode_compact``): the
+        batches' formatted from their columns, the others with the encoder."""
+        batches = self.batches
+        pairs = self.pairs
+        if not pairs and len(batches) == 1:
+            return batches[0].fragments(compact)
+        values = self.rows if compact else list(map(_second, pairs))
+        made = chain(
+            zip(map(_first, pairs), m.dumpb_each(values), strict=True),
+            *(zip(batch.uids, batch.fragments(compact), strict=True) for batch in batches),
+        )
+        return list(map(_second, sorted(made, key=_first)))
 
     def takes_all(self, held: set[int]) -> bool:
         """Whether a view holding ``held`` takes every entry of the tick, as they are."""
@@ -1790,10 +1932,36 @@ class _Shared:
         """Encode the entries of ``uids`` not encoded yet, together (``m.dumpb_each``)."""
         encoded = self.encoded(compact)
         todo = sorted(uids.difference(encoded))
+        if todo and self._formed:
+            todo = self._encode_formed(todo, compact, encoded)
         if todo:
             values = self.by_uid(compact)
             fragments = m.dumpb_each(list(map(values.__getitem__, todo)))
             encoded.update(zip(todo, fragments, strict=True))
+
+    def _encode_formed(
+        self, todo: list[int], compact: bool, encoded: dict[int, bytes]
+    ) -> list[int]:
+        """``encode`` of the entries of ``todo`` that batches made (``_formed``): formatted
+        from their columns (``_Batch.fragments``); returns the others. Compact ones only
+        with the plan ``ServerWorld._encode_compact`` gave their names (the table was not
+        full): the same indexes, so the same bytes."""
+        done = False
+        for batch in self._formed:
+            if compact:
+                plan = self._plans.get((batch.type_name, batch.names))
+                if plan is None:  # no plan (or a full table: the plain form), one by one
+                    continue
+                batch.plan = plan
+            at = {uid: i for i, uid in enumerate(batch.uids)}
+            rows = [i for i in map(at.get, todo) if i is not None]
+            if rows:
+                uids = batch.uids
+                encoded.update(
+                    zip(map(uids.__getitem__, rows), batch.fragments(compact, rows), strict=True)
+                )
+                done = True
+        return [uid for uid in todo if uid not in encoded] if done else todo
 
     def changed(self) -> set[int]:
         """The uids updated this tick (``uids`` as a set)."""
@@ -1920,6 +2088,47 @@ _fields_of = attrgetter("fields")
 
 def _first_uid(batch: _Batch) -> int:
     return batch.uids[0]
+
+
+_TEMPLATES: dict[Any, bytes] = {}
+_NO_GROUP: tuple[Any, ...] = (-1, None)  # ``ServerWorld._bulk_last`` of a group not in it
+_VARIES = object()  # a column of a template whose values vary: a ``%r``
+
+
+def _template(
+    names: tuple[str, ...] | None,
+    indexes: tuple[int, ...] | None,
+    fixed: list[Any] | None = None,
+) -> bytes:
+    """A ``bytes %`` template of an update entry of a batch, for ``(uid, value, ...)``:
+    plain, ``{"uid":%r,"fields":{"<name>":%r,...}}`` (§7.2), or compact,
+    ``[%r,<index>,%r,...]`` (§12.4). The names are encoded as the encoder encodes them;
+    ``fixed``: per column, the value every entry has (its text written in), or ``_VARIES``."""
+    key = (names, indexes)
+    found = None if fixed is not None else _TEMPLATES.get(key)
+    if found is None:
+        count = len(names) if names is not None else len(indexes or ())
+        values = [
+            b"%r" if value is _VARIES else (b"%r" % (value,)).replace(b"%", b"%%")
+            for value in (fixed or [_VARIES] * count)
+        ]
+        if names is not None:
+            pairs = b",".join(
+                m.dumpb(name).replace(b"%", b"%%") + b":" + value
+                for name, value in zip(names, values, strict=True)
+            )
+            found = b'{"uid":%r,"fields":{' + pairs + b"}}"
+        else:
+            assert indexes is not None
+            found = b"[%r" + b"".join(
+                b",%d," % index + value for index, value in zip(indexes, values, strict=True)
+            )
+            found += b"]"
+        if fixed is None:
+            if len(_TEMPLATES) >= _MAX_PLANS:
+                _TEMPLATES.clear()
+            _TEMPLATES[key] = found
+    return found
 
 
 def _to_wire(value: Any, record: _Record, name: str) -> Any:

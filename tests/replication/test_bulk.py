@@ -497,3 +497,163 @@ def test_a_patched_comparison_keeps_the_one_by_one_way() -> None:
     for _, body, *_ in frames:
         sync = m.decode(body)
         assert isinstance(sync, m.Sync) and not sync.update
+
+
+# -- the entries formatted from the columns ----------------------------------------------------
+
+EDGE_FLOATS = [-0.0, 0.1 + 0.2, 1e16, 1e-07, 5e-324, 1.7976931348623157e308, -2.5e-05, 123.0]
+
+
+def test_batch_fragments_are_the_encoders_bytes_for_any_name_and_number() -> None:
+    """A batch's entries, formatted from its columns (plain §7.2, compact §12.4, all or some
+    rows), are byte for byte what the encoder makes of the entries themselves: names with
+    quotes, ``%``, non-ASCII or a backslash, floats whose shortest form has an exponent."""
+    names = ("x", 'q"uote', "a%b", "é", "b\\s")
+    n = len(EDGE_FLOATS)
+    columns: list[list[Any]] = [
+        EDGE_FLOATS,
+        [m.MAX_SAFE_INT, -m.MAX_SAFE_INT, 0, 7, -1, 2**40, 10**15, 3],
+        list(reversed(EDGE_FLOATS)),
+        [float(i) for i in range(n)],
+        [i - 4 for i in range(n)],
+    ]
+    batch = world_module._Batch("T", names, [5 + 3 * i for i in range(n)], columns)
+    plain = [m.dumpb(entry) for _, entry in batch.entries()]
+    assert batch.fragments(False) == plain
+    batch.plan = (4, "b\\s", 0, "x", 2, "a%b", 1, 'q"uote', 3, "é")
+    compact = [m.dumpb(row) for row in batch.rows()]
+    assert compact[0].startswith(b"[5,4,-4,0,-0.0,2,")
+    assert batch.fragments(True) == compact
+    assert batch.fragments(True, [6, 1]) == [compact[6], compact[1]]
+    assert batch.fragments(False, [2]) == [plain[2]]
+
+
+def test_plain_peers_get_the_batches_entries_split_at_a_small_limit_the_same() -> None:
+    """Protocol-1 entries of a tick mixing a batch and one-by-one entries (an owner change),
+    whole and split per frame limit, are those of the one-by-one way."""
+
+    def mixed(world: ServerWorld, objs: list[Any]) -> None:
+        move(5)(world, objs)
+        objs[3].belonging_membership = 2
+        objs[4].x = EDGE_FLOATS[4]
+
+    run, outs = both([mixed, move(6)])
+    assert run.taken[0] is False and run.taken[1] is True
+    assert updates_of(outs[0], 1)[5]["x"] == EDGE_FLOATS[4]
+
+
+def test_a_column_of_one_value_is_written_once_into_the_template_with_the_same_bytes() -> None:
+    """A column whose every value is equal (a time stamp set on every object) has its text
+    written into the template; zeros are not folded (0.0 and -0.0 are equal, not alike)."""
+    n = 12
+    columns: list[list[Any]] = [
+        [0.25 * i for i in range(n)],
+        [1712345678.125] * n,
+        [0.0] * (n - 1) + [-0.0],
+        [-0.0] + [0.0] * (n - 1),
+        [7] * n,
+        [0] * n,
+    ]
+    names = ("x", "t", "z", "w", "hp", "%r")
+    batch = world_module._Batch("T", names, list(range(1, n + 1)), columns)
+    plain = [m.dumpb(entry) for _, entry in batch.entries()]
+    assert batch.fragments(False) == plain
+    assert b'"z":-0.0' in plain[-1] and b'"w":-0.0' in plain[0]
+    batch.plan = (0, "x", 1, "t", 2, "z", 3, "w", 4, "hp", 5, "%r")
+    assert batch.fragments(True) == [m.dumpb(row) for row in batch.rows()]
+    assert batch.fragments(True, list(range(n - 1, -1, -1))) == [
+        m.dumpb(row) for row in reversed(batch.rows())
+    ]
+
+
+def test_the_same_group_tick_after_tick_compares_with_what_the_last_tick_sent() -> None:
+    """When the same objects change again in the same order, the bulk way takes the last
+    tick's values as the baselines' (no lookup of records and baselines): the bytes stay
+    those of the one-by-one way through partial changes, unchanged values, zeros of either
+    sign, an object leaving the group for a tick and a baseline changed the other way."""
+
+    def zeros(sign: float) -> Step:
+        def step(world: ServerWorld, objs: list[Any]) -> None:
+            for i, obj in enumerate(objs[:12]):
+                obj.x = sign * 0.0 if i % 2 else obj.x
+                obj.y = obj.y
+                obj.hp = obj.hp + (i % 3 == 0)
+
+        return step
+
+    def one_string(world: ServerWorld, objs: list[Any]) -> None:
+        move(7)(world, objs)
+        objs[4].y = "far"  # its group goes one by one this tick
+
+    def back(world: ServerWorld, objs: list[Any]) -> None:
+        move(8)(world, objs)
+        objs[4].y = 1.5
+
+    steps = [move(1), move(2), zeros(1.0), zeros(-1.0), zeros(1.0), move(3), move(3)]
+    steps += [one_string, back, move(9), move(10)]
+    run, outs = both(steps)
+    assert run.taken[:2] == [True, True]
+    assert updates_of(outs[-1], 1)[5]["y"] == 30.0 + 4 * 0.25
+    last = run.world._bulk_last
+    assert [len(group[1]) for group in last.values()] == [12, 3]  # Body's, Declared's
+
+
+def test_a_group_whose_baselines_changed_the_other_way_reads_them_again() -> None:
+    """A baseline changed by the one-by-one way between two ticks of the same group (here by
+    hand, as any other way would) is read again: the comparison never uses stale values."""
+    run = Run(True)
+    move(1)(run.world, run.objs)
+    run.tick()
+    record = run.world._records[run.objs[2].uid]
+    assert record.fields is not None
+    record.fields["x"] = 99.0  # as if clients held 99.0 ...
+    run.world._rebased += 1  # ... set the other way (those count their changes)
+    move(2)(run.world, run.objs)
+    run.objs[2].x = 99.0  # ... so this is no change for them
+    frames, _ = run.tick()
+    assert "x" not in updates_of((frames, []), 1)[3]
+
+
+def test_joiners_between_ticks_of_the_same_group_get_fresh_spawns() -> None:
+    """Spawn fragments made for a joiner are cleared again when the same group changes next
+    (the bulk way skips clearing only when none was made since it cleared them all): a
+    later joiner gets the current values, after a tick where some objects kept theirs too."""
+
+    def join(member: int, then: Step) -> Step:
+        def step(world: ServerWorld, objs: list[Any]) -> None:
+            world.peer_joined(member, ("compact",))
+            then(world, objs)
+
+        return step
+
+    def some(world: ServerWorld, objs: list[Any]) -> None:
+        kept = objs[0].x, objs[0].y, objs[0].hp
+        move(3)(world, objs)
+        objs[0].x, objs[0].y, objs[0].hp = kept  # assigned its own values: no change
+
+    def nothing(world: ServerWorld, objs: list[Any]) -> None:
+        pass
+
+    steps = [move(1), join(5, move(2)), some, move(4), join(6, nothing), move(5)]
+    steps += [move(6), join(7, nothing), move(7), join(8, move(8))]
+    _run, outs = both(steps)
+    snapshot = m.decode(next(body for members, body, *_ in outs[4][0] if 6 in members))
+    assert isinstance(snapshot, m.Sync) and snapshot.full
+    assert {e.uid: e.fields for e in snapshot.spawn}[1] == {"x": 4.0, "y": 12.0, "hp": 1004}
+
+
+@pytest.mark.parametrize("value", [2**53, -(2**53), 2**53 - 1])
+def test_a_column_of_one_int_is_range_checked_once_and_still_checked(value: int) -> None:
+    """Every object assigned the same int: checked once for the column, as §3.4 wants it
+    (beyond ±(2^53-1): every object withheld, one by one; within: one batch)."""
+
+    def same(world: ServerWorld, objs: list[Any]) -> None:
+        move(1)(world, objs)
+        for obj in objs:
+            obj.hp = value
+
+    run, outs = both([same, move(2)])
+    fits = abs(value) <= m.MAX_SAFE_INT
+    assert run.taken == [fits, True]
+    assert len(outs[0][1]) == (0 if fits else 15)  # sync errors of the first tick
+    assert len(updates_of(outs[1], 1)) == 15  # encodable again: every update goes out

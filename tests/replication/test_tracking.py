@@ -548,3 +548,20 @@ def test_a_replica_of_a_plain_subclass_is_written_straight_into_its_dict() -> No
     assert Plain.__setattr__ is not ReverbObject.__setattr__  # its own, made for it
     assert _direct(Plain) and _direct(Deeper)
     assert not _direct(Hooked) and not _direct(UnderHooked)
+
+
+def test_an_instance_made_without_reverb_new_is_tracked_once_in_a_world() -> None:
+    """The tracking hook reads ``_reverb_changed`` from the instance dict, where
+    ``ReverbObject.__new__`` puts it; an instance made around it (``object.__new__``, as a
+    copier or a class with its own ``__new__`` might) is plain storage until a world adds it,
+    then tracked like any other."""
+    thing = object.__new__(Thing)
+    assert "_reverb_changed" not in thing.__dict__
+    thing.x = 1  # neither fails nor tracks
+    thing.items = []
+    ReverbObject.__init__(thing, 1, add_on_init=False)
+    world = world_with(thing)
+    world.tick(1.0)
+    thing.x = 2
+    assert world._dirty == [thing] and thing._reverb_changed == {"x"}
+    assert "_reverb_changed" in Thing(5).__dict__  # the usual way: from __new__ on
