@@ -10,7 +10,9 @@ proportional to the objects and clients near what moved, never to the size of th
 
 - an object that moved is checked against the clients whose focus lies within reach of it
   (found through the cells of their focus) and the clients that had it in range;
-- a client whose focus moved is recomputed from the cells around its focus;
+- a client whose focus moved is recomputed from the cells around its focus: the cells are
+  classified once per small square the focus is in (wholly inside the radius, wholly beyond
+  the leave distance, or on an edge), so a recompute tests only the objects of edge cells;
 - when most objects moved in one update, every client is recomputed from its cells instead
   (the same result, fewer set operations).
 
@@ -28,8 +30,10 @@ from typing import Any, TypeVar
 __all__ = ["SpatialGrid"]
 
 Cell = tuple[int, int]
-Point = tuple[float, float]
 K = TypeVar("K")
+# (the focus's square, cells inside, across both edges, beyond the radius, within the leave
+# distance): see ``SpatialGrid._plan``
+_Plan = tuple[Cell, list[set[int]], list[set[int]], list[set[int]], list[set[int]]]
 
 # Above this share of moved objects, recomputing each client from its cells is cheaper than
 # checking each moved object against the clients around it (measured with the benchmark in
@@ -74,12 +78,15 @@ class SpatialGrid:
         if not self.cell > 0:
             raise ValueError("cell must be positive")
         self.fields = fields
-        # Positions as two maps of floats, not one of (x, y) tuples: every move would make a
-        # new tuple that outlives the tick, and the garbage collector would scan them all.
-        self._x: dict[int, float] = {}
-        self._y: dict[int, float] = {}
+        # Positions as complex numbers ``x + yj``, not (x, y) tuples: a complex is not a
+        # container (the garbage collector never scans it), and a distance is one
+        # ``abs(p - f)`` (a C call) instead of a few bytecodes per object.
+        self._pos: dict[int, complex] = {}
         self._cell_of: dict[int, Cell] = {}
-        self._cells: dict[Cell, set[int]] = {}  # cell -> uids
+        # cell -> uids. A cell's set stays (empty) when its last object leaves: the plans
+        # of clients refer to the sets themselves (``_plan``); empty ones are pruned, and
+        # the plans made again, only when they outnumber the objects (``_prune``).
+        self._cells: dict[Cell, set[int]] = {}
         self._focus: dict[int, int | None] = {}  # client -> focus uid
         self._focused_by: dict[int, set[int]] = {}  # focus uid -> clients
         self._radius: dict[int, float] = {}  # per-client radius overrides
@@ -90,6 +97,10 @@ class SpatialGrid:
         self._client_cell_size = self.radius + self.margin if self.margin else self.radius
         self._reach = self.radius + self.margin  # the largest leave distance of any client
         self.in_range: dict[int, set[int]] = {}  # client -> uids
+        # Per client, the cells around its focus classified for ``_recompute``; valid while
+        # the focus stays in the same square of side ``_slack`` (see ``_plan``).
+        self._plans: dict[int, _Plan] = {}
+        self._slack = self.cell / 8
         self.seen_by: dict[int, set[int]] = {}  # uid -> clients having it in range
 
     # -- objects -----------------------------------------------------------------------------
@@ -108,14 +119,12 @@ class SpatialGrid:
         ):
             x, y = float(x), float(y)
         else:  # no position (or not a finite number): in no cell
-            self._x.pop(uid, None)
-            self._y.pop(uid, None)
+            self._pos.pop(uid, None)
             if old is not None:
                 del self._cell_of[uid]
                 self._drop(old, uid)
             return
-        self._x[uid] = x
-        self._y[uid] = y
+        self._pos[uid] = complex(x, y)
         s = self.cell
         key = (math.floor(x / s), math.floor(y / s))
         if key == old:
@@ -135,7 +144,7 @@ class SpatialGrid:
         fx, fy = self.fields
         s = self.cell
         floor = math.floor
-        xs, ys = self._x, self._y
+        pos = self._pos
         cell_of = self._cell_of
         place = self.place
         for uid in moved:
@@ -144,21 +153,24 @@ class SpatialGrid:
             y: Any = getattr(obj, fy, None)
             if type(x) is float and type(y) is float and x - x == 0 and y - y == 0:
                 if cell_of.get(uid) == (floor(x / s), floor(y / s)):
-                    xs[uid] = x
-                    ys[uid] = y
+                    pos[uid] = complex(x, y)
                     continue
             place(uid, obj)
 
     def _drop(self, key: Cell, uid: int) -> None:
-        bucket = self._cells[key]
-        bucket.discard(uid)
-        if not bucket:
-            del self._cells[key]
+        self._cells[key].discard(uid)
+
+    def _prune(self) -> None:
+        """Forget the empty cells once they are many (an object wandering far would leave
+        a trail of them); the plans referring to them are made again when next used."""
+        cells = self._cells
+        if len(cells) > 2 * len(self._pos) + 1024:
+            self._cells = {key: bucket for key, bucket in cells.items() if bucket}
+            self._plans.clear()
 
     def unplace(self, uid: int) -> set[int]:
         """Remove ``uid``; return the clients that had it in range (their ranges drop it)."""
-        self._x.pop(uid, None)
-        self._y.pop(uid, None)
+        self._pos.pop(uid, None)
         old = self._cell_of.pop(uid, None)
         if old is not None:
             self._drop(old, uid)
@@ -193,6 +205,7 @@ class SpatialGrid:
             self._radius[client] = float(radius)
             self._reach = max(self._reach, self._leave(client))
         self.in_range.setdefault(client, set())
+        self._plans.pop(client, None)
 
     def focused_by(self, uid: int) -> frozenset[int]:
         """The clients whose focus is ``uid``."""
@@ -203,6 +216,7 @@ class SpatialGrid:
         if focus is not None:
             self._discard(self._focused_by, focus, client)
         self._radius.pop(client, None)
+        self._plans.pop(client, None)
         key = self._client_cell.pop(client, None)
         if key is not None:
             self._discard(self._client_cells, key, client)
@@ -218,13 +232,12 @@ class SpatialGrid:
             return self.radius + self.margin
         return r + self.margin * r / self.radius
 
-    def _focus_point(self, client: int) -> Point | None:
+    def _focus_point(self, client: int) -> complex | None:
         focus = self._focus.get(client)
-        return None if focus is None else self._point(focus)
+        return None if focus is None else self._pos.get(focus)
 
-    def _point(self, uid: int) -> Point | None:
-        x = self._x.get(uid)
-        return None if x is None else (x, self._y[uid])
+    def _point(self, uid: int) -> complex | None:
+        return self._pos.get(uid)
 
     # -- updates -----------------------------------------------------------------------------
 
@@ -234,6 +247,7 @@ class SpatialGrid:
         """Re-place ``moved`` objects (read from ``objects``), recompute ``clients`` whole;
         return, per client, the uids whose in-range state changed (entered or left)."""
         moved = [uid for uid in moved if uid in objects]
+        self._prune()
         self._place_all(moved, objects)
         recompute = set(clients)
         focused_by = self._focused_by
@@ -241,7 +255,7 @@ class SpatialGrid:
             for uid in focused_by.keys() & moved:
                 recompute |= focused_by[uid]
         changes: dict[int, set[int]] = {}
-        if len(moved) > max(BULK_MIN, BULK_SHARE * len(self._x)):
+        if len(moved) > max(BULK_MIN, BULK_SHARE * len(self._pos)):
             k = self.stagger
             if k == 1:
                 recompute = set(self._focus)
@@ -275,16 +289,17 @@ class SpatialGrid:
         return out
 
     @staticmethod
-    def _block(p: Point, reach: float, s: float) -> Iterable[Cell]:
-        x0, x1 = math.floor((p[0] - reach) / s), math.floor((p[0] + reach) / s)
-        y0, y1 = math.floor((p[1] - reach) / s), math.floor((p[1] + reach) / s)
+    def _block(p: complex, reach: float, s: float) -> Iterable[Cell]:
+        x, y = p.real, p.imag
+        x0, x1 = math.floor((x - reach) / s), math.floor((x + reach) / s)
+        y0, y1 = math.floor((y - reach) / s), math.floor((y + reach) / s)
         return ((i, j) for i in range(x0, x1 + 1) for j in range(y0, y1 + 1))
 
     def _relocate(self, client: int) -> None:
         p = self._focus_point(client)
         old = self._client_cell.get(client)
         s = self._client_cell_size
-        key = None if p is None else (math.floor(p[0] / s), math.floor(p[1] / s))
+        key = None if p is None else (math.floor(p.real / s), math.floor(p.imag / s))
         if key == old:
             return
         if old is not None:
@@ -303,14 +318,8 @@ class SpatialGrid:
         if f is None or p is None:
             now = False
         else:
-            dx, dy = p[0] - f[0], p[1] - f[1]
-            d2 = dx * dx + dy * dy
-            r = self._enter(client)
-            if d2 <= r * r:
-                now = True
-            else:
-                leave = self._leave(client)
-                now = was and d2 <= leave * leave
+            d = abs(p - f)
+            now = d <= self._enter(client) or (was and d <= self._leave(client))
         if now == was:
             return False
         if now:
@@ -321,44 +330,97 @@ class SpatialGrid:
             self._discard(self.seen_by, uid, client)
         return True
 
+    def _plan(self, client: int, box: Cell) -> _Plan:
+        """The cells around ``client``'s focus, classified for any focus in the square
+        ``box`` (of side ``_slack``): a focus moves little per tick, so the classification
+        is made again only when it leaves that square, not at every recompute.
+
+        A cell is classified by its least and greatest distance to any point of the square:
+        wholly inside the radius (its objects all in range, none tested); wholly beyond the
+        leave distance (left out); beyond the radius (only objects in range may stay: only
+        they are tested); within the leave distance (objects in range stay: only the others
+        are tested); or across both (each object tested)."""
+        r = self._enter(client)
+        leave = self._leave(client)
+        r2, l2 = r * r, leave * leave
+        s = self.cell
+        q = self._slack
+        floor = math.floor
+        ax, ay = box[0] * q, box[1] * q  # the square's corners
+        bx, by = ax + q, ay + q
+        i0, i1 = floor((ax - leave) / s), floor((bx + leave) / s)
+        j0, j1 = floor((ay - leave) / s), floor((by + leave) / s)
+        rows = [(j, *_reach(j * s, (j + 1) * s, ay, by)) for j in range(j0, j1 + 1)]
+        inside: list[set[int]] = []
+        edge: list[set[int]] = []
+        staying: list[set[int]] = []
+        entering: list[set[int]] = []
+        cells = self._cells
+        for i in range(i0, i1 + 1):
+            near_x, far_x = _reach(i * s, (i + 1) * s, ax, bx)
+            if near_x > l2:
+                continue
+            for j, near_y, far_y in rows:
+                near = near_x + near_y
+                if near > l2:
+                    continue
+                far = far_x + far_y
+                bucket = cells.get((i, j))
+                if bucket is None:
+                    bucket = cells[i, j] = set()
+                if far <= r2:
+                    inside.append(bucket)
+                elif near > r2:
+                    staying.append(bucket)
+                elif far <= l2:
+                    entering.append(bucket)
+                else:
+                    edge.append(bucket)
+        plan = self._plans[client] = (box, inside, edge, staying, entering)
+        return plan
+
     def _recompute(self, client: int) -> set[int]:
         """Recompute one client's range from the cells around its focus; return the diff."""
         old = self.in_range.setdefault(client, set())
         f = self._focus_point(client)
         new: set[int] = set()
         if f is not None:
-            fx, fy = f
+            q = self._slack
+            box = (math.floor(f.real / q), math.floor(f.imag / q))
+            plan = self._plans.get(client)
+            if plan is None or plan[0] != box:
+                plan = self._plan(client, box)
+            _, inside, edge, staying, entering = plan
+            for bucket in inside:
+                new.update(bucket)
             r = self._enter(client)
             leave = self._leave(client)
-            r2, l2 = r * r, leave * leave
-            cells = self._cells
-            s = self.cell
-            i0, i1 = math.floor((fx - leave) / s), math.floor((fx + leave) / s)
-            j0, j1 = math.floor((fy - leave) / s), math.floor((fy + leave) / s)
-            # the y distances from the focus to the near and far edges of each row
-            rows = [(j, *_span(j * s - fy, (j + 1) * s - fy)) for j in range(j0, j1 + 1)]
-            edge: list[set[int]] = []  # cells partly inside: each object tested
-            for i in range(i0, i1 + 1):
-                near_x, far_x = _span(i * s - fx, (i + 1) * s - fx)
-                if near_x > l2:
-                    continue
-                for j, near_y, far_y in rows:
-                    bucket = cells.get((i, j))
-                    if not bucket or near_x + near_y > l2:
-                        continue  # empty, or wholly beyond the leave distance
-                    if far_x + far_y <= r2:
-                        new.update(bucket)  # wholly inside the radius
-                    else:
-                        edge.append(bucket)
+            pos = self._pos
             if edge:
-                xs, ys = self._x, self._y
                 new.update(
                     {
                         uid
                         for bucket in edge
                         for uid in bucket
-                        if (d2 := (dx := xs[uid] - fx) * dx + (dy := ys[uid] - fy) * dy) <= r2
-                        or (d2 <= l2 and uid in old)
+                        if (d := abs(pos[uid] - f)) <= r or (d <= leave and uid in old)
+                    }
+                )
+            if staying and old:
+                new.update(
+                    {
+                        uid
+                        for bucket in staying
+                        for uid in bucket
+                        if uid in old and abs(pos[uid] - f) <= leave
+                    }
+                )
+            if entering:
+                new.update(
+                    {
+                        uid
+                        for bucket in entering
+                        for uid in bucket
+                        if uid in old or abs(pos[uid] - f) <= r
                     }
                 )
         if new == old:
@@ -374,11 +436,9 @@ class SpatialGrid:
         return diff
 
 
-def _span(a: float, b: float) -> tuple[float, float]:
-    """The least and greatest squared distance from 0 to a point of [a, b]."""
-    if a > 0:
-        return a * a, b * b
-    if b < 0:
-        return b * b, a * a
-    a2, b2 = a * a, b * b
-    return 0.0, (a2 if a2 > b2 else b2)
+def _reach(a: float, b: float, c: float, d: float) -> tuple[float, float]:
+    """The least and greatest squared distance between a point of [a, b] and one of
+    [c, d] (on one axis)."""
+    near = c - b if c > b else (a - d if a > d else 0.0)
+    far = b - c if b - c > d - a else d - a
+    return near * near, far * far
