@@ -148,6 +148,9 @@ class Bench:
         hub_module._encode = self.timer.wrap("encode", hub_module._encode)
         self.tick()  # the full snapshots
         self.drain()
+        if opts.freeze:  # as the harness's game server does once its world is made
+            gc.collect()
+            gc.freeze()
 
     def close(self) -> None:
         hub_module._encode = self._encode
@@ -218,6 +221,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--budget", type=float, default=0.0, help="bytes/s per client (0: none)")
     parser.add_argument("--vip", type=float, default=0.05, help="with --budget: priority-10 share")
+    parser.add_argument(
+        "--freeze",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="gc.freeze() once the world is made and synced (as harness/interest.py does)",
+    )
     parser.add_argument("--profile", type=int, default=0, help="print the top N entries")
     opts = parser.parse_args()
     t0 = time.perf_counter()
