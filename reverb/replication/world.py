@@ -558,9 +558,7 @@ class ServerWorld:
         out: Outgoing = []
         stamp = self._stamp(now)
         if self._interest is not None:
-            for batch in batches:
-                updated += batch.entries()
-            self._tick_filtered(tick, spawned, updated, removed, stamp, out)
+            self._tick_filtered(tick, spawned, updated, batches, removed, stamp, out)
         elif spawned or updated or batches or removed:
             spawned.sort(key=_uid_of)
             shared = _Shared(updated, batches)
@@ -1349,15 +1347,18 @@ class ServerWorld:
         tick: int,
         spawned: list[_Record],
         updated: list[tuple[int, Any]],
+        batches: list[_Batch],
         removed: list[int],
         stamp: float,
         out: Outgoing,
     ) -> None:
-        """A tick with interest management (§16): each view gets what its peers see."""
+        """A tick with interest management (§16): each view gets what its peers see.
+
+        ``updated``: the entries made one by one; ``batches``: those made in bulk (every
+        object of a batch changed the same names, and never its owner)."""
         interest = self._interest
         assert interest is not None
         spawned.sort(key=_uid_of)
-        updated.sort(key=_first)
         records = self._records
         # What the policy reads changed: re-decide those objects (§16.2).
         reads = interest.policy.reads
@@ -1379,11 +1380,18 @@ class ServerWorld:
                 interest.refresh(uid)
         if grid_fields and reads:
             moved = [uid for uid, entry in updated if not grid_fields.isdisjoint(entry["fields"])]
+            for batch in batches:  # the same names for the whole batch
+                if not grid_fields.isdisjoint(batch.names):
+                    moved += batch.uids
         if other_reads:
             for uid in [
                 uid for uid, entry in updated if not other_reads.isdisjoint(entry["fields"])
             ]:
                 interest.refresh(uid)
+            for batch in batches:
+                if not other_reads.isdisjoint(batch.names):
+                    for uid in batch.uids:
+                        interest.refresh(uid)
         deltas = interest.update(moved)
         owners = set(private.values())
         # Peers whose visible set changed, and owners of objects with owner-only fields, part
@@ -1398,8 +1406,9 @@ class ServerWorld:
             else:
                 views.extend(self._split(view, lambda p: _part_key(p, deltas, owners)))
         self._views = views
-        shared = _Shared(updated)
-        if updated and any(view.compact for view in views):
+        # the batches stay batches: their entries are made only in the forms views want
+        shared = _Shared(updated, batches)
+        if shared.uids and any(view.compact for view in views):
             self._encode_compact(shared)
         if self._snap:
             shared.snapped = self._snap.intersection(shared.uids)
@@ -1422,6 +1431,8 @@ class ServerWorld:
         needed: dict[bool, set[int]] = {}
         visible_of = interest._visible
         nothing: set[int] = set()
+        changed = shared.changed() if shared.uids else nothing
+        n_updated = len(changed)
         for view in views:
             member = view.order[0]
             delta = deltas.get(member)
@@ -1451,12 +1462,12 @@ class ServerWorld:
                         for uid in delta.left:  # it left before its spawn went: never sent
                             queue.forget(uid)
             mine: set[int] | None = None
-            if scheduler is None and updated:
+            if scheduler is None and shared.uids:
                 held = view.held
                 if left:  # §16.4: what left the view gets no update in the tick it leaves
                     held.difference_update(left)
-                if not shared.takes_all(held):
-                    mine = held & shared.changed()
+                if len(held) < n_updated or not shared.takes_all(held):
+                    mine = held & changed
                     if mine:
                         into = needed.get(view.compact)
                         if into is None:
@@ -1466,11 +1477,32 @@ class ServerWorld:
             plans.append((view, entering, left, mine))
         for compact, uids in needed.items():
             shared.encode(uids - shared.private, compact)
+        # The common case of a busy world seen in parts (§16): a view with nothing entering
+        # or leaving, in a tick with no removal, no owner-only entry, no schema addition and
+        # no snap: its frame is its updated uids' fragments, every one encoded just above.
+        simple = not removed and not shared.private
+        plain_ok = simple
+        compact_ok = simple and shared.schema is None
+        snapped = bool(shared.snapped)
+        encoded = {compact: shared.encoded(compact) for compact in needed}
         for view, entering, left, mine in plans:
             if scheduler is not None:
                 frame = self._scheduled(
-                    view, tick, entering, updated, removed, shared, stamp, left, cache
+                    view, tick, entering, shared.updated, removed, shared, stamp, left, cache
                 )
+            elif (
+                mine
+                and not entering
+                and not left
+                and (compact_ok if view.compact else plain_ok)
+                and not (snapped and view.time)
+            ):
+                order = sorted(mine)
+                update = m.Entries(
+                    order, fragments=list(map(encoded[view.compact].__getitem__, order))
+                )
+                frame = m.SyncFrame(tick, False, None, update, time=stamp if view.time else None)
+                view.sent(frame, stamp)
             else:
                 frame = self._delta(view, tick, entering, removed, shared, stamp, left, mine)
             if frame is not None:
