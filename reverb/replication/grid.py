@@ -23,6 +23,7 @@ without a focus, or whose focus has no position, has nothing in range.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
@@ -101,6 +102,16 @@ class SpatialGrid:
         # the focus stays in the same square of side ``_slack`` (see ``_plan``).
         self._plans: dict[int, _Plan] = {}
         self._slack = self.cell / 8
+        # Exact incremental ranges (stagger 1 with a margin): ``_travel`` bounds how far any
+        # object may have moved relative to any focus since the grid was made (twice the
+        # largest step of each update, ``_kinetic``); per client, the pairs that may change
+        # state wait in a heap keyed by the travel at which they may (``_watch``), and the
+        # travel at which every other object may matter (``_due``): the range is recomputed
+        # whole then. An object whose step exceeds ``_jump`` is checked on its own instead.
+        self._travel = 0.0
+        self._watch: dict[int, list[tuple[float, int]]] = {}
+        self._due: dict[int, float] = {}
+        self._jump = self.margin / 8
         self.seen_by: dict[int, set[int]] = {}  # uid -> clients having it in range
 
     # -- objects -----------------------------------------------------------------------------
@@ -138,24 +149,59 @@ class SpatialGrid:
         else:
             bucket.add(uid)
 
-    def _place_all(self, moved: list[int], objects: Mapping[int, Any]) -> None:
+    def _place_all(self, moved: list[int], objects: Mapping[int, Any]) -> tuple[float, list[int]]:
         """``place`` for each of ``moved``, inlined for the common case (finite floats,
-        the same cell as before: only the position is written)."""
+        the same cell as before: only the position is written). Returns the largest step of
+        an object that moved at most ``_jump``, and the others (placed, unplaced or moved
+        further)."""
         fx, fy = self.fields
         s = self.cell
         floor = math.floor
         pos = self._pos
+        get = pos.get
         cell_of = self._cell_of
         place = self.place
+        jump = self._jump
+        largest = 0.0
+        jumped: list[int] = []
         for uid in moved:
             obj = objects[uid]
             x: Any = getattr(obj, fx, None)
             y: Any = getattr(obj, fy, None)
-            if type(x) is float and type(y) is float and x - x == 0 and y - y == 0:
-                if cell_of.get(uid) == (floor(x / s), floor(y / s)):
-                    pos[uid] = complex(x, y)
+            was = get(uid)
+            if type(x) is float and type(y) is float and was is not None:
+                # the common case first: a short step (so finite: an infinity or a NaN
+                # makes it no step at all) within the same cell
+                p = complex(x, y)
+                step = abs(p - was)
+                if step <= jump and cell_of[uid] == (floor(x / s), floor(y / s)):
+                    pos[uid] = p
+                    if step > largest:
+                        largest = step
                     continue
-            place(uid, obj)
+            if type(x) is float and type(y) is float and x - x == 0 and y - y == 0:
+                p = complex(x, y)
+                if cell_of.get(uid) == (floor(x / s), floor(y / s)):
+                    pos[uid] = p
+                else:
+                    place(uid, obj)
+            else:
+                place(uid, obj)
+                p = get(uid)  # type: ignore[assignment]
+                if p is None:
+                    if was is not None:
+                        jumped.append(uid)
+                    continue
+            if was is None:
+                jumped.append(uid)
+                continue
+            step = abs(p - was)
+            if step > largest:
+                if step > jump:
+                    jumped.append(uid)
+                else:
+                    largest = step
+        return largest, jumped
 
     def _drop(self, key: Cell, uid: int) -> None:
         self._cells[key].discard(uid)
@@ -206,6 +252,7 @@ class SpatialGrid:
             self._reach = max(self._reach, self._leave(client))
         self.in_range.setdefault(client, set())
         self._plans.pop(client, None)
+        self._due[client] = -math.inf  # recomputed whole at the next update
 
     def focused_by(self, uid: int) -> frozenset[int]:
         """The clients whose focus is ``uid``."""
@@ -217,6 +264,8 @@ class SpatialGrid:
             self._discard(self._focused_by, focus, client)
         self._radius.pop(client, None)
         self._plans.pop(client, None)
+        self._due.pop(client, None)
+        self._watch.pop(client, None)
         key = self._client_cell.pop(client, None)
         if key is not None:
             self._discard(self._client_cells, key, client)
@@ -248,7 +297,9 @@ class SpatialGrid:
         return, per client, the uids whose in-range state changed (entered or left)."""
         moved = [uid for uid in moved if uid in objects]
         self._prune()
-        self._place_all(moved, objects)
+        largest, jumped = self._place_all(moved, objects)
+        if self.stagger == 1 and self.margin > 0:
+            return self._kinetic(largest, jumped, clients)
         recompute = set(clients)
         focused_by = self._focused_by
         if focused_by:
@@ -257,7 +308,7 @@ class SpatialGrid:
         changes: dict[int, set[int]] = {}
         if len(moved) > max(BULK_MIN, BULK_SHARE * len(self._pos)):
             k = self.stagger
-            if k == 1:
+            if k == 1:  # without a margin
                 recompute = set(self._focus)
             else:
                 for client in recompute:
@@ -276,6 +327,120 @@ class SpatialGrid:
             if diff:
                 changes.setdefault(client, set()).update(diff)
         return changes
+
+    def _kinetic(
+        self, largest: float, jumped: list[int], clients: Iterable[int]
+    ) -> dict[int, set[int]]:
+        """``update`` with exact ranges at a cost proportional to what may change.
+
+        Between two updates no object moved more than ``largest`` relative to the grid,
+        except ``jumped``; so no distance between an object and a focus changed by more
+        than twice that. A pair whose distance was ``slack`` away from the threshold that
+        would change its state (the radius when out of range, the leave distance when in)
+        cannot change state before the travel grows by ``slack``: each client's heap holds
+        the pairs it tested at its last recompute with the travel at which they are due
+        again; every object it did not test was at least the margin away from its
+        threshold (inside the radius, or beyond the leave distance), so the client is
+        recomputed whole once the travel has grown by its margin. Jumped objects are
+        checked against the clients near them and put in their heaps; clients whose focus
+        jumped, and ``clients``, are recomputed whole."""
+        travel = self._travel + 2 * largest
+        if travel > 1e6:  # keep the sums exact enough: start again from 0
+            travel = 0.0
+            for client in self._due:
+                self._due[client] = -math.inf
+        self._travel = travel
+        recompute = set(clients)
+        focused_by = self._focused_by
+        changes: dict[int, set[int]] = {}
+        if jumped:
+            for uid in jumped:
+                found = focused_by.get(uid)
+                if found:
+                    recompute |= found
+            for client in self._focus:
+                self._relocate(client)  # ``_near`` finds clients by their focus's cell
+            watch = self._watch
+            for uid in jumped:
+                p = self._point(uid)
+                for client in self._near(uid):
+                    if client in recompute:
+                        continue
+                    if self._check(client, uid):
+                        changes.setdefault(client, set()).add(uid)
+                    heap = watch.get(client)
+                    f = self._focus_point(client)
+                    if heap is not None and p is not None and f is not None:
+                        heapq.heappush(heap, (self._next(client, uid, abs(p - f), f), uid))
+        watch = self._watch
+        for client, due in self._due.items():
+            if due <= travel or client in recompute:
+                recompute.add(client)
+                continue
+            heap = watch[client]
+            if heap and heap[0][0] <= travel:
+                diff = self._retest(client, heap, travel)
+                if diff:
+                    changes.setdefault(client, set()).update(diff)
+        for client in recompute:
+            self._relocate(client)
+            diff = self._recompute(client, track=True)
+            if diff:
+                changes.setdefault(client, set()).update(diff)
+        return changes
+
+    def _epsilon(self, client: int, f: complex) -> float:
+        """How much earlier than due a pair is tested again: more than the rounding of the
+        distances and of the travel (testing early is only a little more work)."""
+        return 1e-6 * (1.0 + self._leave(client)) + 1e-9 * abs(f)
+
+    def _next(self, client: int, uid: int, d: float, f: complex) -> float:
+        """The travel at which the pair (client, uid) at distance ``d`` is due again."""
+        if uid in self.in_range[client]:
+            slack = self._leave(client) - d
+        else:
+            slack = d - self._enter(client)
+        return self._travel + slack - self._epsilon(client, f)
+
+    def _retest(self, client: int, heap: list[tuple[float, int]], travel: float) -> set[int]:
+        """Test again the pairs of ``client`` that are due; return those that changed."""
+        held = self.in_range[client]
+        f = self._focus_point(client)
+        diff: set[int] = set()
+        if f is None:  # (its focus lost its position: it jumped, so it is recomputed)
+            return diff
+        r = self._enter(client)
+        leave = self._leave(client)
+        eps = self._epsilon(client, f)
+        pos = self._pos
+        seen_by = self.seen_by
+        pop, push = heapq.heappop, heapq.heappush
+        later: list[tuple[float, int]] = []  # put back after: each tested once an update
+        again = later.append
+        while heap and heap[0][0] <= travel:
+            uid = pop(heap)[1]
+            p = pos.get(uid)
+            if p is None:
+                continue  # unplaced (its ranges were updated then)
+            d = abs(p - f)
+            if uid in held:
+                if d <= leave:
+                    again((travel + leave - d - eps, uid))
+                    continue
+                held.discard(uid)
+                self._discard(seen_by, uid, client)
+                again((travel + d - r - eps, uid))
+            else:
+                if d > r:
+                    again((travel + d - r - eps, uid))
+                    continue
+                held.add(uid)
+                seen_by.setdefault(uid, set()).add(client)
+                again((travel + leave - d - eps, uid))
+            diff.add(uid)
+        for item in later:
+            push(heap, item)
+        return diff
 
     def _near(self, uid: int) -> set[int]:
         """Clients whose range may have to gain or lose ``uid``."""
@@ -379,12 +544,19 @@ class SpatialGrid:
         plan = self._plans[client] = (box, inside, edge, staying, entering)
         return plan
 
-    def _recompute(self, client: int) -> set[int]:
-        """Recompute one client's range from the cells around its focus; return the diff."""
+    def _recompute(self, client: int, track: bool = False) -> set[int]:
+        """Recompute one client's range from the cells around its focus; return the diff.
+        ``track``: also note when each pair may change state (``_kinetic``)."""
         old = self.in_range.setdefault(client, set())
         f = self._focus_point(client)
         new: set[int] = set()
-        if f is not None:
+        if track:
+            if f is None:  # nothing in range until its focus is placed (it then jumps)
+                self._due[client] = math.inf
+                self._watch[client] = []
+            else:
+                new = self._track(client, f, old)
+        elif f is not None:
             q = self._slack
             box = (math.floor(f.real / q), math.floor(f.imag / q))
             plan = self._plans.get(client)
@@ -423,6 +595,44 @@ class SpatialGrid:
                         if uid in old or abs(pos[uid] - f) <= r
                     }
                 )
+        return self._replace(client, old, new)
+
+    def _track(self, client: int, f: complex, old: set[int]) -> set[int]:
+        """``client``'s range from its cells, each object of an edge cell tested and put in
+        its heap with the travel at which it may change state (``_kinetic``)."""
+        q = self._slack
+        box = (math.floor(f.real / q), math.floor(f.imag / q))
+        plan = self._plans.get(client)
+        if plan is None or plan[0] != box:
+            plan = self._plan(client, box)
+        _, inside, edge, staying, entering = plan
+        new: set[int] = set()
+        for bucket in inside:
+            new.update(bucket)
+        r = self._enter(client)
+        leave = self._leave(client)
+        travel = self._travel
+        eps = self._epsilon(client, f)
+        pos = self._pos
+        heap: list[tuple[float, int]] = []
+        add, append = new.add, heap.append
+        for cells in (edge, staying, entering):
+            for bucket in cells:
+                for uid in bucket:
+                    d = abs(pos[uid] - f)
+                    if d <= r or (d <= leave and uid in old):
+                        add(uid)
+                        append((travel + leave - d - eps, uid))
+                    else:
+                        append((travel + d - r - eps, uid))
+        heapq.heapify(heap)
+        self._watch[client] = heap
+        # every object not tested was inside the radius or beyond the leave distance
+        self._due[client] = travel + (leave - r) - eps
+        return new
+
+    def _replace(self, client: int, old: set[int], new: set[int]) -> set[int]:
+        """Make ``new`` the client's range; return what changed."""
         if new == old:
             return set()
         diff = old ^ new

@@ -292,3 +292,35 @@ def test_empty_cells_are_pruned_and_the_ranges_stay_right() -> None:
         }
     finally:
         grid_module.BULK_MIN = saved
+
+
+@pytest.mark.parametrize(("seed", "cell"), [(0, None), (1, None), (2, 0.25), (3, 0.25)])
+def test_objects_streaming_past_foci_at_the_largest_step_match_brute_force(
+    seed: int, cell: float | None
+) -> None:
+    """The exact incremental ranges (``_kinetic``) wait as long as no pair can have changed
+    state: here every focus moves one way and every other object the other way, each by the
+    same step, so distances change by exactly the bound it assumes (twice the largest step)
+    and objects cross the radius and the leave distance at every update, whether they were
+    tested at the last recompute or not (inside the radius, beyond the leave distance; small
+    cells: their objects may lie close to the radius or the leave distance)."""
+    import random
+
+    rng = random.Random(seed)
+    r, margin, step = 10.0, 1.0, 0.1  # the step below margin / 8: no object jumps
+    objects = world(*[(rng.uniform(-60, 60), rng.uniform(-25, 25)) for _ in range(400)])
+    focus = {300 + c: 1 + c for c in range(5)}
+    grid = SpatialGrid(r, margin=margin, cell=cell)
+    setup(grid, objects, focus)
+    state = reference({}, objects, focus, r, margin)
+    foci = set(focus.values())
+    for tick in range(250):
+        for uid, thing in objects.items():
+            thing.x += step if uid in foci else -step
+        before = {c: set(grid.in_range[c]) for c in focus}
+        changes = grid.update(list(objects), objects)
+        state = reference(state, objects, focus, r, margin)
+        assert {c: grid.in_range[c] for c in focus} == state, tick
+        for c in focus:
+            assert changes.get(c, set()) == before[c] ^ state[c], (tick, c)
+    assert grid._travel == pytest.approx(250 * 2 * step)
