@@ -371,7 +371,9 @@ class SpatialGrid:
                     heap = watch.get(client)
                     f = self._focus_point(client)
                     if heap is not None and p is not None and f is not None:
-                        heapq.heappush(heap, (self._next(client, uid, abs(p - f), f), uid))
+                        due = self._next(client, uid, abs(p - f), f)
+                        if due < self._due[client]:
+                            heapq.heappush(heap, (due, uid))
         watch = self._watch
         for client, due in self._due.items():
             if due <= travel or client in recompute:
@@ -417,6 +419,7 @@ class SpatialGrid:
         pop, push = heapq.heappop, heapq.heappush
         later: list[tuple[float, int]] = []  # put back after: each tested once an update
         again = later.append
+        horizon = self._due[client]  # recomputed whole then: later ones need not wait
         while heap and heap[0][0] <= travel:
             uid = pop(heap)[1]
             p = pos.get(uid)
@@ -439,7 +442,8 @@ class SpatialGrid:
                 again((travel + leave - d - eps, uid))
             diff.add(uid)
         for item in later:
-            push(heap, item)
+            if item[0] < horizon:
+                push(heap, item)
         return diff
 
     def _near(self, uid: int) -> set[int]:
@@ -614,20 +618,26 @@ class SpatialGrid:
         travel = self._travel
         eps = self._epsilon(client, f)
         pos = self._pos
+        # Only pairs between the radius and the leave distance may change state before the
+        # travel grows by the margin (when the client is recomputed whole): only they wait
+        # in the heap. (Every object not tested was inside the radius or beyond the leave
+        # distance too.)
         heap: list[tuple[float, int]] = []
         add, append = new.add, heap.append
         for cells in (edge, staying, entering):
             for bucket in cells:
                 for uid in bucket:
                     d = abs(pos[uid] - f)
-                    if d <= r or (d <= leave and uid in old):
+                    if d <= r:
                         add(uid)
-                        append((travel + leave - d - eps, uid))
-                    else:
-                        append((travel + d - r - eps, uid))
+                    elif d <= leave:
+                        if uid in old:
+                            add(uid)
+                            append((travel + leave - d - eps, uid))
+                        else:
+                            append((travel + d - r - eps, uid))
         heapq.heapify(heap)
         self._watch[client] = heap
-        # every object not tested was inside the radius or beyond the leave distance
         self._due[client] = travel + (leave - r) - eps
         return new
 
