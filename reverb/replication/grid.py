@@ -112,6 +112,7 @@ class SpatialGrid:
         self._watch: dict[int, list[tuple[float, int]]] = {}
         self._due: dict[int, float] = {}
         self._jump = self.margin / 8
+        self._astray = False  # some clients' focus cells may be out of date
         self.seen_by: dict[int, set[int]] = {}  # uid -> clients having it in range
 
     # -- objects -----------------------------------------------------------------------------
@@ -299,7 +300,7 @@ class SpatialGrid:
         self._prune()
         largest, jumped = self._place_all(moved, objects)
         if self.stagger == 1 and self.margin > 0:
-            return self._kinetic(largest, jumped, clients)
+            return self._kinetic(moved, largest, jumped, clients)
         recompute = set(clients)
         focused_by = self._focused_by
         if focused_by:
@@ -329,7 +330,7 @@ class SpatialGrid:
         return changes
 
     def _kinetic(
-        self, largest: float, jumped: list[int], clients: Iterable[int]
+        self, moved: list[int], largest: float, jumped: list[int], clients: Iterable[int]
     ) -> dict[int, set[int]]:
         """``update`` with exact ranges at a cost proportional to what may change.
 
@@ -343,7 +344,12 @@ class SpatialGrid:
         threshold (inside the radius, or beyond the leave distance), so the client is
         recomputed whole once the travel has grown by its margin. Jumped objects are
         checked against the clients near them and put in their heaps; clients whose focus
-        jumped, and ``clients``, are recomputed whole."""
+        jumped, and ``clients``, are recomputed whole.
+
+        When few objects moved, each of them is checked so (and clients whose focus moved
+        are recomputed whole): no other pair can have changed state, so the heaps and the
+        whole recomputes that come due wait for the next update where many objects move
+        (the travel still grows: what a pair may have covered is bounded all the same)."""
         travel = self._travel + 2 * largest
         if travel > 1e6:  # keep the sums exact enough: start again from 0
             travel = 0.0
@@ -353,15 +359,25 @@ class SpatialGrid:
         recompute = set(clients)
         focused_by = self._focused_by
         changes: dict[int, set[int]] = {}
-        if jumped:
+        bulk = len(moved) > max(BULK_MIN, BULK_SHARE * len(self._pos))
+        singles = jumped if bulk else moved  # checked one by one
+        if not bulk:
+            for uid in focused_by.keys() & moved:
+                recompute |= focused_by[uid]
+        if singles:
             for uid in jumped:
                 found = focused_by.get(uid)
                 if found:
                     recompute |= found
-            for client in self._focus:
-                self._relocate(client)  # ``_near`` finds clients by their focus's cell
+            if self._astray:  # ``_near`` finds clients by their focus's cell
+                for client in self._focus:
+                    self._relocate(client)
+                self._astray = False
+            else:
+                for client in recompute:
+                    self._relocate(client)
             watch = self._watch
-            for uid in jumped:
+            for uid in singles:
                 p = self._point(uid)
                 for client in self._near(uid):
                     if client in recompute:
@@ -374,6 +390,14 @@ class SpatialGrid:
                         due = self._next(client, uid, abs(p - f), f)
                         if due < self._due[client]:
                             heapq.heappush(heap, (due, uid))
+        if not bulk:
+            for client in recompute:
+                self._relocate(client)
+                diff = self._recompute(client, track=True)
+                if diff:
+                    changes.setdefault(client, set()).update(diff)
+            return changes
+        self._astray = True  # foci moved, their cells not updated (but those recomputed)
         watch = self._watch
         for client, due in self._due.items():
             if due <= travel or client in recompute:

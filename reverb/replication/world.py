@@ -1485,6 +1485,7 @@ class ServerWorld:
         compact_ok = simple and shared.schema is None
         snapped = bool(shared.snapped)
         encoded = {compact: shared.encoded(compact) for compact in needed}
+        interval = self.quiet_interval
         for view, entering, left, mine in plans:
             if scheduler is not None:
                 frame = self._scheduled(
@@ -1503,6 +1504,15 @@ class ServerWorld:
                 )
                 frame = m.SyncFrame(tick, False, None, update, time=stamp if view.time else None)
                 view.sent(frame, stamp)
+            elif (
+                not mine
+                and (mine is not None or not shared.uids)
+                and not entering
+                and not left
+                and not (view.compact and shared.schema is not None)
+                and (not removed or view.held.isdisjoint(removed))
+            ):  # nothing for this view this tick (§7.3, §13.7, §19.2)
+                frame = view.idle(tick, stamp, interval)
             else:
                 frame = self._delta(view, tick, entering, removed, shared, stamp, left, mine)
             if frame is not None:

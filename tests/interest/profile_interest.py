@@ -162,7 +162,8 @@ class Bench:
     def move(self) -> None:
         side = self.side
         now = self.now
-        for dot, (dx, dy) in zip(self.dots, self.speeds, strict=True):
+        moving = max(0, round(len(self.dots) * self.opts.moving))
+        for dot, (dx, dy) in zip(self.dots[:moving], self.speeds, strict=False):
             dot.x = round((dot.x + dx) % side, 2)
             dot.y = round((dot.y + dy) % side, 2)
             dot.t = now
@@ -217,6 +218,9 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=5.0, help="units per second")
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--stagger", type=int, default=1)
+    parser.add_argument(
+        "--moving", type=float, default=1.0, help="the share of the objects moved each tick"
+    )
     parser.add_argument("--ticks", type=int, default=30)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--budget", type=float, default=0.0, help="bytes/s per client (0: none)")
