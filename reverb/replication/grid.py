@@ -13,8 +13,17 @@ proportional to the objects and clients near what moved, never to the size of th
 - a client whose focus moved is recomputed from the cells around its focus: the cells are
   classified once per small square the focus is in (wholly inside the radius, wholly beyond
   the leave distance, or on an edge), so a recompute tests only the objects of edge cells;
-- when most objects moved in one update, every client is recomputed from its cells instead
-  (the same result, fewer set operations).
+- when most objects moved in one update, a pair is tested only when it may have changed
+  state: the grid bounds how far any object moved relative to any focus (twice the largest
+  step of the update, summed over updates: the *travel*), so a pair ``slack`` away from the
+  distance that would change its state (the radius when out of range, the leave distance
+  when in) waits in its client's heap until the travel has grown by ``slack``, and a client
+  is recomputed whole once the travel has grown by its margin (every pair it did not keep
+  in its heap was at least that far from changing). Objects that took a longer step, or
+  appeared, are checked on their own. The ranges are exact at every update, at a cost that
+  follows what may change: a few tested pairs per client and update at game speeds;
+- with no margin (nothing bounds a change), or with ``stagger`` > 1, every client (every
+  ``stagger``-th) is recomputed from its cells instead.
 
 Positions are read from two attributes of the object (``x`` and ``y`` by default); an object
 without them (or with a non-finite value) is in no cell and in no client's range. A client
