@@ -1418,6 +1418,12 @@ class ServerWorld:
             shared.private = self._owner_only & shared.changed()
             if shared.private:
                 shared.plain = shared.by_uid(False)
+        if scheduler is None and shared.uids and interest._grids:
+            # Views in a grid take parts of the tick's entries, encoded from these maps: made
+            # now, before any view's work, they are made while little else is alive (the
+            # collector's young passes, which they trigger, then scan less).
+            for compact in {view.compact for view in views}:
+                shared.by_uid(compact)
         cache: dict[Any, bytes | None] = {}  # update entries, shared by peers within the tick
         if scheduler is not None:
             self._weights = {}
