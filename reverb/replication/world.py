@@ -572,14 +572,10 @@ class ServerWorld:
         out: Outgoing = []
         stamp = self._stamp(now)
         if self._interest is not None:
-            if batches:  # the views take entries one by one; encoded from the batches
-                updated = _Updated(updated, batches, self._plans)
-                for batch in batches:
-                    updated += batch.entries()
-            self._tick_filtered(tick, spawned, updated, removed, stamp, out)
+            self._tick_filtered(tick, spawned, updated, batches, removed, stamp, out)
         elif spawned or updated or batches or removed:
             spawned.sort(key=_uid_of)
-            shared = _Shared(updated, batches)
+            shared = _Shared(updated, batches, self._plans)
             if shared.uids and any(view.compact for view in self._views):
                 self._encode_compact(shared)
             if self._snap:
@@ -1396,15 +1392,18 @@ class ServerWorld:
         tick: int,
         spawned: list[_Record],
         updated: list[tuple[int, Any]],
+        batches: list[_Batch],
         removed: list[int],
         stamp: float,
         out: Outgoing,
     ) -> None:
-        """A tick with interest management (§16): each view gets what its peers see."""
+        """A tick with interest management (§16): each view gets what its peers see.
+
+        ``updated``: the entries made one by one; ``batches``: those made in bulk (every
+        object of a batch changed the same names, and never its owner)."""
         interest = self._interest
         assert interest is not None
         spawned.sort(key=_uid_of)
-        updated.sort(key=_first)
         records = self._records
         # What the policy reads changed: re-decide those objects (§16.2).
         reads = interest.policy.reads
@@ -1426,11 +1425,18 @@ class ServerWorld:
                 interest.refresh(uid)
         if grid_fields and reads:
             moved = [uid for uid, entry in updated if not grid_fields.isdisjoint(entry["fields"])]
+            for batch in batches:  # the same names for the whole batch
+                if not grid_fields.isdisjoint(batch.names):
+                    moved += batch.uids
         if other_reads:
             for uid in [
                 uid for uid, entry in updated if not other_reads.isdisjoint(entry["fields"])
             ]:
                 interest.refresh(uid)
+            for batch in batches:
+                if not other_reads.isdisjoint(batch.names):
+                    for uid in batch.uids:
+                        interest.refresh(uid)
         deltas = interest.update(moved)
         owners = set(private.values())
         # Peers whose visible set changed, and owners of objects with owner-only fields, part
@@ -1445,8 +1451,9 @@ class ServerWorld:
             else:
                 views.extend(self._split(view, lambda p: _part_key(p, deltas, owners)))
         self._views = views
-        shared = _Shared(updated)
-        if updated and any(view.compact for view in views):
+        # the batches stay batches: their entries are made only in the forms views want
+        shared = _Shared(updated, batches, self._plans)
+        if shared.uids and any(view.compact for view in views):
             self._encode_compact(shared)
         if self._snap:
             shared.snapped = self._snap.intersection(shared.uids)
@@ -1456,6 +1463,12 @@ class ServerWorld:
             shared.private = self._owner_only & shared.changed()
             if shared.private:
                 shared.plain = shared.by_uid(False)
+        if scheduler is None and shared.uids and interest._grids:
+            # Views in a grid take parts of the tick's entries, encoded from these maps: made
+            # now, before any view's work, they are made while little else is alive (the
+            # collector's young passes, which they trigger, then scan less).
+            for compact in {view.compact for view in views}:
+                shared.by_uid(compact)
         cache: dict[Any, bytes | None] = {}  # update entries, shared by peers within the tick
         if scheduler is not None:
             self._weights = {}
@@ -1469,6 +1482,8 @@ class ServerWorld:
         needed: dict[bool, set[int]] = {}
         visible_of = interest._visible
         nothing: set[int] = set()
+        changed = shared.changed() if shared.uids else nothing
+        n_updated = len(changed)
         for view in views:
             member = view.order[0]
             delta = deltas.get(member)
@@ -1498,12 +1513,12 @@ class ServerWorld:
                         for uid in delta.left:  # it left before its spawn went: never sent
                             queue.forget(uid)
             mine: set[int] | None = None
-            if scheduler is None and updated:
+            if scheduler is None and shared.uids:
                 held = view.held
                 if left:  # §16.4: what left the view gets no update in the tick it leaves
                     held.difference_update(left)
-                if not shared.takes_all(held):
-                    mine = held & shared.changed()
+                if len(held) < n_updated or not shared.takes_all(held):
+                    mine = held & changed
                     if mine:
                         into = needed.get(view.compact)
                         if into is None:
@@ -1513,11 +1528,42 @@ class ServerWorld:
             plans.append((view, entering, left, mine))
         for compact, uids in needed.items():
             shared.encode(uids - shared.private, compact)
+        # The common case of a busy world seen in parts (§16): a view with nothing entering
+        # or leaving, in a tick with no removal, no owner-only entry, no schema addition and
+        # no snap: its frame is its updated uids' fragments, every one encoded just above.
+        simple = not removed and not shared.private
+        plain_ok = simple
+        compact_ok = simple and shared.schema is None
+        snapped = bool(shared.snapped)
+        encoded = {compact: shared.encoded(compact) for compact in needed}
+        interval = self.quiet_interval
         for view, entering, left, mine in plans:
             if scheduler is not None:
                 frame = self._scheduled(
-                    view, tick, entering, updated, removed, shared, stamp, left, cache
+                    view, tick, entering, shared.updated, removed, shared, stamp, left, cache
                 )
+            elif (
+                mine
+                and not entering
+                and not left
+                and (compact_ok if view.compact else plain_ok)
+                and not (snapped and view.time)
+            ):
+                order = sorted(mine)
+                update = m.Entries(
+                    order, fragments=list(map(encoded[view.compact].__getitem__, order))
+                )
+                frame = m.SyncFrame(tick, False, None, update, time=stamp if view.time else None)
+                view.sent(frame, stamp)
+            elif (
+                not mine
+                and (mine is not None or not shared.uids)
+                and not entering
+                and not left
+                and not (view.compact and shared.schema is not None)
+                and (not removed or view.held.isdisjoint(removed))
+            ):  # nothing for this view this tick (§7.3, §13.7, §19.2)
+                frame = view.idle(tick, stamp, interval)
             else:
                 frame = self._delta(view, tick, entering, removed, shared, stamp, left, mine)
             if frame is not None:
@@ -1804,23 +1850,6 @@ class _Batch:
         return list(map(template.__mod__, zip(uids, *columns, strict=True)))
 
 
-class _Updated(list[tuple[int, Any]]):
-    """A tick's ``(uid, plain entry)`` pairs (interest management, §16: views take entries
-    one by one) with the batches some of them were made from, so that ``_Shared.encode``
-    formats those from the columns (``_Batch.fragments``); ``plans``: the world's compact
-    index plans, for their compact form (§12.4)."""
-
-    def __init__(
-        self,
-        pairs: list[tuple[int, Any]],
-        batches: list[_Batch],
-        plans: dict[tuple[str, tuple[str, ...]], tuple[Any, ...] | None],
-    ) -> None:
-        super().__init__(pairs)
-        self.batches = batches
-        self.plans = plans
-
-
 class _Shared:
     """This tick's update entries, encoded once for every view that holds all of them.
 
@@ -1828,16 +1857,19 @@ class _Shared:
     (made in bulk); each form a view may want -- every plain entry, every compact one, the
     column blocks -- is made for the first view that wants it."""
 
-    def __init__(self, pairs: list[tuple[int, Any]], batches: list[_Batch] | None = None) -> None:
+    def __init__(
+        self,
+        pairs: list[tuple[int, Any]],
+        batches: list[_Batch] | None = None,
+        plans: dict[tuple[str, tuple[str, ...]], tuple[Any, ...] | None] | None = None,
+    ) -> None:
         pairs.sort(key=_first)
         self.pairs = pairs
         self.batches = batches or []
-        # §16: batches whose entries are among ``pairs`` (``_Updated``), for ``encode``
-        self._formed: list[_Batch] = []
-        self._plans: dict[tuple[str, tuple[str, ...]], tuple[Any, ...] | None] = {}
-        if type(pairs) is _Updated:
-            self._formed = pairs.batches
-            self._plans = pairs.plans
+        # §16: ``encode`` formats the batches' entries from their columns; ``plans``: the
+        # world's compact index plans, for their compact form (§12.4; without: one by one)
+        self._formed = self.batches
+        self._plans = plans if plans is not None else {}
         for batch in self.batches:
             batch.sort()
         self._updated: list[tuple[int, Any]] | None = None

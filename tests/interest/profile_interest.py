@@ -148,6 +148,9 @@ class Bench:
         hub_module._encode = self.timer.wrap("encode", hub_module._encode)
         self.tick()  # the full snapshots
         self.drain()
+        if opts.freeze:  # as the harness's game server does once its world is made
+            gc.collect()
+            gc.freeze()
 
     def close(self) -> None:
         hub_module._encode = self._encode
@@ -159,7 +162,8 @@ class Bench:
     def move(self) -> None:
         side = self.side
         now = self.now
-        for dot, (dx, dy) in zip(self.dots, self.speeds, strict=True):
+        moving = max(0, round(len(self.dots) * self.opts.moving))
+        for dot, (dx, dy) in zip(self.dots[:moving], self.speeds, strict=False):
             dot.x = round((dot.x + dx) % side, 2)
             dot.y = round((dot.y + dy) % side, 2)
             dot.t = now
@@ -214,10 +218,19 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=5.0, help="units per second")
     parser.add_argument("--rate", type=float, default=30.0)
     parser.add_argument("--stagger", type=int, default=1)
+    parser.add_argument(
+        "--moving", type=float, default=1.0, help="the share of the objects moved each tick"
+    )
     parser.add_argument("--ticks", type=int, default=30)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--budget", type=float, default=0.0, help="bytes/s per client (0: none)")
     parser.add_argument("--vip", type=float, default=0.05, help="with --budget: priority-10 share")
+    parser.add_argument(
+        "--freeze",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="gc.freeze() once the world is made and synced (as harness/interest.py does)",
+    )
     parser.add_argument("--profile", type=int, default=0, help="print the top N entries")
     opts = parser.parse_args()
     t0 = time.perf_counter()

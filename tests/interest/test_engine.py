@@ -461,3 +461,45 @@ def test_overrides_for_unknown_clients_or_objects_raise_invalid_state() -> None:
         u.hide_from(12345)
     with pytest.raises(InvalidState, match="no object"):
         game.server.world.show_to(999, game.member(0))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_walks_every_client_holds_the_brute_force_view(seed: int) -> None:
+    """Many objects wander in small steps every tick (as in a game: the grid's bulk path,
+    its cell plans reused and made again) under ``Grid(12)``: after every tick each client
+    holds exactly what a brute-force computation says it sees (enter within the radius,
+    leave beyond radius + margin), with the server's current positions."""
+    import math
+    import random
+
+    rng = random.Random(seed)
+    game = Game(0)
+    for i in range(6):
+        game.join(features=FEATURES if i % 2 else ())
+    game.net.step(TICK)
+    members = [ctx.connection.member for ctx in game.contexts]
+    r, margin = 12.0, 1.2
+    game.server.set_interest(Grid(r, margin=margin))
+    rocks = [game.rock(rng.uniform(0, 70), rng.uniform(0, 70)) for _ in range(160)]
+    foci = {member: rocks[3 * i] for i, member in enumerate(members)}
+    for member, rock in foci.items():
+        game.server.set_focus(member, rock)
+    expected: dict[int, set[int]] = {member: set() for member in members}
+    for _ in range(90):
+        for rock in rocks:
+            rock.x = min(70.0, max(0.0, rock.x + rng.uniform(-0.6, 0.6)))
+            rock.y = min(70.0, max(0.0, rock.y + rng.uniform(-0.6, 0.6)))
+        game.step()
+        for member, focus in foci.items():
+            held = expected[member]
+            now = set()
+            for rock in rocks:
+                d = math.hypot(rock.x - focus.x, rock.y - focus.y)
+                if d <= r or (d <= r + margin and rock.uid in held):
+                    now.add(rock.uid)
+            expected[member] = now
+        for ctx, member in zip(game.contexts, members, strict=True):
+            assert set(ctx.objects) == expected[member]
+            for uid, replica in ctx.objects.items():
+                rock = game.server.world.objects[uid]
+                assert (replica.x, replica.y) == (rock.x, rock.y)

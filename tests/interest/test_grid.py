@@ -212,3 +212,115 @@ def test_stagger_recomputes_one_group_per_bulk_update_and_converges() -> None:
             SpatialGrid(1.0, stagger=0)
     finally:
         grid_module.BULK_MIN = saved
+
+
+@pytest.mark.parametrize(
+    ("seed", "cell", "bulk_min"),
+    [(0, None, 64), (1, None, 0), (2, 2.5, 0), (3, 7.0, 64), (4, 40.0, 0), (5, None, 0)],
+)
+def test_small_steps_over_many_updates_match_brute_force(
+    seed: int, cell: float | None, bulk_min: int
+) -> None:
+    """Objects and foci wander in small steps, as in a game: each client's classified cells
+    (``_plan``) are reused while its focus stays in one small square and made again when it
+    leaves it; after every update each range, each change and each ``seen_by`` are those of
+    a brute-force computation with the same hysteresis."""
+    import random
+
+    rng = random.Random(seed)
+    r, margin = 10.0, 1.5
+    objects = world(*[(rng.uniform(0, 80), rng.uniform(0, 80)) for _ in range(150)])
+    focus = {200 + c: 1 + 7 * c for c in range(12)}
+    saved = grid_module.BULK_MIN
+    grid_module.BULK_MIN = bulk_min
+    try:
+        grid = SpatialGrid(r, margin=margin, cell=cell)
+        setup(grid, objects, focus)
+        state = reference({}, objects, focus, r, margin)
+        replans = 0
+        for tick in range(150):
+            moved = [uid for uid in objects if rng.random() < 0.7]
+            for uid in moved:
+                thing = objects[uid]
+                thing.x = min(80.0, max(0.0, thing.x + rng.uniform(-0.25, 0.25)))
+                thing.y = min(80.0, max(0.0, thing.y + rng.uniform(-0.25, 0.25)))
+            if tick % 50 == 25:  # a few per-client radii (their plans made again)
+                grid.set_client(200, focus[200], radius=r if tick % 100 == 25 else None)
+            plans = dict(grid._plans)
+            before = {c: set(grid.in_range[c]) for c in focus}
+            changes = grid.update(moved, objects)
+            replans += sum(1 for c in plans if grid._plans.get(c) is not plans[c])
+            state = reference(state, objects, focus, r, margin)
+            assert {c: grid.in_range[c] for c in focus} == state, tick
+            for c in focus:
+                assert changes.get(c, set()) == before[c] ^ state[c], (tick, c)
+            for uid in objects:
+                assert grid.seen_by.get(uid, set()) == {c for c in focus if uid in state[c]}
+        if bulk_min == 0:  # every client recomputed each update: plans kept, and made again
+            assert 0 < replans < 150 * len(focus) * 0.7
+    finally:
+        grid_module.BULK_MIN = saved
+
+
+def test_empty_cells_are_pruned_and_the_ranges_stay_right() -> None:
+    """An object leaves a trail of empty cells (kept while plans refer to them): once they
+    outnumber the objects they are dropped, and the clients' ranges are still exact."""
+    saved = grid_module.BULK_MIN
+    grid_module.BULK_MIN = 0
+    try:
+        grid = SpatialGrid(5.0, margin=1.0, cell=1.0)
+        objects = world((0.0, 0.0), (3.0, 0.0), (0.0, 3.0))
+        focus = {1: 1, 2: 3}
+        setup(grid, objects, focus)
+        state = reference({}, objects, focus, 5.0, 1.0)
+        most = 0
+        for step in range(1, 3000):
+            objects[2].x = 3.0 + step * 1.0  # a cell further each update
+            objects[1].x = 0.01 * (step % 7)
+            grid.update([1, 2], objects)
+            state = reference(state, objects, focus, 5.0, 1.0)
+            assert {c: grid.in_range[c] for c in focus} == state
+            most = max(most, len(grid._cells))
+        assert most <= 2 * len(objects) + 1024 + 1
+        for x, y in [(2.5, 0.5), (-1.5, 2.5), (0.5, -4.5)]:  # back into pruned cells
+            objects[2].x, objects[2].y = x, y
+            grid.update([2], objects)
+            state = reference(state, objects, focus, 5.0, 1.0)
+            assert {c: grid.in_range[c] for c in focus} == state
+        assert {key for key, bucket in grid._cells.items() if bucket} == {
+            grid._cell_of[uid] for uid in objects
+        }
+    finally:
+        grid_module.BULK_MIN = saved
+
+
+@pytest.mark.parametrize(("seed", "cell"), [(0, None), (1, None), (2, 0.25), (3, 0.25)])
+def test_objects_streaming_past_foci_at_the_largest_step_match_brute_force(
+    seed: int, cell: float | None
+) -> None:
+    """The exact incremental ranges (``_kinetic``) wait as long as no pair can have changed
+    state: here every focus moves one way and every other object the other way, each by the
+    same step, so distances change by exactly the bound it assumes (twice the largest step)
+    and objects cross the radius and the leave distance at every update, whether they were
+    tested at the last recompute or not (inside the radius, beyond the leave distance; small
+    cells: their objects may lie close to the radius or the leave distance)."""
+    import random
+
+    rng = random.Random(seed)
+    r, margin, step = 10.0, 1.0, 0.1  # the step below margin / 8: no object jumps
+    objects = world(*[(rng.uniform(-60, 60), rng.uniform(-25, 25)) for _ in range(400)])
+    focus = {300 + c: 1 + c for c in range(5)}
+    grid = SpatialGrid(r, margin=margin, cell=cell)
+    setup(grid, objects, focus)
+    state = reference({}, objects, focus, r, margin)
+    foci = set(focus.values())
+    for tick in range(250):
+        for uid, thing in objects.items():
+            thing.x += step if uid in foci else -step
+        before = {c: set(grid.in_range[c]) for c in focus}
+        changes = grid.update(list(objects), objects)
+        state = reference(state, objects, focus, r, margin)
+        assert {c: grid.in_range[c] for c in focus} == state, tick
+        for c in focus:
+            assert changes.get(c, set()) == before[c] ^ state[c], (tick, c)
+    assert grid._travel == pytest.approx(250 * 2 * step)
