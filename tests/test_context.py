@@ -441,11 +441,7 @@ def test_a_client_closed_by_the_server_connects_again(game: Game) -> None:
     member = game.start()
     assert game.client is not None
     ship, replica = game.spawn(4)
-    with game.server.lock:  # the server closes this client's connection
-        conn = game.server.by_member[member]
-        conn.session.close(1008, "kicked", time.monotonic())
-        game.server.mark_dirty(conn)
-    game.server.wake()
+    assert game.server.close_member(member, 1008, "kicked")  # the server closes it
     game.until(lambda: "disconnected" in game.names(game.client_log), tick=False)
     assert not game.client.connected
     assert game.cctx.objects == {}  # stale replicas despawned, with their event
@@ -574,13 +570,14 @@ def test_a_sync_to_an_idle_connection_is_written_without_waking_the_io_thread(
     game.start()
     ship, replica = game.spawn(1)
     wakes: list[float] = []
-    wake = game.server.wake
+    io = game.server._io
+    wake = io.wake
 
     def counted() -> None:
         wakes.append(time.monotonic())
         wake()
 
-    game.server.wake = counted  # type: ignore[method-assign]
+    io.wake = counted  # type: ignore[method-assign]
     ship.x = 2
     game.sctx.tick(time.monotonic())  # the game thread writes the sync to the socket itself
     assert wakes == []
@@ -594,7 +591,7 @@ def test_an_idle_io_loop_sleeps_until_the_next_deadline(game: Game) -> None:
     # would be activity.
     game.start(time_sync=False)
     game.spawn(1)
-    selector = game.server._sel
+    selector = game.server._io._sel
     select = selector.select
     calls: list[float] = []
 

@@ -1,6 +1,9 @@
 """What the asyncio server and client share: a protocol per connection feeding its session,
 an inbox with an event to wait on, and the sessions' deadlines.
 
+``AsyncServer`` and ``AsyncClient`` each *have* an ``AioLoop``, which calls them back through
+``transport.ConnectionHandler`` (``open_session``, ``on_event``, ``deliver``).
+
 Deadlines: each session says when it next has something to do (``Session.next_deadline``);
 the earliest of them is kept in a heap with one ``call_later`` timer for the first, so a
 deadline fires on time however many connections there are, and receiving bytes never costs
@@ -30,10 +33,12 @@ from typing import Any
 from reverb._memory import TRIM_AFTER, Trimmer
 from reverb._sendq import BIG_FRAME, WINDOW, FrameSizer, SendQueue, over_budget
 from reverb.errors import CloseCode
+from reverb.hub import SHED_REASONS, sheds
 from reverb.proto import messages as m
-from reverb.proto.session import Session, SessionEvent, State
+from reverb.proto.session import Session, State
+from reverb.transport import ConnectionHandler
 
-__all__ = ["AioLoop", "SessionProtocol"]
+__all__ = ["AioInbox", "AioLoop", "SessionProtocol"]
 
 logger = logging.getLogger("reverb")
 
@@ -86,7 +91,9 @@ class SessionProtocol(asyncio.BufferedProtocol):
         self.transport = transport
         transport.set_write_buffer_limits(high=WINDOW)
         try:
-            self.session = self.owner.open_session(self, transport)
+            peer = transport.get_extra_info("peername")
+            host, port = (peer[0], peer[1]) if peer else ("", 0)
+            self.session = self.owner.handler.open_session(host, port, time.monotonic())
         except Exception:
             logger.exception("opening a session failed")
             transport.abort()
@@ -183,18 +190,61 @@ class SessionProtocol(asyncio.BufferedProtocol):
             self.owner.guarded(self, self.owner.pump, self)
 
 
-class AioLoop:
-    """Base of ``AsyncServer`` and ``AsyncClient``."""
+class AioInbox:
+    """Events for the game task: the loop's callbacks ``put`` them, the endpoint's
+    ``poll()`` takes them all, ``wait`` suspends until one comes. ``waiters``: the tasks
+    suspended in ``wait`` (a server answers a call inline while its game task waits)."""
 
-    clock = staticmethod(time.monotonic)  # the endpoints' and the context's time (transport.py)
+    __slots__ = ("events", "waiters")
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.waiters: list[asyncio.Future[None]] = []  # the tasks in ``wait``
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def put(self, event: Any) -> None:
+        self.events.append(event)
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:  # each waiting task resumes in the loop's next iteration
+            _resolve(waiter)
+
+    def take(self) -> list[Any]:
+        events, self.events = self.events, []
+        return events
+
+    async def wait(self, timeout: float) -> None:
+        """Until something is put or ``timeout`` passes. One bare future and one timer: an
+        event (an RPC) resumes the waiting game task one loop iteration later, not the three
+        that ``wait_for`` on an ``asyncio.Event`` takes."""
+        if self.events:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self.waiters.append(waiter)
+        timer = loop.call_later(timeout, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            if waiter in self.waiters:  # timed out or cancelled: not resolved by ``put``
+                self.waiters.remove(waiter)
+
+
+class AioLoop:
+    """The connections of an ``AsyncServer`` or ``AsyncClient`` (its ``handler``): their
+    protocols, output, send budget and deadlines, on the running event loop."""
 
     def __init__(
         self,
+        handler: ConnectionHandler[SessionProtocol],
         *,
         max_send_buffer: int,
         max_total_send_buffer: int | None = None,
         max_send_buffer_per_ip: int | None = None,
     ) -> None:
+        self.handler = handler
         self.max_send_buffer = max_send_buffer
         self.max_total_send_buffer = max_total_send_buffer
         self.max_send_buffer_per_ip = max_send_buffer_per_ip
@@ -202,8 +252,6 @@ class AioLoop:
         self.offload: concurrent.futures.ThreadPoolExecutor | None = None
         self.protocols: set[SessionProtocol] = set()
         self.read_view = memoryview(bytearray(READ_SIZE))  # every connection's reads
-        self._inbox: list[Any] = []
-        self._waiters: list[asyncio.Future[None]] = []  # the tasks in ``wait``
         self._heap: list[tuple[float, int, SessionProtocol]] = []
         self._seq = itertools.count()
         self._timer: asyncio.TimerHandle | None = None
@@ -214,40 +262,6 @@ class AioLoop:
         self._budget_scheduled = False
         self._trimmer = Trimmer()
         self._trim_scheduled = False
-
-    def open_session(self, proto: SessionProtocol, transport: asyncio.Transport) -> Session | None:
-        """A session for a new connection, or None to refuse it."""
-        raise NotImplementedError
-
-    def on_event(self, proto: SessionProtocol, event: SessionEvent) -> None:
-        raise NotImplementedError
-
-    def emit(self, event: Any) -> None:
-        self._inbox.append(event)
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:  # each waiting task resumes in the loop's next iteration
-            _resolve(waiter)
-
-    def poll(self) -> list[Any]:
-        events, self._inbox = self._inbox, []
-        return events
-
-    async def wait(self, timeout: float) -> None:
-        """Until something is emitted or ``timeout`` passes. One bare future and one timer:
-        an event (an RPC) resumes the waiting game task one loop iteration later, not the
-        three that ``wait_for`` on an ``asyncio.Event`` takes."""
-        if self._inbox:
-            return
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(waiter)
-        timer = loop.call_later(timeout, _resolve, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            if waiter in self._waiters:  # timed out or cancelled: not resolved by ``emit``
-                self._waiters.remove(waiter)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -278,29 +292,30 @@ class AioLoop:
                 transport.abort()
 
     def pump(self, proto: SessionProtocol) -> None:
-        """Move the session's output towards the transport and its events to ``on_event``.
+        """Move the session's output towards the transport and its events to the handler.
 
-        Same rule as the threaded layer: a peer whose unsent bytes already exceed
-        ``max_send_buffer`` as more arrive is dropped with ``close`` 1013, sent after the
-        frame in progress (§10.1)."""
+        The same slow-consumer rule as the threaded layer (``hub.sheds``): a peer that does
+        not read is dropped with ``close`` 1013, sent after the frame in progress (§10.1)."""
         session, transport = proto.session, proto.transport
         if session is None or transport is None or proto.busy:
             return  # a busy one is pumped when the worker hands it back
         if proto.deferred:
+            now = time.monotonic()
             while proto.deferred and session.state is State.OPEN:
-                self.deliver(proto, proto.deferred.popleft())
+                self.handler.deliver(proto, proto.deferred.popleft(), now)
             proto.deferred.clear()
         backlog = proto.queue.size + transport.get_write_buffer_size()  # proto.backlog()
         data = self._take(proto)
         events = session.events()
         late = False
         if events:
+            on_event = self.handler.on_event
             for event in events:
-                self.on_event(proto, event)
-            late = self._take(proto)  # what the event handlers queued (a close)
-        if (data or late) and backlog > self.max_send_buffer and not session.closed:
+                on_event(proto, event)
+            late = self._take(proto)  # what the handler queued (a close)
+        if (data or late) and sheds(backlog, self.max_send_buffer, session):
             logger.warning("%s does not read; %d bytes unsent", session.name, backlog)
-            self.shed(proto, "send_buffer", "send buffer over its limit")
+            self.shed(proto, "send_buffer")
             return
         if proto.queue:
             self._write(proto)
@@ -343,10 +358,6 @@ class AioLoop:
         if not self.write_now(proto):
             self.pump(proto)
 
-    def deliver(self, proto: SessionProtocol, message: m.Message) -> None:
-        """Queue a message that was sent while the session was busy (server only)."""
-        raise NotImplementedError
-
     def _take(self, proto: SessionProtocol) -> bool:
         assert proto.session is not None and proto.transport is not None
         data = proto.session.data_to_send()
@@ -364,14 +375,14 @@ class AioLoop:
             self.account(proto, -len(piece))
             transport.write(piece)  # may pause us (high-water mark: WINDOW)
 
-    def shed(self, proto: SessionProtocol, limit: str, reason: str) -> None:
+    def shed(self, proto: SessionProtocol, limit: str) -> None:
         """Drop a peer that does not read: discard every frame not yet handed to the
         transport, queue ``close`` 1013, flush for at most ``CLOSE_LINGER``."""
         session, transport = proto.session, proto.transport
         assert session is not None and transport is not None
         session.data_to_send()  # never begun: discarded
         self.freed(proto, proto.queue.discard())
-        session.limit_hit(limit, CloseCode.SLOW_CONSUMER, reason, time.monotonic())
+        session.limit_hit(limit, CloseCode.SLOW_CONSUMER, SHED_REASONS[limit], time.monotonic())
         self.pump(proto)
 
     # -- the send budget ---------------------------------------------------------------------
@@ -426,12 +437,7 @@ class AioLoop:
                 victim.backlog(),
                 "server's" if limit == "total_send_buffer" else "address's",
             )
-            reason = (
-                "server send buffers over their limit"
-                if limit == "total_send_buffer"
-                else "send buffers of this address over their limit"
-            )
-            self.guarded(victim, self.shed, victim, limit, reason)
+            self.guarded(victim, self.shed, victim, limit)
 
     # -- deadlines ---------------------------------------------------------------------------
 
