@@ -4,6 +4,8 @@ broadcasts once per frame limit. The threaded and asyncio layers only move bytes
 from __future__ import annotations
 
 import functools
+import heapq
+import itertools
 import logging
 import re
 import threading
@@ -11,7 +13,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from reverb._future import LightFuture
 from reverb.errors import (
@@ -74,6 +76,7 @@ from reverb.transport import (
 )
 
 __all__ = [
+    "HOUSEKEEPING_INTERVAL",
     "MAX_CONNECTIONS",
     "MAX_CONNECTIONS_PER_IP",
     "MAX_PENDING_CALLS",
@@ -82,6 +85,7 @@ __all__ = [
     "UNREAD_REASON",
     "ClientHub",
     "ClientStep",
+    "Deadlines",
     "ServerHub",
     "ServerOptions",
     "app_message",
@@ -107,6 +111,71 @@ SHED_REASONS = {
     "total_send_buffer": "server send buffers over their limit",
     "send_buffer_per_ip": "send buffers of this address over their limit",
 }
+
+
+# §18: how often a server with held memberships expires them and asks "resume" clients to
+# confirm the answers they were written (``ServerHub.next_housekeeping``)
+HOUSEKEEPING_INTERVAL = 0.25
+
+
+class _Scheduled(Protocol):
+    deadline: float | None  # its entry in the heap (None: none)
+
+
+ConnT = TypeVar("ConnT", bound=_Scheduled)
+
+
+class Deadlines(Generic[ConnT]):
+    """When each connection next has something to do, earliest first: the sessions' own
+    deadlines (``Session.next_deadline``: handshake, frame, idle, heartbeat, §2.6, §4.6, §9)
+    and the I/O layer's (a close to flush). One heap for any number of connections, so a
+    deadline is met on time and a connection costs nothing until its time; both I/O layers
+    keep one and sleep until ``next_at()``.
+
+    A connection keeps at most one live entry, its ``deadline``: ``schedule`` pushes a new
+    one only when it is earlier (a deadline that moved later is found when the old entry
+    comes due, then re-scheduled), so receiving bytes costs a comparison."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, ConnT]] = []
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def schedule(self, conn: ConnT, when: float | None) -> bool:
+        """Make sure ``conn`` comes due no later than ``when`` (None: nothing to add). True
+        when ``when`` is now the earliest of all (an I/O layer with a timer re-arms it)."""
+        if when is None or (conn.deadline is not None and conn.deadline <= when):
+            return False
+        conn.deadline = when
+        heap = self._heap
+        heapq.heappush(heap, (when, next(self._seq), conn))
+        return heap[0][2] is conn
+
+    def due(self, now: float) -> list[ConnT]:
+        """The connections whose deadline has come (each once; its entry is gone: the I/O
+        layer checks it, then schedules it again)."""
+        heap = self._heap
+        out = []
+        while heap and heap[0][0] <= now:
+            when, _, conn = heapq.heappop(heap)
+            if conn.deadline == when:  # else superseded by an earlier entry, or discarded
+                conn.deadline = None
+                out.append(conn)
+        return out
+
+    def next_at(self) -> float | None:
+        """The earliest deadline (None: none)."""
+        heap = self._heap
+        while heap and heap[0][2].deadline != heap[0][0]:
+            heapq.heappop(heap)  # stale
+        return heap[0][0] if heap else None
+
+    def clear(self) -> None:
+        for _, _, conn in self._heap:
+            conn.deadline = None
+        self._heap.clear()
 
 
 def sheds(backlog: int, limit: int, session: Session) -> bool:
@@ -263,6 +332,11 @@ class ServerHub:
                     _encode(message, limit)[0],
                     sent=session is not None and session.state is State.OPEN,
                 )
+
+    def next_housekeeping(self, now: float) -> float | None:
+        """When the I/O layer calls ``housekeeping`` next: while memberships are held or
+        "resume" members are connected, every ``HOUSEKEEPING_INTERVAL``; else never (None)."""
+        return now + HOUSEKEEPING_INTERVAL if len(self.keeper) else None
 
     def housekeeping(self, now: float) -> tuple[list[ServerEvent], list[Session]]:
         """§18: expire held memberships whose grace is over (their ``PeerClosed``), and the

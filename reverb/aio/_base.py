@@ -5,9 +5,9 @@ an inbox with an event to wait on, and the sessions' deadlines.
 ``transport.ConnectionHandler`` (``open_session``, ``on_event``, ``deliver``).
 
 Deadlines: each session says when it next has something to do (``Session.next_deadline``);
-the earliest of them is kept in a heap with one ``call_later`` timer for the first, so a
-deadline fires on time however many connections there are, and receiving bytes never costs
-more than a comparison (§2.6, §4.6, §9).
+they are kept in a heap (``hub.Deadlines``, as in the threaded layer) with one
+``call_later`` timer for the earliest, so a deadline fires on time however many connections
+there are, and receiving bytes never costs more than a comparison (§2.6, §4.6, §9).
 
 Output: the transport is handed at most about ``WINDOW`` bytes at a time (its write-buffer
 limits pause us); the rest waits in the connection's ``SendQueue`` as whole frames, which the
@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import heapq
-import itertools
 import logging
 import time
 from collections import Counter, deque
@@ -33,7 +31,7 @@ from typing import Any
 from reverb._memory import TRIM_AFTER, Trimmer
 from reverb._sendq import BIG_FRAME, WINDOW, FrameSizer, SendQueue, over_budget
 from reverb.errors import CloseCode
-from reverb.hub import SHED_REASONS, sheds
+from reverb.hub import SHED_REASONS, Deadlines, sheds
 from reverb.proto import messages as m
 from reverb.proto.session import Session, State
 from reverb.transport import ConnectionHandler
@@ -252,8 +250,7 @@ class AioLoop:
         self.offload: concurrent.futures.ThreadPoolExecutor | None = None
         self.protocols: set[SessionProtocol] = set()
         self.read_view = memoryview(bytearray(READ_SIZE))  # every connection's reads
-        self._heap: list[tuple[float, int, SessionProtocol]] = []
-        self._seq = itertools.count()
+        self._deadlines: Deadlines[SessionProtocol] = Deadlines()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self._timing = False
@@ -443,16 +440,11 @@ class AioLoop:
 
     def schedule(self, proto: SessionProtocol) -> None:
         """Make sure the heap holds an entry no later than the session's next deadline."""
-        if not self._timing or proto.session is None:
+        session = proto.session
+        if not self._timing or session is None:
             return
-        when = proto.session.next_deadline()
-        if when is None:
-            return
-        if proto.deadline is not None and proto.deadline <= when:
-            return  # an earlier entry is there: it re-schedules when it fires
-        proto.deadline = when
-        heapq.heappush(self._heap, (when, next(self._seq), proto))
-        if when < self._timer_at:
+        when = session.next_deadline()
+        if self._deadlines.schedule(proto, when) and when is not None and when < self._timer_at:
             self._arm(when)
 
     def _arm(self, when: float) -> None:
@@ -465,15 +457,12 @@ class AioLoop:
     def _fire(self) -> None:
         self._timer, self._timer_at = None, float("inf")
         now = time.monotonic()
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            when, _, proto = heapq.heappop(heap)
-            if proto.deadline != when or proto not in self.protocols:
-                continue  # superseded by an earlier entry, or gone
-            proto.deadline = None
-            self.guarded(proto, self._due, proto, now)
-        if heap:
-            self._arm(heap[0][0])
+        for proto in self._deadlines.due(now):
+            if proto in self.protocols:
+                self.guarded(proto, self._due, proto, now)
+        next_at = self._deadlines.next_at()
+        if next_at is not None:
+            self._arm(next_at)
 
     def _due(self, proto: SessionProtocol, now: float) -> None:
         assert proto.session is not None
@@ -492,9 +481,7 @@ class AioLoop:
         if self._timer is not None:
             self._timer.cancel()
         self._timer, self._timer_at = None, float("inf")
-        self._heap.clear()
-        for proto in self.protocols:
-            proto.deadline = None
+        self._deadlines.clear()
 
     async def wait_closed(self, timeout: float) -> None:
         """Wait (bounded) until every connection has gone."""

@@ -10,6 +10,7 @@ import time
 from reverb.aio._base import AioInbox, AioLoop, SessionProtocol
 from reverb.endpoints import ServerEndpoint
 from reverb.errors import CloseCode, InvalidState
+from reverb.hub import HOUSEKEEPING_INTERVAL
 from reverb.proto import messages as m
 from reverb.proto.session import Session, SessionEvent, State
 from reverb.transport import ServerEvent
@@ -17,8 +18,6 @@ from reverb.transport import ServerEvent
 __all__ = ["AsyncServer"]
 
 logger = logging.getLogger("reverb")
-
-RESUME_CHECK = 0.25  # s between expiry checks of held memberships (§18.5)
 
 
 class AsyncServer(ServerEndpoint):
@@ -60,7 +59,7 @@ class AsyncServer(ServerEndpoint):
         io.offload = concurrent.futures.ThreadPoolExecutor(1, f"reverb-decode:{self._port}")
         self.attach()
         io.start_timer()
-        self._resume_timer = loop.call_later(RESUME_CHECK, self._resume_tick)
+        self._resume_timer = loop.call_later(HOUSEKEEPING_INTERVAL, self._resume_tick)
         logger.info("async server listening on %s:%d", self.host, self._port)
 
     async def stop_server(self, timeout: float = 2.0) -> None:
@@ -86,7 +85,9 @@ class AsyncServer(ServerEndpoint):
 
     def _resume_tick(self) -> None:
         """§18: expire held memberships; ask "resume" clients to confirm answers."""
-        self._resume_timer = asyncio.get_running_loop().call_later(RESUME_CHECK, self._resume_tick)
+        self._resume_timer = asyncio.get_running_loop().call_later(
+            HOUSEKEEPING_INTERVAL, self._resume_tick
+        )
         if not len(self.hub.keeper):
             return
         now = time.monotonic()

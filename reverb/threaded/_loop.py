@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from reverb._memory import Trimmer
 from reverb._sendq import BIG_FRAME, WINDOW, FrameSizer, SendQueue, over_budget
 from reverb.errors import CloseCode
-from reverb.hub import SHED_REASONS, sheds
+from reverb.hub import SHED_REASONS, Deadlines, sheds
 from reverb.proto import messages as m
 from reverb.proto.session import Session as _Session
 from reverb.proto.session import State
@@ -44,12 +44,13 @@ __all__ = ["Conn", "IOLoop", "Inbox", "LoopHandler", "Tls"]
 logger = logging.getLogger("reverb")
 
 READ_SIZE = 65536
-CHECK_INTERVAL = 0.05  # s between timeout checks: the precision of every deadline
-# A loop with nothing in flight (every connection open or in its handshake, nothing unsent,
-# no frame half-read, no close pending) sleeps until the earliest session deadline, at most
-# this long, instead of waking every CHECK_INTERVAL: an idle server costs next to nothing.
-# Any socket or wake-up event brings the CHECK_INTERVAL back for the next check.
-QUIET_CHECK_MAX = 1.0
+# Deadlines: each connection is checked when its session next has something to do
+# (``Session.next_deadline``) or its close must be flushed by (``close_by``), from one heap
+# (``hub.Deadlines``, as in the asyncio layer): the thread sleeps until the earliest, and a
+# connection costs nothing until its time, however many there are.
+QUIET_CHECK_MAX = 1.0  # s: the longest sleep (the handler's housekeeping runs at least this often)
+CHECK_INTERVAL = 0.05  # s between passes while memory freed from dropped peers waits to be trimmed
+_EPSILON = 0.001  # s past a deadline, so that the session agrees it is due
 CLOSE_LINGER = 1.0  # s to flush a close frame to a peer before dropping it anyway
 
 
@@ -62,6 +63,7 @@ class Conn:
     __slots__ = (
         "busy",
         "close_by",
+        "deadline",
         "deferred",
         "eof",
         "lock",
@@ -87,6 +89,7 @@ class Conn:
         self.mask = selectors.EVENT_READ
         self.eof = False
         self.close_by: float | None = None
+        self.deadline: float | None = None  # its entry in the loop's ``Deadlines``
 
     @property
     def peer_ip(self) -> str:
@@ -192,8 +195,9 @@ class LoopHandler(ConnectionHandler[Conn], Protocol):
     """What an ``IOLoop`` calls back on its endpoint, on the I/O thread with ``lock`` held
     (``on_event`` and ``deliver`` with the connection's lock too)."""
 
-    def housekeeping(self, now: float) -> None:
-        """At each timeout check (§18: held memberships, answers to confirm)."""
+    def housekeeping(self, now: float) -> float | None:
+        """Periodic work (§18: held memberships, answers to confirm); returns when it is
+        wanted next (None: at the latest ``QUIET_CHECK_MAX`` later)."""
 
     def forgotten(self, conn: Conn) -> None:
         """``conn`` was removed without its ``Closed`` event being handled (the last resort
@@ -236,7 +240,8 @@ class IOLoop:
         self._tls_server: ssl.SSLContext | None = None
         self._thread: threading.Thread | None = None
         self._running = False
-        self._next_check = 0.0
+        self._next_check = 0.0  # when the handler's housekeeping is due
+        self._deadlines: Deadlines[Conn] = Deadlines()
         self._backlog = 0  # bytes unsent over every connection (``Conn.backlog``)
         self._backlog_per_ip: Counter[str] = Counter()
         self._budget_check = False
@@ -306,6 +311,7 @@ class IOLoop:
     def open_selector(self) -> None:
         """A fresh selector and wake-up pair: each start of the thread gets its own."""
         self._sel = selectors.DefaultSelector()
+        self._deadlines.clear()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -400,11 +406,15 @@ class IOLoop:
     def _run(self) -> None:
         try:
             while self._running:
-                timeout = self._next_check - time.monotonic()
-                ready = self._sel.select(min(max(timeout, 0.0), QUIET_CHECK_MAX))
+                wake_at = self._next_check
+                next_at = self._deadlines.next_at()
+                if next_at is not None and next_at + _EPSILON < wake_at:
+                    wake_at = next_at + _EPSILON
+                timeout = wake_at - time.monotonic()
+                if self._trimmer.freed and timeout > CHECK_INTERVAL:
+                    timeout = CHECK_INTERVAL
+                ready = self._sel.select(max(timeout, 0.0))
                 now = time.monotonic()
-                if ready and now + CHECK_INTERVAL < self._next_check:
-                    self._next_check = now + CHECK_INTERVAL  # activity: not quiet any more
                 if self._worked:
                     self._take_back(now)
                 for key, mask in ready:
@@ -519,14 +529,12 @@ class IOLoop:
 
     def _housekeeping(self, now: float) -> None:
         if now >= self._next_check:
-            self.handler.housekeeping(now)
-            quiet_until = now + QUIET_CHECK_MAX
-            for conn in list(self.conns.values()):
+            wanted = self.handler.housekeeping(now)
+            latest = now + QUIET_CHECK_MAX
+            self._next_check = latest if wanted is None else min(max(wanted, now), latest)
+        for conn in self._deadlines.due(now):
+            if conn.sock in self.conns:
                 self._guarded(conn, now, self._check, conn, now)
-                quiet_until = min(quiet_until, _quiet_until(conn, now))
-            if self._budget_check or self._trimmer.freed or self._worked:
-                quiet_until = now
-            self._next_check = max(quiet_until, now + CHECK_INTERVAL)
         if self._dirty:
             dirty, self._dirty = self._dirty, set()
             for conn in dirty:
@@ -539,8 +547,10 @@ class IOLoop:
             self._trimmer.maybe_trim(now)
 
     def _check(self, conn: Conn, now: float) -> None:
+        """``conn``'s deadline came: apply the session's, drop it if its close was not
+        flushed in time; it is pumped (and scheduled again) in this pass."""
         if conn.busy:
-            return  # checked once the worker hands it back
+            return  # checked and scheduled once the worker hands it back
         with conn.lock:
             conn.session.check_timeouts(now)
         if conn.close_by is not None and now >= conn.close_by:
@@ -718,6 +728,9 @@ class IOLoop:
                 return
             if conn.close_by is None:
                 conn.close_by = now + CLOSE_LINGER
+            self._deadlines.schedule(conn, conn.close_by)
+        else:
+            self._deadlines.schedule(conn, conn.session.next_deadline())
         self._set_mask(conn)
 
     def _set_mask(self, conn: Conn) -> None:
@@ -757,24 +770,3 @@ class IOLoop:
         except (KeyError, ValueError):  # pragma: no cover
             pass
         conn.sock.close()
-
-
-def _quiet_until(conn: Conn, now: float) -> float:
-    """Until when ``conn`` needs no timeout check: its session's next deadline when nothing
-    of it is in flight (after ``_check``); else ``now`` (check again soon)."""
-    session = conn.session
-    if (
-        conn.busy
-        or conn.close_by is not None
-        or conn.out
-        or conn.queue
-        or conn.deferred
-        or conn.eof
-        or session.state not in _QUIET_STATES
-    ):
-        return now
-    deadline = session.next_deadline()
-    return now if deadline is None else deadline
-
-
-_QUIET_STATES = frozenset({State.OPEN, State.HANDSHAKE})

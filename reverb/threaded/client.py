@@ -309,8 +309,9 @@ class Client(ClientEndpoint):
     def deliver(self, conn: Conn, message: m.Message, now: float) -> None:  # pragma: no cover
         raise AssertionError("a client never defers what it sends")
 
-    def housekeeping(self, now: float) -> None:
+    def housekeeping(self, now: float) -> float | None:
         """Nothing to keep: a client has one connection and no held memberships."""
+        return None
 
     def forgotten(self, conn: Conn) -> None:
         """Nothing to forget: the connection ends with the thread (``stop_when_idle``)."""

@@ -228,10 +228,10 @@ class Server(ServerEndpoint):
     def deliver(self, conn: Conn, message: m.Message, now: float) -> None:
         self.hub.send((conn.session.member,), message, now)
 
-    def housekeeping(self, now: float) -> None:
+    def housekeeping(self, now: float) -> float | None:
         """§18: expire held memberships; ask "resume" clients to confirm answers."""
         if not len(self.hub.keeper):
-            return
+            return None
         events, due = self.hub.housekeeping(now)
         for event in events:
             self._inbox.put(event)
@@ -242,6 +242,7 @@ class Server(ServerEndpoint):
             with conn.lock:
                 self.hub.confirm_ping(session, now)
             self._io.mark_dirty(conn)
+        return self.hub.next_housekeeping(now)
 
     def forgotten(self, conn: Conn) -> None:
         self.hub.forget(conn.session.member, conn)
