@@ -442,6 +442,7 @@ def test_a_client_closed_by_the_server_connects_again(game: Game) -> None:
     member = game.start()
     assert game.client is not None
     ship, replica = game.spawn(4)
+    assert not game.server.close_member(member + 1, 1008, "kicked")  # no such client
     assert game.server.close_member(member, 1008, "kicked")  # the server closes it
     game.until(lambda: "disconnected" in game.names(game.client_log), tick=False)
     assert not game.client.connected

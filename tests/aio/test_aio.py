@@ -184,6 +184,7 @@ def test_async_connect_sets_the_side_and_reconnects_after_a_close() -> None:
         ship, replica = await game.spawn(3, None)
         despawned: list[Any] = []
         game.cctx.client_events.on_event("object_despawned")(despawned.append)
+        assert not game.server.close_member(member + 1, 1008, "kicked")  # no such client
         assert game.server.close_member(member, 1008, "kicked")
         await until(lambda: game.cctx.objects == {}, lambda: client.client_sync(0.05))
         assert despawned == [replica]
