@@ -578,7 +578,7 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "t-send-buffer",
         TL,
-        "if sent and backlog > self.max_send_buffer and not session.closed:",
+        "if sent and sheds(backlog, self.max_send_buffer, session):",
         "if False:",
         "threaded: never-reading clients kept",
     ),
@@ -606,7 +606,7 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "a-send-buffer",
         AB,
-        "if (data or late) and backlog > self.max_send_buffer and not session.closed:",
+        "if (data or late) and sheds(backlog, self.max_send_buffer, session):",
         "if False:",
         "asyncio: never-reading clients kept",
     ),

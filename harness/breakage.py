@@ -117,8 +117,8 @@ def _leak_members() -> None:
     on_event = ServerHub.on_event
 
     @functools.wraps(on_event)
-    def on_event_leaking(self: Any, session: Any, event: Any, now: float) -> Any:
-        out = on_event(self, session, event, now)
+    def on_event_leaking(self: Any, session: Any, event: Any, now: float, conn: Any = None) -> Any:
+        out = on_event(self, session, event, now, conn)
         if isinstance(event, Closed) and out is not None:
             self.members[session.member] = session  # forget to forget it
         return out

@@ -1,6 +1,8 @@
 """Options and bookkeeping that ``Server``/``AsyncServer`` and ``Client``/``AsyncClient``
-share, so that each I/O layer only adds how it moves bytes. Cooperative bases: they end by
-calling the I/O base class's ``__init__`` with ``max_send_buffer``."""
+share, so that each I/O layer only adds how it moves bytes. Each I/O layer's endpoint
+subclasses one of these and *has* a loop (``threaded._loop.IOLoop``, ``aio._base.AioLoop``)
+that calls it back through ``transport.ConnectionHandler``; the decisions both layers take
+are the hub's (``reverb.hub``)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from reverb import _current
 from reverb.auth import Authenticator
 from reverb.errors import InvalidState
-from reverb.hub import ClientHub, ServerHub
+from reverb.hub import MAX_UNREAD, UNREAD_REASON, ClientHub, ServerHub
 from reverb.options import (
     CLIENT_SEND_BUFFER,
     CONNECT_TIMEOUT,
@@ -46,6 +48,7 @@ from reverb.resume import DEFAULT_GRACE, MemberInfo, OwnedPolicy
 from reverb.rooms.client import ROOM_TIMEOUT, Lobby, join_request, room_result
 from reverb.stats import ConnectionStats, connection_stats
 from reverb.timesync import TIME_PING_INTERVAL, Timekeeper
+from reverb.transport import PeerMessage, ServerEvent
 
 if TYPE_CHECKING:
     from reverb.context import ReverbContext
@@ -61,11 +64,6 @@ __all__ = [
     "ClientEndpoint",
     "ServerEndpoint",
 ]
-
-# Syncs and events waiting for client_sync(): a game pumping at any frame rate holds a few;
-# a program that never pumps is disconnected rather than left to grow without bound.
-MAX_UNREAD = 10_000
-UNREAD_REASON = "client_sync() not called: too many updates unread"
 
 
 class ServerEndpoint:
@@ -142,18 +140,23 @@ class ServerEndpoint:
         if options.client_budget is not None:  # bytes per second per client (§16.6)
             world.set_budget(None, options.client_budget)
         self.stats = self.hub.stats
-        self.by_member: dict[int, Any] = {}  # membership id -> the I/O layer's connection
+        # membership id -> the I/O layer's connection (kept by the hub's ``on_event``)
+        self.by_member: dict[int, Any] = self.hub.conns
+        # each connection's, the server's and each address's unsent bytes (§10.1, guide §10)
+        self.max_send_buffer = options.max_send_buffer
+        self.max_total_send_buffer = options.max_total_send_buffer
+        self.max_send_buffer_per_ip = options.max_send_buffer_per_ip
         # §17: room types, live rooms and the lobby; the default room is this context's world
         from reverb.rooms.service import RoomService
 
         self.rooms = RoomService(self.context, self.clock)
         self.hub.room_contract = self.rooms.contract
         self._port: int | None = None
-        super().__init__(  # type: ignore[call-arg]
-            max_send_buffer=options.max_send_buffer,
-            max_total_send_buffer=options.max_total_send_buffer,
-            max_send_buffer_per_ip=options.max_send_buffer_per_ip,
-        )
+        self._setup_io()
+
+    def _setup_io(self) -> None:
+        """The I/O layer's own parts, made once the options are in place (its loop and
+        inbox): the public keywords are this class's, declared once."""
 
     @property
     def options(self) -> ServerOptions:
@@ -190,10 +193,31 @@ class ServerEndpoint:
         return connection_stats(
             session,
             send_buffer=backlog() if callable(backlog) else 0,
-            send_buffer_limit=getattr(self, "max_send_buffer", None) or 0,
+            send_buffer_limit=self.max_send_buffer,
             pending_calls=self.hub.pending.get(member, 0),
             now=self.clock(),
         )
+
+    # A call that arrives while the game waits in server_sync() with nothing queued is
+    # answered at once on the I/O side (the I/O thread, the game thread held parked; or the
+    # protocol callback): no hand-off, the reply leaves at once. False: every call runs when
+    # the game resumes (guide §7).
+    inline_calls = True
+
+    def answer_now(self, out: ServerEvent) -> bool:
+        """Run the call ``out`` carries now, on the I/O side, when the game may be bypassed
+        (``inline_calls``, this server is its context's connection): True when answered.
+        Each layer asks only while the game waits with nothing queued before ``out``."""
+        if (
+            type(out) is PeerMessage
+            and type(out.message) is m.Rpc
+            and self.inline_calls
+            and self.context.connection is self
+        ):
+            self.hub.pending.pop(out.member, None)
+            self.context.answer(out.member, out.message)
+            return True
+        return False
 
     # -- messages (§14): the context's, from the game thread ----------------------------------
 
@@ -316,7 +340,12 @@ class ClientEndpoint:
         self.timekeeper = Timekeeper(ping_interval=options.time_ping_interval)
         self._stats_session: Session | None = None  # the last connection's, for ``stats``
         self._applied_before = 0  # ticks the replica table had applied before it
-        super().__init__(max_send_buffer=CLIENT_SEND_BUFFER)  # type: ignore[call-arg]
+        self.max_send_buffer = CLIENT_SEND_BUFFER
+        self._setup_io()
+
+    def _setup_io(self) -> None:
+        """The I/O layer's own parts, made once the options are in place (its loop and
+        inbox): the public keywords are this class's, declared once."""
 
     @property
     def member(self) -> int | None:

@@ -4,6 +4,8 @@ broadcasts once per frame limit. The threaded and asyncio layers only move bytes
 from __future__ import annotations
 
 import functools
+import heapq
+import itertools
 import logging
 import re
 import threading
@@ -11,13 +13,14 @@ import zlib
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
-from typing import Any
+from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 from reverb._future import LightFuture
 from reverb.errors import (
     CloseCode,
     ConnectionClosed,
     EncodeError,
+    HandshakeFailed,
     InvalidState,
     LocalProtocolError,
     MessageCode,
@@ -73,13 +76,20 @@ from reverb.transport import (
 )
 
 __all__ = [
+    "HOUSEKEEPING_INTERVAL",
     "MAX_CONNECTIONS",
     "MAX_CONNECTIONS_PER_IP",
     "MAX_PENDING_CALLS",
+    "MAX_UNREAD",
+    "SHED_REASONS",
+    "UNREAD_REASON",
     "ClientHub",
+    "ClientStep",
+    "Deadlines",
     "ServerHub",
     "ServerOptions",
     "app_message",
+    "sheds",
 ]
 
 logger = logging.getLogger("reverb")
@@ -90,6 +100,92 @@ logger = logging.getLogger("reverb")
 COMPRESS_MIN = 1024
 COMPRESS_LEVEL = 1
 
+# Syncs and events waiting for client_sync(): a game pumping at any frame rate holds a few;
+# a program that never pumps is disconnected rather than left to grow without bound.
+MAX_UNREAD = 10_000
+UNREAD_REASON = "client_sync() not called: too many updates unread"
+
+# §10.1: why a peer that does not read is sent ``close`` 1013, by the limit it went over
+SHED_REASONS = {
+    "send_buffer": "send buffer over its limit",
+    "total_send_buffer": "server send buffers over their limit",
+    "send_buffer_per_ip": "send buffers of this address over their limit",
+}
+
+
+# §18: how often a server with held memberships expires them and asks "resume" clients to
+# confirm the answers they were written (``ServerHub.next_housekeeping``)
+HOUSEKEEPING_INTERVAL = 0.25
+
+
+class _Scheduled(Protocol):
+    deadline: float | None  # its entry in the heap (None: none)
+
+
+ConnT = TypeVar("ConnT", bound=_Scheduled)
+
+
+class Deadlines(Generic[ConnT]):
+    """When each connection next has something to do, earliest first: the sessions' own
+    deadlines (``Session.next_deadline``: handshake, frame, idle, heartbeat, §2.6, §4.6, §9)
+    and the I/O layer's (a close to flush). One heap for any number of connections, so a
+    deadline is met on time and a connection costs nothing until its time; both I/O layers
+    keep one and sleep until ``next_at()``.
+
+    A connection keeps at most one live entry, its ``deadline``: ``schedule`` pushes a new
+    one only when it is earlier (a deadline that moved later is found when the old entry
+    comes due, then re-scheduled), so receiving bytes costs a comparison."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, ConnT]] = []
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def schedule(self, conn: ConnT, when: float | None) -> bool:
+        """Make sure ``conn`` comes due no later than ``when`` (None: nothing to add). True
+        when ``when`` is now the earliest of all (an I/O layer with a timer re-arms it)."""
+        if when is None or (conn.deadline is not None and conn.deadline <= when):
+            return False
+        conn.deadline = when
+        heap = self._heap
+        heapq.heappush(heap, (when, next(self._seq), conn))
+        return heap[0][2] is conn
+
+    def due(self, now: float) -> list[ConnT]:
+        """The connections whose deadline has come (each once; its entry is gone: the I/O
+        layer checks it, then schedules it again)."""
+        heap = self._heap
+        out = []
+        while heap and heap[0][0] <= now:
+            when, _, conn = heapq.heappop(heap)
+            if conn.deadline == when:  # else superseded by an earlier entry, or discarded
+                conn.deadline = None
+                out.append(conn)
+        return out
+
+    def next_at(self) -> float | None:
+        """The earliest deadline (None: none)."""
+        heap = self._heap
+        while heap and heap[0][2].deadline != heap[0][0]:
+            heapq.heappop(heap)  # stale
+        return heap[0][0] if heap else None
+
+    def clear(self) -> None:
+        for _, _, conn in self._heap:
+            conn.deadline = None
+        self._heap.clear()
+
+
+def sheds(backlog: int, limit: int, session: Session) -> bool:
+    """The slow-consumer rule (§10.1), the same in every I/O layer: a peer whose unsent bytes
+    (``backlog``, counted before the output just queued) already exceed ``limit`` as more is
+    queued is dropped with ``close`` 1013 (``SHED_REASONS["send_buffer"]``). Memory stays
+    under the limit plus one tick, and one large sync to a healthy reader never counts
+    against it. Ask it only when output was queued."""
+    return backlog > limit and not session.closed
+
 
 class ServerHub:
     """The server's sessions by membership id, and its counters (``stats``)."""
@@ -98,6 +194,8 @@ class ServerHub:
         self.options = options
         self.types = types
         self.members: dict[int, Session] = {}
+        # membership id -> the I/O layer's connection, kept by ``on_event`` when given one
+        self.conns: dict[int, Any] = {}
         self.pending: dict[int, int] = {}  # calls handed to the game loop but not yet polled
         self.connections = 0
         self._per_ip: Counter[str] = Counter()
@@ -235,6 +333,11 @@ class ServerHub:
                     sent=session is not None and session.state is State.OPEN,
                 )
 
+    def next_housekeeping(self, now: float) -> float | None:
+        """When the I/O layer calls ``housekeeping`` next: while memberships are held or
+        "resume" members are connected, every ``HOUSEKEEPING_INTERVAL``; else never (None)."""
+        return now + HOUSEKEEPING_INTERVAL if len(self.keeper) else None
+
     def housekeeping(self, now: float) -> tuple[list[ServerEvent], list[Session]]:
         """§18: expire held memberships whose grace is over (their ``PeerClosed``), and the
         sessions of "resume" clients whose remembered answers await confirmation: the I/O
@@ -280,8 +383,13 @@ class ServerHub:
             mine["types"] = {**{k: v for k, v in extra.items() if k in named}, **mine["types"]}
         return contract_mismatch(mine, theirs)
 
-    def on_event(self, session: Session, event: SessionEvent, now: float) -> ServerEvent | None:
-        """Turn a session's event into one for the game loop (None: nothing to report)."""
+    def on_event(
+        self, session: Session, event: SessionEvent, now: float, conn: Any = None
+    ) -> ServerEvent | None:
+        """Turn a session's event into one for the game loop (None: nothing to report).
+
+        ``conn``: the I/O layer's connection the session belongs to, kept in ``conns`` from
+        its welcome (re-keyed by a resume, §18.4) until its close."""
         member = session.member
         if isinstance(event, Received):
             call = event.message
@@ -316,11 +424,17 @@ class ServerHub:
             return peer_message(member, call)
         if isinstance(event, Opened):
             self.members[member] = session
+            if conn is not None:
+                if event.resumed:  # §18.4: keyed by the resumed id from now on
+                    self.conns.pop(event.replaced, None)
+                self.conns[event.member] = conn
             if event.resumed:  # §18.4: the same membership, on a new connection
                 logger.info("%s resumed", session.name)
                 return PeerResumed(member, event.identity, event.features)
             logger.info("%s connected", session.name)
             return PeerOpened(member, event.identity, event.features)
+        if conn is not None and self.conns.get(member) is conn:
+            del self.conns[member]
         self.connections -= 1
         self._per_ip[session.peer] -= 1
         if self._per_ip[session.peer] <= 0:
@@ -350,6 +464,13 @@ class ServerHub:
                     self.keeper.leave(member)  # §18.1: a consented close ends it at once
         logger.info("%s disconnected (%d) %s", session.name, event.code, event.reason)
         return PeerClosed(member, event.code, event.reason, self.options.owned_policy.value)
+
+    def forget(self, member: int, conn: Any) -> None:
+        """The I/O layer gave up on ``conn`` without its ``Closed`` event (a close that
+        failed twice): forget its membership."""
+        if self.conns.get(member) is conn:
+            del self.conns[member]
+            self.members.pop(member, None)
 
     def _ledger_admits(self, session: Session, call: m.Rpc, now: float) -> bool:
         """§18.6: whether a "resume" member's call runs now; else it was answered here (a
@@ -527,6 +648,14 @@ def _encode(message: m.Message, limit: int) -> list[bytes]:
     return [body]
 
 
+class ClientStep(NamedTuple):
+    """What a client's I/O layer does after one session event (``ClientHub.step``)."""
+
+    events: list[ClientEvent]  # for the game loop's inbox, in order
+    reconnect: bool  # the connection dropped and the client resumes (§18): start reconnecting
+    settled: bool  # the handshake is over (welcome or close): ``connect()`` may return
+
+
 class ClientHub:
     """A client's calls in flight and what it learnt in the handshake.
 
@@ -534,6 +663,8 @@ class ClientHub:
     membership id, the token, the calls in flight (re-sent after the resume with their ids)
     and the calls made meanwhile (queued) survive; the I/O layer reconnects when
     ``resuming`` and reports each attempt's outcome through ``on_events``."""
+
+    max_unread = MAX_UNREAD  # events the game may leave unread before it is disconnected
 
     def __init__(self, reconnect: ReconnectPolicy | None = None) -> None:
         self.member: int | None = None
@@ -673,18 +804,59 @@ class ClientHub:
             session.send_encoded("rpc", m.encode_rpc(call_id, uid, method, args), now)
         return future
 
-    def settle_result(self, message: m.RpcResult) -> bool:
-        """``on_events`` of an ``rpc_result`` (§8.4) on a client that does not reconnect,
-        resolving the call's future at once: the event loop's client, which awaits it on
-        this thread. False with a reconnector: ``on_events`` then handles it."""
-        if self.reconnector is not None:
-            return False
-        future = self._calls.pop(message.id, None)
-        if future is None:
-            logger.warning("reply to unknown call id %d ignored", message.id)
-        else:
-            _settle(future, message.value, None)
-        return True
+    def step(
+        self,
+        session: Session | None,
+        event: SessionEvent,
+        now: float,
+        unread: int,
+        later: Callable[[Callable[[], None]], None] | None = None,
+    ) -> ClientStep | None:
+        """One session event of a client, whatever its I/O layer: what the layer does next.
+
+        Futures are resolved through ``later`` (the threaded layer runs them once its locks
+        are released), or at once when it is None (the event loop's client, whose calls are
+        awaited on that thread: an ``rpc_result`` then resolves its call here, §8.4, and
+        None is returned: nothing else to do). ``unread``: the events already waiting for
+        the game; a game that leaves more than ``max_unread`` unread is closed with 1008
+        (the session's ``close`` is queued here). None: nothing for the layer to do."""
+        if later is None:
+            if (
+                type(event) is Received
+                and type(event.message) is m.RpcResult
+                and self.reconnector is None
+            ):
+                result = event.message
+                future = self._calls.pop(result.id, None)
+                if future is None:
+                    logger.warning("reply to unknown call id %d ignored", result.id)
+                else:
+                    _settle(future, result.value, None)
+                return None
+            later = _now
+        outs = self.on_events(event, later, session, now)
+        if (
+            outs
+            and unread + len(outs) > self.max_unread
+            and session is not None
+            and not session.closed
+        ):
+            session.limit_hit("unread", CloseCode.POLICY, UNREAD_REASON, now)
+        if isinstance(event, Closed):
+            return ClientStep(outs, self.resuming, True)
+        if outs or isinstance(event, Opened):
+            return ClientStep(outs, False, isinstance(event, Opened))
+        return None
+
+    def handshake_failure(self, silent: str = "no welcome in time") -> HandshakeFailed | None:
+        """Why ``connect()`` failed (None: it did not, the welcome came): the close the
+        handshake ended with, else ``silent``."""
+        if self.member is not None:
+            return None
+        closed = self.closed
+        if closed is None:
+            return HandshakeFailed(CloseCode.ABNORMAL, silent)
+        return HandshakeFailed(closed.code, closed.reason)
 
     def on_event(
         self, event: SessionEvent, later: Callable[[Callable[[], None]], None]
@@ -855,6 +1027,11 @@ class ClientHub:
         if isinstance(message, (m.RoomJoined, m.RoomLeft, m.RoomEvent)):
             return event
         return None
+
+
+def _now(resolve: Callable[[], None]) -> None:
+    """``later`` of a layer that resolves futures at once."""
+    resolve()
 
 
 def _state(rc: Reconnector) -> ReconnectState:

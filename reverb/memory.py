@@ -54,16 +54,7 @@ class Clock:
         return self.now
 
 
-class _NoIO:
-    """The I/O base the endpoints expect: memory links have no send buffers to bound."""
-
-    def __init__(self, **buffers: int | None) -> None:
-        self.max_send_buffer = buffers.get("max_send_buffer")
-        self.max_total_send_buffer = buffers.get("max_total_send_buffer")
-        self.max_send_buffer_per_ip = buffers.get("max_send_buffer_per_ip")
-
-
-class MemoryServer(ServerEndpoint, _NoIO):
+class MemoryServer(ServerEndpoint):
     """The server side: the ``ServerEndpoint`` options and ``ServerHub`` of ``Server(...)``,
     its sessions fed by a ``MemoryNetwork``'s links. ``host``, ``port``, ``ssl_context``
     and the send-buffer limits are accepted for symmetry and have no effect here."""
@@ -104,7 +95,7 @@ class MemoryServer(ServerEndpoint, _NoIO):
                 self._inbox.append(out)
 
 
-class MemoryClient(ClientEndpoint, _NoIO):
+class MemoryClient(ClientEndpoint):
     """The client side of one link: ``Client(...)``'s options and API, minus the socket.
 
     ``connect()`` and ``disconnect()`` behave as ``Client``'s (same events, same reconnect

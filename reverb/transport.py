@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from reverb.proto import messages as m
-from reverb.proto.session import Closed, Received
+from reverb.proto.session import Closed, Received, Session, SessionEvent
 from reverb.reconnect import ReconnectEvent
 
 if TYPE_CHECKING:
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ClientEvent",
     "ClientTransport",
+    "ConnectionHandler",
     "PeerClosed",
     "PeerDropped",
     "PeerMessage",
@@ -136,6 +137,28 @@ class ClientTransport(Protocol):
 
     def abort(self, code: int, reason: str) -> None:
         """Close the connection with ``code`` (the client found the server's data invalid)."""
+
+
+ConnT_contra = TypeVar("ConnT_contra", contravariant=True)
+
+
+class ConnectionHandler(Protocol[ConnT_contra]):
+    """What an I/O loop calls back on the endpoint that owns it (``Server``, ``Client``,
+    ``AsyncServer``, ``AsyncClient``): the loop *has* a handler, the endpoint *has* a loop.
+    ``ConnT_contra`` is the layer's connection (``threaded._loop.Conn``,
+    ``aio._base.SessionProtocol``). Every call comes from the I/O side (the I/O thread, or
+    the event loop), holding what guards the connection's session."""
+
+    def open_session(self, ip: str, port: int, now: float) -> Session | None:
+        """A session for a new connection from ``ip``:``port``, or None to refuse it (the
+        connection limits, §11)."""
+
+    def on_event(self, conn: ConnT_contra, event: SessionEvent) -> None:
+        """One of ``conn``'s session events, in order (the hub turns it into game events)."""
+
+    def deliver(self, conn: ConnT_contra, message: m.Message, now: float) -> None:
+        """Queue on ``conn``'s session a message the game sent while the session was busy
+        being decoded into (a server's; a client never defers)."""
 
 
 if TYPE_CHECKING:  # mypy --strict checks that each I/O layer honours the contract

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future
@@ -441,11 +442,8 @@ def test_a_client_closed_by_the_server_connects_again(game: Game) -> None:
     member = game.start()
     assert game.client is not None
     ship, replica = game.spawn(4)
-    with game.server.lock:  # the server closes this client's connection
-        conn = game.server.by_member[member]
-        conn.session.close(1008, "kicked", time.monotonic())
-        game.server.mark_dirty(conn)
-    game.server.wake()
+    assert not game.server.close_member(member + 1, 1008, "kicked")  # no such client
+    assert game.server.close_member(member, 1008, "kicked")  # the server closes it
     game.until(lambda: "disconnected" in game.names(game.client_log), tick=False)
     assert not game.client.connected
     assert game.cctx.objects == {}  # stale replicas despawned, with their event
@@ -574,27 +572,63 @@ def test_a_sync_to_an_idle_connection_is_written_without_waking_the_io_thread(
     game.start()
     ship, replica = game.spawn(1)
     wakes: list[float] = []
-    wake = game.server.wake
+    io = game.server._io
+    wake = io.wake
 
     def counted() -> None:
         wakes.append(time.monotonic())
         wake()
 
-    game.server.wake = counted  # type: ignore[method-assign]
+    io.wake = counted  # type: ignore[method-assign]
     ship.x = 2
     game.sctx.tick(time.monotonic())  # the game thread writes the sync to the socket itself
     assert wakes == []
     game.until(lambda: replica.x == 2, tick=False)
 
 
+def test_a_busy_connection_is_checked_at_its_deadline_not_every_50_ms(game: Game) -> None:
+    # A client calls all along (the server's I/O thread busy with its connection); the
+    # session's next deadline (a ping, idle) is seconds away, so its timeouts are not checked
+    # meanwhile: the I/O thread takes deadlines from a heap (hub.Deadlines), as the asyncio
+    # layer does, instead of checking every session every 50 ms while anything moves.
+    member = game.start(time_sync=False)
+    _, replica = game.spawn(1)
+    session = game.server.hub.members[member]
+    check = session.check_timeouts
+    checks: list[float] = []
+
+    def counted(now: float) -> None:
+        checks.append(now)
+        check(now)
+
+    session.check_timeouts = counted  # type: ignore[method-assign]
+    until = time.monotonic() + 0.6
+    answers: list[int | None] = []
+
+    def caller() -> None:
+        while time.monotonic() < until:
+            answers.append(replica.compute_server("who").result(5))
+            time.sleep(0.005)  # within the call rate (§11): about 150 a second
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    try:
+        while thread.is_alive():
+            game.sctx.server_sync()  # answers the calls as they come
+    finally:
+        thread.join(10)
+    assert len(answers) > 20 and set(answers) == {member}
+    assert len(checks) <= 1, (checks, len(answers))  # checked every 50 ms: about 12
+
+
 def test_an_idle_io_loop_sleeps_until_the_next_deadline(game: Game) -> None:
-    # Nothing in flight, the next deadline (a ping) seconds away: the I/O thread does not
-    # wake every CHECK_INTERVAL (50 ms) meanwhile. A window of time is what is measured here.
+    # Nothing in flight, the next deadline (a ping) seconds away: the I/O thread sleeps until
+    # it (at most QUIET_CHECK_MAX). A window of time is what is measured here.
     # The client keeps no server clock: its clock pings (8 in the first 0.8 s, protocol §13)
     # would be activity.
     game.start(time_sync=False)
     game.spawn(1)
-    selector = game.server._sel
+    selector = game.server._io._sel
     select = selector.select
     calls: list[float] = []
 
@@ -603,7 +637,7 @@ def test_an_idle_io_loop_sleeps_until_the_next_deadline(game: Game) -> None:
         return select(timeout)
 
     selector.select = counted  # type: ignore[method-assign]
-    time.sleep(0.2)  # the last activity's 50 ms check passes; then the loop is quiet
+    time.sleep(0.2)  # the last activity passes; then the loop is quiet
     calls.clear()
     time.sleep(0.6)
     assert len(calls) <= 2, calls  # at 50 ms: about 12

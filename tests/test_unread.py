@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-import reverb.threaded.client as threaded_client
 from reverb import Client, ReverbContext, ReverbObject, ReverbSide, Server
+from reverb.hub import ClientHub
 
 
 class Beacon(ReverbObject):
@@ -20,7 +20,7 @@ class Beacon(ReverbObject):
 
 @pytest.mark.timeout(30)
 def test_unread_updates_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(threaded_client, "MAX_UNREAD", 20)
+    monkeypatch.setattr(ClientHub, "max_unread", 20)
     sctx, cctx = ReverbContext(ReverbSide.SERVER), ReverbContext(ReverbSide.CLIENT)
     sctx.register(Beacon)
     cctx.register(Beacon)

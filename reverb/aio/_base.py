@@ -1,10 +1,13 @@
 """What the asyncio server and client share: a protocol per connection feeding its session,
 an inbox with an event to wait on, and the sessions' deadlines.
 
+``AsyncServer`` and ``AsyncClient`` each *have* an ``AioLoop``, which calls them back through
+``transport.ConnectionHandler`` (``open_session``, ``on_event``, ``deliver``).
+
 Deadlines: each session says when it next has something to do (``Session.next_deadline``);
-the earliest of them is kept in a heap with one ``call_later`` timer for the first, so a
-deadline fires on time however many connections there are, and receiving bytes never costs
-more than a comparison (§2.6, §4.6, §9).
+they are kept in a heap (``hub.Deadlines``, as in the threaded layer) with one
+``call_later`` timer for the earliest, so a deadline fires on time however many connections
+there are, and receiving bytes never costs more than a comparison (§2.6, §4.6, §9).
 
 Output: the transport is handed at most about ``WINDOW`` bytes at a time (its write-buffer
 limits pause us); the rest waits in the connection's ``SendQueue`` as whole frames, which the
@@ -19,8 +22,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import heapq
-import itertools
 import logging
 import time
 from collections import Counter, deque
@@ -30,10 +31,12 @@ from typing import Any
 from reverb._memory import TRIM_AFTER, Trimmer
 from reverb._sendq import BIG_FRAME, WINDOW, FrameSizer, SendQueue, over_budget
 from reverb.errors import CloseCode
+from reverb.hub import SHED_REASONS, Deadlines, sheds
 from reverb.proto import messages as m
-from reverb.proto.session import Session, SessionEvent, State
+from reverb.proto.session import Session, State
+from reverb.transport import ConnectionHandler
 
-__all__ = ["AioLoop", "SessionProtocol"]
+__all__ = ["AioInbox", "AioLoop", "SessionProtocol"]
 
 logger = logging.getLogger("reverb")
 
@@ -86,7 +89,9 @@ class SessionProtocol(asyncio.BufferedProtocol):
         self.transport = transport
         transport.set_write_buffer_limits(high=WINDOW)
         try:
-            self.session = self.owner.open_session(self, transport)
+            peer = transport.get_extra_info("peername")
+            host, port = (peer[0], peer[1]) if peer else ("", 0)
+            self.session = self.owner.handler.open_session(host, port, time.monotonic())
         except Exception:
             logger.exception("opening a session failed")
             transport.abort()
@@ -183,18 +188,61 @@ class SessionProtocol(asyncio.BufferedProtocol):
             self.owner.guarded(self, self.owner.pump, self)
 
 
-class AioLoop:
-    """Base of ``AsyncServer`` and ``AsyncClient``."""
+class AioInbox:
+    """Events for the game task: the loop's callbacks ``put`` them, the endpoint's
+    ``poll()`` takes them all, ``wait`` suspends until one comes. ``waiters``: the tasks
+    suspended in ``wait`` (a server answers a call inline while its game task waits)."""
 
-    clock = staticmethod(time.monotonic)  # the endpoints' and the context's time (transport.py)
+    __slots__ = ("events", "waiters")
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        self.waiters: list[asyncio.Future[None]] = []  # the tasks in ``wait``
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def put(self, event: Any) -> None:
+        self.events.append(event)
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:  # each waiting task resumes in the loop's next iteration
+            _resolve(waiter)
+
+    def take(self) -> list[Any]:
+        events, self.events = self.events, []
+        return events
+
+    async def wait(self, timeout: float) -> None:
+        """Until something is put or ``timeout`` passes. One bare future and one timer: an
+        event (an RPC) resumes the waiting game task one loop iteration later, not the three
+        that ``wait_for`` on an ``asyncio.Event`` takes."""
+        if self.events:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self.waiters.append(waiter)
+        timer = loop.call_later(timeout, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            if waiter in self.waiters:  # timed out or cancelled: not resolved by ``put``
+                self.waiters.remove(waiter)
+
+
+class AioLoop:
+    """The connections of an ``AsyncServer`` or ``AsyncClient`` (its ``handler``): their
+    protocols, output, send budget and deadlines, on the running event loop."""
 
     def __init__(
         self,
+        handler: ConnectionHandler[SessionProtocol],
         *,
         max_send_buffer: int,
         max_total_send_buffer: int | None = None,
         max_send_buffer_per_ip: int | None = None,
     ) -> None:
+        self.handler = handler
         self.max_send_buffer = max_send_buffer
         self.max_total_send_buffer = max_total_send_buffer
         self.max_send_buffer_per_ip = max_send_buffer_per_ip
@@ -202,10 +250,7 @@ class AioLoop:
         self.offload: concurrent.futures.ThreadPoolExecutor | None = None
         self.protocols: set[SessionProtocol] = set()
         self.read_view = memoryview(bytearray(READ_SIZE))  # every connection's reads
-        self._inbox: list[Any] = []
-        self._waiters: list[asyncio.Future[None]] = []  # the tasks in ``wait``
-        self._heap: list[tuple[float, int, SessionProtocol]] = []
-        self._seq = itertools.count()
+        self._deadlines: Deadlines[SessionProtocol] = Deadlines()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
         self._timing = False
@@ -214,40 +259,6 @@ class AioLoop:
         self._budget_scheduled = False
         self._trimmer = Trimmer()
         self._trim_scheduled = False
-
-    def open_session(self, proto: SessionProtocol, transport: asyncio.Transport) -> Session | None:
-        """A session for a new connection, or None to refuse it."""
-        raise NotImplementedError
-
-    def on_event(self, proto: SessionProtocol, event: SessionEvent) -> None:
-        raise NotImplementedError
-
-    def emit(self, event: Any) -> None:
-        self._inbox.append(event)
-        waiters, self._waiters = self._waiters, []
-        for waiter in waiters:  # each waiting task resumes in the loop's next iteration
-            _resolve(waiter)
-
-    def poll(self) -> list[Any]:
-        events, self._inbox = self._inbox, []
-        return events
-
-    async def wait(self, timeout: float) -> None:
-        """Until something is emitted or ``timeout`` passes. One bare future and one timer:
-        an event (an RPC) resumes the waiting game task one loop iteration later, not the
-        three that ``wait_for`` on an ``asyncio.Event`` takes."""
-        if self._inbox:
-            return
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[None] = loop.create_future()
-        self._waiters.append(waiter)
-        timer = loop.call_later(timeout, _resolve, waiter)
-        try:
-            await waiter
-        finally:
-            timer.cancel()
-            if waiter in self._waiters:  # timed out or cancelled: not resolved by ``emit``
-                self._waiters.remove(waiter)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -278,29 +289,30 @@ class AioLoop:
                 transport.abort()
 
     def pump(self, proto: SessionProtocol) -> None:
-        """Move the session's output towards the transport and its events to ``on_event``.
+        """Move the session's output towards the transport and its events to the handler.
 
-        Same rule as the threaded layer: a peer whose unsent bytes already exceed
-        ``max_send_buffer`` as more arrive is dropped with ``close`` 1013, sent after the
-        frame in progress (§10.1)."""
+        The same slow-consumer rule as the threaded layer (``hub.sheds``): a peer that does
+        not read is dropped with ``close`` 1013, sent after the frame in progress (§10.1)."""
         session, transport = proto.session, proto.transport
         if session is None or transport is None or proto.busy:
             return  # a busy one is pumped when the worker hands it back
         if proto.deferred:
+            now = time.monotonic()
             while proto.deferred and session.state is State.OPEN:
-                self.deliver(proto, proto.deferred.popleft())
+                self.handler.deliver(proto, proto.deferred.popleft(), now)
             proto.deferred.clear()
         backlog = proto.queue.size + transport.get_write_buffer_size()  # proto.backlog()
         data = self._take(proto)
         events = session.events()
         late = False
         if events:
+            on_event = self.handler.on_event
             for event in events:
-                self.on_event(proto, event)
-            late = self._take(proto)  # what the event handlers queued (a close)
-        if (data or late) and backlog > self.max_send_buffer and not session.closed:
+                on_event(proto, event)
+            late = self._take(proto)  # what the handler queued (a close)
+        if (data or late) and sheds(backlog, self.max_send_buffer, session):
             logger.warning("%s does not read; %d bytes unsent", session.name, backlog)
-            self.shed(proto, "send_buffer", "send buffer over its limit")
+            self.shed(proto, "send_buffer")
             return
         if proto.queue:
             self._write(proto)
@@ -343,10 +355,6 @@ class AioLoop:
         if not self.write_now(proto):
             self.pump(proto)
 
-    def deliver(self, proto: SessionProtocol, message: m.Message) -> None:
-        """Queue a message that was sent while the session was busy (server only)."""
-        raise NotImplementedError
-
     def _take(self, proto: SessionProtocol) -> bool:
         assert proto.session is not None and proto.transport is not None
         data = proto.session.data_to_send()
@@ -364,14 +372,14 @@ class AioLoop:
             self.account(proto, -len(piece))
             transport.write(piece)  # may pause us (high-water mark: WINDOW)
 
-    def shed(self, proto: SessionProtocol, limit: str, reason: str) -> None:
+    def shed(self, proto: SessionProtocol, limit: str) -> None:
         """Drop a peer that does not read: discard every frame not yet handed to the
         transport, queue ``close`` 1013, flush for at most ``CLOSE_LINGER``."""
         session, transport = proto.session, proto.transport
         assert session is not None and transport is not None
         session.data_to_send()  # never begun: discarded
         self.freed(proto, proto.queue.discard())
-        session.limit_hit(limit, CloseCode.SLOW_CONSUMER, reason, time.monotonic())
+        session.limit_hit(limit, CloseCode.SLOW_CONSUMER, SHED_REASONS[limit], time.monotonic())
         self.pump(proto)
 
     # -- the send budget ---------------------------------------------------------------------
@@ -426,27 +434,17 @@ class AioLoop:
                 victim.backlog(),
                 "server's" if limit == "total_send_buffer" else "address's",
             )
-            reason = (
-                "server send buffers over their limit"
-                if limit == "total_send_buffer"
-                else "send buffers of this address over their limit"
-            )
-            self.guarded(victim, self.shed, victim, limit, reason)
+            self.guarded(victim, self.shed, victim, limit)
 
     # -- deadlines ---------------------------------------------------------------------------
 
     def schedule(self, proto: SessionProtocol) -> None:
         """Make sure the heap holds an entry no later than the session's next deadline."""
-        if not self._timing or proto.session is None:
+        session = proto.session
+        if not self._timing or session is None:
             return
-        when = proto.session.next_deadline()
-        if when is None:
-            return
-        if proto.deadline is not None and proto.deadline <= when:
-            return  # an earlier entry is there: it re-schedules when it fires
-        proto.deadline = when
-        heapq.heappush(self._heap, (when, next(self._seq), proto))
-        if when < self._timer_at:
+        when = session.next_deadline()
+        if self._deadlines.schedule(proto, when) and when is not None and when < self._timer_at:
             self._arm(when)
 
     def _arm(self, when: float) -> None:
@@ -459,15 +457,12 @@ class AioLoop:
     def _fire(self) -> None:
         self._timer, self._timer_at = None, float("inf")
         now = time.monotonic()
-        heap = self._heap
-        while heap and heap[0][0] <= now:
-            when, _, proto = heapq.heappop(heap)
-            if proto.deadline != when or proto not in self.protocols:
-                continue  # superseded by an earlier entry, or gone
-            proto.deadline = None
-            self.guarded(proto, self._due, proto, now)
-        if heap:
-            self._arm(heap[0][0])
+        for proto in self._deadlines.due(now):
+            if proto in self.protocols:
+                self.guarded(proto, self._due, proto, now)
+        next_at = self._deadlines.next_at()
+        if next_at is not None:
+            self._arm(next_at)
 
     def _due(self, proto: SessionProtocol, now: float) -> None:
         assert proto.session is not None
@@ -486,9 +481,7 @@ class AioLoop:
         if self._timer is not None:
             self._timer.cancel()
         self._timer, self._timer_at = None, float("inf")
-        self._heap.clear()
-        for proto in self.protocols:
-            proto.deadline = None
+        self._deadlines.clear()
 
     async def wait_closed(self, timeout: float) -> None:
         """Wait (bounded) until every connection has gone."""

@@ -12,11 +12,11 @@ from concurrent.futures import Future
 from typing import Any
 
 from reverb._future import LightFuture
-from reverb.aio._base import AioLoop, SessionProtocol
-from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint
+from reverb.aio._base import AioInbox, AioLoop, SessionProtocol
+from reverb.endpoints import ClientEndpoint
 from reverb.errors import CloseCode, HandshakeFailed, InvalidState, RoomTimeout
 from reverb.proto import messages as m
-from reverb.proto.session import Closed, Opened, Received, Session, SessionEvent
+from reverb.proto.session import Session, SessionEvent
 from reverb.reconnect import ReconnectState
 from reverb.stats import ConnectionStats
 from reverb.transport import ClientEvent
@@ -80,15 +80,21 @@ class CallFuture(LightFuture[Any]):
         return super().exception(timeout)
 
 
-class AsyncClient(ClientEndpoint, AioLoop):
+class AsyncClient(ClientEndpoint):
     """The asyncio twin of ``reverb.Client`` (same options: ``ClientEndpoint``); ``connect``,
     ``disconnect`` and ``client_sync`` are coroutines. ``compute_server`` returns a
-    ``CallFuture``: ``value = await obj.compute_server(obj.move, 1)``."""
+    ``CallFuture``: ``value = await obj.compute_server(obj.move, 1)``. Its connection is its
+    ``AioLoop``'s, which calls it back as a ``ConnectionHandler``."""
 
+    clock = staticmethod(time.monotonic)  # the endpoint's and the context's time (transport.py)
     _proto: SessionProtocol | None = None
     _loop: asyncio.AbstractEventLoop | None = None  # the loop of the last connect()
     _handshake_done: asyncio.Event | None = None  # a fresh one at each connect()
     _reconnect_task: asyncio.Task[None] | None = None  # §18: reconnecting after a drop
+
+    def _setup_io(self) -> None:
+        self._inbox = AioInbox()
+        self._io = AioLoop(self, max_send_buffer=self.max_send_buffer)
 
     @property
     def stats(self) -> ConnectionStats:
@@ -109,7 +115,7 @@ class AsyncClient(ClientEndpoint, AioLoop):
         try:
             _, proto = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: SessionProtocol(self),
+                    lambda: SessionProtocol(self._io),
                     self.ip,
                     self.port,
                     ssl=self.ssl_context,
@@ -120,21 +126,17 @@ class AsyncClient(ClientEndpoint, AioLoop):
         except (OSError, asyncio.TimeoutError) as exc:
             raise HandshakeFailed(CloseCode.ABNORMAL, f"cannot connect: {exc}") from exc
         self._proto = proto
-        self.start_timer()
+        self._io.start_timer()
         try:
             await asyncio.wait_for(handshake_done.wait(), self.connect_timeout + 1.0)
         except asyncio.TimeoutError:
             pass
-        member = self.hub.member
-        if member is None:
-            closed = self.hub.closed
+        failure = self.hub.handshake_failure()
+        if failure is not None:
             await self._shutdown()
-            code, reason = (
-                (closed.code, closed.reason)
-                if closed
-                else (CloseCode.ABNORMAL, "no welcome in time")
-            )
-            raise HandshakeFailed(code, reason)
+            raise failure
+        member = self.hub.member
+        assert member is not None
         self.context.client_connected(member)
 
     async def disconnect(self) -> None:
@@ -149,8 +151,8 @@ class AsyncClient(ClientEndpoint, AioLoop):
         self.context.client_sync()
 
     async def _shutdown(self) -> None:
-        await self.wait_closed(2.0)
-        await self.stop_timer()
+        await self._io.wait_closed(2.0)
+        await self._io.stop_timer()
         self._proto = None
 
     # -- reconnection (§18) ------------------------------------------------------------------
@@ -169,7 +171,7 @@ class AsyncClient(ClientEndpoint, AioLoop):
         if proto is not None and proto.session is not None and not proto.session.closed:
             self.abort(CloseCode.NORMAL, "client disconnect")
         for event in self.hub.give_up(CloseCode.NORMAL, "client disconnect"):
-            self.emit(event)
+            self._inbox.put(event)
 
     async def _reconnect(self) -> None:
         """Back off, then try, until resumed or given up; the game task never waits for it
@@ -185,7 +187,7 @@ class AsyncClient(ClientEndpoint, AioLoop):
                     await asyncio.sleep(max(rc.next_try - now, 0.001))
                     continue
                 for event in events:
-                    self.emit(event)
+                    self._inbox.put(event)
                 await self._attempt()
         except asyncio.CancelledError:
             raise
@@ -198,7 +200,7 @@ class AsyncClient(ClientEndpoint, AioLoop):
         try:
             _, proto = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: SessionProtocol(self),
+                    lambda: SessionProtocol(self._io),
                     self.ip,
                     self.port,
                     ssl=self.ssl_context,
@@ -208,7 +210,7 @@ class AsyncClient(ClientEndpoint, AioLoop):
             )
         except (OSError, asyncio.TimeoutError) as exc:
             for event in self.hub.attempt_failed(time.monotonic(), f"cannot connect: {exc}"):
-                self.emit(event)
+                self._inbox.put(event)
             return
         self._proto = proto
         try:  # the session's own handshake deadline ends a silent attempt
@@ -219,8 +221,12 @@ class AsyncClient(ClientEndpoint, AioLoop):
     async def client_sync(self, timeout: float = 0.0) -> int:
         """``ReverbContext.client_sync`` for the event loop."""
         if timeout > 0:
-            await self.wait(timeout)
+            await self._inbox.wait(timeout)
         return self.context.client_sync()
+
+    async def wait(self, timeout: float) -> None:
+        """Until an event arrives or ``timeout`` passes (a coroutine, as ``AsyncServer``'s)."""
+        await self._inbox.wait(timeout)
 
     # -- ClientTransport ---------------------------------------------------------------------
 
@@ -230,7 +236,7 @@ class AsyncClient(ClientEndpoint, AioLoop):
         session = proto.session if proto else None
         self.hub.call(session, uid, method, args, time.monotonic(), future)
         if proto is not None:
-            self.flush(proto)  # written to the transport now, in this loop iteration
+            self._io.flush(proto)  # written to the transport now, in this loop iteration
         return future
 
     def _room_call(
@@ -243,7 +249,7 @@ class AsyncClient(ClientEndpoint, AioLoop):
         session = proto.session if proto else None
         self.hub.room_request(session, build, time.monotonic(), future)
         if proto is not None:
-            self.pump(proto)
+            self._io.pump(proto)
 
         async def answer() -> Any:
             try:
@@ -261,46 +267,38 @@ class AsyncClient(ClientEndpoint, AioLoop):
         session = proto.session if proto else None
         self.hub.send_message(session, name, data, time.monotonic())
         if proto is not None:
-            self.pump(proto)
+            self._io.pump(proto)
 
     def abort(self, code: int, reason: str) -> None:
         proto = self._proto
         if proto is not None and proto.session is not None:
             proto.session.close(code, reason[:200], time.monotonic())
-            self.pump(proto)
+            self._io.pump(proto)
 
     def poll(self) -> list[ClientEvent]:
-        return super().poll()
+        return self._inbox.take()
 
-    # -- protocol callbacks ------------------------------------------------------------------
+    # -- ConnectionHandler: the loop's protocol callbacks --------------------------------------
 
-    def open_session(self, proto: SessionProtocol, transport: asyncio.Transport) -> Session:
-        return self.new_session(resume=self.hub.resuming)
+    def open_session(self, ip: str, port: int, now: float) -> Session:
+        return self.new_session(now, resume=self.hub.resuming)
 
     def on_event(self, proto: SessionProtocol, event: SessionEvent) -> None:
-        if (
-            type(event) is Received
-            and type(event.message) is m.RpcResult
-            and self.hub.settle_result(event.message)
-        ):
-            return  # the call's future resolved; nothing for the game loop (§8.4)
-        session = proto.session
-        outs = self.hub.on_events(event, _run, session, time.monotonic())
-        for out in outs:
-            self.emit(out)
-        if outs and len(self._inbox) > MAX_UNREAD and session is not None and not session.closed:
-            session.limit_hit("unread", CloseCode.POLICY, UNREAD_REASON, time.monotonic())
-        if isinstance(event, Closed) and self.hub.resuming:
+        inbox = self._inbox
+        step = self.hub.step(proto.session, event, time.monotonic(), len(inbox.events))
+        if step is None:
+            return  # e.g. a call's result: its future resolved here, nothing for the game
+        for out in step.events:
+            inbox.put(out)
+        if step.reconnect:
             task = self._reconnect_task
             if task is None or task.done():  # §18: after a drop
                 self._reconnect_task = asyncio.get_running_loop().create_task(self._reconnect())
-        if isinstance(event, (Opened, Closed)) and self._handshake_done is not None:
+        if step.settled and self._handshake_done is not None:
             self._handshake_done.set()
 
-
-def _run(resolve: Callable[[], None]) -> None:
-    """Resolve a call's future now: the client's loop is the thread that awaits it."""
-    resolve()
+    def deliver(self, proto: SessionProtocol, message: m.Message, now: float) -> None:
+        raise AssertionError("a client never defers what it sends")  # pragma: no cover
 
 
 async def _awaited(future: CallFuture) -> Any:

@@ -7,38 +7,47 @@ import concurrent.futures
 import logging
 import time
 
-from reverb.aio._base import AioLoop, SessionProtocol
+from reverb.aio._base import AioInbox, AioLoop, SessionProtocol
 from reverb.endpoints import ServerEndpoint
 from reverb.errors import CloseCode, InvalidState
+from reverb.hub import HOUSEKEEPING_INTERVAL
 from reverb.proto import messages as m
-from reverb.proto.session import Opened, Session, SessionEvent
-from reverb.transport import PeerMessage, ServerEvent
+from reverb.proto.session import Session, SessionEvent, State
+from reverb.transport import ServerEvent
 
 __all__ = ["AsyncServer"]
 
 logger = logging.getLogger("reverb")
 
-RESUME_CHECK = 0.25  # s between expiry checks of held memberships (§18.5)
 
-
-class AsyncServer(ServerEndpoint, AioLoop):
+class AsyncServer(ServerEndpoint):
     """The asyncio twin of ``reverb.Server`` (same options: ``ServerEndpoint``);
-    ``start_server``, ``stop_server`` and ``server_sync`` are coroutines."""
+    ``start_server``, ``stop_server`` and ``server_sync`` are coroutines. Its connections
+    are its ``AioLoop``'s, which calls it back as a ``ConnectionHandler``. A call that
+    arrives while the game task waits in ``server_sync()`` with nothing queued is answered
+    in the protocol callback, no loop iteration later (``inline_calls``)."""
 
+    clock = staticmethod(time.monotonic)  # the endpoint's and the context's time (transport.py)
     _server: asyncio.Server | None = None
     _resume_timer: asyncio.TimerHandle | None = None
     loop: asyncio.AbstractEventLoop | None = None  # the loop it serves on, once started
-    # A call that arrives while the game task waits in server_sync() with nothing queued is
-    # answered in the protocol callback, no loop iteration later. False: every call runs
-    # when the game task resumes (guide §7).
-    inline_calls = True
+
+    def _setup_io(self) -> None:
+        self._inbox = AioInbox()
+        self._io = AioLoop(
+            self,
+            max_send_buffer=self.max_send_buffer,
+            max_total_send_buffer=self.max_total_send_buffer,
+            max_send_buffer_per_ip=self.max_send_buffer_per_ip,
+        )
 
     async def start_server(self) -> None:
         if self._server is not None:
             raise InvalidState("the server is already started")
         loop = self.loop = asyncio.get_running_loop()
+        io = self._io
         self._server = await loop.create_server(
-            lambda: SessionProtocol(self),
+            lambda: SessionProtocol(io),
             self.host,
             self.requested_port,
             backlog=128,
@@ -47,10 +56,10 @@ class AsyncServer(ServerEndpoint, AioLoop):
             ssl_handshake_timeout=self.hub.options.handshake_timeout if self.ssl_context else None,
         )
         self._port = self._server.sockets[0].getsockname()[1]
-        self.offload = concurrent.futures.ThreadPoolExecutor(1, f"reverb-decode:{self._port}")
+        io.offload = concurrent.futures.ThreadPoolExecutor(1, f"reverb-decode:{self._port}")
         self.attach()
-        self.start_timer()
-        self._resume_timer = loop.call_later(RESUME_CHECK, self._resume_tick)
+        io.start_timer()
+        self._resume_timer = loop.call_later(HOUSEKEEPING_INTERVAL, self._resume_tick)
         logger.info("async server listening on %s:%d", self.host, self._port)
 
     async def stop_server(self, timeout: float = 2.0) -> None:
@@ -61,33 +70,37 @@ class AsyncServer(ServerEndpoint, AioLoop):
             self._resume_timer.cancel()
             self._resume_timer = None
         now = time.monotonic()
-        for proto in list(self.protocols):
+        io = self._io
+        for proto in list(io.protocols):
             if proto.session is not None and not proto.busy:
                 proto.session.close(CloseCode.GOING_AWAY, "server shutting down", now)
-                self.guarded(proto, self.pump, proto)
-        await self.wait_closed(timeout)
-        await self.stop_timer()
-        if self.offload is not None:
-            self.offload.shutdown(wait=True)  # at most one frame being decoded
-            self.offload = None
+                io.guarded(proto, io.pump, proto)
+        await io.wait_closed(timeout)
+        await io.stop_timer()
+        if io.offload is not None:
+            io.offload.shutdown(wait=True)  # at most one frame being decoded
+            io.offload = None
         self._server = None
         self.detach()
 
     def _resume_tick(self) -> None:
         """§18: expire held memberships; ask "resume" clients to confirm answers."""
-        self._resume_timer = asyncio.get_running_loop().call_later(RESUME_CHECK, self._resume_tick)
+        self._resume_timer = asyncio.get_running_loop().call_later(
+            HOUSEKEEPING_INTERVAL, self._resume_tick
+        )
         if not len(self.hub.keeper):
             return
         now = time.monotonic()
         events, due = self.hub.housekeeping(now)
         for event in events:
-            self.emit(event)
+            self._inbox.put(event)
+        io = self._io
         for session in due:
             proto = self.by_member.get(session.member)
             if proto is None or proto.busy:
                 continue
             self.hub.confirm_ping(session, now)
-            self.guarded(proto, self.pump, proto)
+            io.guarded(proto, io.pump, proto)
 
     async def server_sync(self) -> None:
         """``ReverbContext.server_sync`` for the event loop: awaits instead of blocking.
@@ -96,8 +109,26 @@ class AsyncServer(ServerEndpoint, AioLoop):
         lets the loop accept connections and read sockets between ticks.
         """
         while (wait := self.context.server_step(time.monotonic())) > 0:
-            await self.wait(wait)
+            await self._inbox.wait(wait)
         await asyncio.sleep(0)
+
+    async def wait(self, timeout: float) -> None:
+        """Until an event arrives or ``timeout`` passes (a coroutine: the context's blocking
+        loops refuse this server and say to await ``server_sync()``)."""
+        await self._inbox.wait(timeout)
+
+    def close_member(self, member: int, code: int, reason: str) -> bool:
+        """Close client ``member``'s connection with ``code``, on the event loop's thread:
+        its session sends ``close`` now and the leave is reported as for any other close.
+        False when no such client is connected, or while a worker decodes a large frame
+        into its session (try again)."""
+        proto = self.by_member.get(member)
+        session = self.hub.members.get(member)
+        if proto is None or session is None or session.state is not State.OPEN or proto.busy:
+            return False
+        session.close(code, reason, time.monotonic())
+        self._io.guarded(proto, self._io.pump, proto)
+        return True
 
     # -- ServerTransport ---------------------------------------------------------------------
 
@@ -107,15 +138,16 @@ class AsyncServer(ServerEndpoint, AioLoop):
         answer = type(message) is m.RpcResult or type(message) is m.RpcErrorReply
         if answer and len(self.hub.keeper):
             self.hub.remember(members, message, time.monotonic())  # §18.6, dropped or not
+        io = self._io
         if answer and len(members) == 1:  # one call's answer to a ready connection: at once
             proto = self.by_member.get(members[0])
             if proto is not None and not (proto.busy or proto.deferred):
                 if self.hub.send(members, message, time.monotonic()):
-                    try:  # ``self.guarded(proto, self.flush, proto)``, inlined
-                        if not self.write_now(proto):
-                            self.pump(proto)
+                    try:  # ``io.guarded(proto, io.flush, proto)``, inlined
+                        if not io.write_now(proto):
+                            io.pump(proto)
                     except Exception:
-                        self.failed(proto)
+                        io.failed(proto)
                 return
         ready = []
         for member in members:
@@ -125,48 +157,31 @@ class AsyncServer(ServerEndpoint, AioLoop):
             else:
                 ready.append(member)
         # an answer goes to the transport at once when nothing waits before it
-        flush = self.flush if answer else self.pump
+        flush = io.flush if answer else io.pump
         for session in self.hub.send(tuple(ready), message, time.monotonic()):
             proto = self.by_member[session.member]
-            self.guarded(proto, flush, proto)
-
-    def deliver(self, proto: SessionProtocol, message: m.Message) -> None:
-        assert proto.session is not None
-        self.hub.send((proto.session.member,), message, time.monotonic())
+            io.guarded(proto, flush, proto)
 
     def poll(self) -> list[ServerEvent]:
-        events = super().poll()
+        events = self._inbox.take()
         self.hub.pending.clear()
         return events
 
-    # -- protocol callbacks ------------------------------------------------------------------
+    # -- ConnectionHandler: the loop's protocol callbacks --------------------------------------
 
-    def open_session(self, proto: SessionProtocol, transport: asyncio.Transport) -> Session | None:
-        host, port = transport.get_extra_info("peername")[:2]
-        if not self.hub.admit(host):
+    def open_session(self, ip: str, port: int, now: float) -> Session | None:
+        if not self.hub.admit(ip):
             return None
-        session = self.hub.open(host, port, time.monotonic())
-        self.by_member[session.member] = proto
-        return session
+        return self.hub.open(ip, port, now)
 
     def on_event(self, proto: SessionProtocol, event: SessionEvent) -> None:
         assert proto.session is not None
-        if isinstance(event, Opened) and event.resumed:  # §18.4: keyed by the resumed id
-            self.by_member.pop(event.replaced, None)
-            self.by_member[event.member] = proto
-        out = self.hub.on_event(proto.session, event, time.monotonic())
-        if out is None:
-            pass
-        elif (
-            self._waiters  # the game task is suspended in server_sync(): nothing queued
-            and self.inline_calls
-            and isinstance(out, PeerMessage)
-            and isinstance(out.message, m.Rpc)
-            and self.context.connection is self
-        ):
-            self.hub.pending.pop(out.member, None)
-            self.context.answer(out.member, out.message)  # now, not a loop iteration later
-        else:
-            self.emit(out)
-        if proto.session.closed:
-            self.by_member.pop(proto.session.member, None)
+        out = self.hub.on_event(proto.session, event, time.monotonic(), proto)
+        # the game task suspended in server_sync(), nothing queued: answered now, not a loop
+        # iteration later
+        if out is not None and not (self._inbox.waiters and self.answer_now(out)):
+            self._inbox.put(out)
+
+    def deliver(self, proto: SessionProtocol, message: m.Message, now: float) -> None:
+        assert proto.session is not None
+        self.hub.send((proto.session.member,), message, now)

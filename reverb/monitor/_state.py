@@ -306,18 +306,9 @@ class ServerView:
         connected.
         """
         note = f"disconnected by operator: {reason}"[:MAX_REASON]
-        if getattr(self.server, "lock", None) is None:
+        if getattr(self.server, "lock", None) is None:  # an AsyncServer
             return self._disconnect_on_loop(member, note)
-        with self.server.lock:
-            conn = self.server.by_member.get(member)
-            session = self.hub.members.get(member)
-            if conn is None or session is None or session.state is not State.OPEN:
-                return False
-            with conn.lock:  # a worker decoding a large frame into it holds it meanwhile
-                session.close(CloseCode.NORMAL, note, time.monotonic())
-            self.server.mark_dirty(conn)
-        self.server.wake()
-        return True
+        return bool(self.server.close_member(member, CloseCode.NORMAL, note))
 
     def _disconnect_on_loop(self, member: int, note: str) -> bool:
         """``AsyncServer``: the close runs on its event loop (its sessions are the loop's),
@@ -339,9 +330,7 @@ class ServerView:
                 if time.monotonic() > deadline:
                     return False
                 await asyncio.sleep(0.01)  # a worker has the session for one large frame
-            session.close(CloseCode.NORMAL, note, time.monotonic())
-            server.guarded(proto, server.pump, proto)
-            return True
+            return bool(server.close_member(member, CloseCode.NORMAL, note))
 
         future = asyncio.run_coroutine_threadsafe(close(), loop)
         try:

@@ -6,7 +6,11 @@ takes ``lock`` (then a connection's) to queue messages; the I/O thread takes bot
 output and events. A server decodes what it received holding only the connection's lock, so a
 large frame being decoded never holds up the game thread (its messages for that one connection
 wait in ``deferred`` meanwhile). Lock order: ``lock`` before any connection's. Events for the
-game thread go through an inbox that ``poll()`` empties and ``wait()`` blocks on.
+game thread go through an ``Inbox`` that the endpoint's ``poll()`` empties and ``wait()``
+blocks on.
+
+``Server`` and ``Client`` each *have* an ``IOLoop``; the loop calls them back through
+``LoopHandler`` (``transport.ConnectionHandler`` plus two threaded-only calls).
 
 An unexpected exception while serving one connection closes that connection with 1011
 "internal error" (logged with its traceback, counted in ``stats["internal_error"]``); the
@@ -24,26 +28,29 @@ import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from reverb._memory import Trimmer
 from reverb._sendq import BIG_FRAME, WINDOW, FrameSizer, SendQueue, over_budget
 from reverb.errors import CloseCode
+from reverb.hub import SHED_REASONS, Deadlines, sheds
 from reverb.proto import messages as m
 from reverb.proto.session import Session as _Session
-from reverb.proto.session import SessionEvent, State
+from reverb.proto.session import State
+from reverb.transport import ConnectionHandler
 
-__all__ = ["Conn", "IOLoop", "Tls"]
+__all__ = ["Conn", "IOLoop", "Inbox", "LoopHandler", "Tls"]
 
 logger = logging.getLogger("reverb")
 
 READ_SIZE = 65536
-CHECK_INTERVAL = 0.05  # s between timeout checks: the precision of every deadline
-# A loop with nothing in flight (every connection open or in its handshake, nothing unsent,
-# no frame half-read, no close pending) sleeps until the earliest session deadline, at most
-# this long, instead of waking every CHECK_INTERVAL: an idle server costs next to nothing.
-# Any socket or wake-up event brings the CHECK_INTERVAL back for the next check.
-QUIET_CHECK_MAX = 1.0
+# Deadlines: each connection is checked when its session next has something to do
+# (``Session.next_deadline``) or its close must be flushed by (``close_by``), from one heap
+# (``hub.Deadlines``, as in the asyncio layer): the thread sleeps until the earliest, and a
+# connection costs nothing until its time, however many there are.
+QUIET_CHECK_MAX = 1.0  # s: the longest sleep (the handler's housekeeping runs at least this often)
+CHECK_INTERVAL = 0.05  # s between passes while memory freed from dropped peers waits to be trimmed
+_EPSILON = 0.001  # s past a deadline, so that the session agrees it is due
 CLOSE_LINGER = 1.0  # s to flush a close frame to a peer before dropping it anyway
 
 
@@ -56,6 +63,7 @@ class Conn:
     __slots__ = (
         "busy",
         "close_by",
+        "deadline",
         "deferred",
         "eof",
         "lock",
@@ -81,6 +89,7 @@ class Conn:
         self.mask = selectors.EVENT_READ
         self.eof = False
         self.close_by: float | None = None
+        self.deadline: float | None = None  # its entry in the loop's ``Deadlines``
 
     @property
     def peer_ip(self) -> str:
@@ -151,22 +160,72 @@ class Tls:
         return self.outgoing.read()
 
 
-class IOLoop:
-    """Runs ``select`` in a thread; subclasses react to session events in ``on_event``."""
+class Inbox:
+    """Events for the game thread: the I/O side ``put``s them, the endpoint's ``poll()``
+    takes them all (holding ``lock``), ``wait`` blocks until one comes."""
 
-    stop_when_idle = False  # end the thread when the last connection has been dropped
-    clock = staticmethod(time.monotonic)  # the endpoints' and the context's time (transport.py)
-    decode_unlocked = False  # decode holding only the connection's lock (the server does)
+    __slots__ = ("cond", "events", "lock")
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+        # the condition's lock, held directly where nothing waits or is notified
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def put(self, event: Any) -> None:
+        with self.cond:
+            self.events.append(event)
+            self.cond.notify_all()
+
+    def take(self) -> list[Any]:
+        with self.lock:
+            events, self.events = self.events, []
+        return events
+
+    def wait(self, timeout: float) -> None:
+        with self.cond:
+            if not self.events:
+                self.cond.wait(timeout)
+
+
+class LoopHandler(ConnectionHandler[Conn], Protocol):
+    """What an ``IOLoop`` calls back on its endpoint, on the I/O thread with ``lock`` held
+    (``on_event`` and ``deliver`` with the connection's lock too)."""
+
+    def housekeeping(self, now: float) -> float | None:
+        """Periodic work (§18: held memberships, answers to confirm); returns when it is
+        wanted next (None: at the latest ``QUIET_CHECK_MAX`` later)."""
+
+    def forgotten(self, conn: Conn) -> None:
+        """``conn`` was removed without its ``Closed`` event being handled (the last resort
+        after a close that failed)."""
+
+
+class IOLoop:
+    """Runs ``select`` in a thread for its handler (a ``Server`` or ``Client``).
+
+    ``decode_unlocked``: decode holding only the connection's lock, a large frame on a
+    worker thread (the server). ``stop_when_idle``: end the thread when the last connection
+    has been dropped (the client)."""
 
     def __init__(
         self,
+        handler: LoopHandler,
         *,
         max_send_buffer: int,
         max_total_send_buffer: int | None = None,
         max_send_buffer_per_ip: int | None = None,
         name: str = "reverb",
+        decode_unlocked: bool = False,
+        stop_when_idle: bool = False,
     ) -> None:
+        self.handler = handler
         self.name = name
+        self.decode_unlocked = decode_unlocked
+        self.stop_when_idle = stop_when_idle
         self.max_send_buffer = max_send_buffer
         self.max_total_send_buffer = max_total_send_buffer
         self.max_send_buffer_per_ip = max_send_buffer_per_ip
@@ -177,13 +236,12 @@ class IOLoop:
         self._wake_w: socket.socket
         self._dirty: set[Conn] = set()
         self._later: list[Callable[[], None]] = []
-        self._inbox: list[Any] = []
-        # the condition's lock, held directly where nothing waits or is notified
-        self._inbox_lock = threading.Lock()
-        self._inbox_cond = threading.Condition(self._inbox_lock)
+        self._listener: socket.socket | None = None
+        self._tls_server: ssl.SSLContext | None = None
         self._thread: threading.Thread | None = None
         self._running = False
-        self._next_check = 0.0
+        self._next_check = 0.0  # when the handler's housekeeping is due
+        self._deadlines: Deadlines[Conn] = Deadlines()
         self._backlog = 0  # bytes unsent over every connection (``Conn.backlog``)
         self._backlog_per_ip: Counter[str] = Counter()
         self._budget_check = False
@@ -194,20 +252,6 @@ class IOLoop:
         self._worker: threading.Thread | None = None
 
     # -- the game thread's side --------------------------------------------------------------
-
-    def poll(self) -> list[Any]:
-        with self._inbox_cond:
-            events, self._inbox = self._inbox, []
-            self.on_polled()
-        return events
-
-    def wait(self, timeout: float) -> None:
-        with self._inbox_cond:
-            if not self._inbox:
-                self._inbox_cond.wait(timeout)
-
-    def on_polled(self) -> None:
-        """Called with the inbox lock held, right after the inbox was emptied."""
 
     def mark_dirty(self, conn: Conn) -> None:
         """Call with ``lock`` held after queueing output on ``conn``'s session."""
@@ -260,11 +304,6 @@ class IOLoop:
 
     # -- the I/O thread ----------------------------------------------------------------------
 
-    def emit(self, event: Any) -> None:
-        with self._inbox_cond:
-            self._inbox.append(event)
-            self._inbox_cond.notify_all()
-
     def later(self, func: Callable[[], None]) -> None:
         """Run ``func`` on the I/O thread once the lock is released (future callbacks)."""
         self._later.append(func)
@@ -272,6 +311,7 @@ class IOLoop:
     def open_selector(self) -> None:
         """A fresh selector and wake-up pair: each start of the thread gets its own."""
         self._sel = selectors.DefaultSelector()
+        self._deadlines.clear()
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -336,23 +376,45 @@ class IOLoop:
         self._sel.register(conn.sock, selectors.EVENT_READ, conn)
         self._dirty.add(conn)
 
-    def register_listener(self, sock: socket.socket) -> None:
+    def listen(self, sock: socket.socket, ssl_context: ssl.SSLContext | None = None) -> None:
+        """Accept connections on ``sock`` (non-blocking; served with TLS when
+        ``ssl_context``), each with the session ``handler.open_session`` gives it; the
+        listener is closed when the thread ends."""
+        self._listener, self._tls_server = sock, ssl_context
         self._sel.register(sock, selectors.EVENT_READ, "listener")
 
-    def on_event(self, conn: Conn, event: SessionEvent) -> None:
-        raise NotImplementedError
-
-    def on_accept(self, now: float) -> None:
-        raise NotImplementedError
+    def _accept(self, now: float) -> None:
+        listener = self._listener
+        assert listener is not None
+        while True:
+            try:
+                sock, addr = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # e.g. EMFILE: keep serving the connections we have
+                logger.error("%s: accept failed: %s", self.name, exc)
+                return
+            session = self.handler.open_session(addr[0], addr[1], now)
+            if session is None:  # refused by a connection limit
+                sock.close()
+                continue
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            tls = Tls(self._tls_server, server_side=True) if self._tls_server else None
+            self.register(Conn(sock, session, tls))
 
     def _run(self) -> None:
         try:
             while self._running:
-                timeout = self._next_check - time.monotonic()
-                ready = self._sel.select(min(max(timeout, 0.0), QUIET_CHECK_MAX))
+                wake_at = self._next_check
+                next_at = self._deadlines.next_at()
+                if next_at is not None and next_at + _EPSILON < wake_at:
+                    wake_at = next_at + _EPSILON
+                timeout = wake_at - time.monotonic()
+                if self._trimmer.freed and timeout > CHECK_INTERVAL:
+                    timeout = CHECK_INTERVAL
+                ready = self._sel.select(max(timeout, 0.0))
                 now = time.monotonic()
-                if ready and now + CHECK_INTERVAL < self._next_check:
-                    self._next_check = now + CHECK_INTERVAL  # activity: not quiet any more
                 if self._worked:
                     self._take_back(now)
                 for key, mask in ready:
@@ -360,7 +422,7 @@ class IOLoop:
                         self._drain_wake()
                     elif key.data == "listener":
                         with self.lock:
-                            self.on_accept(now)
+                            self._accept(now)
                     else:
                         self._serve(key.data, mask, now)
                 with self.lock:
@@ -381,7 +443,9 @@ class IOLoop:
                 func()
             for sock in (self._wake_r, self._wake_w):
                 sock.close()
-            self.on_stopped()
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
             self._sel.close()
 
     def _shut(self, conn: Conn) -> None:
@@ -454,13 +518,7 @@ class IOLoop:
         except (KeyError, ValueError):
             pass
         conn.sock.close()
-        self.on_forgotten(conn)
-
-    def on_forgotten(self, conn: Conn) -> None:
-        """A connection was removed without its ``Closed`` event being handled."""
-
-    def on_stopped(self) -> None:
-        """Called on the I/O thread as it ends, after every connection was dropped."""
+        self.handler.forgotten(conn)
 
     def _drain_wake(self) -> None:
         try:
@@ -469,19 +527,14 @@ class IOLoop:
         except OSError:
             pass
 
-    def on_housekeeping(self, now: float) -> None:
-        """Called on the I/O thread, ``lock`` held, at each timeout check (resume, §18)."""
-
     def _housekeeping(self, now: float) -> None:
         if now >= self._next_check:
-            self.on_housekeeping(now)
-            quiet_until = now + QUIET_CHECK_MAX
-            for conn in list(self.conns.values()):
+            wanted = self.handler.housekeeping(now)
+            latest = now + QUIET_CHECK_MAX
+            self._next_check = latest if wanted is None else min(max(wanted, now), latest)
+        for conn in self._deadlines.due(now):
+            if conn.sock in self.conns:
                 self._guarded(conn, now, self._check, conn, now)
-                quiet_until = min(quiet_until, _quiet_until(conn, now))
-            if self._budget_check or self._trimmer.freed or self._worked:
-                quiet_until = now
-            self._next_check = max(quiet_until, now + CHECK_INTERVAL)
         if self._dirty:
             dirty, self._dirty = self._dirty, set()
             for conn in dirty:
@@ -494,8 +547,10 @@ class IOLoop:
             self._trimmer.maybe_trim(now)
 
     def _check(self, conn: Conn, now: float) -> None:
+        """``conn``'s deadline came: apply the session's, drop it if its close was not
+        flushed in time; it is pumped (and scheduled again) in this pass."""
         if conn.busy:
-            return  # checked once the worker hands it back
+            return  # checked and scheduled once the worker hands it back
         with conn.lock:
             conn.session.check_timeouts(now)
         if conn.close_by is not None and now >= conn.close_by:
@@ -541,43 +596,40 @@ class IOLoop:
         return True
 
     def pump(self, conn: Conn, now: float) -> None:
-        """Move the session's output towards the socket and its events to ``on_event``.
+        """Move the session's output towards the socket and its events to the handler.
 
-        A peer is dropped when bytes it has not read already exceed ``max_send_buffer`` as
-        more arrive: memory stays under the limit plus one tick, and one large sync to a
-        healthy reader never counts against it. It is sent ``close`` 1013 after the frame it
-        may be half-way through; every frame not begun is discarded (§10.1).
+        A peer that does not read is dropped by the slow-consumer rule (``hub.sheds``): it is
+        sent ``close`` 1013 after the frame it may be half-way through; every frame not
+        begun is discarded (§10.1).
         """
         if conn.busy:  # the worker has its session; pumped when handed back
             self._dirty.add(conn)
             return
         with conn.lock:
             session = conn.session
-            while conn.deferred and session.state is State.OPEN:
-                self.deliver(conn, conn.deferred.popleft(), now)
-            conn.deferred.clear()
+            if conn.deferred:
+                while conn.deferred and session.state is State.OPEN:
+                    self.handler.deliver(conn, conn.deferred.popleft(), now)
+                conn.deferred.clear()
             backlog = conn.backlog()
             sent = self._take_output(conn)
             events = session.events()
-            for event in events:
-                self.on_event(conn, event)
-            if events:  # what the event handlers queued (a close)
-                sent = self._take_output(conn) or sent
+            if events:
+                on_event = self.handler.on_event
+                for event in events:
+                    on_event(conn, event)
+                sent = self._take_output(conn) or sent  # what the handler queued (a close)
             if conn.sock not in self.conns:
                 return
-            if sent and backlog > self.max_send_buffer and not session.closed:
+            if sent and sheds(backlog, self.max_send_buffer, session):
                 logger.warning(
                     "%s: %s does not read; %d bytes unsent", self.name, session.name, backlog
                 )
-                self.shed(conn, "send_buffer", "send buffer over its limit", now)
+                self.shed(conn, "send_buffer", now)
                 return
         self._flush(conn, now)
 
-    def deliver(self, conn: Conn, message: m.Message, now: float) -> None:
-        """Queue a message the game thread deferred (the server encodes it for ``conn``)."""
-        raise NotImplementedError
-
-    def shed(self, conn: Conn, limit: str, reason: str, now: float) -> None:
+    def shed(self, conn: Conn, limit: str, now: float) -> None:
         """Drop a peer that does not read: discard every frame not yet begun, queue
         ``close`` 1013 after the one in progress, and flush it for at most
         ``CLOSE_LINGER`` (the peer may still take it)."""
@@ -586,7 +638,7 @@ class IOLoop:
             dropped = conn.queue.discard()
             self._account(conn, -dropped)
             self._trimmer.freed += dropped
-            conn.session.limit_hit(limit, CloseCode.SLOW_CONSUMER, reason, now)
+            conn.session.limit_hit(limit, CloseCode.SLOW_CONSUMER, SHED_REASONS[limit], now)
             conn.close_by = now + CLOSE_LINGER
             self.pump(conn, now)
 
@@ -621,12 +673,7 @@ class IOLoop:
                 victim.backlog(),
                 "server's" if limit == "total_send_buffer" else "address's",
             )
-            reason = (
-                "server send buffers over their limit"
-                if limit == "total_send_buffer"
-                else "send buffers of this address over their limit"
-            )
-            self._guarded(victim, now, self.shed, victim, limit, reason, now)
+            self._guarded(victim, now, self.shed, victim, limit, now)
 
     def _take_output(self, conn: Conn) -> bool:
         """Queue the session's output; True if there was any."""
@@ -681,6 +728,9 @@ class IOLoop:
                 return
             if conn.close_by is None:
                 conn.close_by = now + CLOSE_LINGER
+            self._deadlines.schedule(conn, conn.close_by)
+        else:
+            self._deadlines.schedule(conn, conn.session.next_deadline())
         self._set_mask(conn)
 
     def _set_mask(self, conn: Conn) -> None:
@@ -710,7 +760,7 @@ class IOLoop:
             with conn.lock:
                 conn.session.abort(code, reason)
                 for event in conn.session.events():
-                    self.on_event(conn, event)
+                    self.handler.on_event(conn, event)
         finally:
             self._release(conn)
 
@@ -720,24 +770,3 @@ class IOLoop:
         except (KeyError, ValueError):  # pragma: no cover
             pass
         conn.sock.close()
-
-
-def _quiet_until(conn: Conn, now: float) -> float:
-    """Until when ``conn`` needs no timeout check: its session's next deadline when nothing
-    of it is in flight (after ``_check``); else ``now`` (check again soon)."""
-    session = conn.session
-    if (
-        conn.busy
-        or conn.close_by is not None
-        or conn.out
-        or conn.queue
-        or conn.deferred
-        or conn.eof
-        or session.state not in _QUIET_STATES
-    ):
-        return now
-    deadline = session.next_deadline()
-    return now if deadline is None else deadline
-
-
-_QUIET_STATES = frozenset({State.OPEN, State.HANDSHAKE})

@@ -15,13 +15,13 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
-from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint
+from reverb.endpoints import ClientEndpoint
 from reverb.errors import CloseCode, HandshakeFailed, RoomTimeout
 from reverb.proto import messages as m
-from reverb.proto.session import Closed, Opened, SessionEvent, State
+from reverb.proto.session import Session, SessionEvent, State
 from reverb.reconnect import ReconnectState
 from reverb.stats import ConnectionStats
-from reverb.threaded._loop import Conn, IOLoop, Tls
+from reverb.threaded._loop import Conn, Inbox, IOLoop, Tls
 from reverb.transport import ClientEvent
 
 __all__ = ["Client"]
@@ -29,11 +29,12 @@ __all__ = ["Client"]
 logger = logging.getLogger("reverb")
 
 
-class Client(ClientEndpoint, IOLoop):
-    """The blocking client: a background thread owns the socket. Options: ``ClientEndpoint``."""
+class Client(ClientEndpoint):
+    """The blocking client: a background thread owns the socket (its ``IOLoop``, which calls
+    it back as a ``LoopHandler``). Options: ``ClientEndpoint``."""
 
+    clock = staticmethod(time.monotonic)  # the endpoint's and the context's time (transport.py)
     _conn: Conn | None = None
-    stop_when_idle = True  # the I/O thread ends once its one connection is gone
     _handshake_done: threading.Event | None = None  # a fresh one at each connect()
     # §18: the thread that reconnects after a drop (``reconnect``), and how to stop it
     _reconnect_thread: threading.Thread | None = None
@@ -42,6 +43,14 @@ class Client(ClientEndpoint, IOLoop):
     # reading it on the game thread: a thread is published only once it has started. Held
     # only around those few assignments, never while waiting: one for every client is enough.
     _reconnect_guard = threading.Lock()
+
+    def _setup_io(self) -> None:
+        self._inbox = Inbox()
+        self._io = IOLoop(
+            self,
+            max_send_buffer=self.max_send_buffer,
+            stop_when_idle=True,  # the I/O thread ends once its one connection is gone
+        )
 
     @property
     def connected(self) -> bool:
@@ -54,7 +63,7 @@ class Client(ClientEndpoint, IOLoop):
         and frames each way, calls and their results by code, syncs applied, messages,
         round-trip time, send buffer, connected since, its last incidents. After a close,
         the closed connection's final figures until the next ``connect()``."""
-        with self.lock:
+        with self._io.lock:
             conn = self._conn
             return self.connection_stats(conn.backlog() if conn is not None else 0)
 
@@ -79,25 +88,14 @@ class Client(ClientEndpoint, IOLoop):
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         handshake_done = self._handshake_done = threading.Event()
-        tls = None
-        if self.ssl_context is not None:
-            tls = Tls(self.ssl_context, server_side=False, server_hostname=self.tls_hostname)
-        self._conn = Conn(sock, self.new_session(), tls)
-        self.open_selector()
-        with self.lock:
-            self.register(self._conn)
-        self.start_thread()
+        self._start(sock, self.new_session())
         handshake_done.wait(self.connect_timeout + 1.0)  # set by on_event
-        member = self.hub.member
-        if member is None:
-            closed = self.hub.closed
+        failure = self.hub.handshake_failure()
+        if failure is not None:
             self._shutdown()
-            code, reason = (
-                (closed.code, closed.reason)
-                if closed
-                else (CloseCode.ABNORMAL, "no welcome in time")
-            )
-            raise HandshakeFailed(code, reason)
+            raise failure
+        member = self.hub.member
+        assert member is not None
         logger.info("connected to %s:%d as client #%d", self.ip, self.port, member)
         self.context.client_connected(member)
 
@@ -109,7 +107,7 @@ class Client(ClientEndpoint, IOLoop):
         self._stop_reconnecting()
         rc = self.hub.reconnector
         if rc is not None and rc.state is ReconnectState.CONNECTED:
-            with self.lock:
+            with self._io.lock:
                 rc.close()  # a consented end: no reconnection
         self.abort(CloseCode.NORMAL, "client disconnect")
         self._shutdown()
@@ -130,10 +128,10 @@ class Client(ClientEndpoint, IOLoop):
             self.abort(CloseCode.NORMAL, "client disconnect")
         thread.join(self.connect_timeout + 2.0)
         self._reconnect_thread = None
-        with self.lock:
+        with self._io.lock:
             events = self.hub.give_up(CloseCode.NORMAL, "client disconnect")
         for event in events:
-            self.emit(event)
+            self._inbox.put(event)
 
     def _start_reconnecting(self) -> None:
         with self._reconnect_guard:
@@ -141,7 +139,10 @@ class Client(ClientEndpoint, IOLoop):
                 return
             stop = threading.Event()
             thread = threading.Thread(
-                target=self._reconnect, args=(stop,), name=f"{self.name}-reconnect", daemon=True
+                target=self._reconnect,
+                args=(stop,),
+                name=f"{self._io.name}-reconnect",
+                daemon=True,
             )
             thread.start()  # published started: disconnect() may join it at once
             self._reconnect_stop, self._reconnect_thread = stop, thread
@@ -151,7 +152,7 @@ class Client(ClientEndpoint, IOLoop):
         thread never waits for it (calls made meanwhile are queued)."""
         try:
             while not stop.is_set():
-                with self.lock:
+                with self._io.lock:
                     rc = self.hub.reconnector
                     if rc is None or rc.state is not ReconnectState.WAITING:
                         return
@@ -162,10 +163,10 @@ class Client(ClientEndpoint, IOLoop):
                     stop.wait(max(delay, 0.001))
                     continue
                 for event in events:
-                    self.emit(event)
+                    self._inbox.put(event)
                 self._attempt(stop)
         except Exception:  # pragma: no cover - a bug; logged so it is never silent
-            logger.exception("%s: reconnecting failed", self.name)
+            logger.exception("%s: reconnecting failed", self._io.name)
 
     def _attempt(self, stop: threading.Event) -> None:
         """One attempt: TCP, then the resume hello; its outcome reaches the hub as the
@@ -173,38 +174,44 @@ class Client(ClientEndpoint, IOLoop):
         try:
             sock = socket.create_connection((self.ip, self.port), timeout=self.connect_timeout)
         except OSError as exc:
-            with self.lock:
+            with self._io.lock:
                 events = self.hub.attempt_failed(time.monotonic(), f"cannot connect: {exc}")
             for event in events:
-                self.emit(event)
+                self._inbox.put(event)
             return
         if stop.is_set():
             sock.close()
             return
-        self.stop_thread()  # the I/O thread of the dropped connection (it ends once idle)
+        self._io.stop_thread()  # the I/O thread of the dropped connection (it ends once idle)
+        done = self._handshake_done = threading.Event()
+        self._start(sock, self.new_session(resume=True))
+        done.wait(self.connect_timeout + 1.0)  # the session's own handshake deadline ends it
+
+    def _start(self, sock: socket.socket, session: Session) -> None:
+        """Serve ``sock`` (connected) with ``session`` on a fresh I/O thread."""
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         tls = None
         if self.ssl_context is not None:
             tls = Tls(self.ssl_context, server_side=False, server_hostname=self.tls_hostname)
-        done = self._handshake_done = threading.Event()
-        with self.lock:
-            self._conn = Conn(sock, self.new_session(resume=True), tls)
-        self.open_selector()
-        with self.lock:
-            self.register(self._conn)
-        self.start_thread()
-        done.wait(self.connect_timeout + 1.0)  # the session's own handshake deadline ends it
+        io = self._io
+        with io.lock:
+            self._conn = conn = Conn(sock, session, tls)
+        io.open_selector()
+        with io.lock:
+            io.register(conn)
+        io.start_thread()
 
     def _shutdown(self) -> None:
         conn = self._conn
+        io = self._io
         deadline = time.monotonic() + 2.0
         while conn is not None and time.monotonic() < deadline:
-            with self.lock:  # bounded wait for the close frame to flush
-                if conn.sock not in self.conns:
+            with io.lock:  # bounded wait for the close frame to flush
+                if conn.sock not in io.conns:
                     break
             time.sleep(0.005)
-        self.stop_thread()
+        io.stop_thread()
         self._conn = None
 
     # -- ClientTransport ---------------------------------------------------------------------
@@ -215,13 +222,14 @@ class Client(ClientEndpoint, IOLoop):
         conn = self._conn
         if conn is None:
             return self.hub.call(None, uid, method, args, time.monotonic())
-        with self.lock, conn.lock:
+        io = self._io
+        with io.lock, conn.lock:
             now = time.monotonic()
             future = self.hub.call(conn.session, uid, method, args, now)
-            if self.write_now(conn, now):
+            if io.write_now(conn, now):
                 return future
-            self.mark_dirty(conn)
-        self.wake()
+            io.mark_dirty(conn)
+        io.wake()
         return future
 
     def _room_call(
@@ -232,14 +240,15 @@ class Client(ClientEndpoint, IOLoop):
         if conn is None:
             future = self.hub.room_request(None, build, time.monotonic())
         else:
-            with self.lock, conn.lock:
+            io = self._io
+            with io.lock, conn.lock:
                 now = time.monotonic()
                 future = self.hub.room_request(conn.session, build, now)
-                written = self.write_now(conn, now)
+                written = io.write_now(conn, now)
                 if not written:
-                    self.mark_dirty(conn)
+                    io.mark_dirty(conn)
             if not written:
-                self.wake()
+                io.wake()
         try:
             reply = future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -254,38 +263,55 @@ class Client(ClientEndpoint, IOLoop):
         if conn is None:
             self.hub.send_message(None, name, data, time.monotonic())
             return
-        with self.lock, conn.lock:
+        io = self._io
+        with io.lock, conn.lock:
             now = time.monotonic()
             self.hub.send_message(conn.session, name, data, now)
-            if self.write_now(conn, now):
+            if io.write_now(conn, now):
                 return
-            self.mark_dirty(conn)
-        self.wake()
+            io.mark_dirty(conn)
+        io.wake()
 
     def abort(self, code: int, reason: str) -> None:
         conn = self._conn
         if conn is None:
             return
-        with self.lock:
+        io = self._io
+        with io.lock:
             conn.session.close(code, reason[:200], time.monotonic())
-            self.mark_dirty(conn)
-        self.wake()
+            io.mark_dirty(conn)
+        io.wake()
 
     def poll(self) -> list[ClientEvent]:
-        return super().poll()
+        return self._inbox.take()
 
-    # -- I/O thread --------------------------------------------------------------------------
+    def wait(self, timeout: float) -> None:
+        """Block until an event arrives or ``timeout`` passes (the context's blocking loops)."""
+        self._inbox.wait(timeout)
 
-    def on_accept(self, now: float) -> None:  # pragma: no cover - a client has no listener
-        raise AssertionError("a client has no listener")
+    # -- LoopHandler: the I/O thread, the loop's lock held -------------------------------------
+
+    def open_session(self, ip: str, port: int, now: float) -> Session:
+        return self.new_session(now, resume=self.hub.resuming)
 
     def on_event(self, conn: Conn, event: SessionEvent) -> None:
-        outs = self.hub.on_events(event, self.later, conn.session, time.monotonic())
-        for out in outs:
-            self.emit(out)
-        if outs and len(self._inbox) > MAX_UNREAD and not conn.session.closed:
-            conn.session.limit_hit("unread", CloseCode.POLICY, UNREAD_REASON, time.monotonic())
-        if isinstance(event, Closed) and self.hub.resuming:
+        inbox = self._inbox
+        step = self.hub.step(conn.session, event, time.monotonic(), len(inbox), self._io.later)
+        if step is None:
+            return
+        for out in step.events:
+            inbox.put(out)
+        if step.reconnect:
             self._start_reconnecting()  # §18: after a drop, or after a failed attempt
-        if isinstance(event, (Opened, Closed)) and self._handshake_done is not None:
+        if step.settled and self._handshake_done is not None:
             self._handshake_done.set()
+
+    def deliver(self, conn: Conn, message: m.Message, now: float) -> None:  # pragma: no cover
+        raise AssertionError("a client never defers what it sends")
+
+    def housekeeping(self, now: float) -> float | None:
+        """Nothing to keep: a client has one connection and no held memberships."""
+        return None
+
+    def forgotten(self, conn: Conn) -> None:
+        """Nothing to forget: the connection ends with the thread (``stop_when_idle``)."""

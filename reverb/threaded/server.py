@@ -5,48 +5,79 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 
 from reverb.endpoints import ServerEndpoint
 from reverb.errors import CloseCode, InvalidState
 from reverb.proto import messages as m
-from reverb.proto.session import Opened, SessionEvent
+from reverb.proto.session import Session, SessionEvent, State
 from reverb.stats import ConnectionStats
-from reverb.threaded._loop import Conn, IOLoop, Tls
-from reverb.transport import PeerMessage, ServerEvent
+from reverb.threaded._loop import Conn, Inbox, IOLoop
+from reverb.transport import ServerEvent
 
 __all__ = ["Server"]
 
 logger = logging.getLogger("reverb")
 
 
-class Server(ServerEndpoint, IOLoop):
-    """The blocking server: one background thread serves every connection with a selector.
-    Options: ``ServerEndpoint``."""
+class Server(ServerEndpoint):
+    """The blocking server: one background thread serves every connection with a selector
+    (its ``IOLoop``, which calls it back as a ``LoopHandler``). Options: ``ServerEndpoint``.
+    A call that arrives while the game thread waits in ``server_sync()`` with nothing queued
+    runs on the I/O thread, the game thread held parked meanwhile (``inline_calls``)."""
 
+    clock = staticmethod(time.monotonic)  # the endpoint's and the context's time (transport.py)
     _listener: socket.socket | None = None
-    decode_unlocked = True  # a big frame's decode never holds up the game thread
-    # A call that arrives while the game thread waits in server_sync() with nothing queued
-    # runs on the I/O thread, the game thread held parked meanwhile: no hand-off, the reply
-    # leaves at once. False: every call runs on the game thread (guide §7).
-    inline_calls = True
     _parked_until = 0.0  # while the game thread waits in server_sync(): until when
+
+    def _setup_io(self) -> None:
+        self._inbox = Inbox()
+        self._io = IOLoop(
+            self,
+            max_send_buffer=self.max_send_buffer,
+            max_total_send_buffer=self.max_total_send_buffer,
+            max_send_buffer_per_ip=self.max_send_buffer_per_ip,
+            decode_unlocked=True,  # a big frame's decode never holds up the game thread
+        )
+
+    @property
+    def lock(self) -> threading.RLock:
+        """What guards the sessions and the hub (the I/O loop's lock): hold it to read them
+        from another thread (the monitor does)."""
+        return self._io.lock
 
     def traffic(self) -> tuple[int, int]:
         """Bytes (sent, received) since ``start_server()``, live connections included."""
-        with self.lock:
+        with self._io.lock:
             return self.hub.traffic()
 
     def client_stats(self, member: int) -> ConnectionStats | None:
         """``ServerEndpoint.client_stats``, read under the server's lock (any thread)."""
-        with self.lock:
+        with self._io.lock:
             return super().client_stats(member)
 
     @property
     def members(self) -> list[int]:
         """Membership ids of the clients connected now."""
-        with self.lock:
+        with self._io.lock:
             return sorted(self.hub.members)
+
+    def close_member(self, member: int, code: int, reason: str) -> bool:
+        """Close client ``member``'s connection with ``code`` (from any thread): its session
+        sends ``close`` now, the I/O thread flushes it and reports the leave as for any
+        other close. False when no such client is connected."""
+        io = self._io
+        with io.lock:
+            conn = self.by_member.get(member)
+            session = self.hub.members.get(member)
+            if conn is None or session is None or session.state is not State.OPEN:
+                return False
+            with conn.lock:  # a worker decoding a large frame into it holds it meanwhile
+                session.close(code, reason, time.monotonic())
+            io.mark_dirty(conn)
+        io.wake()
+        return True
 
     def start_server(self) -> None:
         """Bind, listen and start the I/O thread. Attaches to the context if it has no
@@ -57,39 +88,37 @@ class Server(ServerEndpoint, IOLoop):
         listener.setblocking(False)
         self._listener = listener
         self._port = listener.getsockname()[1]
-        self.name = f"reverb-server:{self._port}"
-        self.open_selector()
-        self.register_listener(listener)
+        io = self._io
+        io.name = f"reverb-server:{self._port}"
+        io.open_selector()
+        io.listen(listener, self.ssl_context)
         self.attach()
-        self.start_thread()
+        io.start_thread()
         logger.info("server listening on %s:%d", self.host, self._port)
 
     def stop_server(self, timeout: float = 2.0) -> None:
         """Send every client ``close`` 1001, flush briefly, stop the thread, free the port."""
         if self._listener is None:
             return
-        with self.lock:
-            for conn in self.conns.values():
+        io = self._io
+        with io.lock:
+            for conn in io.conns.values():
                 with conn.lock:
                     conn.session.close(
                         CloseCode.GOING_AWAY, "server shutting down", time.monotonic()
                     )
-                self.mark_dirty(conn)
-        self.wake()
+                io.mark_dirty(conn)
+        io.wake()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            with self.lock:
-                if not self.conns:
+            with io.lock:
+                if not io.conns:
                     break
             time.sleep(0.01)  # bounded: lets the I/O thread flush the close frames
-        self.stop_thread()
+        io.stop_thread()  # closes the listener
         self._listener = None
         self.detach()
         logger.info("server on port %d stopped", self._port)
-
-    def on_stopped(self) -> None:
-        if self._listener is not None:
-            self._listener.close()
 
     # -- ServerTransport ---------------------------------------------------------------------
 
@@ -107,7 +136,8 @@ class Server(ServerEndpoint, IOLoop):
             return
         direct_write = answer or isinstance(message, m.Sync)
         wake = False
-        with self.lock:
+        io = self._io
+        with io.lock:
             ready: list[Conn] = []
             try:
                 for member in members:
@@ -116,7 +146,7 @@ class Server(ServerEndpoint, IOLoop):
                         continue
                     if conn.deferred or not conn.lock.acquire(blocking=False):
                         conn.deferred.append(message)
-                        self.mark_dirty(conn)
+                        io.mark_dirty(conn)
                         wake = True
                         continue
                     ready.append(conn)
@@ -124,120 +154,95 @@ class Server(ServerEndpoint, IOLoop):
                 direct = tuple(conn.session.member for conn in ready)
                 for session in self.hub.send(direct, message, now):
                     conn = self.by_member[session.member]
-                    if not (direct_write and self.write_now(conn, now)):
-                        self.mark_dirty(conn)
+                    if not (direct_write and io.write_now(conn, now)):
+                        io.mark_dirty(conn)
                         wake = True
             finally:
                 for conn in ready:
                     conn.lock.release()
         if wake:
-            self.wake()
+            io.wake()
 
     def _answer(self, member: int, message: m.Message) -> bool:
         """``send`` of one call's answer to one member whose connection is ready (nothing
         deferred, its lock free), written to the socket here when nothing waits before it.
         False: not ready, nothing done (``send`` defers it)."""
         wake = False
-        with self.lock:
+        io = self._io
+        with io.lock:
             conn = self.by_member.get(member)
             if conn is None or conn.deferred or not conn.lock.acquire(blocking=False):
                 return False
             try:
                 now = time.monotonic()
                 # hub.send takes hub.reply's path for it (one encode, no per-member set-up)
-                if self.hub.send((member,), message, now) and not self.write_now(conn, now):
-                    self.mark_dirty(conn)
+                if self.hub.send((member,), message, now) and not io.write_now(conn, now):
+                    io.mark_dirty(conn)
                     wake = True
             finally:
                 conn.lock.release()
         if wake:
-            self.wake()
+            io.wake()
         return True
 
-    def deliver(self, conn: Conn, message: m.Message, now: float) -> None:
-        self.hub.send((conn.session.member,), message, now)
-
     def poll(self) -> list[ServerEvent]:
-        return super().poll()
-
-    def on_polled(self) -> None:
-        self.hub.pending.clear()
-
-    # -- I/O thread --------------------------------------------------------------------------
-
-    def on_accept(self, now: float) -> None:
-        assert self._listener is not None
-        while True:
-            try:
-                sock, addr = self._listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:  # e.g. EMFILE: keep serving the connections we have
-                logger.error("%s: accept failed: %s", self.name, exc)
-                return
-            if not self.hub.admit(addr[0]):
-                sock.close()
-                continue
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            tls = Tls(self.ssl_context, server_side=True) if self.ssl_context else None
-            conn = Conn(sock, self.hub.open(addr[0], addr[1], now), tls)
-            self.by_member[conn.session.member] = conn
-            self.register(conn)
-
-    def on_housekeeping(self, now: float) -> None:
-        """§18: expire held memberships; ask "resume" clients to confirm answers."""
-        if not len(self.hub.keeper):
-            return
-        events, due = self.hub.housekeeping(now)
-        for event in events:
-            self.emit(event)
-        for session in due:
-            conn = self.by_member.get(session.member)
-            if conn is None or conn.busy:
-                continue
-            with conn.lock:
-                self.hub.confirm_ping(session, now)
-            self.mark_dirty(conn)
-
-    def on_forgotten(self, conn: Conn) -> None:
-        self.by_member.pop(conn.session.member, None)
-        self.hub.members.pop(conn.session.member, None)
+        inbox = self._inbox
+        with inbox.lock:  # the pending-call counts are shared with ``on_event``
+            events, inbox.events = inbox.events, []
+            self.hub.pending.clear()
+        return events
 
     def wait(self, timeout: float) -> None:
         """The game thread waits inside ``server_sync()``: parked, so that a call arriving
         meanwhile may be answered on the I/O thread (``on_event``). The game thread cannot
         leave ``wait`` while the I/O thread holds the inbox lock, so game code and a call
         never run at once."""
-        with self._inbox_cond:
-            if not self._inbox:
+        inbox = self._inbox
+        with inbox.cond:
+            if not inbox.events:
                 self._parked_until = time.monotonic() + timeout
                 try:
-                    self._inbox_cond.wait(timeout)
+                    inbox.cond.wait(timeout)
                 finally:
                     self._parked_until = 0.0
 
+    # -- LoopHandler: the I/O thread, the loop's lock held -------------------------------------
+
+    def open_session(self, ip: str, port: int, now: float) -> Session | None:
+        if not self.hub.admit(ip):
+            return None
+        return self.hub.open(ip, port, now)
+
     def on_event(self, conn: Conn, event: SessionEvent) -> None:
-        if isinstance(event, Opened) and event.resumed:  # §18.4: keyed by the resumed id
-            self.by_member.pop(event.replaced, None)
-            self.by_member[event.member] = conn
-        with self._inbox_lock:  # the pending-call counts are shared with poll()
+        inbox = self._inbox
+        with inbox.lock:  # the pending-call counts are shared with poll()
             now = time.monotonic()
-            out = self.hub.on_event(conn.session, event, now)
-            if out is not None:
-                if (
-                    now < self._parked_until  # parked, and its tick not due: never starved
-                    and not self._inbox
-                    and self.inline_calls
-                    and isinstance(out, PeerMessage)
-                    and isinstance(out.message, m.Rpc)
-                    and self.context.connection is self
-                ):
-                    # nothing queued before it, the game thread parked: answer it here
-                    self.hub.pending.pop(out.member, None)
-                    self.context.answer(out.member, out.message)
-                else:
-                    self._inbox.append(out)
-                    self._inbox_cond.notify_all()
-        if conn.session.closed:
-            self.by_member.pop(conn.session.member, None)
+            out = self.hub.on_event(conn.session, event, now, conn)
+            if out is not None and not (
+                # parked, its tick not due (never starved), nothing queued before it
+                now < self._parked_until and not inbox.events and self.answer_now(out)
+            ):
+                inbox.events.append(out)
+                inbox.cond.notify_all()
+
+    def deliver(self, conn: Conn, message: m.Message, now: float) -> None:
+        self.hub.send((conn.session.member,), message, now)
+
+    def housekeeping(self, now: float) -> float | None:
+        """§18: expire held memberships; ask "resume" clients to confirm answers."""
+        if not len(self.hub.keeper):
+            return None
+        events, due = self.hub.housekeeping(now)
+        for event in events:
+            self._inbox.put(event)
+        for session in due:
+            conn = self.by_member.get(session.member)
+            if conn is None or conn.busy:
+                continue
+            with conn.lock:
+                self.hub.confirm_ping(session, now)
+            self._io.mark_dirty(conn)
+        return self.hub.next_housekeeping(now)
+
+    def forgotten(self, conn: Conn) -> None:
+        self.hub.forget(conn.session.member, conn)

@@ -184,10 +184,8 @@ def test_async_connect_sets_the_side_and_reconnects_after_a_close() -> None:
         ship, replica = await game.spawn(3, None)
         despawned: list[Any] = []
         game.cctx.client_events.on_event("object_despawned")(despawned.append)
-        proto = game.server.by_member[member]
-        assert proto.session is not None
-        proto.session.close(1008, "kicked", time.monotonic())
-        game.server.pump(proto)
+        assert not game.server.close_member(member + 1, 1008, "kicked")  # no such client
+        assert game.server.close_member(member, 1008, "kicked")
         await until(lambda: game.cctx.objects == {}, lambda: client.client_sync(0.05))
         assert despawned == [replica]
         await client.connect()
@@ -379,7 +377,7 @@ def test_reads_land_in_the_loops_one_buffer_and_a_frame_may_span_many_reads() ->
             big = "é" * (2 * READ_SIZE) + "!"  # several reads each way
             assert await replica.compute_server("echo", big) == big
             assert await replica.compute_server("echo", [1, 2]) == [1, 2]
-            protos = [client._proto, *server.protocols]
+            protos = [client._proto, *server._io.protocols]
             assert len(protos) == 2
             for proto in protos:
                 assert isinstance(proto, asyncio.BufferedProtocol)

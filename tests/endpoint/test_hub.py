@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 
 from reverb.errors import ConnectionClosed, RpcError
-from reverb.hub import ClientHub, ServerHub, ServerOptions
+from reverb.hub import (
+    HOUSEKEEPING_INTERVAL,
+    ClientHub,
+    Deadlines,
+    ServerHub,
+    ServerOptions,
+    sheds,
+)
 from reverb.proto import messages as m
 from reverb.proto.session import CloseCode, Closed, Opened, Received, Session, State
 from reverb.transport import PeerClosed, PeerMessage, PeerOpened
@@ -335,3 +342,144 @@ def test_a_session_state_is_what_the_hub_checks_before_calling() -> None:
     assert session.state is State.HANDSHAKE
     with pytest.raises(ConnectionClosed):
         h.call(session, 1, "f", [], 0.0).result(0)
+
+
+# -- the decisions every I/O layer takes the same way ---------------------------------------
+
+
+def test_on_event_keeps_the_member_to_connection_map_from_welcome_to_close() -> None:
+    h = hub()
+    session = h.open("10.0.0.1", 1000, 0.0)
+    conn = object()
+    session.receive_data(frame(m.Hello(version=1)), 0.0)
+    assert h.conns == {}  # not before the welcome: the game never heard of it
+    [h.on_event(session, e, 0.0, conn) for e in session.events()]
+    assert h.conns == {session.member: conn}
+    session.receive_eof()
+    [h.on_event(session, e, 0.0, conn) for e in session.events()]
+    assert h.conns == {}
+
+
+def test_a_late_close_of_a_replaced_connection_leaves_the_new_one_mapped() -> None:
+    h = hub()
+    session = join(h)
+    new = object()
+    h.conns[session.member] = new  # a resume mapped the member to its new connection (§18.4)
+    session.receive_eof()
+    [h.on_event(session, e, 0.0, object()) for e in session.events()]  # the old one closes
+    assert h.conns == {session.member: new}
+
+
+def test_forget_drops_a_connection_given_up_on_without_its_close() -> None:
+    h = hub()
+    session = h.open("10.0.0.1", 1000, 0.0)
+    conn = object()
+    session.receive_data(frame(m.Hello(version=1)), 0.0)
+    [h.on_event(session, e, 0.0, conn) for e in session.events()]
+    h.forget(session.member, object())  # another connection: nothing
+    assert session.member in h.members
+    h.forget(session.member, conn)
+    assert h.conns == {} and h.members == {}
+
+
+def test_step_resolves_a_result_at_once_and_leaves_nothing_to_do() -> None:
+    h, session = opened_client()
+    future = h.call(session, 1, "move", [], 0.0)
+    assert h.step(session, Received(m.RpcResult(id=0, value=5)), 0.0, 0) is None
+    assert future.result(0) == 5
+
+
+def test_step_with_later_defers_the_resolution() -> None:
+    h, session = opened_client()
+    future = h.call(session, 1, "move", [], 0.0)
+    queue, later = now_later()
+    assert h.step(session, Received(m.RpcResult(id=0, value=5)), 0.0, 0, later) is None
+    assert not future.done()
+    queue[0]()
+    assert future.result(0) == 5
+
+
+def test_step_hands_a_sync_to_the_game_and_closes_a_game_that_never_reads() -> None:
+    h, session = opened_client()
+    sync = Received(m.Sync(tick=1, full=True, final=True))
+    step = h.step(session, sync, 0.0, 0)
+    assert step is not None and step.events == [sync] and not step.settled
+    assert not session.closed
+    h.max_unread = 3
+    h.step(session, sync, 1.0, 3)  # the fourth unread
+    assert session.closed and session.stats["limit.unread"] == 1  # 1008 (§10.2)
+
+
+def test_step_settles_the_handshake_at_the_welcome_and_at_a_close() -> None:
+    h = ClientHub()
+    session = client()
+    step = h.step(session, Opened(member=3, tick_rate=20.0), 0.0, 0)
+    assert step is not None and step.settled and step.events == [] and not step.reconnect
+    closed = Closed(code=1000, reason="bye", by_peer=True)
+    step = h.step(session, closed, 0.0, 0)
+    assert step is not None and step.settled and step.events == [closed]
+    assert not step.reconnect  # no reconnect policy
+
+
+def test_handshake_failure_is_the_close_or_no_welcome_in_time() -> None:
+    h = ClientHub()
+    failure = h.handshake_failure()
+    assert failure is not None and (failure.code, failure.reason) == (
+        CloseCode.ABNORMAL,
+        "no welcome in time",
+    )
+    h.on_event(Closed(code=CloseCode.CONTRACT_MISMATCH, reason="types differ", by_peer=True), _now)
+    failure = h.handshake_failure()
+    assert failure is not None and failure.code == CloseCode.CONTRACT_MISMATCH
+    h.reset()
+    h.on_event(Opened(member=7, tick_rate=20.0), _now)
+    assert h.handshake_failure() is None
+
+
+def test_sheds_a_peer_over_its_send_buffer_only_while_it_is_open() -> None:
+    session = client(opened=True)
+    assert not sheds(100, 100, session)
+    assert sheds(101, 100, session)
+    session.close(1000, "bye", 0.0)
+    assert not sheds(101, 100, session)
+
+
+def test_housekeeping_is_wanted_only_while_memberships_are_kept() -> None:
+    h = hub()
+    assert h.next_housekeeping(1.0) is None
+    session = h.open("10.0.0.1", 1000, 0.0)
+    feed(h, session, frame(m.Hello(version=1, features=["resume"])))
+    assert h.next_housekeeping(1.0) == 1.0 + HOUSEKEEPING_INTERVAL
+
+
+def _now(resolve: Any) -> None:
+    resolve()
+
+
+class _Conn:
+    def __init__(self) -> None:
+        self.deadline: float | None = None
+
+
+def test_deadlines_keep_one_live_entry_per_connection_the_earliest() -> None:
+    d: Deadlines[_Conn] = Deadlines()
+    a, b = _Conn(), _Conn()
+    assert d.schedule(a, 5.0)  # the earliest
+    assert not d.schedule(b, 7.0)
+    assert not d.schedule(a, 6.0)  # later: the entry at 5 stays, found due then
+    assert a.deadline == 5.0
+    assert d.schedule(b, 1.0)  # earlier: a new entry, the old one superseded
+    assert d.next_at() == 1.0
+    assert d.due(0.5) == []
+    assert d.due(5.0) == [b, a]
+    assert (a.deadline, b.deadline) == (None, None)
+    assert d.next_at() is None  # b's superseded entry at 7 is skipped
+    assert not d.schedule(a, None)
+
+
+def test_deadlines_clear_forgets_every_entry() -> None:
+    d: Deadlines[_Conn] = Deadlines()
+    a = _Conn()
+    d.schedule(a, 1.0)
+    d.clear()
+    assert a.deadline is None and d.next_at() is None and d.due(10.0) == []

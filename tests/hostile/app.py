@@ -136,11 +136,11 @@ def inject_fault(serv: Server | AsyncServer) -> None:
     """Make the hub's event handling raise for an ``rpc`` named ``fault`` (one connection)."""
     real = serv.hub.on_event
 
-    def on_event(session: Any, event: Any, now: float) -> Any:
+    def on_event(session: Any, event: Any, now: float, conn: Any = None) -> Any:
         if isinstance(event, Received) and isinstance(event.message, m.Rpc):
             if event.message.method == "fault":
                 raise RuntimeError("injected fault")
-        return real(session, event, now)
+        return real(session, event, now, conn)
 
     serv.hub.on_event = on_event  # type: ignore[method-assign]
 
@@ -201,12 +201,13 @@ class Game:
                 emit(event="churn", on=cmd["on"])
             elif op == "state":
                 if isinstance(self.serv, Server):
-                    with self.serv.lock:
+                    io = self.serv._io
+                    with io.lock:
                         stats, members = dict(self.serv.stats), sorted(self.serv.hub.members)
-                        backlog = sum(conn.backlog() for conn in self.serv.conns.values())
+                        backlog = sum(conn.backlog() for conn in io.conns.values())
                 else:
                     stats, members = dict(self.serv.stats), sorted(self.serv.hub.members)
-                    backlog = sum(proto.queue.size for proto in self.serv.protocols)
+                    backlog = sum(proto.queue.size for proto in self.serv._io.protocols)
                 emit(
                     event="state",
                     table=table(ctx),

@@ -10,7 +10,6 @@ import logging
 import queue
 import sys
 import threading
-import time
 from typing import Any
 
 from reverb import (
@@ -159,11 +158,7 @@ def run_server(options: dict[str, Any]) -> None:
                     setattr(obj, cmd["field"], BAD_VALUES[cmd["value"]])
                     emit(event="set", uid=cmd["uid"])
                 elif op == "kick":
-                    with serv.lock:  # the game thread closes one client's session
-                        conn = serv.by_member[cmd["member"]]
-                        conn.session.close(1008, "kicked", time.monotonic())
-                        serv.mark_dirty(conn)
-                    serv.wake()
+                    serv.close_member(cmd["member"], 1008, "kicked")  # from the game thread
                     emit(event="kicked", member=cmd["member"])
                 elif op == "despawn":
                     ReverbManager.remove_reverb_object(cmd["uid"])
