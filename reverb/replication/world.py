@@ -192,6 +192,8 @@ class ServerWorld:
         self._next_uid = 1
         self._records: dict[int, _Record] = {}
         self._dirty: list[Any] = []  # objects assigned to since the last tick (by their hook)
+        # an object was removed while on ``_dirty``: it may be another world's by the tick
+        self._left_dirty = False
         self._pending: dict[int, _Record] = {}  # new or withheld: compared whole at each tick
         self._watched: dict[int, tuple[_Record, set[str]]] = {}  # fields holding containers
         self._removed: list[int] = []  # synced uids removed since the last tick
@@ -281,6 +283,8 @@ class ServerWorld:
         self._others.pop(uid, None)
         if self._interest is not None:
             self._interest.remove_object(uid)
+        if obj._reverb_changed:  # on ``_dirty``, where it stays until the tick
+            self._left_dirty = True
         _set(obj, "_reverb_changed", None)
         if record.fields is not None:
             self._removed.append(uid)
@@ -560,6 +564,13 @@ class ServerWorld:
         self.tick_count += 1
         tick = self.tick_count
         self.sync_errors = []
+        if self._left_dirty:
+            # one added to another world since holds that world's mark (and maybe a uid that
+            # is one of ours there): off our list, so that we neither take it for ours nor
+            # clear the mark the other world's tick needs
+            dirty = self._dirty
+            dirty[:] = [obj for obj in dirty if getattr(obj, "_reverb_dirty", None) is dirty]
+            self._left_dirty = False
         if self.strict:
             self._check_strictly()
         spawned: list[_Record] = []  # encodable now, and some views may lack them

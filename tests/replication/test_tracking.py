@@ -565,3 +565,28 @@ def test_an_instance_made_without_reverb_new_is_tracked_once_in_a_world() -> Non
     thing.x = 2
     assert world._dirty == [thing] and thing._reverb_changed == {"x"}
     assert "_reverb_changed" in Thing(5).__dict__  # the usual way: from __new__ on
+
+
+@pytest.mark.parametrize("count", [3, 10])  # one by one, and the bulk way (8 or more)
+def test_an_object_moved_to_another_world_while_marked_stays_the_new_worlds(count: int) -> None:
+    """Removed from one world with a change pending and added to another: the first world's
+    tick must neither take the object for the one of its own that has its new uid nor
+    clear the mark the second world needs (the object is on both dirty lists)."""
+    olds = [Thing(i) for i in range(count)]
+    first = world_with(*olds)
+    second = world_with(Thing(100), Thing(101))
+    for i, thing in enumerate(olds):
+        thing.x = 1000 + i
+    moved = olds[0]
+    first.remove(moved.uid)
+    second.add(moved, moved._reverb_args)
+    assert moved.uid == 3 and 3 in first.objects  # the new uid is another object's in the first
+    second.tick(0.0)  # its spawn
+    moved.x = 77
+    [(_, sync)] = first.tick(0.0)
+    assert isinstance(sync, m.Sync) and sync.despawn == (1,)
+    sent = [(e.uid, e.fields["x"]) for e in sync.update]
+    assert sent == [(thing.uid, 1000 + i) for i, thing in enumerate(olds) if thing is not moved]
+    assert [(e.uid, e.fields) for e in updates(second)] == [(3, {"x": 77})]
+    olds[2].x = 5  # the first world's own uid 3 still compares with its own baseline
+    assert [(e.uid, e.fields) for e in updates(first)] == [(3, {"x": 5})]
