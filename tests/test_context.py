@@ -641,3 +641,23 @@ def test_an_idle_io_loop_sleeps_until_the_next_deadline(game: Game) -> None:
     calls.clear()
     time.sleep(0.6)
     assert len(calls) <= 2, calls  # at 50 ms: about 12
+
+
+def test_a_client_connecting_again_sends_its_hello_at_once() -> None:
+    # Each connect() starts a fresh I/O thread with the connection already registered and
+    # its hello queued: the thread must write it before it first sleeps (it used to sleep
+    # until the last thread's next housekeeping, up to a second: a server with a short
+    # handshake timeout closed with 1008 "handshake timeout", the resume process tests' flake).
+    sctx = ReverbContext(ReverbSide.SERVER)
+    server = Server(port=0, context=sctx, handshake_timeout=0.5)
+    server.start_server()
+    client = Client(port=server.port, context=ReverbContext())
+    try:
+        for _ in range(4):
+            started = time.monotonic()
+            client.connect()
+            assert time.monotonic() - started < 0.4
+            client.disconnect()
+    finally:
+        client.disconnect()
+        server.stop_server()

@@ -411,7 +411,9 @@ class IOLoop:
                 if next_at is not None and next_at + _EPSILON < wake_at:
                     wake_at = next_at + _EPSILON
                 timeout = wake_at - time.monotonic()
-                if self._trimmer.freed and timeout > CHECK_INTERVAL:
+                if self._dirty:  # output queued with no wake (a connection just registered)
+                    timeout = 0.0
+                elif self._trimmer.freed and timeout > CHECK_INTERVAL:
                     timeout = CHECK_INTERVAL
                 ready = self._sel.select(max(timeout, 0.0))
                 now = time.monotonic()
