@@ -329,8 +329,8 @@ class AioLoop:
     def write_now(self, proto: SessionProtocol) -> bool:
         """Hand the session's output straight to the transport when nothing waits before it
         (no queued frames, not paused, not busy, nothing deferred, the session open, the send
-        buffer within its limit): what ``pump`` would do, without its bookkeeping, for the
-        RPC path. False: nothing was done, ``pump`` must run (it also handles the rest)."""
+        buffer within its limit): what ``pump`` would do, without its bookkeeping, for
+        RPC answers and syncs (more than ``WINDOW`` bytes still go through the queue). False: nothing was done, ``pump`` must run (it also handles the rest)."""
         session, transport = proto.session, proto.transport
         if (
             session is None
@@ -345,7 +345,11 @@ class AioLoop:
         ):
             return False
         data = session.data_to_send()
-        if data:
+        if len(data) > WINDOW:  # more than one socket's worth: paced from the queue
+            proto.queue.push(data, time.monotonic())
+            self.account(proto, len(data))
+            self._write(proto)
+        elif data:
             proto.queue.written(len(data), time.monotonic())
             transport.write(data)  # may pause us (high-water mark: WINDOW)
         return True

@@ -156,11 +156,16 @@ class AsyncServer(ServerEndpoint):
                 proto.deferred.append(message)
             else:
                 ready.append(member)
-        # an answer goes to the transport at once when nothing waits before it
-        flush = io.flush if answer else io.pump
+        # to the transport at once when nothing waits before it (``io.flush``, inlined: a
+        # sync takes this path once per client); else ``pump`` does the bookkeeping
+        by_member, write_now = self.by_member, io.write_now
         for session in self.hub.send(tuple(ready), message, time.monotonic()):
-            proto = self.by_member[session.member]
-            io.guarded(proto, flush, proto)
+            proto = by_member[session.member]
+            try:
+                if not write_now(proto):
+                    io.pump(proto)
+            except Exception:
+                io.failed(proto)
 
     def poll(self) -> list[ServerEvent]:
         events = self._inbox.take()
