@@ -212,12 +212,13 @@ class AioInbox:
         events, self.events = self.events, []
         return events
 
-    async def wait(self, timeout: float) -> None:
-        """Until something is put or ``timeout`` passes. One bare future and one timer: an
-        event (an RPC) resumes the waiting game task one loop iteration later, not the three
-        that ``wait_for`` on an ``asyncio.Event`` takes."""
+    async def wait(self, timeout: float) -> bool:
+        """Until something is put or ``timeout`` passes; False when something was there
+        already (returned at once, without yielding to the loop). One bare future and one
+        timer: an event (an RPC) resumes the waiting game task one loop iteration later,
+        not the three that ``wait_for`` on an ``asyncio.Event`` takes."""
         if self.events:
-            return
+            return False
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self.waiters.append(waiter)
@@ -228,6 +229,7 @@ class AioInbox:
             timer.cancel()
             if waiter in self.waiters:  # timed out or cancelled: not resolved by ``put``
                 self.waiters.remove(waiter)
+        return True
 
 
 class AioLoop:

@@ -106,11 +106,14 @@ class AsyncServer(ServerEndpoint):
         """``ReverbContext.server_sync`` for the event loop: awaits instead of blocking.
 
         Always yields to the event loop at least once, so a game whose ticks run late still
-        lets the loop accept connections and read sockets between ticks.
+        lets the loop accept connections and read sockets between ticks: while waiting for
+        the tick, else once after it (one loop iteration per tick, not two, on time).
         """
+        yielded = False
         while (wait := self.context.server_step(time.monotonic())) > 0:
-            await self._inbox.wait(wait)
-        await asyncio.sleep(0)
+            yielded = await self._inbox.wait(wait) or yielded
+        if not yielded:
+            await asyncio.sleep(0)
 
     async def wait(self, timeout: float) -> None:
         """Until an event arrives or ``timeout`` passes (a coroutine: the context's blocking
