@@ -332,7 +332,8 @@ class AioLoop:
         """Hand the session's output straight to the transport when nothing waits before it
         (no queued frames, not paused, not busy, nothing deferred, the session open, the send
         buffer within its limit): what ``pump`` would do, without its bookkeeping, for
-        RPC answers and syncs (more than ``WINDOW`` bytes still go through the queue). False: nothing was done, ``pump`` must run (it also handles the rest)."""
+        RPC answers and syncs (more than ``WINDOW`` bytes still go through the queue).
+        False: nothing was done, ``pump`` must run (it also handles the rest)."""
         session, transport = proto.session, proto.transport
         if (
             session is None
