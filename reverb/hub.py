@@ -507,7 +507,9 @@ class ServerHub:
             if session is not None:
                 return [session]
         encoded: dict[tuple[int, bool, bool, bool], list[bytes] | EncodeError] = {}
-        framed: dict[tuple[int, bool, bool, bool], list[bytes]] = {}  # with headers: shared
+        # each variant's frames, headers included: built once, shared by every peer that
+        # takes that variant (the same bytes objects in every peer's output)
+        framed: dict[tuple[int, bool, bool, bool], tuple[list[bytes], list[bytes]]] = {}
         columnar = kind is m.SyncFrame and message.offers_columns  # type: ignore[attr-defined]
         touched = []
         # a reply ends its call: the id may be used again (§8.5)
@@ -517,54 +519,85 @@ class ServerHub:
         # §17.4: the default room's syncs and replies carry "room" to "rooms" connections only
         scoped = type(message) in ROOM_SCOPED and message.room is m.ABSENT  # type: ignore[attr-defined]
         answered = getattr(message, "req", None) if type(message) in ROOM_ANSWERS else None
+        if not isinstance(answered, int):
+            answered = None
+        sessions, observer, kind_name, opened = (
+            self.members,
+            self.observer,
+            message.TYPE,
+            State.OPEN,
+        )
         for member in members:
-            session = self.members.get(member)
-            if session is None or session.state is not State.OPEN:
+            session = sessions.get(member)
+            if session is None or session.state is not opened:
                 continue
-            if feature is not None and feature not in session.features:
+            features = session.features
+            if feature is not None and feature not in features:
                 continue  # §4.11: nothing of a feature reaches a connection that lacks it
-            if isinstance(answered, int):
+            if answered is not None:
                 session.room_answered(answered)
-            stamp = scoped and ROOMS in session.features
-            cols = columnar and COLUMNS in session.features  # §20
-            key = (session.peer_max_frame, DEFLATE in session.features, stamp, cols)
-            if key not in encoded:
-                plain = encoded.get((key[0], False, stamp, cols)) if key[1] else None
-                try:
-                    if plain is None:
-                        variant = message.columnar() if cols else message  # type: ignore[attr-defined]
-                        plain = _encode(
-                            m.in_room(variant, DEFAULT_ROOM) if stamp else variant, key[0]
-                        )
-                    encoded[key] = _deflated(plain) if key[1] else plain
-                except EncodeError as exc:
-                    encoded[key] = exc
-            bodies = encoded[key]
-            if isinstance(bodies, EncodeError) and isinstance(message, m.AppMessage):
-                # §14.2: not sent to this client (logged, counted); it stays connected.
-                # 65536 bytes fit every client (§5.1: no max_frame is smaller)
-                logger.error("%s: %s: not sent", session.name, bodies)
-                self.stats["limit.message_too_large"] += 1
-                session.note_incident("limit", f"message_too_large: {bodies}"[:200], now)
-                continue
-            if isinstance(bodies, EncodeError):
-                reason = f"{_entry_name(bodies)} does not fit the client's max_frame"
-                logger.error(
-                    "%s: closing (%d): %s: %s", session.name, CloseCode.TOO_LARGE, reason, bodies
-                )
-                self.stats["sync_too_large"] += 1
-                session.note_incident("limit", f"sync_too_large: {reason}", now)
-                session.close(CloseCode.TOO_LARGE, reason, now)
-            else:
-                frames = framed.get(key)
-                if frames is None:
-                    frames = framed[key] = [encode_frame(body) for body in bodies]
-                for whole in frames:
-                    session.send_framed(message.TYPE, whole, now, answers=answers, code=code)
-                if self.observer is not None:  # monitor hook: frames sent
-                    self.observer.sent(member, message, bodies, now)
+            key = (
+                session.peer_max_frame,
+                DEFLATE in features,
+                scoped and ROOMS in features,
+                columnar and COLUMNS in features,  # §20
+            )
+            shared = framed.get(key)
+            if shared is None:
+                bodies = self._variant(message, key, encoded)
+                if isinstance(bodies, EncodeError):
+                    if self._unsendable(session, message, bodies, now):
+                        touched.append(session)
+                    continue
+                shared = framed[key] = (bodies, [encode_frame(body) for body in bodies])
+            for whole in shared[1]:
+                session.send_framed(kind_name, whole, now, answers=answers, code=code)
+            if observer is not None:  # monitor hook: frames sent
+                observer.sent(member, message, shared[0], now)
             touched.append(session)
         return touched
+
+    @staticmethod
+    def _variant(
+        message: m.Message,
+        key: tuple[int, bool, bool, bool],
+        encoded: dict[tuple[int, bool, bool, bool], list[bytes] | EncodeError],
+    ) -> list[bytes] | EncodeError:
+        """The bodies of ``message`` for peers of ``key`` (frame limit, deflate, room stamp,
+        columns), encoded once per send (the deflated variant from the plain one)."""
+        found = encoded.get(key)
+        if found is not None:
+            return found
+        limit, deflate, stamp, cols = key
+        plain = encoded.get((limit, False, stamp, cols)) if deflate else None
+        try:
+            if plain is None:
+                variant = message.columnar() if cols else message  # type: ignore[attr-defined]
+                plain = _encode(m.in_room(variant, DEFAULT_ROOM) if stamp else variant, limit)
+            found = _deflated(plain) if deflate else plain
+        except EncodeError as exc:
+            found = exc
+        encoded[key] = found
+        return found
+
+    def _unsendable(
+        self, session: Session, message: m.Message, error: EncodeError, now: float
+    ) -> bool:
+        """``message`` cannot be encoded for ``session``: an app message is not sent to it
+        (§14.2, it stays connected; False); a sync entry too large for its ``max_frame``
+        closes it with 1009 (§7.5, §10.2; True: it was touched)."""
+        if isinstance(message, m.AppMessage):
+            # 65536 bytes fit every client (§5.1: no max_frame is smaller)
+            logger.error("%s: %s: not sent", session.name, error)
+            self.stats["limit.message_too_large"] += 1
+            session.note_incident("limit", f"message_too_large: {error}"[:200], now)
+            return False
+        reason = f"{_entry_name(error)} does not fit the client's max_frame"
+        logger.error("%s: closing (%d): %s: %s", session.name, CloseCode.TOO_LARGE, reason, error)
+        self.stats["sync_too_large"] += 1
+        session.note_incident("limit", f"sync_too_large: {reason}", now)
+        session.close(CloseCode.TOO_LARGE, reason, now)
+        return True
 
     def reply(
         self, member: int, message: m.RpcResult | m.RpcErrorReply, now: float

@@ -212,12 +212,13 @@ class AioInbox:
         events, self.events = self.events, []
         return events
 
-    async def wait(self, timeout: float) -> None:
-        """Until something is put or ``timeout`` passes. One bare future and one timer: an
-        event (an RPC) resumes the waiting game task one loop iteration later, not the three
-        that ``wait_for`` on an ``asyncio.Event`` takes."""
+    async def wait(self, timeout: float) -> bool:
+        """Until something is put or ``timeout`` passes; False when something was there
+        already (returned at once, without yielding to the loop). One bare future and one
+        timer: an event (an RPC) resumes the waiting game task one loop iteration later,
+        not the three that ``wait_for`` on an ``asyncio.Event`` takes."""
         if self.events:
-            return
+            return False
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self.waiters.append(waiter)
@@ -228,6 +229,7 @@ class AioInbox:
             timer.cancel()
             if waiter in self.waiters:  # timed out or cancelled: not resolved by ``put``
                 self.waiters.remove(waiter)
+        return True
 
 
 class AioLoop:
@@ -329,8 +331,9 @@ class AioLoop:
     def write_now(self, proto: SessionProtocol) -> bool:
         """Hand the session's output straight to the transport when nothing waits before it
         (no queued frames, not paused, not busy, nothing deferred, the session open, the send
-        buffer within its limit): what ``pump`` would do, without its bookkeeping, for the
-        RPC path. False: nothing was done, ``pump`` must run (it also handles the rest)."""
+        buffer within its limit): what ``pump`` would do, without its bookkeeping, for
+        RPC answers and syncs (more than ``WINDOW`` bytes still go through the queue).
+        False: nothing was done, ``pump`` must run (it also handles the rest)."""
         session, transport = proto.session, proto.transport
         if (
             session is None
@@ -345,7 +348,11 @@ class AioLoop:
         ):
             return False
         data = session.data_to_send()
-        if data:
+        if len(data) > WINDOW:  # more than one socket's worth: paced from the queue
+            proto.queue.push(data, time.monotonic())
+            self.account(proto, len(data))
+            self._write(proto)
+        elif data:
             proto.queue.written(len(data), time.monotonic())
             transport.write(data)  # may pause us (high-water mark: WINDOW)
         return True

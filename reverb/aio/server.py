@@ -106,11 +106,14 @@ class AsyncServer(ServerEndpoint):
         """``ReverbContext.server_sync`` for the event loop: awaits instead of blocking.
 
         Always yields to the event loop at least once, so a game whose ticks run late still
-        lets the loop accept connections and read sockets between ticks.
+        lets the loop accept connections and read sockets between ticks: while waiting for
+        the tick, else once after it (one loop iteration per tick, not two, on time).
         """
+        yielded = False
         while (wait := self.context.server_step(time.monotonic())) > 0:
-            await self._inbox.wait(wait)
-        await asyncio.sleep(0)
+            yielded = await self._inbox.wait(wait) or yielded
+        if not yielded:
+            await asyncio.sleep(0)
 
     async def wait(self, timeout: float) -> None:
         """Until an event arrives or ``timeout`` passes (a coroutine: the context's blocking
@@ -156,11 +159,16 @@ class AsyncServer(ServerEndpoint):
                 proto.deferred.append(message)
             else:
                 ready.append(member)
-        # an answer goes to the transport at once when nothing waits before it
-        flush = io.flush if answer else io.pump
+        # to the transport at once when nothing waits before it (``io.flush``, inlined: a
+        # sync takes this path once per client); else ``pump`` does the bookkeeping
+        by_member, write_now = self.by_member, io.write_now
         for session in self.hub.send(tuple(ready), message, time.monotonic()):
-            proto = self.by_member[session.member]
-            io.guarded(proto, flush, proto)
+            proto = by_member[session.member]
+            try:
+                if not write_now(proto):
+                    io.pump(proto)
+            except Exception:
+                io.failed(proto)
 
     def poll(self) -> list[ServerEvent]:
         events = self._inbox.take()

@@ -139,9 +139,11 @@ class Server(ServerEndpoint):
         io = self._io
         with io.lock:
             ready: list[Conn] = []
+            direct: list[int] = []
+            by_member = self.by_member
             try:
                 for member in members:
-                    conn = self.by_member.get(member)
+                    conn = by_member.get(member)
                     if conn is None:
                         continue
                     if conn.deferred or not conn.lock.acquire(blocking=False):
@@ -150,11 +152,12 @@ class Server(ServerEndpoint):
                         wake = True
                         continue
                     ready.append(conn)
+                    direct.append(member)
                 now = time.monotonic()
-                direct = tuple(conn.session.member for conn in ready)
-                for session in self.hub.send(direct, message, now):
-                    conn = self.by_member[session.member]
-                    if not (direct_write and io.write_now(conn, now)):
+                write_now = io.write_now
+                for session in self.hub.send(tuple(direct), message, now):
+                    conn = by_member[session.member]
+                    if not (direct_write and write_now(conn, now)):
                         io.mark_dirty(conn)
                         wake = True
             finally:
