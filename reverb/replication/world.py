@@ -24,11 +24,12 @@ import math
 import re
 from collections.abc import Collection, Iterable, Iterator
 from itertools import chain
-from operator import attrgetter, itemgetter, ne
+from operator import attrgetter
 from typing import Any
 
 from reverb.errors import EncodeError, InvalidState
 from reverb.proto import messages as m
+from reverb.replication.bulk import BulkComparison
 from reverb.replication.interest import Delta, Everyone, Interest, Policy, rpc_target
 from reverb.replication.replica import Change, ClientWorld, Despawned, Spawned
 from reverb.replication.rpc import current_caller, dispatch
@@ -209,19 +210,13 @@ class ServerWorld:
         self._tables: dict[str, dict[str, int]] = {}
         self._added: dict[str, list[str]] = {}
         self._plans: dict[tuple[str, tuple[str, ...]], tuple[Any, ...] | None] = {}
-        # The bulk way of comparing (``_compare_bulk``): whether it takes each (type, set of
-        # changed names); this tick's batches.
-        self._bulk_plans: dict[tuple[type, frozenset[str]], bool] = {}
-        self._batches: list[Batch] = []
+        # The bulk way of comparing (``_compare_bulk``): what it keeps between ticks.
+        self._bulk = BulkComparison(types)
         # An object was added that had been in a world: it may be on the dirty list twice
-        # (``_bulk`` then checks for repeated uids) until the next tick's comparison.
+        # (``BulkComparison.group`` then checks for repeated uids) until the next tick's comparison.
         self._readded = False
-        # The last tick's bulk groups, by (type, names): their uids, records, baselines and
-        # the values now in those baselines -- the next tick's "old" columns when the same
-        # objects change again in the same order and no baseline changed otherwise since
-        # (``_rebased`` counts the changes made by the other ways).
-        self._bulk_last: dict[tuple[type, tuple[str, ...]], tuple[Any, ...]] = {}
-        self._bulk_now: dict[tuple[type, tuple[str, ...]], tuple[Any, ...]] = {}
+        # Baselines changed other than by the bulk way, counted: its last tick's groups are
+        # reused only while this count stands (``BulkComparison``).
         self._rebased = 0
         self._fragments_made = 0  # spawn fragments made (``_spawn_fragment``), counted
         # Interest management (issue 11, §16): None until a policy, an override or a type
@@ -576,8 +571,7 @@ class ServerWorld:
         updated: list[tuple[int, Any]] = []
         if self._pending or self._dirty or self._watched:
             self._collect(tick, spawned, updated)
-        self._bulk_last, self._bulk_now = self._bulk_now, {}
-        batches, self._batches = self._batches, []
+        batches = self._bulk.turn()
         removed, self._removed = self._removed, []
         out: Outgoing = []
         stamp = self._stamp(now)
@@ -815,8 +809,8 @@ class ServerWorld:
     def _compare_bulk(self, dirty: list[Any], updated: list[tuple[int, Any]]) -> bool:
         """The bulk way of ``_compare`` for the common tick: many objects of a type that were
         assigned the same names. Each such group (of at least ``_BULK_MIN``) whose names are
-        plain fields (``_bulk_names``) holding finite floats, or ints within ±(2^53-1), now
-        and in the baseline (§3.4), is checked and compared a column at a time, in C loops
+        plain fields holding finite floats, or ints within ±(2^53-1), now and in the baseline
+        (§3.4), is checked and compared a column at a time (``BulkComparison``), in C loops
         (``map``); the objects whose every name changed become one ``Batch`` (its entries
         made only when a peer wants that form), those with some changed get their entry
         here. A group with anything else -- a NaN, a bool, a string, a container, a missing
@@ -826,7 +820,7 @@ class ServerWorld:
         first = sets[0]
         kinds = list(map(type, dirty))
         if first and sets.count(first) == len(sets) and kinds.count(kinds[0]) == len(kinds):
-            return self._bulk(type(dirty[0]), first, dirty, sets, updated)  # type: ignore[arg-type]
+            return self._bulk.group(self, type(dirty[0]), first, dirty, sets, updated)  # type: ignore[arg-type]
         groups: dict[tuple[type, frozenset[str]], tuple[list[Any], list[set[str]]]] = {}
         for obj, names in zip(dirty, sets, strict=True):
             if names:  # else removed (None), or compared whole already
@@ -839,151 +833,11 @@ class ServerWorld:
                     group[1].append(names)
         done = True
         for (kind, marked), (objs, marks) in groups.items():
-            if len(objs) < _BULK_MIN or not self._bulk(kind, marked, objs, marks, updated):
+            if len(objs) < _BULK_MIN or not self._bulk.group(
+                self, kind, marked, objs, marks, updated
+            ):
                 done = False
         return done
-
-    def _bulk(
-        self,
-        kind: type,
-        marked: Collection[str],
-        objs: list[Any],
-        marks: list[set[str]],
-        updated: list[tuple[int, Any]],
-    ) -> bool:
-        """``_compare_bulk`` for one group: objects of type ``kind`` whose changed names
-        (``marks``, one set each) are all ``marked``. False, having changed nothing, when the
-        group is not of the common case."""
-        if not self._bulkable(kind, marked):
-            return False
-        names = tuple(marks[0])  # the order _compare would give the first one's fields
-        n = len(objs)
-        uids: list[int] = list(map(_uid_of, objs))
-        watched = self._watched
-        if (self._readded and len(set(uids)) != n) or (
-            watched and not watched.keys().isdisjoint(uids)
-        ):
-            return False
-        key = (kind, names)
-        last = self._bulk_last.get(key, _NO_GROUP)
-        records: list[_Record]
-        bases: list[dict[str, Any]]
-        try:
-            dicts = list(map(_dict_of, objs))
-            new = [list(map(itemgetter(name), dicts)) for name in names]
-            reused = last[0] == self._rebased and last[1] == uids
-            if reused:
-                # the same objects as the last tick's group, their baselines changed only by
-                # it: they hold its values (a zero maybe of the other sign: equal, one type)
-                records, bases, old = last[2], last[3], last[4]
-            else:
-                records = list(map(self._records.__getitem__, uids))
-                bases = list(map(_fields_of, records))
-                old = [list(map(itemgetter(name), bases)) for name in names]
-        except (KeyError, TypeError):  # not set (deleted), not in the baseline, no baseline
-            return False
-        kinds: list[type] = []
-        for column in new:
-            of = list(map(type, column))
-            if of.count(float) == n:
-                total = sum(column)
-                if total - total != 0.0:  # a NaN or an infinity (or a sum that overflows)
-                    return False
-                kinds.append(float)
-            elif of.count(int) == n:
-                first = column[0]
-                if column[-1] == first and column.count(first) == n:  # one value (hp = 100)
-                    low = high = first
-                else:
-                    low, high = min(column), max(column)
-                if not -_MAX <= low <= high <= _MAX:
-                    return False
-                kinds.append(int)
-            else:
-                return False
-        # Neither side NaN: where != says "changed" the value goes out whatever the baseline
-        # held; where it says "equal", the types must be too (1 and 1.0 differ on the wire).
-        masks = [list(map(ne, a, b)) for a, b in zip(new, old, strict=True)]
-        partial = [False in mask for mask in masks]
-        remembered = (uids, records, bases, new)
-        whole = True  # every object's entry is in the batch (each of their fragments cleared)
-        if any(partial):
-            for kind, was, some in zip(kinds, old, partial, strict=True):
-                if some and list(map(type, was)).count(kind) != n:
-                    return False  # a type change to an equal value: one by one
-            keep: list[int] = []
-            for i, every in enumerate(map(all, zip(*masks, strict=True))):
-                if every:
-                    keep.append(i)
-                    continue
-                changed = {
-                    name: column[i]
-                    for name, column, mask in zip(names, new, masks, strict=True)
-                    if mask[i]
-                }
-                if changed:  # some names kept their values: an entry of the others
-                    bases[i].update(changed)
-                    records[i].fragment = None
-                    updated.append((uids[i], {"uid": uids[i], "fields": changed}))
-            if len(keep) < n:
-                whole = False
-                uids = [uids[i] for i in keep]
-                records = [records[i] for i in keep]
-                bases = [bases[i] for i in keep]
-                new = [[column[i] for i in keep] for column in new]
-        if len(names) == 3:  # the common shapes in one loop each
-            n0, n1, n2 = names
-            for base, v0, v1, v2 in zip(bases, *new, strict=True):
-                base[n0] = v0
-                base[n1] = v1
-                base[n2] = v2
-        elif len(names) == 2:
-            n0, n1 = names
-            for base, v0, v1 in zip(bases, *new, strict=True):
-                base[n0] = v0
-                base[n1] = v1
-        else:
-            for name, column in zip(names, new, strict=True):
-                for base, value in zip(bases, column, strict=True):
-                    base[name] = value
-        if not (reused and last[5] == self._fragments_made):  # else none made since: all None
-            for record in records:
-                record.fragment = None
-        any(map(set.clear, marks))  # compared: off the dirty list (``_dirty_names`` skips it)
-        # with every fragment cleared: none is made again until this count moves
-        made = self._fragments_made if whole else -1
-        self._bulk_now[key] = (self._rebased, *remembered, made)
-        if uids:
-            self._batches.append(Batch(records[0].info.name, names, uids, new))
-        return True
-
-    def _bulkable(self, kind: type, marked: Collection[str]) -> bool:
-        """Whether objects of type ``kind`` with these changed names may go the bulk way;
-        not when ``_compare`` must see them: a name is not a field, is the owner or "*",
-        or does not live in the instance's ``__dict__`` (a property, a slot, a name the
-        class has not learnt, a class with its own ``__getattribute__``)."""
-        key = (kind, frozenset(marked))
-        found = self._bulk_plans.get(key)
-        if found is None:
-            info = self.types.info(kind)
-            plain = kind.__dict__.get("_reverb_plain")
-            found = (
-                info is not None
-                and isinstance(plain, set)
-                and getattr(kind, "__getattribute__", None) is object.__getattribute__
-                and "*" not in key[1]
-                and all(
-                    name in plain
-                    and name not in _META
-                    and name not in info.exclude
-                    and (info.fields is None or name in info.fields)
-                    for name in key[1]
-                )
-            )
-            if len(self._bulk_plans) >= MAX_PLANS:
-                self._bulk_plans.clear()
-            self._bulk_plans[key] = found
-        return found
 
     def _owner_change(self, record: _Record) -> Any:
         """The new owner of a synced object, ``_MISSING`` when unchanged, or ``_WITHHELD``
@@ -1750,15 +1604,10 @@ def _schema_bytes(tables: dict[str, tuple[int, list[str]]]) -> bytes:
 
 _uid_of = attrgetter("uid")  # sort keys, in C
 _changed_of = attrgetter("_reverb_changed")
-_dict_of = attrgetter("__dict__")
-_fields_of = attrgetter("fields")
 
 
 def _first_uid(batch: Batch) -> int:
     return batch.uids[0]
-
-
-_NO_GROUP: tuple[Any, ...] = (-1, None)  # ``ServerWorld._bulk_last`` of a group not in it
 
 
 def _to_wire(value: Any, record: _Record, name: str) -> Any:

@@ -595,7 +595,7 @@ def test_the_same_group_tick_after_tick_compares_with_what_the_last_tick_sent() 
     run, outs = both(steps)
     assert run.taken[:2] == [True, True]
     assert updates_of(outs[-1], 1)[5]["y"] == 30.0 + 4 * 0.25
-    last = run.world._bulk_last
+    last = run.world._bulk.last
     assert [len(group[1]) for group in last.values()] == [12, 3]  # Body's, Declared's
 
 
