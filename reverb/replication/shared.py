@@ -50,7 +50,7 @@ class Sizes(Mapping[int, int]):
 
 class Batch:
     """Objects of one type whose every changed name (the same names for all) changed this
-    tick, each to a plain number (``ServerWorld._bulk``): their update entries, plain
+    tick, each to a plain number (``BulkComparison.group``): their update entries, plain
     (§7.2) or compact (§12.4) or as one column block (§20), each made only when wanted."""
 
     __slots__ = ("columns", "names", "plan", "type_name", "uids")
