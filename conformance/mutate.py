@@ -444,7 +444,7 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "w-no-owner-change",
         W,
-        "if changed or owner is not _MISSING:",
+        "if changed or owner is not MISSING:",
         "if changed:",
         "owner-only changes not sent",
     ),

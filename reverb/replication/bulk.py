@@ -21,7 +21,8 @@ from reverb.replication.shared import MAX_PLANS, Batch
 from reverb.replication.types import META_ATTRIBUTES, TypeRegistry
 
 if TYPE_CHECKING:
-    from reverb.replication.world import ServerWorld, _Record
+    from reverb.replication.records import Record
+    from reverb.replication.world import ServerWorld
 
 __all__ = ["BulkComparison"]
 
@@ -80,7 +81,7 @@ class BulkComparison:
             return False
         key = (kind, names)
         last = self.last.get(key, _NO_GROUP)
-        records: list[_Record]
+        records: list[Record]
         bases: list[dict[str, Any]]
         try:
             dicts = list(map(_dict_of, objs))

@@ -17,16 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 from reverb.proto import messages as m
 from reverb.replication.interest import Delta
+from reverb.replication.records import OWNER
 from reverb.replication.schedule import SPAWN
 from reverb.replication.shared import Batch, Mark, Shared, Sizes
 
 if TYPE_CHECKING:
-    from reverb.replication.world import ServerWorld, _Record
+    from reverb.replication.records import Record
+    from reverb.replication.world import ServerWorld
 
 __all__ = ["Outgoing", "View", "fragment_for", "tick_filtered", "view_sync"]
 
 _MISSING = object()
-OWNER = "belonging_membership"
 # Marks a client's queue holds besides field names (never identifiers, so never fields):
 _OWNER_MARK = "!owner"  # the owner changed: the update carries "owner"
 _SNAP_MARK = "!snap"  # the object teleported: the update carries "snap": true (§13.5)
@@ -115,7 +116,7 @@ def view_sync(
     world: ServerWorld,
     view: View,
     tick: int,
-    spawned: list[_Record],
+    spawned: list[Record],
     removed: list[int],
     shared: Shared,
     stamp: float,
@@ -209,7 +210,7 @@ def _picked(
     return m.Entries(order, fragments=[own.get(uid) or encoded[uid] for uid in order])
 
 
-def fragment_for(world: ServerWorld, view: View, record: _Record) -> bytes:
+def fragment_for(world: ServerWorld, view: View, record: Record) -> bytes:
     """The spawn entry for ``view``'s peers: without owner-only fields unless they own it."""
     owner_only = record.info.owner_only
     if not owner_only or record.owner in view.members:
@@ -264,7 +265,7 @@ def _audience(
 def tick_filtered(
     world: ServerWorld,
     tick: int,
-    spawned: list[_Record],
+    spawned: list[Record],
     updated: list[tuple[int, Any]],
     batches: list[Batch],
     removed: list[int],
@@ -350,7 +351,7 @@ def tick_filtered(
     # together, once each, before any view's frame is assembled.
     spawned_set = {r.uid for r in spawned}
     spawned_of = {r.uid: r for r in spawned}
-    plans: list[tuple[View, list[_Record], list[int], set[int] | None]] = []
+    plans: list[tuple[View, list[Record], list[int], set[int] | None]] = []
     needed: dict[bool, set[int]] = {}
     visible_of = interest._visible
     nothing: set[int] = set()
@@ -445,7 +446,7 @@ def _scheduled(
     world: ServerWorld,
     view: View,
     tick: int,
-    entering: list[_Record],
+    entering: list[Record],
     updated: list[tuple[int, Any]],
     removed: list[int],
     shared: Shared,

@@ -21,7 +21,6 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-import re
 from collections.abc import Collection, Iterable, Iterator
 from itertools import chain
 from operator import attrgetter
@@ -31,6 +30,16 @@ from reverb.errors import EncodeError, InvalidState
 from reverb.proto import messages as m
 from reverb.replication.bulk import BulkComparison
 from reverb.replication.interest import Everyone, Interest, Policy, rpc_target
+from reverb.replication.records import (
+    MISSING,
+    OWNER,
+    Record,
+    bad_owner,
+    encode_error,
+    field_to_wire,
+    holding,
+    unset,
+)
 from reverb.replication.replica import Change, ClientWorld, Despawned, Spawned
 from reverb.replication.rpc import current_caller, dispatch
 from reverb.replication.schedule import (
@@ -41,7 +50,7 @@ from reverb.replication.schedule import (
     rate_of,
 )
 from reverb.replication.shared import MAX_PLANS, Batch, Shared
-from reverb.replication.types import META_ATTRIBUTES, TypeInfo, TypeRegistry
+from reverb.replication.types import META_ATTRIBUTES, TypeRegistry
 from reverb.replication.views import Outgoing, View, fragment_for, tick_filtered, view_sync
 
 __all__ = [
@@ -56,15 +65,11 @@ __all__ = [
 
 logger = logging.getLogger("reverb")
 
-_MISSING = object()
 _WITHHELD = object()
 _set = object.__setattr__
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX = m.MAX_SAFE_INT
 # Nesting levels inside a sync (§3.4): sync > spawn/update list > entry > args/fields > value.
 ARGS_DEPTH = 4
-FIELD_DEPTH = 5
-OWNER = "belonging_membership"
 _META = META_ATTRIBUTES  # never fields: "uid", and the owner (sent as "owner", §7.2)
 COMPACT = "compact"  # the feature name of the compact encoding (§12.1)
 TIME = "time"  # the feature name of server time and a sync every tick (§13)
@@ -80,23 +85,6 @@ QUIET_INTERVAL = 0.5
 _BULK_MIN = 8
 
 
-class _Record:
-    """What the world knows of one object besides the object itself."""
-
-    __slots__ = ("args", "error", "fields", "fragment", "info", "obj", "owner", "seen", "uid")
-
-    def __init__(self, obj: Any, uid: int, info: TypeInfo, args: bytes) -> None:
-        self.obj = obj
-        self.uid = uid
-        self.info = info
-        self.args = args  # the constructor arguments, encoded once
-        self.fields: dict[str, Any] | None = None  # the baseline; None until first synced
-        self.owner: int | None = None
-        self.fragment: bytes | None = None  # the baseline's spawn entry, encoded when needed
-        self.error: EncodeError | None = None  # set while withheld (issue 8, decision 7)
-        self.seen = 0  # the last tick that compared it
-
-
 class ServerWorld:
     """Objects, UIDs, peers and what each peer holds."""
 
@@ -108,12 +96,12 @@ class ServerWorld:
         self.sync_errors: list[tuple[Any, EncodeError]] = []
         self.strict = False  # raise the EncodeError from tick() instead (development)
         self._next_uid = 1
-        self._records: dict[int, _Record] = {}
+        self._records: dict[int, Record] = {}
         self._dirty: list[Any] = []  # objects assigned to since the last tick (by their hook)
         # an object was removed while on ``_dirty``: it may be another world's by the tick
         self._left_dirty = False
-        self._pending: dict[int, _Record] = {}  # new or withheld: compared whole at each tick
-        self._watched: dict[int, tuple[_Record, set[str]]] = {}  # fields holding containers
+        self._pending: dict[int, Record] = {}  # new or withheld: compared whole at each tick
+        self._watched: dict[int, tuple[Record, set[str]]] = {}  # fields holding containers
         self._removed: list[int] = []  # synced uids removed since the last tick
         self._views: list[View] = []
         self._joining: set[int] = set()  # peers that get a full snapshot next tick
@@ -165,7 +153,7 @@ class ServerWorld:
         )
         _set(obj, "uid", uid)
         self.objects[uid] = obj
-        record = _Record(obj, uid, info, m.dumpb(wire_args))
+        record = Record(obj, uid, info, m.dumpb(wire_args))
         self._records[uid] = record
         if getattr(obj, "_reverb_dirty", None) is not None:
             self._readded = True
@@ -485,7 +473,7 @@ class ServerWorld:
             self._left_dirty = False
         if self.strict:
             self._check_strictly()
-        spawned: list[_Record] = []  # encodable now, and some views may lack them
+        spawned: list[Record] = []  # encodable now, and some views may lack them
         updated: list[tuple[int, Any]] = []
         if self._pending or self._dirty or self._watched:
             self._collect(tick, spawned, updated)
@@ -556,7 +544,7 @@ class ServerWorld:
             self._merge_views()
         return out
 
-    def _collect(self, tick: int, spawned: list[_Record], updated: list[tuple[int, Any]]) -> None:
+    def _collect(self, tick: int, spawned: list[Record], updated: list[tuple[int, Any]]) -> None:
         """Compare what may have changed with the baselines; encode each change once."""
         for record in list(self._pending.values()):
             record.seen = tick
@@ -578,14 +566,14 @@ class ServerWorld:
             base = record.fields
             assert base is not None
             obj = record.obj
-            moved = {n for n in names if not _equal(getattr(obj, n, _MISSING), base.get(n))}
+            moved = {n for n in names if not _equal(getattr(obj, n, MISSING), base.get(n))}
             if moved:
                 record.seen = tick
                 self._compare(((record, moved),), spawned, updated)
 
     def _dirty_names(
-        self, dirty: list[Any], tick: int, spawned: list[_Record], updated: list[tuple[int, Any]]
-    ) -> Iterator[tuple[_Record, set[str]]]:
+        self, dirty: list[Any], tick: int, spawned: list[Record], updated: list[tuple[int, Any]]
+    ) -> Iterator[tuple[Record, set[str]]]:
         """The records of the objects on the dirty list, each with the names to compare
         (its watched containers included); one marked whole is compared whole on the way."""
         records = self._records
@@ -617,28 +605,28 @@ class ServerWorld:
             record = candidates[uid]
             obj = record.obj
             for name in record.info.field_names(obj):
-                value = getattr(obj, name, _MISSING)
-                if value is _MISSING:
-                    raise _unset(record, name)
+                value = getattr(obj, name, MISSING)
+                if value is MISSING:
+                    raise unset(record, name)
                 try:
-                    _to_wire(value, record, name)
+                    field_to_wire(value, record, name)
                 except EncodeError as exc:
-                    raise _holding(exc, name, value) from exc
+                    raise holding(exc, name, value) from exc
             owner = obj.belonging_membership
             if owner is not None and (type(owner) is not int or not -_MAX <= owner <= _MAX):
-                raise _bad_owner(record, owner)
+                raise bad_owner(record, owner)
 
     def _compare(
         self,
-        batch: Iterable[tuple[_Record, set[str]]],
-        spawned: list[_Record],
+        batch: Iterable[tuple[Record, set[str]]],
+        spawned: list[Record],
         updated: list[tuple[int, Any]],
     ) -> None:
         """The fast path: compare the named attributes of synced, encodable objects.
 
         Per attribute, the common case costs a dict read, an identity test against the
         baseline and, for a new value, a type test (§3.4 range checks for numbers only);
-        containers, strings and everything else go through ``_to_wire``."""
+        containers, strings and everything else go through ``field_to_wire``."""
         patched = _same is not _SAME
         append = updated.append
         for record, names in batch:
@@ -650,12 +638,12 @@ class ServerWorld:
             odict = obj.__dict__
             exclude = info.exclude
             changed: dict[str, Any] = {}
-            owner: Any = _MISSING
+            owner: Any = MISSING
             containers = False
             for name in names:
                 if declared is None:
-                    value = odict.get(name, _MISSING)
-                    if value is _MISSING or name in _META or name in exclude:
+                    value = odict.get(name, MISSING)
+                    if value is MISSING or name in _META or name in exclude:
                         if name == OWNER:
                             owner = self._owner_change(record)
                             if owner is _WITHHELD:
@@ -672,27 +660,27 @@ class ServerWorld:
                         break
                     continue
                 elif name in declared:
-                    value = getattr(obj, name, _MISSING)
-                    if value is _MISSING:
-                        self._withhold(record, _unset(record, name), name, value)
+                    value = getattr(obj, name, MISSING)
+                    if value is MISSING:
+                        self._withhold(record, unset(record, name), name, value)
                         break
                 else:
                     continue
-                old = base.get(name, _MISSING)
+                old = base.get(name, MISSING)
                 if value is old:  # the very object clients hold: a scalar, unchanged
                     continue
                 kind = type(value)
                 if kind is float:
                     if value - value != 0.0:  # nan or infinity
-                        self._withhold(record, _encode_error(record, name, value), name, value)
+                        self._withhold(record, encode_error(record, name, value), name, value)
                         break
                 elif kind is int:
                     if not -_MAX <= value <= _MAX:
-                        self._withhold(record, _encode_error(record, name, value), name, value)
+                        self._withhold(record, encode_error(record, name, value), name, value)
                         break
                 elif kind is not bool and value is not None:
                     try:
-                        value = _to_wire(value, record, name)
+                        value = field_to_wire(value, record, name)
                     except EncodeError as exc:
                         self._withhold(record, exc, name, value)
                         break
@@ -711,12 +699,12 @@ class ServerWorld:
                 if type(old) is list or type(old) is dict:
                     containers = True
             else:  # every name compared: nothing withheld
-                if changed or owner is not _MISSING:
+                if changed or owner is not MISSING:
                     base.update(changed)
                     self._rebased += 1
                     record.fragment = None
                     uid = record.uid
-                    if owner is _MISSING:
+                    if owner is MISSING:
                         append((uid, {"uid": uid, "fields": changed}))
                     else:
                         record.owner = owner
@@ -757,37 +745,37 @@ class ServerWorld:
                 done = False
         return done
 
-    def _owner_change(self, record: _Record) -> Any:
-        """The new owner of a synced object, ``_MISSING`` when unchanged, or ``_WITHHELD``
+    def _owner_change(self, record: Record) -> Any:
+        """The new owner of a synced object, ``MISSING`` when unchanged, or ``_WITHHELD``
         (after withholding the object) when it is not a membership id."""
         owner = record.obj.belonging_membership
         if owner is not None and (type(owner) is not int or not -_MAX <= owner <= _MAX):
-            self._withhold(record, _bad_owner(record, owner), OWNER, owner)
+            self._withhold(record, bad_owner(record, owner), OWNER, owner)
             return _WITHHELD
         if owner == record.owner and type(owner) is type(record.owner):
-            return _MISSING
+            return MISSING
         return owner
 
     def _compare_all(
-        self, record: _Record, spawned: list[_Record], updated: list[tuple[int, Any]]
+        self, record: Record, spawned: list[Record], updated: list[tuple[int, Any]]
     ) -> None:
         """Check every field of a new, withheld or wholly marked object; spawn or update it."""
         obj = record.obj
         info = record.info
         wire: dict[str, Any] = {}
         for name in info.field_names(obj):
-            value = getattr(obj, name, _MISSING)
-            if value is _MISSING:
-                self._withhold(record, _unset(record, name), name, value)
+            value = getattr(obj, name, MISSING)
+            if value is MISSING:
+                self._withhold(record, unset(record, name), name, value)
                 return
             try:
-                wire[name] = _to_wire(value, record, name)
+                wire[name] = field_to_wire(value, record, name)
             except EncodeError as exc:
                 self._withhold(record, exc, name, value)
                 return
         owner = obj.belonging_membership
         if owner is not None and (type(owner) is not int or not -_MAX <= owner <= _MAX):
-            self._withhold(record, _bad_owner(record, owner), OWNER, owner)
+            self._withhold(record, bad_owner(record, owner), OWNER, owner)
             return
         returning = record.error is not None
         if returning:
@@ -802,7 +790,7 @@ class ServerWorld:
             spawned.append(record)
             self._watch(record)
             return
-        changed = {k: v for k, v in wire.items() if not _same(base.get(k, _MISSING), v)}
+        changed = {k: v for k, v in wire.items() if not _same(base.get(k, MISSING), v)}
         owner_changed = owner != record.owner or type(owner) is not type(record.owner)
         if changed or owner_changed or base.keys() != wire.keys():
             record.fields = wire
@@ -815,7 +803,7 @@ class ServerWorld:
             spawned.append(record)
         self._watch(record)
 
-    def _watch(self, record: _Record) -> None:
+    def _watch(self, record: Record) -> None:
         """Keep the set of fields holding containers, compared at every tick."""
         base = record.fields
         assert base is not None
@@ -828,10 +816,10 @@ class ServerWorld:
         else:
             self._watched.pop(record.uid, None)
 
-    def _withhold(self, record: _Record, error: EncodeError, name: str, value: Any) -> None:
+    def _withhold(self, record: Record, error: EncodeError, name: str, value: Any) -> None:
         """Decision 7: no spawn and no update for this object until it can be encoded."""
         if record.error is None:
-            error = _holding(error, name, value)
+            error = holding(error, name, value)
             logger.error(
                 "cannot sync %s: %s; withheld from clients until it can be encoded",
                 type(record.obj).__qualname__,
@@ -841,7 +829,7 @@ class ServerWorld:
             record.error = error
         self._pending[record.uid] = record
 
-    def _spawn_fragment(self, record: _Record) -> bytes:
+    def _spawn_fragment(self, record: Record) -> bytes:
         fragment = record.fragment
         if fragment is None:
             self._fragments_made += 1
@@ -873,8 +861,8 @@ class ServerWorld:
                 continue
             fields = entry["fields"]
             key = (records[uid].info.name, tuple(fields))
-            plan: Any = plans.get(key, _MISSING)
-            if plan is _MISSING:
+            plan: Any = plans.get(key, MISSING)
+            if plan is MISSING:
                 plan = self._plan(key)
             if plan is None:
                 append(entry)
@@ -905,8 +893,8 @@ class ServerWorld:
 
     def _plan_batch(self, batch: Batch) -> None:
         key = (batch.type_name, batch.names)
-        plan: Any = self._plans.get(key, _MISSING)
-        batch.plan = self._plan(key) if plan is _MISSING else plan
+        plan: Any = self._plans.get(key, MISSING)
+        batch.plan = self._plan(key) if plan is MISSING else plan
 
     def _compact_entry(self, type_name: str, entry: dict[str, Any]) -> Any:
         """One update entry in the compact form (§12.4), off the hot path (an owner-filtered
@@ -915,8 +903,8 @@ class ServerWorld:
             return entry
         fields = entry["fields"]
         key = (type_name, tuple(fields))
-        plan: Any = self._plans.get(key, _MISSING)
-        if plan is _MISSING:
+        plan: Any = self._plans.get(key, MISSING)
+        if plan is MISSING:
             plan = self._plan(key)
         if plan is None:
             return entry
@@ -1042,49 +1030,6 @@ _changed_of = attrgetter("_reverb_changed")
 
 def _first_uid(batch: Batch) -> int:
     return batch.uids[0]
-
-
-def _to_wire(value: Any, record: _Record, name: str) -> Any:
-    """``m.to_wire`` for a field, with the common scalars checked inline."""
-    kind = type(value)
-    if kind is float:
-        if value - value == 0.0:
-            return value
-    elif kind is int:
-        if -_MAX <= value <= _MAX:
-            return value
-    elif kind is str:
-        if value.isascii() or not _SURROGATE.search(value):
-            return value
-    elif kind is bool or value is None:
-        return value
-    return m.to_wire(value, f"{record.info.name} uid={record.uid} attribute {name!r}", FIELD_DEPTH)
-
-
-def _encode_error(record: _Record, name: str, value: Any) -> EncodeError:
-    try:
-        _to_wire(value, record, name)
-    except EncodeError as exc:
-        return exc
-    raise AssertionError("not an encode error")  # pragma: no cover
-
-
-def _holding(error: EncodeError, name: str, value: Any) -> EncodeError:
-    """The error, saying what the attribute holds (the log and ``sync_error`` show it)."""
-    if value is _MISSING or name == OWNER:
-        return error
-    return EncodeError(f"{error} (the attribute holds a {type(value).__name__})")
-
-
-def _unset(record: _Record, name: str) -> EncodeError:
-    return EncodeError(f"{record.info.name} uid={record.uid}: declared field {name!r} is not set")
-
-
-def _bad_owner(record: _Record, owner: Any) -> EncodeError:
-    return EncodeError(
-        f"{record.info.name} uid={record.uid} attribute {OWNER!r}: "
-        f"a {type(owner).__name__} is not a membership id (an int or None)"
-    )
 
 
 def _same(a: Any, b: Any) -> bool:
