@@ -62,7 +62,7 @@ class Batch:
         self.names = names  # in the order of the plain entries' fields
         self.uids = uids
         self.columns = columns  # one per name: the values, in the order of ``uids``
-        self.plan: tuple[Any, ...] | None = None  # §12.4, set by ``_encode_compact``
+        self.plan: tuple[Any, ...] | None = None  # §12.4, set by ``FieldTables.encode``
 
     def sort(self) -> None:
         """Put the objects in uid order (the order of a sync's entries)."""
@@ -193,7 +193,7 @@ class Shared:
             self.uids = self.batches[0].uids
         else:
             self.uids = sorted(chain(map(_first, pairs), *(b.uids for b in self.batches)))
-        self.rows: list[Any] = []  # §12.4: the compact form of ``pairs`` (``_encode_compact``)
+        self.rows: list[Any] = []  # §12.4: the compact form of ``pairs`` (``FieldTables.encode``)
         self.schema: bytes | None = None  # §12.3: the tables' additions of this tick
         self.snapped: set[int] = set()  # §13.5: uids whose update says "snap": true
         self.private: set[int] = set()  # §16.2: updated uids of types with owner-only fields
@@ -256,7 +256,7 @@ class Shared:
         return self._fragments(True)
 
     def _fragments(self, compact: bool) -> list[bytes]:
-        """Every entry encoded, in uid order (compact: after ``_encode_compact``): the
+        """Every entry encoded, in uid order (compact: after ``FieldTables.encode``): the
         batches' formatted from their columns, the others with the encoder."""
         batches = self.batches
         pairs = self.pairs
@@ -289,7 +289,7 @@ class Shared:
     ) -> list[int]:
         """``encode`` of the entries of ``todo`` that batches made (``_formed``): formatted
         from their columns (``Batch.fragments``); returns the others. Compact ones only
-        with the plan ``ServerWorld._encode_compact`` gave their names (the table was not
+        with the plan ``FieldTables.encode`` gave their names (the table was not
         full): the same indexes, so the same bytes."""
         done = False
         for batch in self._formed:
@@ -361,7 +361,7 @@ class Shared:
         return plain
 
     def compact_values(self) -> list[Any]:
-        """The compact entries, in uid order (made once per tick, after ``_encode_compact``)."""
+        """The compact entries, in uid order (made once per tick, after ``FieldTables.encode``)."""
         found = self._compact
         if found is None:
             batches = self.batches

@@ -256,7 +256,7 @@ def _audience(
             plain["snap"] = True
             out.append((uid, plain))
         elif view.compact:
-            out.append((uid, world._compact_entry(record.info.name, plain)))
+            out.append((uid, world._tables.entry(record.info.name, plain)))
         else:
             out.append((uid, plain))
     return out
@@ -325,9 +325,9 @@ def tick_filtered(
             views.extend(world._split(view, lambda p: _part_key(p, deltas, owners)))
     world._views = views
     # the batches stay batches: their entries are made only in the forms views want
-    shared = Shared(updated, batches, world._plans)
+    shared = Shared(updated, batches, world._tables.plans)
     if shared.uids and any(view.compact for view in views):
-        world._encode_compact(shared)
+        world._tables.encode(shared, world._records)
     if world._snap:
         shared.snapped = world._snap.intersection(shared.uids)
         world._snap -= shared.snapped
@@ -580,7 +580,7 @@ def _entry_for(
     if fields or owner is not m.ABSENT:
         snap = _SNAP_MARK in names
         plain = m.update_entry(uid, fields, owner, True if snap else m.ABSENT)
-        value = plain if snap or not view.compact else world._compact_entry(record.info.name, plain)
+        value = plain if snap or not view.compact else world._tables.entry(record.info.name, plain)
         result = m.dumpb(value)
     cache[key] = result
     return result

@@ -22,13 +22,13 @@ import inspect
 import logging
 import math
 from collections.abc import Collection, Iterable, Iterator
-from itertools import chain
 from operator import attrgetter
 from typing import Any
 
 from reverb.errors import EncodeError, InvalidState
 from reverb.proto import messages as m
 from reverb.replication.bulk import BulkComparison
+from reverb.replication.compact import FieldTables
 from reverb.replication.interest import Everyone, Interest, Policy, rpc_target
 from reverb.replication.records import (
     MISSING,
@@ -49,7 +49,7 @@ from reverb.replication.schedule import (
     priority_of,
     rate_of,
 )
-from reverb.replication.shared import MAX_PLANS, Batch, Shared
+from reverb.replication.shared import Shared
 from reverb.replication.types import META_ATTRIBUTES, TypeRegistry
 from reverb.replication.views import Outgoing, View, fragment_for, tick_filtered, view_sync
 
@@ -111,11 +111,7 @@ class ServerWorld:
         self.quiet_interval = QUIET_INTERVAL  # §19.3: the server option
         self._snap: set[int] = set()  # uids teleported: their next update says so (§13.5)
         self._last_time: float | None = None  # §13.3: the server time of the last tick
-        # §12.2: the field table of each type, name -> index, only ever appended to; and the
-        # names appended during this tick (sent to every compact view), by type name.
-        self._tables: dict[str, dict[str, int]] = {}
-        self._added: dict[str, list[str]] = {}
-        self._plans: dict[tuple[str, tuple[str, ...]], tuple[Any, ...] | None] = {}
+        self._tables = FieldTables()  # §12.2: the compact encoding's field tables
         # The bulk way of comparing (``_compare_bulk``): what it keeps between ticks.
         self._bulk = BulkComparison(types)
         # An object was added that had been in a world: it may be on the dirty list twice
@@ -485,9 +481,9 @@ class ServerWorld:
             tick_filtered(self, tick, spawned, updated, batches, removed, stamp, out)
         elif spawned or updated or batches or removed:
             spawned.sort(key=_uid_of)
-            shared = Shared(updated, batches, self._plans)
+            shared = Shared(updated, batches, self._tables.plans)
             if shared.uids and any(view.compact for view in self._views):
-                self._encode_compact(shared)
+                self._tables.encode(shared, self._records)
             if self._snap:
                 shared.snapped = self._snap.intersection(shared.uids)
                 self._snap -= shared.snapped
@@ -838,101 +834,6 @@ class ServerWorld:
             )
         return fragment
 
-    # -- the compact encoding (§12) -----------------------------------------------------------
-
-    def _encode_compact(self, shared: Shared) -> None:
-        """This tick's update entries in the compact form (§12.4), and the table's additions:
-        ``[uid, index, value, ...]``; the plain form when the owner changes or the type's
-        table is full. A batch's rows are made from its plan when a peer wants them; the
-        tables grow as if its entries were met one by one, in uid order."""
-        self._added = {}
-        records = self._records
-        plans = self._plans
-        compact: list[Any] = []
-        append = compact.append
-        batches = sorted(shared.batches, key=_first_uid)
-        waiting = len(batches)
-        for uid, entry in shared.pairs:
-            while waiting and batches[-waiting].uids[0] < uid:
-                self._plan_batch(batches[-waiting])
-                waiting -= 1
-            if "owner" in entry:
-                append(entry)
-                continue
-            fields = entry["fields"]
-            key = (records[uid].info.name, tuple(fields))
-            plan: Any = plans.get(key, MISSING)
-            if plan is MISSING:
-                plan = self._plan(key)
-            if plan is None:
-                append(entry)
-                continue
-            # the plan is (index, name, index, name, ...)
-            if len(plan) == 6:
-                i0, n0, i1, n1, i2, n2 = plan
-                append([uid, i0, fields[n0], i1, fields[n1], i2, fields[n2]])
-            elif len(plan) == 2:
-                append([uid, plan[0], fields[plan[1]]])
-            else:
-                row = [uid]
-                for i in range(0, len(plan), 2):
-                    row.append(plan[i])
-                    row.append(fields[plan[i + 1]])
-                append(row)
-        while waiting:
-            self._plan_batch(batches[-waiting])
-            waiting -= 1
-        shared.rows = compact
-        if self._added:
-            shared.schema = _schema_bytes(
-                {
-                    name: (len(self._tables[name]) - len(added), added)
-                    for name, added in self._added.items()
-                }
-            )
-
-    def _plan_batch(self, batch: Batch) -> None:
-        key = (batch.type_name, batch.names)
-        plan: Any = self._plans.get(key, MISSING)
-        batch.plan = self._plan(key) if plan is MISSING else plan
-
-    def _compact_entry(self, type_name: str, entry: dict[str, Any]) -> Any:
-        """One update entry in the compact form (§12.4), off the hot path (an owner-filtered
-        entry, §16); the plain form when the owner changes or the type's table is full."""
-        if "owner" in entry:
-            return entry
-        fields = entry["fields"]
-        key = (type_name, tuple(fields))
-        plan: Any = self._plans.get(key, MISSING)
-        if plan is MISSING:
-            plan = self._plan(key)
-        if plan is None:
-            return entry
-        row = [entry["uid"]]
-        for i in range(0, len(plan), 2):
-            row.append(plan[i])
-            row.append(fields[plan[i + 1]])
-        return row
-
-    def _plan(self, key: tuple[str, tuple[str, ...]]) -> tuple[Any, ...] | None:
-        """The field indexes of an update of these names, with the names, in index order,
-        flat: ``(index, name, index, name, ...)``; None when the table is full."""
-        type_name, names = key
-        table = self._tables.setdefault(type_name, {})
-        for name in names:
-            if name not in table:
-                if len(table) >= m.MAX_SCHEMA_FIELDS:
-                    plan = None
-                    break
-                table[name] = len(table)
-                self._added.setdefault(type_name, []).append(name)
-        else:
-            plan = tuple(chain.from_iterable(sorted((table[name], name) for name in names)))
-        if len(self._plans) >= MAX_PLANS:
-            self._plans.clear()
-        self._plans[key] = plan
-        return plan
-
     def _stamp(self, now: float) -> float:
         """§13.3: the tick's server time (the clock's ``now``), strictly increasing."""
         stamp = float(now)
@@ -953,9 +854,7 @@ class ServerWorld:
         spawn = m.Entries(
             [r.uid for r in records], fragments=[fragment_for(self, view, r) for r in records]
         )
-        schema = None
-        if view.compact and self._tables:
-            schema = _schema_bytes({name: (0, list(t)) for name, t in self._tables.items() if t})
+        schema = self._tables.snapshot() if view.compact else None
         time = stamp if view.time else None
         return view.sent(m.SyncFrame(tick, True, spawn, schema=schema, time=time), stamp)
 
@@ -1020,16 +919,8 @@ def _plain_weights(cls: type) -> bool:
     return True
 
 
-def _schema_bytes(tables: dict[str, tuple[int, list[str]]]) -> bytes:
-    return m.dumpb({name: {"at": at, "add": add} for name, (at, add) in tables.items()})
-
-
 _uid_of = attrgetter("uid")  # sort keys, in C
 _changed_of = attrgetter("_reverb_changed")
-
-
-def _first_uid(batch: Batch) -> int:
-    return batch.uids[0]
 
 
 def _same(a: Any, b: Any) -> bool:
