@@ -48,6 +48,7 @@ class Mutant:
 S, F, MSG = "reverb/proto/session.py", "reverb/proto/framing.py", "reverb/proto/messages.py"
 H, W = "reverb/hub.py", "reverb/replication/world.py"
 RPC = "reverb/replication/rpc.py"  # the checks and the call of §8.2 (moved out of world.py)
+V = "reverb/replication/views.py"  # what each view is sent at a tick (moved out of world.py)
 TL, TS = "reverb/threaded/_loop.py", "reverb/threaded/server.py"
 AB, AS = "reverb/aio/_base.py", "reverb/aio/server.py"
 
@@ -443,7 +444,7 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "w-no-owner-change",
         W,
-        "if changed or owner is not _MISSING:",
+        "if changed or owner is not MISSING:",
         "if changed:",
         "owner-only changes not sent",
     ),
@@ -464,7 +465,7 @@ MUTANTS: list[Mutant] = [
     Mutant("w-tick", W, "self.tick_count += 1", "self.tick_count += 0", "tick does not increase"),
     Mutant(
         "w-despawn-unsent",
-        W,
+        V,
         "despawn = [uid for uid in removed if uid in held]",
         "despawn = [uid for uid in removed if uid not in held]",
         "despawn sent for the wrong objects",

@@ -21,26 +21,37 @@ from __future__ import annotations
 import inspect
 import logging
 import math
-import re
-from collections.abc import Collection, Iterable, Iterator, Mapping
-from itertools import chain
-from operator import attrgetter, itemgetter, ne
+from collections.abc import Collection, Iterable, Iterator
+from operator import attrgetter
 from typing import Any
 
 from reverb.errors import EncodeError, InvalidState
 from reverb.proto import messages as m
-from reverb.replication.interest import Delta, Everyone, Interest, Policy, rpc_target
+from reverb.replication.bulk import BulkComparison
+from reverb.replication.compact import FieldTables
+from reverb.replication.interest import Everyone, Interest, Policy, rpc_target
+from reverb.replication.records import (
+    MISSING,
+    OWNER,
+    Record,
+    bad_owner,
+    encode_error,
+    field_to_wire,
+    holding,
+    unset,
+)
 from reverb.replication.replica import Change, ClientWorld, Despawned, Spawned
 from reverb.replication.rpc import current_caller, dispatch
 from reverb.replication.schedule import (
-    SPAWN,
     Budget,
     ClientQueue,
     Scheduler,
     priority_of,
     rate_of,
 )
-from reverb.replication.types import META_ATTRIBUTES, TypeInfo, TypeRegistry
+from reverb.replication.shared import Shared
+from reverb.replication.types import META_ATTRIBUTES, TypeRegistry
+from reverb.replication.views import Outgoing, View, fragment_for, tick_filtered, view_sync
 
 __all__ = [
     "Change",
@@ -54,15 +65,11 @@ __all__ = [
 
 logger = logging.getLogger("reverb")
 
-_MISSING = object()
 _WITHHELD = object()
 _set = object.__setattr__
-_SURROGATE = re.compile("[\ud800-\udfff]")
 _MAX = m.MAX_SAFE_INT
 # Nesting levels inside a sync (§3.4): sync > spawn/update list > entry > args/fields > value.
 ARGS_DEPTH = 4
-FIELD_DEPTH = 5
-OWNER = "belonging_membership"
 _META = META_ATTRIBUTES  # never fields: "uid", and the owner (sent as "owner", §7.2)
 COMPACT = "compact"  # the feature name of the compact encoding (§12.1)
 TIME = "time"  # the feature name of server time and a sync every tick (§13)
@@ -73,110 +80,9 @@ QUIET = "quiet"  # the feature name of skipping idle ticks' empty syncs on "time
 # server from an idle world within about half a second -- yet 15x fewer frames than one per
 # tick at 30 Hz.
 QUIET_INTERVAL = 0.5
-_MAX_PLANS = 4096  # (type, field names) pairs whose index plan is remembered
 # A group of at least this many objects of a type assigned the same names is compared in
 # bulk (``ServerWorld._compare_bulk``); fewer cost less one by one. Tests lower it to 1.
 _BULK_MIN = 8
-# Marks a client's queue holds besides field names (never identifiers, so never fields):
-_OWNER_MARK = "!owner"  # the owner changed: the update carries "owner"
-_SNAP_MARK = "!snap"  # the object teleported: the update carries "snap": true (§13.5)
-_SPAWN_MARK = frozenset((SPAWN,))
-Mark = tuple[int, frozenset[str], float, "float | None"]  # a queue's (uid, names, priority, rate)
-Outgoing = list[tuple[tuple[int, ...], m.Message]]
-
-
-class _Record:
-    """What the world knows of one object besides the object itself."""
-
-    __slots__ = ("args", "error", "fields", "fragment", "info", "obj", "owner", "seen", "uid")
-
-    def __init__(self, obj: Any, uid: int, info: TypeInfo, args: bytes) -> None:
-        self.obj = obj
-        self.uid = uid
-        self.info = info
-        self.args = args  # the constructor arguments, encoded once
-        self.fields: dict[str, Any] | None = None  # the baseline; None until first synced
-        self.owner: int | None = None
-        self.fragment: bytes | None = None  # the baseline's spawn entry, encoded when needed
-        self.error: EncodeError | None = None  # set while withheld (issue 8, decision 7)
-        self.seen = 0  # the last tick that compared it
-
-
-class View:
-    """Peers that hold the same objects as of the same tick: they receive the same frames.
-
-    Without interest management every synced peer shares one view, and a joiner has its own
-    until its full snapshot makes it equal. With it (§16), a peer whose visible set changes
-    (or that owns an object with owner-only fields) parts from its view; ``_delta`` sends it
-    spawns for what entered, updates for what it holds (re-encoding only that subset) and
-    despawns for what left or was destroyed; views whose peers see the same objects merge
-    again. All peers of a view see the same objects. With rates or budgets (§16.6) each peer
-    has its own view and a queue of the field names changed since it was last sent each
-    object: its update entries carry the current baseline values of those names."""
-
-    __slots__ = (
-        "_order",
-        "compact",
-        "heard",
-        "held",
-        "loud",
-        "members",
-        "quiet",
-        "reasons",
-        "tick",
-        "time",
-    )
-
-    def __init__(
-        self,
-        members: set[int],
-        compact: bool = False,
-        time: bool = False,
-        reasons: bool = False,
-        quiet: bool = False,
-    ) -> None:
-        self.members = members
-        self.compact = compact  # these peers take update entries in the compact form (§12)
-        self.time = time  # these peers take sync.time, snap and a sync every tick (§13, §19)
-        self.reasons = reasons  # these peers take sync.left (the feature "interest", §16)
-        # §19: "time" peers granted "quiet": an empty sync only after a non-empty one or when
-        # their heartbeat is due; ``loud``: the last sync sent to them was not empty;
-        # ``heard``: the server time of the last sync sent to them
-        self.quiet = quiet and time
-        self.loud = False
-        self.heard = -math.inf
-        self.held: set[int] = set()  # the uids these peers hold
-        self.tick = 0  # the last tick they were synced at (0: never, a full snapshot is due)
-        self._order: tuple[int, ...] | None = None
-
-    def sent(self, frame: m.SyncFrame, stamp: float) -> m.SyncFrame:
-        """Note that ``frame``, a non-empty sync, goes to these peers (§19.2)."""
-        self.loud = True
-        self.heard = stamp
-        return frame
-
-    def idle(self, tick: int, stamp: float, interval: float) -> m.SyncFrame | None:
-        """The sync of a tick with nothing for these peers: none without "time" (§7.3), an
-        empty one every tick with "time" (§13.7), with "quiet" only right after a non-empty
-        sync or when the heartbeat is due (§19.2)."""
-        if not self.time:
-            return None
-        if self.quiet:
-            if not self.loud and stamp - self.heard < interval:
-                return None
-            self.loud = False
-            self.heard = stamp
-        return m.SyncFrame(tick, False, time=stamp)
-
-    @property
-    def order(self) -> tuple[int, ...]:
-        if self._order is None:
-            self._order = tuple(sorted(self.members))
-        return self._order
-
-    def drop(self, member: int) -> None:
-        self.members.discard(member)
-        self._order = None
 
 
 class ServerWorld:
@@ -190,12 +96,12 @@ class ServerWorld:
         self.sync_errors: list[tuple[Any, EncodeError]] = []
         self.strict = False  # raise the EncodeError from tick() instead (development)
         self._next_uid = 1
-        self._records: dict[int, _Record] = {}
+        self._records: dict[int, Record] = {}
         self._dirty: list[Any] = []  # objects assigned to since the last tick (by their hook)
         # an object was removed while on ``_dirty``: it may be another world's by the tick
         self._left_dirty = False
-        self._pending: dict[int, _Record] = {}  # new or withheld: compared whole at each tick
-        self._watched: dict[int, tuple[_Record, set[str]]] = {}  # fields holding containers
+        self._pending: dict[int, Record] = {}  # new or withheld: compared whole at each tick
+        self._watched: dict[int, tuple[Record, set[str]]] = {}  # fields holding containers
         self._removed: list[int] = []  # synced uids removed since the last tick
         self._views: list[View] = []
         self._joining: set[int] = set()  # peers that get a full snapshot next tick
@@ -205,24 +111,14 @@ class ServerWorld:
         self.quiet_interval = QUIET_INTERVAL  # §19.3: the server option
         self._snap: set[int] = set()  # uids teleported: their next update says so (§13.5)
         self._last_time: float | None = None  # §13.3: the server time of the last tick
-        # §12.2: the field table of each type, name -> index, only ever appended to; and the
-        # names appended during this tick (sent to every compact view), by type name.
-        self._tables: dict[str, dict[str, int]] = {}
-        self._added: dict[str, list[str]] = {}
-        self._plans: dict[tuple[str, tuple[str, ...]], tuple[Any, ...] | None] = {}
-        # The bulk way of comparing (``_compare_bulk``): whether it takes each (type, set of
-        # changed names); this tick's batches.
-        self._bulk_plans: dict[tuple[type, frozenset[str]], bool] = {}
-        self._batches: list[_Batch] = []
+        self._tables = FieldTables()  # §12.2: the compact encoding's field tables
+        # The bulk way of comparing (``_compare_bulk``): what it keeps between ticks.
+        self._bulk = BulkComparison(types)
         # An object was added that had been in a world: it may be on the dirty list twice
-        # (``_bulk`` then checks for repeated uids) until the next tick's comparison.
+        # (``BulkComparison.group`` then checks for repeated uids) until the next tick's comparison.
         self._readded = False
-        # The last tick's bulk groups, by (type, names): their uids, records, baselines and
-        # the values now in those baselines -- the next tick's "old" columns when the same
-        # objects change again in the same order and no baseline changed otherwise since
-        # (``_rebased`` counts the changes made by the other ways).
-        self._bulk_last: dict[tuple[type, tuple[str, ...]], tuple[Any, ...]] = {}
-        self._bulk_now: dict[tuple[type, tuple[str, ...]], tuple[Any, ...]] = {}
+        # Baselines changed other than by the bulk way, counted: its last tick's groups are
+        # reused only while this count stands (``BulkComparison``).
         self._rebased = 0
         self._fragments_made = 0  # spawn fragments made (``_spawn_fragment``), counted
         # Interest management (issue 11, §16): None until a policy, an override or a type
@@ -253,7 +149,7 @@ class ServerWorld:
         )
         _set(obj, "uid", uid)
         self.objects[uid] = obj
-        record = _Record(obj, uid, info, m.dumpb(wire_args))
+        record = Record(obj, uid, info, m.dumpb(wire_args))
         self._records[uid] = record
         if getattr(obj, "_reverb_dirty", None) is not None:
             self._readded = True
@@ -573,28 +469,27 @@ class ServerWorld:
             self._left_dirty = False
         if self.strict:
             self._check_strictly()
-        spawned: list[_Record] = []  # encodable now, and some views may lack them
+        spawned: list[Record] = []  # encodable now, and some views may lack them
         updated: list[tuple[int, Any]] = []
         if self._pending or self._dirty or self._watched:
             self._collect(tick, spawned, updated)
-        self._bulk_last, self._bulk_now = self._bulk_now, {}
-        batches, self._batches = self._batches, []
+        batches = self._bulk.turn()
         removed, self._removed = self._removed, []
         out: Outgoing = []
         stamp = self._stamp(now)
         if self._interest is not None:
-            self._tick_filtered(tick, spawned, updated, batches, removed, stamp, out)
+            tick_filtered(self, tick, spawned, updated, batches, removed, stamp, out)
         elif spawned or updated or batches or removed:
             spawned.sort(key=_uid_of)
-            shared = _Shared(updated, batches, self._plans)
+            shared = Shared(updated, batches, self._tables.plans)
             if shared.uids and any(view.compact for view in self._views):
-                self._encode_compact(shared)
+                self._tables.encode(shared, self._records)
             if self._snap:
                 shared.snapped = self._snap.intersection(shared.uids)
                 self._snap -= shared.snapped
                 self._snap.difference_update([r.uid for r in spawned])  # §13.5: no marker
             for view in self._views:
-                frame = self._delta(view, tick, spawned, removed, shared, stamp)
+                frame = view_sync(self, view, tick, spawned, removed, shared, stamp)
                 if frame is not None:
                     out.append((view.order, frame))
             shared.release()
@@ -645,7 +540,7 @@ class ServerWorld:
             self._merge_views()
         return out
 
-    def _collect(self, tick: int, spawned: list[_Record], updated: list[tuple[int, Any]]) -> None:
+    def _collect(self, tick: int, spawned: list[Record], updated: list[tuple[int, Any]]) -> None:
         """Compare what may have changed with the baselines; encode each change once."""
         for record in list(self._pending.values()):
             record.seen = tick
@@ -667,14 +562,14 @@ class ServerWorld:
             base = record.fields
             assert base is not None
             obj = record.obj
-            moved = {n for n in names if not _equal(getattr(obj, n, _MISSING), base.get(n))}
+            moved = {n for n in names if not _equal(getattr(obj, n, MISSING), base.get(n))}
             if moved:
                 record.seen = tick
                 self._compare(((record, moved),), spawned, updated)
 
     def _dirty_names(
-        self, dirty: list[Any], tick: int, spawned: list[_Record], updated: list[tuple[int, Any]]
-    ) -> Iterator[tuple[_Record, set[str]]]:
+        self, dirty: list[Any], tick: int, spawned: list[Record], updated: list[tuple[int, Any]]
+    ) -> Iterator[tuple[Record, set[str]]]:
         """The records of the objects on the dirty list, each with the names to compare
         (its watched containers included); one marked whole is compared whole on the way."""
         records = self._records
@@ -706,28 +601,28 @@ class ServerWorld:
             record = candidates[uid]
             obj = record.obj
             for name in record.info.field_names(obj):
-                value = getattr(obj, name, _MISSING)
-                if value is _MISSING:
-                    raise _unset(record, name)
+                value = getattr(obj, name, MISSING)
+                if value is MISSING:
+                    raise unset(record, name)
                 try:
-                    _to_wire(value, record, name)
+                    field_to_wire(value, record, name)
                 except EncodeError as exc:
-                    raise _holding(exc, name, value) from exc
+                    raise holding(exc, name, value) from exc
             owner = obj.belonging_membership
             if owner is not None and (type(owner) is not int or not -_MAX <= owner <= _MAX):
-                raise _bad_owner(record, owner)
+                raise bad_owner(record, owner)
 
     def _compare(
         self,
-        batch: Iterable[tuple[_Record, set[str]]],
-        spawned: list[_Record],
+        batch: Iterable[tuple[Record, set[str]]],
+        spawned: list[Record],
         updated: list[tuple[int, Any]],
     ) -> None:
         """The fast path: compare the named attributes of synced, encodable objects.
 
         Per attribute, the common case costs a dict read, an identity test against the
         baseline and, for a new value, a type test (§3.4 range checks for numbers only);
-        containers, strings and everything else go through ``_to_wire``."""
+        containers, strings and everything else go through ``field_to_wire``."""
         patched = _same is not _SAME
         append = updated.append
         for record, names in batch:
@@ -739,12 +634,12 @@ class ServerWorld:
             odict = obj.__dict__
             exclude = info.exclude
             changed: dict[str, Any] = {}
-            owner: Any = _MISSING
+            owner: Any = MISSING
             containers = False
             for name in names:
                 if declared is None:
-                    value = odict.get(name, _MISSING)
-                    if value is _MISSING or name in _META or name in exclude:
+                    value = odict.get(name, MISSING)
+                    if value is MISSING or name in _META or name in exclude:
                         if name == OWNER:
                             owner = self._owner_change(record)
                             if owner is _WITHHELD:
@@ -761,27 +656,27 @@ class ServerWorld:
                         break
                     continue
                 elif name in declared:
-                    value = getattr(obj, name, _MISSING)
-                    if value is _MISSING:
-                        self._withhold(record, _unset(record, name), name, value)
+                    value = getattr(obj, name, MISSING)
+                    if value is MISSING:
+                        self._withhold(record, unset(record, name), name, value)
                         break
                 else:
                     continue
-                old = base.get(name, _MISSING)
+                old = base.get(name, MISSING)
                 if value is old:  # the very object clients hold: a scalar, unchanged
                     continue
                 kind = type(value)
                 if kind is float:
                     if value - value != 0.0:  # nan or infinity
-                        self._withhold(record, _encode_error(record, name, value), name, value)
+                        self._withhold(record, encode_error(record, name, value), name, value)
                         break
                 elif kind is int:
                     if not -_MAX <= value <= _MAX:
-                        self._withhold(record, _encode_error(record, name, value), name, value)
+                        self._withhold(record, encode_error(record, name, value), name, value)
                         break
                 elif kind is not bool and value is not None:
                     try:
-                        value = _to_wire(value, record, name)
+                        value = field_to_wire(value, record, name)
                     except EncodeError as exc:
                         self._withhold(record, exc, name, value)
                         break
@@ -800,12 +695,12 @@ class ServerWorld:
                 if type(old) is list or type(old) is dict:
                     containers = True
             else:  # every name compared: nothing withheld
-                if changed or owner is not _MISSING:
+                if changed or owner is not MISSING:
                     base.update(changed)
                     self._rebased += 1
                     record.fragment = None
                     uid = record.uid
-                    if owner is _MISSING:
+                    if owner is MISSING:
                         append((uid, {"uid": uid, "fields": changed}))
                     else:
                         record.owner = owner
@@ -816,9 +711,9 @@ class ServerWorld:
     def _compare_bulk(self, dirty: list[Any], updated: list[tuple[int, Any]]) -> bool:
         """The bulk way of ``_compare`` for the common tick: many objects of a type that were
         assigned the same names. Each such group (of at least ``_BULK_MIN``) whose names are
-        plain fields (``_bulk_names``) holding finite floats, or ints within ±(2^53-1), now
-        and in the baseline (§3.4), is checked and compared a column at a time, in C loops
-        (``map``); the objects whose every name changed become one ``_Batch`` (its entries
+        plain fields holding finite floats, or ints within ±(2^53-1), now and in the baseline
+        (§3.4), is checked and compared a column at a time (``BulkComparison``), in C loops
+        (``map``); the objects whose every name changed become one ``Batch`` (its entries
         made only when a peer wants that form), those with some changed get their entry
         here. A group with anything else -- a NaN, a bool, a string, a container, a missing
         attribute, a watched object, an object twice on the list -- is left untouched for
@@ -827,7 +722,7 @@ class ServerWorld:
         first = sets[0]
         kinds = list(map(type, dirty))
         if first and sets.count(first) == len(sets) and kinds.count(kinds[0]) == len(kinds):
-            return self._bulk(type(dirty[0]), first, dirty, sets, updated)  # type: ignore[arg-type]
+            return self._bulk.group(self, type(dirty[0]), first, dirty, sets, updated)  # type: ignore[arg-type]
         groups: dict[tuple[type, frozenset[str]], tuple[list[Any], list[set[str]]]] = {}
         for obj, names in zip(dirty, sets, strict=True):
             if names:  # else removed (None), or compared whole already
@@ -840,183 +735,43 @@ class ServerWorld:
                     group[1].append(names)
         done = True
         for (kind, marked), (objs, marks) in groups.items():
-            if len(objs) < _BULK_MIN or not self._bulk(kind, marked, objs, marks, updated):
+            if len(objs) < _BULK_MIN or not self._bulk.group(
+                self, kind, marked, objs, marks, updated
+            ):
                 done = False
         return done
 
-    def _bulk(
-        self,
-        kind: type,
-        marked: Collection[str],
-        objs: list[Any],
-        marks: list[set[str]],
-        updated: list[tuple[int, Any]],
-    ) -> bool:
-        """``_compare_bulk`` for one group: objects of type ``kind`` whose changed names
-        (``marks``, one set each) are all ``marked``. False, having changed nothing, when the
-        group is not of the common case."""
-        if not self._bulkable(kind, marked):
-            return False
-        names = tuple(marks[0])  # the order _compare would give the first one's fields
-        n = len(objs)
-        uids: list[int] = list(map(_uid_of, objs))
-        watched = self._watched
-        if (self._readded and len(set(uids)) != n) or (
-            watched and not watched.keys().isdisjoint(uids)
-        ):
-            return False
-        key = (kind, names)
-        last = self._bulk_last.get(key, _NO_GROUP)
-        records: list[_Record]
-        bases: list[dict[str, Any]]
-        try:
-            dicts = list(map(_dict_of, objs))
-            new = [list(map(itemgetter(name), dicts)) for name in names]
-            reused = last[0] == self._rebased and last[1] == uids
-            if reused:
-                # the same objects as the last tick's group, their baselines changed only by
-                # it: they hold its values (a zero maybe of the other sign: equal, one type)
-                records, bases, old = last[2], last[3], last[4]
-            else:
-                records = list(map(self._records.__getitem__, uids))
-                bases = list(map(_fields_of, records))
-                old = [list(map(itemgetter(name), bases)) for name in names]
-        except (KeyError, TypeError):  # not set (deleted), not in the baseline, no baseline
-            return False
-        kinds: list[type] = []
-        for column in new:
-            of = list(map(type, column))
-            if of.count(float) == n:
-                total = sum(column)
-                if total - total != 0.0:  # a NaN or an infinity (or a sum that overflows)
-                    return False
-                kinds.append(float)
-            elif of.count(int) == n:
-                first = column[0]
-                if column[-1] == first and column.count(first) == n:  # one value (hp = 100)
-                    low = high = first
-                else:
-                    low, high = min(column), max(column)
-                if not -_MAX <= low <= high <= _MAX:
-                    return False
-                kinds.append(int)
-            else:
-                return False
-        # Neither side NaN: where != says "changed" the value goes out whatever the baseline
-        # held; where it says "equal", the types must be too (1 and 1.0 differ on the wire).
-        masks = [list(map(ne, a, b)) for a, b in zip(new, old, strict=True)]
-        partial = [False in mask for mask in masks]
-        remembered = (uids, records, bases, new)
-        whole = True  # every object's entry is in the batch (each of their fragments cleared)
-        if any(partial):
-            for kind, was, some in zip(kinds, old, partial, strict=True):
-                if some and list(map(type, was)).count(kind) != n:
-                    return False  # a type change to an equal value: one by one
-            keep: list[int] = []
-            for i, every in enumerate(map(all, zip(*masks, strict=True))):
-                if every:
-                    keep.append(i)
-                    continue
-                changed = {
-                    name: column[i]
-                    for name, column, mask in zip(names, new, masks, strict=True)
-                    if mask[i]
-                }
-                if changed:  # some names kept their values: an entry of the others
-                    bases[i].update(changed)
-                    records[i].fragment = None
-                    updated.append((uids[i], {"uid": uids[i], "fields": changed}))
-            if len(keep) < n:
-                whole = False
-                uids = [uids[i] for i in keep]
-                records = [records[i] for i in keep]
-                bases = [bases[i] for i in keep]
-                new = [[column[i] for i in keep] for column in new]
-        if len(names) == 3:  # the common shapes in one loop each
-            n0, n1, n2 = names
-            for base, v0, v1, v2 in zip(bases, *new, strict=True):
-                base[n0] = v0
-                base[n1] = v1
-                base[n2] = v2
-        elif len(names) == 2:
-            n0, n1 = names
-            for base, v0, v1 in zip(bases, *new, strict=True):
-                base[n0] = v0
-                base[n1] = v1
-        else:
-            for name, column in zip(names, new, strict=True):
-                for base, value in zip(bases, column, strict=True):
-                    base[name] = value
-        if not (reused and last[5] == self._fragments_made):  # else none made since: all None
-            for record in records:
-                record.fragment = None
-        any(map(set.clear, marks))  # compared: off the dirty list (``_dirty_names`` skips it)
-        # with every fragment cleared: none is made again until this count moves
-        made = self._fragments_made if whole else -1
-        self._bulk_now[key] = (self._rebased, *remembered, made)
-        if uids:
-            self._batches.append(_Batch(records[0].info.name, names, uids, new))
-        return True
-
-    def _bulkable(self, kind: type, marked: Collection[str]) -> bool:
-        """Whether objects of type ``kind`` with these changed names may go the bulk way;
-        not when ``_compare`` must see them: a name is not a field, is the owner or "*",
-        or does not live in the instance's ``__dict__`` (a property, a slot, a name the
-        class has not learnt, a class with its own ``__getattribute__``)."""
-        key = (kind, frozenset(marked))
-        found = self._bulk_plans.get(key)
-        if found is None:
-            info = self.types.info(kind)
-            plain = kind.__dict__.get("_reverb_plain")
-            found = (
-                info is not None
-                and isinstance(plain, set)
-                and getattr(kind, "__getattribute__", None) is object.__getattribute__
-                and "*" not in key[1]
-                and all(
-                    name in plain
-                    and name not in _META
-                    and name not in info.exclude
-                    and (info.fields is None or name in info.fields)
-                    for name in key[1]
-                )
-            )
-            if len(self._bulk_plans) >= _MAX_PLANS:
-                self._bulk_plans.clear()
-            self._bulk_plans[key] = found
-        return found
-
-    def _owner_change(self, record: _Record) -> Any:
-        """The new owner of a synced object, ``_MISSING`` when unchanged, or ``_WITHHELD``
+    def _owner_change(self, record: Record) -> Any:
+        """The new owner of a synced object, ``MISSING`` when unchanged, or ``_WITHHELD``
         (after withholding the object) when it is not a membership id."""
         owner = record.obj.belonging_membership
         if owner is not None and (type(owner) is not int or not -_MAX <= owner <= _MAX):
-            self._withhold(record, _bad_owner(record, owner), OWNER, owner)
+            self._withhold(record, bad_owner(record, owner), OWNER, owner)
             return _WITHHELD
         if owner == record.owner and type(owner) is type(record.owner):
-            return _MISSING
+            return MISSING
         return owner
 
     def _compare_all(
-        self, record: _Record, spawned: list[_Record], updated: list[tuple[int, Any]]
+        self, record: Record, spawned: list[Record], updated: list[tuple[int, Any]]
     ) -> None:
         """Check every field of a new, withheld or wholly marked object; spawn or update it."""
         obj = record.obj
         info = record.info
         wire: dict[str, Any] = {}
         for name in info.field_names(obj):
-            value = getattr(obj, name, _MISSING)
-            if value is _MISSING:
-                self._withhold(record, _unset(record, name), name, value)
+            value = getattr(obj, name, MISSING)
+            if value is MISSING:
+                self._withhold(record, unset(record, name), name, value)
                 return
             try:
-                wire[name] = _to_wire(value, record, name)
+                wire[name] = field_to_wire(value, record, name)
             except EncodeError as exc:
                 self._withhold(record, exc, name, value)
                 return
         owner = obj.belonging_membership
         if owner is not None and (type(owner) is not int or not -_MAX <= owner <= _MAX):
-            self._withhold(record, _bad_owner(record, owner), OWNER, owner)
+            self._withhold(record, bad_owner(record, owner), OWNER, owner)
             return
         returning = record.error is not None
         if returning:
@@ -1031,7 +786,7 @@ class ServerWorld:
             spawned.append(record)
             self._watch(record)
             return
-        changed = {k: v for k, v in wire.items() if not _same(base.get(k, _MISSING), v)}
+        changed = {k: v for k, v in wire.items() if not _same(base.get(k, MISSING), v)}
         owner_changed = owner != record.owner or type(owner) is not type(record.owner)
         if changed or owner_changed or base.keys() != wire.keys():
             record.fields = wire
@@ -1044,7 +799,7 @@ class ServerWorld:
             spawned.append(record)
         self._watch(record)
 
-    def _watch(self, record: _Record) -> None:
+    def _watch(self, record: Record) -> None:
         """Keep the set of fields holding containers, compared at every tick."""
         base = record.fields
         assert base is not None
@@ -1057,10 +812,10 @@ class ServerWorld:
         else:
             self._watched.pop(record.uid, None)
 
-    def _withhold(self, record: _Record, error: EncodeError, name: str, value: Any) -> None:
+    def _withhold(self, record: Record, error: EncodeError, name: str, value: Any) -> None:
         """Decision 7: no spawn and no update for this object until it can be encoded."""
         if record.error is None:
-            error = _holding(error, name, value)
+            error = holding(error, name, value)
             logger.error(
                 "cannot sync %s: %s; withheld from clients until it can be encoded",
                 type(record.obj).__qualname__,
@@ -1070,7 +825,7 @@ class ServerWorld:
             record.error = error
         self._pending[record.uid] = record
 
-    def _spawn_fragment(self, record: _Record) -> bytes:
+    def _spawn_fragment(self, record: Record) -> bytes:
         fragment = record.fragment
         if fragment is None:
             self._fragments_made += 1
@@ -1078,249 +833,6 @@ class ServerWorld:
                 record.uid, record.info.name, record.owner, record.args, record.fields
             )
         return fragment
-
-    # -- the compact encoding (§12) -----------------------------------------------------------
-
-    def _encode_compact(self, shared: _Shared) -> None:
-        """This tick's update entries in the compact form (§12.4), and the table's additions:
-        ``[uid, index, value, ...]``; the plain form when the owner changes or the type's
-        table is full. A batch's rows are made from its plan when a peer wants them; the
-        tables grow as if its entries were met one by one, in uid order."""
-        self._added = {}
-        records = self._records
-        plans = self._plans
-        compact: list[Any] = []
-        append = compact.append
-        batches = sorted(shared.batches, key=_first_uid)
-        waiting = len(batches)
-        for uid, entry in shared.pairs:
-            while waiting and batches[-waiting].uids[0] < uid:
-                self._plan_batch(batches[-waiting])
-                waiting -= 1
-            if "owner" in entry:
-                append(entry)
-                continue
-            fields = entry["fields"]
-            key = (records[uid].info.name, tuple(fields))
-            plan: Any = plans.get(key, _MISSING)
-            if plan is _MISSING:
-                plan = self._plan(key)
-            if plan is None:
-                append(entry)
-                continue
-            # the plan is (index, name, index, name, ...)
-            if len(plan) == 6:
-                i0, n0, i1, n1, i2, n2 = plan
-                append([uid, i0, fields[n0], i1, fields[n1], i2, fields[n2]])
-            elif len(plan) == 2:
-                append([uid, plan[0], fields[plan[1]]])
-            else:
-                row = [uid]
-                for i in range(0, len(plan), 2):
-                    row.append(plan[i])
-                    row.append(fields[plan[i + 1]])
-                append(row)
-        while waiting:
-            self._plan_batch(batches[-waiting])
-            waiting -= 1
-        shared.rows = compact
-        if self._added:
-            shared.schema = _schema_bytes(
-                {
-                    name: (len(self._tables[name]) - len(added), added)
-                    for name, added in self._added.items()
-                }
-            )
-
-    def _plan_batch(self, batch: _Batch) -> None:
-        key = (batch.type_name, batch.names)
-        plan: Any = self._plans.get(key, _MISSING)
-        batch.plan = self._plan(key) if plan is _MISSING else plan
-
-    def _compact_entry(self, type_name: str, entry: dict[str, Any]) -> Any:
-        """One update entry in the compact form (§12.4), off the hot path (an owner-filtered
-        entry, §16); the plain form when the owner changes or the type's table is full."""
-        if "owner" in entry:
-            return entry
-        fields = entry["fields"]
-        key = (type_name, tuple(fields))
-        plan: Any = self._plans.get(key, _MISSING)
-        if plan is _MISSING:
-            plan = self._plan(key)
-        if plan is None:
-            return entry
-        row = [entry["uid"]]
-        for i in range(0, len(plan), 2):
-            row.append(plan[i])
-            row.append(fields[plan[i + 1]])
-        return row
-
-    def _plan(self, key: tuple[str, tuple[str, ...]]) -> tuple[Any, ...] | None:
-        """The field indexes of an update of these names, with the names, in index order,
-        flat: ``(index, name, index, name, ...)``; None when the table is full."""
-        type_name, names = key
-        table = self._tables.setdefault(type_name, {})
-        for name in names:
-            if name not in table:
-                if len(table) >= m.MAX_SCHEMA_FIELDS:
-                    plan = None
-                    break
-                table[name] = len(table)
-                self._added.setdefault(type_name, []).append(name)
-        else:
-            plan = tuple(chain.from_iterable(sorted((table[name], name) for name in names)))
-        if len(self._plans) >= _MAX_PLANS:
-            self._plans.clear()
-        self._plans[key] = plan
-        return plan
-
-    def _delta(
-        self,
-        view: View,
-        tick: int,
-        spawned: list[_Record],
-        removed: list[int],
-        shared: _Shared,
-        stamp: float,
-        left: list[int] | None = None,
-        mine: set[int] | None = None,
-    ) -> m.SyncFrame | None:
-        """One view's sync: spawns, updates and despawns of what its peers hold. ``mine``:
-        the updated uids it holds, when already known (``_tick_filtered``)."""
-        held = view.held
-        if left:  # §16.4: what left the view gets no update in the tick it leaves
-            held.difference_update(left)
-        schema = shared.schema if view.compact else None
-        snaps = view.time and bool(shared.snapped)  # §13.5: only "time" peers see snap
-        columns = None
-        if mine is None and shared.takes_all(held):
-            if snaps:
-                update = shared.snap_entries(view.compact)
-            else:
-                update = shared.compact_entries if view.compact else shared.entries
-                if view.compact and len(update) >= m.MIN_BLOCK:
-                    columns = shared.columns  # §20: for the view's "columns" peers
-        else:
-            if mine is None:
-                mine = held & shared.changed()
-            update = self._picked(view, mine, shared, snaps)
-        spawn = None
-        if spawned:
-            spawn = m.Entries()
-            for record in spawned:
-                if record.uid not in held:
-                    spawn.uids.append(record.uid)
-                    spawn.fragments().append(self._fragment_for(view, record))
-            held.update(spawn.uids)
-        despawn = [uid for uid in removed if uid in held] if removed else []
-        if despawn:
-            held.difference_update(despawn)
-        if left:
-            despawn += left
-        time = stamp if view.time else None
-        if not (spawn or update or despawn or schema):
-            return view.idle(tick, stamp, self.quiet_interval)  # §7.3, §13.7, §19.2
-        reasons = left if view.reasons and left else None  # §16.3
-        frame = m.SyncFrame(
-            tick, False, spawn, update, despawn, schema=schema, time=time, left=reasons
-        )
-        if columns is not None:
-            frame.offer_columns(columns)
-        return view.sent(frame, stamp)
-
-    def _picked(
-        self,
-        view: View,
-        mine: set[int],
-        shared: _Shared,
-        snaps: bool,
-    ) -> m.Entries:
-        """The update entries of ``mine`` (this tick's updated uids the view holds), in uid
-        order. Each entry is encoded once per tick for every view that holds it, and a view's
-        list is gathered from those fragments without a Python loop over its objects (§16: a
-        thousand small views of a busy world). Entries that differ per view (owner-only
-        fields, §16.2; "snap" for "time" peers, §13.5) are made for this view alone."""
-        if not mine:
-            return m.Entries()
-        order = sorted(mine)
-        compact = view.compact
-        values = shared.by_uid(compact)
-        encoded = shared.encoded(compact)
-        missing = mine.difference(encoded)
-        special: set[int] | None = None
-        if shared.private:
-            special = mine & shared.private
-        if snaps:
-            snapped = mine & shared.snapped
-            special = snapped if special is None else special | snapped
-        if special:
-            missing -= special
-        if missing:
-            dumpb = m.dumpb
-            for uid in missing:
-                encoded[uid] = dumpb(values[uid])
-        if not special:
-            return m.Entries(order, fragments=list(map(encoded.__getitem__, order)))
-        plain = shared.by_uid(False)
-        pairs = [
-            (uid, {**plain[uid], "snap": True} if snaps and uid in shared.snapped else values[uid])
-            for uid in sorted(special)
-        ]
-        if shared.private:
-            pairs = self._audience(view, pairs, shared, snaps)
-        own = {uid: m.dumpb(value) for uid, value in pairs}
-        order = [uid for uid in order if uid not in special or uid in own]
-        return m.Entries(order, fragments=[own.get(uid) or encoded[uid] for uid in order])
-
-    def _fragment_for(self, view: View, record: _Record) -> bytes:
-        """The spawn entry for ``view``'s peers: without owner-only fields unless they own it."""
-        owner_only = record.info.owner_only
-        if not owner_only or record.owner in view.members:
-            return self._spawn_fragment(record)
-        full = self._spawn_fragment(record)
-        cached = self._others.get(record.uid)
-        if cached is not None and cached[0] is full:
-            return cached[1]
-        assert record.fields is not None
-        fields = {k: v for k, v in record.fields.items() if k not in owner_only}
-        others = m.spawn_fragment(record.uid, record.info.name, record.owner, record.args, fields)
-        self._others[record.uid] = (full, others)
-        return others
-
-    def _audience(
-        self, view: View, mine: list[tuple[int, Any]], shared: _Shared, snaps: bool
-    ) -> list[tuple[int, Any]]:
-        """Update entries of objects with owner-only fields, per audience (§16.2): the owner
-        gets them (every one of them when it just became the owner), the others never."""
-        out = []
-        records = self._records
-        for uid, value in mine:
-            if uid not in shared.private:
-                out.append((uid, value))
-                continue
-            record = records[uid]
-            entry = shared.plain[uid]
-            snap = snaps and uid in shared.snapped
-            owner_only = record.info.owner_only
-            if record.owner in view.members:
-                if "owner" in entry and record.fields is not None:  # a new owner: all of them
-                    fields = dict(entry["fields"])
-                    fields.update((k, v) for k, v in record.fields.items() if k in owner_only)
-                    value = m.update_entry(uid, fields, entry["owner"], True if snap else m.ABSENT)
-                out.append((uid, value))
-                continue
-            fields = {k: v for k, v in entry["fields"].items() if k not in owner_only}
-            if not fields and "owner" not in entry:
-                continue
-            plain = m.update_entry(uid, fields, entry.get("owner", m.ABSENT))
-            if snap:
-                plain["snap"] = True
-                out.append((uid, plain))
-            elif view.compact:
-                out.append((uid, self._compact_entry(record.info.name, plain)))
-            else:
-                out.append((uid, plain))
-        return out
 
     def _stamp(self, now: float) -> float:
         """§13.3: the tick's server time (the clock's ``now``), strictly increasing."""
@@ -1340,11 +852,9 @@ class ServerWorld:
         view.held = {r.uid for r in records}
         view.tick = tick
         spawn = m.Entries(
-            [r.uid for r in records], fragments=[self._fragment_for(view, r) for r in records]
+            [r.uid for r in records], fragments=[fragment_for(self, view, r) for r in records]
         )
-        schema = None
-        if view.compact and self._tables:
-            schema = _schema_bytes({name: (0, list(t)) for name, t in self._tables.items() if t})
+        schema = self._tables.snapshot() if view.compact else None
         time = stamp if view.time else None
         return view.sent(m.SyncFrame(tick, True, spawn, schema=schema, time=time), stamp)
 
@@ -1398,704 +908,6 @@ class ServerWorld:
                 merged.append(view)
         self._views = merged
 
-    def _tick_filtered(
-        self,
-        tick: int,
-        spawned: list[_Record],
-        updated: list[tuple[int, Any]],
-        batches: list[_Batch],
-        removed: list[int],
-        stamp: float,
-        out: Outgoing,
-    ) -> None:
-        """A tick with interest management (§16): each view gets what its peers see.
-
-        ``updated``: the entries made one by one; ``batches``: those made in bulk (every
-        object of a batch changed the same names, and never its owner)."""
-        interest = self._interest
-        assert interest is not None
-        spawned.sort(key=_uid_of)
-        records = self._records
-        # What the policy reads changed: re-decide those objects (§16.2).
-        reads = interest.policy.reads
-        grid_fields = frozenset(name for grid in interest._grids for name in grid.fields)
-        other_reads = reads - grid_fields
-        moved: list[int] = []
-        private = self._private
-        for record in spawned:
-            if record.info.owner_only and record.owner is not None:
-                private[record.uid] = record.owner
-        for uid in [uid for uid, entry in updated if "owner" in entry]:
-            record = records[uid]
-            if record.info.owner_only:
-                if record.owner is None:
-                    private.pop(uid, None)
-                else:
-                    private[uid] = record.owner
-            if OWNER in reads:
-                interest.refresh(uid)
-        if grid_fields and reads:
-            moved = [uid for uid, entry in updated if not grid_fields.isdisjoint(entry["fields"])]
-            for batch in batches:  # the same names for the whole batch
-                if not grid_fields.isdisjoint(batch.names):
-                    moved += batch.uids
-        if other_reads:
-            for uid in [
-                uid for uid, entry in updated if not other_reads.isdisjoint(entry["fields"])
-            ]:
-                interest.refresh(uid)
-            for batch in batches:
-                if not other_reads.isdisjoint(batch.names):
-                    for uid in batch.uids:
-                        interest.refresh(uid)
-        deltas = interest.update(moved)
-        owners = set(private.values())
-        # Peers whose visible set changed, and owners of objects with owner-only fields, part
-        # from the peers they shared a view with (§16.2).
-        scheduler = self._scheduler
-        views: list[View] = []
-        for view in self._views:
-            if len(view.members) == 1:
-                views.append(view)
-            elif scheduler is not None:  # one queue per peer, one view per peer (§16.6)
-                views.extend(self._split(view, lambda p: p))
-            else:
-                views.extend(self._split(view, lambda p: _part_key(p, deltas, owners)))
-        self._views = views
-        # the batches stay batches: their entries are made only in the forms views want
-        shared = _Shared(updated, batches, self._plans)
-        if shared.uids and any(view.compact for view in views):
-            self._encode_compact(shared)
-        if self._snap:
-            shared.snapped = self._snap.intersection(shared.uids)
-            self._snap -= shared.snapped
-            self._snap.difference_update([r.uid for r in spawned])  # §13.5: no marker
-        if self._owner_only:
-            shared.private = self._owner_only & shared.changed()
-            if shared.private:
-                shared.plain = shared.by_uid(False)
-        if scheduler is None and shared.uids and interest._grids:
-            # Views in a grid take parts of the tick's entries, encoded from these maps: made
-            # now, before any view's work, they are made while little else is alive (the
-            # collector's young passes, which they trigger, then scan less).
-            for compact in {view.compact for view in views}:
-                shared.by_uid(compact)
-        cache: dict[Any, bytes | None] = {}  # update entries, shared by peers within the tick
-        if scheduler is not None:
-            self._weights = {}
-            self._class_weights = {}
-        # What enters each view, what leaves it; and (without queues) which of this tick's
-        # update entries each view that does not hold them all takes: those are encoded
-        # together, once each, before any view's frame is assembled.
-        spawned_set = {r.uid for r in spawned}
-        spawned_of = {r.uid: r for r in spawned}
-        plans: list[tuple[View, list[_Record], list[int], set[int] | None]] = []
-        needed: dict[bool, set[int]] = {}
-        visible_of = interest._visible
-        nothing: set[int] = set()
-        changed = shared.changed() if shared.uids else nothing
-        n_updated = len(changed)
-        for view in views:
-            member = view.order[0]
-            delta = deltas.get(member)
-            if spawned_set:
-                fresh = sorted(visible_of.get(member, nothing) & spawned_set)
-                entering = list(map(spawned_of.__getitem__, fresh))
-            else:
-                entering = []
-            left: list[int] = []
-            if delta is not None:
-                if delta.entered:
-                    known = {r.uid for r in entering}
-                    for uid in delta.entered:
-                        found = records.get(uid)
-                        if (
-                            found is not None
-                            and uid not in known
-                            and found.fields is not None
-                            and found.error is None
-                        ):
-                            entering.append(found)
-                    entering.sort(key=_uid_of)
-                if delta.left:
-                    left = sorted(uid for uid in delta.left if uid in view.held)
-                    queue = scheduler.queues.get(member) if scheduler is not None else None
-                    if queue is not None and len(left) < len(delta.left):
-                        for uid in delta.left:  # it left before its spawn went: never sent
-                            queue.forget(uid)
-            mine: set[int] | None = None
-            if scheduler is None and shared.uids:
-                held = view.held
-                if left:  # §16.4: what left the view gets no update in the tick it leaves
-                    held.difference_update(left)
-                if len(held) < n_updated or not shared.takes_all(held):
-                    mine = held & changed
-                    if mine:
-                        into = needed.get(view.compact)
-                        if into is None:
-                            needed[view.compact] = set(mine)
-                        else:
-                            into |= mine
-            plans.append((view, entering, left, mine))
-        for compact, uids in needed.items():
-            shared.encode(uids - shared.private, compact)
-        # The common case of a busy world seen in parts (§16): a view with nothing entering
-        # or leaving, in a tick with no removal, no owner-only entry, no schema addition and
-        # no snap: its frame is its updated uids' fragments, every one encoded just above.
-        simple = not removed and not shared.private
-        plain_ok = simple
-        compact_ok = simple and shared.schema is None
-        snapped = bool(shared.snapped)
-        encoded = {compact: shared.encoded(compact) for compact in needed}
-        interval = self.quiet_interval
-        for view, entering, left, mine in plans:
-            if scheduler is not None:
-                frame = self._scheduled(
-                    view, tick, entering, shared.updated, removed, shared, stamp, left, cache
-                )
-            elif (
-                mine
-                and not entering
-                and not left
-                and (compact_ok if view.compact else plain_ok)
-                and not (snapped and view.time)
-            ):
-                order = sorted(mine)
-                update = m.Entries(
-                    order, fragments=list(map(encoded[view.compact].__getitem__, order))
-                )
-                frame = m.SyncFrame(tick, False, None, update, time=stamp if view.time else None)
-                view.sent(frame, stamp)
-            elif (
-                not mine
-                and (mine is not None or not shared.uids)
-                and not entering
-                and not left
-                and not (view.compact and shared.schema is not None)
-                and (not removed or view.held.isdisjoint(removed))
-            ):  # nothing for this view this tick (§7.3, §13.7, §19.2)
-                frame = view.idle(tick, stamp, interval)
-            else:
-                frame = self._delta(view, tick, entering, removed, shared, stamp, left, mine)
-            if frame is not None:
-                out.append((view.order, frame))
-        shared.release()
-
-    def _scheduled(
-        self,
-        view: View,
-        tick: int,
-        entering: list[_Record],
-        updated: list[tuple[int, Any]],
-        removed: list[int],
-        shared: _Shared,
-        now: float,
-        left: list[int],
-        cache: dict[Any, bytes | None],
-    ) -> m.SyncFrame | None:
-        """One peer's sync through its queue (§16.6): despawns now; the spawns of what enters
-        its view and the changes of what it holds marked and coalesced, then the due entries
-        that fit its budget, highest accumulated priority first; each entry whole (a spawn:
-        the current state; an update: every dirty field) or not at all."""
-        assert self._scheduler is not None
-        member = view.order[0]
-        queues = self._scheduler.queues
-        queue = queues.get(member) or self._scheduler.add_client(member, now)
-        held = view.held
-        forget = queue.forget
-        if left:  # §16.4: what left gets no update, and nothing of it waits any more
-            held.difference_update(left)
-            for uid in left:
-                forget(uid)
-        despawn = [uid for uid in removed if uid in held]
-        if despawn:
-            held.difference_update(despawn)
-        for uid in removed:  # held, or waiting for its spawn: nothing more to send
-            forget(uid)
-        priority_and_rate = self._weight
-        if updated and held:
-            index = shared.index()
-            if len(held) * 4 < len(updated):
-                mine = [i for uid in held if (i := index.get(uid)) is not None]
-            else:
-                mine = [index[uid] for uid, _ in updated if uid in held]
-            snapped = shared.snapped if view.time else ()
-            made = shared.marks[view.time]
-            marks: list[Mark] = []
-            for i in mine:
-                uid, entry = updated[i]
-                found = made.get(uid)
-                if found is None:
-                    names = set(entry["fields"])
-                    if "owner" in entry:
-                        names.add(_OWNER_MARK)
-                    if snapped and uid in snapped:
-                        names.add(_SNAP_MARK)
-                    found = made[uid] = (uid, frozenset(names), *priority_and_rate(uid))
-                marks.append(found)
-            queue.mark_many(marks, now)
-        if entering:  # §16.6: a spawn waits its turn too, by its priority
-            queue.mark_many(
-                [
-                    (uid, _SPAWN_MARK, priority_and_rate(uid)[0], None)
-                    for record in entering
-                    if (uid := record.uid) not in held
-                ],
-                now,
-            )
-        spawn = m.Entries()
-        update = m.Entries()
-        if queue.pending:
-            due = queue.due(now)
-            if due:
-                records = self._records
-
-                def encode(uid: int) -> bytes | None:
-                    names = due[uid]
-                    if SPAWN not in names:
-                        return self._entry_for(view, member, uid, names, cache)
-                    record = records.get(uid)
-                    if record is None or record.fields is None or record.error is not None:
-                        return None  # withheld now: spawned again once it is encodable
-                    return self._fragment_for(view, record)  # the current state, whole
-
-                # encoded as ``pick`` asks, best first: what waits for a later tick is not
-                # encoded now (it may change again by then)
-                sizes = _Sizes(due, encode)
-                chosen = sorted(queue.pick(now, sizes))
-                # an entry with nothing this peer may see went as 0 bytes: nothing to send
-                for uid in chosen:
-                    fragment = sizes.fragments[uid]
-                    if fragment is None:
-                        continue
-                    into = spawn if SPAWN in due[uid] else update
-                    into.uids.append(uid)
-                    into.fragments().append(fragment)
-                held.update(spawn.uids)
-        if left:
-            despawn += left
-        schema = shared.schema if view.compact else None
-        time = now if view.time else None
-        if not (spawn or update or despawn or schema):
-            # §13.7, §19.2: the "time" peer's empty sync; not counted (the feature's floor)
-            return view.idle(tick, now, self.quiet_interval)
-        reasons = left if view.reasons and left else None  # §16.3
-        frame = m.SyncFrame(
-            tick, False, spawn, update, despawn, schema=schema, time=time, left=reasons
-        )
-        view.sent(frame, now)
-        # the rest of the sync's bytes (its envelope, despawns, the 4-byte frame header)
-        # count too: the budget is of bytes on the wire, before any compression (§15)
-        entries = len(update.joined()) + (len(spawn.joined()) if spawn else 0)
-        queue.charge(now, len(frame.body()) + 4 - entries)
-        return frame
-
-    def _entry_for(
-        self, view: View, member: int, uid: int, names: frozenset[str], cache: dict[Any, Any]
-    ) -> bytes | None:
-        """The update entry of ``uid`` with the *current* baseline values of ``names`` (a
-        coalesced update carries the latest values, §16.6), for ``member``'s audience;
-        encoded once per tick for every peer waiting for the same fields. None when it
-        would carry nothing this peer may see."""
-        record = self._records.get(uid)
-        if record is None or record.fields is None:
-            return None
-        owner_only = record.info.owner_only
-        sees_all = not owner_only or record.owner == member
-        key = (uid, names, sees_all, view.compact)
-        found = cache.get(key, _MISSING)
-        if found is not _MISSING:
-            return found  # type: ignore[no-any-return]
-        base = record.fields
-        fields = {
-            n: base[n] for n in sorted(names) if n in base and (sees_all or n not in owner_only)
-        }
-        if sees_all and owner_only and _OWNER_MARK in names:  # a new owner: all of them
-            fields.update((k, v) for k, v in base.items() if k in owner_only)
-        owner = record.owner if _OWNER_MARK in names else m.ABSENT
-        result: bytes | None = None
-        if fields or owner is not m.ABSENT:
-            snap = _SNAP_MARK in names
-            plain = m.update_entry(uid, fields, owner, True if snap else m.ABSENT)
-            value = (
-                plain if snap or not view.compact else self._compact_entry(record.info.name, plain)
-            )
-            result = m.dumpb(value)
-        cache[key] = result
-        return result
-
-
-class _Sizes(Mapping[int, int]):
-    """The encoded sizes of the due entries of one peer, each encoded when first asked."""
-
-    def __init__(self, due: dict[int, frozenset[str]], encode: Any) -> None:
-        self.due = due
-        self.encode = encode
-        self.fragments: dict[int, bytes | None] = {}
-
-    def __getitem__(self, uid: int) -> int:
-        fragment = self.fragments.get(uid, _MISSING)
-        if fragment is _MISSING:
-            fragment = self.fragments[uid] = self.encode(uid)
-        return 0 if fragment is None else len(fragment) + 1  # type: ignore[arg-type]
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.due)
-
-    def __len__(self) -> int:
-        return len(self.due)
-
-
-class _Batch:
-    """Objects of one type whose every changed name (the same names for all) changed this
-    tick, each to a plain number (``ServerWorld._bulk``): their update entries, plain
-    (§7.2) or compact (§12.4) or as one column block (§20), each made only when wanted."""
-
-    __slots__ = ("columns", "names", "plan", "type_name", "uids")
-
-    def __init__(
-        self, type_name: str, names: tuple[str, ...], uids: list[int], columns: list[list[Any]]
-    ) -> None:
-        self.type_name = type_name
-        self.names = names  # in the order of the plain entries' fields
-        self.uids = uids
-        self.columns = columns  # one per name: the values, in the order of ``uids``
-        self.plan: tuple[Any, ...] | None = None  # §12.4, set by ``_encode_compact``
-
-    def sort(self) -> None:
-        """Put the objects in uid order (the order of a sync's entries)."""
-        uids = self.uids
-        ordered = sorted(uids)
-        if ordered != uids:
-            order = sorted(range(len(uids)), key=uids.__getitem__)
-            self.uids = ordered
-            self.columns = [list(map(column.__getitem__, order)) for column in self.columns]
-
-    def entries(self) -> list[tuple[int, Any]]:
-        """``(uid, plain update entry)`` of each object."""
-        names = self.names
-        uids = self.uids
-        if len(names) == 3:  # the common shapes without a zip per object
-            n0, n1, n2 = names
-            return [
-                (u, {"uid": u, "fields": {n0: a, n1: b, n2: c}})
-                for u, a, b, c in zip(uids, *self.columns, strict=True)
-            ]
-        if len(names) == 2:
-            n0, n1 = names
-            return [
-                (u, {"uid": u, "fields": {n0: a, n1: b}})
-                for u, a, b in zip(uids, *self.columns, strict=True)
-            ]
-        return [
-            (uid, {"uid": uid, "fields": dict(zip(names, row, strict=True))})
-            for uid, row in zip(self.uids, zip(*self.columns, strict=True), strict=True)
-        ]
-
-    def _ordered(self) -> tuple[tuple[int, ...], list[list[Any]]]:
-        """The plan's indexes, and the columns in their order."""
-        plan = self.plan
-        assert plan is not None
-        at = self.names.index
-        return plan[0::2], [self.columns[at(name)] for name in plan[1::2]]
-
-    def rows(self) -> list[Any]:
-        """The compact entries ``[uid, index, value, ...]`` (the plain ones when the type's
-        table is full)."""
-        if self.plan is None:
-            return [entry for _, entry in self.entries()]
-        indexes, columns = self._ordered()
-        uids = self.uids
-        if len(indexes) == 3:
-            i0, i1, i2 = indexes
-            return [[u, i0, a, i1, b, i2, c] for u, a, b, c in zip(uids, *columns, strict=True)]
-        if len(indexes) == 2:
-            i0, i1 = indexes
-            return [[u, i0, a, i1, b] for u, a, b in zip(uids, *columns, strict=True)]
-        if len(indexes) == 1:
-            i0 = indexes[0]
-            return [[u, i0, a] for u, a in zip(uids, columns[0], strict=True)]
-        return [
-            [uid, *chain.from_iterable(zip(indexes, row, strict=True))]
-            for uid, row in zip(uids, zip(*columns, strict=True), strict=True)
-        ]
-
-    def block(self) -> list[Any]:
-        """Its entries as one column block (§20.2): what ``m.column_blocks`` makes of
-        ``rows()``, without making them."""
-        indexes, columns = self._ordered()
-        return [list(indexes), self.uids, *columns]
-
-    def fragments(self, compact: bool, rows: list[int] | None = None) -> list[bytes]:
-        """Each object's update entry encoded, plain (``entries()``) or compact (``rows()``):
-        the bytes ``m.dumpb`` makes of them, formatted from the columns without making the
-        entries; ``rows``: only those (positions in ``uids``), in that order.
-
-        The same bytes: every value of a batch is an exact float (finite) or int, whose JSON
-        text is its ``repr`` (the JSON encoder's own way, §3.1); the rest of an entry is
-        fixed per batch, made once with the encoder (``_template``)."""
-        if compact and self.plan is not None:
-            names = None
-            indexes, columns = self._ordered()
-        else:
-            names, indexes, columns = self.names, None, self.columns
-        uids = self.uids
-        if rows is not None:
-            uids = list(map(uids.__getitem__, rows))
-            columns = [list(map(column.__getitem__, rows)) for column in columns]
-        fixed: list[Any] | None = None
-        if len(uids) >= _BULK_MIN:  # a column of one value (a time stamp): its text once
-            for k, column in enumerate(columns):
-                first = column[0]
-                # equal values of one type (the batch's columns are) have one text, but 0.0
-                # and -0.0
-                if column.count(first) == len(column) and not (type(first) is float and not first):
-                    if fixed is None:
-                        fixed = [_VARIES] * len(columns)
-                    fixed[k] = first
-        if fixed is None:
-            template = _template(names, indexes)
-        else:
-            template = _template(names, indexes, fixed)
-            columns = [c for c, value in zip(columns, fixed, strict=True) if value is _VARIES]
-        return list(map(template.__mod__, zip(uids, *columns, strict=True)))
-
-
-class _Shared:
-    """This tick's update entries, encoded once for every view that holds all of them.
-
-    The entries come as ``pairs`` (``(uid, plain entry)``, made one by one) and ``batches``
-    (made in bulk); each form a view may want -- every plain entry, every compact one, the
-    column blocks -- is made for the first view that wants it."""
-
-    def __init__(
-        self,
-        pairs: list[tuple[int, Any]],
-        batches: list[_Batch] | None = None,
-        plans: dict[tuple[str, tuple[str, ...]], tuple[Any, ...] | None] | None = None,
-    ) -> None:
-        pairs.sort(key=_first)
-        self.pairs = pairs
-        self.batches = batches or []
-        # §16: ``encode`` formats the batches' entries from their columns; ``plans``: the
-        # world's compact index plans, for their compact form (§12.4; without: one by one)
-        self._formed = self.batches
-        self._plans = plans if plans is not None else {}
-        for batch in self.batches:
-            batch.sort()
-        self._updated: list[tuple[int, Any]] | None = None
-        if not self.batches:
-            self._updated = pairs
-            self.uids = list(map(_first, pairs))
-        elif not pairs and len(self.batches) == 1:
-            self.uids = self.batches[0].uids
-        else:
-            self.uids = sorted(chain(map(_first, pairs), *(b.uids for b in self.batches)))
-        self.rows: list[Any] = []  # §12.4: the compact form of ``pairs`` (``_encode_compact``)
-        self.schema: bytes | None = None  # §12.3: the tables' additions of this tick
-        self.snapped: set[int] = set()  # §13.5: uids whose update says "snap": true
-        self.private: set[int] = set()  # §16.2: updated uids of types with owner-only fields
-        self.plain: dict[int, Any] = {}  # their plain update entries
-        self._snap: dict[bool, tuple[list[Any], m.Entries]] = {}
-        self._index: dict[int, int] | None = None
-        self._plain: list[Any] | None = None
-        self._compact: list[Any] | None = None
-        self._changed: set[int] | None = None
-        self._entries: dict[bool, m.Entries] = {}
-        self._by_uid: dict[bool, dict[int, Any]] = {}
-        self._encoded: dict[bool, dict[int, bytes]] = {}
-        self._columns: tuple[bytes, m.Entries] | bool | None = None  # False: none this tick
-        # §16.6: each updated object's queue mark (uid, names, priority, rate), made once for
-        # every peer's queue; by whether the peer has "time" (a snap mark only then)
-        self.marks: dict[bool, dict[int, Mark]] = {False: {}, True: {}}
-
-    @property
-    def updated(self) -> list[tuple[int, Any]]:
-        """Every ``(uid, plain entry)`` of the tick, in uid order."""
-        found = self._updated
-        if found is None:
-            made = chain(self.pairs, *(batch.entries() for batch in self.batches))
-            found = self._updated = sorted(made, key=_first)
-        return found
-
-    @property
-    def entries(self) -> m.Entries:
-        """The plain entries, for the views that hold them all."""
-        return self._listed(False)
-
-    @property
-    def compact_entries(self) -> m.Entries:
-        """The compact entries (§12.4), for the views that hold them all."""
-        return self._listed(True)
-
-    def release(self) -> None:
-        """The tick's frames are built: forget the shared entries. Each refers to this object
-        until its values are made (``make``), so keeping them here made a reference cycle
-        that held a whole tick's entries until the garbage collector ran (the send-budget
-        memory test on Python 3.13)."""
-        self._entries = {}
-
-    def _listed(self, compact: bool) -> m.Entries:
-        found = self._entries.get(compact)
-        if found is None:
-            if self.batches:
-                encode = self.plain_fragments if not compact else self.compact_fragments
-                found = m.Entries(self.uids, encode=encode)
-            else:
-                make = self.compact_values if compact else self.plain_values
-                found = m.Entries(self.uids, make=make)
-            self._entries[compact] = found
-        return found
-
-    def plain_fragments(self) -> list[bytes]:
-        return self._fragments(False)
-
-    def compact_fragments(self) -> list[bytes]:
-        return self._fragments(True)
-
-    def _fragments(self, compact: bool) -> list[bytes]:
-        """Every entry encoded, in uid order (compact: after ``_encode_compact``): the
-        batches' formatted from their columns, the others with the encoder."""
-        batches = self.batches
-        pairs = self.pairs
-        if not pairs and len(batches) == 1:
-            return batches[0].fragments(compact)
-        values = self.rows if compact else list(map(_second, pairs))
-        made = chain(
-            zip(map(_first, pairs), m.dumpb_each(values), strict=True),
-            *(zip(batch.uids, batch.fragments(compact), strict=True) for batch in batches),
-        )
-        return list(map(_second, sorted(made, key=_first)))
-
-    def takes_all(self, held: set[int]) -> bool:
-        """Whether a view holding ``held`` takes every entry of the tick, as they are."""
-        return held.issuperset(self.uids) and not self.private
-
-    def encode(self, uids: set[int], compact: bool) -> None:
-        """Encode the entries of ``uids`` not encoded yet, together (``m.dumpb_each``)."""
-        encoded = self.encoded(compact)
-        todo = sorted(uids.difference(encoded))
-        if todo and self._formed:
-            todo = self._encode_formed(todo, compact, encoded)
-        if todo:
-            values = self.by_uid(compact)
-            fragments = m.dumpb_each(list(map(values.__getitem__, todo)))
-            encoded.update(zip(todo, fragments, strict=True))
-
-    def _encode_formed(
-        self, todo: list[int], compact: bool, encoded: dict[int, bytes]
-    ) -> list[int]:
-        """``encode`` of the entries of ``todo`` that batches made (``_formed``): formatted
-        from their columns (``_Batch.fragments``); returns the others. Compact ones only
-        with the plan ``ServerWorld._encode_compact`` gave their names (the table was not
-        full): the same indexes, so the same bytes."""
-        done = False
-        for batch in self._formed:
-            if compact:
-                plan = self._plans.get((batch.type_name, batch.names))
-                if plan is None:  # no plan (or a full table: the plain form), one by one
-                    continue
-                batch.plan = plan
-            at = {uid: i for i, uid in enumerate(batch.uids)}
-            rows = [i for i in map(at.get, todo) if i is not None]
-            if rows:
-                uids = batch.uids
-                encoded.update(
-                    zip(map(uids.__getitem__, rows), batch.fragments(compact, rows), strict=True)
-                )
-                done = True
-        return [uid for uid in todo if uid not in encoded] if done else todo
-
-    def changed(self) -> set[int]:
-        """The uids updated this tick (``uids`` as a set)."""
-        changed = self._changed
-        if changed is None:
-            changed = self._changed = set(self.uids)
-        return changed
-
-    def by_uid(self, compact: bool) -> dict[int, Any]:
-        """uid -> its update entry this tick, plain or compact (§12.4)."""
-        found = self._by_uid.get(compact)
-        if found is None:
-            if compact:
-                found = dict(zip(self.uids, self.compact_values(), strict=True))
-            else:
-                found = dict(self.updated)
-            self._by_uid[compact] = found
-        return found
-
-    def encoded(self, compact: bool) -> dict[int, bytes]:
-        """uid -> its update entry encoded, plain or compact, as views ask for them (each
-        encoded once per tick, for every view holding it)."""
-        found = self._encoded.get(compact)
-        if found is None:
-            found = self._encoded[compact] = {}
-        return found
-
-    def columns(self) -> tuple[bytes, m.Entries] | None:
-        """§20: the compact entries as column blocks (encoded) and the entries left as rows,
-        made once per tick for every "columns" peer; None when no block is worth it."""
-        found = self._columns
-        if found is None:
-            batches = self.batches
-            if (
-                not self.pairs
-                and len(batches) == 1
-                and batches[0].plan is not None
-                and len(self.uids) >= m.MIN_BLOCK
-            ):  # one block of the whole tick, straight from the batch's columns
-                found = (m.dumpb([batches[0].block()]), m.Entries([], values=[]))
-            else:
-                blocks, uids, rows = m.column_blocks(self.uids, self.compact_values())
-                found = (m.dumpb(blocks), m.Entries(uids, values=rows)) if blocks else False
-            self._columns = found
-        return None if found is False else found  # type: ignore[return-value]
-
-    def plain_values(self) -> list[Any]:
-        """The plain entries, in uid order (made once per tick)."""
-        plain = self._plain
-        if plain is None:
-            plain = self._plain = list(map(_second, self.updated))
-        return plain
-
-    def compact_values(self) -> list[Any]:
-        """The compact entries, in uid order (made once per tick, after ``_encode_compact``)."""
-        found = self._compact
-        if found is None:
-            batches = self.batches
-            if not batches:
-                found = self.rows
-            elif not self.pairs and len(batches) == 1:
-                found = batches[0].rows()
-            else:
-                made = chain(
-                    zip(map(_first, self.pairs), self.rows, strict=True),
-                    *(zip(batch.uids, batch.rows(), strict=True) for batch in batches),
-                )
-                found = list(map(_second, sorted(made, key=_first)))
-            self._compact = found
-        return found
-
-    def index(self) -> dict[int, int]:
-        """uid -> its position in ``updated`` (made once per tick, when a view needs it)."""
-        index = self._index
-        if index is None:
-            index = self._index = {uid: i for i, (uid, _) in enumerate(self.updated)}
-        return index
-
-    def snap_entries(self, compact: bool) -> m.Entries:
-        done = self._snap.get(compact)
-        if done is None:
-            updated = self.updated
-            base = self.compact_values() if compact else self.plain_values()
-            snapped = self.snapped
-            values = [
-                {**entry, "snap": True} if uid in snapped else value
-                for (uid, entry), value in zip(updated, base, strict=True)
-            ]
-            done = self._snap[compact] = (values, m.Entries(self.uids, values=values))
-        return done[1]
-
 
 def _plain_weights(cls: type) -> bool:
     """Whether ``cls``'s priority and rate are plain class attributes (or absent), the same
@@ -2107,114 +919,8 @@ def _plain_weights(cls: type) -> bool:
     return True
 
 
-def _part_key(member: int, deltas: dict[int, Delta], owners: set[int]) -> Any:
-    """Which peers of a view may keep sharing it this tick (§16.2)."""
-    if member in owners:
-        return member
-    delta = deltas.get(member)
-    if delta is None or not (delta.entered or delta.left):
-        return None
-    return (delta.entered, delta.left)
-
-
-def _schema_bytes(tables: dict[str, tuple[int, list[str]]]) -> bytes:
-    return m.dumpb({name: {"at": at, "add": add} for name, (at, add) in tables.items()})
-
-
 _uid_of = attrgetter("uid")  # sort keys, in C
-_first = itemgetter(0)
-_second = itemgetter(1)
 _changed_of = attrgetter("_reverb_changed")
-_dict_of = attrgetter("__dict__")
-_fields_of = attrgetter("fields")
-
-
-def _first_uid(batch: _Batch) -> int:
-    return batch.uids[0]
-
-
-_TEMPLATES: dict[Any, bytes] = {}
-_NO_GROUP: tuple[Any, ...] = (-1, None)  # ``ServerWorld._bulk_last`` of a group not in it
-_VARIES = object()  # a column of a template whose values vary: a ``%r``
-
-
-def _template(
-    names: tuple[str, ...] | None,
-    indexes: tuple[int, ...] | None,
-    fixed: list[Any] | None = None,
-) -> bytes:
-    """A ``bytes %`` template of an update entry of a batch, for ``(uid, value, ...)``:
-    plain, ``{"uid":%r,"fields":{"<name>":%r,...}}`` (§7.2), or compact,
-    ``[%r,<index>,%r,...]`` (§12.4). The names are encoded as the encoder encodes them;
-    ``fixed``: per column, the value every entry has (its text written in), or ``_VARIES``."""
-    key = (names, indexes)
-    found = None if fixed is not None else _TEMPLATES.get(key)
-    if found is None:
-        count = len(names) if names is not None else len(indexes or ())
-        values = [
-            b"%r" if value is _VARIES else (b"%r" % (value,)).replace(b"%", b"%%")
-            for value in (fixed or [_VARIES] * count)
-        ]
-        if names is not None:
-            pairs = b",".join(
-                m.dumpb(name).replace(b"%", b"%%") + b":" + value
-                for name, value in zip(names, values, strict=True)
-            )
-            found = b'{"uid":%r,"fields":{' + pairs + b"}}"
-        else:
-            assert indexes is not None
-            found = b"[%r" + b"".join(
-                b",%d," % index + value for index, value in zip(indexes, values, strict=True)
-            )
-            found += b"]"
-        if fixed is None:
-            if len(_TEMPLATES) >= _MAX_PLANS:
-                _TEMPLATES.clear()
-            _TEMPLATES[key] = found
-    return found
-
-
-def _to_wire(value: Any, record: _Record, name: str) -> Any:
-    """``m.to_wire`` for a field, with the common scalars checked inline."""
-    kind = type(value)
-    if kind is float:
-        if value - value == 0.0:
-            return value
-    elif kind is int:
-        if -_MAX <= value <= _MAX:
-            return value
-    elif kind is str:
-        if value.isascii() or not _SURROGATE.search(value):
-            return value
-    elif kind is bool or value is None:
-        return value
-    return m.to_wire(value, f"{record.info.name} uid={record.uid} attribute {name!r}", FIELD_DEPTH)
-
-
-def _encode_error(record: _Record, name: str, value: Any) -> EncodeError:
-    try:
-        _to_wire(value, record, name)
-    except EncodeError as exc:
-        return exc
-    raise AssertionError("not an encode error")  # pragma: no cover
-
-
-def _holding(error: EncodeError, name: str, value: Any) -> EncodeError:
-    """The error, saying what the attribute holds (the log and ``sync_error`` show it)."""
-    if value is _MISSING or name == OWNER:
-        return error
-    return EncodeError(f"{error} (the attribute holds a {type(value).__name__})")
-
-
-def _unset(record: _Record, name: str) -> EncodeError:
-    return EncodeError(f"{record.info.name} uid={record.uid}: declared field {name!r} is not set")
-
-
-def _bad_owner(record: _Record, owner: Any) -> EncodeError:
-    return EncodeError(
-        f"{record.info.name} uid={record.uid} attribute {OWNER!r}: "
-        f"a {type(owner).__name__} is not a membership id (an int or None)"
-    )
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -47,7 +47,7 @@ from harness.interest import _types
 from reverb import ReverbContext, ReverbSide
 from reverb import hub as hub_module
 from reverb.memory import MemoryNetwork
-from reverb.replication import world as world_module
+from reverb.replication import shared as shared_module
 from reverb.replication.interest import Grid
 
 Dot, Vip = _types()  # the benchmark's own types (harness/interest.py), not copies
@@ -139,9 +139,9 @@ class Bench:
         for grid in world.interest._grids:  # the per-client part of the policy
             grid._recompute = self.timer.wrap("recompute", grid._recompute)  # type: ignore[method-assign]
         # this tick's update entries, encoded once each for every view (per object)
-        self._shared_encode = getattr(world_module._Shared, "encode", None)
+        self._shared_encode = getattr(shared_module.Shared, "encode", None)
         if self._shared_encode is not None:
-            world_module._Shared.encode = self.timer.wrap("entries", self._shared_encode)  # type: ignore[method-assign]
+            shared_module.Shared.encode = self.timer.wrap("entries", self._shared_encode)  # type: ignore[method-assign]
         self.hub = self.net.server.hub
         self.hub.send = self.timer.wrap("send", self.hub.send)  # type: ignore[method-assign]
         self._encode = hub_module._encode
@@ -157,7 +157,7 @@ class Bench:
         self.timer.close()
         gc.unfreeze()
         if self._shared_encode is not None:
-            world_module._Shared.encode = self._shared_encode  # type: ignore[method-assign]
+            shared_module.Shared.encode = self._shared_encode  # type: ignore[method-assign]
 
     def move(self) -> None:
         side = self.side

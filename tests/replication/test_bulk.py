@@ -22,6 +22,7 @@ import pytest
 from reverb import ReverbObject
 from reverb.errors import EncodeError
 from reverb.proto import messages as m
+from reverb.replication import shared as shared_module
 from reverb.replication import world as world_module
 from reverb.replication.types import TypeRegistry
 from reverb.replication.world import ServerWorld
@@ -517,7 +518,7 @@ def test_batch_fragments_are_the_encoders_bytes_for_any_name_and_number() -> Non
         [float(i) for i in range(n)],
         [i - 4 for i in range(n)],
     ]
-    batch = world_module._Batch("T", names, [5 + 3 * i for i in range(n)], columns)
+    batch = shared_module.Batch("T", names, [5 + 3 * i for i in range(n)], columns)
     plain = [m.dumpb(entry) for _, entry in batch.entries()]
     assert batch.fragments(False) == plain
     batch.plan = (4, "b\\s", 0, "x", 2, "a%b", 1, 'q"uote', 3, "é")
@@ -555,7 +556,7 @@ def test_a_column_of_one_value_is_written_once_into_the_template_with_the_same_b
         [0] * n,
     ]
     names = ("x", "t", "z", "w", "hp", "%r")
-    batch = world_module._Batch("T", names, list(range(1, n + 1)), columns)
+    batch = shared_module.Batch("T", names, list(range(1, n + 1)), columns)
     plain = [m.dumpb(entry) for _, entry in batch.entries()]
     assert batch.fragments(False) == plain
     assert b'"z":-0.0' in plain[-1] and b'"w":-0.0' in plain[0]
@@ -594,7 +595,7 @@ def test_the_same_group_tick_after_tick_compares_with_what_the_last_tick_sent() 
     run, outs = both(steps)
     assert run.taken[:2] == [True, True]
     assert updates_of(outs[-1], 1)[5]["y"] == 30.0 + 4 * 0.25
-    last = run.world._bulk_last
+    last = run.world._bulk.last
     assert [len(group[1]) for group in last.values()] == [12, 3]  # Body's, Declared's
 
 
