@@ -400,12 +400,7 @@ class SpatialGrid:
                         if due < self._due[client]:
                             heapq.heappush(heap, (due, uid))
         if not bulk:
-            for client in recompute:
-                self._relocate(client)
-                diff = self._recompute(client, track=True)
-                if diff:
-                    changes.setdefault(client, set()).update(diff)
-            return changes
+            return self._recompute_all(recompute, changes)
         self._astray = True  # foci moved, their cells not updated (but those recomputed)
         watch = self._watch
         for client, due in self._due.items():
@@ -417,6 +412,12 @@ class SpatialGrid:
                 diff = self._retest(client, heap, travel)
                 if diff:
                     changes.setdefault(client, set()).update(diff)
+        return self._recompute_all(recompute, changes)
+
+    def _recompute_all(
+        self, recompute: Iterable[int], changes: dict[int, set[int]]
+    ) -> dict[int, set[int]]:
+        """Recompute each client of ``recompute`` whole; its changes join ``changes``."""
         for client in recompute:
             self._relocate(client)
             diff = self._recompute(client, track=True)
