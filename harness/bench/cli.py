@@ -58,6 +58,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--reps", type=int, default=3, help="repetitions (medians reported)")
     p.add_argument("--quick", action="store_true", help="1000 x 8, 100 %% and 10 %%, RPC 1; 1 rep")
     p.add_argument("--profile", action="store_true", help="also cProfile the threaded server")
+    p.add_argument(
+        "--profile-churn",
+        type=float,
+        default=100.0,
+        help="the churn (percent) of the profiled 1000 x 8 run",
+    )
     p.add_argument("--out", type=Path, default=Path("out/bench"), help="output folder")
     p.add_argument("--no-progress", dest="progress", action="store_false")
     return p.parse_args(argv)
@@ -103,7 +109,8 @@ def main(argv: list[str]) -> int:
     if args.floor and "raw" in impls and "floor" not in impls:
         impls.append("floor")
     args.out.mkdir(parents=True, exist_ok=True)
-    profile = args.out / "profile_threaded_1000x8_churn100.txt" if args.profile else None
+    pct = f"{args.profile_churn:g}"
+    profile = args.out / f"profile_threaded_1000x8_churn{pct}.txt" if args.profile else None
     plan = Plan(
         cells=build_cells(args),
         impls=impls,
@@ -112,6 +119,7 @@ def main(argv: list[str]) -> int:
         warmup=args.warmup,
         python=sys.executable,
         profile=str(profile.resolve()) if profile else "",
+        profile_churn=args.profile_churn / 100.0,
         progress=args.progress,
     )
     started = time.monotonic()

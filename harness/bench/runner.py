@@ -84,7 +84,8 @@ class Plan:
     seconds: float = 5.0
     warmup: float = 1.0
     python: str = sys.executable
-    profile: str = ""  # a path: one extra profiled run of reverb-threaded 1000 x 8 x 100 %
+    profile: str = ""  # a path: one extra profiled run of reverb-threaded 1000 x 8
+    profile_churn: float = 1.0  # ... at this churn
     progress: bool = True
     runs: list[Json] = field(default_factory=list)
 
@@ -243,7 +244,7 @@ def run_plan(plan: Plan, log: Any = None) -> list[Json]:
                     )
                     log.flush()
     if plan.profile:
-        cell = Cell("sync", 1000, 8, 1.0)
+        cell = Cell("sync", 1000, 8, plan.profile_churn)
         log.write(f"bench: profiling reverb-threaded {cell.key} -> {plan.profile}\n")
         result = run_cell(cell, "threaded", plan, profile=plan.profile)
         result["profiled"] = True
