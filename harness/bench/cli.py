@@ -41,7 +41,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--no-floor",
         dest="floor",
         action="store_false",
-        help="skip the floor (raw writing only changes) on the 0 %% cells",
+        help="skip the floor (raw writing only changes) on the 0 %% and 10 %% cells",
     )
     p.add_argument("--rpc", default="1,8", help="RPC callers per cell ('none' to skip)")
     p.add_argument(
@@ -158,7 +158,8 @@ def print_ratios(rows: list[dict[str, Any]]) -> None:
     for r in rows:
         value = "not measured" if r["value"] is None else f"{r['value']:.3g}"
         met = "" if r["met"] is None else ("  MET" if r["met"] else "  not met")
-        print(f"{r['row']} | {r['what']} | {r['impl']}: {value} (target {r['target']}){met}")
+        note = f"  ({r['note']})" if r.get("note") and r["value"] is not None else ""
+        print(f"{r['row']} | {r['what']} | {r['impl']}: {value} (target {r['target']}){met}{note}")
 
 
 if __name__ == "__main__":

@@ -81,7 +81,8 @@ class Framed(asyncio.Protocol):
 
 
 class RawClient(Framed):
-    """The raw baseline's client: ``json.loads`` of each frame, nothing else."""
+    """The raw baseline's client: ``json.loads`` of each frame, nothing else (but for the
+    floor's deltas, put in place by id)."""
 
     def __init__(self, window: Window, sampled: bool) -> None:
         super().__init__()
@@ -89,6 +90,7 @@ class RawClient(Framed):
         self.samples: list[tuple[int, float]] | None = [] if sampled else None
         self.tick = 0
         self.objects: list[Json] = []
+        self.where: dict[int, int] = {}  # object id -> its index in objects
         self.replies: dict[int, asyncio.Future[Any]] = {}
         self.next_id = 0
 
@@ -96,7 +98,13 @@ class RawClient(Framed):
         msg = json.loads(buf[start : start + size])
         if "tick" in msg:
             self.tick = msg["tick"]
-            self.objects = msg["objects"]
+            if "changed" in msg:  # the floor's delta: just the objects that tick changed
+                objects, where = self.objects, self.where
+                for obj in msg["changed"]:
+                    objects[where[obj["id"]]] = obj
+            else:
+                self.objects = msg["objects"]
+                self.where = {obj["id"]: i for i, obj in enumerate(self.objects)}
             if self.window.recording:
                 self.window.applied += 1
                 if self.samples is not None:

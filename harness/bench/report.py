@@ -166,9 +166,12 @@ def ratios(summary: dict[str, dict[str, Json]]) -> list[Json]:
                 "value": None,
                 "met": None,
             }
-            if t.net and floor is not None and raw:
+            if floor is not None and raw and t.metric == "server_cpu_ms_per_tick":
+                # the least a server sending only changes pays here, next to the target
                 row["floor"] = floor
                 row["note"] = f"floor = {floor['median'] / raw['median']:.3g}x raw"
+                if not t.net and mine is not None and floor["median"]:
+                    row["note"] += f"; reverb = {mine['median'] / floor['median']:.3g}x floor"
             if mine is not None and (not t.ratio or (raw and raw["median"])):
                 value = mine["median"] / raw["median"] if t.ratio and raw else mine["median"]
                 if t.net:
