@@ -24,7 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
-from reverb.endpoints import MAX_UNREAD, UNREAD_REASON, ClientEndpoint, ServerEndpoint
+from reverb.endpoints import ClientEndpoint, ServerEndpoint
 from reverb.errors import CloseCode, HandshakeFailed
 from reverb.proto import messages as m
 from reverb.proto.session import Opened, Session, State
@@ -191,13 +191,13 @@ class MemoryClient(ClientEndpoint):
     # -- what the network calls --------------------------------------------------------------
 
     def handle(self, session: Session) -> None:
+        """The session's events, decided by ``ClientHub.step`` as in the other layers: calls
+        resolved at once, the rest for the game, a game leaving too many unread closed."""
+        now = self.network.clock()
         for event in session.events():
-            out = self.hub.on_event(event, lambda resolve: resolve())
-            if out is not None:
-                self._inbox.append(out)
-                if len(self._inbox) > MAX_UNREAD and not session.closed:
-                    now = self.network.clock()
-                    session.limit_hit("unread", CloseCode.POLICY, UNREAD_REASON, now)
+            step = self.hub.step(session, event, now, len(self._inbox))
+            if step is not None:
+                self._inbox.extend(step.events)
             if isinstance(event, Opened):
                 self.context.client_connected(event.member)
 

@@ -342,3 +342,25 @@ def test_heartbeats_keep_a_slow_link_alive() -> None:
     game.net.run(60.0, 0.25)
     assert client.connected
     assert game.logs[0] == [("connected", client.member)]
+
+
+def test_a_memory_client_that_never_reads_is_closed_like_the_others(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The in-memory client takes the other layers' decisions (``ClientHub.step``): a game
+    that leaves more than ``max_unread`` events unread is closed with 1008."""
+    from reverb.hub import ClientHub
+
+    monkeypatch.setattr(ClientHub, "max_unread", 20)
+    game = Game(n_clients=1)
+    game.net.step(TICK)
+    with game.server.activate():
+        ship = Ship(0)
+    for _ in range(60):  # one sync a tick, never consumed: client_sync is not called
+        ship.x += 1
+        game.net.step(TICK, sync_clients=False)
+        if game.server_log and game.server_log[-1][0] == "client_disconnected":
+            break
+    assert game.server_log[-1][0] == "client_disconnected"
+    assert game.server_log[-1][2] == CloseCode.POLICY
+    assert len(game.clients[0]._inbox) <= 20 + 2  # the limit, plus the close events
