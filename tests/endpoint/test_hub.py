@@ -1,4 +1,4 @@
-"""reverb/hub.py, pure: the decisions both I/O layers share, tested without any I/O.
+"""reverb/hub/, pure: the decisions both I/O layers share, tested without any I/O.
 
 Sessions are opened by the hub and fed frames at chosen times; the hub's outputs (events for
 the game loop, frames queued on sessions, counters) are what is asserted.
@@ -164,7 +164,7 @@ def test_an_entry_too_big_for_one_clients_max_frame_closes_only_that_client_1009
 
 
 def test_a_broadcast_is_encoded_once_per_frame_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    import reverb.hub as hub_module
+    import reverb.hub.server as hub_module
 
     calls: list[int] = []
     real = hub_module._encode

@@ -45,7 +45,7 @@ from typing import Any
 
 from harness.interest import _types
 from reverb import ReverbContext, ReverbSide
-from reverb import hub as hub_module
+from reverb.hub import server as hub_module
 from reverb.memory import MemoryNetwork
 from reverb.replication import shared as shared_module
 from reverb.replication.interest import Grid

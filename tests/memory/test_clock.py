@@ -105,7 +105,7 @@ def _clock_reads(path: Path) -> list[int]:
 
 @pytest.mark.parametrize(
     "module",
-    ["endpoints.py", "hub.py", "options.py", "objects.py", "manager.py", "proto", "replication"],
+    ["endpoints.py", "hub", "options.py", "objects.py", "manager.py", "proto", "replication"],
 )
 def test_the_core_and_the_endpoints_read_no_clock(module: str) -> None:
     target = REVERB / module

@@ -13,7 +13,8 @@ import random
 import statistics
 import time
 
-from reverb.hub import COMPRESS_LEVEL, _deflated
+from reverb.hub.common import COMPRESS_LEVEL
+from reverb.hub.server import _deflated
 from reverb.proto import messages as m
 from reverb.proto.framing import DEFAULT_MAX_FRAME_SIZE
 from reverb.proto.session import Role, Session

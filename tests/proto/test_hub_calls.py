@@ -1,5 +1,5 @@
 """ServerHub and the session together: new session options reach every session, and every
-way a call is answered frees its id (§8.4, §11; reverb/hub.py)."""
+way a call is answered frees its id (§8.4, §11; reverb/hub/server.py)."""
 
 from __future__ import annotations
 
