@@ -422,8 +422,8 @@ MUTANTS: list[Mutant] = [
         "w-all-fields",
         W,
         # the fast path (assigned attributes, §7.2): the update entry carries the whole baseline
-        'updated.append((record.uid, {"uid": record.uid, "fields": changed}))',
-        'updated.append((record.uid, {"uid": record.uid, "fields": dict(base)}))',
+        'append((uid, {"uid": uid, "fields": changed}))',
+        'append((uid, {"uid": uid, "fields": dict(base)}))',
         "updates carry every field",
     ),
     Mutant(
@@ -451,8 +451,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "w-owner-field",
         W,
-        "m.update_entry(record.uid, changed, owner)))",
-        "m.update_entry(record.uid, changed, m.ABSENT)))",
+        "append((uid, m.update_entry(uid, changed, owner)))",
+        "append((uid, m.update_entry(uid, changed, m.ABSENT)))",
         "update omits the new owner",
     ),
     Mutant(
@@ -487,15 +487,15 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "w-unknown-code",
         RPC,
-        "return error(RpcCode.UNKNOWN_OBJECT,",
-        "return error(RpcCode.NOT_EXPOSED,",
+        "return _error(rpc.id, RpcCode.UNKNOWN_OBJECT,",
+        "return _error(rpc.id, RpcCode.NOT_EXPOSED,",
         "unknown object answered not_exposed",
     ),
     Mutant(
         "w-not-exposed-code",
         RPC,
-        "return error(RpcCode.NOT_EXPOSED,",
-        "return error(RpcCode.UNKNOWN_OBJECT,",
+        "rpc.id, RpcCode.NOT_EXPOSED,",
+        "rpc.id, RpcCode.UNKNOWN_OBJECT,",
         "unexposed method answered unknown_object",
     ),
     Mutant(
@@ -515,42 +515,43 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "w-no-arg-check",
         RPC,
-        "info.signatures[rpc.method].bind(obj, *rpc.args)",
-        "pass",
+        # the cached arity decides; a call outside it goes to signature.bind, which refuses
+        "if arity is None or not arity[0] <= len(rpc.args) + 1 <= arity[1]:",
+        "if False:",
         "arguments not checked",
     ),
     Mutant(
         "w-rejected-code",
         RPC,
-        "return error(RpcCode.REJECTED, exc.message)",
-        "return error(RpcCode.HANDLER_ERROR, exc.message)",
+        "return _error(rpc.id, RpcCode.REJECTED, exc.message)",
+        "return _error(rpc.id, RpcCode.HANDLER_ERROR, exc.message)",
         "RpcError answered handler_error",
     ),
     Mutant(
         "w-leak",
         RPC,
-        'return error(RpcCode.HANDLER_ERROR, f"{info.name}.{rpc.method} failed on the server")',
-        "return error(RpcCode.HANDLER_ERROR, f\"{info.name}.{rpc.method}: {__import__('sys').exc_info()[1]}\")",  # noqa: E501
+        'rpc.id, RpcCode.HANDLER_ERROR, f"{info.name}.{rpc.method} failed on the server"',
+        "rpc.id, RpcCode.HANDLER_ERROR, f\"{info.name}.{rpc.method}: {__import__('sys').exc_info()[1]}\"",  # noqa: E501
         "handler exception text sent",
     ),
     Mutant(
         "w-bad-return",
         RPC,
-        'RpcCode.BAD_RETURN, f"{info.name}.{rpc.method} returned a value JSON cannot hold"',
-        'RpcCode.HANDLER_ERROR, f"{info.name}.{rpc.method} returned a value JSON cannot hold"',
+        "            RpcCode.BAD_RETURN,\n",
+        "            RpcCode.HANDLER_ERROR,\n",
         "unencodable result answered handler_error",
     ),
     Mutant(
         "w-result-id",
         RPC,
-        "m.RpcResult(id=rpc.id,",
-        "m.RpcResult(id=rpc.id + 1,",
+        "m.make_rpc_result(rpc.id,",
+        "m.make_rpc_result(rpc.id + 1,",
         "wrong rpc id echoed",
     ),
     Mutant(
         "w-error-id",
         RPC,
-        "return m.RpcErrorReply(id=rpc.id, code=code, message=message)",
+        "return m.RpcErrorReply(id=call_id, code=code, message=message)",
         "return m.RpcErrorReply(id=0, code=code, message=message)",
         "rpc_error echoes id 0",
     ),
