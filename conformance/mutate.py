@@ -46,6 +46,7 @@ class Mutant:
 
 
 S, F, MSG = "reverb/proto/session.py", "reverb/proto/framing.py", "reverb/proto/messages.py"
+OPT = "reverb/proto/options.py"
 H, W = "reverb/hub.py", "reverb/replication/world.py"
 RPC = "reverb/replication/rpc.py"  # the checks and the call of §8.2 (moved out of world.py)
 V = "reverb/replication/views.py"  # what each view is sent at a tick (moved out of world.py)
@@ -93,13 +94,17 @@ MUTANTS: list[Mutant] = [
         "s-no-ping", S, "self._send(m.Ping(nonce=self._nonce), now)", "None", "server never pings"
     ),
     Mutant(
-        "s-no-pong", S, "self._send(m.Pong(nonce=message.nonce), now)", "None", "ping not answered"
+        "s-no-pong",
+        S,
+        "self._send(m.Pong(nonce=message.nonce, time=stamp), now)",
+        "None",
+        "ping not answered",
     ),
     Mutant(
         "s-pong-nonce",
         S,
-        "m.Pong(nonce=message.nonce)",
-        "m.Pong(nonce=message.nonce + 1)",
+        "m.Pong(nonce=message.nonce, time=stamp)",
+        "m.Pong(nonce=message.nonce + 1, time=stamp)",
         "pong echoes the wrong nonce",
     ),
     Mutant(
@@ -132,7 +137,7 @@ MUTANTS: list[Mutant] = [
     ),
     Mutant(
         "s-burst",
-        S,
+        OPT,
         "BURST_SECONDS = 2.0",
         "BURST_SECONDS = 20.0",
         "rate buckets hold 20 s, not 2 s",
@@ -189,7 +194,7 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "s-legality",
         S,
-        "if m.MESSAGE_TYPES[message.TYPE] not in legal:",
+        "if m.MESSAGE_TYPES[message.TYPE] not in self._legal:",
         "if m.MESSAGE_TYPES[message.TYPE] is m.Welcome:",
         "messages illegal in the state accepted",
     ),
@@ -218,8 +223,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "p-byte-capacity",
         S,
-        "capacity=max(max_frame_size + 4.0, max_bytes_per_second * BURST_SECONDS),",
-        "capacity=max_bytes_per_second,",
+        "capacity=max(max_frame_size + 4.0, rate * BURST_SECONDS))",
+        "capacity=rate)",
         "byte bucket smaller than one maximum frame",
     ),
     Mutant(
@@ -232,7 +237,7 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "p-handshake-cap",
         S,
-        "max_frame_size=min(max_frame_size, max_handshake_frame)",
+        "max_frame_size=min(max_frame_size, options.max_handshake_frame)",
         "max_frame_size=max_frame_size",
         "no frame cap before welcome",
     ),
