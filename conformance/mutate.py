@@ -124,15 +124,16 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "s-no-call-rate",
         S,
-        "            if not self._calls.take(now):",
-        "            if False:",
+        # a server's rpc in OPEN (_receive_rpc); the general path's take is app messages'
+        "\n        if not self._calls.take(now):",
+        "\n        if False:",
         "call rate not enforced",
     ),
     Mutant(
         "s-call-rate-code",
         S,
-        "code=RpcCode.RATE_LIMITED",
-        "code=RpcCode.OVERLOADED",
+        'm.RpcErrorReply(id=message.id, code=RpcCode.RATE_LIMITED, message="too many calls"),',
+        'm.RpcErrorReply(id=message.id, code=RpcCode.OVERLOADED, message="too many calls"),',
         "call rate answered overloaded",
     ),
     Mutant(
@@ -244,15 +245,20 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "p-dup-id",
         S,
-        "if message.id in self._in_flight:",
-        "if False:",
+        "\n        if message.id in self._in_flight:",  # _receive_rpc, not the general path
+        "\n        if False:",
         "duplicate in-flight rpc id accepted",
     ),
     Mutant(
         "p-ids-never-freed",
         S,
-        "self._in_flight.discard(answers)",
-        "pass",
+        # send_framed, which answers carry (hub.reply, hub.send); send_encoded only replays
+        "self._in_flight.discard(answers)\n        if code is not None:\n"
+        "            self.rpc_errors[code] += 1\n        self.sent_by_kind[kind] += 1\n"
+        "        self.frames_sent += 1",
+        "pass\n        if code is not None:\n"
+        "            self.rpc_errors[code] += 1\n        self.sent_by_kind[kind] += 1\n"
+        "        self.frames_sent += 1",
         "answered ids stay in flight",
     ),
     Mutant(
