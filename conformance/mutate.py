@@ -46,6 +46,7 @@ class Mutant:
 
 
 S, F, MSG = "reverb/proto/session.py", "reverb/proto/framing.py", "reverb/proto/messages.py"
+OPT = "reverb/proto/options.py"
 H, W = "reverb/hub.py", "reverb/replication/world.py"
 RPC = "reverb/replication/rpc.py"  # the checks and the call of §8.2 (moved out of world.py)
 V = "reverb/replication/views.py"  # what each view is sent at a tick (moved out of world.py)
@@ -93,13 +94,17 @@ MUTANTS: list[Mutant] = [
         "s-no-ping", S, "self._send(m.Ping(nonce=self._nonce), now)", "None", "server never pings"
     ),
     Mutant(
-        "s-no-pong", S, "self._send(m.Pong(nonce=message.nonce), now)", "None", "ping not answered"
+        "s-no-pong",
+        S,
+        "self._send(m.Pong(nonce=message.nonce, time=stamp), now)",
+        "None",
+        "ping not answered",
     ),
     Mutant(
         "s-pong-nonce",
         S,
-        "m.Pong(nonce=message.nonce)",
-        "m.Pong(nonce=message.nonce + 1)",
+        "m.Pong(nonce=message.nonce, time=stamp)",
+        "m.Pong(nonce=message.nonce + 1, time=stamp)",
         "pong echoes the wrong nonce",
     ),
     Mutant(
@@ -119,20 +124,21 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "s-no-call-rate",
         S,
-        "            if not self._calls.take(now):",
-        "            if False:",
+        # a server's rpc in OPEN (_receive_rpc); the general path's take is app messages'
+        "\n        if not self._calls.take(now):",
+        "\n        if False:",
         "call rate not enforced",
     ),
     Mutant(
         "s-call-rate-code",
         S,
-        "code=RpcCode.RATE_LIMITED",
-        "code=RpcCode.OVERLOADED",
+        'm.RpcErrorReply(id=message.id, code=RpcCode.RATE_LIMITED, message="too many calls"),',
+        'm.RpcErrorReply(id=message.id, code=RpcCode.OVERLOADED, message="too many calls"),',
         "call rate answered overloaded",
     ),
     Mutant(
         "s-burst",
-        S,
+        OPT,
         "BURST_SECONDS = 2.0",
         "BURST_SECONDS = 20.0",
         "rate buckets hold 20 s, not 2 s",
@@ -189,7 +195,7 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "s-legality",
         S,
-        "if m.MESSAGE_TYPES[message.TYPE] not in legal:",
+        "if m.MESSAGE_TYPES[message.TYPE] not in self._legal:",
         "if m.MESSAGE_TYPES[message.TYPE] is m.Welcome:",
         "messages illegal in the state accepted",
     ),
@@ -218,8 +224,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "p-byte-capacity",
         S,
-        "capacity=max(max_frame_size + 4.0, max_bytes_per_second * BURST_SECONDS),",
-        "capacity=max_bytes_per_second,",
+        "capacity=max(max_frame_size + 4.0, rate * BURST_SECONDS))",
+        "capacity=rate)",
         "byte bucket smaller than one maximum frame",
     ),
     Mutant(
@@ -232,22 +238,27 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "p-handshake-cap",
         S,
-        "max_frame_size=min(max_frame_size, max_handshake_frame)",
+        "max_frame_size=min(max_frame_size, options.max_handshake_frame)",
         "max_frame_size=max_frame_size",
         "no frame cap before welcome",
     ),
     Mutant(
         "p-dup-id",
         S,
-        "if message.id in self._in_flight:",
-        "if False:",
+        "\n        if message.id in self._in_flight:",  # _receive_rpc, not the general path
+        "\n        if False:",
         "duplicate in-flight rpc id accepted",
     ),
     Mutant(
         "p-ids-never-freed",
         S,
-        "self._in_flight.discard(answers)",
-        "pass",
+        # send_framed, which answers carry (hub.reply, hub.send); send_encoded only replays
+        "self._in_flight.discard(answers)\n        if code is not None:\n"
+        "            self.rpc_errors[code] += 1\n        self.sent_by_kind[kind] += 1\n"
+        "        self.frames_sent += 1",
+        "pass\n        if code is not None:\n"
+        "            self.rpc_errors[code] += 1\n        self.sent_by_kind[kind] += 1\n"
+        "        self.frames_sent += 1",
         "answered ids stay in flight",
     ),
     Mutant(
@@ -422,8 +433,8 @@ MUTANTS: list[Mutant] = [
         "w-all-fields",
         W,
         # the fast path (assigned attributes, §7.2): the update entry carries the whole baseline
-        'updated.append((record.uid, {"uid": record.uid, "fields": changed}))',
-        'updated.append((record.uid, {"uid": record.uid, "fields": dict(base)}))',
+        'append((uid, {"uid": uid, "fields": changed}))',
+        'append((uid, {"uid": uid, "fields": dict(base)}))',
         "updates carry every field",
     ),
     Mutant(
@@ -451,8 +462,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "w-owner-field",
         W,
-        "m.update_entry(record.uid, changed, owner)))",
-        "m.update_entry(record.uid, changed, m.ABSENT)))",
+        "append((uid, m.update_entry(uid, changed, owner)))",
+        "append((uid, m.update_entry(uid, changed, m.ABSENT)))",
         "update omits the new owner",
     ),
     Mutant(
@@ -487,15 +498,15 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "w-unknown-code",
         RPC,
-        "return error(RpcCode.UNKNOWN_OBJECT,",
-        "return error(RpcCode.NOT_EXPOSED,",
+        "return _error(rpc.id, RpcCode.UNKNOWN_OBJECT,",
+        "return _error(rpc.id, RpcCode.NOT_EXPOSED,",
         "unknown object answered not_exposed",
     ),
     Mutant(
         "w-not-exposed-code",
         RPC,
-        "return error(RpcCode.NOT_EXPOSED,",
-        "return error(RpcCode.UNKNOWN_OBJECT,",
+        "rpc.id, RpcCode.NOT_EXPOSED,",
+        "rpc.id, RpcCode.UNKNOWN_OBJECT,",
         "unexposed method answered unknown_object",
     ),
     Mutant(
@@ -515,42 +526,43 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "w-no-arg-check",
         RPC,
-        "info.signatures[rpc.method].bind(obj, *rpc.args)",
-        "pass",
+        # the cached arity decides; a call outside it goes to signature.bind, which refuses
+        "if arity is None or not arity[0] <= len(rpc.args) + 1 <= arity[1]:",
+        "if False:",
         "arguments not checked",
     ),
     Mutant(
         "w-rejected-code",
         RPC,
-        "return error(RpcCode.REJECTED, exc.message)",
-        "return error(RpcCode.HANDLER_ERROR, exc.message)",
+        "return _error(rpc.id, RpcCode.REJECTED, exc.message)",
+        "return _error(rpc.id, RpcCode.HANDLER_ERROR, exc.message)",
         "RpcError answered handler_error",
     ),
     Mutant(
         "w-leak",
         RPC,
-        'return error(RpcCode.HANDLER_ERROR, f"{info.name}.{rpc.method} failed on the server")',
-        "return error(RpcCode.HANDLER_ERROR, f\"{info.name}.{rpc.method}: {__import__('sys').exc_info()[1]}\")",  # noqa: E501
+        'rpc.id, RpcCode.HANDLER_ERROR, f"{info.name}.{rpc.method} failed on the server"',
+        "rpc.id, RpcCode.HANDLER_ERROR, f\"{info.name}.{rpc.method}: {__import__('sys').exc_info()[1]}\"",  # noqa: E501
         "handler exception text sent",
     ),
     Mutant(
         "w-bad-return",
         RPC,
-        'RpcCode.BAD_RETURN, f"{info.name}.{rpc.method} returned a value JSON cannot hold"',
-        'RpcCode.HANDLER_ERROR, f"{info.name}.{rpc.method} returned a value JSON cannot hold"',
+        "            RpcCode.BAD_RETURN,\n",
+        "            RpcCode.HANDLER_ERROR,\n",
         "unencodable result answered handler_error",
     ),
     Mutant(
         "w-result-id",
         RPC,
-        "m.RpcResult(id=rpc.id,",
-        "m.RpcResult(id=rpc.id + 1,",
+        "m.make_rpc_result(rpc.id,",
+        "m.make_rpc_result(rpc.id + 1,",
         "wrong rpc id echoed",
     ),
     Mutant(
         "w-error-id",
         RPC,
-        "return m.RpcErrorReply(id=rpc.id, code=code, message=message)",
+        "return m.RpcErrorReply(id=call_id, code=code, message=message)",
         "return m.RpcErrorReply(id=0, code=code, message=message)",
         "rpc_error echoes id 0",
     ),
