@@ -47,7 +47,7 @@ class Mutant:
 
 S, F, MSG = "reverb/proto/session.py", "reverb/proto/framing.py", "reverb/proto/messages.py"
 OPT = "reverb/proto/options.py"
-H, W = "reverb/hub.py", "reverb/replication/world.py"
+H, W = "reverb/hub/server.py", "reverb/replication/world.py"
 RPC = "reverb/replication/rpc.py"  # the checks and the call of §8.2 (moved out of world.py)
 V = "reverb/replication/views.py"  # what each view is sent at a tick (moved out of world.py)
 TL, TS = "reverb/threaded/_loop.py", "reverb/threaded/server.py"
