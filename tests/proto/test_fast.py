@@ -11,6 +11,7 @@ import pytest
 
 from reverb.errors import RemoteProtocolError
 from reverb.proto import messages as m
+from reverb.proto import wirejson
 
 orjson = pytest.importorskip("orjson")
 
@@ -39,14 +40,14 @@ def random_value(rng: random.Random, depth: int = 0) -> Any:
 
 
 def test_orjson_is_the_encoder_in_use() -> None:
-    assert m.FAST and m.dumpb is m._fast_dumpb
+    assert m.FAST and m.dumpb is wirejson._fast_dumpb
 
 
 def test_both_encoders_write_the_same_bytes_on_random_values() -> None:
     rng = random.Random(9)
     for _ in range(20000):
         value = random_value(rng)
-        assert m._fast_dumpb(value) == m._stdlib_dumpb(value), value
+        assert wirejson._fast_dumpb(value) == wirejson._stdlib_dumpb(value), value
 
 
 def test_both_encoders_write_the_same_sync_frames() -> None:
@@ -60,7 +61,7 @@ def test_both_encoders_write_the_same_sync_frames() -> None:
         fast = m.encode(sync)
         values = [m.update_entry(e.uid, e.fields) for e in update]
         assert fast[fast.index(b'"update":[') + 10 : -len(b'],"despawn":[]}')] == b",".join(
-            m._stdlib_dumpb(v) for v in values
+            wirejson._stdlib_dumpb(v) for v in values
         )
         assert json.loads(fast) == json.loads(
             json.dumps(m.as_dict(sync), separators=(",", ":"), ensure_ascii=False)

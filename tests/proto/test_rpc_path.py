@@ -14,13 +14,14 @@ from hypothesis import strategies as st
 from reverb._sendq import FrameSizer
 from reverb.errors import EncodeError, RemoteProtocolError
 from reverb.hub import ServerHub, ServerOptions
+from reverb.proto import decode
 from reverb.proto import messages as m
 from reverb.proto.framing import FrameDecoder, encode_frame
 from reverb.proto.session import CloseCode, Closed, Received, Session, received
 from reverb.transport import PeerMessage, peer_message
 from tests.proto.helpers import frame, sent
 
-GENERIC = m._DECODERS
+GENERIC = decode._DECODERS
 
 
 def generic(body: bytes) -> m.Message | RemoteProtocolError:
