@@ -29,7 +29,7 @@ from typing import Any
 
 from harness import breakage
 from harness.canon import canonical_table, table_hash
-from harness.metrics import CallPlan, Reservoir, cpu_seconds, proc_status_kb
+from harness.metrics import CallPlan, Reservoir, StampWindow, cpu_seconds, proc_status_kb
 from reverb import (
     Client,
     ReverbContext,
@@ -478,20 +478,15 @@ class ClientsApp:
         self.converge: Json | None = None
         self.call_plan: CallPlan | None = None  # the load scenario's call stream
         self.stream_stop: Json | None = None
-        self.window: tuple[float, float] | None = None  # freshness: stamps in [start, until)
-        self.fresh = Reservoir(20000, seed=os.getpid())
+        self.fresh = StampWindow(seed=os.getpid())  # freshness: stamps in [start, until)
         self.rtt = Reservoir(20000, seed=os.getpid() + 1)
-        self.fresh_count = 0
         self.errors: dict[str, int] = {}
         self.answered = 0
         self.seq = 0
         STAMP_HOOK[:] = [self._stamp]
 
     def _stamp(self, obj: Any, stamp: float) -> None:
-        window = self.window
-        if window is not None and window[0] <= stamp < window[1]:
-            self.fresh_count += 1
-            self.fresh.add(time.monotonic() - stamp)
+        self.fresh.see(stamp, time.monotonic())
 
     def token(self, c: OneClient) -> str:
         self.seq += 1
@@ -579,7 +574,7 @@ class ClientsApp:
                 # load: a fixed window; churn, faults: from now until "stream off"
                 start = float(cmd.get("start", time.monotonic()))
                 until = float(cmd.get("until", math.inf))
-                self.window = (start, until)
+                self.fresh.open(start, until)
                 self.call_plan = CallPlan(
                     len(self.clients), float(cmd["rate"]), start, until, self.rng
                 )
@@ -594,8 +589,8 @@ class ClientsApp:
             emit(
                 rid=rid,
                 kind="full",
-                fresh_s=self.fresh.values,
-                fresh_count=self.fresh_count,
+                fresh_s=self.fresh.ages.values,
+                fresh_count=self.fresh.count,
                 rtt_s=self.rtt.values,
                 rtt_count=self.rtt.count,
                 errors=self.errors,
@@ -607,13 +602,11 @@ class ClientsApp:
                 max_late_ms=round(plan.max_late_s * 1000.0, 3) if plan else 0.0,
             )
             if cmd.get("reset", False):
-                self.fresh.clear()
+                self.fresh.reset()
                 self.rtt.clear()
-                self.fresh_count = 0
                 self.errors = {}
                 self.answered = 0
                 self.call_plan = None
-                self.window = None
         else:
             emit(rid=rid, error=f"unknown op {op!r}")
         return True

@@ -30,7 +30,7 @@ import time
 from typing import Any
 
 from harness.app import drain, emit, start_reader
-from harness.metrics import CallPlan, Reservoir
+from harness.metrics import CallPlan, Reservoir, StampWindow
 
 __all__ = ["LightApp", "LightConn"]
 
@@ -155,10 +155,8 @@ class LightApp:
         for c in self.conns:
             self.sel.register(c.sock, selectors.EVENT_READ, c)
         self.anomalies: dict[str, int] = {}  # sync entries that make no sense (lost frames)
-        self.window: tuple[float, float] | None = None  # freshness: stamps in [start, until)
-        self.fresh = Reservoir(20000, seed=os.getpid())
+        self.fresh = StampWindow(seed=os.getpid())  # freshness: stamps in [start, until)
         self.rtt = Reservoir(20000, seed=os.getpid() + 1)
-        self.fresh_count = 0
         self.errors: dict[str, int] = {}
         self.answered = 0
         self.plan: CallPlan | None = None
@@ -218,7 +216,6 @@ class LightApp:
             table[e["uid"]] = [e["type"], e["owner"], e["fields"]]
             if e["owner"] == c.member and c.own_uid is None:
                 c.own_uid = e["uid"]
-        window = self.window
         for u in msg.get("update", ()):
             entry = table.get(u["uid"])
             if entry is None:
@@ -230,9 +227,8 @@ class LightApp:
             if "owner" in u:
                 entry[1] = u["owner"]
             stamp = fields.get("stamp")
-            if window is not None and stamp is not None and window[0] <= stamp < window[1]:
-                self.fresh_count += 1
-                self.fresh.add(now - stamp)
+            if stamp is not None:
+                self.fresh.see(stamp, now)
         for uid in msg.get("despawn", ()):
             table.pop(uid, None)
             if uid == c.own_uid:
@@ -267,7 +263,7 @@ class LightApp:
                 # load: a fixed window; churn, faults: from now until "stream off"
                 start = float(cmd.get("start", time.monotonic()))
                 until = float(cmd.get("until", math.inf))
-                self.window = (start, until)
+                self.fresh.open(start, until)
                 self.plan = CallPlan(len(self.conns), float(cmd["rate"]), start, until, self.rng)
                 emit(rid=rid, ok=True, planned=self.plan.planned)
             else:
@@ -280,8 +276,8 @@ class LightApp:
             emit(
                 rid=rid,
                 kind="light",
-                fresh_s=self.fresh.values,
-                fresh_count=self.fresh_count,
+                fresh_s=self.fresh.ages.values,
+                fresh_count=self.fresh.count,
                 rtt_s=self.rtt.values,
                 rtt_count=self.rtt.count,
                 errors=self.errors,
@@ -294,13 +290,11 @@ class LightApp:
                 max_late_ms=round(plan.max_late_s * 1000.0, 3) if plan else 0.0,
             )
             if cmd.get("reset", False):
-                self.fresh.clear()
+                self.fresh.reset()
                 self.rtt.clear()
-                self.fresh_count = 0
                 self.errors = {}
                 self.answered = 0
                 self.plan = None
-                self.window = None
         else:
             emit(rid=rid, error=f"unknown op {op!r}")
         return True

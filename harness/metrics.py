@@ -14,6 +14,7 @@ __all__ = [
     "CallPlan",
     "Progress",
     "Reservoir",
+    "StampWindow",
     "cpu_seconds",
     "percentile",
     "proc_status_kb",
@@ -42,6 +43,47 @@ class Reservoir:
     def clear(self) -> None:
         self.count = 0
         self.values = []
+
+
+class StampWindow:
+    """Freshness of the updates stamped in a window ``[start, until)``: how many arrived, and a
+    sample of their ages (arrival - stamp).
+
+    The window is known only when the ``stream`` command arrives, after the server marked its
+    start; a client process slow to read that command may already have received updates
+    stamped inside it. So from ``reset()`` until ``open()`` every arrival is held (a bounded
+    list: that gap is short), and ``open()`` counts the held ones that fall in the window."""
+
+    MAX_HELD = 200_000  # arrivals held before the window opens (the gap is short: load resets
+    # its samples just before it marks the window)
+
+    def __init__(self, seed: int = 0) -> None:
+        self.window: tuple[float, float] | None = None
+        self.ages = Reservoir(20000, seed=seed)
+        self.count = 0
+        self._held: list[tuple[float, float]] | None = None
+
+    def reset(self) -> None:
+        """Forget everything; hold arrivals until ``open``."""
+        self.window = None
+        self.ages.clear()
+        self.count = 0
+        self._held = []
+
+    def open(self, start: float, until: float) -> None:
+        self.window = (start, until)
+        held, self._held = self._held or [], None
+        for stamp, now in held:
+            self.see(stamp, now)
+
+    def see(self, stamp: float, now: float) -> None:
+        window = self.window
+        if window is not None:
+            if window[0] <= stamp < window[1]:
+                self.count += 1
+                self.ages.add(now - stamp)
+        elif self._held is not None and len(self._held) < self.MAX_HELD:
+            self._held.append((stamp, now))
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:

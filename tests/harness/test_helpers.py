@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.canon import table_hash
-from harness.metrics import Reservoir, percentile, summary
+from harness.metrics import Reservoir, StampWindow, percentile, summary
 from harness.scenarios.common import Result, diff_tables, split
 
 
@@ -51,3 +51,20 @@ def test_result_caps_reasons() -> None:
         r.check(False, f"r{i}")
     data = r.to_json()
     assert data["verdict"] == "FAIL" and data["reasons"][-1] == "... and 10 more"
+
+
+def test_a_stamp_window_counts_what_arrived_before_the_window_was_known() -> None:
+    """A client process slow to read the ``stream`` command has already received updates
+    stamped inside the window (the load scenario's ``updates_seen`` lost them under load)."""
+    w = StampWindow()
+    w.see(5.0, 5.1)  # before any reset: warm-up, never counted
+    w.reset()
+    w.see(9.0, 9.5)  # before the window: held, then dropped
+    w.see(10.0, 10.25)  # inside it, but arrived before the window was known
+    w.open(10.0, 12.0)
+    w.see(11.0, 11.5)
+    w.see(12.0, 12.1)  # at the end: outside ([start, until))
+    assert w.count == 2
+    assert sorted(w.ages.values) == [0.25, 0.5]
+    w.reset()
+    assert w.count == 0 and w.ages.values == [] and w.window is None
