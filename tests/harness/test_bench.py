@@ -115,12 +115,14 @@ def test_ratios_compare_medians_of_the_same_run_against_each_target() -> None:
     assert rpc and all(r["value"] is None and r["note"] for r in rpc)
 
 
-def test_the_idle_rows_also_read_reverb_above_the_floor_against_raw() -> None:
-    def slot(cpu: float) -> dict:
-        return {"server_cpu_ms_per_tick": {"median": cpu, "min": cpu, "max": cpu, "n": 1}}
+def cpu_slot(cpu: float) -> dict:
+    """A summary slot holding one server CPU figure (ms per tick)."""
+    return {"server_cpu_ms_per_tick": {"median": cpu, "min": cpu, "max": cpu, "n": 1}}
 
+
+def test_the_idle_rows_also_read_reverb_above_the_floor_against_raw() -> None:
     cell = "n=100 m=8 churn=0"
-    summary = {cell: {"raw": slot(0.5), "threaded": slot(0.1), "floor": slot(0.08)}}
+    summary = {cell: {"raw": cpu_slot(0.5), "threaded": cpu_slot(0.1), "floor": cpu_slot(0.08)}}
     rows = {(r["what"], r["impl"]): r for r in ratios(summary) if r["cell"] == cell}
     gross = rows["server CPU/tick", "reverb-threaded"]
     assert gross["value"] == pytest.approx(0.2) and gross["met"] is False
@@ -134,11 +136,8 @@ def test_the_idle_rows_also_read_reverb_above_the_floor_against_raw() -> None:
 
 
 def test_the_ten_percent_row_notes_the_floor_next_to_its_target() -> None:
-    def slot(cpu: float) -> dict:
-        return {"server_cpu_ms_per_tick": {"median": cpu, "min": cpu, "max": cpu, "n": 1}}
-
     cell = "n=1000 m=8 churn=0.1"
-    summary = {cell: {"raw": slot(1.0), "threaded": slot(0.6), "floor": slot(0.4)}}
+    summary = {cell: {"raw": cpu_slot(1.0), "threaded": cpu_slot(0.6), "floor": cpu_slot(0.4)}}
     rows = {(r["what"], r["impl"]): r for r in ratios(summary) if r["cell"] == cell}
     cpu = rows["server CPU/tick vs raw's full-state tick", "reverb-threaded"]
     assert cpu["value"] == pytest.approx(0.6) and cpu["met"] is False  # still against raw
