@@ -10,7 +10,7 @@ import time
 from reverb.aio._base import AioInbox, AioLoop, SessionProtocol
 from reverb.endpoints import ServerEndpoint
 from reverb.errors import CloseCode, InvalidState
-from reverb.hub import HOUSEKEEPING_INTERVAL
+from reverb.hub import HOUSEKEEPING_IDLE, HOUSEKEEPING_INTERVAL
 from reverb.proto import messages as m
 from reverb.proto.session import Session, SessionEvent, State
 from reverb.transport import ServerEvent
@@ -85,12 +85,13 @@ class AsyncServer(ServerEndpoint):
 
     def _resume_tick(self) -> None:
         """§18: expire held memberships; ask "resume" clients to confirm answers."""
-        self._resume_timer = asyncio.get_running_loop().call_later(
-            HOUSEKEEPING_INTERVAL, self._resume_tick
-        )
-        if not len(self.hub.keeper):
-            return
         now = time.monotonic()
+        wanted = self.hub.next_housekeeping(now)  # None: nothing held, no "resume" client
+        self._resume_timer = asyncio.get_running_loop().call_later(
+            HOUSEKEEPING_IDLE if wanted is None else wanted - now, self._resume_tick
+        )
+        if wanted is None:
+            return
         events, due = self.hub.housekeeping(now)
         for event in events:
             self._inbox.put(event)

@@ -8,6 +8,7 @@ from reverb.hub.client import ClientHub, ClientStep, app_message
 from reverb.hub.common import (
     COMPRESS_LEVEL,
     COMPRESS_MIN,
+    HOUSEKEEPING_IDLE,
     HOUSEKEEPING_INTERVAL,
     MAX_UNREAD,
     SHED_REASONS,
@@ -22,6 +23,7 @@ __all__ = [
     "COMPRESS_LEVEL",
     "COMPRESS_MIN",
     "DEFAULT_ROOM",
+    "HOUSEKEEPING_IDLE",
     "HOUSEKEEPING_INTERVAL",
     "MAX_CONNECTIONS",
     "MAX_CONNECTIONS_PER_IP",

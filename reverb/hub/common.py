@@ -15,6 +15,7 @@ from reverb.resume import Refusal
 __all__ = [
     "COMPRESS_LEVEL",
     "COMPRESS_MIN",
+    "HOUSEKEEPING_IDLE",
     "HOUSEKEEPING_INTERVAL",
     "MAX_UNREAD",
     "REFUSALS",
@@ -46,6 +47,9 @@ SHED_REASONS = {
 # §18: how often a server with held memberships expires them and asks "resume" clients to
 # confirm the answers they were written (``ServerHub.next_housekeeping``)
 HOUSEKEEPING_INTERVAL = 0.25
+# ... and how often they look again while none is held or connected: a server with no
+# "resume" client wakes once a second for it, not four times
+HOUSEKEEPING_IDLE = 1.0
 
 
 class _Scheduled(Protocol):

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 from reverb._memory import Trimmer
 from reverb._sendq import BIG_FRAME, WINDOW, FrameSizer, SendQueue, over_budget
 from reverb.errors import CloseCode
-from reverb.hub import SHED_REASONS, Deadlines, sheds
+from reverb.hub import HOUSEKEEPING_IDLE, SHED_REASONS, Deadlines, sheds
 from reverb.proto import messages as m
 from reverb.proto.session import Session as _Session
 from reverb.proto.session import State
@@ -48,7 +48,8 @@ READ_SIZE = 65536
 # (``Session.next_deadline``) or its close must be flushed by (``close_by``), from one heap
 # (``hub.Deadlines``, as in the asyncio layer): the thread sleeps until the earliest, and a
 # connection costs nothing until its time, however many there are.
-QUIET_CHECK_MAX = 1.0  # s: the longest sleep (the handler's housekeeping runs at least this often)
+# s: the longest sleep (the handler's housekeeping runs at least this often)
+QUIET_CHECK_MAX = HOUSEKEEPING_IDLE
 CHECK_INTERVAL = 0.05  # s between passes while memory freed from dropped peers waits to be trimmed
 _EPSILON = 0.001  # s past a deadline, so that the session agrees it is due
 CLOSE_LINGER = 1.0  # s to flush a close frame to a peer before dropping it anyway

@@ -389,3 +389,32 @@ def test_reads_land_in_the_loops_one_buffer_and_a_frame_may_span_many_reads() ->
             task.cancel()
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(30)
+def test_an_async_server_without_resume_clients_looks_for_housekeeping_once_a_second() -> None:
+    """§18's housekeeping runs every HOUSEKEEPING_INTERVAL only while memberships are held or
+    "resume" clients are connected; otherwise the event loop wakes for it once a second, as
+    the threaded layer does (an idle server's every wake costs CPU)."""
+    from reverb.hub import HOUSEKEEPING_IDLE, HOUSEKEEPING_INTERVAL
+
+    async def scenario() -> tuple[float, float]:
+        sctx = ReverbContext(ReverbSide.SERVER)
+        sctx.register(Ship)
+        server = AsyncServer(port=0, context=sctx)
+        await server.start_server()
+        loop = asyncio.get_running_loop()
+        try:
+            server._resume_tick()
+            assert server._resume_timer is not None
+            idle = server._resume_timer.when() - loop.time()
+            server.hub.keeper.join(7)  # a "resume" member
+            server._resume_tick()
+            busy = server._resume_timer.when() - loop.time()
+            return idle, busy
+        finally:
+            await server.stop_server()
+
+    idle, busy = asyncio.run(scenario())
+    assert HOUSEKEEPING_IDLE - 0.05 <= idle <= HOUSEKEEPING_IDLE
+    assert busy <= HOUSEKEEPING_INTERVAL
