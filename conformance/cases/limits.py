@@ -263,8 +263,32 @@ def overloaded(ctx: Ctx) -> str:
     limits = _limits(ctx)
     conn = ctx.open()
     control = conn.control_uid()
-    busy = conn.request(control, "sleep", [0.5])
-    time.sleep(0.1)
+    [box] = spawn_boxes(conn, 1, False)
+    # ``sleep`` holds the game loop right after its next sync; ``set_value`` in the same write
+    # is handled before that same sync, which therefore carries the marker: once the marker is
+    # seen, the loop is holding (a condition, not a guess at how soon the hold begins)
+    busy, mark = conn.next_id, conn.next_id + 1
+    conn.next_id += 2
+    marker = f"held-{busy}"
+    conn.send_raw(
+        frame(encode({"type": "rpc", "id": busy, "uid": control, "method": "sleep", "args": [0.5]}))
+        + frame(
+            encode(
+                {
+                    "type": "rpc",
+                    "id": mark,
+                    "uid": control,
+                    "method": "set_value",
+                    "args": [box, marker],
+                }
+            )
+        )
+    )
+    conn.wait(
+        lambda: box in conn.table.objects and conn.table.objects[box].fields.get("value") == marker,
+        None,
+        "the sync before the hold",
+    )
     count = limits.max_pending_calls * 3
     conn.send_raw(
         b"".join(
@@ -276,8 +300,9 @@ def overloaded(ctx: Ctx) -> str:
             for n in range(count)
         )
     )
-    ids = [busy] + [100 + n for n in range(count)]
+    ids = [busy, mark] + [100 + n for n in range(count)]
     conn.wait(lambda: all(i in conn.results for i in ids), None, "every answer")
+    despawn_all(conn, [box])
     codes = [conn.results[100 + n][0].get("code") for n in range(count)]
     refused = codes.count("overloaded")
     if refused == 0:

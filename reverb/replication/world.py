@@ -507,38 +507,46 @@ class ServerWorld:
                 out.append((tuple(sorted(timed)), m.SyncFrame(tick, False, time=stamp)))
         for view in self._views:
             view.tick = tick
-        if self._joining and self._interest is not None:
-            scheduler = self._scheduler
-            for p in sorted(self._joining):  # each its own view, merged below when equal
-                view = View(
-                    {p}, p in self._compact, p in self._timed, p in self._reasons, p in self._quiet
-                )
-                frame = self._full(view, tick, stamp)
-                out.append((view.order, frame))
-                self._views.append(view)
-                if scheduler is not None:  # the snapshot counts against the budget (§16.6)
-                    queue = scheduler.queues.get(p) or scheduler.add_client(p, stamp)
-                    queue.charge(stamp, len(frame.lists[0].joined()))
-            self._joining = set()
-        if self._joining:
-            for is_compact in (False, True):
-                for is_timed in (False, True):
-                    for is_quiet in (False, True):
-                        members = {
-                            p
-                            for p in self._joining
-                            if (p in self._compact) is is_compact
-                            and (p in self._timed) is is_timed
-                            and (p in self._quiet) is is_quiet
-                        }
-                        if members:
-                            view = View(members, is_compact, is_timed, quiet=is_quiet)
-                            out.append((view.order, self._full(view, tick, stamp)))
-                            self._views.append(view)
+        if self._joining:  # each joiner's first sync is a full one (§7.3), even of no objects
+            if self._interest is not None:
+                self._join_each(tick, stamp, out)
+            else:
+                self._join_grouped(tick, stamp, out)
             self._joining = set()
         if len(self._views) > 1:
             self._merge_views()
         return out
+
+    def _join_each(self, tick: int, stamp: float, out: Outgoing) -> None:
+        """With interest management: each joiner its own view (merged later when equal)."""
+        scheduler = self._scheduler
+        for p in sorted(self._joining):
+            view = View(
+                {p}, p in self._compact, p in self._timed, p in self._reasons, p in self._quiet
+            )
+            frame = self._full(view, tick, stamp)
+            out.append((view.order, frame))
+            self._views.append(view)
+            if scheduler is not None:  # the snapshot counts against the budget (§16.6)
+                queue = scheduler.queues.get(p) or scheduler.add_client(p, stamp)
+                queue.charge(stamp, len(frame.lists[0].joined()))
+
+    def _join_grouped(self, tick: int, stamp: float, out: Outgoing) -> None:
+        """Without it: one view for the joiners of each wire form, one full sync each."""
+        for is_compact in (False, True):
+            for is_timed in (False, True):
+                for is_quiet in (False, True):
+                    members = {
+                        p
+                        for p in self._joining
+                        if (p in self._compact) is is_compact
+                        and (p in self._timed) is is_timed
+                        and (p in self._quiet) is is_quiet
+                    }
+                    if members:
+                        view = View(members, is_compact, is_timed, quiet=is_quiet)
+                        out.append((view.order, self._full(view, tick, stamp)))
+                        self._views.append(view)
 
     def _collect(self, tick: int, spawned: list[Record], updated: list[tuple[int, Any]]) -> None:
         """Compare what may have changed with the baselines; encode each change once."""
