@@ -16,7 +16,7 @@ from operator import ge, itemgetter
 from typing import Any, Union
 
 from reverb.errors import CloseCode, RemoteProtocolError
-from reverb.proto.frames import _key, _spawn_entry, _update_entry
+from reverb.proto.frames import _key, _set_head, _spawn_entry, _update_entry
 from reverb.proto.messages import (
     ABSENT,
     MAX_MESSAGE_NAME,
@@ -441,14 +441,9 @@ class WireSync(Sync):
         left: list[int] | None = None,
         room: str | None = None,
     ) -> None:
+        _set_head(self, tick, full, final, room, None if time is None else float(time), left)
         set_ = object.__setattr__
-        set_(self, "tick", tick)
-        set_(self, "full", full)
-        set_(self, "final", final)
-        set_(self, "room", ABSENT if room is None else room)  # §17.4
         set_(self, "schema", ABSENT if schema is None else schema)
-        set_(self, "time", ABSENT if time is None else float(time))
-        set_(self, "left", ABSENT if left is None else tuple(left))
         set_(self, "_lists", (spawn, update, despawn, schema))
         set_(self, "cols", None)  # §20.2: column blocks, when the sync has any
 

@@ -93,6 +93,21 @@ def _update_entry(e: Any) -> UpdateEntry:
     return UpdateEntry(e["uid"], e["fields"], e.get("owner", ABSENT), e.get("snap", ABSENT))
 
 
+def _set_head(
+    sync: Sync, tick: int, full: bool, final: bool, room: str | None, time: Any, left: Any
+) -> None:
+    """The fields every kind of ``Sync`` sets first (through ``object.__setattr__``: they are
+    frozen); None is absent. ``room`` (§17.4) goes right after "type", ``time`` (§13.3) is on
+    every part, ``left`` (§16.3) a tuple."""
+    set_ = object.__setattr__
+    set_(sync, "tick", tick)
+    set_(sync, "full", full)
+    set_(sync, "final", final)
+    set_(sync, "room", ABSENT if room is None else room)
+    set_(sync, "time", ABSENT if time is None else time)
+    set_(sync, "left", ABSENT if left is None else tuple(left))
+
+
 def _key(sync: Sync) -> tuple[Any, ...]:
     """What two syncs must share to be equal: unknown members (§3.5) do not count."""
     spawn, update, despawn, schema = sync.wire()
@@ -257,15 +272,10 @@ class SyncFrame(Sync):
         left: list[int] | None = None,
         room: str | None = None,
     ) -> None:
+        _set_head(self, tick, full, final, room, time, left)
         set_ = object.__setattr__
-        set_(self, "tick", tick)
-        set_(self, "full", full)
-        set_(self, "final", final)
-        set_(self, "room", ABSENT if room is None else room)  # §17.4: right after "type"
         set_(self, "schema", ABSENT)
-        set_(self, "left", ABSENT if left is None else tuple(left))  # §16.3
         set_(self, "schema_bytes", schema)  # §12.3, encoded; sent in the first part only
-        set_(self, "time", ABSENT if time is None else time)  # §13.3: on every part
         gone = Entries(despawn, fragments=[b"%d" % u for u in despawn]) if despawn else _NONE
         set_(self, "lists", (spawn or _NONE, update or _NONE, gone))
         set_(self, "_decoded", None)
